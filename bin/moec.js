@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// The CLI is TypeScript; tsx registers a loader so no separate build step is needed.
+import { register } from "tsx/esm/api";
+
+register();
+await import("../cli/main.ts");

@@ -1,0 +1,31 @@
+// moec's command line. Each command lives in cli/commands/; this file only wires flags to them.
+import { Command } from "commander";
+import { checkCommand } from "./commands/check.ts";
+import { inspectCommand } from "./commands/inspect.ts";
+import { guarded } from "./user-error.ts";
+
+const program = new Command()
+  .name("moec")
+  .description("A compiler and runtime for Mixture-of-Experts language models")
+  .showHelpAfterError()
+  .exitOverride((err) => {
+    // Commander's own usage errors: its message is already printed; exit like any user error.
+    process.exit(err.exitCode === 0 ? 0 : 1);
+  });
+
+program
+  .command("inspect")
+  .description("parameters, active parameters, FLOPs, KV-cache and weight bytes of a spec")
+  .argument("<spec>", "a .moe file")
+  .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
+  .option("--model <name>", "which model of the spec (default: the first)")
+  .option("--json", "print one JSON object")
+  .action(guarded(inspectCommand));
+
+program
+  .command("check")
+  .description("validate a spec: prints `ok` or the errors")
+  .argument("<spec>", "a .moe file")
+  .action(guarded(checkCommand));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,37 @@
+// A mistake by the user (bad flag, bad spec, bad file): one clear message, an exit code, no stack trace.
+import pc from "picocolors";
+import { SpecErrors } from "../compiler/lang/errors.ts";
+
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+/** Runs a command action, turning known user errors into messages and exit codes. */
+export function guarded<A extends unknown[]>(action: (...args: A) => Promise<void> | void) {
+  return async (...args: A): Promise<void> => {
+    try {
+      await action(...args);
+    } catch (e) {
+      if (e instanceof SpecErrors) {
+        process.stderr.write(`${e.format()}\n`);
+        process.stderr.write(pc.red(`${e.errors.length} error${e.errors.length === 1 ? "" : "s"}\n`));
+        process.exitCode = 1;
+      } else if (e instanceof UserError) {
+        process.stderr.write(`${pc.red("error:")} ${e.message}\n`);
+        process.exitCode = e.exitCode;
+      } else if (e instanceof Error && (e as { exitCode?: number }).exitCode !== undefined) {
+        // Errors from the runtime that carry their own exit code (checkpoint errors exit 2).
+        process.stderr.write(`${pc.red("error:")} ${e.message}\n`);
+        process.exitCode = (e as { exitCode?: number }).exitCode;
+      } else {
+        process.stderr.write(`${pc.red("internal error")} (a bug in moec, please report it):\n${(e as Error)?.stack ?? e}\n`);
+        process.exitCode = 70;
+      }
+    }
+  };
+}

@@ -1,0 +1,40 @@
+// The one place schemes are found by name or GGUF type id. Built-ins register on import;
+// a user's scheme registers itself the same way (see examples/custom-quant).
+import type { QuantScheme } from "./scheme.ts";
+
+const byName = new Map<string, QuantScheme>();
+
+export class UnknownSchemeError extends Error {
+  constructor(readonly schemeName: string) {
+    super(`unknown quantization scheme \`${schemeName}\` (known: ${schemeNames().join(", ")})`);
+  }
+}
+
+export function registerScheme(s: QuantScheme): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(s.name)) throw new Error(`scheme name \`${s.name}\` must match [a-z_][a-z0-9_]*`);
+  if (byName.has(s.name)) throw new Error(`scheme \`${s.name}\` is already registered`);
+  byName.set(s.name, s);
+}
+
+export function findScheme(name: string): QuantScheme | undefined {
+  return byName.get(name.toLowerCase());
+}
+
+export function getScheme(name: string): QuantScheme {
+  const s = findScheme(name);
+  if (!s) throw new UnknownSchemeError(name);
+  return s;
+}
+
+export function schemeByGgmlType(type: number): QuantScheme | undefined {
+  for (const s of byName.values()) if (s.ggmlType === type) return s;
+  return undefined;
+}
+
+export function schemeNames(): string[] {
+  return [...byName.keys()];
+}
+
+export function schemes(): QuantScheme[] {
+  return [...byName.values()];
+}

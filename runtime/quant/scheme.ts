@@ -1,0 +1,41 @@
+// A quantization scheme: how a row of weights is stored in fixed-size blocks, and how to get it back.
+// The compiler, the planner, the checkpoint readers and the CLI only ever see this interface.
+
+export interface CpuKernel {
+  /**
+   * TypeScript statements that add dot(row, x) for one weight row to the local `acc` (a number).
+   * The generated kernel inlines it into its inner loop. Names in scope:
+   *   u8: Uint8Array and i8: Int8Array over the packed weights, f16: Float32Array(65536) mapping a
+   *   half's bits to its value, x: Float32Array activations, row: byte offset of the row's first block,
+   *   xo: element offset into x, NB: the number of blocks in the row (a literal).
+   * The snippet may declare locals inside its own block; it must not allocate.
+   */
+  dot: string;
+}
+
+export interface QuantScheme {
+  /** Lower-case name used in specs and on the command line, e.g. "q4_k". */
+  readonly name: string;
+  /** GGUF/ggml tensor type id, when the scheme is one of GGUF's. */
+  readonly ggmlType?: number;
+  /** Elements per block and bytes per block: a row of n elements takes n / blockSize * blockBytes bytes. */
+  readonly blockSize: number;
+  readonly blockBytes: number;
+  /** One line for `moec inspect` and the README. */
+  readonly description: string;
+  /** f32 → blocks. src.length is a multiple of blockSize; dst has room for every block. */
+  encode(src: Float32Array, dst: Uint8Array): void;
+  /** blocks → f32: the reference every kernel is checked against. */
+  decode(src: Uint8Array, dst: Float32Array): void;
+  readonly cpu: CpuKernel;
+}
+
+export function bitsPerWeight(s: QuantScheme): number {
+  return (s.blockBytes * 8) / s.blockSize;
+}
+
+/** Bytes a tensor of `elements` elements takes, rows of `rowLength`; null if a row does not fill whole blocks. */
+export function tensorBytes(s: QuantScheme, elements: number, rowLength: number): number | null {
+  if (rowLength % s.blockSize !== 0) return null;
+  return (elements / s.blockSize) * s.blockBytes;
+}
