@@ -108,11 +108,36 @@ export function planArena(buffers: readonly LiveBuffer[], align = DEFAULT_ALIGN)
     tries: Math.floor(SEARCH_BUDGET / Math.max(1, buffers.length ** 2)),
   };
   let best: ArenaPlan = { offsets: new Map(), size: 0 };
+  let bestOrder: LiveBuffer[] = [];
   ORDERS.forEach((cmp, k) => {
-    const plan = hillClimb([...buffers].sort((a, b) => cmp(a, b) || a.id - b.id), search);
-    if (k === 0 || search.better(plan, best)) best = plan;
+    const [order, plan] = hillClimb([...buffers].sort((a, b) => cmp(a, b) || a.id - b.id), search);
+    if (k === 0 || search.better(plan, best)) [bestOrder, best] = [order, plan];
   });
+  // Iterated local search with what budget is left: kick the best order (a few random moves) and
+  // climb again. Seeded, so the same input always gets the same plan.
+  const random = mulberry32(0x5eed);
+  const n = buffers.length;
+  while (search.tries > 0 && best.size > search.floor && n > 1) {
+    const kicked = [...bestOrder];
+    for (let k = 0; k < KICK_MOVES; k++) {
+      kicked.splice(Math.floor(random() * n), 0, ...kicked.splice(Math.floor(random() * n), 1));
+    }
+    const [order, plan] = hillClimb(kicked, search);
+    if (search.better(plan, best)) [bestOrder, best] = [order, plan];
+  }
   return best;
+}
+
+const KICK_MOVES = 3;
+
+/** Small deterministic PRNG (uniform in [0, 1)). */
+function mulberry32(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 interface Search {
@@ -125,7 +150,7 @@ interface Search {
 }
 
 /** First-improvement hill climbing over "move buffer i to position j" of the placement order. */
-function hillClimb(order: LiveBuffer[], search: Search): ArenaPlan {
+function hillClimb(order: LiveBuffer[], search: Search): [LiveBuffer[], ArenaPlan] {
   let best = placeInOrder(order, search.align);
   const n = order.length;
   let improved = true;
@@ -134,7 +159,7 @@ function hillClimb(order: LiveBuffer[], search: Search): ArenaPlan {
     for (let i = 0; i < n && !improved; i++) {
       for (let j = 0; j < n && !improved; j++) {
         if (i === j) continue;
-        if (search.tries-- <= 0) return best;
+        if (search.tries-- <= 0) return [order, best];
         const o = [...order];
         o.splice(j, 0, ...o.splice(i, 1));
         const plan = placeInOrder(o, search.align);
@@ -142,7 +167,7 @@ function hillClimb(order: LiveBuffer[], search: Search): ArenaPlan {
       }
     }
   }
-  return best;
+  return [order, best];
 }
 
 export function checkBuffers(buffers: readonly LiveBuffer[], align: number): void {

@@ -19,16 +19,19 @@ export interface CheckpointErrorInit {
 
 const MAX_SHOWN_NAME = 200;
 
-/** Makes a name from a file safe for a one-line message: control characters escaped, long names cut. */
-export function printableName(s: string): string {
-  let out = s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
-    const code = c.charCodeAt(0);
-    if (c === "\n") return "\\n";
-    if (c === "\r") return "\\r";
-    if (c === "\t") return "\\t";
-    return `\\u${code.toString(16).padStart(4, "0")}`;
-  });
-  if (out.length > MAX_SHOWN_NAME) out = `${out.slice(0, MAX_SHOWN_NAME)}… (${s.length} chars)`;
+/** Makes text from a file safe for a one-line message: control characters escaped, long text cut. */
+export function printableName(s: string, max = MAX_SHOWN_NAME): string {
+  let out = "";
+  for (const c of s) {
+    if (out.length >= max) return `${out}… (${s.length} chars)`;
+    const code = c.codePointAt(0)!;
+    if (c === "\n") out += "\\n";
+    else if (c === "\r") out += "\\r";
+    else if (c === "\t") out += "\\t";
+    else if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029) {
+      out += `\\u${code.toString(16).padStart(4, "0")}`;
+    } else out += c;
+  }
   return out;
 }
 
@@ -45,7 +48,7 @@ export class CheckpointError extends Error {
     let where = "";
     if (init.what !== undefined) where += ` ${kind} ${printableName(init.what)}`;
     if (init.offset !== undefined) where += ` at byte ${init.offset}`;
-    const problem = init.problem.replace(/[\r\n]+/g, " ");
+    const problem = printableName(init.problem, 2000);
     super(`${printableName(init.file)}:${where}${where ? ":" : ""} ${problem}`);
     this.file = init.file;
     this.what = init.what;

@@ -8,7 +8,7 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { schemeByGgmlType } from "../quant/registry.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
-import { CheckpointError, type CheckpointSubject } from "./errors.ts";
+import { CheckpointError, type CheckpointSubject, printableName } from "./errors.ts";
 import { FileCursor } from "./file-cursor.ts";
 import {
   alignUp,
@@ -403,7 +403,7 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
     if (t.offset < prev.offset + prev.nbytes) {
       about(t.name, "tensor");
       fail(
-        `data [${t.offset}, ${t.offset + t.nbytes}) overlaps tensor ${prev.name} [${prev.offset}, ${prev.offset + prev.nbytes})`,
+        `data [${t.offset}, ${t.offset + t.nbytes}) overlaps tensor ${printableName(prev.name)} [${prev.offset}, ${prev.offset + prev.nbytes})`,
         t.offset,
       );
     }

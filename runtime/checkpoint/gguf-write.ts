@@ -253,34 +253,51 @@ function writeArray(out: ByteSink, a: GgufArray): void {
 }
 
 function writeItem(out: ByteSink, t: GgufValueType, x: number | bigint | boolean | string | GgufArray): void {
-  if (t === "string") return out.string(x as string);
-  if (t === "array") return writeArray(out, x as GgufArray);
+  if (t === "string") {
+    out.string(x as string);
+    return;
+  }
+  if (t === "array") {
+    writeArray(out, x as GgufArray);
+    return;
+  }
   // Reserve first: reserve() may replace the buffer and its DataView.
   const p = out.reserve(fixedSize(t)!);
   const dv = out.dv;
   switch (t) {
     case "u8":
-      return dv.setUint8(p, x as number);
+      dv.setUint8(p, x as number);
+      return;
     case "i8":
-      return dv.setInt8(p, x as number);
+      dv.setInt8(p, x as number);
+      return;
     case "u16":
-      return dv.setUint16(p, x as number, true);
+      dv.setUint16(p, x as number, true);
+      return;
     case "i16":
-      return dv.setInt16(p, x as number, true);
+      dv.setInt16(p, x as number, true);
+      return;
     case "u32":
-      return dv.setUint32(p, x as number, true);
+      dv.setUint32(p, x as number, true);
+      return;
     case "i32":
-      return dv.setInt32(p, x as number, true);
+      dv.setInt32(p, x as number, true);
+      return;
     case "f32":
-      return dv.setFloat32(p, x as number, true);
+      dv.setFloat32(p, x as number, true);
+      return;
     case "f64":
-      return dv.setFloat64(p, x as number, true);
+      dv.setFloat64(p, x as number, true);
+      return;
     case "u64":
-      return dv.setBigUint64(p, BigInt(x as number | bigint), true);
+      dv.setBigUint64(p, BigInt(x as number | bigint), true);
+      return;
     case "i64":
-      return dv.setBigInt64(p, BigInt(x as number | bigint), true);
+      dv.setBigInt64(p, BigInt(x as number | bigint), true);
+      return;
     case "bool":
-      return dv.setUint8(p, x ? 1 : 0);
+      dv.setUint8(p, x ? 1 : 0);
+      return;
   }
 }
 
