@@ -93,8 +93,20 @@ export class FileCursor {
   u64(field: string): bigint {
     return this.buf.readBigUInt64LE(this.window(8, field));
   }
+  /** A u64 as a number when it is a safe integer (the common case, without a BigInt), else as a bigint. */
+  u64Size(field: string): number | bigint {
+    const at = this.window(8, field);
+    const hi = this.buf.readUInt32LE(at + 4);
+    if (hi < 0x200000) return hi * 0x100000000 + this.buf.readUInt32LE(at);
+    return this.buf.readBigUInt64LE(at);
+  }
   i64(field: string): bigint {
     return this.buf.readBigInt64LE(this.window(8, field));
+  }
+  /** The next `n` bytes decoded as UTF-8, bad sequences replaced by U+FFFD. */
+  utf8(n: number, field: string): string {
+    const at = this.window(n, field);
+    return this.buf.toString("utf8", at, at + n);
   }
   /** A view of the next `n` bytes, valid until the next read. */
   bytes(n: number, field: string): Buffer {

@@ -6,7 +6,8 @@
 // Metadata values keep their wire types (see gguf-value.ts); u64 and i64 are always bigint.
 // Versions 2 and 3 are read (they differ only in what writers put in them); version 1 is refused.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { schemeByGgmlType } from "../quant/registry.ts";
+// The quant index registers the built-in schemes, so every GGUF type moec knows is found.
+import { schemeByGgmlType } from "../quant/index.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
 import { CheckpointError, type CheckpointSubject, printableName } from "./errors.ts";
 import { FileCursor } from "./file-cursor.ts";
@@ -20,6 +21,7 @@ import {
   tensorSize,
 } from "./gguf-layout.ts";
 import {
+  fixedSize,
   type GgufArray,
   type GgufValue,
   type GgufValueType,
@@ -57,7 +59,6 @@ const MIN_KV_BYTES = 8 + 4 + 1;
 const READ_PIECE = 1 << 30;
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const lenientUtf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 export class GgufFile {
   private readonly byName: Map<string, GgufTensorInfo>;
@@ -181,19 +182,23 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
     ctxWhat = what;
     ctxKind = kind;
   };
-  const fail = (problem: string, offset: number): never => {
+  // Typed on the declaration so that TypeScript knows a call to it does not return.
+  const fail: (problem: string, offset: number) => never = (problem, offset) => {
     throw new CheckpointError({ file: path, what: ctxWhat, whatKind: ctxKind, offset, problem });
   };
   const cur = new FileCursor(fd, size, Math.min(size, maxHeader), fail);
 
-  const readString = (field: string, strict: boolean): string => {
+  /** `index` (of an array item) is added to `field` only in messages, so the good path builds no text. */
+  const readString = (field: string, strict: boolean, index = -1): string => {
     const at = cur.pos;
-    const len = cur.u64(`${field} length`);
-    if (len > BigInt(cur.remaining)) {
+    const len = cur.u64Size(field);
+    if (typeof len === "bigint" || len > cur.remaining) {
+      if (index >= 0) field = `${field} ${index}`;
       fail(`${field} length ${len} is more than the ${cur.remaining} bytes left${limitNote(cur)}`, at);
     }
-    const bytes = cur.bytes(Number(len), field);
-    if (!strict) return lenientUtf8.decode(bytes);
+    // Values: bad UTF-8 becomes U+FFFD (a BOM is kept); keys and tensor names must be valid UTF-8.
+    if (!strict) return cur.utf8(len, field);
+    const bytes = cur.bytes(len, field);
     try {
       return strictUtf8.decode(bytes);
     } catch {
@@ -201,9 +206,7 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
     }
   };
 
-  const readBool = (field: string): boolean => {
-    const at = cur.pos;
-    const b = cur.u8(field);
+  const checkBool = (b: number, field: string, at: number): boolean => {
     if (b > 1) fail(`${field} is ${b} (a bool must be 0 or 1)`, at);
     return b === 1;
   };
@@ -224,15 +227,62 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
       );
     }
     const n = Number(len);
+    const w = fixedSize(of);
+    if (w !== undefined) return { type: "array", of, value: readFixedItems(of, w, n) };
     const items: (number | bigint | boolean | string | GgufArray)[] = [];
-    for (let i = 0; i < n; i++) items.push(readItem(of, depth, `array item ${i}`));
+    for (let i = 0; i < n; i++) items.push(readItem(of, depth, "array item", i));
     return { type: "array", of, value: items };
+  };
+
+  /** n fixed-size items in one read (their total size was checked against the bytes left). */
+  const readFixedItems = (of: GgufValueType, w: number, n: number): (number | bigint | boolean)[] => {
+    const start = cur.pos;
+    const b = cur.bytes(n * w, "array items");
+    const items: (number | bigint | boolean)[] = new Array(n);
+    for (let i = 0, o = 0; i < n; i++, o += w) items[i] = decodeFixed(b, of, o, start + o, i);
+    return items;
+  };
+
+  const decodeFixed = (
+    b: Buffer,
+    of: GgufValueType,
+    o: number,
+    at: number,
+    i: number,
+  ): number | bigint | boolean => {
+    switch (of) {
+      case "u8":
+        return b[o]!;
+      case "i8":
+        return b.readInt8(o);
+      case "u16":
+        return b.readUInt16LE(o);
+      case "i16":
+        return b.readInt16LE(o);
+      case "u32":
+        return b.readUInt32LE(o);
+      case "i32":
+        return b.readInt32LE(o);
+      case "f32":
+        return b.readFloatLE(o);
+      case "f64":
+        return b.readDoubleLE(o);
+      case "u64":
+        return b.readBigUInt64LE(o);
+      case "i64":
+        return b.readBigInt64LE(o);
+      case "bool":
+        return b[o]! > 1 ? checkBool(b[o]!, `array item ${i}`, at) : b[o] === 1;
+      default:
+        throw new Error(`unreachable: ${of} is not fixed-size`);
+    }
   };
 
   const readItem = (
     t: GgufValueType,
     depth: number,
     field: string,
+    index = -1,
   ): number | bigint | boolean | string | GgufArray => {
     switch (t) {
       case "u8":
@@ -255,10 +305,12 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
         return cur.u64(field);
       case "i64":
         return cur.i64(field);
-      case "bool":
-        return readBool(field);
+      case "bool": {
+        const at = cur.pos;
+        return checkBool(cur.u8(field), field, at);
+      }
       case "string":
-        return readString(field, false);
+        return readString(field, false, index);
       case "array":
         return readArray(depth + 1);
     }

@@ -4,7 +4,8 @@
 // never leaves a partial file at PATH.
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
-import { schemeByGgmlType } from "../quant/registry.ts";
+// The quant index registers the built-in schemes, so every GGUF type moec knows is found.
+import { schemeByGgmlType } from "../quant/index.ts";
 import { CheckpointError } from "./errors.ts";
 import {
   alignUp,
