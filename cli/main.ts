@@ -1,6 +1,7 @@
 // moec's command line. Each command lives in cli/commands/; this file only wires flags to them.
 import { Command } from "commander";
 import { checkCommand } from "./commands/check.ts";
+import { compileCommand } from "./commands/compile.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { guarded } from "./user-error.ts";
 
@@ -27,5 +28,16 @@ program
   .description("validate a spec: prints `ok` or the errors")
   .argument("<spec>", "a .moe file")
   .action(guarded(checkCommand));
+
+program
+  .command("compile")
+  .description("compile a spec to specialized kernels, a forward pass and a memory plan")
+  .argument("<spec>", "a .moe file")
+  .option("--quant <name>", "a quantization block of the spec, or one scheme for every matrix (default: f32)")
+  .option("--target <name>", "a target of the spec (default: the first, if any)")
+  .option("--model <name>", "which model of the spec (default: the first)")
+  .option("-o, --out <dir>", "output directory (default: generated/<model>)")
+  .option("--dump-ir [pass]", "print the IR after every pass, or after one")
+  .action(guarded(compileCommand));
 
 await program.parseAsync(process.argv);

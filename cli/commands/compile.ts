@@ -1,0 +1,37 @@
+import pc from "picocolors";
+import { compileModel, dumpStages } from "../../compiler/compile.ts";
+import { loadSpec } from "../../compiler/lang/frontend.ts";
+import { passNames } from "../../compiler/pipeline.ts";
+import { writeDirAtomic } from "../../runtime/atomic.ts";
+import { bytes } from "../format.ts";
+import { pickModel, pickQuant, pickTarget } from "../select.ts";
+import { UserError } from "../user-error.ts";
+
+export interface CompileOptions {
+  quant?: string;
+  target?: string;
+  model?: string;
+  out?: string;
+  dumpIr?: string | boolean;
+}
+
+export function compileCommand(file: string, opts: CompileOptions): void {
+  const started = performance.now();
+  const dump = opts.dumpIr === true ? undefined : opts.dumpIr;
+  if (typeof dump === "string" && !passNames.includes(dump)) {
+    throw new UserError(`--dump-ir: unknown pass \`${dump}\` (passes: ${passNames.join(", ")})`);
+  }
+  const spec = loadSpec(file);
+  const model = pickModel(spec, opts.model);
+  const quant = pickQuant(spec, model, opts.quant);
+  const target = pickTarget(spec, opts.target);
+  const c = compileModel(spec, model, { quant, target });
+  if (opts.dumpIr) process.stdout.write(`${dumpStages(c.stages, dump)}\n\n`);
+  const out = opts.out ?? `generated/${model.name}`;
+  writeDirAtomic(out, c.files);
+  const s = c.summary;
+  const ms = (performance.now() - started).toFixed(0);
+  process.stdout.write(
+    `${pc.green("compiled")} ${model.name} → ${out}/  ${s.opsBefore} ops → ${s.opsAfter} after fusion, ${s.kernels} kernels, arena ${bytes(s.arenaBytes)} per token, ${ms} ms\n`,
+  );
+}

@@ -1,0 +1,256 @@
+// One kernel per distinct (fused op, shape, scheme, epilogue): each node of the scheduled graph
+// asks for a kernel by its specialization; equal specializations share one function.
+import { readFileSync } from "node:fs";
+import Handlebars from "handlebars";
+import type { Node } from "../ir/graph.ts";
+import { getScheme } from "../../runtime/quant/registry.ts";
+
+// A private environment: our helpers and partials never leak into (or from) another user of handlebars.
+const hbs = Handlebars.create();
+const dir = new URL("./templates/", import.meta.url);
+const load = (name: string) => readFileSync(new URL(`${name}.hbs`, dir), "utf8");
+hbs.registerPartial("norm", load("norm"));
+hbs.registerPartial("rope", load("rope"));
+const templates = new Map<string, HandlebarsTemplateDelegate>();
+function template(name: string): HandlebarsTemplateDelegate {
+  let t = templates.get(name);
+  if (!t) templates.set(name, (t = hbs.compile(load(name), { noEscape: true, strict: true })));
+  return t;
+}
+
+/** A number as a TypeScript literal; String() round-trips every double exactly. */
+export const num = (v: number) => String(v);
+
+export interface Kernel {
+  name: string;
+  source: string;
+  /** Module-level scratch arrays and constant tables this kernel uses. */
+  statics: string[];
+}
+
+/** Bytes per row and blocks per row of a weight whose rows have `n` elements. */
+function rowOf(scheme: string, n: number) {
+  const s = getScheme(scheme);
+  if (n % s.blockSize !== 0) throw new Error(`rows of ${n} are not whole ${scheme} blocks of ${s.blockSize}`);
+  const nb = n / s.blockSize;
+  return { nb, rowBytes: nb * s.blockBytes, dot: s.cpu.dot };
+}
+
+export class KernelSet {
+  readonly kernels = new Map<string, Kernel>();
+
+  private add(name: string, tpl: string, data: Record<string, unknown>, statics: (name: string) => string[] = () => []): string {
+    if (!this.kernels.has(name)) {
+      this.kernels.set(name, { name, source: template(tpl)({ name, ...data }), statics: statics(name) });
+    }
+    return name;
+  }
+
+  private normData(n: Node, width: number, name: string) {
+    return n.weights.norm ? { in: width, eps: num(n.attrs.norm_eps as number), scratch: `S_${name}` } : {};
+  }
+
+  private ropeData(n: Node, width: number, name: string) {
+    if (n.attrs.rope_heads === undefined) return {};
+    const heads = n.attrs.rope_heads as number;
+    const headDim = width / heads;
+    return {
+      heads,
+      headDim,
+      half: headDim / 2,
+      interleaved: n.attrs.rope_style !== "half",
+      style: n.attrs.rope_style,
+      freq: `FREQ_${name}`,
+      cos: `COS_${name}`,
+      sin: `SIN_${name}`,
+      theta: n.attrs.rope_theta,
+    };
+  }
+
+  private ropeStatics(n: Node, width: number, prefix: string) {
+    if (n.attrs.rope_heads === undefined) return [];
+    const hd = width / (n.attrs.rope_heads as number);
+    // Same expression as the reference executor, so the angles agree to the last bit.
+    return [
+      `const FREQ_${prefix} = Float64Array.from({ length: ${hd / 2} }, (_, j) => ${num(n.attrs.rope_theta as number)} ** ((-2 * j) / ${hd}));`,
+      `const COS_${prefix} = new Float64Array(${hd / 2});`,
+      `const SIN_${prefix} = new Float64Array(${hd / 2});`,
+    ];
+  }
+
+  linear(n: Node, inWidth: number): string {
+    const scheme = n.attrs.scheme as string;
+    const outWidth = n.shape[0]!;
+    const r = rowOf(scheme, inWidth);
+    const flags = [n.weights.norm ? "n" : "", n.attrs.rope_heads !== undefined ? "r" : "", n.attrs.residual ? "res" : ""].filter(Boolean);
+    const name = `linear_${scheme}_${outWidth}x${inWidth}${flags.length ? `_${flags.join("_")}` : ""}`;
+    const rope = this.ropeData(n, outWidth, name);
+    return this.add(
+      name,
+      "linear",
+      {
+        doc: `y = W·x${n.weights.norm ? " over rms_norm(x)" : ""}${n.attrs.residual ? " + r" : ""}${rope.heads ? ", then RoPE" : ""}: W is [${outWidth}, ${inWidth}] ${scheme}`,
+        norm: !!n.weights.norm,
+        residual: !!n.attrs.residual,
+        rope: rope.heads !== undefined,
+        out: outWidth,
+        nb: r.nb,
+        rowBytes: r.rowBytes,
+        dot: r.dot,
+        ...this.normData(n, inWidth, name),
+        ...rope,
+      },
+      (k) => [...(n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []), ...this.ropeStatics(n, outWidth, k)],
+    );
+  }
+
+  gateUp(n: Node, inWidth: number): string {
+    const g = rowOf(n.attrs.gate_scheme as string, inWidth);
+    const u = rowOf(n.attrs.up_scheme as string, inWidth);
+    const name = `gate_up_${n.attrs.gate_scheme}_${n.attrs.up_scheme}_${n.shape[0]}x${inWidth}${n.weights.norm ? "_n" : ""}`;
+    return this.add(
+      name,
+      "gate_up",
+      {
+        doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}] ${n.attrs.gate_scheme}/${n.attrs.up_scheme}`,
+        norm: !!n.weights.norm,
+        out: n.shape[0],
+        gateNb: g.nb,
+        gateRowBytes: g.rowBytes,
+        gateDot: g.dot,
+        upNb: u.nb,
+        upRowBytes: u.rowBytes,
+        upDot: u.dot,
+        ...this.normData(n, inWidth, name),
+      },
+      (k) => (n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []),
+    );
+  }
+
+  route(n: Node, inWidth: number): string {
+    const scheme = n.attrs.scheme as string;
+    const r = rowOf(scheme, inWidth);
+    const experts = n.attrs.experts as number;
+    const k = n.attrs.k as number;
+    const name = `route_${scheme}_${experts}x${inWidth}_top${k}${n.attrs.normalize ? "_norm" : ""}${n.weights.norm ? "_n" : ""}`;
+    return this.add(
+      name,
+      "route",
+      {
+        doc: `router: softmax(Wr·x), top-${k}${n.attrs.normalize ? ", renormalized" : ""}; Wr is [${experts}, ${inWidth}] ${scheme}`,
+        norm: !!n.weights.norm,
+        normalize: !!n.attrs.normalize,
+        experts,
+        k,
+        nb: r.nb,
+        rowBytes: r.rowBytes,
+        dot: r.dot,
+        probs: `P_${name}`,
+        ...this.normData(n, inWidth, name),
+      },
+      (kn) => [`const P_${kn} = new Float64Array(${experts});`, ...(n.weights.norm ? [`const S_${kn} = new Float32Array(${inWidth});`] : [])],
+    );
+  }
+
+  moeFfn(n: Node, hidden: number, ffn: number, k: number): string {
+    const sch = (role: string) => n.attrs[`${role}_scheme`] as string;
+    const g = rowOf(sch("gate"), hidden);
+    const u = rowOf(sch("up"), hidden);
+    const d = rowOf(sch("down"), ffn);
+    const name = `moe_ffn_${sch("gate")}_${sch("up")}_${sch("down")}_${hidden}x${ffn}_top${k}${n.attrs.residual ? "_res" : ""}`;
+    return this.add(
+      name,
+      "moe_ffn",
+      {
+        doc: `Σ over the ${k} chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden ${hidden}, ffn ${ffn}`,
+        residual: !!n.attrs.residual,
+        hidden,
+        ffn,
+        k,
+        scratch: `H_${name}`,
+        gateNb: g.nb,
+        gateRowBytes: g.rowBytes,
+        gateExpertBytes: g.rowBytes * ffn,
+        gateDot: g.dot,
+        upNb: u.nb,
+        upRowBytes: u.rowBytes,
+        upExpertBytes: u.rowBytes * ffn,
+        upDot: u.dot,
+        downNb: d.nb,
+        downRowBytes: d.rowBytes,
+        downExpertBytes: d.rowBytes * hidden,
+        downDot: d.dot,
+      },
+      (kn) => [`const H_${kn} = new Float32Array(${ffn});`],
+    );
+  }
+
+  attend(n: Node, maxContext: number): string {
+    const heads = n.attrs.heads as number;
+    const kvHeads = n.attrs.kv_heads as number;
+    const headDim = n.shape[0]! / heads;
+    const window = n.attrs.window as number;
+    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}`;
+    return this.add(
+      name,
+      "attend",
+      {
+        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}`,
+        heads,
+        headDim,
+        group: heads / kvHeads,
+        kvWidth: kvHeads * headDim,
+        scale: num(1 / Math.sqrt(headDim)),
+        window: window || undefined,
+        scores: `SC_${name}`,
+      },
+      (kn) => [`const SC_${kn} = new Float64Array(${maxContext});`],
+    );
+  }
+
+  embed(n: Node, vocab: number, scheme: string): string {
+    const hidden = n.shape[0]!;
+    const r = rowOf(scheme, hidden);
+    const name = `embed_${scheme}_${vocab}x${hidden}`;
+    return this.add(name, "embed", {
+      doc: `token embedding: one row of a [${vocab}, ${hidden}] ${scheme} table`,
+      vocab,
+      hidden,
+      rowBytes: r.rowBytes,
+      schemeLiteral: JSON.stringify(scheme),
+    });
+  }
+
+  rmsNorm(n: Node): string {
+    const name = `rms_norm_${n.shape[0]}`;
+    return this.add(name, "rms_norm", { doc: `rms_norm over ${n.shape[0]}`, n: n.shape[0], eps: num(n.attrs.eps as number) });
+  }
+
+  elementwise(n: Node): string {
+    const exprs: Record<string, [string, boolean]> = {
+      add: ["v + b[bo + i]", true],
+      mul: ["v * b[bo + i]", true],
+      silu: ["v / (1 + Math.exp(-v))", false],
+    };
+    const [expr, binary] = exprs[n.op]!;
+    const name = `${n.op}_${n.shape[0]}`;
+    return this.add(name, "elementwise", { doc: `${n.op} over ${n.shape[0]}`, n: n.shape[0], expr, binary });
+  }
+
+  softmax(n: Node): string {
+    return this.add(`softmax_${n.shape[0]}`, "softmax", { doc: `softmax over ${n.shape[0]}`, n: n.shape[0] });
+  }
+
+  rope(n: Node): string {
+    const name = `rope_${n.shape[0]}_h${n.attrs.heads}_${n.attrs.style}`;
+    const attrs = { rope_heads: n.attrs.heads!, rope_theta: n.attrs.theta!, rope_style: n.attrs.style! };
+    const m = { ...n, attrs };
+    return this.add(name, "rope_op", { doc: `RoPE over ${n.shape[0]}`, n: n.shape[0], ...this.ropeData(m, n.shape[0]!, name) }, (k) =>
+      this.ropeStatics(m, n.shape[0]!, k),
+    );
+  }
+
+  kvWrite(width: number): string {
+    return this.add(`kv_write_${width}`, "kv_write", { doc: `append ${width} values to a KV cache`, n: width });
+  }
+}

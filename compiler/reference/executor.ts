@@ -1,0 +1,193 @@
+// The reference executor: runs the unfused (decomposed) graph op by op in plain f32, with every
+// weight decoded by its scheme's reference `decode`. Slow and obviously correct: the fused kernels
+// and the generated code are checked against it.
+import type { Graph, Node } from "../ir/graph.ts";
+import type { Manifest } from "../../runtime/manifest.ts";
+import { getScheme } from "../../runtime/quant/registry.ts";
+import type { WeightSource } from "../../runtime/weights.ts";
+
+export class ReferenceModel {
+  /** cache → layer → slot → [position][width] */
+  private readonly kv = new Map<string, Float32Array>();
+  private readonly decoded = new Map<string, Float32Array>();
+
+  constructor(
+    private readonly graph: Graph,
+    private readonly manifest: Manifest,
+    private readonly weights: WeightSource,
+  ) {}
+
+  private weight(key: string, layer: number | undefined): Float32Array {
+    const id = `${key}#${layer}`;
+    let w = this.decoded.get(id);
+    if (!w) {
+      const entry = this.manifest.weights.find((e) => e.key === key)!;
+      w = new Float32Array(entry.shape.reduce((a, b) => a * b, 1));
+      getScheme(entry.scheme).decode(this.weights.bytes(key, entry.layers ? layer : undefined), w);
+      this.decoded.set(id, w);
+    }
+    return w;
+  }
+
+  private cache(n: Node, layer: number, slot: string, width: number): Float32Array {
+    const id = `${n.attrs.cache}/${layer}/${slot}`;
+    let c = this.kv.get(id);
+    if (!c) this.kv.set(id, (c = new Float32Array(this.manifest.maxContext * width)));
+    return c;
+  }
+
+  /** Runs one token at position `pos`; returns the logits. */
+  step(token: number, pos: number): Float32Array {
+    if (pos >= this.manifest.maxContext) throw new Error(`position ${pos} is past the context of ${this.manifest.maxContext}`);
+    const env = new Map<number, Float32Array>();
+    const g = this.graph;
+    env.set(g.params[0]!.id, Float32Array.of(token));
+    this.run(g, env, undefined, pos);
+    return env.get(g.results[0]!)!;
+  }
+
+  private run(g: Graph, env: Map<number, Float32Array>, layer: number | undefined, pos: number): void {
+    for (const n of g.nodes) {
+      if (n.op === "loop") {
+        let carried = n.inputs.map((i) => env.get(i)!);
+        for (let l = 0; l < (n.attrs.count as number); l++) {
+          n.body!.params.forEach((p, k) => env.set(p.id, carried[k]!));
+          this.run(n.body!, env, l, pos);
+          carried = n.body!.results.map((r) => env.get(r)!);
+        }
+        env.set(n.id, new Float32Array(0));
+        carried.forEach((c, k) => env.set(-1 - n.id * 16 - k, c));
+        continue;
+      }
+      if (n.op === "loop_result") {
+        env.set(n.id, env.get(-1 - n.inputs[0]! * 16 - (n.attrs.index as number))!);
+        continue;
+      }
+      env.set(n.id, this.op(n, n.inputs.map((i) => env.get(i)!), layer, pos));
+    }
+  }
+
+  private op(n: Node, ins: Float32Array[], layer: number | undefined, pos: number): Float32Array {
+    const x = ins[0]!;
+    switch (n.op) {
+      case "embed": {
+        const hidden = n.shape[0]!;
+        const table = this.weight(n.weights.table!, layer);
+        return table.slice(x[0]! * hidden, (x[0]! + 1) * hidden);
+      }
+      case "dequantize":
+        return this.weight(n.weights.w!, layer);
+      case "rms_norm": {
+        const w = this.weight(n.weights.weight!, layer);
+        let ss = 0;
+        for (const v of x) ss += v * v;
+        const r = 1 / Math.sqrt(ss / x.length + (n.attrs.eps as number));
+        return x.map((v, i) => v * r * w[i]!);
+      }
+      case "matmul":
+        return matmul(x, ins[1]!, n.shape[0]!);
+      case "rope":
+        return rope(x, pos, n.attrs.heads as number, n.attrs.theta as number, n.attrs.style as string);
+      case "silu":
+        return x.map((v) => v / (1 + Math.exp(-v)));
+      case "softmax":
+        return softmax(x);
+      case "mul":
+        return x.map((v, i) => v * ins[1]![i]!);
+      case "add":
+        return x.map((v, i) => v + ins[1]![i]!);
+      case "topk": {
+        const k = n.attrs.k as number;
+        const ids = [...x.keys()].sort((a, b) => x[b]! - x[a]! || a - b).slice(0, k);
+        let sum = 0;
+        for (const i of ids) sum += x[i]!;
+        const norm = n.attrs.normalize ? sum : 1;
+        return Float32Array.from([...ids, ...ids.map((i) => x[i]! / norm)]);
+      }
+      case "expert_mix": {
+        const [, sel, G, U, D] = ins as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+        const hidden = x.length;
+        const ffn = G.length / (n.attrs.experts as number) / hidden;
+        const out = new Float32Array(hidden);
+        const k = sel.length / 2;
+        for (let j = 0; j < k; j++) {
+          const e = sel[j]!;
+          const g = matmul(x, G.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
+          const u = matmul(x, U.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
+          const h = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]!);
+          const d = matmul(h, D.subarray(e * hidden * ffn, (e + 1) * hidden * ffn), hidden);
+          for (let i = 0; i < hidden; i++) out[i]! += sel[k + j]! * d[i]!;
+        }
+        return out;
+      }
+      case "kv_write": {
+        this.cache(n, layer ?? 0, n.attrs.slot as string, x.length).set(x, pos * x.length);
+        return new Float32Array(0);
+      }
+      case "attend": {
+        const heads = n.attrs.heads as number;
+        const kvHeads = n.attrs.kv_heads as number;
+        const hd = x.length / heads;
+        const width = kvHeads * hd;
+        const K = this.cache(n, layer ?? 0, "k", width);
+        const V = this.cache(n, layer ?? 0, "v", width);
+        const window = n.attrs.window as number;
+        const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
+        const out = new Float32Array(x.length);
+        for (let h = 0; h < heads; h++) {
+          const kvh = Math.floor(h / (heads / kvHeads));
+          const scores = new Float32Array(pos - first + 1);
+          for (let p = first; p <= pos; p++) {
+            let s = 0;
+            for (let d = 0; d < hd; d++) s += x[h * hd + d]! * K[p * width + kvh * hd + d]!;
+            scores[p - first] = s / Math.sqrt(hd);
+          }
+          const a = softmax(scores);
+          for (let p = first; p <= pos; p++) {
+            for (let d = 0; d < hd; d++) out[h * hd + d]! += a[p - first]! * V[p * width + kvh * hd + d]!;
+          }
+        }
+        return out;
+      }
+      default:
+        throw new Error(`reference executor: no rule for op \`${n.op}\``);
+    }
+  }
+}
+
+function matmul(x: Float32Array, w: Float32Array, out: number): Float32Array {
+  const n = x.length;
+  const y = new Float32Array(out);
+  for (let o = 0; o < out; o++) {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += w[o * n + i]! * x[i]!;
+    y[o] = s;
+  }
+  return y;
+}
+
+function softmax(x: Float32Array): Float32Array {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of x) max = Math.max(max, v);
+  const e = x.map((v) => Math.exp(v - max));
+  let sum = 0;
+  for (const v of e) sum += v;
+  return e.map((v) => v / sum);
+}
+
+/** Rotary embedding at `pos`. interleaved pairs (2j, 2j+1) as GGUF; half pairs (j, j + d/2) as Hugging Face. */
+export function rope(x: Float32Array, pos: number, heads: number, theta: number, style: string): Float32Array {
+  const hd = x.length / heads;
+  const out = new Float32Array(x);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < hd / 2; j++) {
+      const angle = pos * theta ** ((-2 * j) / hd);
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      const [a, b] = style === "half" ? [h * hd + j, h * hd + j + hd / 2] : [h * hd + 2 * j, h * hd + 2 * j + 1];
+      out[a] = x[a]! * c - x[b]! * s;
+      out[b] = x[a]! * s + x[b]! * c;
+    }
+  }
+  return out;
+}
