@@ -5,7 +5,8 @@ export interface CpuKernel {
   /**
    * TypeScript statements that add dot(row, x) for one weight row to the local `acc` (a number).
    * The generated kernel inlines it into its inner loop. Names in scope:
-   *   u8: Uint8Array and i8: Int8Array over the packed weights, f16: Float32Array(65536) mapping a
+   *   u8: Uint8Array and i8: Int8Array over the packed weights, f32: Float32Array over the same bytes
+   *   (the tensor starts 4-byte aligned, so an f32 row begins at f32[row >> 2]), f16: Float32Array(65536) mapping a
    *   half's bits to its value, x: Float32Array activations, row: byte offset of the row's first block,
    *   xo: element offset into x, NB: the number of blocks in the row (a literal).
    * The snippet may declare locals inside its own block; it must not allocate.
