@@ -33,7 +33,10 @@ program
   .command("compile")
   .description("compile a spec to specialized kernels, a forward pass and a memory plan")
   .argument("<spec>", "a .moe file")
-  .option("--quant <name>", "a quantization block of the spec, or one scheme for every matrix (default: f32)")
+  .option(
+    "--quant <name>",
+    "a quantization block of the spec, or one scheme for every matrix (default: the spec's first block for the model, else f32)",
+  )
   .option("--target <name>", "a target of the spec (default: the first, if any)")
   .option("--model <name>", "which model of the spec (default: the first)")
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")

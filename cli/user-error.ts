@@ -1,6 +1,7 @@
 // A mistake by the user (bad flag, bad spec, bad file): one clear message, an exit code, no stack trace.
 import pc from "picocolors";
 import { SpecErrors } from "../compiler/lang/errors.ts";
+import { SelectionError } from "../compiler/select.ts";
 
 export class UserError extends Error {
   constructor(
@@ -21,15 +22,17 @@ export function guarded<A extends unknown[]>(action: (...args: A) => Promise<voi
         process.stderr.write(`${e.format()}\n`);
         process.stderr.write(pc.red(`${e.errors.length} error${e.errors.length === 1 ? "" : "s"}\n`));
         process.exitCode = 1;
-      } else if (e instanceof UserError) {
+      } else if (e instanceof UserError || e instanceof SelectionError) {
         process.stderr.write(`${pc.red("error:")} ${e.message}\n`);
-        process.exitCode = e.exitCode;
+        process.exitCode = e instanceof UserError ? e.exitCode : 1;
       } else if (e instanceof Error && (e as { exitCode?: number }).exitCode !== undefined) {
         // Errors from the runtime that carry their own exit code (checkpoint errors exit 2).
         process.stderr.write(`${pc.red("error:")} ${e.message}\n`);
         process.exitCode = (e as { exitCode?: number }).exitCode;
       } else {
-        process.stderr.write(`${pc.red("internal error")} (a bug in moec, please report it):\n${(e as Error)?.stack ?? e}\n`);
+        process.stderr.write(
+          `${pc.red("internal error")} (a bug in moec, please report it):\n${(e as Error)?.stack ?? e}\n`,
+        );
         process.exitCode = 70;
       }
     }

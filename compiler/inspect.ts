@@ -49,7 +49,8 @@ function roles(m: CheckedModel): Map<string, { category: Category; activeFractio
       case "moe": {
         set(node.weights.router!, "router");
         const experts = m.weights.get(node.weights.router!)!.shape[0]!;
-        for (const key of Object.values(node.expert!.weights)) set(key, "experts", (node.attrs.top_k as number) / experts);
+        for (const key of Object.values(node.expert!.weights))
+          set(key, "experts", (node.attrs.top_k as number) / experts);
         break;
       }
       case "swiglu":
@@ -84,7 +85,9 @@ export function weightBytes(m: CheckedModel, schemeOf: (w: WeightInfo, layer?: n
 
 export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 4096, 32768]): Inspection {
   const role = roles(m);
-  const breakdown = Object.fromEntries(categories.map((c) => [c, { total: 0, active: 0 }])) as Inspection["params"]["breakdown"];
+  const breakdown = Object.fromEntries(
+    categories.map((c) => [c, { total: 0, active: 0 }]),
+  ) as Inspection["params"]["breakdown"];
   let total = 0;
   let active = 0;
   let matmulFlops = 0;
@@ -123,7 +126,9 @@ export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 
     flops: {
       per_token: Math.round(matmulFlops),
       per_context_position: attnPerPosition,
-      at_context: Object.fromEntries(contexts.map((c) => [String(c), Math.round(matmulFlops + c * attnPerPosition)])),
+      at_context: Object.fromEntries(
+        contexts.map((c) => [String(c), Math.round(matmulFlops + c * attnPerPosition)]),
+      ),
     },
     kv_cache: { bytes_per_token: kvPerToken, dtype: "f16" },
     weight_bytes: { uniform, quantizations },

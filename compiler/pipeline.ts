@@ -28,14 +28,21 @@ export function schemeResolver(m: CheckedModel, quant: Quant): (key: string) => 
     if (hit) return hit;
     const w = m.weights.get(key)!;
     const of = (layer?: number) =>
-      quant === undefined ? "f32" : typeof quant === "string" ? defaultScheme(w.shape, quant) : quant.schemeFor(key, layer);
+      quant === undefined
+        ? "f32"
+        : typeof quant === "string"
+          ? defaultScheme(w.shape, quant)
+          : quant.schemeFor(key, layer);
     const s = of(w.group ? 0 : undefined);
     if (w.group) {
       const count = m.groups.get(w.group)!.count;
       for (let l = 1; l < count; l++) {
         if (of(l) !== s) {
           const where = typeof quant === "object" ? quant.decl.loc : w.loc;
-          throw new SpecError(where, `\`${key}\` is ${s} in layer 0 but ${of(l)} in layer ${l}; one kernel serves every layer, so a weight's scheme must be the same in all of them`);
+          throw new SpecError(
+            where,
+            `\`${key}\` is ${s} in layer 0 but ${of(l)} in layer ${l}; one kernel serves every layer, so a weight's scheme must be the same in all of them`,
+          );
         }
       }
     }

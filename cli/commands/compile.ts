@@ -2,9 +2,9 @@ import pc from "picocolors";
 import { compileModel, dumpStages } from "../../compiler/compile.ts";
 import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { passNames } from "../../compiler/pipeline.ts";
+import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeDirAtomic } from "../../runtime/atomic.ts";
 import { bytes } from "../format.ts";
-import { pickModel, pickQuant, pickTarget } from "../select.ts";
 import { UserError } from "../user-error.ts";
 
 export interface CompileOptions {
@@ -17,13 +17,13 @@ export interface CompileOptions {
 
 export function compileCommand(file: string, opts: CompileOptions): void {
   const started = performance.now();
-  const dump = opts.dumpIr === true ? undefined : opts.dumpIr;
+  const dump = typeof opts.dumpIr === "string" ? opts.dumpIr : undefined;
   if (typeof dump === "string" && !passNames.includes(dump)) {
     throw new UserError(`--dump-ir: unknown pass \`${dump}\` (passes: ${passNames.join(", ")})`);
   }
   const spec = loadSpec(file);
   const model = pickModel(spec, opts.model);
-  const quant = pickQuant(spec, model, opts.quant);
+  const quant = pickQuant(spec, model, opts.quant, true);
   const target = pickTarget(spec, opts.target);
   const c = compileModel(spec, model, { quant, target });
   if (opts.dumpIr) process.stdout.write(`${dumpStages(c.stages, dump)}\n\n`);

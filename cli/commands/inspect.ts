@@ -3,8 +3,8 @@ import pc from "picocolors";
 import { categories, inspect, weightBytes } from "../../compiler/inspect.ts";
 import { defaultScheme } from "../../compiler/lang/check.ts";
 import { loadSpec } from "../../compiler/lang/frontend.ts";
+import { pickModel, pickQuant } from "../../compiler/select.ts";
 import { bytes, count } from "../format.ts";
-import { pickModel, pickQuant } from "../select.ts";
 
 export interface InspectOptions {
   quant?: string;
@@ -22,7 +22,9 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
       ? undefined
       : {
           name: typeof quant === "string" ? quant : quant.name,
-          bytes: weightBytes(model, (w, layer) => (typeof quant === "string" ? defaultScheme(w.shape, quant) : quant.schemeFor(w.key, layer))),
+          bytes: weightBytes(model, (w, layer) =>
+            typeof quant === "string" ? defaultScheme(w.shape, quant) : quant.schemeFor(w.key, layer),
+          ),
         };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify({ ...info, quant: chosen }, null, 2)}\n`);
@@ -31,15 +33,21 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   const p = info.params;
   const out: string[] = [];
   out.push(`${pc.bold(info.model)}  ${pc.dim(file)}`);
-  out.push(`parameters: ${pc.bold(count(p.total))} total, ${pc.bold(count(p.active))} active per token (${info.layers} layers)`);
+  out.push(
+    `parameters: ${pc.bold(count(p.total))} total, ${pc.bold(count(p.active))} active per token (${info.layers} layers)`,
+  );
   const t = new Table({ head: ["", "total", "active"], style: { head: [] } });
-  for (const c of categories) if (p.breakdown[c].total) t.push([c, count(p.breakdown[c].total), count(p.breakdown[c].active)]);
+  for (const c of categories)
+    if (p.breakdown[c].total) t.push([c, count(p.breakdown[c].total), count(p.breakdown[c].active)]);
   out.push(t.toString());
-  out.push(`FLOPs per decoded token: ${count(info.flops.per_token)} + ${count(info.flops.per_context_position)} per position of context`);
+  out.push(
+    `FLOPs per decoded token: ${count(info.flops.per_token)} + ${count(info.flops.per_context_position)} per position of context`,
+  );
   for (const [ctx, f] of Object.entries(info.flops.at_context)) out.push(`  at context ${ctx}: ${count(f)}`);
   out.push(`KV cache: ${bytes(info.kv_cache.bytes_per_token)} per token (${info.kv_cache.dtype})`);
   const w = new Table({ head: ["weights as", "bytes"], style: { head: [] } });
-  for (const [name, b] of Object.entries(info.weight_bytes.quantizations)) w.push([`${name} (spec)`, bytes(b)]);
+  for (const [name, b] of Object.entries(info.weight_bytes.quantizations))
+    w.push([`${name} (spec)`, bytes(b)]);
   for (const [name, b] of Object.entries(info.weight_bytes.uniform)) w.push([name, bytes(b)]);
   out.push(w.toString());
   if (chosen) out.push(`with --quant ${chosen.name}: ${pc.bold(bytes(chosen.bytes))} of weights`);

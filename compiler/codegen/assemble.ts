@@ -25,7 +25,9 @@ export function assemble(source: string, fileName = "model.ts"): Assembled {
   file.formatText({ indentSize: 2, convertTabsToSpaces: true, semicolons: ts.SemicolonPreference.Insert });
   const diagnostics = project.getPreEmitDiagnostics();
   if (diagnostics.length) {
-    throw new GeneratedCodeError(`generated code does not type-check (a compiler bug):\n${project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10))}`);
+    throw new GeneratedCodeError(
+      `generated code does not type-check (a compiler bug):\n${project.formatDiagnosticsWithColorAndContext(diagnostics.slice(0, 10))}`,
+    );
   }
   const out = project.emitToMemory().getFiles();
   const js = out.find((f) => f.filePath.endsWith(".js"));

@@ -1,9 +1,10 @@
 // The generated module: kernels, the forward pass (the schedule, with its per-layer loop) and the
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
-import type { Graph, Node } from "../ir/graph.ts";
+
+import type { Manifest } from "../../runtime/manifest.ts";
+import type { Graph } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
-import type { Manifest } from "../../runtime/manifest.ts";
 import { KernelSet } from "./kernels.ts";
 
 const prelude = `
@@ -40,16 +41,23 @@ export interface EmitInput {
   header: string;
 }
 
-export function emitModule({ graph, plan, manifest, header }: EmitInput): { source: string; kernels: number } {
+export function emitModule({ graph, plan, manifest, header }: EmitInput): {
+  source: string;
+  kernels: number;
+} {
   const ks = new KernelSet();
   const vars: string[] = [];
   const varOf = new Map<string, string>();
   manifest.weights.forEach((w, i) => {
     const v = w.shape.length === 1 ? `V${i}` : `W${i}`;
     varOf.set(w.key, v);
-    vars.push(`  const ${v} = rt.${w.shape.length === 1 ? "vectors" : "weights"}[${JSON.stringify(w.key)}]; // ${w.key} [${w.shape}] ${w.scheme}`);
+    vars.push(
+      `  const ${v} = rt.${w.shape.length === 1 ? "vectors" : "weights"}[${JSON.stringify(w.key)}]; // ${w.key} [${w.shape}] ${w.scheme}`,
+    );
   });
-  manifest.kv.forEach((_, c) => vars.push(`  const KV${c}K = rt.kv[${2 * c}];`, `  const KV${c}V = rt.kv[${2 * c + 1}];`));
+  manifest.kv.forEach((_, c) =>
+    vars.push(`  const KV${c}K = rt.kv[${2 * c}];`, `  const KV${c}V = rt.kv[${2 * c + 1}];`),
+  );
   const off = (id: number) => {
     const b = plan.arena.offsets.get(plan.alias.get(id) ?? id);
     if (b === undefined) throw new Error(`no arena slot for %${id}`);
@@ -68,7 +76,8 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): { sour
   const lines: string[] = [];
 
   const emitGraph = (g: Graph, layered: boolean, indent: string) => {
-    const W = (key: string) => `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
+    const W = (key: string) =>
+      `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
     const layer = layered ? "l" : "0";
     const at = (id: number) => `A, ${off(id)}`;
     for (const n of g.nodes) {
@@ -78,11 +87,19 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): { sour
       switch (n.op) {
         case "embed": {
           const table = manifest.weights.find((w) => w.key === n.weights.table)!;
-          call(ks.embed(n, table.shape[0]!, table.scheme), [W(n.weights.table!), "token", at(n.id), "rt.decode"]);
+          call(ks.embed(n, table.shape[0]!, table.scheme), [
+            W(n.weights.table!),
+            "token",
+            at(n.id),
+            "rt.decode",
+          ]);
           break;
         }
         case "linear": {
-          const dest = n.attrs.kv !== undefined ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], pos * ${n.shape[0]}` : at(n.id);
+          const dest =
+            n.attrs.kv !== undefined
+              ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], pos * ${n.shape[0]}`
+              : at(n.id);
           const args = [W(n.weights.w!), at(x), ...normArg, dest];
           if (n.attrs.residual) args.push(at(n.inputs[1]!));
           if (n.attrs.rope_heads !== undefined) args.push("pos");
@@ -97,14 +114,27 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): { sour
           break;
         case "moe_ffn": {
           const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
-          const args = [W(n.weights.gate!), W(n.weights.up!), W(n.weights.down!), at(x), at(n.inputs[1]!), at(n.id)];
+          const args = [
+            W(n.weights.gate!),
+            W(n.weights.up!),
+            W(n.weights.down!),
+            at(x),
+            at(n.inputs[1]!),
+            at(n.id),
+          ];
           if (n.attrs.residual) args.push(at(n.inputs[2]!));
           call(ks.moeFfn(n, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2), args);
           break;
         }
         case "attend": {
           const c = n.attrs.cache;
-          call(ks.attend(n, manifest.maxContext), [at(x), `KV${c}K[${layer}]`, `KV${c}V[${layer}]`, "pos", at(n.id)]);
+          call(ks.attend(n, manifest.maxContext), [
+            at(x),
+            `KV${c}K[${layer}]`,
+            `KV${c}V[${layer}]`,
+            "pos",
+            at(n.id),
+          ]);
           break;
         }
         case "rms_norm":
@@ -124,12 +154,17 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): { sour
           call(ks.rope(n), [at(x), at(n.id), "pos"]);
           break;
         case "kv_write":
-          call(ks.kvWrite(width(x)), [at(x), `KV${n.attrs.cache}${n.attrs.slot === "k" ? "K" : "V"}[${layer}]`, "pos"]);
+          call(ks.kvWrite(width(x)), [
+            at(x),
+            `KV${n.attrs.cache}${n.attrs.slot === "k" ? "K" : "V"}[${layer}]`,
+            "pos",
+          ]);
           break;
         case "loop": {
           const b = n.body!;
           const copy = (to: number, from: number, w: number, ind: string) => {
-            if (off(to) !== off(from)) lines.push(`${ind}A.copyWithin(${off(to)}, ${off(from)}, ${off(from) + w});`);
+            if (off(to) !== off(from))
+              lines.push(`${ind}A.copyWithin(${off(to)}, ${off(from)}, ${off(from) + w});`);
           };
           b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, indent));
           lines.push(`${indent}for (let l = 0; l < ${n.attrs.count}; l++) {`);
@@ -141,7 +176,10 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): { sour
         case "loop_result":
           break;
         default:
-          throw new SpecError(n.loc, `no cpu kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`);
+          throw new SpecError(
+            n.loc,
+            `no cpu kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`,
+          );
       }
     }
   };

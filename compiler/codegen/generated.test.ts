@@ -6,7 +6,12 @@ import { describe, expect, it } from "vitest";
 import { compileAndLoad, relativeError } from "../../test/harness.ts";
 
 const TOLERANCE = 1e-4;
-const models = ["specs/tiny-mixtral.moe", "specs/tiny-shared-expert.moe", "specs/tiny-top1.moe", "test/fixtures/unfused.moe"];
+const models = [
+  "specs/tiny-mixtral.moe",
+  "specs/tiny-shared-expert.moe",
+  "specs/tiny-top1.moe",
+  "test/fixtures/unfused.moe",
+];
 const schemes = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"];
 
 describe("generated kernels match the reference executor", () => {

@@ -2,8 +2,8 @@
 // asks for a kernel by its specialization; equal specializations share one function.
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
-import type { Node } from "../ir/graph.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
+import type { Node } from "../ir/graph.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
 const hbs = Handlebars.create();
@@ -39,7 +39,12 @@ function rowOf(scheme: string, n: number) {
 export class KernelSet {
   readonly kernels = new Map<string, Kernel>();
 
-  private add(name: string, tpl: string, data: Record<string, unknown>, statics: (name: string) => string[] = () => []): string {
+  private add(
+    name: string,
+    tpl: string,
+    data: Record<string, unknown>,
+    statics: (name: string) => string[] = () => [],
+  ): string {
     if (!this.kernels.has(name)) {
       this.kernels.set(name, { name, source: template(tpl)({ name, ...data }), statics: statics(name) });
     }
@@ -82,7 +87,11 @@ export class KernelSet {
     const scheme = n.attrs.scheme as string;
     const outWidth = n.shape[0]!;
     const r = rowOf(scheme, inWidth);
-    const flags = [n.weights.norm ? "n" : "", n.attrs.rope_heads !== undefined ? "r" : "", n.attrs.residual ? "res" : ""].filter(Boolean);
+    const flags = [
+      n.weights.norm ? "n" : "",
+      n.attrs.rope_heads !== undefined ? "r" : "",
+      n.attrs.residual ? "res" : "",
+    ].filter(Boolean);
     const name = `linear_${scheme}_${outWidth}x${inWidth}${flags.length ? `_${flags.join("_")}` : ""}`;
     const rope = this.ropeData(n, outWidth, name);
     return this.add(
@@ -100,7 +109,10 @@ export class KernelSet {
         ...this.normData(n, inWidth, name),
         ...rope,
       },
-      (k) => [...(n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []), ...this.ropeStatics(n, outWidth, k)],
+      (k) => [
+        ...(n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []),
+        ...this.ropeStatics(n, outWidth, k),
+      ],
     );
   }
 
@@ -148,7 +160,10 @@ export class KernelSet {
         probs: `P_${name}`,
         ...this.normData(n, inWidth, name),
       },
-      (kn) => [`const P_${kn} = new Float64Array(${experts});`, ...(n.weights.norm ? [`const S_${kn} = new Float32Array(${inWidth});`] : [])],
+      (kn) => [
+        `const P_${kn} = new Float64Array(${experts});`,
+        ...(n.weights.norm ? [`const S_${kn} = new Float32Array(${inWidth});`] : []),
+      ],
     );
   }
 
@@ -223,7 +238,11 @@ export class KernelSet {
 
   rmsNorm(n: Node): string {
     const name = `rms_norm_${n.shape[0]}`;
-    return this.add(name, "rms_norm", { doc: `rms_norm over ${n.shape[0]}`, n: n.shape[0], eps: num(n.attrs.eps as number) });
+    return this.add(name, "rms_norm", {
+      doc: `rms_norm over ${n.shape[0]}`,
+      n: n.shape[0],
+      eps: num(n.attrs.eps as number),
+    });
   }
 
   elementwise(n: Node): string {
@@ -245,12 +264,18 @@ export class KernelSet {
     const name = `rope_${n.shape[0]}_h${n.attrs.heads}_${n.attrs.style}`;
     const attrs = { rope_heads: n.attrs.heads!, rope_theta: n.attrs.theta!, rope_style: n.attrs.style! };
     const m = { ...n, attrs };
-    return this.add(name, "rope_op", { doc: `RoPE over ${n.shape[0]}`, n: n.shape[0], ...this.ropeData(m, n.shape[0]!, name) }, (k) =>
-      this.ropeStatics(m, n.shape[0]!, k),
+    return this.add(
+      name,
+      "rope_op",
+      { doc: `RoPE over ${n.shape[0]}`, n: n.shape[0], ...this.ropeData(m, n.shape[0]!, name) },
+      (k) => this.ropeStatics(m, n.shape[0]!, k),
     );
   }
 
   kvWrite(width: number): string {
-    return this.add(`kv_write_${width}`, "kv_write", { doc: `append ${width} values to a KV cache`, n: width });
+    return this.add(`kv_write_${width}`, "kv_write", {
+      doc: `append ${width} values to a KV cache`,
+      n: width,
+    });
   }
 }

@@ -33,6 +33,7 @@ export interface Graph {
 export function* walk(g: Graph): Generator<{ node: Node; inLoop: Node | undefined }> {
   for (const node of g.nodes) {
     yield { node, inLoop: undefined };
-    if (node.body) for (const inner of walk(node.body)) yield { node: inner.node, inLoop: inner.inLoop ?? node };
+    if (node.body)
+      for (const inner of walk(node.body)) yield { node: inner.node, inLoop: inner.inLoop ?? node };
   }
 }

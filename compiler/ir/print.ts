@@ -4,8 +4,14 @@ import type { Graph, Node } from "./graph.ts";
 function attrs(n: Node): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(n.weights)) parts.push(`${k}=${v}`);
-  for (const [k, v] of Object.entries(n.attrs)) parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
-  if (n.expert) parts.push(`expert=${n.expert.op}(${Object.entries(n.expert.weights).map(([k, v]) => `${k}=${v}`).join(", ")})`);
+  for (const [k, v] of Object.entries(n.attrs))
+    parts.push(`${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
+  if (n.expert)
+    parts.push(
+      `expert=${n.expert.op}(${Object.entries(n.expert.weights)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", ")})`,
+    );
   return parts.length ? ` ${parts.join(" ")}` : "";
 }
 

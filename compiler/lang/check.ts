@@ -69,7 +69,9 @@ function checkWeight(w: WeightDecl, params: Map<string, number>, errors: SpecErr
     return undefined;
   }
   if (shape.length > 4) {
-    errors.push(new SpecError(w.loc, `\`${w.name}\` has ${shape.length} dimensions; at most 4 are supported`));
+    errors.push(
+      new SpecError(w.loc, `\`${w.name}\` has ${shape.length} dimensions; at most 4 are supported`),
+    );
     return undefined;
   }
   return shape;
@@ -92,17 +94,31 @@ export function checkModel(m: ModelDecl, errors: SpecError[]): CheckedModel | un
     let tensor = w.tensor?.value ?? (group ? `${group.name}.{${group.index}}.${w.name}` : w.name);
     if (group) {
       if (!tensor.includes(`{${group.index}}`)) {
-        errors.push(new SpecError(w.tensor!.loc, `a per-layer tensor name must contain \`{${group.index}}\`, the layer index`));
+        errors.push(
+          new SpecError(
+            w.tensor!.loc,
+            `a per-layer tensor name must contain \`{${group.index}}\`, the layer index`,
+          ),
+        );
       }
       tensor = tensor.replaceAll(`{${group.index}}`, "\u0000");
     }
     const stray = /(?<!\\)\{([^}]*)\}/.exec(tensor);
     if (stray) {
-      errors.push(new SpecError(w.tensor!.loc, `unknown placeholder \`{${stray[1]}}\` in a tensor name`, group ? `the layer index is \`{${group.index}}\`` : "only per-layer weights have an index"));
+      errors.push(
+        new SpecError(
+          w.tensor!.loc,
+          `unknown placeholder \`{${stray[1]}}\` in a tensor name`,
+          group ? `the layer index is \`{${group.index}}\`` : "only per-layer weights have an index",
+        ),
+      );
     }
     tensor = tensor.replaceAll("\u0000", `{${group?.index}}`).replace(/\\([{}])/g, "$1");
     const other = tensors.get(tensor);
-    if (other) errors.push(new SpecError(w.tensor?.loc ?? w.loc, `tensor name "${tensor}" is already used by \`${other}\``));
+    if (other)
+      errors.push(
+        new SpecError(w.tensor?.loc ?? w.loc, `tensor name "${tensor}" is already used by \`${other}\``),
+      );
     tensors.set(tensor, key);
     const info: WeightInfo = { key, name: w.name, group: group?.name, shape, tensor, loc: w.loc };
     weights.set(key, info);
@@ -164,7 +180,13 @@ export function checkQuant(
   const m = models.get(q.model.name);
   if (!m && declared.has(q.model.name)) return undefined; // that model's own errors are already reported
   if (!m) {
-    errors.push(new SpecError(q.model.loc, `quantization \`${q.name}\` is for an unknown model \`${q.model.name}\``, didYouMean(q.model.name, models.keys())));
+    errors.push(
+      new SpecError(
+        q.model.loc,
+        `quantization \`${q.name}\` is for an unknown model \`${q.model.name}\``,
+        didYouMean(q.model.name, models.keys()),
+      ),
+    );
     return undefined;
   }
   let fallback: string | undefined;
@@ -172,7 +194,11 @@ export function checkQuant(
     const s = findScheme(r.scheme.name);
     if (!s) {
       errors.push(
-        new SpecError(r.scheme.loc, `unknown quantization scheme \`${r.scheme.name}\``, didYouMean(r.scheme.name, schemeNames()) ?? `known schemes: ${schemeNames().join(", ")}`),
+        new SpecError(
+          r.scheme.loc,
+          `unknown quantization scheme \`${r.scheme.name}\``,
+          didYouMean(r.scheme.name, schemeNames()) ?? `known schemes: ${schemeNames().join(", ")}`,
+        ),
       );
       continue;
     }
@@ -186,14 +212,33 @@ export function checkQuant(
       const layer = patternLayers(p);
       const group = hits[0]?.group ? m.groups.get(hits[0].group) : undefined;
       if (hits.length === 0) {
-        errors.push(new SpecError(p.loc, `pattern \`${p.text}\` matches no weight of \`${m.name}\``, didYouMean(p.segments.at(-1)!.glob, [...m.weights.values()].map((w) => w.name))));
+        errors.push(
+          new SpecError(
+            p.loc,
+            `pattern \`${p.text}\` matches no weight of \`${m.name}\``,
+            didYouMean(
+              p.segments.at(-1)!.glob,
+              [...m.weights.values()].map((w) => w.name),
+            ),
+          ),
+        );
       } else if (layer !== undefined && group && layer >= group.count) {
-        errors.push(new SpecError(p.loc, `pattern \`${p.text}\` names layer ${layer}, but \`${group.name}\` has ${group.count}`));
+        errors.push(
+          new SpecError(
+            p.loc,
+            `pattern \`${p.text}\` names layer ${layer}, but \`${group.name}\` has ${group.count}`,
+          ),
+        );
       }
       for (const w of hits) {
         const row = w.shape.at(-1)!;
         if (row % s.blockSize !== 0) {
-          errors.push(new SpecError(p.loc, `\`${w.key}\` has rows of ${row}, not a multiple of ${s.name}'s block of ${s.blockSize}`));
+          errors.push(
+            new SpecError(
+              p.loc,
+              `\`${w.key}\` has rows of ${row}, not a multiple of ${s.name}'s block of ${s.blockSize}`,
+            ),
+          );
         }
       }
     }
@@ -206,7 +251,8 @@ export function checkQuant(
     schemeFor(key: string, layer?: number): string {
       const w = m.weights.get(key);
       if (!w) throw new Error(`no weight ${key}`);
-      for (const r of rules) if (r.patterns.some((p) => matches(p, w, layer))) return r.scheme.name.toLowerCase();
+      for (const r of rules)
+        if (r.patterns.some((p) => matches(p, w, layer))) return r.scheme.name.toLowerCase();
       return defaultScheme(w.shape, fallback ?? "f32");
     },
   };
@@ -233,14 +279,31 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
     seen.add(p.key);
     const v = p.value;
     const size = () => {
-      if (v.kind !== "num") return errors.push(new SpecError(p.valueLoc, `\`${p.key}\` must be a size like \`24 GiB\``)), undefined;
+      if (v.kind !== "num") {
+        errors.push(new SpecError(p.valueLoc, `\`${p.key}\` must be a size like \`24 GiB\``));
+        return undefined;
+      }
       const b = bytesOf(v.value, v.unit ?? "B");
-      if (b === undefined) errors.push(new SpecError(p.valueLoc, `unknown size unit \`${v.unit}\``, didYouMean(v.unit!, sizeUnits) ?? `units: ${sizeUnits.join(", ")}`));
-      else if (b <= 0 || !Number.isSafeInteger(b)) errors.push(new SpecError(p.valueLoc, `\`${p.key}\` must be a positive size`));
+      if (b === undefined)
+        errors.push(
+          new SpecError(
+            p.valueLoc,
+            `unknown size unit \`${v.unit}\``,
+            didYouMean(v.unit!, sizeUnits) ?? `units: ${sizeUnits.join(", ")}`,
+          ),
+        );
+      else if (b <= 0 || !Number.isSafeInteger(b))
+        errors.push(new SpecError(p.valueLoc, `\`${p.key}\` must be a positive size`));
       return b;
     };
     const int = () => {
-      if (v.kind !== "num" || v.unit !== undefined || !Number.isInteger(v.value) || v.value <= 0 || !Number.isSafeInteger(v.value)) {
+      if (
+        v.kind !== "num" ||
+        v.unit !== undefined ||
+        !Number.isInteger(v.value) ||
+        v.value <= 0 ||
+        !Number.isSafeInteger(v.value)
+      ) {
         errors.push(new SpecError(p.valueLoc, `\`${p.key}\` must be a positive integer`));
         return undefined;
       }
@@ -250,7 +313,14 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
       case "backend": {
         const name = v.kind === "ident" || v.kind === "str" ? (v.kind === "ident" ? v.name : v.value) : "";
         if ((backends as readonly string[]).includes(name)) out.backend = name as Backend;
-        else errors.push(new SpecError(p.valueLoc, `unknown backend \`${name}\``, didYouMean(name, backends) ?? `backends: ${backends.join(", ")}`));
+        else
+          errors.push(
+            new SpecError(
+              p.valueLoc,
+              `unknown backend \`${name}\``,
+              didYouMean(name, backends) ?? `backends: ${backends.join(", ")}`,
+            ),
+          );
         break;
       }
       case "vram":
@@ -267,13 +337,20 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
         out.batch = int();
         break;
       default:
-        errors.push(new SpecError(p.loc, `unknown target property \`${p.key}\``, didYouMean(p.key, targetKeys) ?? `properties: ${targetKeys.join(", ")}`));
+        errors.push(
+          new SpecError(
+            p.loc,
+            `unknown target property \`${p.key}\``,
+            didYouMean(p.key, targetKeys) ?? `properties: ${targetKeys.join(", ")}`,
+          ),
+        );
     }
   }
   for (const need of ["backend", "max_context"] as const) {
     if (!seen.has(need)) errors.push(new SpecError(t.loc, `target \`${t.name}\` needs \`${need}\``));
   }
-  if (!seen.has("vram") && !seen.has("memory")) errors.push(new SpecError(t.loc, `target \`${t.name}\` needs \`vram\` (or \`memory\` for the CPU)`));
+  if (!seen.has("vram") && !seen.has("memory"))
+    errors.push(new SpecError(t.loc, `target \`${t.name}\` needs \`vram\` (or \`memory\` for the CPU)`));
   return errors.length > before ? undefined : (out as CheckedTarget);
 }
 
@@ -282,7 +359,8 @@ export function checkSpec(spec: SpecFile, errors: SpecError[]): CheckedSpec {
   const names = new Set<string>();
   const unique = (n: { name: string; loc: SpecError["loc"] }, what: string) => {
     if (!IDENT.test(n.name)) errors.push(new SpecError(n.loc, `\`${n.name}\` is not a valid name`));
-    if (names.has(`${what}:${n.name}`)) errors.push(new SpecError(n.loc, `${what} \`${n.name}\` is declared twice`));
+    if (names.has(`${what}:${n.name}`))
+      errors.push(new SpecError(n.loc, `${what} \`${n.name}\` is declared twice`));
     names.add(`${what}:${n.name}`);
   };
   for (const m of spec.models) {

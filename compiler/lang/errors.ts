@@ -16,7 +16,8 @@ export class SpecError extends Error {
     let out = `${where}: error: ${this.message}`;
     const line = source?.split("\n")[this.loc.line - 1];
     if (line !== undefined) {
-      const caret = " ".repeat(Math.max(0, this.loc.col - 1)) + "^".repeat(Math.max(1, Math.min(this.loc.length, 40)));
+      const caret =
+        " ".repeat(Math.max(0, this.loc.col - 1)) + "^".repeat(Math.max(1, Math.min(this.loc.length, 40)));
       out += `\n  ${line.replace(/\t/g, " ")}\n  ${caret}`;
     }
     if (this.hint) out += `\n  hint: ${this.hint}`;

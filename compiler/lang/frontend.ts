@@ -13,8 +13,18 @@ const MAX_SPEC_BYTES = 1 << 20;
 
 export function parseSpec(source: string, file: string): SpecFile {
   const errors: SpecError[] = [];
-  const loc = (line: number, col: number, offset: number, length: number) => ({ file, line, col, offset, length });
-  if (source.length > MAX_SPEC_BYTES) throw new SpecErrors([new SpecError(loc(1, 1, 0, 1), `a spec is at most ${MAX_SPEC_BYTES} bytes`)], source);
+  const loc = (line: number, col: number, offset: number, length: number) => ({
+    file,
+    line,
+    col,
+    offset,
+    length,
+  });
+  if (source.length > MAX_SPEC_BYTES)
+    throw new SpecErrors(
+      [new SpecError(loc(1, 1, 0, 1), `a spec is at most ${MAX_SPEC_BYTES} bytes`)],
+      source,
+    );
   const lexed = moeLexer.tokenize(source);
   for (const e of lexed.errors) {
     const ch = source.slice(e.offset, e.offset + e.length);
@@ -27,8 +37,10 @@ export function parseSpec(source: string, file: string): SpecFile {
     const t = e.token;
     const eof = t.tokenType.name === "EOF";
     const line = eof ? source.split("\n").length : (t.startLine ?? 1);
-    const col = eof ? (source.split("\n").at(-1)!.length + 1) : (t.startColumn ?? 1);
-    errors.push(new SpecError(loc(line, col, eof ? source.length : t.startOffset, eof ? 1 : t.image.length), e.message));
+    const col = eof ? source.split("\n").at(-1)!.length + 1 : (t.startColumn ?? 1);
+    errors.push(
+      new SpecError(loc(line, col, eof ? source.length : t.startOffset, eof ? 1 : t.image.length), e.message),
+    );
   }
   if (errors.length) throw new SpecErrors(errors, source);
   try {
@@ -53,7 +65,9 @@ export function loadSpec(path: string): CheckedSpec {
     source = readFileSync(path, "utf8");
   } catch (e) {
     const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message;
-    throw new SpecErrors([new SpecError({ file: path, line: 1, col: 1, offset: 0, length: 0 }, `cannot read the spec: ${why}`)]);
+    throw new SpecErrors([
+      new SpecError({ file: path, line: 1, col: 1, offset: 0, length: 0 }, `cannot read the spec: ${why}`),
+    ]);
   }
   return compileSource(source, path);
 }

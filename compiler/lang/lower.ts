@@ -71,16 +71,22 @@ export class Lowering {
           throw new SpecError(s.loc, `\`${s.name}\` is a param or weight and cannot be assigned`);
         }
         const v = this.expr(s.value, scope, g, loop);
-        if (v.k !== "tensor") throw new SpecError(s.value.loc, `expected a tensor on the right of \`${s.name} =\`, found ${this.kind(v)}`);
+        if (v.k !== "tensor")
+          throw new SpecError(
+            s.value.loc,
+            `expected a tensor on the right of \`${s.name} =\`, found ${this.kind(v)}`,
+          );
         scope.set(s.name, v);
       } else if (s.kind === "for") {
         if (loop) throw new SpecError(s.loc, "loops cannot nest: a model has one loop over its layers");
         this.loop(s, scope, g);
       } else {
         if (loop) throw new SpecError(s.loc, "`return` must come after the layer loop, not inside it");
-        if (i !== body.length - 1) throw new SpecError(body[i + 1]!.loc, "unreachable: statements after `return`");
+        if (i !== body.length - 1)
+          throw new SpecError(body[i + 1]!.loc, "unreachable: statements after `return`");
         const v = this.expr(s.value, scope, g, loop);
-        if (v.k !== "tensor" || v.input) throw new SpecError(s.value.loc, `\`return\` needs a tensor, found ${this.kind(v)}`);
+        if (v.k !== "tensor" || v.input)
+          throw new SpecError(s.value.loc, `\`return\` needs a tensor, found ${this.kind(v)}`);
         return v;
       }
     }
@@ -93,7 +99,9 @@ export class Lowering {
     const collect = (b: Stmt[]) => b.forEach((st) => st.kind === "assign" && assigned.add(st.name));
     collect(s.body);
     // Values assigned in the body that exist before it are carried from one layer to the next.
-    const carried = [...assigned].filter((n) => scope.get(n)?.k === "tensor" && !(scope.get(n) as { input?: boolean }).input);
+    const carried = [...assigned].filter(
+      (n) => scope.get(n)?.k === "tensor" && !(scope.get(n) as { input?: boolean }).input,
+    );
     const body: Graph = { params: [], nodes: [], results: [] };
     const inner = new Map(scope);
     for (const name of carried) {
@@ -107,11 +115,20 @@ export class Lowering {
       const before = scope.get(name) as Extract<Val, { k: "tensor" }>;
       const after = inner.get(name) as Extract<Val, { k: "tensor" }>;
       if (after.shape.join() !== before.shape.join()) {
-        throw new SpecError(s.loc, `\`${name}\` changes shape in the loop ([${before.shape}] → [${after.shape}]); a layer must keep it`);
+        throw new SpecError(
+          s.loc,
+          `\`${name}\` changes shape in the loop ([${before.shape}] → [${after.shape}]); a layer must keep it`,
+        );
       }
       body.results.push(after.id);
     }
-    const loopNode = this.node(g, "loop", carried.map((n) => (scope.get(n) as { id: number }).id), [], s.loc);
+    const loopNode = this.node(
+      g,
+      "loop",
+      carried.map((n) => (scope.get(n) as { id: number }).id),
+      [],
+      s.loc,
+    );
     loopNode.attrs = { count, index: s.index };
     loopNode.body = body;
     carried.forEach((name, k) => {
@@ -172,10 +189,16 @@ export class Lowering {
           const a = this.expr(e.left, scope, g, loop);
           const b = this.expr(e.right, scope, g, loop);
           if (a.k === "tensor" && b.k === "tensor" && (e.op === "+" || e.op === "*")) {
-            return this.call(e.op === "+" ? ops.add! : ops.mul!, [], e.loc, g, { a: [a, e.left], b: [b, e.right] });
+            return this.call(e.op === "+" ? ops.add! : ops.mul!, [], e.loc, g, {
+              a: [a, e.left],
+              b: [b, e.right],
+            });
           }
           if (a.k === "tensor" || b.k === "tensor") {
-            throw new SpecError(e.loc, `\`${e.op}\` on tensors: only \`+\` (add) and \`*\` (mul) of two tensors are defined`);
+            throw new SpecError(
+              e.loc,
+              `\`${e.op}\` on tensors: only \`+\` (add) and \`*\` (mul) of two tensors are defined`,
+            );
           }
         }
         this.mustBeScalar(e, scope, g, loop);
@@ -183,23 +206,33 @@ export class Lowering {
       }
       case "index": {
         const t = this.expr(e.target, scope, g, loop);
-        if (t.k !== "group") throw new SpecError(e.loc, `only a layer group can be indexed, not ${this.kind(t)}`);
+        if (t.k !== "group")
+          throw new SpecError(e.loc, `only a layer group can be indexed, not ${this.kind(t)}`);
         const idx = e.index;
-        if (!loop) throw new SpecError(e.loc, `\`${t.group.name}[...]\` can only be used inside the layer loop`);
+        if (!loop)
+          throw new SpecError(e.loc, `\`${t.group.name}[...]\` can only be used inside the layer loop`);
         if (idx.kind !== "name" || idx.name !== loop.index) {
           throw new SpecError(idx.loc, `index \`${t.group.name}\` with the loop variable \`${loop.index}\``);
         }
         if (t.group.count !== loop.count) {
-          throw new SpecError(e.loc, `\`${t.group.name}\` has ${t.group.count} layers but the loop runs ${loop.count} times`);
+          throw new SpecError(
+            e.loc,
+            `\`${t.group.name}\` has ${t.group.count} layers but the loop runs ${loop.count} times`,
+          );
         }
         return { k: "layer", group: t.group };
       }
       case "member": {
         const t = this.expr(e.target, scope, g, loop);
-        if (t.k !== "layer") throw new SpecError(e.loc, `\`.${e.name}\` needs a layer (\`group[i]\`), not ${this.kind(t)}`);
+        if (t.k !== "layer")
+          throw new SpecError(e.loc, `\`.${e.name}\` needs a layer (\`group[i]\`), not ${this.kind(t)}`);
         const w = t.group.members.get(e.name);
         if (!w) {
-          throw new SpecError(e.loc, `\`${t.group.name}\` has no weight \`${e.name}\``, didYouMean(e.name, t.group.members.keys()));
+          throw new SpecError(
+            e.loc,
+            `\`${t.group.name}\` has no weight \`${e.name}\``,
+            didYouMean(e.name, t.group.members.keys()),
+          );
         }
         return { k: "weight", key: w.key, shape: w.shape };
       }
@@ -227,7 +260,8 @@ export class Lowering {
   private mustBeScalar(e: Expr, scope: Map<string, Val>, g: Graph, loop: Loop | undefined): void {
     if (e.kind === "name") {
       const v = this.expr(e, scope, g, loop);
-      if (v.k === "word") throw new SpecError(e.loc, `undefined name \`${e.name}\``, this.hintFor(e.name, scope));
+      if (v.k === "word")
+        throw new SpecError(e.loc, `undefined name \`${e.name}\``, this.hintFor(e.name, scope));
       if (v.k !== "scalar") throw new SpecError(e.loc, `expected a number, found ${this.kind(v)}`);
     } else if (e.kind === "binary") {
       this.mustBeScalar(e.left, scope, g, loop);
@@ -237,7 +271,12 @@ export class Lowering {
   }
 
   private hintFor(name: string, scope: Map<string, Val>): string | undefined {
-    return didYouMean(name, [...scope.keys(), ...this.params.keys(), ...this.weights.keys(), ...this.groups.keys()]);
+    return didYouMean(name, [
+      ...scope.keys(),
+      ...this.params.keys(),
+      ...this.weights.keys(),
+      ...this.groups.keys(),
+    ]);
   }
 
   /** Matches positional and named arguments to the op's signature. */
@@ -258,11 +297,15 @@ export class Lowering {
           throw new SpecError(
             a.loc,
             `unknown argument \`${a.name}\` for \`${op.name}\``,
-            didYouMean(a.name, params.map((p) => p.name)) ?? `\`${op.name}\` takes: ${params.map((p) => p.name).join(", ")}`,
+            didYouMean(
+              a.name,
+              params.map((p) => p.name),
+            ) ?? `\`${op.name}\` takes: ${params.map((p) => p.name).join(", ")}`,
           );
         }
       }
-      if (bound.has(spec.name)) throw new SpecError(a.loc, `argument \`${spec.name}\` of \`${op.name}\` is given twice`);
+      if (bound.has(spec.name))
+        throw new SpecError(a.loc, `argument \`${spec.name}\` of \`${op.name}\` is given twice`);
       bound.set(spec.name, a);
     }
     for (const p of params) {
@@ -302,24 +345,32 @@ export class Lowering {
         continue;
       }
       const v = given ? given[0] : this.expr(expr, scope!, g, loop);
-      const bad = (what: string) => new SpecError(expr.loc, `argument \`${spec.name}\` of \`${op.name}\` must be ${what}, found ${this.kind(v)}`);
+      const bad = (what: string) =>
+        new SpecError(
+          expr.loc,
+          `argument \`${spec.name}\` of \`${op.name}\` must be ${what}, found ${this.kind(v)}`,
+        );
       switch (spec.kind) {
         case "tensor":
         case "tokens":
-          if (v.k === "word") throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
-          if (v.k !== "tensor" || (spec.kind === "tokens") !== !!v.input) throw bad(spec.kind === "tokens" ? "the token input" : "a tensor");
+          if (v.k === "word")
+            throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
+          if (v.k !== "tensor" || (spec.kind === "tokens") !== !!v.input)
+            throw bad(spec.kind === "tokens" ? "the token input" : "a tensor");
           b.shapes[spec.name] = v.shape;
           inputs.push(v.id);
           break;
         case "weight":
-          if (v.k === "word") throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
+          if (v.k === "word")
+            throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
           if (v.k !== "weight") throw bad("a weight");
           b.shapes[spec.name] = v.shape;
           weights[spec.name] = v.key;
           break;
         case "int":
         case "float": {
-          if (v.k === "word") throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
+          if (v.k === "word")
+            throw new SpecError(expr.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope!));
           if (v.k !== "scalar") throw bad("a number");
           if (spec.kind === "int" && !Number.isInteger(v.value)) throw bad("an integer");
           b.attrs[spec.name] = v.value;
@@ -332,7 +383,10 @@ export class Lowering {
         case "enum": {
           const word = v.k === "word" ? v.name : v.k === "str" ? v.value : undefined;
           if (word === undefined || !spec.values!.includes(word)) {
-            throw new SpecError(expr.loc, `argument \`${spec.name}\` of \`${op.name}\` must be one of ${spec.values!.join(", ")}`);
+            throw new SpecError(
+              expr.loc,
+              `argument \`${spec.name}\` of \`${op.name}\` must be one of ${spec.values!.join(", ")}`,
+            );
           }
           b.attrs[spec.name] = word;
           break;
@@ -343,7 +397,8 @@ export class Lowering {
     try {
       shape = op.infer(b);
     } catch (e) {
-      if (e instanceof ShapeError) throw new SpecError((e.arg && argLocs[e.arg]) || loc, `${op.name}: ${e.message}`);
+      if (e instanceof ShapeError)
+        throw new SpecError((e.arg && argLocs[e.arg]) || loc, `${op.name}: ${e.message}`);
       throw e;
     }
     const n = this.node(g, op.name, inputs, shape, loc);
@@ -354,10 +409,18 @@ export class Lowering {
   }
 
   /** `expert: swiglu(w_gate, w_up, w_down)`: an op written without its input, over per-expert weights. */
-  private expertBody(e: Expr, scope: Map<string, Val>, g: Graph, loop: Loop | undefined, b: Bound): Node["expert"] {
+  private expertBody(
+    e: Expr,
+    scope: Map<string, Val>,
+    g: Graph,
+    loop: Loop | undefined,
+    b: Bound,
+  ): Node["expert"] {
     const body = e.kind === "call" ? ops[e.callee] : undefined;
     if (e.kind !== "call" || !body?.expertWeights) {
-      const can = Object.values(ops).filter((o) => o.expertWeights).map((o) => o.name);
+      const can = Object.values(ops)
+        .filter((o) => o.expertWeights)
+        .map((o) => o.name);
       throw new SpecError(e.loc, `an expert body must be a call of ${can.join(" or ")}`);
     }
     const params = body.args.filter((a) => body.expertWeights!.includes(a.name));
@@ -366,7 +429,11 @@ export class Lowering {
     const shapes: Record<string, number[]> = {};
     for (const [name, arg] of bound) {
       const v = this.expr(arg.value, scope, g, loop);
-      if (v.k !== "weight") throw new SpecError(arg.value.loc, `expert argument \`${name}\` must be a weight, found ${this.kind(v)}`);
+      if (v.k !== "weight")
+        throw new SpecError(
+          arg.value.loc,
+          `expert argument \`${name}\` must be a weight, found ${this.kind(v)}`,
+        );
       weights[name] = v.key;
       shapes[name] = v.shape;
     }

@@ -95,7 +95,11 @@ export const ops: Record<string, OpSpec> = {
   rms_norm: {
     name: "rms_norm",
     doc: "x / sqrt(mean(x²) + eps) * weight",
-    args: [x(), { name: "weight", kind: "weight", doc: "[d]" }, { name: "eps", kind: "float", doc: "added to the mean square", default: 1e-5 }],
+    args: [
+      x(),
+      { name: "weight", kind: "weight", doc: "[d]" },
+      { name: "eps", kind: "float", doc: "added to the mean square", default: 1e-5 },
+    ],
     infer: (b) => {
       const d = vec(b, "x");
       const w = b.shapes.weight!;
@@ -146,7 +150,11 @@ export const ops: Record<string, OpSpec> = {
     infer: (b) => {
       const heads = b.attrs.heads as number;
       const kvHeads = b.attrs.kv_heads as number;
-      want(Number.isInteger(kvHeads) && kvHeads > 0, `kv_heads must be a positive integer, found ${kvHeads}`, "kv_heads");
+      want(
+        Number.isInteger(kvHeads) && kvHeads > 0,
+        `kv_heads must be a positive integer, found ${kvHeads}`,
+        "kv_heads",
+      );
       want(heads % kvHeads === 0, `heads (${heads}) is not divisible by kv_heads (${kvHeads})`, "kv_heads");
       const q = vec(b, "q");
       const hd = headDim(q, heads, "q");
@@ -159,9 +167,17 @@ export const ops: Record<string, OpSpec> = {
       }
       for (const kv of ["k", "v"]) {
         const w = vec(b, kv);
-        want(w === kvHeads * hd, `\`${kv}\` has width ${w} but kv_heads × head_dim = ${kvHeads} × ${hd} = ${kvHeads * hd}`, kv);
+        want(
+          w === kvHeads * hd,
+          `\`${kv}\` has width ${w} but kv_heads × head_dim = ${kvHeads} × ${hd} = ${kvHeads * hd}`,
+          kv,
+        );
       }
-      want(Number.isInteger(b.attrs.window) && (b.attrs.window as number) >= 0, "window must be a non-negative integer", "window");
+      want(
+        Number.isInteger(b.attrs.window) && (b.attrs.window as number) >= 0,
+        "window must be a non-negative integer",
+        "window",
+      );
       return [q];
     },
   },
@@ -172,8 +188,17 @@ export const ops: Record<string, OpSpec> = {
       x(),
       { name: "router", kind: "weight", doc: "[experts, hidden]" },
       { name: "top_k", kind: "int", doc: "experts per token" },
-      { name: "expert", kind: "expert", doc: "the expert body, e.g. swiglu(w_gate, w_up, w_down) with [experts, …] weights" },
-      { name: "normalize", kind: "bool", doc: "renormalize the top-k weights to sum to 1 (Mixtral: true)", default: true },
+      {
+        name: "expert",
+        kind: "expert",
+        doc: "the expert body, e.g. swiglu(w_gate, w_up, w_down) with [experts, …] weights",
+      },
+      {
+        name: "normalize",
+        kind: "bool",
+        doc: "renormalize the top-k weights to sum to 1 (Mixtral: true)",
+        default: true,
+      },
     ],
     infer: (b) => {
       const h = vec(b, "x");
@@ -216,7 +241,12 @@ export const ops: Record<string, OpSpec> = {
     },
   },
   silu: { name: "silu", doc: "x · sigmoid(x)", args: [x()], infer: (b) => b.shapes.x! },
-  softmax: { name: "softmax", doc: "softmax over the last dimension", args: [x()], infer: (b) => b.shapes.x! },
+  softmax: {
+    name: "softmax",
+    doc: "softmax over the last dimension",
+    args: [x()],
+    infer: (b) => b.shapes.x!,
+  },
   add: {
     name: "add",
     doc: "elementwise a + b (also written `a + b`)",

@@ -11,7 +11,8 @@ export function evalExpr(e: Expr, env: Env, what = "an expression"): number {
       return e.value;
     case "name": {
       const v = env.get(e.name);
-      if (v === undefined) throw new SpecError(e.loc, `undefined name \`${e.name}\``, didYouMean(e.name, env.keys()));
+      if (v === undefined)
+        throw new SpecError(e.loc, `undefined name \`${e.name}\``, didYouMean(e.name, env.keys()));
       return v;
     }
     case "neg":

@@ -19,7 +19,9 @@ function alternatives(paths: TokenType[][][]): string {
   const firsts = new Set<string>();
   for (const alt of paths) for (const path of alt) if (path[0]) firsts.add(label(path[0]));
   const list = [...firsts];
-  return list.length <= 1 ? (list[0] ?? "something else") : `${list.slice(0, -1).join(", ")} or ${list.at(-1)}`;
+  return list.length <= 1
+    ? (list[0] ?? "something else")
+    : `${list.slice(0, -1).join(", ")} or ${list.at(-1)}`;
 }
 
 const messages: IParserErrorMessageProvider = {
@@ -289,7 +291,10 @@ class MoeParser extends CstParser {
         ALT: () => {
           this.CONSUME(T.NumberLit);
           // A unit (`24 GiB`), unless that name starts the next property.
-          this.OPTION2({ GATE: () => this.LA(2).tokenType !== T.Colon, DEF: () => this.CONSUME2(T.Identifier) });
+          this.OPTION2({
+            GATE: () => this.LA(2).tokenType !== T.Colon,
+            DEF: () => this.CONSUME2(T.Identifier),
+          });
         },
       },
       { ALT: () => this.CONSUME3(T.Identifier) },

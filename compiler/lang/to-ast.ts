@@ -25,7 +25,13 @@ export class AstBuilder {
   constructor(readonly file: string) {}
 
   loc(t: IToken): A.Loc {
-    return { file: this.file, line: t.startLine ?? 1, col: t.startColumn ?? 1, offset: t.startOffset, length: t.image.length };
+    return {
+      file: this.file,
+      line: t.startLine ?? 1,
+      col: t.startColumn ?? 1,
+      offset: t.startOffset,
+      length: t.image.length,
+    };
   }
 
   named(t: IToken): A.Named {
@@ -42,7 +48,13 @@ export class AstBuilder {
   }
 
   model(n: CstNode): A.ModelDecl {
-    const m: A.ModelDecl = { kind: "model", ...this.named(token(n, "Identifier")), params: [], weights: [], groups: [] };
+    const m: A.ModelDecl = {
+      kind: "model",
+      ...this.named(token(n, "Identifier")),
+      params: [],
+      weights: [],
+      groups: [],
+    };
     for (const p of nodes(n, "paramDecl")) {
       for (const a of nodes(p, "paramAssign")) {
         m.params.push({ ...this.named(token(a, "Identifier")), value: this.expr(node(a, "expression")) });
@@ -96,7 +108,8 @@ export class AstBuilder {
       };
     }
     const r = nodes(n, "returnStmt")[0];
-    if (r) return { kind: "return", value: this.expr(node(r, "expression")), loc: this.loc(token(r, "Return")) };
+    if (r)
+      return { kind: "return", value: this.expr(node(r, "expression")), loc: this.loc(token(r, "Return")) };
     const a = node(n, "assignStmt");
     const name = token(a, "Identifier");
     return { kind: "assign", name: name.image, value: this.expr(node(a, "expression")), loc: this.loc(name) };
@@ -114,7 +127,9 @@ export class AstBuilder {
   }
 
   expr(n: CstNode): A.Expr {
-    return this.chain(n, "term", ["Plus", "Minus"], (t) => this.chain(t, "unary", ["Star", "Slash"], (u) => this.unary(u)));
+    return this.chain(n, "term", ["Plus", "Minus"], (t) =>
+      this.chain(t, "unary", ["Star", "Slash"], (u) => this.unary(u)),
+    );
   }
 
   unary(n: CstNode): A.Expr {
@@ -127,7 +142,9 @@ export class AstBuilder {
     let e = this.atom(node(n, "atom"));
     const names = tokens(n, "Identifier");
     const indices = nodes(n, "expression");
-    const suffixes = [...tokens(n, "Dot"), ...tokens(n, "LBracket")].sort((a, b) => a.startOffset - b.startOffset);
+    const suffixes = [...tokens(n, "Dot"), ...tokens(n, "LBracket")].sort(
+      (a, b) => a.startOffset - b.startOffset,
+    );
     let ni = 0;
     let ii = 0;
     for (const s of suffixes) {
@@ -245,10 +262,17 @@ function firstToken(n: CstNode): IToken {
   return best!;
 }
 
-const escapes: Record<string, string> = { n: "\n", t: "\t", '"': '"', "\\": "\\", "/": "/", "{": "\\{", "}": "\\}" };
+const escapes: Record<string, string> = {
+  n: "\n",
+  t: "\t",
+  '"': '"',
+  "\\": "\\",
+  "/": "/",
+  "{": "\\{",
+  "}": "\\}",
+};
 
 /** `"blk.{i}.x"` → `blk.{i}.x`. Escaped braces stay escaped so `{i}` substitution can tell them apart. */
 function unquote(image: string): string {
   return image.slice(1, -1).replace(/\\(.)/g, (_, c: string) => escapes[c] ?? c);
 }
-

@@ -17,5 +17,8 @@ export function dce(g: Graph, live = new Set<number>()): Graph {
     keep[i] = true;
     for (const id of n.inputs) live.add(id);
   }
-  return { ...g, nodes: g.nodes.filter((_, i) => keep[i]).map((n) => (n.body ? { ...n, body: bodies.get(n.id)! } : n)) };
+  return {
+    ...g,
+    nodes: g.nodes.filter((_, i) => keep[i]).map((n) => (n.body ? { ...n, body: bodies.get(n.id)! } : n)),
+  };
 }

@@ -15,11 +15,18 @@ export function decompose(g: Graph, w: WeightSchemes): Graph {
   let caches = 0;
   return mapNodes(g, (n) => {
     const out: Node[] = [];
-    const emit = (op: string, inputs: number[], shape: number[], patch: Partial<Node> = {}, id = ids.fresh()): number => {
+    const emit = (
+      op: string,
+      inputs: number[],
+      shape: number[],
+      patch: Partial<Node> = {},
+      id = ids.fresh(),
+    ): number => {
       out.push({ id, op, inputs, weights: {}, attrs: {}, shape, dtype: "f32", loc: n.loc, ...patch });
       return id;
     };
-    const dq = (key: string) => emit("dequantize", [], w.shapeOf(key), { weights: { w: key }, attrs: { scheme: w.schemeOf(key) } });
+    const dq = (key: string) =>
+      emit("dequantize", [], w.shapeOf(key), { weights: { w: key }, attrs: { scheme: w.schemeOf(key) } });
     const matmul = (x: number, key: string, id?: number) => {
       const shape = w.shapeOf(key);
       return emit("matmul", [x, dq(key)], [shape.at(-2)!], {}, id);
@@ -43,7 +50,13 @@ export function decompose(g: Graph, w: WeightSchemes): Graph {
         const sel = emit("topk", [probs], [2 * k], { attrs: { k, normalize: n.attrs.normalize! } });
         const e = n.expert!;
         const weights = ops[e.op]!.expertWeights!.map((role) => dq(e.weights[role]!));
-        emit("expert_mix", [n.inputs[0]!, sel, ...weights], n.shape, { attrs: { body: e.op, experts } }, n.id);
+        emit(
+          "expert_mix",
+          [n.inputs[0]!, sel, ...weights],
+          n.shape,
+          { attrs: { body: e.op, experts } },
+          n.id,
+        );
         return out;
       }
       case "attention": {

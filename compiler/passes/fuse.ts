@@ -20,7 +20,11 @@ function apply(g: Graph, rule: Rule): Graph {
     const counts = useCounts(g);
     let changed = false;
     g = mapNodes(g, (n) => {
-      const r = rule(n, (id) => index.get(id), (id) => counts.get(id) ?? 0);
+      const r = rule(
+        n,
+        (id) => index.get(id),
+        (id) => counts.get(id) ?? 0,
+      );
       if (!r) return [n];
       changed = true;
       return [r];
@@ -34,7 +38,12 @@ const dequantIntoMatmul: Rule = (n, at) => {
   if (n.op === "matmul") {
     const w = at(n.inputs[1]!);
     if (w?.op !== "dequantize") return undefined;
-    return derive(n, { op: "linear", inputs: [n.inputs[0]!], weights: { w: w.weights.w! }, attrs: { scheme: w.attrs.scheme! } });
+    return derive(n, {
+      op: "linear",
+      inputs: [n.inputs[0]!],
+      weights: { w: w.weights.w! },
+      attrs: { scheme: w.attrs.scheme! },
+    });
   }
   if (n.op === "expert_mix") {
     const ws = n.inputs.slice(2).map(at);
@@ -56,7 +65,8 @@ const gateUp: Rule = (n, at, uses) => {
   const g = s?.op === "silu" ? at(s.inputs[0]!) : undefined;
   const u = at(n.inputs[1]!);
   if (!s || g?.op !== "linear" || u?.op !== "linear" || g.inputs[0] !== u.inputs[0]) return undefined;
-  if (uses(s.id) !== 1 || uses(g.id) !== 1 || uses(u.id) !== 1 || g.attrs.norm_eps !== undefined) return undefined;
+  if (uses(s.id) !== 1 || uses(g.id) !== 1 || uses(u.id) !== 1 || g.attrs.norm_eps !== undefined)
+    return undefined;
   return derive(n, {
     op: "gate_up",
     inputs: [g.inputs[0]!],
@@ -70,7 +80,12 @@ const route: Rule = (n, at, uses) => {
   const s = at(n.inputs[0]!);
   const l = s?.op === "softmax" ? at(s.inputs[0]!) : undefined;
   if (!s || l?.op !== "linear" || uses(s.id) !== 1 || uses(l.id) !== 1) return undefined;
-  return derive(n, { op: "route", inputs: [l.inputs[0]!], weights: { router: l.weights.w! }, attrs: { scheme: l.attrs.scheme!, experts: l.shape[0]! } });
+  return derive(n, {
+    op: "route",
+    inputs: [l.inputs[0]!],
+    weights: { router: l.weights.w! },
+    attrs: { scheme: l.attrs.scheme!, experts: l.shape[0]! },
+  });
 };
 
 const ropeAndCache: Rule = (n, at, uses) => {
@@ -82,9 +97,15 @@ const ropeAndCache: Rule = (n, at, uses) => {
     src = at(src.inputs[0]!);
   } else if (n.op === "rope") rope = n;
   if (src?.op !== "linear" || uses(src.id) !== 1 || src.attrs.residual) return undefined;
-  if ((rope && src.attrs.rope_heads !== undefined) || (n.op === "kv_write" && src.attrs.kv !== undefined)) return undefined;
+  if ((rope && src.attrs.rope_heads !== undefined) || (n.op === "kv_write" && src.attrs.kv !== undefined))
+    return undefined;
   const attrs: Node["attrs"] = {};
-  if (rope) Object.assign(attrs, { rope_heads: rope.attrs.heads!, rope_theta: rope.attrs.theta!, rope_style: rope.attrs.style! });
+  if (rope)
+    Object.assign(attrs, {
+      rope_heads: rope.attrs.heads!,
+      rope_theta: rope.attrs.theta!,
+      rope_style: rope.attrs.style!,
+    });
   if (n.op === "kv_write") Object.assign(attrs, { kv: n.attrs.slot!, cache: n.attrs.cache! });
   return derive(src, { id: n.id, attrs });
 };
@@ -100,7 +121,8 @@ function normIntoMatmul(g: Graph): Graph {
     for (const n of x.nodes) {
       n.inputs.forEach((id, i) => {
         if (index.get(id)?.op !== "rms_norm") return;
-        if (i === 0 && normConsumers.has(n.op) && n.attrs.norm_eps === undefined) readers.set(id, [...(readers.get(id) ?? []), n]);
+        if (i === 0 && normConsumers.has(n.op) && n.attrs.norm_eps === undefined)
+          readers.set(id, [...(readers.get(id) ?? []), n]);
         else blocked.add(id);
       });
       if (n.body) visit(n.body);
@@ -111,17 +133,31 @@ function normIntoMatmul(g: Graph): Graph {
   return dce(
     mapNodes(g, (n) => {
       const norm = index.get(n.inputs[0]!);
-      if (!norm || norm.op !== "rms_norm" || blocked.has(norm.id) || !readers.get(norm.id)?.includes(n)) return [n];
-      return [derive(n, { inputs: [norm.inputs[0]!, ...n.inputs.slice(1)], weights: { norm: norm.weights.weight! }, attrs: { norm_eps: norm.attrs.eps! } })];
+      if (norm?.op !== "rms_norm" || blocked.has(norm.id) || !readers.get(norm.id)?.includes(n)) return [n];
+      return [
+        derive(n, {
+          inputs: [norm.inputs[0]!, ...n.inputs.slice(1)],
+          weights: { norm: norm.weights.weight! },
+          attrs: { norm_eps: norm.attrs.eps! },
+        }),
+      ];
     }),
   );
 }
 
 const residual: Rule = (n, at, uses) => {
   if (n.op !== "add") return undefined;
-  for (const [mine, other] of [[1, 0], [0, 1]] as const) {
+  for (const [mine, other] of [
+    [1, 0],
+    [0, 1],
+  ] as const) {
     const p = at(n.inputs[mine]!);
-    if ((p?.op === "linear" || p?.op === "moe_ffn") && uses(p.id) === 1 && !p.attrs.residual && p.attrs.kv === undefined) {
+    if (
+      (p?.op === "linear" || p?.op === "moe_ffn") &&
+      uses(p.id) === 1 &&
+      !p.attrs.residual &&
+      p.attrs.kv === undefined
+    ) {
       return derive(p, { id: n.id, inputs: [...p.inputs, n.inputs[other]!], attrs: { residual: true } });
     }
   }

@@ -53,5 +53,10 @@ export function mapNodes(g: Graph, fn: (n: Node, g: Graph) => Node[]): Graph {
 }
 
 export function derive(n: Node, patch: Partial<Node>): Node {
-  return { ...n, ...patch, weights: { ...n.weights, ...patch.weights }, attrs: { ...n.attrs, ...patch.attrs } };
+  return {
+    ...n,
+    ...patch,
+    weights: { ...n.weights, ...patch.weights },
+    attrs: { ...n.attrs, ...patch.attrs },
+  };
 }

@@ -40,6 +40,9 @@ function order(g: Graph, uses: Map<number, number>): Node[] {
 
 export function schedule(g: Graph): Graph {
   const uses = useCounts(g);
-  const visit = (x: Graph): Graph => ({ ...x, nodes: order(x, uses).map((n) => (n.body ? { ...n, body: visit(n.body) } : n)) });
+  const visit = (x: Graph): Graph => ({
+    ...x,
+    nodes: order(x, uses).map((n) => (n.body ? { ...n, body: visit(n.body) } : n)),
+  });
   return visit(g);
 }

@@ -56,7 +56,8 @@ export function planActivations(g: Graph, tokens = 1): ActivationPlan {
       // Everything the body reads from outside lives until the last layer is done.
       const inner = new Set(b.nodes.map((m) => m.id));
       const outside = new Set<number>();
-      const collect = (y: Graph) => y.nodes.forEach((m) => m.inputs.forEach((i) => !inner.has(i) && outside.add(i)));
+      const collect = (y: Graph) =>
+        y.nodes.forEach((m) => m.inputs.forEach((i) => !inner.has(i) && outside.add(i)));
       collect(b);
       for (const i of outside) use(i, step);
       for (const r of b.results) use(r, step);

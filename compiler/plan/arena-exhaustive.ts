@@ -11,7 +11,17 @@
 // among the candidates and is feasible against the placed ones: the search reaches that optimal plan.
 // Pruning only cuts branches that cannot beat the best arena found so far.
 
-import { type ArenaPlan, alignUp, checkBuffers, DEFAULT_ALIGN, type LiveBuffer, liveBytesLowerBound, livesOverlap, planArena, bytesOverlap } from "./arena.ts";
+import {
+  type ArenaPlan,
+  alignUp,
+  bytesOverlap,
+  checkBuffers,
+  DEFAULT_ALIGN,
+  type LiveBuffer,
+  liveBytesLowerBound,
+  livesOverlap,
+  planArena,
+} from "./arena.ts";
 
 export const EXHAUSTIVE_LIMIT = 8;
 
@@ -63,6 +73,6 @@ export function planArenaExhaustive(buffers: readonly LiveBuffer[], align = DEFA
   search(0, 0, -1, 0);
 
   const offsets = new Map(buffers.map((b) => [b.id, 0]));
-  bufs.forEach((b, i) => offsets.set(b.id, bestOffsets[i]!));
+  for (const [i, b] of bufs.entries()) offsets.set(b.id, bestOffsets[i]!);
   return { offsets, size: bestSize };
 }

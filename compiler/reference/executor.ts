@@ -1,10 +1,11 @@
 // The reference executor: runs the unfused (decomposed) graph op by op in plain f32, with every
 // weight decoded by its scheme's reference `decode`. Slow and obviously correct: the fused kernels
 // and the generated code are checked against it.
-import type { Graph, Node } from "../ir/graph.ts";
+
 import type { Manifest } from "../../runtime/manifest.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { WeightSource } from "../../runtime/weights.ts";
+import type { Graph, Node } from "../ir/graph.ts";
 
 export class ReferenceModel {
   /** cache → layer → slot → [position][width] */
@@ -38,7 +39,8 @@ export class ReferenceModel {
 
   /** Runs one token at position `pos`; returns the logits. */
   step(token: number, pos: number): Float32Array {
-    if (pos >= this.manifest.maxContext) throw new Error(`position ${pos} is past the context of ${this.manifest.maxContext}`);
+    if (pos >= this.manifest.maxContext)
+      throw new Error(`position ${pos} is past the context of ${this.manifest.maxContext}`);
     const env = new Map<number, Float32Array>();
     const g = this.graph;
     env.set(g.params[0]!.id, Float32Array.of(token));
@@ -63,7 +65,15 @@ export class ReferenceModel {
         env.set(n.id, env.get(-1 - n.inputs[0]! * 16 - (n.attrs.index as number))!);
         continue;
       }
-      env.set(n.id, this.op(n, n.inputs.map((i) => env.get(i)!), layer, pos));
+      env.set(
+        n.id,
+        this.op(
+          n,
+          n.inputs.map((i) => env.get(i)!),
+          layer,
+          pos,
+        ),
+      );
     }
   }
 
@@ -105,7 +115,13 @@ export class ReferenceModel {
         return Float32Array.from([...ids, ...ids.map((i) => x[i]! / norm)]);
       }
       case "expert_mix": {
-        const [, sel, G, U, D] = ins as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+        const [, sel, G, U, D] = ins as [
+          Float32Array,
+          Float32Array,
+          Float32Array,
+          Float32Array,
+          Float32Array,
+        ];
         const hidden = x.length;
         const ffn = G.length / (n.attrs.experts as number) / hidden;
         const out = new Float32Array(hidden);
@@ -176,7 +192,13 @@ function softmax(x: Float32Array): Float32Array {
 }
 
 /** Rotary embedding at `pos`. interleaved pairs (2j, 2j+1) as GGUF; half pairs (j, j + d/2) as Hugging Face. */
-export function rope(x: Float32Array, pos: number, heads: number, theta: number, style: string): Float32Array {
+export function rope(
+  x: Float32Array,
+  pos: number,
+  heads: number,
+  theta: number,
+  style: string,
+): Float32Array {
   const hd = x.length / heads;
   const out = new Float32Array(x);
   for (let h = 0; h < heads; h++) {
@@ -184,7 +206,8 @@ export function rope(x: Float32Array, pos: number, heads: number, theta: number,
       const angle = pos * theta ** ((-2 * j) / hd);
       const c = Math.cos(angle);
       const s = Math.sin(angle);
-      const [a, b] = style === "half" ? [h * hd + j, h * hd + j + hd / 2] : [h * hd + 2 * j, h * hd + 2 * j + 1];
+      const [a, b] =
+        style === "half" ? [h * hd + j, h * hd + j + hd / 2] : [h * hd + 2 * j, h * hd + 2 * j + 1];
       out[a] = x[a]! * c - x[b]! * s;
       out[b] = x[a]! * s + x[b]! * c;
     }

@@ -1,0 +1,53 @@
+// npm run bench: decode speed of the generated model against the reference executor on the same
+// random weights (a ratio from one run), and the compile time of every spec in specs/.
+// A benchmark, not a test: it asserts nothing, it reports.
+import { readdirSync } from "node:fs";
+import Table from "cli-table3";
+import { compileModel } from "../compiler/compile.ts";
+import { loadSpec } from "../compiler/lang/frontend.ts";
+import { pickQuant, pickTarget } from "../compiler/select.ts";
+import { compileAndLoad } from "../test/harness.ts";
+
+const args = process.argv.slice(2);
+const schemes = args.length ? args : ["f32", "q8_0", "q4_0"];
+const spec = "specs/bench-mixtral.moe";
+
+function tokPerSec(step: (token: number, pos: number) => unknown, tokens: number, seconds: number): number {
+  const start = performance.now();
+  let n = 0;
+  while (n < tokens || (performance.now() - start) / 1000 < seconds) {
+    step((n * 31 + 7) % 32000, n % 512);
+    n++;
+    if (n >= 512) break;
+  }
+  return n / ((performance.now() - start) / 1000);
+}
+
+const decode = new Table({
+  head: ["scheme", "generated tok/s", "reference tok/s", "ratio"],
+  style: { head: [] },
+});
+for (const scheme of schemes) {
+  const { generated, reference } = await compileAndLoad(spec, scheme, 3, 1024);
+  tokPerSec((t, p) => generated.step(t, p), 4, 0); // warm-up: JIT
+  const gen = tokPerSec((t, p) => generated.step(t, p), 32, 2);
+  reference.step(1, 0);
+  const ref = tokPerSec((t, p) => reference.step(t, p), 4, 2);
+  decode.push([scheme, gen.toFixed(1), ref.toFixed(2), `${(gen / ref).toFixed(1)}×`]);
+}
+console.log(`decode on ${spec} (hidden 512, 8 layers, 8 experts top-2, vocab 32000), one thread`);
+console.log(decode.toString());
+
+const compile = new Table({ head: ["spec", "compile ms", "ops → fused", "kernels"], style: { head: [] } });
+for (const f of readdirSync("specs")
+  .filter((f) => f.endsWith(".moe"))
+  .sort()) {
+  const start = performance.now();
+  const s = loadSpec(`specs/${f}`);
+  const m = s.models[0]!;
+  const c = compileModel(s, m, { quant: pickQuant(s, m, undefined, true), target: pickTarget(s) });
+  const ms = performance.now() - start;
+  compile.push([f, ms.toFixed(0), `${c.summary.opsBefore} → ${c.summary.opsAfter}`, c.summary.kernels]);
+}
+console.log("compile time (parse, check, passes, codegen, type-check, emit)");
+console.log(compile.toString());
