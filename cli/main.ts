@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { checkCommand } from "./commands/check.ts";
 import { compileCommand } from "./commands/compile.ts";
+import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { guarded } from "./user-error.ts";
 
@@ -42,5 +43,13 @@ program
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .action(guarded(compileCommand));
+
+program
+  .command("import")
+  .description("write a spec from a checkpoint: a GGUF file's metadata or a Hugging Face config.json")
+  .argument("<checkpoint>", "a .gguf file, a config.json, or a folder holding one")
+  .option("-o, --out <spec>", "the .moe file to write (default: print the spec)")
+  .option("--name <model>", "the model's name in the spec (default: from the checkpoint)")
+  .action(guarded(importCommand));
 
 await program.parseAsync(process.argv);

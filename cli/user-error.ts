@@ -1,6 +1,8 @@
 // A mistake by the user (bad flag, bad spec, bad file): one clear message, an exit code, no stack trace.
+
+import { readFileSync } from "node:fs";
 import pc from "picocolors";
-import { SpecErrors } from "../compiler/lang/errors.ts";
+import { SpecError, SpecErrors } from "../compiler/lang/errors.ts";
 import { SelectionError } from "../compiler/select.ts";
 
 export class UserError extends Error {
@@ -12,12 +14,21 @@ export class UserError extends Error {
   }
 }
 
+function sourceOf(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 /** Runs a command action, turning known user errors into messages and exit codes. */
 export function guarded<A extends unknown[]>(action: (...args: A) => Promise<void> | void) {
   return async (...args: A): Promise<void> => {
     try {
       await action(...args);
     } catch (e) {
+      if (e instanceof SpecError) e = new SpecErrors([e], sourceOf(e.loc.file));
       if (e instanceof SpecErrors) {
         process.stderr.write(`${e.format()}\n`);
         process.stderr.write(pc.red(`${e.errors.length} error${e.errors.length === 1 ? "" : "s"}\n`));

@@ -1,0 +1,106 @@
+// The CLI as a user runs it: real processes, exit codes, files on disk.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+function moec(...args: string[]) {
+  const r = spawnSync(process.execPath, ["bin/moec.js", ...args], { encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("moec inspect", () => {
+  it("Mixtral 8x7B: 46.6–46.8B total, 12.8–13.0B active", () => {
+    const r = moec("inspect", "specs/mixtral-8x7b.moe", "--json");
+    expect(r.code).toBe(0);
+    const { params } = JSON.parse(r.out);
+    expect(params.total / 1e9).toBeGreaterThanOrEqual(46.6);
+    expect(params.total / 1e9).toBeLessThanOrEqual(46.8);
+    expect(params.active / 1e9).toBeGreaterThanOrEqual(12.8);
+    expect(params.active / 1e9).toBeLessThanOrEqual(13.0);
+  });
+
+  it("Mixtral 8x22B: 140–142B total, 38.5–39.5B active; KV cache per token from the spec", () => {
+    const r = moec("inspect", "specs/mixtral-8x22b.moe", "--json");
+    const info = JSON.parse(r.out);
+    expect(info.params.total / 1e9).toBeGreaterThanOrEqual(140);
+    expect(info.params.total / 1e9).toBeLessThanOrEqual(142);
+    expect(info.params.active / 1e9).toBeGreaterThanOrEqual(38.5);
+    expect(info.params.active / 1e9).toBeLessThanOrEqual(39.5);
+    // 56 layers × 2 (K and V) × 8 KV heads × 128 × 2 bytes (f16)
+    expect(info.kv_cache.bytes_per_token).toBe(56 * 2 * 8 * 128 * 2);
+  });
+
+  it("a dense model has as many active parameters as total", () => {
+    const { params } = JSON.parse(moec("inspect", "specs/mistral-7b.moe", "--json").out);
+    expect(params.active).toBe(params.total);
+  });
+});
+
+describe("moec compile", () => {
+  it("writes the kernels, forward pass, plan and README into -o, and prints a summary", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "moec-")), "out");
+    const r = moec("compile", "specs/tiny-mixtral.moe", "-o", dir);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/30 ops → 11 after fusion, 10 kernels, arena/);
+    expect(readdirSync(dir).sort()).toEqual(["README.md", "model.js", "model.ts", "plan.json"]);
+    expect(JSON.parse(readFileSync(join(dir, "plan.json"), "utf8")).arena.bytes).toBeGreaterThan(0);
+  });
+
+  it("--dump-ir=fuse shows the fused kernels", () => {
+    const r = moec(
+      "compile",
+      "specs/tiny-mixtral.moe",
+      "--dump-ir=fuse",
+      "-o",
+      join(mkdtempSync(join(tmpdir(), "moec-")), "o"),
+    );
+    expect(r.out).toContain(";; after fuse");
+    for (const op of ["moe_ffn(", "route(", "residual=true", "kv=k", "rope_heads=", "norm=layer.attn_norm"])
+      expect(r.out).toContain(op);
+    expect(r.out).not.toContain(";; after lower");
+  });
+
+  it("a failed compile leaves the previous output untouched and no temporary files", () => {
+    const root = mkdtempSync(join(tmpdir(), "moec-"));
+    const dir = join(root, "out");
+    expect(moec("compile", "specs/tiny-mixtral.moe", "-o", dir).code).toBe(0);
+    const before = readFileSync(join(dir, "model.ts"), "utf8");
+    const spec = join(root, "too-long.moe");
+    const text = readFileSync("specs/tiny-mixtral.moe", "utf8").replace(
+      "max_context: 256",
+      "max_context: 100000",
+    );
+    writeFileSync(spec, text);
+    const r = moec("compile", spec, "-o", dir);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(
+      /too-long\.moe:\d+:\d+: error: max_context 100000 exceeds the model's context of 256/,
+    );
+    expect(r.err).not.toMatch(/\n\s+at /); // no stack trace
+    expect(readFileSync(join(dir, "model.ts"), "utf8")).toBe(before);
+    expect(readdirSync(root).sort()).toEqual(["out", "too-long.moe"]);
+  });
+
+  it("a target on a backend with no code generator is an error at the spec's place", () => {
+    const r = moec(
+      "compile",
+      "specs/mixtral-8x7b.moe",
+      "--target",
+      "rtx4090",
+      "-o",
+      join(mkdtempSync(join(tmpdir(), "moec-")), "o"),
+    );
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/mixtral-8x7b\.moe:\d+:\d+: error: backend `webgpu` has no code generator yet/);
+  });
+
+  it("an unknown --dump-ir pass lists the passes; nothing is written", () => {
+    const dir = join(mkdtempSync(join(tmpdir(), "moec-")), "o");
+    const r = moec("compile", "specs/tiny-mixtral.moe", "--dump-ir=nope", "-o", dir);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("passes: lower, decompose, cse, dce, fuse, schedule");
+    expect(existsSync(dir)).toBe(false);
+  });
+});
