@@ -11,7 +11,8 @@ export class UnknownSchemeError extends Error {
 }
 
 export function registerScheme(s: QuantScheme): void {
-  if (!/^[a-z_][a-z0-9_]*$/.test(s.name)) throw new Error(`scheme name \`${s.name}\` must match [a-z_][a-z0-9_]*`);
+  if (!/^[a-z_][a-z0-9_]*$/.test(s.name))
+    throw new Error(`scheme name \`${s.name}\` must match [a-z_][a-z0-9_]*`);
   if (byName.has(s.name)) throw new Error(`scheme \`${s.name}\` is already registered`);
   byName.set(s.name, s);
 }

@@ -1,0 +1,45 @@
+// F16 (ggml type 1): little-endian IEEE binary16, rounded to nearest even like GGML_FP32_TO_FP16.
+import { f16Table, f32ToF16 } from "../half.ts";
+import { assertFinite, assertShapes } from "../numeric.ts";
+import type { QuantScheme } from "../scheme.ts";
+
+const dot = `{
+  let qo = row;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let j = 0;
+  for (; j + 4 <= NB; j += 4, qo += 8) {
+    s0 += f16[u8[qo] | (u8[qo + 1] << 8)] * x[xo + j];
+    s1 += f16[u8[qo + 2] | (u8[qo + 3] << 8)] * x[xo + j + 1];
+    s2 += f16[u8[qo + 4] | (u8[qo + 5] << 8)] * x[xo + j + 2];
+    s3 += f16[u8[qo + 6] | (u8[qo + 7] << 8)] * x[xo + j + 3];
+  }
+  for (; j < NB; j++, qo += 2) s0 += f16[u8[qo] | (u8[qo + 1] << 8)] * x[xo + j];
+  acc += s0 + s1 + s2 + s3;
+}`;
+
+export const f16: QuantScheme = {
+  name: "f16",
+  ggmlType: 1,
+  blockSize: 1,
+  blockBytes: 2,
+  description: "16-bit IEEE half float, round to nearest even (16 bits/weight)",
+  encode(src, dst) {
+    const n = assertShapes("f16", 1, 2, src.length, dst.length);
+    assertFinite("f16", src);
+    for (let i = 0; i < n; i++) {
+      const h = f32ToF16(src[i]!);
+      if ((h & 0x7fff) === 0x7c00) {
+        throw new Error(`f16: value ${src[i]} at element ${i} is outside the f16 range (±65504)`);
+      }
+      dst[2 * i] = h & 0xff;
+      dst[2 * i + 1] = h >>> 8;
+    }
+  },
+  decode(src, dst) {
+    for (let i = 0; i < dst.length; i++) dst[i] = f16Table[src[2 * i]! | (src[2 * i + 1]! << 8)]!;
+  },
+  cpu: { dot },
+};

@@ -1,0 +1,129 @@
+// Q3_K (ggml type 11), block_q3_K: hmask[32], qs[64], scales[12], f16 d (110 bytes) per 256 weights.
+// 16 sub-blocks of 16 with signed 6-bit scales (kquant-scales.ts); w = d·scale·(q − 4), q of 3 bits:
+// for weight 128·h + 32·k + l (l < 32) the low 2 bits are bits 2k..2k+1 of qs[32·h + l] and the high bit
+// is bit 4·h + k of hmask[l]; its sub-block is 8·h + 2·k + (l ≥ 16).
+import { readF16, writeF16 } from "../half.ts";
+import { makeQ3Quants } from "../kquant-fit.ts";
+import { packScaleQ3K, scaleQ3K } from "../kquant-scales.ts";
+import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
+import type { QuantScheme } from "../scheme.ts";
+
+const f = Math.fround;
+const QK = 256;
+const BYTES = 110;
+
+const dot = `{
+  let qo = row;
+  let qx = xo;
+  for (let qb = 0; qb < NB; qb++, qo += 110, qx += 256) {
+    const s = qo + 96;
+    let sq = 0;
+    for (let h = 0; h < 2; h++) {
+      const q = qo + 32 + 32 * h;
+      for (let k = 0; k < 4; k++) {
+        const sh = 2 * k;
+        const bit = 4 * h + k;
+        const xs = qx + 128 * h + 32 * k;
+        const hs = 4 * h + 2 * (k >> 1);
+        const sc0 = (((u8[s + 2 * k] >> (4 * h)) & 15) | (((u8[s + 8 + ((2 * k) & 3)] >> hs) & 3) << 4)) - 32;
+        const sc1 = (((u8[s + 2 * k + 1] >> (4 * h)) & 15) | (((u8[s + 9 + ((2 * k) & 3)] >> hs) & 3) << 4)) - 32;
+        let a0 = 0;
+        let a1 = 0;
+        for (let l = 0; l < 16; l++) {
+          a0 += ((((u8[q + l] >> sh) & 3) | (((u8[qo + l] >> bit) & 1) << 2)) - 4) * x[xs + l];
+          a1 += ((((u8[q + 16 + l] >> sh) & 3) | (((u8[qo + 16 + l] >> bit) & 1) << 2)) - 4) * x[xs + 16 + l];
+        }
+        sq += sc0 * a0 + sc1 * a1;
+      }
+    }
+    acc += f16[u8[qo + 108] | (u8[qo + 109] << 8)] * sq;
+  }
+}`;
+
+const L = new Int8Array(QK);
+const scales = new Float32Array(QK / 16);
+
+export const q3_k: QuantScheme = {
+  name: "q3_k",
+  ggmlType: 11,
+  blockSize: QK,
+  blockBytes: BYTES,
+  description: "3-bit k-quant: 256-weight super-blocks, 16 sub-blocks with 6-bit scales (3.4375 bits/weight)",
+  // quantize_row_q3_K_ref
+  encode(src, dst) {
+    const nb = assertShapes("q3_k", QK, BYTES, src.length, dst.length);
+    assertFinite("q3_k", src);
+    for (let i = 0; i < nb; i++) {
+      const xo = i * QK;
+      const o = i * BYTES;
+      let maxScale = 0;
+      let amax = 0;
+      for (let j = 0; j < QK / 16; j++) {
+        scales[j] = makeQ3Quants(16, 4, src, xo + 16 * j, L, 16 * j);
+        const scale = Math.abs(scales[j]!);
+        if (scale > amax) {
+          amax = scale;
+          maxScale = scales[j]!;
+        }
+      }
+      dst.fill(0, o, o + BYTES);
+      if (maxScale) {
+        const iscale = f(-32 / maxScale);
+        for (let j = 0; j < QK / 16; j++) {
+          const l = (nearestInt(f(iscale * scales[j]!)) << 24) >> 24; // (int8_t)
+          packScaleQ3K(dst, o + 96, j, Math.max(-32, Math.min(31, l)) + 32);
+        }
+        writeF16(dst, o + 108, f(1 / iscale));
+      } else {
+        writeF16(dst, o + 108, 0);
+      }
+      const dAll = readF16(dst, o + 108);
+      for (let j = 0; j < QK / 16; j++) {
+        const d = f(dAll * scaleQ3K(dst, o + 96, j));
+        if (!d) continue;
+        for (let ii = 0; ii < 16; ii++) {
+          const l = nearestInt(f(src[xo + 16 * j + ii]! / d));
+          L[16 * j + ii] = Math.max(-4, Math.min(3, l)) + 4;
+        }
+      }
+      // the high bit of weight j goes to bit ⌊j/32⌋ of hmask[j % 32]
+      for (let j = 0; j < QK; j++) {
+        if (L[j]! > 3) {
+          dst[o + (j & 31)] |= 1 << (j >> 5);
+          L[j] = L[j]! - 4;
+        }
+      }
+      for (let h = 0; h < 2; h++) {
+        for (let l = 0; l < 32; l++) {
+          const j = 128 * h + l;
+          dst[o + 32 + 32 * h + l] = L[j]! | (L[j + 32]! << 2) | (L[j + 64]! << 4) | (L[j + 96]! << 6);
+        }
+      }
+    }
+  },
+  // dequantize_row_q3_K
+  decode(src, dst) {
+    const nb = dst.length / QK;
+    let y = 0;
+    for (let i = 0; i < nb; i++) {
+      const o = i * BYTES;
+      const dAll = readF16(src, o + 108);
+      let is = 0;
+      let m = 1;
+      for (let h = 0; h < 2; h++) {
+        const q = o + 32 + 32 * h;
+        for (let k = 0; k < 4; k++) {
+          const shift = 2 * k;
+          for (let half = 0; half < 2; half++) {
+            const dl = f(dAll * scaleQ3K(src, o + 96, is++));
+            for (let l = 16 * half; l < 16 * half + 16; l++) {
+              dst[y++] = dl * (((src[q + l]! >> shift) & 3) - (src[o + l]! & m ? 0 : 4));
+            }
+          }
+          m <<= 1;
+        }
+      }
+    }
+  },
+  cpu: { dot },
+};

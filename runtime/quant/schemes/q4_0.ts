@@ -1,0 +1,80 @@
+// Q4_0 (ggml type 2), block_q4_0: f16 d, qs[16] (18 bytes). Element j < 16 is the low nibble of qs[j],
+// element j + 16 its high nibble; w = d·(q − 8).
+import { readF16, writeF16 } from "../half.ts";
+import { assertFinite, assertShapes } from "../numeric.ts";
+import type { QuantScheme } from "../scheme.ts";
+
+const f = Math.fround;
+const QK = 32;
+const BYTES = 18;
+
+const dot = `{
+  let qo = row;
+  let qx = xo;
+  for (let qb = 0; qb < NB; qb++, qo += 18, qx += 32) {
+    const q = qo + 2;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    for (let j = 0; j < 16; j += 2) {
+      const b0 = u8[q + j];
+      const b1 = u8[q + j + 1];
+      s0 += ((b0 & 15) - 8) * x[qx + j];
+      s1 += ((b1 & 15) - 8) * x[qx + j + 1];
+      s2 += ((b0 >> 4) - 8) * x[qx + j + 16];
+      s3 += ((b1 >> 4) - 8) * x[qx + j + 17];
+    }
+    acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1 + s2 + s3);
+  }
+}`;
+
+export const q4_0: QuantScheme = {
+  name: "q4_0",
+  ggmlType: 2,
+  blockSize: QK,
+  blockBytes: BYTES,
+  description: "4-bit symmetric, blocks of 32 with an f16 scale (4.5 bits/weight)",
+  // quantize_row_q4_0_ref
+  encode(src, dst) {
+    const nb = assertShapes("q4_0", QK, BYTES, src.length, dst.length);
+    assertFinite("q4_0", src);
+    for (let i = 0; i < nb; i++) {
+      const xo = i * QK;
+      const o = i * BYTES;
+      let amax = 0;
+      let max = 0;
+      for (let j = 0; j < QK; j++) {
+        const v = src[xo + j]!;
+        if (amax < Math.abs(v)) {
+          amax = Math.abs(v);
+          max = v;
+        }
+      }
+      const d = f(max / -8);
+      const id = d ? f(1 / d) : 0;
+      writeF16(dst, o, d);
+      for (let j = 0; j < QK / 2; j++) {
+        const x0 = f(src[xo + j]! * id);
+        const x1 = f(src[xo + QK / 2 + j]! * id);
+        const q0 = Math.min(15, Math.trunc(f(x0 + 8.5)));
+        const q1 = Math.min(15, Math.trunc(f(x1 + 8.5)));
+        dst[o + 2 + j] = q0 | (q1 << 4);
+      }
+    }
+  },
+  // dequantize_row_q4_0
+  decode(src, dst) {
+    const nb = dst.length / QK;
+    for (let i = 0; i < nb; i++) {
+      const o = i * BYTES;
+      const d = readF16(src, o);
+      for (let j = 0; j < QK / 2; j++) {
+        const b = src[o + 2 + j]!;
+        dst[i * QK + j] = ((b & 0x0f) - 8) * d;
+        dst[i * QK + j + QK / 2] = ((b >> 4) - 8) * d;
+      }
+    }
+  },
+  cpu: { dot },
+};

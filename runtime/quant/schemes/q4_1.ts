@@ -1,0 +1,80 @@
+// Q4_1 (ggml type 3), block_q4_1: f16 d, f16 m, qs[16] (20 bytes). Nibbles as q4_0; w = d·q + m.
+import { readF16, writeF16 } from "../half.ts";
+import { assertFinite, assertShapes } from "../numeric.ts";
+import type { QuantScheme } from "../scheme.ts";
+
+const f = Math.fround;
+const QK = 32;
+const BYTES = 20;
+
+const dot = `{
+  let qo = row;
+  let qx = xo;
+  for (let qb = 0; qb < NB; qb++, qo += 20, qx += 32) {
+    const q = qo + 4;
+    let s0 = 0;
+    let s1 = 0;
+    let t0 = 0;
+    let t1 = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = u8[q + j];
+      const xa = x[qx + j];
+      const xb = x[qx + j + 16];
+      s0 += (b & 15) * xa;
+      s1 += (b >> 4) * xb;
+      t0 += xa;
+      t1 += xb;
+    }
+    acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1) + f16[u8[qo + 2] | (u8[qo + 3] << 8)] * (t0 + t1);
+  }
+}`;
+
+export const q4_1: QuantScheme = {
+  name: "q4_1",
+  ggmlType: 3,
+  blockSize: QK,
+  blockBytes: BYTES,
+  description: "4-bit asymmetric, blocks of 32 with f16 scale and min (5 bits/weight)",
+  // quantize_row_q4_1_ref
+  encode(src, dst) {
+    const nb = assertShapes("q4_1", QK, BYTES, src.length, dst.length);
+    assertFinite("q4_1", src);
+    for (let i = 0; i < nb; i++) {
+      const xo = i * QK;
+      const o = i * BYTES;
+      let min = Number.POSITIVE_INFINITY;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < QK; j++) {
+        const v = src[xo + j]!;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+      const d = f(f(max - min) / 15);
+      const id = d ? f(1 / d) : 0;
+      writeF16(dst, o, d);
+      writeF16(dst, o + 2, min);
+      for (let j = 0; j < QK / 2; j++) {
+        const x0 = f(f(src[xo + j]! - min) * id);
+        const x1 = f(f(src[xo + QK / 2 + j]! - min) * id);
+        const q0 = Math.min(15, Math.trunc(f(x0 + 0.5)));
+        const q1 = Math.min(15, Math.trunc(f(x1 + 0.5)));
+        dst[o + 4 + j] = q0 | (q1 << 4);
+      }
+    }
+  },
+  // dequantize_row_q4_1
+  decode(src, dst) {
+    const nb = dst.length / QK;
+    for (let i = 0; i < nb; i++) {
+      const o = i * BYTES;
+      const d = readF16(src, o);
+      const m = readF16(src, o + 2);
+      for (let j = 0; j < QK / 2; j++) {
+        const b = src[o + 4 + j]!;
+        dst[i * QK + j] = f((b & 0x0f) * d) + m;
+        dst[i * QK + j + QK / 2] = f((b >> 4) * d) + m;
+      }
+    }
+  },
+  cpu: { dot },
+};

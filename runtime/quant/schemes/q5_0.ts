@@ -1,0 +1,86 @@
+// Q5_0 (ggml type 6), block_q5_0: f16 d, qh[4], qs[16] (22 bytes). Element j < 16: low nibble of qs[j]
+// with bit j of qh (a little-endian u32) on top; element j + 16: high nibble with bit j + 16. w = d·(q − 16).
+import { readF16, writeF16 } from "../half.ts";
+import { assertFinite, assertShapes } from "../numeric.ts";
+import type { QuantScheme } from "../scheme.ts";
+
+const f = Math.fround;
+const QK = 32;
+const BYTES = 22;
+
+const dot = `{
+  let qo = row;
+  let qx = xo;
+  for (let qb = 0; qb < NB; qb++, qo += 22, qx += 32) {
+    const qh = u8[qo + 2] | (u8[qo + 3] << 8) | (u8[qo + 4] << 16) | (u8[qo + 5] << 24);
+    const q = qo + 6;
+    let s0 = 0;
+    let s1 = 0;
+    for (let j = 0; j < 16; j++) {
+      const b = u8[q + j];
+      s0 += (((b & 15) | (((qh >> j) & 1) << 4)) - 16) * x[qx + j];
+      s1 += (((b >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16) * x[qx + j + 16];
+    }
+    acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1);
+  }
+}`;
+
+export const q5_0: QuantScheme = {
+  name: "q5_0",
+  ggmlType: 6,
+  blockSize: QK,
+  blockBytes: BYTES,
+  description: "5-bit symmetric, blocks of 32 with an f16 scale (5.5 bits/weight)",
+  // quantize_row_q5_0_ref
+  encode(src, dst) {
+    const nb = assertShapes("q5_0", QK, BYTES, src.length, dst.length);
+    assertFinite("q5_0", src);
+    for (let i = 0; i < nb; i++) {
+      const xo = i * QK;
+      const o = i * BYTES;
+      let amax = 0;
+      let max = 0;
+      for (let j = 0; j < QK; j++) {
+        const v = src[xo + j]!;
+        if (amax < Math.abs(v)) {
+          amax = Math.abs(v);
+          max = v;
+        }
+      }
+      const d = f(max / -16);
+      const id = d ? f(1 / d) : 0;
+      writeF16(dst, o, d);
+      let qh = 0;
+      for (let j = 0; j < QK / 2; j++) {
+        const x0 = f(src[xo + j]! * id);
+        const x1 = f(src[xo + QK / 2 + j]! * id);
+        const q0 = Math.min(31, Math.trunc(f(x0 + 16.5)));
+        const q1 = Math.min(31, Math.trunc(f(x1 + 16.5)));
+        dst[o + 6 + j] = (q0 & 0x0f) | ((q1 & 0x0f) << 4);
+        qh |= ((q0 & 0x10) >> 4) << j;
+        qh |= ((q1 & 0x10) >> 4) << (j + QK / 2);
+      }
+      dst[o + 2] = qh & 0xff;
+      dst[o + 3] = (qh >>> 8) & 0xff;
+      dst[o + 4] = (qh >>> 16) & 0xff;
+      dst[o + 5] = qh >>> 24;
+    }
+  },
+  // dequantize_row_q5_0
+  decode(src, dst) {
+    const nb = dst.length / QK;
+    for (let i = 0; i < nb; i++) {
+      const o = i * BYTES;
+      const d = readF16(src, o);
+      const qh = src[o + 2]! | (src[o + 3]! << 8) | (src[o + 4]! << 16) | (src[o + 5]! << 24);
+      for (let j = 0; j < QK / 2; j++) {
+        const b = src[o + 6 + j]!;
+        const h0 = ((qh >>> j) << 4) & 0x10;
+        const h1 = (qh >>> (j + 12)) & 0x10;
+        dst[i * QK + j] = ((b & 0x0f) - 16 + h0) * d;
+        dst[i * QK + j + QK / 2] = ((b >> 4) - 16 + h1) * d;
+      }
+    }
+  },
+  cpu: { dot },
+};
