@@ -27,8 +27,8 @@ export function guarded<A extends unknown[]>(action: (...args: A) => Promise<voi
   return async (...args: A): Promise<void> => {
     try {
       await action(...args);
-    } catch (e) {
-      if (e instanceof SpecError) e = new SpecErrors([e], sourceOf(e.loc.file));
+    } catch (thrown) {
+      const e = thrown instanceof SpecError ? new SpecErrors([thrown], sourceOf(thrown.loc.file)) : thrown;
       if (e instanceof SpecErrors) {
         process.stderr.write(`${e.format()}\n`);
         process.stderr.write(pc.red(`${e.errors.length} error${e.errors.length === 1 ? "" : "s"}\n`));

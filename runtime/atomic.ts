@@ -3,7 +3,10 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:f
 import { basename, dirname, join, resolve } from "node:path";
 
 function tempName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`,
+  );
 }
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
@@ -29,7 +32,8 @@ export function writeDirAtomic(dir: string, files: Record<string, string | Uint8
   try {
     mkdirSync(tmp);
     for (const [name, data] of Object.entries(files)) {
-      if (name !== basename(name) || name.startsWith(".")) throw new Error(`refusing to write \`${name}\` outside ${dir}`);
+      if (name !== basename(name) || name.startsWith("."))
+        throw new Error(`refusing to write \`${name}\` outside ${dir}`);
       writeFileSync(join(tmp, name), data);
     }
     if (existsSync(target)) renameSync(target, old);

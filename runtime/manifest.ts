@@ -31,5 +31,7 @@ export interface Manifest {
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {
-  return w.index === undefined || layer === undefined ? w.tensor : w.tensor.replaceAll(`{${w.index}}`, String(layer));
+  return w.index === undefined || layer === undefined
+    ? w.tensor
+    : w.tensor.replaceAll(`{${w.index}}`, String(layer));
 }

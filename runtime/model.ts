@@ -29,7 +29,9 @@ export interface CompiledModule {
 
 /** Imports generated JavaScript from memory (a compile that was never written to disk). */
 export async function importModuleSource(js: string): Promise<CompiledModule> {
-  return (await import(`data:text/javascript;base64,${Buffer.from(js).toString("base64")}`)) as CompiledModule;
+  return (await import(
+    `data:text/javascript;base64,${Buffer.from(js).toString("base64")}`
+  )) as CompiledModule;
 }
 
 /** Imports `DIR/model.js`, the output of `moec compile`. */
@@ -40,7 +42,11 @@ export async function importModuleDir(dir: string): Promise<CompiledModule> {
 /** Copies into a fresh buffer so the f32 view is aligned whatever the source's offset. */
 function pack(bytes: Uint8Array): Packed {
   const copy = bytes.slice();
-  return { u8: copy, i8: new Int8Array(copy.buffer), f32: new Float32Array(copy.buffer, 0, copy.length >>> 2) };
+  return {
+    u8: copy,
+    i8: new Int8Array(copy.buffer),
+    f32: new Float32Array(copy.buffer, 0, copy.length >>> 2),
+  };
 }
 
 export function allocateRuntime(m: Manifest, source: WeightSource): Runtime {
@@ -60,7 +66,8 @@ export function allocateRuntime(m: Manifest, source: WeightSource): Runtime {
     }
   }
   const kv = m.kv.flatMap((c) => {
-    const slot = () => Array.from({ length: c.layers }, () => new Float32Array(m.maxContext * c.kvHeads * c.headDim));
+    const slot = () =>
+      Array.from({ length: c.layers }, () => new Float32Array(m.maxContext * c.kvHeads * c.headDim));
     return [slot(), slot()];
   });
   return {

@@ -1,8 +1,8 @@
 // Shared by tests and the bench: compile a spec in memory, give it random weights, and run the
 // generated model beside the reference executor on the same weights.
 import { type Compiled, compileModel } from "../compiler/compile.ts";
-import type { Quant } from "../compiler/pipeline.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
+import type { Quant } from "../compiler/pipeline.ts";
 import { ReferenceModel } from "../compiler/reference/executor.ts";
 import { importModuleSource, ModelInstance } from "../runtime/model.ts";
 import { randomWeights } from "../runtime/weights.ts";
@@ -13,7 +13,12 @@ export interface Pair {
   reference: ReferenceModel;
 }
 
-export async function compileAndLoad(specPath: string, quant: Quant, seed = 7, maxContext?: number): Promise<Pair> {
+export async function compileAndLoad(
+  specPath: string,
+  quant: Quant,
+  seed = 7,
+  maxContext?: number,
+): Promise<Pair> {
   const spec = loadSpec(specPath);
   const compiled = compileModel(spec, spec.models[0]!, { quant, maxContext });
   const weights = randomWeights(compiled.manifest, { seed });

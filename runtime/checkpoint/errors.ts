@@ -37,6 +37,8 @@ export function printableName(s: string, max = MAX_SHOWN_NAME): string {
 
 export class CheckpointError extends Error {
   override readonly name = "CheckpointError";
+  /** The CLI exits with this code (its guard treats errors with an `exitCode` as user errors). */
+  readonly exitCode = 2;
   readonly file: string;
   readonly what: string | undefined;
   readonly whatKind: CheckpointSubject | undefined;

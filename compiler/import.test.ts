@@ -1,0 +1,292 @@
+// `moec import` end to end: a random GGUF → a spec that compiles with its `from_file` quantization →
+// the generated model run on the file's own weights (GgufWeights) beside the reference executor.
+// Tolerance as in compiler/codegen/generated.test.ts: both decode the same packed bytes, so only f32
+// summation order differs: max |generated − reference| ≤ 1e-4 × max(1, max |reference|).
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { CheckpointError } from "../runtime/checkpoint/errors.ts";
+import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
+import { gv } from "../runtime/checkpoint/gguf-value.ts";
+import { GgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
+import { writeGguf } from "../runtime/checkpoint/gguf-write.ts";
+import { type RandomMixtralOptions, writeRandomMixtralGguf } from "../runtime/checkpoint/random-gguf.ts";
+import { scratchDir } from "../runtime/checkpoint/test-support.ts";
+import { importModuleSource, ModelInstance } from "../runtime/model.ts";
+import { relativeError } from "../test/harness.ts";
+import { compileModel } from "./compile.ts";
+import { formatNumber, importCheckpoint, importHfConfig, sanitizeIdentifier } from "./import.ts";
+import { compileSource } from "./lang/frontend.ts";
+import { ReferenceModel } from "./reference/executor.ts";
+
+const { dir, cleanup } = scratchDir();
+afterAll(() => cleanup());
+
+const TOLERANCE = 1e-4;
+const sizes: Omit<RandomMixtralOptions, "type"> = {
+  hidden: 64,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  ffn: 96,
+  experts: 4,
+  topK: 2,
+  vocab: 300,
+  context: 128,
+  ropeTheta: 1e6,
+  eps: 1e-5,
+  headScale: 4,
+};
+
+/** Imports the file, compiles the spec with `from_file`, and runs 8 tokens on both executors. */
+async function importAndRun(path: string) {
+  const imported = importCheckpoint(path);
+  const spec = compileSource(imported.source, `${path}.moe`);
+  const model = spec.models[0]!;
+  const quant = spec.quants.find((q) => q.name === "from_file")!;
+  const compiled = compileModel(spec, model, { quant });
+  const weights = GgufWeights.open(path, compiled.manifest);
+  try {
+    const generated = new ModelInstance(await importModuleSource(compiled.files["model.js"]!), weights);
+    const unfused = compiled.stages.find((s) => s.pass === "dce")!.graph;
+    const reference = new ReferenceModel(unfused, compiled.manifest, weights);
+    let worst = 0;
+    let peak = 0;
+    for (let pos = 0; pos < 8; pos++) {
+      const token = (pos * 37 + 5) % compiled.manifest.vocab;
+      const want = reference.step(token, pos);
+      const got = generated.step(token, pos);
+      expect(got.length).toBe(sizes.vocab);
+      worst = Math.max(worst, relativeError(got, want));
+      peak = Math.max(peak, ...want.map(Math.abs));
+    }
+    return { imported, compiled, worst, peak };
+  } finally {
+    weights.close();
+  }
+}
+
+describe("import a random GGUF, compile it, run it on the file's weights", () => {
+  for (const type of ["f32", "f16", "q8_0", "q4_0"]) {
+    it(`${type}: generated matches the reference within ${TOLERANCE}`, async () => {
+      const path = join(dir, `mixtral-${type}.gguf`);
+      writeRandomMixtralGguf(path, { ...sizes, type, seed: 21 });
+      const { imported, compiled, worst, peak } = await importAndRun(path);
+      expect(imported.shape).toMatchObject({
+        vocab: 300,
+        hidden: 64,
+        layers: 2,
+        heads: 4,
+        kvHeads: 2,
+        headDim: 16,
+        ffn: 96,
+        experts: 4,
+        topK: 2,
+        context: 128,
+        ropeTheta: 1e6,
+        eps: 1e-5,
+        tied: false,
+      });
+      expect(imported.source).toContain("rope_theta = 1e6, eps = 1e-5");
+      const scheme = (key: string) => compiled.manifest.weights.find((w) => w.key === key)!.scheme;
+      expect(scheme("layer.w_gate")).toBe(type);
+      expect(scheme("layer.router")).toBe("f32");
+      expect(scheme("layer.attn_norm")).toBe("f32");
+      expect(peak).toBeGreaterThan(0);
+      expect(worst).toBeLessThanOrEqual(TOLERANCE);
+    });
+  }
+
+  it("per-expert layout, tied head, and a dense model import and run too", async () => {
+    const split = join(dir, "split.gguf");
+    writeRandomMixtralGguf(split, { ...sizes, type: "q8_0", seed: 4, layout: "per-expert", tiedHead: true });
+    const a = await importAndRun(split);
+    expect(a.imported.shape.tied).toBe(true);
+    expect(a.imported.source).toContain("return linear(rms_norm(x, out_norm, eps), tok_embed)");
+    expect(a.imported.source).not.toContain("lm_head");
+    expect(a.worst).toBeLessThanOrEqual(TOLERANCE);
+
+    const dense = join(dir, "dense.gguf");
+    writeRandomMixtralGguf(dense, { ...sizes, experts: 0, topK: 0, type: "f16", seed: 6 });
+    const b = await importAndRun(dense);
+    expect(b.imported.shape.experts).toBe(0);
+    expect(b.imported.source).toContain('"blk.{i}.ffn_gate.weight"');
+    expect(b.imported.source).not.toContain("moe(");
+    expect(b.worst).toBeLessThanOrEqual(TOLERANCE);
+  });
+});
+
+function rewrite(from: string, to: string, edit: (md: Map<string, unknown>) => void, drop?: string) {
+  const f = openGguf(from);
+  const md = new Map(f.metadata) as Map<string, unknown>;
+  edit(md);
+  writeGguf(to, {
+    metadata: md as never,
+    tensors: f.tensors
+      .filter((t) => t.name !== drop)
+      .map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: f.read(t) })),
+  });
+  f.close();
+}
+
+function importError(path: string): CheckpointError {
+  try {
+    importCheckpoint(path);
+  } catch (e) {
+    if (e instanceof CheckpointError) {
+      expect(e.message).not.toContain("\n");
+      return e;
+    }
+    throw e;
+  }
+  throw new Error("expected a CheckpointError");
+}
+
+describe("import from GGUF metadata", () => {
+  const base = join(dir, "base.gguf");
+  writeRandomMixtralGguf(base, { ...sizes, type: "q8_0", seed: 1 });
+
+  it("a hostile general.name becomes an identifier and an escaped comment", () => {
+    const path = join(dir, "hostile.gguf");
+    const name = 'x"\n} model evil { param a = 1 }\u2028// */ \u0000 Mixtral-8x7B v0.1';
+    rewrite(base, path, (md) => md.set("general.name", gv.str(name)));
+    const { source, shape } = importCheckpoint(path);
+    expect(shape.name).toBe("x_model_evil_param_a_1_mixtral_8x7b_v0_1");
+    const comment = source.split("\n")[0]!;
+    expect(comment).toContain(String.raw`general.name "x\"\\n} model evil`);
+    expect(source.split("\n").filter((l) => l.includes("evil"))).toHaveLength(3);
+    expect(source).not.toContain("\u2028");
+    expect(source).not.toContain("\u0000");
+    expect(compileSource(source, "h.moe").models.map((m) => m.name)).toEqual([shape.name]);
+  });
+
+  it("names a missing key, a wrong architecture, a missing or misshapen tensor", () => {
+    const noHeads = join(dir, "no-heads.gguf");
+    rewrite(base, noHeads, (md) => md.delete("llama.attention.head_count"));
+    expect(importError(noHeads).message).toMatch(/key llama\.attention\.head_count: missing/);
+
+    const gpt2 = join(dir, "gpt2.gguf");
+    rewrite(base, gpt2, (md) => md.set("general.architecture", gv.str("gpt2")));
+    expect(importError(gpt2).message).toMatch(
+      /key general\.architecture: architecture "gpt2" is not supported/,
+    );
+
+    const noWo = join(dir, "no-wo.gguf");
+    rewrite(base, noWo, () => {}, "blk.1.attn_output.weight");
+    expect(importError(noWo).what).toBe("blk.1.attn_output.weight");
+
+    const wrongFfn = join(dir, "wrong-ffn.gguf");
+    rewrite(base, wrongFfn, (md) => md.set("llama.feed_forward_length", gv.u32(128)));
+    const e = importError(wrongFfn);
+    expect(e.what).toBe("blk.0.ffn_gate_exps.weight");
+    expect(e.problem).toMatch(/dims are \[64, 96, 4\] but `layer\.w_gate` \(layer 0\) needs \[64, 128, 4\]/);
+  });
+
+  it("types that differ between layers get per-layer rules first", () => {
+    const f = openGguf(base);
+    const path = join(dir, "mixed.gguf");
+    const f16 = join(dir, "f16.gguf");
+    writeRandomMixtralGguf(f16, { ...sizes, type: "f16", seed: 1 });
+    const g = openGguf(f16);
+    writeGguf(path, {
+      metadata: f.metadata,
+      tensors: f.tensors.map((t) => {
+        const src = t.name === "blk.1.attn_v.weight" ? g.tensor(t.name) : t;
+        return { name: t.name, dims: src.dims, type: src.type, data: (src === t ? f : g).read(src) };
+      }),
+    });
+    f.close();
+    g.close();
+    const imported = importCheckpoint(path);
+    expect(imported.mixedLayers).toEqual(["layer.wv"]);
+    expect(imported.source).toMatch(/layer\[1\]\.wv\s+: f16\n\s+layer\[\*\]\.wv\s+: q8_0/);
+  });
+});
+
+describe("import from a Hugging Face config.json", () => {
+  const mixtral = {
+    architectures: ["MixtralForCausalLM"],
+    _name_or_path: "mistralai/Mixtral-8x7B-v0.1",
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    max_position_embeddings: 32768,
+    model_type: "mixtral",
+    num_attention_heads: 32,
+    num_experts_per_tok: 2,
+    num_hidden_layers: 32,
+    num_key_value_heads: 8,
+    num_local_experts: 8,
+    rms_norm_eps: 1e-5,
+    rope_theta: 1e6,
+    sliding_window: null,
+    tie_word_embeddings: false,
+    torch_dtype: "bfloat16",
+    vocab_size: 32000,
+  };
+
+  it("Mixtral: Hugging Face names, half-split RoPE, bf16, compiles", () => {
+    const { source, shape } = importHfConfig(JSON.stringify(mixtral), "/x/config.json");
+    expect(shape).toMatchObject({ name: "mixtral_8x7b_v0_1", experts: 8, topK: 2, rope: "half" });
+    expect(source).toContain('"model.layers.{i}.self_attn.q_proj.weight"');
+    expect(source).toContain('"model.layers.{i}.block_sparse_moe.gate.weight"');
+    expect(source).toContain('"model.layers.{i}.block_sparse_moe.experts.w1.weight"');
+    expect(source).toContain("theta: rope_theta, style: half");
+    expect(source).toMatch(/layer\[\*\]\.w_down +: bf16/);
+    const spec = compileSource(source, "c.moe");
+    const m = spec.models[0]!;
+    expect(m.weights.get("layer.w_gate")!.shape).toEqual([8, 14336, 4096]);
+    expect(m.weights.get("lm_head")!.tensor).toBe("lm_head.weight");
+    expect(spec.quants[0]!.schemeFor("layer.attn_norm", 0)).toBe("bf16");
+  });
+
+  it("Mistral 7B: dense, sliding window, mlp names", () => {
+    const cfg = {
+      ...mixtral,
+      model_type: "mistral",
+      _name_or_path: "",
+      num_local_experts: undefined,
+      num_experts_per_tok: undefined,
+      sliding_window: 4096,
+      rope_theta: 10000,
+      torch_dtype: "float16",
+    };
+    const { source, shape } = importHfConfig(JSON.stringify(cfg), "/models/Mistral-7B/config.json");
+    expect(shape).toMatchObject({ name: "mistral_7b", experts: 0, window: 4096 });
+    expect(source).toContain('"model.layers.{i}.mlp.down_proj.weight"');
+    expect(source).toContain("kv_heads: kv_heads, window: window)");
+    expect(source).toContain("rope_theta = 10000");
+    compileSource(source, "c.moe");
+  });
+
+  it("bad configs name the key", () => {
+    const bad = (cfg: unknown, re: RegExp) => {
+      expect(() => importHfConfig(typeof cfg === "string" ? cfg : JSON.stringify(cfg), "c.json")).toThrow(re);
+    };
+    bad("{", /c\.json: not valid JSON/);
+    bad([1], /one JSON object/);
+    bad({ ...mixtral, hidden_size: "4096" }, /key hidden_size: is "4096", expected a whole number/);
+    bad({ ...mixtral, num_hidden_layers: undefined }, /key num_hidden_layers: missing/);
+    bad({ ...mixtral, model_type: "gpt2" }, /key model_type: "gpt2" is not supported/);
+    bad({ ...mixtral, num_key_value_heads: 7 }, /key num_key_value_heads: 7 does not divide/);
+    bad({ ...mixtral, torch_dtype: "int8" }, /key torch_dtype: "int8" is not one of/);
+    bad(`{"__proto__": {"hidden_size": 1}, "model_type": "mixtral"}`, /key hidden_size: missing/);
+  });
+});
+
+describe("helpers", () => {
+  it("sanitizeIdentifier", () => {
+    expect(sanitizeIdentifier("Mixtral 8x7B Instruct v0.1")).toBe("mixtral_8x7b_instruct_v0_1");
+    expect(sanitizeIdentifier("8x7b")).toBe("m_8x7b");
+    expect(sanitizeIdentifier("model")).toBe("model_model");
+    expect(sanitizeIdentifier("ünïcode ✓")).toBe("n_code");
+    expect(sanitizeIdentifier("✓✓")).toBe("imported");
+  });
+
+  it("formatNumber", () => {
+    expect(formatNumber(Math.fround(1e-5), true)).toBe("1e-5");
+    expect(formatNumber(Math.fround(1e6), true)).toBe("1e6");
+    expect(formatNumber(10000)).toBe("10000");
+    expect(formatNumber(0.5)).toBe("0.5");
+    expect(formatNumber(Math.fround(0.1), true)).toBe("0.1");
+    expect(() => formatNumber(Number.NaN)).toThrow();
+  });
+});

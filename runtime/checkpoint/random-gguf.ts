@@ -1,0 +1,318 @@
+// Small random Mixtral-shaped (or dense Mistral-shaped) GGUF files that llama.cpp can load: the
+// llama architecture's metadata, a SentencePiece-style vocabulary, f32 norms and router, and every
+// matrix in the requested type, encoded by moec's own schemes. Tests and `moec demo` use them.
+import { getScheme } from "../quant/index.ts";
+import type { QuantScheme } from "../quant/scheme.ts";
+import { gaussian, rng } from "../weights.ts";
+import { CheckpointError } from "./errors.ts";
+import type { GgufValue } from "./gguf-value.ts";
+import { gv } from "./gguf-value.ts";
+import { type GgufTensorInput, type GgufWriteResult, writeGguf } from "./gguf-write.ts";
+
+export interface RandomMixtralOptions {
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  ffn: number;
+  /** 0 for a dense model (one SwiGLU FFN per layer, no router). */
+  experts: number;
+  topK: number;
+  vocab: number;
+  /** llama.context_length (default 2048). */
+  context?: number;
+  ropeTheta?: number;
+  eps?: number;
+  /** Scheme of the matrices: "f32", "f16", "q8_0", "q4_0", … (any scheme with a ggml type). */
+  type: string;
+  seed?: number;
+  /** Multiplies the output head so greedy decoding has clear winners (default 1). */
+  headScale?: number;
+  /** "merged": `blk.N.ffn_gate_exps.weight`; "per-expert": the older `blk.N.ffn_gate.E.weight`. */
+  layout?: "merged" | "per-expert";
+  /** Leave out `output.weight`, so the head is tied to `token_embd.weight`. */
+  tiedHead?: boolean;
+  /** general.name (default "moec random mixtral"). */
+  name?: string;
+}
+
+/** The pieces' token types, as llama.cpp numbers them. */
+export const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
+
+export interface Vocabulary {
+  tokens: string[];
+  scores: number[];
+  types: number[];
+  bos: number;
+  eos: number;
+  unk: number;
+}
+
+const SPACE = "\u2581";
+const LETTERS = "etaoinshrdlcumwfgypbvkjxqz";
+const MORE_SINGLES = `${LETTERS.toUpperCase()}0123456789.,!?'-:;()"`;
+const WORDS = [
+  "the",
+  "and",
+  "of",
+  "to",
+  "in",
+  "is",
+  "it",
+  "that",
+  "was",
+  "for",
+  "on",
+  "with",
+  "as",
+  "he",
+  "she",
+  "they",
+  "be",
+  "at",
+  "by",
+  "this",
+  "have",
+  "from",
+  "or",
+  "one",
+  "had",
+  "not",
+  "but",
+  "what",
+  "all",
+  "were",
+  "when",
+  "we",
+  "there",
+  "can",
+  "an",
+  "your",
+  "which",
+  "their",
+  "said",
+  "if",
+];
+
+/**
+ * A SentencePiece-style vocabulary of exactly `size` pieces: `<unk>`, `<s>`, `</s>`, the 256 byte
+ * pieces `<0x00>`…`<0xFF>`, `▁` and the lower-case letters, a few common words with the leading-space
+ * mark `▁` (each after the prefixes it merges from), other characters, more words, then longer letter
+ * strings, so that every piece, wherever the list is cut, can be reached by merging two earlier ones.
+ * Scores fall with the index: earlier pieces merge first. Text outside the pieces falls back to bytes.
+ */
+export function randomVocabulary(size: number): Vocabulary {
+  const tokens = ["<unk>", "<s>", "</s>"];
+  const types: number[] = [TOKEN_TYPE.unknown, TOKEN_TYPE.control, TOKEN_TYPE.control];
+  for (let b = 0; b < 256; b++) {
+    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`);
+    types.push(TOKEN_TYPE.byte);
+  }
+  const minimum = tokens.length + 1;
+  if (!Number.isInteger(size) || size < minimum) {
+    throw new RangeError(`a random vocabulary needs at least ${minimum} pieces, asked for ${size}`);
+  }
+  const seen = new Set(tokens);
+  const pieces: string[] = [];
+  const add = (p: string) => {
+    if (seen.has(p) || tokens.length + pieces.length >= size) return;
+    seen.add(p);
+    pieces.push(p);
+  };
+  const words = (list: string[]) => {
+    for (const w of list) {
+      const word = SPACE + w;
+      for (let n = 2; n <= word.length; n++) add(word.slice(0, n));
+    }
+  };
+  for (const c of SPACE + LETTERS) add(c);
+  words(WORDS.slice(0, 8));
+  for (const c of MORE_SINGLES) add(c);
+  words(WORDS.slice(8));
+  // Then every letter string of length 2, 3, … with and without `▁`, until the vocabulary is full.
+  let level = [""];
+  while (tokens.length + pieces.length < size) {
+    const next: string[] = [];
+    for (const p of level) for (const c of LETTERS) next.push(p + c);
+    for (const p of next) {
+      if (p.length >= 2) add(p);
+      add(SPACE + p);
+    }
+    level = next;
+  }
+  const scores = tokens.map(() => 0);
+  for (let i = 0; i < pieces.length; i++) {
+    tokens.push(pieces[i]!);
+    types.push(TOKEN_TYPE.normal);
+    scores.push(-i);
+  }
+  return { tokens, scores, types, bos: 1, eos: 2, unk: 0 };
+}
+
+/** llama.cpp's general.file_type (LLAMA_FTYPE_*) for a uniform file of this type. */
+const FILE_TYPE: Record<string, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q8_0: 7,
+  q5_0: 8,
+  q5_1: 9,
+  q2_k: 10,
+  q3_k: 12,
+  q4_k: 15,
+  q5_k: 17,
+  q6_k: 18,
+  bf16: 32,
+};
+
+/** The metadata llama.cpp reads to load a llama-architecture model (Mistral, Mixtral). */
+export function mixtralMetadata(o: RandomMixtralOptions, vocab: Vocabulary): [string, GgufValue][] {
+  const headDim = o.hidden / o.heads;
+  const md: [string, GgufValue][] = [
+    ["general.architecture", gv.str("llama")],
+    ["general.name", gv.str(o.name ?? "moec random mixtral")],
+    ["general.alignment", gv.u32(32)],
+  ];
+  const ft = FILE_TYPE[o.type];
+  if (ft !== undefined) md.push(["general.file_type", gv.u32(ft)]);
+  md.push(
+    ["llama.vocab_size", gv.u32(o.vocab)],
+    ["llama.context_length", gv.u32(o.context ?? 2048)],
+    ["llama.embedding_length", gv.u32(o.hidden)],
+    ["llama.block_count", gv.u32(o.layers)],
+    ["llama.feed_forward_length", gv.u32(o.ffn)],
+    ["llama.attention.head_count", gv.u32(o.heads)],
+    ["llama.attention.head_count_kv", gv.u32(o.kvHeads)],
+    ["llama.rope.dimension_count", gv.u32(headDim)],
+    ["llama.rope.freq_base", gv.f32(o.ropeTheta ?? 10000)],
+    ["llama.attention.layer_norm_rms_epsilon", gv.f32(o.eps ?? 1e-5)],
+  );
+  if (o.experts > 0) {
+    md.push(["llama.expert_count", gv.u32(o.experts)], ["llama.expert_used_count", gv.u32(o.topK)]);
+  }
+  md.push(
+    ["tokenizer.ggml.model", gv.str("llama")],
+    ["tokenizer.ggml.tokens", gv.strings(vocab.tokens)],
+    ["tokenizer.ggml.scores", gv.f32s(vocab.scores)],
+    ["tokenizer.ggml.token_type", gv.i32s(vocab.types)],
+    ["tokenizer.ggml.bos_token_id", gv.u32(vocab.bos)],
+    ["tokenizer.ggml.eos_token_id", gv.u32(vocab.eos)],
+    ["tokenizer.ggml.unknown_token_id", gv.u32(vocab.unk)],
+    ["tokenizer.ggml.add_bos_token", gv.bool(true)],
+    ["tokenizer.ggml.add_eos_token", gv.bool(false)],
+  );
+  return md;
+}
+
+function checkOptions(path: string, o: RandomMixtralOptions, scheme: QuantScheme): void {
+  const fail = (problem: string): never => {
+    throw new CheckpointError({ file: path, problem });
+  };
+  for (const k of ["hidden", "layers", "heads", "kvHeads", "ffn", "vocab"] as const) {
+    if (!Number.isInteger(o[k]) || o[k] <= 0) fail(`${k} must be a positive integer, not ${o[k]}`);
+  }
+  if (!Number.isInteger(o.experts) || o.experts < 0) fail(`experts must be 0 or more, not ${o.experts}`);
+  if (o.experts > 0 && (!Number.isInteger(o.topK) || o.topK < 1 || o.topK > o.experts)) {
+    fail(`topK must be from 1 to experts (${o.experts}), not ${o.topK}`);
+  }
+  if (o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0) {
+    fail(`hidden ${o.hidden} must split into ${o.heads} heads of an even size`);
+  }
+  if (o.heads % o.kvHeads !== 0) fail(`heads ${o.heads} must be a multiple of kvHeads ${o.kvHeads}`);
+  for (const [what, row] of [
+    ["hidden", o.hidden],
+    ["ffn", o.ffn],
+  ] as const) {
+    if (row % scheme.blockSize !== 0) {
+      fail(`${what} ${row} is not a multiple of the ${scheme.name} block size ${scheme.blockSize}`);
+    }
+  }
+}
+
+/**
+ * Writes a random llama-architecture GGUF (atomically). Matrices ~ N(0, 1/in), norms ~ 1 + N(0, 0.1²),
+ * the output head times `headScale`. The values depend only on the sizes and the seed, not on the
+ * layout, so the per-expert and merged files of one seed hold the same numbers.
+ */
+export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): GgufWriteResult {
+  const scheme = getScheme(o.type);
+  if (scheme.ggmlType === undefined) {
+    throw new CheckpointError({ file: path, problem: `scheme ${scheme.name} has no GGUF type` });
+  }
+  checkOptions(path, o, scheme);
+  const f32 = getScheme("f32");
+  const rand = rng(o.seed ?? 1);
+  const g = gaussian(rand);
+  const headDim = o.hidden / o.heads;
+  const tensors: GgufTensorInput[] = [];
+
+  /** `shape` in spec order ([out, in], experts first); stored with dims reversed. */
+  const values = (shape: number[], scale = 1): Float32Array => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n);
+    const vector = shape.length === 1;
+    const std = vector ? 0.1 : scale / Math.sqrt(shape.at(-1)!);
+    for (let i = 0; i < n; i++) out[i] = (vector ? 1 : 0) + std * g();
+    return out;
+  };
+  const encode = (s: QuantScheme, v: Float32Array): Uint8Array => {
+    const out = new Uint8Array((v.length / s.blockSize) * s.blockBytes);
+    s.encode(v, out);
+    return out;
+  };
+  const add = (name: string, shape: number[], s: QuantScheme, scale = 1) => {
+    tensors.push({
+      name,
+      dims: [...shape].reverse(),
+      type: s.ggmlType!,
+      data: encode(s, values(shape, scale)),
+    });
+  };
+  const addExperts = (merged: string, single: (e: number) => string, shape: number[]) => {
+    const v = values([o.experts, ...shape]);
+    if (o.layout === "per-expert") {
+      const per = shape[0]! * shape[1]!;
+      for (let e = 0; e < o.experts; e++) {
+        tensors.push({
+          name: single(e),
+          dims: [...shape].reverse(),
+          type: scheme.ggmlType!,
+          data: encode(scheme, v.subarray(e * per, (e + 1) * per)),
+        });
+      }
+    } else {
+      tensors.push({
+        name: merged,
+        dims: [...shape].reverse().concat(o.experts),
+        type: scheme.ggmlType!,
+        data: encode(scheme, v),
+      });
+    }
+  };
+
+  add("token_embd.weight", [o.vocab, o.hidden], scheme);
+  for (let i = 0; i < o.layers; i++) {
+    const b = `blk.${i}`;
+    add(`${b}.attn_norm.weight`, [o.hidden], f32);
+    add(`${b}.attn_q.weight`, [o.heads * headDim, o.hidden], scheme);
+    add(`${b}.attn_k.weight`, [o.kvHeads * headDim, o.hidden], scheme);
+    add(`${b}.attn_v.weight`, [o.kvHeads * headDim, o.hidden], scheme);
+    add(`${b}.attn_output.weight`, [o.hidden, o.heads * headDim], scheme);
+    add(`${b}.ffn_norm.weight`, [o.hidden], f32);
+    if (o.experts > 0) {
+      add(`${b}.ffn_gate_inp.weight`, [o.experts, o.hidden], f32);
+      addExperts(`${b}.ffn_gate_exps.weight`, (e) => `${b}.ffn_gate.${e}.weight`, [o.ffn, o.hidden]);
+      addExperts(`${b}.ffn_down_exps.weight`, (e) => `${b}.ffn_down.${e}.weight`, [o.hidden, o.ffn]);
+      addExperts(`${b}.ffn_up_exps.weight`, (e) => `${b}.ffn_up.${e}.weight`, [o.ffn, o.hidden]);
+    } else {
+      add(`${b}.ffn_gate.weight`, [o.ffn, o.hidden], scheme);
+      add(`${b}.ffn_down.weight`, [o.hidden, o.ffn], scheme);
+      add(`${b}.ffn_up.weight`, [o.ffn, o.hidden], scheme);
+    }
+  }
+  add("output_norm.weight", [o.hidden], f32);
+  if (!o.tiedHead) add("output.weight", [o.vocab, o.hidden], scheme, o.headScale ?? 1);
+
+  return writeGguf(path, { metadata: mixtralMetadata(o, randomVocabulary(o.vocab)), tensors });
+}
