@@ -50,6 +50,8 @@ describe("generate", () => {
     const r = generate(model, [1, 2, 3], { maxTokens: 100, sampler: greedy() });
     expect(r.stop).toBe("context");
     expect(3 + r.tokens.length).toBe(32);
-    expect(() => generate(model, Array(40).fill(1), { maxTokens: 1, sampler: greedy() })).toThrow(ContextError);
+    expect(() => generate(model, Array(40).fill(1), { maxTokens: 1, sampler: greedy() })).toThrow(
+      ContextError,
+    );
   });
 });

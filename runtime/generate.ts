@@ -35,7 +35,9 @@ export function generate(model: ModelInstance, prompt: readonly number[], o: Gen
   const context = model.module.manifest.maxContext;
   if (prompt.length === 0) throw new ContextError("the prompt is empty: nothing to continue from");
   if (prompt.length >= context) {
-    throw new ContextError(`the prompt is ${prompt.length} tokens but the context holds ${context}: shorten it or compile with a larger max_context`);
+    throw new ContextError(
+      `the prompt is ${prompt.length} tokens but the context holds ${context}: shorten it or compile with a larger max_context`,
+    );
   }
   const t0 = performance.now();
   let logits: Float32Array = new Float32Array(0);

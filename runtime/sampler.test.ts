@@ -13,7 +13,9 @@ describe("Sampler", () => {
   it("the same seed gives the same draws; another seed gives others", () => {
     const draw = (seed: number) => {
       const s = new Sampler(50, { temperature: 1.5, topK: 0, topP: 1, minP: 0, seed });
-      return Array.from({ length: 40 }, () => s.sample(logits(Array.from({ length: 50 }, (_, i) => Math.sin(i)))));
+      return Array.from({ length: 40 }, () =>
+        s.sample(logits(Array.from({ length: 50 }, (_, i) => Math.sin(i)))),
+      );
     };
     expect(draw(42)).toEqual(draw(42));
     expect(draw(42)).not.toEqual(draw(43));
@@ -21,10 +23,14 @@ describe("Sampler", () => {
 
   it("top-k 1 is greedy at any temperature", () => {
     fc.assert(
-      fc.property(fc.array(fc.float({ min: -20, max: 20, noNaN: true }), { minLength: 2, maxLength: 60 }), fc.nat(), (xs, seed) => {
-        const s = new Sampler(xs.length, { temperature: 2, topK: 1, seed });
-        expect(s.sample(logits(xs))).toBe(argmax(logits(xs)));
-      }),
+      fc.property(
+        fc.array(fc.float({ min: -20, max: 20, noNaN: true }), { minLength: 2, maxLength: 60 }),
+        fc.nat(),
+        (xs, seed) => {
+          const s = new Sampler(xs.length, { temperature: 2, topK: 1, seed });
+          expect(s.sample(logits(xs))).toBe(argmax(logits(xs)));
+        },
+      ),
     );
   });
 

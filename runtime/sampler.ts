@@ -35,10 +35,12 @@ export class Sampler {
     };
     const bad = (what: string) => new RangeError(`sampler: ${what}`);
     if (!(this.o.temperature >= 0)) throw bad(`temperature must be ≥ 0, found ${this.o.temperature}`);
-    if (!Number.isInteger(this.o.topK) || this.o.topK < 0) throw bad(`top-k must be a whole number ≥ 0, found ${this.o.topK}`);
+    if (!Number.isInteger(this.o.topK) || this.o.topK < 0)
+      throw bad(`top-k must be a whole number ≥ 0, found ${this.o.topK}`);
     if (!(this.o.topP > 0 && this.o.topP <= 1)) throw bad(`top-p must be in (0, 1], found ${this.o.topP}`);
     if (!(this.o.minP >= 0 && this.o.minP < 1)) throw bad(`min-p must be in [0, 1), found ${this.o.minP}`);
-    if (!(this.o.repetitionPenalty > 0)) throw bad(`repetition penalty must be > 0, found ${this.o.repetitionPenalty}`);
+    if (!(this.o.repetitionPenalty > 0))
+      throw bad(`repetition penalty must be > 0, found ${this.o.repetitionPenalty}`);
     this.order = new Uint32Array(vocab);
     this.probs = new Float64Array(vocab);
     this.random = rng(this.o.seed);

@@ -98,6 +98,8 @@ export interface TargetProp {
   value: TargetValue;
   loc: Loc;
   valueLoc: Loc;
+  /** Where the size unit of `24 GiB` is, when one is written. */
+  unitLoc?: Loc;
 }
 
 export interface TargetDecl extends Named {

@@ -5,7 +5,7 @@ import { findScheme, schemeNames } from "../../runtime/quant/registry.ts";
 import { bytesOf, sizeUnits } from "../../runtime/units.ts";
 import type { Graph } from "../ir/graph.ts";
 import type { ModelDecl, Pattern, QuantDecl, SpecFile, TargetDecl, WeightDecl } from "./ast.ts";
-import { didYouMean, SpecError } from "./errors.ts";
+import { Consequence, closest, didYouMean, SpecError } from "./errors.ts";
 import { type GroupInfo, Lowering, type WeightInfo } from "./lower.ts";
 import { evalDim, evalParams } from "./params.ts";
 
@@ -190,6 +190,9 @@ export function checkQuant(
     return undefined;
   }
   let fallback: string | undefined;
+  // Patterns of earlier rules over every layer: a weight they match never reaches a later rule.
+  const earlier: Pattern[] = [];
+  const weightNames = [...m.weights.values()].map((w) => (w.group ? `${w.group}[*].${w.name}` : w.name));
   for (const r of q.rules) {
     const s = findScheme(r.scheme.name);
     if (!s) {
@@ -197,7 +200,9 @@ export function checkQuant(
         new SpecError(
           r.scheme.loc,
           `unknown quantization scheme \`${r.scheme.name}\``,
-          didYouMean(r.scheme.name, schemeNames()) ?? `known schemes: ${schemeNames().join(", ")}`,
+          [didYouMean(r.scheme.name, schemeNames()), `known schemes: ${schemeNames().join(", ")}`]
+            .filter(Boolean)
+            .join(" "),
         ),
       );
       continue;
@@ -219,7 +224,7 @@ export function checkQuant(
             didYouMean(
               p.segments.at(-1)!.glob,
               [...m.weights.values()].map((w) => w.name),
-            ),
+            ) ?? `weights: ${weightNames.join(", ")}`,
           ),
         );
       } else if (layer !== undefined && group && layer >= group.count) {
@@ -232,16 +237,18 @@ export function checkQuant(
       }
       for (const w of hits) {
         const row = w.shape.at(-1)!;
-        if (row % s.blockSize !== 0) {
+        if (row % s.blockSize !== 0 && !earlier.some((e) => matches(e, w, undefined))) {
           errors.push(
             new SpecError(
               p.loc,
               `\`${w.key}\` has rows of ${row}, not a multiple of ${s.name}'s block of ${s.blockSize}`,
+              "choose a scheme whose block divides the rows, or leave the weight to `default` (which falls back to f16)",
             ),
           );
         }
       }
     }
+    earlier.push(...r.patterns.filter((p) => patternLayers(p) === undefined));
   }
   const rules = q.rules.filter((r) => r.patterns.length > 0);
   return {
@@ -287,7 +294,7 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
       if (b === undefined)
         errors.push(
           new SpecError(
-            p.valueLoc,
+            p.unitLoc ?? p.valueLoc,
             `unknown size unit \`${v.unit}\``,
             didYouMean(v.unit!, sizeUnits) ?? `units: ${sizeUnits.join(", ")}`,
           ),
@@ -346,6 +353,11 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
         );
     }
   }
+  // A misspelled key (`memroy`) is reported once, as unknown, not again as missing.
+  for (const p of t.props) {
+    const near = targetKeys.includes(p.key) ? undefined : closest(p.key, targetKeys);
+    if (near) seen.add(near);
+  }
   for (const need of ["backend", "max_context"] as const) {
     if (!seen.has(need)) errors.push(new SpecError(t.loc, `target \`${t.name}\` needs \`${need}\``));
   }
@@ -356,12 +368,15 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
 
 export function checkSpec(spec: SpecFile, errors: SpecError[]): CheckedSpec {
   const models = new Map<string, CheckedModel>();
-  const names = new Set<string>();
+  const names = new Map<string, SpecError["loc"]>();
   const unique = (n: { name: string; loc: SpecError["loc"] }, what: string) => {
     if (!IDENT.test(n.name)) errors.push(new SpecError(n.loc, `\`${n.name}\` is not a valid name`));
-    if (names.has(`${what}:${n.name}`))
-      errors.push(new SpecError(n.loc, `${what} \`${n.name}\` is declared twice`));
-    names.add(`${what}:${n.name}`);
+    const first = names.get(`${what}:${n.name}`);
+    if (first) {
+      errors.push(
+        new SpecError(n.loc, `${what} \`${n.name}\` is declared twice (first at line ${first.line})`),
+      );
+    } else names.set(`${what}:${n.name}`, n.loc);
   };
   for (const m of spec.models) {
     unique(m, "model");
@@ -380,5 +395,8 @@ export function checkSpec(spec: SpecFile, errors: SpecError[]): CheckedSpec {
     const c = checkTarget(t, errors);
     if (c) targets.push(c);
   }
+  // Drop what only follows from an error already reported (uses of a param that failed).
+  const shown = errors.filter((e) => !(e instanceof Consequence));
+  errors.splice(0, errors.length, ...shown);
   return { file: spec.file, models: [...models.values()], quants, targets };
 }

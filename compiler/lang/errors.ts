@@ -14,7 +14,7 @@ export class SpecError extends Error {
   format(source?: string): string {
     const where = `${this.loc.file}:${this.loc.line}:${this.loc.col}`;
     let out = `${where}: error: ${this.message}`;
-    const line = source?.split("\n")[this.loc.line - 1];
+    const line = source?.split(/\r\n?|\n/)[this.loc.line - 1];
     if (line !== undefined) {
       const caret =
         " ".repeat(Math.max(0, this.loc.col - 1)) + "^".repeat(Math.max(1, Math.min(this.loc.length, 40)));
@@ -24,6 +24,12 @@ export class SpecError extends Error {
     return out;
   }
 }
+
+/**
+ * An error that only follows from one already reported (a use of a param whose own definition
+ * failed). Checks throw it to stop; the front end drops it rather than show the same mistake twice.
+ */
+export class Consequence extends SpecError {}
 
 /** Thrown when a spec has one or more errors; carries them all. */
 export class SpecErrors extends Error {
@@ -55,14 +61,21 @@ export function editDistance(a: string, b: string): number {
 
 /** "did you mean `kv_heads`?" when some candidate is close enough to be a plausible typo. */
 export function didYouMean(name: string, candidates: Iterable<string>): string | undefined {
+  const best = closest(name, candidates);
+  return best === undefined ? undefined : `did you mean \`${best}\`?`;
+}
+
+/** The candidate close enough to `name` to be a plausible typo of it, if any. */
+export function closest(name: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDist = Math.max(2, Math.floor(name.length / 3)) + 1;
   for (const c of candidates) {
     const d = editDistance(name.toLowerCase(), c.toLowerCase());
-    if (d < bestDist) {
+    // A one-letter name is "one edit" from every other one-letter name: that is no hint.
+    if (d < bestDist && d < name.length && d < c.length) {
       best = c;
       bestDist = d;
     }
   }
-  return best === undefined ? undefined : `did you mean \`${best}\`?`;
+  return best;
 }

@@ -1,9 +1,10 @@
 // The front end in one call: text → tokens → CST → AST → checked spec, or every error found.
 import { readFileSync } from "node:fs";
+import type { IToken } from "chevrotain";
 import type { SpecFile } from "./ast.ts";
 import { type CheckedSpec, checkSpec } from "./check.ts";
-import { SpecError, SpecErrors } from "./errors.ts";
-import { moeLexer } from "./lexer.ts";
+import { closest, SpecError, SpecErrors } from "./errors.ts";
+import { BadString, Identifier, moeLexer } from "./lexer.ts";
 import { parser } from "./parser.ts";
 import { AstBuilder, PatternGap } from "./to-ast.ts";
 import "../../runtime/quant/index.ts";
@@ -27,28 +28,110 @@ export function parseSpec(source: string, file: string): SpecFile {
     );
   const lexed = moeLexer.tokenize(source);
   for (const e of lexed.errors) {
-    const ch = source.slice(e.offset, e.offset + e.length);
-    const what = ch.startsWith('"') ? "an unterminated string" : `unexpected character '${ch}'`;
-    errors.push(new SpecError(loc(e.line ?? 1, e.column ?? 1, e.offset, e.length), what));
+    const chars = source.slice(e.offset, e.offset + e.length);
+    errors.push(
+      new SpecError(
+        loc(e.line ?? 1, e.column ?? 1, e.offset, e.length),
+        `expected a name, number, string, operator or bracket, found ${showChars(chars)}`,
+        chars === ";" ? "declarations and statements need no `;`" : undefined,
+      ),
+    );
+  }
+  for (const t of lexed.tokens) {
+    if (t.tokenType !== BadString) continue;
+    const at = loc(t.startLine ?? 1, t.startColumn ?? 1, t.startOffset, t.image.length);
+    const badEscape = [...t.image.matchAll(/\\(.)/g)].find((m) => !'"\\/nt{}'.includes(m[1]!));
+    if (!/^"(?:[^"\\\n]|\\.)*"$/.test(t.image)) {
+      errors.push(
+        new SpecError(at, "unterminated string: expected a closing '\"' before the end of the line"),
+      );
+    } else if (badEscape) {
+      errors.push(
+        new SpecError(
+          at,
+          `unknown escape \`${badEscape[0]}\` in a string`,
+          'escapes: \\" \\\\ \\/ \\n \\t \\{ \\}',
+        ),
+      );
+    }
   }
   parser.input = lexed.tokens;
   const cst = parser.spec();
+  const end = source.split(/\r\n?|\n/);
   for (const e of parser.errors) {
     const t = e.token;
     const eof = t.tokenType.name === "EOF";
-    const line = eof ? source.split("\n").length : (t.startLine ?? 1);
-    const col = eof ? source.split("\n").at(-1)!.length + 1 : (t.startColumn ?? 1);
-    errors.push(
-      new SpecError(loc(line, col, eof ? source.length : t.startOffset, eof ? 1 : t.image.length), e.message),
-    );
+    const line = eof ? end.length : (t.startLine ?? 1);
+    const col = eof ? end.at(-1)!.length + 1 : (t.startColumn ?? 1);
+    const at = loc(line, col, eof ? source.length : t.startOffset, eof ? 1 : t.image.length);
+    errors.push(new SpecError(at, e.message, parseHint(t, e.message, lexed.tokens)));
   }
-  if (errors.length) throw new SpecErrors(errors, source);
+  if (errors.length) throw new SpecErrors(withoutCascades(errors), source);
   try {
     return new AstBuilder(file).spec(cst);
   } catch (e) {
     if (e instanceof PatternGap) throw new SpecErrors([new SpecError(e.loc, e.message)], source);
     throw e;
   }
+}
+
+const keywords = [
+  "model",
+  "param",
+  "weights",
+  "forward",
+  "for",
+  "return",
+  "quantization",
+  "target",
+  "default",
+];
+const TOP_LEVEL = "expected 'model', 'quantization' or 'target'";
+
+/** `'$'`, or code points for what would not print (`U+200B`). */
+function showChars(s: string): string {
+  if (!/[\p{C}\p{Z}]/u.test(s)) return `'${s}'`;
+  const points = [...s].map((c) => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`);
+  return `the character${points.length > 1 ? "s" : ""} ${points.join(" ")}`;
+}
+
+/** A misspelled keyword, a keyword used as a name, or the `{` that a missing `}` leaves open. */
+function parseHint(t: IToken, message: string, tokens: IToken[]): string | undefined {
+  if (t.tokenType === Identifier) {
+    const k = closest(t.image, keywords);
+    if (k) return `did you mean \`${k}\`?`;
+  }
+  if (keywords.includes(t.image) && t.tokenType !== Identifier && message.startsWith("expected a name")) {
+    return `\`${t.image}\` is a keyword and cannot be a name`;
+  }
+  const name = t.tokenType.name;
+  if (message.includes("'}'") && ["EOF", "Model", "Quantization", "Target"].includes(name)) {
+    const open: IToken[] = [];
+    for (const x of tokens) {
+      if (name !== "EOF" && x.startOffset >= t.startOffset) break;
+      if (x.image === "{") open.push(x);
+      else if (x.image === "}") open.pop();
+    }
+    const o = open.at(-1);
+    if (o) return `the '{' at line ${o.startLine}, column ${o.startColumn} is never closed`;
+  }
+  return undefined;
+}
+
+/**
+ * Chevrotain recovers from a syntax error by skipping ahead, and what it skips often reads as
+ * more errors. Keep the first on each line, and a "junk after the last declaration" error only
+ * when nothing before it went wrong (an unbalanced brace ends declarations early).
+ */
+function withoutCascades(errors: SpecError[]): SpecError[] {
+  const lines = new Set<number>();
+  const kept: SpecError[] = [];
+  for (const e of [...errors].sort((a, b) => a.loc.offset - b.loc.offset)) {
+    if (lines.has(e.loc.line) || (kept.length && e.message.startsWith(TOP_LEVEL))) continue;
+    lines.add(e.loc.line);
+    kept.push(e);
+  }
+  return kept;
 }
 
 export function compileSource(source: string, file: string): CheckedSpec {

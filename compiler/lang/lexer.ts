@@ -23,6 +23,15 @@ export const NumberLit = createToken({
   pattern: /(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/,
 });
 export const StringLit = createToken({ name: "String", pattern: /"(?:[^"\\\n]|\\["\\/nt{}])*"/ });
+/**
+ * A string with no closing quote on its line, or with an unknown escape. The front end reports
+ * it; as a kind of String the parser takes it in stride, so one mistake is one error.
+ */
+export const BadString = createToken({
+  name: "BadString",
+  pattern: /"(?:[^"\\\n]|\\[^\n])*"?/,
+  categories: [StringLit],
+});
 
 export const Arrow = createToken({ name: "Arrow", pattern: "<-", label: "'<-'" });
 export const Less = createToken({ name: "Less", pattern: "<", label: "'<'" });
@@ -62,6 +71,7 @@ export const allTokens: TokenType[] = [
   Identifier,
   NumberLit,
   StringLit,
+  BadString,
   Arrow,
   Less,
   LCurly,

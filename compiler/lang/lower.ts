@@ -40,6 +40,8 @@ interface Loop {
 
 export class Lowering {
   private nextId = 0;
+  /** Names first assigned inside the loop: gone after it. */
+  private readonly loopOnly = new Set<string>();
 
   constructor(
     private readonly params: Env,
@@ -53,6 +55,8 @@ export class Lowering {
     const scope = new Map<string, Val>();
     const g: Graph = { params: [], nodes: [], results: [] };
     for (const input of f.inputs) {
+      if (scope.has(input.name))
+        throw new SpecError(input.loc, `forward input \`${input.name}\` is declared twice`);
       const id = this.nextId++;
       g.params.push({ id, name: input.name, shape: [], dtype: "i32" });
       scope.set(input.name, { k: "tensor", id, shape: [], input: true });
@@ -70,7 +74,7 @@ export class Lowering {
         if (this.params.has(s.name) || this.weights.has(s.name) || this.groups.has(s.name)) {
           throw new SpecError(s.loc, `\`${s.name}\` is a param or weight and cannot be assigned`);
         }
-        const v = this.expr(s.value, scope, g, loop);
+        const v = this.defined(this.expr(s.value, scope, g, loop), s.value, scope);
         if (v.k !== "tensor")
           throw new SpecError(
             s.value.loc,
@@ -84,7 +88,7 @@ export class Lowering {
         if (loop) throw new SpecError(s.loc, "`return` must come after the layer loop, not inside it");
         if (i !== body.length - 1)
           throw new SpecError(body[i + 1]!.loc, "unreachable: statements after `return`");
-        const v = this.expr(s.value, scope, g, loop);
+        const v = this.defined(this.expr(s.value, scope, g, loop), s.value, scope);
         if (v.k !== "tensor" || v.input)
           throw new SpecError(s.value.loc, `\`return\` needs a tensor, found ${this.kind(v)}`);
         return v;
@@ -138,7 +142,12 @@ export class Lowering {
       scope.set(name, { k: "tensor", id: r.id, shape: before.shape });
     });
     // Names first defined inside the loop do not exist after it.
-    for (const name of assigned) if (!carried.includes(name)) scope.delete(name);
+    for (const name of assigned) {
+      if (!carried.includes(name)) {
+        scope.delete(name);
+        this.loopOnly.add(name);
+      }
+    }
   }
 
   private node(g: Graph, op: string, inputs: number[], shape: number[], loc: Loc): Node {
@@ -209,15 +218,25 @@ export class Lowering {
         if (t.k !== "group")
           throw new SpecError(e.loc, `only a layer group can be indexed, not ${this.kind(t)}`);
         const idx = e.index;
-        if (!loop)
-          throw new SpecError(e.loc, `\`${t.group.name}[...]\` can only be used inside the layer loop`);
-        if (idx.kind !== "name" || idx.name !== loop.index) {
-          throw new SpecError(idx.loc, `index \`${t.group.name}\` with the loop variable \`${loop.index}\``);
-        }
-        if (t.group.count !== loop.count) {
+        if (!loop) {
           throw new SpecError(
             e.loc,
-            `\`${t.group.name}\` has ${t.group.count} layers but the loop runs ${loop.count} times`,
+            `\`${t.group.name}[...]\` is used outside the layer loop; expected it inside \`for ${t.group.index} < ...\``,
+          );
+        }
+        if (idx.kind !== "name" || idx.name !== loop.index) {
+          const found =
+            idx.kind === "name" ? `\`${idx.name}\`` : idx.kind === "num" ? idx.text : describe(idx);
+          throw new SpecError(
+            idx.loc,
+            `expected the loop variable \`${loop.index}\` as the index of \`${t.group.name}\`, found ${found}`,
+          );
+        }
+        if (t.group.count !== loop.count) {
+          const times = loop.count === 1 ? "once" : `${loop.count} times`;
+          throw new SpecError(
+            e.loc,
+            `\`${t.group.name}\` has ${t.group.count} layers but the loop runs ${times}`,
           );
         }
         return { k: "layer", group: t.group };
@@ -270,7 +289,17 @@ export class Lowering {
     else if (e.kind !== "num") throw new SpecError(e.loc, `expected a number, found ${describe(e)}`);
   }
 
+  /** A name that resolved to nothing, where a value is needed, is an undefined name. */
+  private defined(v: Val, e: Expr, scope: Map<string, Val>): Val {
+    if (v.k === "word" && e.kind === "name") {
+      throw new SpecError(e.loc, `undefined name \`${v.name}\``, this.hintFor(v.name, scope));
+    }
+    return v;
+  }
+
   private hintFor(name: string, scope: Map<string, Val>): string | undefined {
+    if (this.loopOnly.has(name))
+      return `\`${name}\` is first assigned inside the loop, so it does not exist after it`;
     return didYouMean(name, [
       ...scope.keys(),
       ...this.params.keys(),
@@ -290,7 +319,13 @@ export class Lowering {
           throw new SpecError(a.loc, `positional argument after a named one in \`${op.name}\``);
         }
         spec = params[pos++];
-        if (!spec) throw new SpecError(a.loc, `\`${op.name}\` takes ${params.length} arguments, found more`);
+        if (!spec) {
+          const names = params.map((p) => p.name).join(", ");
+          throw new SpecError(
+            a.loc,
+            `\`${op.name}\` takes ${params.length} argument${params.length === 1 ? "" : "s"} (${names}), found ${args.length}`,
+          );
+        }
       } else {
         spec = params.find((p) => p.name === a.name);
         if (!spec) {
@@ -341,7 +376,7 @@ export class Lowering {
       const expr = given ? given[1] : arg!.value;
       argLocs[spec.name] = expr.loc;
       if (spec.kind === "expert") {
-        expert = this.expertBody(expr, scope!, g, loop, b);
+        expert = this.expertBody(expr, scope!, g, loop, b, argLocs);
         continue;
       }
       const v = given ? given[0] : this.expr(expr, scope!, g, loop);
@@ -385,7 +420,7 @@ export class Lowering {
           if (word === undefined || !spec.values!.includes(word)) {
             throw new SpecError(
               expr.loc,
-              `argument \`${spec.name}\` of \`${op.name}\` must be one of ${spec.values!.join(", ")}`,
+              `argument \`${spec.name}\` of \`${op.name}\` must be one of ${spec.values!.join(", ")}, found ${this.kind(v)}`,
             );
           }
           b.attrs[spec.name] = word;
@@ -415,6 +450,7 @@ export class Lowering {
     g: Graph,
     loop: Loop | undefined,
     b: Bound,
+    argLocs: Record<string, Loc>,
   ): Node["expert"] {
     const body = e.kind === "call" ? ops[e.callee] : undefined;
     if (e.kind !== "call" || !body?.expertWeights) {
@@ -436,6 +472,7 @@ export class Lowering {
         );
       weights[name] = v.key;
       shapes[name] = v.shape;
+      argLocs[name] = arg.value.loc;
     }
     b.expert = { op: body.name, shapes };
     return { op: body.name, weights };

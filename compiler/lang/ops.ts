@@ -51,12 +51,19 @@ function vec(b: Bound, arg: string): number {
   return s[0]!;
 }
 
-function matrix(b: Bound, arg: string, rows: number | undefined, cols: number, role: string): number[] {
+function matrix(
+  b: Bound,
+  arg: string,
+  rows: number | undefined,
+  cols: number,
+  role: string,
+  out = "out",
+): number[] {
   const s = b.shapes[arg]!;
   want(s.length === 2, `\`${arg}\` must be a matrix [out, in], found shape ${fmt(s)}`, arg);
   want(
     s[1] === cols && (rows === undefined || s[0] === rows),
-    `\`${arg}\` has shape ${fmt(s)} but ${role} needs [${rows ?? "out"}, ${cols}]`,
+    `\`${arg}\` has shape ${fmt(s)} but ${role} needs [${rows ?? out}, ${cols}]`,
     arg,
   );
   return s;
@@ -111,7 +118,10 @@ export const ops: Record<string, OpSpec> = {
     name: "linear",
     doc: "x · wᵀ (w is [out, in], as in GGUF and PyTorch)",
     args: [x(), { name: "w", kind: "weight", doc: "[out, in]" }],
-    infer: (b) => [matrix(b, "w", undefined, vec(b, "x"), "an input of that width")[0]!],
+    infer: (b) => {
+      const width = vec(b, "x");
+      return [matrix(b, "w", undefined, width, `x of width ${width}`)[0]!];
+    },
   },
   rope: {
     name: "rope",
@@ -131,7 +141,11 @@ export const ops: Record<string, OpSpec> = {
     infer: (b) => {
       const w = vec(b, "x");
       const hd = headDim(w, b.attrs.heads as number, "x");
-      want(hd % 2 === 0, `head_dim ${hd} must be even for rope`, "x");
+      want(
+        hd % 2 === 0,
+        `head_dim ${w} / ${b.attrs.heads} = ${hd} is odd, but rope rotates pairs of values`,
+        "x",
+      );
       return [w];
     },
   },
@@ -175,7 +189,7 @@ export const ops: Record<string, OpSpec> = {
       }
       want(
         Number.isInteger(b.attrs.window) && (b.attrs.window as number) >= 0,
-        "window must be a non-negative integer",
+        `window must be a non-negative integer, found ${b.attrs.window}`,
         "window",
       );
       return [q];
@@ -202,7 +216,7 @@ export const ops: Record<string, OpSpec> = {
     ],
     infer: (b) => {
       const h = vec(b, "x");
-      const r = matrix(b, "router", undefined, h, "a router over x");
+      const r = matrix(b, "router", undefined, h, `a router over x of width ${h}`, "experts");
       const experts = r[0]!;
       const k = b.attrs.top_k as number;
       want(Number.isInteger(k) && k >= 1, `top_k must be a positive integer, found ${k}`, "top_k");
@@ -213,11 +227,17 @@ export const ops: Record<string, OpSpec> = {
         want(
           s.length >= 2 && s[0] === experts,
           `expert weight \`${name}\` has shape ${fmt(s)}; it needs a leading dimension of ${experts} experts`,
-          "expert",
+          name,
         );
         inner[name] = s.slice(1);
       }
-      const out = ops[e.op]!.infer({ shapes: inner, attrs: {} });
+      let out: number[];
+      try {
+        out = ops[e.op]!.infer({ shapes: inner, attrs: {} });
+      } catch (err) {
+        if (!(err instanceof ShapeError)) throw err;
+        throw new ShapeError(`in the expert body (shapes per expert), ${err.message}`, err.arg);
+      }
       want(fmt(out) === fmt([h]), `the expert body gives ${fmt(out)}, but moe needs [${h}]`, "expert");
       return [h];
     },

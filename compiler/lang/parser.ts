@@ -9,6 +9,7 @@ function shown(tok: IToken): string {
 
 function label(t: TokenType): string {
   if (t.LABEL) return t.LABEL;
+  if (t.name === "EOF") return "end of file";
   if (t.name === "Identifier") return "a name";
   if (t.name === "Number") return "a number";
   if (t.name === "String") return "a string";
@@ -24,14 +25,67 @@ function alternatives(paths: TokenType[][][]): string {
     : `${list.slice(0, -1).join(", ")} or ${list.at(-1)}`;
 }
 
+/** Each rule as a person would name the place: "expected ':' in a weight declaration". */
+const places: Record<string, string> = {
+  spec: "the file",
+  modelDecl: "a model",
+  paramDecl: "a param declaration",
+  paramAssign: "a param declaration",
+  weightsDecl: "the weights block",
+  weightGroup: "a layer group",
+  weightDecl: "a weight declaration",
+  forwardDecl: "forward(...)",
+  block: "a block",
+  statement: "a statement",
+  forStmt: "a for loop",
+  returnStmt: "a return",
+  assignStmt: "an assignment",
+  call: "a call",
+  argument: "an argument",
+  quantDecl: "a quantization block",
+  quantRule: "a quantization rule",
+  pattern: "a pattern",
+  patternSegment: "a pattern",
+  targetDecl: "a target",
+  targetProp: "a target property",
+};
+
+function place(ruleName: string): string {
+  return places[ruleName] ?? "an expression";
+}
+
+/**
+ * Where a closing token was expected, what else could have stood there: a loop over
+ * declarations ended at something that is none of them.
+ */
+const orClose: Record<string, string> = {
+  "spec:EOF": "'model', 'quantization' or 'target'",
+  "modelDecl:RCurly": "'param', 'weights', 'forward' or '}'",
+  "weightsDecl:RCurly": "a weight (`name : [dims]`), a layer group (`name[i < count] {`) or '}'",
+  "weightGroup:RCurly": "a weight (`name : [dims]`) or '}'",
+  "block:RCurly": "a statement or '}'",
+  "quantDecl:RCurly": "a rule (`pattern : scheme`), `default : scheme` or '}'",
+  "targetDecl:RCurly": "a property (`key: value`) or '}'",
+  "call:RParen": "',' or ')'",
+  "forwardDecl:RParen": "',' or ')'",
+  "weightDecl:RBracket": "',' or ']'",
+  "atom:RParen": "an operator or ')'",
+  "postfix:RBracket": "an operator or ']'",
+  "weightGroup:RBracket": "an operator or ']'",
+};
+
 const messages: IParserErrorMessageProvider = {
-  buildMismatchTokenMessage: ({ expected, actual }) => `expected ${label(expected)}, found ${shown(actual)}`,
+  buildMismatchTokenMessage: ({ expected, actual, ruleName }) => {
+    const alt = orClose[`${ruleName}:${expected.name}`];
+    if (ruleName === "spec") return `expected ${alt ?? label(expected)}, found ${shown(actual)}`;
+    return `expected ${alt ?? label(expected)} in ${place(ruleName)}, found ${shown(actual)}`;
+  },
   buildNotAllInputParsedMessage: ({ firstRedundant }) =>
     `expected 'model', 'quantization' or 'target', found ${shown(firstRedundant)}`,
   buildNoViableAltMessage: ({ expectedPathsPerAlt, actual, ruleName }) =>
-    `expected ${alternatives(expectedPathsPerAlt)} in ${ruleName.replace(/([A-Z])/g, " $1").toLowerCase()}, found ${shown(actual[0]!)}`,
+    `expected ${alternatives(expectedPathsPerAlt)} in ${place(ruleName)}, found ${shown(actual[0]!)}`,
   buildEarlyExitMessage: ({ expectedIterationPaths, actual, ruleName }) =>
-    `expected ${alternatives([expectedIterationPaths])} in ${ruleName.replace(/([A-Z])/g, " $1").toLowerCase()}, found ${shown(actual[0]!)}`,
+    `expected ${alternatives([expectedIterationPaths])} in ${place(ruleName)}, found ${shown(actual[0]!)}`,
 };
 
 class MoeParser extends CstParser {

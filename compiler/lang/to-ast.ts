@@ -205,7 +205,9 @@ export class AstBuilder {
       const parts = all.filter((t) => t.startOffset < bracket).sort((a, b) => a.startOffset - b.startOffset);
       // `w_ *` with a space would lex like `w_*`; only adjacent pieces form one glob.
       for (let i = 1; i < parts.length; i++) {
-        if (parts[i]!.startOffset !== parts[i - 1]!.endOffset! + 1) throw new PatternGap(this.loc(parts[i]!));
+        if (parts[i]!.startOffset !== parts[i - 1]!.endOffset! + 1) {
+          throw new PatternGap(this.loc(parts[i]!), parts.map((t) => t.image).join(""));
+        }
       }
       const starIndex = all.some((t) => t.startOffset > bracket);
       const num = tokens(s, "Number")[0];
@@ -238,7 +240,8 @@ export class AstBuilder {
           value = { kind: "ident", name: second!.image };
           valueTok = second!;
         }
-        return { key: key!.image, value, loc: this.loc(key!), valueLoc: this.loc(valueTok) };
+        const unitLoc = num && second ? this.loc(second) : undefined;
+        return { key: key!.image, value, loc: this.loc(key!), valueLoc: this.loc(valueTok), unitLoc };
       }),
     };
   }
@@ -246,8 +249,11 @@ export class AstBuilder {
 
 /** Raised while building the AST for a pattern like `w_ *`; turned into a SpecError by the caller. */
 export class PatternGap extends Error {
-  constructor(readonly loc: A.Loc) {
-    super("a pattern cannot contain spaces");
+  constructor(
+    readonly loc: A.Loc,
+    glob: string,
+  ) {
+    super(`expected a pattern without spaces (\`${glob}\`), found a space before this`);
   }
 }
 
