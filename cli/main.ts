@@ -2,8 +2,10 @@
 import { Command } from "commander";
 import { checkCommand } from "./commands/check.ts";
 import { compileCommand } from "./commands/compile.ts";
+import { demoCommand } from "./commands/demo.ts";
 import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
+import { runCommand } from "./commands/run.ts";
 import { guarded } from "./user-error.ts";
 
 const program = new Command()
@@ -51,5 +53,34 @@ program
   .option("-o, --out <spec>", "the .moe file to write (default: print the spec)")
   .option("--name <model>", "the model's name in the spec (default: from the checkpoint)")
   .action(guarded(importCommand));
+
+program
+  .command("run")
+  .description(
+    "generate text: a compiled DIR, a SPEC compiled in memory, or only --weights (the spec is imported from it)",
+  )
+  .argument("[model]", "a directory from `moec compile`, or a .moe spec")
+  .option("--weights <file>", "the checkpoint (.gguf)")
+  .option("-p, --prompt <text>", "the prompt", "Once upon a time")
+  .option("-n, --tokens <n>", "how many tokens to generate at most", "64")
+  .option("--temperature <t>", "0 is greedy", "0.8")
+  .option("--top-k <k>", "keep the k most likely tokens (0: all)", "40")
+  .option("--top-p <p>", "keep the smallest set whose probability reaches p", "0.95")
+  .option("--min-p <p>", "drop tokens below p × the best one's probability", "0.05")
+  .option("--repeat-penalty <r>", "divide the logits of recent tokens by r", "1")
+  .option("--seed <s>", "makes sampling reproducible", "0")
+  .option("--context <n>", "max context (default: the target's, else the model's)")
+  .option("--stop <text...>", "stop strings")
+  .option("--json", "print one JSON object: prompt_tokens, tokens, text, timings")
+  .action(guarded(runCommand));
+
+program
+  .command("demo")
+  .description(
+    "write a small random Mixtral-shaped checkpoint (cached), compile it and generate: no download needed",
+  )
+  .option("-p, --prompt <text>", "the prompt", "Once upon a time")
+  .option("-n, --tokens <n>", "how many tokens to generate", "48")
+  .action(guarded(demoCommand));
 
 await program.parseAsync(process.argv);
