@@ -34,6 +34,18 @@ function modelContext(m: CheckedModel): number | undefined {
   return m.params.get("context") ?? m.params.get("max_context");
 }
 
+/** The manifest's view of a checked model's weights. */
+export function weightEntries(m: CheckedModel, schemeOf: (key: string) => string): Manifest["weights"] {
+  return [...m.weights.values()].map((w) => ({
+    key: w.key,
+    tensor: w.tensor,
+    ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
+    shape: w.shape,
+    layers: w.group ? m.groups.get(w.group)!.count : 0,
+    scheme: schemeOf(w.key),
+  }));
+}
+
 export function buildManifest(
   m: CheckedModel,
   graph: Graph,
@@ -55,14 +67,7 @@ export function buildManifest(
   const result = [...walk(graph)].find(({ node }) => node.id === graph.results[0])!.node;
   return {
     model: m.name,
-    weights: [...m.weights.values()].map((w) => ({
-      key: w.key,
-      tensor: w.tensor,
-      ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
-      shape: w.shape,
-      layers: w.group ? m.groups.get(w.group)!.count : 0,
-      scheme: schemeOf(w.key),
-    })),
+    weights: weightEntries(m, schemeOf),
     kv,
     maxContext,
     vocab: result.shape[0]!,

@@ -7,6 +7,7 @@
 // Nothing from the checkpoint reaches the spec as raw text: the model name is reduced to
 // [A-Za-z_][A-Za-z0-9_]*, numbers are checked and printed by us, tensor names come from fixed
 // templates, and the one comment that quotes the file is JSON-escaped with control characters escaped.
+
 import { readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../runtime/atomic.ts";
@@ -15,8 +16,10 @@ import { type GgufFile, openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { plainValue } from "../runtime/checkpoint/gguf-value.ts";
 import { resolveGgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
 import type { WeightEntry } from "../runtime/manifest.ts";
+import { weightEntries } from "./compile.ts";
 import type { CheckedModel } from "./lang/check.ts";
 import { compileSource } from "./lang/frontend.ts";
+import { KEYWORDS } from "./lang/lexer.ts";
 
 /** What a spec needs to know about a llama-style model. */
 export interface ModelShape {
@@ -100,18 +103,6 @@ export const HF_NAMES = (moe: boolean): TensorNames => ({
   lm_head: "lm_head.weight",
 });
 
-const KEYWORDS = new Set([
-  "model",
-  "param",
-  "weights",
-  "forward",
-  "for",
-  "return",
-  "quantization",
-  "target",
-  "default",
-]);
-
 /** A model name from free text: lower case, runs of other characters → `_`, never a keyword. */
 export function sanitizeIdentifier(text: string, fallback = "imported"): string {
   let s = text
@@ -123,7 +114,7 @@ export function sanitizeIdentifier(text: string, fallback = "imported"): string 
     .replace(/_+$/, "");
   if (s === "") s = fallback;
   if (/^[0-9]/.test(s)) s = `m_${s}`;
-  if (KEYWORDS.has(s)) s = `${s}_model`;
+  if (KEYWORDS.includes(s)) s = `${s}_model`;
   return s;
 }
 
@@ -374,18 +365,6 @@ export function ggufShape(file: GgufFile, opts: ImportOptions = {}): ModelShape 
   };
 }
 
-/** The manifest's view of a checked model's weights (the scheme is filled in later). */
-function weightEntries(m: CheckedModel): WeightEntry[] {
-  return [...m.weights.values()].map((w) => ({
-    key: w.key,
-    tensor: w.tensor,
-    ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
-    shape: w.shape,
-    layers: w.group ? m.groups.get(w.group)!.count : 0,
-    scheme: "f32",
-  }));
-}
-
 /** The pattern of a weight key in a quantization block: `tok_embed`, `layer[*].wq`. */
 function patternOf(key: string, layer?: number): string {
   const dot = key.indexOf(".");
@@ -411,7 +390,11 @@ export function importGguf(file: GgufFile, opts: ImportOptions = {}): Imported {
   const model = compileSource(bare, `${file.path}.moe`).models[0]!;
 
   // Every tensor exists with the spec's shape; its type (per layer) becomes a quantization rule.
-  const resolved = resolveGgufWeights(file, weightEntries(model), { checkTypes: false });
+  const resolved = resolveGgufWeights(
+    file,
+    weightEntries(model, () => "f32"),
+    { checkTypes: false },
+  );
   const types = new Map<string, string[]>();
   for (const r of resolved) {
     const t = r.parts[0]!.scheme.name;

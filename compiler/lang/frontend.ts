@@ -4,7 +4,7 @@ import type { IToken } from "chevrotain";
 import type { SpecFile } from "./ast.ts";
 import { type CheckedSpec, checkSpec } from "./check.ts";
 import { closest, SpecError, SpecErrors } from "./errors.ts";
-import { BadString, Identifier, moeLexer } from "./lexer.ts";
+import { BadString, Identifier, KEYWORDS, moeLexer } from "./lexer.ts";
 import { parser } from "./parser.ts";
 import { AstBuilder, PatternGap } from "./to-ast.ts";
 import "../../runtime/quant/index.ts";
@@ -75,17 +75,6 @@ export function parseSpec(source: string, file: string): SpecFile {
   }
 }
 
-const keywords = [
-  "model",
-  "param",
-  "weights",
-  "forward",
-  "for",
-  "return",
-  "quantization",
-  "target",
-  "default",
-];
 const TOP_LEVEL = "expected 'model', 'quantization' or 'target'";
 
 /** `'$'`, or code points for what would not print (`U+200B`). */
@@ -98,10 +87,10 @@ function showChars(s: string): string {
 /** A misspelled keyword, a keyword used as a name, or the `{` that a missing `}` leaves open. */
 function parseHint(t: IToken, message: string, tokens: IToken[]): string | undefined {
   if (t.tokenType === Identifier) {
-    const k = closest(t.image, keywords);
+    const k = closest(t.image, KEYWORDS);
     if (k) return `did you mean \`${k}\`?`;
   }
-  if (keywords.includes(t.image) && t.tokenType !== Identifier && message.startsWith("expected a name")) {
+  if (KEYWORDS.includes(t.image) && t.tokenType !== Identifier && message.startsWith("expected a name")) {
     return `\`${t.image}\` is a keyword and cannot be a name`;
   }
   const name = t.tokenType.name;

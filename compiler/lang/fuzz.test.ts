@@ -1,11 +1,13 @@
 // Property: whatever a spec is mutated into, the front end returns a checked spec or throws
 // SpecErrors with places in the file: never another exception, never a hang.
+
 import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SpecErrors } from "./errors.ts";
 import { compileSource } from "./frontend.ts";
+import { KEYWORDS } from "./lexer.ts";
 
 const dir = fileURLToPath(new URL("../../specs/", import.meta.url));
 const seeds = readdirSync(dir)
@@ -15,15 +17,7 @@ const seeds = readdirSync(dir)
 
 /** Pieces of the language to splice in: keywords, punctuation, numbers, names, strings. */
 const pieces = fc.constantFrom(
-  "model",
-  "param",
-  "weights",
-  "forward",
-  "for",
-  "return",
-  "quantization",
-  "target",
-  "default",
+  ...KEYWORDS,
   "{",
   "}",
   "(",

@@ -18,6 +18,19 @@ export const Quantization = keyword("quantization");
 export const Target = keyword("target");
 export const Default = keyword("default");
 
+/** The reserved words, as written. */
+export const KEYWORDS: readonly string[] = [
+  Model,
+  Param,
+  Weights,
+  Forward,
+  For,
+  Return,
+  Quantization,
+  Target,
+  Default,
+].map((t) => t.PATTERN as string);
+
 export const NumberLit = createToken({
   name: "Number",
   pattern: /(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?/,
