@@ -6,6 +6,8 @@ import type { Sampler } from "./sampler.ts";
 export interface TextStream {
   /** Text for one more token; may be "" while a multi-byte character is incomplete. */
   push(id: number): string;
+  /** Whatever is still held back at the end. */
+  flush?(): string;
 }
 
 export interface GenerateOptions {
@@ -76,6 +78,7 @@ export function generate(model: ModelInstance, prompt: readonly number[], o: Gen
     if (tokens.length >= o.maxTokens) break;
     logits = model.step(id, history.length - 1);
   }
+  if (stop !== "stop_string" && o.text?.flush) text += o.text.flush();
   o.onText?.(text.slice(held));
   const t2 = performance.now();
   return {

@@ -58,7 +58,8 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
       sampler: new Sampler(m.vocab, { ...sampler, topK: sampler.topK }),
       stopTokens: [...tokenizer.eogIds],
       stopStrings: o.stop ?? [],
-      text: new Detokenizer(tokenizer),
+      // Generated text continues the prompt, so its first space is kept (as llama.cpp streams it).
+      text: new Detokenizer(tokenizer, { keepLeadingSpace: true }),
       onText: o.json ? undefined : (s) => process.stdout.write(s),
     });
     const t = result.timings;

@@ -1,0 +1,120 @@
+// Builds the SentencePiece tokenizer from a GGUF file's metadata, reading the keys llama.cpp reads
+// (llama_vocab::load) with its defaults for `tokenizer.ggml.model` = "llama".
+import { CheckpointError } from "../checkpoint/errors.ts";
+import { type GgufValue, plainValue } from "../checkpoint/gguf-value.ts";
+import { type SpmDataField, SpmTokenizer, TokenizerDataError } from "./spm.ts";
+
+export const TOKENIZER_KEYS = {
+  model: "tokenizer.ggml.model",
+  tokens: "tokenizer.ggml.tokens",
+  scores: "tokenizer.ggml.scores",
+  types: "tokenizer.ggml.token_type",
+  bos: "tokenizer.ggml.bos_token_id",
+  eos: "tokenizer.ggml.eos_token_id",
+  unk: "tokenizer.ggml.unknown_token_id",
+  addBos: "tokenizer.ggml.add_bos_token",
+  addEos: "tokenizer.ggml.add_eos_token",
+  addSpacePrefix: "tokenizer.ggml.add_space_prefix",
+} as const satisfies Record<SpmDataField | "model" | "addSpacePrefix", string>;
+
+const INTEGER_TYPES = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"]);
+
+/** llama.cpp's defaults for an SPM ("llama") vocabulary when the id keys are absent. */
+const DEFAULT_IDS = { bos: 1, eos: 2, unk: 0 } as const;
+
+export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file: string): SpmTokenizer {
+  const fail = (key: string, problem: string): never => {
+    throw new CheckpointError({ file, what: key, whatKind: "key", problem });
+  };
+  const get = (key: string): GgufValue | undefined => metadata.get(key);
+
+  const model = get(TOKENIZER_KEYS.model);
+  if (model === undefined) fail(TOKENIZER_KEYS.model, "missing: the file has no tokenizer");
+  if (model!.type !== "string") fail(TOKENIZER_KEYS.model, `must be a string, not ${describe(model!)}`);
+  const modelName = plainValue(model!) as string;
+  if (modelName !== "llama") {
+    fail(
+      TOKENIZER_KEYS.model,
+      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece BPE)`,
+    );
+  }
+
+  const tokensValue = get(TOKENIZER_KEYS.tokens);
+  if (tokensValue === undefined) fail(TOKENIZER_KEYS.tokens, "missing: the file has no vocabulary");
+  if (tokensValue!.type !== "array" || tokensValue!.of !== "string") {
+    fail(TOKENIZER_KEYS.tokens, `must be an array of strings, not ${describe(tokensValue!)}`);
+  }
+  const tokens = plainValue(tokensValue!) as string[];
+  const n = tokens.length;
+  if (n === 0) fail(TOKENIZER_KEYS.tokens, "the vocabulary is empty");
+
+  // Scores: f32 or i32, at least one per token (llama.cpp ignores extra entries); absent → 0.
+  let scores: number[] = new Array<number>(n).fill(0);
+  const scoresValue = get(TOKENIZER_KEYS.scores);
+  if (scoresValue !== undefined) {
+    if (scoresValue.type !== "array" || (scoresValue.of !== "f32" && scoresValue.of !== "i32")) {
+      fail(TOKENIZER_KEYS.scores, `must be an array of f32 or i32, not ${describe(scoresValue)}`);
+    }
+    const all = plainValue(scoresValue) as number[];
+    if (all.length < n) fail(TOKENIZER_KEYS.scores, `${all.length} scores for ${n} tokens`);
+    scores = all.slice(0, n);
+  }
+
+  // Token types: i32, at least one per token; absent → every token normal.
+  let types: number[] = new Array<number>(n).fill(1);
+  const typesValue = get(TOKENIZER_KEYS.types);
+  if (typesValue !== undefined) {
+    if (typesValue.type !== "array" || typesValue.of !== "i32") {
+      fail(TOKENIZER_KEYS.types, `must be an array of i32, not ${describe(typesValue)}`);
+    }
+    const all = plainValue(typesValue) as number[];
+    if (all.length < n) fail(TOKENIZER_KEYS.types, `${all.length} token types for ${n} tokens`);
+    types = all.slice(0, n);
+  }
+
+  const id = (field: "bos" | "eos" | "unk"): number | undefined => {
+    const key = TOKENIZER_KEYS[field];
+    const v = get(key);
+    if (v === undefined) {
+      const d = DEFAULT_IDS[field];
+      return d < n ? d : undefined;
+    }
+    if (!INTEGER_TYPES.has(v.type)) fail(key, `must be an integer, not ${describe(v)}`);
+    const x = plainValue(v);
+    if (typeof x !== "number" || x < 0 || x >= n) {
+      fail(key, `token id ${x} is outside the vocabulary (0..${n - 1})`);
+    }
+    return x as number;
+  };
+
+  const flag = (key: string, fallback: boolean): boolean => {
+    const v = get(key);
+    if (v === undefined) return fallback;
+    if (v.type !== "bool") fail(key, `must be a bool, not ${describe(v)}`);
+    return plainValue(v!) as boolean;
+  };
+
+  const data = {
+    tokens,
+    scores,
+    types,
+    bos: id("bos"),
+    eos: id("eos"),
+    unk: id("unk"),
+    addBos: flag(TOKENIZER_KEYS.addBos, true),
+    addEos: flag(TOKENIZER_KEYS.addEos, false),
+    addSpacePrefix: flag(TOKENIZER_KEYS.addSpacePrefix, true),
+    // llama.cpp never falls back to the unknown token: every byte needs its `<0xXX>` token.
+    unkFallback: false,
+  };
+  try {
+    return new SpmTokenizer(data);
+  } catch (e) {
+    if (e instanceof TokenizerDataError) fail(TOKENIZER_KEYS[e.field], e.message);
+    throw e;
+  }
+}
+
+function describe(v: GgufValue): string {
+  return v.type === "array" ? `an array of ${v.of}` : v.type;
+}

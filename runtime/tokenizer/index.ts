@@ -1,0 +1,3 @@
+// Tokenizers: llama.cpp's SentencePiece BPE ("llama" GGUF vocabularies) and its GGUF reader.
+export * from "./from-gguf.ts";
+export * from "./spm.ts";
