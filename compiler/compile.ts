@@ -175,9 +175,9 @@ export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOp
   };
 }
 
-export function dumpStages(stages: Stage[], pass?: string): string {
-  return stages
-    .filter((s) => pass === undefined || s.pass === pass)
-    .map((s) => `;; after ${s.pass}\n${printGraph(s.graph)}`)
-    .join("\n\n");
+export function dumpStages(stages: Stage[], pass: string | undefined, maxContext: number, batch = 1): string {
+  // Shapes print per token; the batch and sequence dimensions are symbolic with these bounds.
+  const dims = `;; every value is [B, T, ...shape] with B = ${batch}, T ≤ ${maxContext}`;
+  const shown = stages.filter((s) => pass === undefined || s.pass === pass);
+  return [dims, ...shown.map((s) => `;; after ${s.pass}\n${printGraph(s.graph)}`)].join("\n\n");
 }

@@ -26,7 +26,8 @@ export function compileCommand(file: string, opts: CompileOptions): void {
   const quant = pickQuant(spec, model, opts.quant, true);
   const target = pickTarget(spec, opts.target);
   const c = compileModel(spec, model, { quant, target });
-  if (opts.dumpIr) process.stdout.write(`${dumpStages(c.stages, dump)}\n\n`);
+  if (opts.dumpIr)
+    process.stdout.write(`${dumpStages(c.stages, dump, c.manifest.maxContext, target?.batch)}\n\n`);
   const out = opts.out ?? `generated/${model.name}`;
   writeDirAtomic(out, c.files);
   const s = c.summary;
