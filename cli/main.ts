@@ -8,6 +8,12 @@ import { inspectCommand } from "./commands/inspect.ts";
 import { runCommand } from "./commands/run.ts";
 import { guarded } from "./user-error.ts";
 
+// `moec ... | head` closes the pipe early; that is the reader's choice, not an error.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 const program = new Command()
   .name("moec")
   .description("A compiler and runtime for Mixture-of-Experts language models")
