@@ -104,3 +104,45 @@ describe("moec compile", () => {
     expect(existsSync(dir)).toBe(false);
   });
 });
+
+describe("moec plan", () => {
+  it("--json has the planned figures", () => {
+    const r = moec("plan", "specs/mixtral-8x22b.moe", "--quant", "q4_k", "--vram", "24GiB", "--json");
+    expect(r.code).toBe(0);
+    const p = JSON.parse(r.out);
+    for (const k of ["fits", "budget_bytes", "device_bytes", "kv_cache_bytes", "arena_bytes", "max_context"])
+      expect(p).toHaveProperty(k);
+    expect(p.budget_bytes).toBe(24 * 2 ** 30);
+    expect(p.device_bytes).toBeLessThanOrEqual(p.budget_bytes);
+    expect(p.experts.total).toBe(56 * 8);
+    expect(p.experts.resident).toBe(56 * p.experts.cache_slots_per_layer);
+  });
+
+  it("--table lists every scheme against contexts up to the model's", () => {
+    const r = moec("plan", "specs/mixtral-8x7b.moe", "--table");
+    expect(r.code).toBe(0);
+    for (const s of ["q2_k", "q4_k", "q8_0", "f16", "1k", "4k", "8k", "32k"]) expect(r.out).toContain(s);
+  });
+
+  it("--html draws the plan as a page", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "moec-")), "plan.html");
+    expect(
+      moec("plan", "specs/mixtral-8x7b.moe", "--quant", "q4_k", "--vram", "24GiB", "--html", file).code,
+    ).toBe(0);
+    expect(readFileSync(file, "utf8")).toMatch(/<div class="bar">.*KV cache/s);
+  });
+
+  it("a budget too small, an unparseable budget, a context past the model's: one line and a non-zero exit", () => {
+    const small = moec("plan", "specs/mixtral-8x22b.moe", "--quant", "f16", "--vram", "24GiB");
+    expect(small.code).toBe(1);
+    expect(small.err).toMatch(
+      /error: mixtral_8x22b needs at least [\d.]+ GiB .* but the budget is 24\.00 GiB; try/,
+    );
+    const bad = moec("plan", "specs/mixtral-8x7b.moe", "--vram", "lots");
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("--vram: `lots` is not a size");
+    const long = moec("plan", "specs/mixtral-8x7b.moe", "--context", "100000");
+    expect(long.code).toBe(1);
+    expect(long.err).toContain("larger than the model's context of 32768");
+  });
+});

@@ -5,6 +5,7 @@ import { compileCommand } from "./commands/compile.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
+import { planCommand } from "./commands/plan.ts";
 import { runCommand } from "./commands/run.ts";
 import { guarded } from "./user-error.ts";
 
@@ -59,6 +60,22 @@ program
   .option("-o, --out <spec>", "the .moe file to write (default: print the spec)")
   .option("--name <model>", "the model's name in the spec (default: from the checkpoint)")
   .action(guarded(importCommand));
+
+program
+  .command("plan")
+  .description(
+    "what goes where on a target: weights, experts resident vs offloaded, KV cache, arena, headroom",
+  )
+  .argument("<spec>", "a .moe file")
+  .option("--quant <name>", "a quantization block of the spec, or one scheme for every matrix")
+  .option("--vram <size>", "the device budget, e.g. 24GiB (default: the target's)")
+  .option("--context <n>", "the context to plan the KV cache for (default: the target's max_context)")
+  .option("--target <name>", "a target of the spec (default: the first)")
+  .option("--model <name>", "which model of the spec (default: the first)")
+  .option("--json", "print the plan as one JSON object")
+  .option("--table", "memory needed per scheme and context, fully resident")
+  .option("--html <file>", "also draw the plan as a page")
+  .action(guarded(planCommand));
 
 program
   .command("run")
