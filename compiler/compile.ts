@@ -1,7 +1,6 @@
 // spec → generated module: passes, activation plan, manifest, code generation, assembly.
 // Pure: returns the files; writing them (atomically) is the caller's job.
 import type { Manifest } from "../runtime/manifest.ts";
-import { getScheme } from "../runtime/quant/registry.ts";
 import { assemble } from "./codegen/assemble.ts";
 import { emitModule } from "./codegen/emit.ts";
 import type { Graph } from "./ir/graph.ts";
@@ -75,22 +74,6 @@ export function buildManifest(
   };
 }
 
-/** Every matrix's scheme must bring a kernel for the backend (a user's scheme might not). */
-function checkKernels(m: CheckedModel, quant: Quant): void {
-  const schemeOf = schemeResolver(m, quant);
-  for (const w of m.weights.values()) {
-    if (w.shape.length < 2) continue;
-    const s = getScheme(schemeOf(w.key));
-    if (!s.cpu?.dot) {
-      const where = typeof quant === "object" ? quant.decl.loc : w.loc;
-      throw new SpecError(
-        where,
-        `quantization scheme \`${s.name}\` has no kernel for the cpu backend (needed by \`${w.key}\`)`,
-      );
-    }
-  }
-}
-
 export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOptions = {}): Compiled {
   const limit = modelContext(m);
   const maxContext = opts.maxContext ?? opts.target?.maxContext ?? limit ?? 4096;
@@ -106,7 +89,6 @@ export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOp
     );
   }
   const stages = runPasses(m, opts.quant);
-  checkKernels(m, opts.quant);
   const graph = stages.at(-1)!.graph;
   const plan = planActivations(graph);
   const manifest = buildManifest(m, graph, opts.quant, maxContext, plan.arena.size);

@@ -11,6 +11,7 @@ const dir = new URL("./templates/", import.meta.url);
 const load = (name: string) => readFileSync(new URL(`${name}.hbs`, dir), "utf8");
 hbs.registerPartial("norm", load("norm"));
 hbs.registerPartial("rope", load("rope"));
+hbs.registerPartial("dot", load("dot"));
 const templates = new Map<string, HandlebarsTemplateDelegate>();
 function template(name: string): HandlebarsTemplateDelegate {
   let t = templates.get(name);
@@ -104,7 +105,8 @@ export class KernelSet {
         rope: rope.heads !== undefined,
         out: outWidth,
         nb: r.nb,
-        rowBytes: r.rowBytes,
+        row: `o * ${r.rowBytes}`,
+        result: `y[yo + o] = acc${n.attrs.residual ? " + r[ro + o]" : ""};`,
         dot: r.dot,
         ...this.normData(n, inWidth, name),
         ...rope,
@@ -128,10 +130,10 @@ export class KernelSet {
         norm: !!n.weights.norm,
         out: n.shape[0],
         gateNb: g.nb,
-        gateRowBytes: g.rowBytes,
+        gateRow: `o * ${g.rowBytes}`,
         gateDot: g.dot,
         upNb: u.nb,
-        upRowBytes: u.rowBytes,
+        upRow: `o * ${u.rowBytes}`,
         upDot: u.dot,
         ...this.normData(n, inWidth, name),
       },
@@ -155,7 +157,7 @@ export class KernelSet {
         experts,
         k,
         nb: r.nb,
-        rowBytes: r.rowBytes,
+        row: `e * ${r.rowBytes}`,
         dot: r.dot,
         probs: `P_${name}`,
         ...this.normData(n, inWidth, name),
@@ -183,17 +185,15 @@ export class KernelSet {
         ffn,
         k,
         scratch: `H_${name}`,
+        // Expert e's matrix starts e × (rows × bytes per row) into the stacked tensor.
         gateNb: g.nb,
-        gateRowBytes: g.rowBytes,
-        gateExpertBytes: g.rowBytes * ffn,
+        gateRow: `e * ${g.rowBytes * ffn} + f * ${g.rowBytes}`,
         gateDot: g.dot,
         upNb: u.nb,
-        upRowBytes: u.rowBytes,
-        upExpertBytes: u.rowBytes * ffn,
+        upRow: `e * ${u.rowBytes * ffn} + f * ${u.rowBytes}`,
         upDot: u.dot,
         downNb: d.nb,
-        downRowBytes: d.rowBytes,
-        downExpertBytes: d.rowBytes * hidden,
+        downRow: `e * ${d.rowBytes * hidden} + i * ${d.rowBytes}`,
         downDot: d.dot,
       },
       (kn) => [`const H_${kn} = new Float32Array(${ffn});`],

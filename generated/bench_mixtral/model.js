@@ -187,12 +187,12 @@ function linear_q8_0_128x512_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 512; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 128; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 544;
         let acc = 0;
         {
@@ -243,12 +243,12 @@ function linear_q8_0_128x512_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 512; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 128; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 544;
         let acc = 0;
         {
@@ -283,12 +283,12 @@ function linear_q8_0_512x512_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 512; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 512; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 544;
         let acc = 0;
         {
@@ -365,12 +365,12 @@ function attend_8x64_kv2(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [512, 512] q8_0 */
 function linear_q8_0_512x512_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 512; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 544;
         let acc = 0;
         {
@@ -405,14 +405,14 @@ function rms_norm_512(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 512] q8_0 */
 function route_q8_0_8x512_top2_norm(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     const p = P_route_q8_0_8x512_top2_norm;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = e * 544;
         let acc = 0;
         {
@@ -526,14 +526,15 @@ function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(wg, wu, wd, x, xo, s, so, y, y
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 44;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 512; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 44;
                 const row = e * 765952 + i * 1496;
                 let acc = 0;
                 {
@@ -570,12 +571,12 @@ function linear_q8_0_32000x512_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 512; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 32000; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 544;
         let acc = 0;
         {

@@ -212,12 +212,12 @@ function linear_q8_0_128x512_n_r(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q8_0_128x512_n_r;
   const xo = 0;
   for (let i = 0; i < 512; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 128; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 544;
     let acc = 0;
     {
@@ -267,12 +267,12 @@ function linear_q8_0_128x512_n(w: Packed, xin: Float32Array, xino: number, g: Fl
   const x = S_linear_q8_0_128x512_n;
   const xo = 0;
   for (let i = 0; i < 512; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 128; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 544;
     let acc = 0;
     {
@@ -306,12 +306,12 @@ function linear_q8_0_512x512_n_r(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q8_0_512x512_n_r;
   const xo = 0;
   for (let i = 0; i < 512; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 512; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 544;
     let acc = 0;
     {
@@ -386,12 +386,12 @@ function attend_8x64_kv2(q: Float32Array, qo: number, k: Float32Array, v: Float3
 
 /** y = W·x + r: W is [512, 512] q8_0 */
 function linear_q8_0_512x512_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 512; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 544;
     let acc = 0;
     {
@@ -426,14 +426,14 @@ function rms_norm_512(x: Float32Array, xo: number, g: Float32Array, y: Float32Ar
 
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 512] q8_0 */
 function route_q8_0_8x512_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   const p = P_route_q8_0_8x512_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = e * 544;
     let acc = 0;
     {
@@ -454,8 +454,7 @@ function route_q8_0_8x512_top2_norm(w: Packed, x: Float32Array, xo: number, y: F
         acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1 + s2 + s3);
       }
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 8; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -542,14 +541,15 @@ function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(wg: Packed, wu: Packed, wd: Pa
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 44;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 512; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 44;
         const row = e * 765952 + i * 1496;
         let acc = 0;
         {
@@ -585,12 +585,12 @@ function linear_q8_0_32000x512_n(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q8_0_32000x512_n;
   const xo = 0;
   for (let i = 0; i < 512; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 32000; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 544;
     let acc = 0;
     {

@@ -172,12 +172,12 @@ function linear_q4_k_1024x4096_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 2304;
         let acc = 0;
         {
@@ -256,12 +256,12 @@ function linear_q6_k_1024x4096_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 3360;
         let acc = 0;
         {
@@ -308,12 +308,12 @@ function linear_q4_k_4096x4096_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 4096; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 2304;
         let acc = 0;
         {
@@ -418,12 +418,12 @@ function attend_32x128_kv8_w4096(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [4096, 4096] q4_k */
 function linear_q4_k_4096x4096_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 4096; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 2304;
         let acc = 0;
         {
@@ -606,12 +606,12 @@ function gate_up_q4_k_q4_k_14336x4096_n(wg, wu, xin, xino, g, y, yo) {
 }
 /** y = W·x + r: W is [4096, 14336] q6_k */
 function linear_q6_k_4096x14336_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 56;
     for (let o = 0; o < 4096; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 56;
         const row = o * 11760;
         let acc = 0;
         {
@@ -658,12 +658,12 @@ function linear_q4_k_32000x4096_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 32000; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 2304;
         let acc = 0;
         {

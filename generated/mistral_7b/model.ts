@@ -197,12 +197,12 @@ function linear_q4_k_1024x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q4_k_1024x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 2304;
     let acc = 0;
     {
@@ -279,12 +279,12 @@ function linear_q6_k_1024x4096_n(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q6_k_1024x4096_n;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 3360;
     let acc = 0;
     {
@@ -330,12 +330,12 @@ function linear_q4_k_4096x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q4_k_4096x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 4096; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 2304;
     let acc = 0;
     {
@@ -437,12 +437,12 @@ function attend_32x128_kv8_w4096(q: Float32Array, qo: number, k: Float32Array, v
 
 /** y = W·x + r: W is [4096, 4096] q4_k */
 function linear_q4_k_4096x4096_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 4096; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 2304;
     let acc = 0;
     {
@@ -622,12 +622,12 @@ function gate_up_q4_k_q4_k_14336x4096_n(wg: Packed, wu: Packed, xin: Float32Arra
 
 /** y = W·x + r: W is [4096, 14336] q6_k */
 function linear_q6_k_4096x14336_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 56;
   for (let o = 0; o < 4096; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 56;
     const row = o * 11760;
     let acc = 0;
     {
@@ -673,12 +673,12 @@ function linear_q4_k_32000x4096_n(w: Packed, xin: Float32Array, xino: number, g:
   const x = S_linear_q4_k_32000x4096_n;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 32000; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 2304;
     let acc = 0;
     {

@@ -187,12 +187,12 @@ function linear_q6_k_1024x6144_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 6144; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = o * 5040;
         let acc = 0;
         {
@@ -255,12 +255,12 @@ function linear_q6_k_1024x6144_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 6144; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = o * 5040;
         let acc = 0;
         {
@@ -307,12 +307,12 @@ function linear_q6_k_6144x6144_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 6144; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     for (let o = 0; o < 6144; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = o * 5040;
         let acc = 0;
         {
@@ -401,12 +401,12 @@ function attend_48x128_kv8(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [6144, 6144] q6_k */
 function linear_q6_k_6144x6144_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     for (let o = 0; o < 6144; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = o * 5040;
         let acc = 0;
         {
@@ -453,14 +453,14 @@ function rms_norm_6144(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 6144] q4_k */
 function route_q4_k_8x6144_top2_norm(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     const p = P_route_q4_k_8x6144_top2_norm;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = e * 3456;
         let acc = 0;
         {
@@ -658,14 +658,15 @@ function moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res(wg, wu, wd, x, xo, s, so, y,
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 64;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 6144; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 64;
                 const row = e * 56623104 + i * 9216;
                 let acc = 0;
                 {
@@ -730,12 +731,12 @@ function linear_q4_k_32000x6144_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 6144; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 24;
     for (let o = 0; o < 32000; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 24;
         const row = o * 3456;
         let acc = 0;
         {

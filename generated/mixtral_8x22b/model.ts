@@ -212,12 +212,12 @@ function linear_q6_k_1024x6144_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_1024x6144_n_r;
   const xo = 0;
   for (let i = 0; i < 6144; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = o * 5040;
     let acc = 0;
     {
@@ -279,12 +279,12 @@ function linear_q6_k_1024x6144_n(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q6_k_1024x6144_n;
   const xo = 0;
   for (let i = 0; i < 6144; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = o * 5040;
     let acc = 0;
     {
@@ -330,12 +330,12 @@ function linear_q6_k_6144x6144_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_6144x6144_n_r;
   const xo = 0;
   for (let i = 0; i < 6144; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   for (let o = 0; o < 6144; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = o * 5040;
     let acc = 0;
     {
@@ -422,12 +422,12 @@ function attend_48x128_kv8(q: Float32Array, qo: number, k: Float32Array, v: Floa
 
 /** y = W·x + r: W is [6144, 6144] q6_k */
 function linear_q6_k_6144x6144_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   for (let o = 0; o < 6144; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = o * 5040;
     let acc = 0;
     {
@@ -474,14 +474,14 @@ function rms_norm_6144(x: Float32Array, xo: number, g: Float32Array, y: Float32A
 
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 6144] q4_k */
 function route_q4_k_8x6144_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   const p = P_route_q4_k_8x6144_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = e * 3456;
     let acc = 0;
     {
@@ -529,8 +529,7 @@ function route_q4_k_8x6144_top2_norm(w: Packed, x: Float32Array, xo: number, y: 
         acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
       }
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 8; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -671,14 +670,15 @@ function moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res(wg: Packed, wu: Packed, wd: 
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 64;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 6144; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = e * 56623104 + i * 9216;
         let acc = 0;
         {
@@ -741,12 +741,12 @@ function linear_q4_k_32000x6144_n(w: Packed, xin: Float32Array, xino: number, g:
   const x = S_linear_q4_k_32000x6144_n;
   const xo = 0;
   for (let i = 0; i < 6144; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 24;
   for (let o = 0; o < 32000; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 24;
     const row = o * 3456;
     let acc = 0;
     {

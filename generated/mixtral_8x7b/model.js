@@ -187,12 +187,12 @@ function linear_q6_k_1024x4096_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 3360;
         let acc = 0;
         {
@@ -255,12 +255,12 @@ function linear_q6_k_1024x4096_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 1024; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 3360;
         let acc = 0;
         {
@@ -307,12 +307,12 @@ function linear_q6_k_4096x4096_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 4096; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 3360;
         let acc = 0;
         {
@@ -401,12 +401,12 @@ function attend_32x128_kv8(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [4096, 4096] q6_k */
 function linear_q6_k_4096x4096_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
     for (let o = 0; o < 4096; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 16;
         const row = o * 3360;
         let acc = 0;
         {
@@ -453,14 +453,14 @@ function rms_norm_4096(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 4096] f32 */
 function route_f32_8x4096_top2_norm(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 4096;
     const p = P_route_f32_8x4096_top2_norm;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 4096;
         const row = e * 16384;
         let acc = 0;
         {
@@ -629,14 +629,15 @@ function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(wg, wu, wd, x, xo, s, so, y,
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 56;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 4096; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 56;
                 const row = e * 33030144 + i * 8064;
                 let acc = 0;
                 {
@@ -701,12 +702,12 @@ function linear_q8_0_32000x4096_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 4096; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 128;
     for (let o = 0; o < 32000; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 128;
         const row = o * 4352;
         let acc = 0;
         {

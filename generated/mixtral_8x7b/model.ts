@@ -212,12 +212,12 @@ function linear_q6_k_1024x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_1024x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 3360;
     let acc = 0;
     {
@@ -279,12 +279,12 @@ function linear_q6_k_1024x4096_n(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q6_k_1024x4096_n;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 1024; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 3360;
     let acc = 0;
     {
@@ -330,12 +330,12 @@ function linear_q6_k_4096x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_4096x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 4096; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 3360;
     let acc = 0;
     {
@@ -422,12 +422,12 @@ function attend_32x128_kv8(q: Float32Array, qo: number, k: Float32Array, v: Floa
 
 /** y = W·x + r: W is [4096, 4096] q6_k */
 function linear_q6_k_4096x4096_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 16;
   for (let o = 0; o < 4096; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 16;
     const row = o * 3360;
     let acc = 0;
     {
@@ -474,14 +474,14 @@ function rms_norm_4096(x: Float32Array, xo: number, g: Float32Array, y: Float32A
 
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 4096] f32 */
 function route_f32_8x4096_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 4096;
   const p = P_route_f32_8x4096_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 4096;
     const row = e * 16384;
     let acc = 0;
     {
@@ -500,8 +500,7 @@ function route_f32_8x4096_top2_norm(w: Packed, x: Float32Array, xo: number, y: F
       for (; j < NB; j++) s0 += f32[wo + j] * x[xo + j];
       acc += s0 + s1 + s2 + s3;
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 8; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -642,14 +641,15 @@ function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(wg: Packed, wu: Packed, wd: 
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 56;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 4096; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 56;
         const row = e * 33030144 + i * 8064;
         let acc = 0;
         {
@@ -712,12 +712,12 @@ function linear_q8_0_32000x4096_n(w: Packed, xin: Float32Array, xino: number, g:
   const x = S_linear_q8_0_32000x4096_n;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 128;
   for (let o = 0; o < 32000; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 128;
     const row = o * 4352;
     let acc = 0;
     {

@@ -187,12 +187,12 @@ function linear_q8_0_32x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     for (let o = 0; o < 32; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = o * 68;
         let acc = 0;
         {
@@ -243,12 +243,12 @@ function linear_q8_0_32x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     for (let o = 0; o < 32; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = o * 68;
         let acc = 0;
         {
@@ -283,12 +283,12 @@ function linear_q8_0_64x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = o * 68;
         let acc = 0;
         {
@@ -365,12 +365,12 @@ function attend_4x16_kv2(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [64, 64] q8_0 */
 function linear_q8_0_64x64_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = o * 68;
         let acc = 0;
         {
@@ -405,14 +405,14 @@ function rms_norm_64(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [4, 64] q8_0 */
 function route_q8_0_4x64_top2_norm(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     const p = P_route_q8_0_4x64_top2_norm;
     let max = -Infinity;
     for (let e = 0; e < 4; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = e * 68;
         let acc = 0;
         {
@@ -526,14 +526,15 @@ function moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(wg, wu, wd, x, xo, s, so, y, yo, 
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 3;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 64; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 3;
                 const row = e * 6528 + i * 102;
                 let acc = 0;
                 {
@@ -570,12 +571,12 @@ function linear_q8_0_256x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 2;
     for (let o = 0; o < 256; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 2;
         const row = o * 68;
         let acc = 0;
         {

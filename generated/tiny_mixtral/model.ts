@@ -212,12 +212,12 @@ function linear_q8_0_32x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Fl
   const x = S_linear_q8_0_32x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   for (let o = 0; o < 32; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = o * 68;
     let acc = 0;
     {
@@ -267,12 +267,12 @@ function linear_q8_0_32x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
   const x = S_linear_q8_0_32x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   for (let o = 0; o < 32; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = o * 68;
     let acc = 0;
     {
@@ -306,12 +306,12 @@ function linear_q8_0_64x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Fl
   const x = S_linear_q8_0_64x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = o * 68;
     let acc = 0;
     {
@@ -386,12 +386,12 @@ function attend_4x16_kv2(q: Float32Array, qo: number, k: Float32Array, v: Float3
 
 /** y = W·x + r: W is [64, 64] q8_0 */
 function linear_q8_0_64x64_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = o * 68;
     let acc = 0;
     {
@@ -426,14 +426,14 @@ function rms_norm_64(x: Float32Array, xo: number, g: Float32Array, y: Float32Arr
 
 /** router: softmax(Wr·x), top-2, renormalized; Wr is [4, 64] q8_0 */
 function route_q8_0_4x64_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   const p = P_route_q8_0_4x64_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 4; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = e * 68;
     let acc = 0;
     {
@@ -454,8 +454,7 @@ function route_q8_0_4x64_top2_norm(w: Packed, x: Float32Array, xo: number, y: Fl
         acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1 + s2 + s3);
       }
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 4; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -542,14 +541,15 @@ function moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(wg: Packed, wu: Packed, wd: Packe
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 3;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 64; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 3;
         const row = e * 6528 + i * 102;
         let acc = 0;
         {
@@ -585,12 +585,12 @@ function linear_q8_0_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Flo
   const x = S_linear_q8_0_256x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 2;
   for (let o = 0; o < 256; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 2;
     const row = o * 68;
     let acc = 0;
     {

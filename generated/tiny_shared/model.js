@@ -210,12 +210,12 @@ function linear_f32_16x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 16; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -265,12 +265,12 @@ function linear_f32_16x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 16; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -304,12 +304,12 @@ function linear_f32_64x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -385,12 +385,12 @@ function attend_4x16_kv1(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [64, 64] f32 */
 function linear_f32_64x64_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -424,14 +424,14 @@ function rms_norm_64(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-4; Wr is [8, 64] f32 */
 function route_f32_8x64_top4(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     const p = P_route_f32_8x64_top4;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = e * 256;
         let acc = 0;
         {
@@ -540,14 +540,15 @@ function moe_ffn_f32_f32_f32_64x32_top4_res(wg, wu, wd, x, xo, s, so, y, yo, r, 
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 32;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 64; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 32;
                 const row = e * 8192 + i * 128;
                 let acc = 0;
                 {
@@ -636,12 +637,12 @@ function gate_up_f32_f32_128x64(wg, wu, x, xo, y, yo) {
 }
 /** y = W·x + r: W is [64, 128] f32 */
 function linear_f32_64x128_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 128;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 128;
         const row = o * 512;
         let acc = 0;
         {
@@ -675,12 +676,12 @@ function linear_f32_256x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 256; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {

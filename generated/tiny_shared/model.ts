@@ -235,12 +235,12 @@ function linear_f32_16x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
   const x = S_linear_f32_16x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 16; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -288,12 +288,12 @@ function linear_f32_16x64_n(w: Packed, xin: Float32Array, xino: number, g: Float
   const x = S_linear_f32_16x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 16; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -325,12 +325,12 @@ function linear_f32_64x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
   const x = S_linear_f32_64x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -403,12 +403,12 @@ function attend_4x16_kv1(q: Float32Array, qo: number, k: Float32Array, v: Float3
 
 /** y = W·x + r: W is [64, 64] f32 */
 function linear_f32_64x64_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -441,14 +441,14 @@ function rms_norm_64(x: Float32Array, xo: number, g: Float32Array, y: Float32Arr
 
 /** router: softmax(Wr·x), top-4; Wr is [8, 64] f32 */
 function route_f32_8x64_top4(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   const p = P_route_f32_8x64_top4;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = e * 256;
     let acc = 0;
     {
@@ -467,8 +467,7 @@ function route_f32_8x64_top4(w: Packed, x: Float32Array, xo: number, y: Float32A
       for (; j < NB; j++) s0 += f32[wo + j] * x[xo + j];
       acc += s0 + s1 + s2 + s3;
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 8; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -550,14 +549,15 @@ function moe_ffn_f32_f32_f32_64x32_top4_res(wg: Packed, wu: Packed, wd: Packed, 
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 32;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 64; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 32;
         const row = e * 8192 + i * 128;
         let acc = 0;
         {
@@ -645,12 +645,12 @@ function gate_up_f32_f32_128x64(wg: Packed, wu: Packed, x: Float32Array, xo: num
 
 /** y = W·x + r: W is [64, 128] f32 */
 function linear_f32_64x128_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 128;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 128;
     const row = o * 512;
     let acc = 0;
     {
@@ -682,12 +682,12 @@ function linear_f32_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
   const x = S_linear_f32_256x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 256; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {

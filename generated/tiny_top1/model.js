@@ -187,12 +187,12 @@ function linear_f32_32x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 32; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -242,12 +242,12 @@ function linear_f32_32x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 32; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -281,12 +281,12 @@ function linear_f32_64x64_n_r(w, xin, xino, g, y, yo, pos) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -362,12 +362,12 @@ function attend_4x16_kv2(q, qo, k, v, pos, y, yo) {
 }
 /** y = W·x + r: W is [64, 64] f32 */
 function linear_f32_64x64_res(w, x, xo, y, yo, r, ro) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 64; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {
@@ -401,14 +401,14 @@ function rms_norm_64(x, xo, g, y, yo) {
 }
 /** router: softmax(Wr·x), top-1, renormalized; Wr is [8, 64] f32 */
 function route_f32_8x64_top1_norm(w, x, xo, y, yo) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     const p = P_route_f32_8x64_top1_norm;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = e * 256;
         let acc = 0;
         {
@@ -519,14 +519,15 @@ function moe_ffn_f32_f32_f32_64x96_top1_res(wg, wu, wd, x, xo, s, so, y, yo, r, 
             h[f] = (gate / (1 + Math.exp(-gate))) * up;
         }
         {
-            const u8 = wd.u8;
-            const i8 = wd.i8;
-            const f32 = wd.f32;
-            const f16 = F16;
-            const NB = 96;
+            // The down projection reads the expert's hidden vector.
             const x = h;
             const xo = 0;
             for (let i = 0; i < 64; i++) {
+                const u8 = wd.u8;
+                const i8 = wd.i8;
+                const f32 = wd.f32;
+                const f16 = F16;
+                const NB = 96;
                 const row = e * 24576 + i * 384;
                 let acc = 0;
                 {
@@ -562,12 +563,12 @@ function linear_f32_256x64_n(w, xin, xino, g, y, yo) {
     const xo = 0;
     for (let i = 0; i < 64; i++)
         x[i] = xin[xino + i] * rms * g[i];
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 64;
     for (let o = 0; o < 256; o++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
         const row = o * 256;
         let acc = 0;
         {

@@ -212,12 +212,12 @@ function linear_f32_32x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
   const x = S_linear_f32_32x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 32; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -265,12 +265,12 @@ function linear_f32_32x64_n(w: Packed, xin: Float32Array, xino: number, g: Float
   const x = S_linear_f32_32x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 32; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -302,12 +302,12 @@ function linear_f32_64x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
   const x = S_linear_f32_64x64_n_r;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -380,12 +380,12 @@ function attend_4x16_kv2(q: Float32Array, qo: number, k: Float32Array, v: Float3
 
 /** y = W·x + r: W is [64, 64] f32 */
 function linear_f32_64x64_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 64; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
@@ -418,14 +418,14 @@ function rms_norm_64(x: Float32Array, xo: number, g: Float32Array, y: Float32Arr
 
 /** router: softmax(Wr·x), top-1, renormalized; Wr is [8, 64] f32 */
 function route_f32_8x64_top1_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   const p = P_route_f32_8x64_top1_norm;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = e * 256;
     let acc = 0;
     {
@@ -444,8 +444,7 @@ function route_f32_8x64_top1_norm(w: Packed, x: Float32Array, xo: number, y: Flo
       for (; j < NB; j++) s0 += f32[wo + j] * x[xo + j];
       acc += s0 + s1 + s2 + s3;
     }
-    p[e] = acc;
-    if (acc > max) max = acc;
+    p[e] = acc; if (acc > max) max = acc;
   }
   let sum = 0;
   for (let e = 0; e < 8; e++) sum += p[e] = Math.exp(p[e] - max);
@@ -528,14 +527,15 @@ function moe_ffn_f32_f32_f32_64x96_top1_res(wg: Packed, wu: Packed, wd: Packed, 
       h[f] = (gate / (1 + Math.exp(-gate))) * up;
     }
     {
-      const u8 = wd.u8;
-      const i8 = wd.i8;
-      const f32 = wd.f32;
-      const f16 = F16;
-      const NB = 96;
+      // The down projection reads the expert's hidden vector.
       const x = h;
       const xo = 0;
       for (let i = 0; i < 64; i++) {
+        const u8 = wd.u8;
+        const i8 = wd.i8;
+        const f32 = wd.f32;
+        const f16 = F16;
+        const NB = 96;
         const row = e * 24576 + i * 384;
         let acc = 0;
         {
@@ -569,12 +569,12 @@ function linear_f32_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
   const x = S_linear_f32_256x64_n;
   const xo = 0;
   for (let i = 0; i < 64; i++) x[i] = xin[xino + i] * rms * g[i];
-  const u8 = w.u8;
-  const i8 = w.i8;
-  const f32 = w.f32;
-  const f16 = F16;
-  const NB = 64;
   for (let o = 0; o < 256; o++) {
+    const u8 = w.u8;
+    const i8 = w.i8;
+    const f32 = w.f32;
+    const f16 = F16;
+    const NB = 64;
     const row = o * 256;
     let acc = 0;
     {
