@@ -1,12 +1,15 @@
 // moec's command line. Each command lives in cli/commands/; this file only wires flags to them.
 import { Command } from "commander";
+import { loadSchemePlugins } from "../runtime/quant/plugin.ts";
 import { checkCommand } from "./commands/check.ts";
 import { compileCommand } from "./commands/compile.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { importCommand } from "./commands/import.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
+import { quantizeCommand } from "./commands/quantize.ts";
 import { runCommand } from "./commands/run.ts";
+import { schemesCommand } from "./commands/schemes.ts";
 import { guarded } from "./user-error.ts";
 
 // `moec ... | head` closes the pipe early; that is the reader's choice, not an error.
@@ -22,6 +25,23 @@ const program = new Command()
   .exitOverride((err) => {
     // Commander's own usage errors: its message is already printed; exit like any user error.
     process.exit(err.exitCode === 0 ? 0 : 1);
+  })
+  // Global, so every command (and its position on the command line) accepts it.
+  .option(
+    "--plugin <file>",
+    "load a quantization scheme plugin (a .ts/.js module) before the command; repeatable",
+    (file: string, prev: string[]) => [...prev, file],
+    [] as string[],
+  )
+  .hook("preAction", async () => {
+    const files = program.opts<{ plugin: string[] }>().plugin;
+    if (files.length === 0) return;
+    let ok = false;
+    await guarded(async () => {
+      await loadSchemePlugins(files);
+      ok = true;
+    })();
+    if (!ok) process.exit(process.exitCode ?? 1);
   });
 
 program
@@ -62,6 +82,24 @@ program
   .action(guarded(importCommand));
 
 program
+  .command("quantize")
+  .description("re-quantize a GGUF checkpoint: one scheme for every matrix, or per-weight rules from a spec")
+  .argument("<in>", "the GGUF file to read")
+  .option("-o, --out <file>", "the GGUF file to write (atomically)")
+  .option("--scheme <name>", "the scheme for every matrix no rule names (see `moec schemes`)")
+  .option("--rules <spec>", "a .moe spec whose quantization block gives per-weight schemes")
+  .option("--quant <name>", "which quantization block of --rules (default: the first for the model)")
+  .option("--model <name>", "which model of --rules (default: the first)")
+  .option("--json", "print the report as one JSON object")
+  .action(guarded(quantizeCommand));
+
+program
+  .command("schemes")
+  .description("list the registered quantization schemes: bits per weight, block layout, description")
+  .option("--json", "print a JSON array")
+  .action(guarded(schemesCommand));
+
+program
   .command("plan")
   .description(
     "what goes where on a target: weights, experts resident vs offloaded, KV cache, arena, headroom",
@@ -82,8 +120,11 @@ program
   .description(
     "generate text: a compiled DIR, a SPEC compiled in memory, or only --weights (the spec is imported from it)",
   )
-  .argument("[model]", "a directory from `moec compile`, or a .moe spec")
-  .option("--weights <file>", "the checkpoint (.gguf)")
+  .argument("[model]", "a directory from `moec compile`, a .moe spec, or a Hugging Face folder")
+  .option(
+    "--weights <path>",
+    "the checkpoint: a .gguf file, or a Hugging Face folder (config.json, tokenizer.json, safetensors)",
+  )
   .option("-p, --prompt <text>", "the prompt", "Once upon a time")
   .option("-n, --tokens <n>", "how many tokens to generate at most", "64")
   .option("--temperature <t>", "0 is greedy", "0.8")
@@ -95,6 +136,8 @@ program
   .option("--context <n>", "max context (default: the target's, else the model's)")
   .option("--stop <text...>", "stop strings")
   .option("--json", "print one JSON object: prompt_tokens, tokens, text, timings")
+  .option("--chat", "the prompt is a user message, rendered with the model's chat template")
+  .option("--quant <scheme>", "for a safetensors checkpoint: the scheme of every matrix (default f32)")
   .action(guarded(runCommand));
 
 program

@@ -15,9 +15,7 @@ import { CheckpointError, printableName } from "../runtime/checkpoint/errors.ts"
 import { type GgufFile, openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { plainValue } from "../runtime/checkpoint/gguf-value.ts";
 import { resolveGgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
-import type { WeightEntry } from "../runtime/manifest.ts";
 import { weightEntries } from "./compile.ts";
-import type { CheckedModel } from "./lang/check.ts";
 import { compileSource } from "./lang/frontend.ts";
 import { KEYWORDS } from "./lang/lexer.ts";
 

@@ -4,7 +4,10 @@ import { categories, inspect, weightBytes } from "../../compiler/inspect.ts";
 import { defaultScheme } from "../../compiler/lang/check.ts";
 import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { pickModel, pickQuant } from "../../compiler/select.ts";
+import { findScheme, schemes } from "../../runtime/quant/registry.ts";
+import { bitsPerWeight } from "../../runtime/quant/scheme.ts";
 import { bytes, count } from "../format.ts";
+import { schemeInfo } from "./schemes.ts";
 
 export interface InspectOptions {
   quant?: string;
@@ -27,7 +30,8 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
           ),
         };
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ ...info, quant: chosen }, null, 2)}\n`);
+    const registered = schemes().map(schemeInfo);
+    process.stdout.write(`${JSON.stringify({ ...info, quant: chosen, schemes: registered }, null, 2)}\n`);
     return;
   }
   const p = info.params;
@@ -45,10 +49,13 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   );
   for (const [ctx, f] of Object.entries(info.flops.at_context)) out.push(`  at context ${ctx}: ${count(f)}`);
   out.push(`KV cache: ${bytes(info.kv_cache.bytes_per_token)} per token (${info.kv_cache.dtype})`);
-  const w = new Table({ head: ["weights as", "bytes"], style: { head: [] } });
+  const w = new Table({ head: ["weights as", "bits/weight", "bytes", "scheme"], style: { head: [] } });
   for (const [name, b] of Object.entries(info.weight_bytes.quantizations))
-    w.push([`${name} (spec)`, bytes(b)]);
-  for (const [name, b] of Object.entries(info.weight_bytes.uniform)) w.push([name, bytes(b)]);
+    w.push([`${name} (spec)`, "", bytes(b), ""]);
+  for (const [name, b] of Object.entries(info.weight_bytes.uniform)) {
+    const s = findScheme(name)!;
+    w.push([name, String(bitsPerWeight(s)), bytes(b), s.description]);
+  }
   out.push(w.toString());
   if (chosen) out.push(`with --quant ${chosen.name}: ${pc.bold(bytes(chosen.bytes))} of weights`);
   process.stdout.write(`${out.join("\n")}\n`);

@@ -46,7 +46,10 @@ export function planCommand(file: string, o: PlanOptions): void {
   if (modelContext !== undefined && context > modelContext) {
     throw new UserError(`--context ${context} is larger than the model's context of ${modelContext}`);
   }
-  if (o.table) return printTable(model, context, modelContext);
+  if (o.table) {
+    printTable(model, modelContext);
+    return;
+  }
   const quant = pickQuant(spec, model, o.quant, true);
   const budget = budgetOf(o, target?.memoryBytes);
   const plan = planDevice({ model, quant, budgetBytes: budget, context });
@@ -91,7 +94,6 @@ export function planCommand(file: string, o: PlanOptions): void {
 /** Memory needed, fully resident, per scheme (rows) and context (columns): the VRAM calculators' table. */
 function printTable(
   model: Parameters<typeof planDevice>[0]["model"],
-  _context: number,
   modelContext: number | undefined,
 ): void {
   const contexts = [

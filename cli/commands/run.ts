@@ -1,8 +1,8 @@
 import pc from "picocolors";
+import { renderChat } from "../../runtime/chat-template.ts";
 import { generate } from "../../runtime/generate.ts";
 import { ModelInstance } from "../../runtime/model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
-import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
 import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
 import { loadForRun } from "../model-source.ts";
 import { UserError } from "../user-error.ts";
@@ -20,6 +20,10 @@ export interface RunOptions {
   context?: string;
   stop?: string[];
   json?: boolean;
+  /** The prompt is the user's message, rendered with the model's chat template. */
+  chat?: boolean;
+  /** Scheme of every matrix for a safetensors checkpoint (default f32). */
+  quant?: string;
 }
 
 function number(name: string, text: string, integer = false): number {
@@ -31,7 +35,11 @@ function number(name: string, text: string, integer = false): number {
 }
 
 export async function runCommand(source: string | undefined, o: RunOptions): Promise<void> {
-  if (!o.weights) throw new UserError("--weights FILE is required: the checkpoint (.gguf) to run");
+  if (!o.weights) {
+    throw new UserError(
+      "--weights is required: the checkpoint to run (a .gguf file, or a Hugging Face folder with config.json, tokenizer.json and safetensors)",
+    );
+  }
   const maxTokens = number("-n", o.tokens, true);
   const sampler = {
     temperature: number("--temperature", o.temperature),
@@ -43,16 +51,36 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
   };
   const context = o.context === undefined ? undefined : number("--context", o.context, true);
   const started = performance.now();
-  const loaded = await loadForRun(source, o.weights, context);
+  const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant });
   try {
-    const tokenizer = tokenizerFromGguf(loaded.file.metadata, o.weights);
+    const tokenizer = loaded.tokenizer;
+    let prompt: number[];
+    if (o.chat) {
+      if (!loaded.chatTemplate) {
+        throw new UserError(
+          `--chat: ${o.weights} has no chat template (${loaded.format === "gguf" ? "no tokenizer.chat_template in its metadata" : "no chat_template in tokenizer_config.json"}); run without --chat and write the prompt in the model's format`,
+          2,
+        );
+      }
+      const text = (id: number | undefined) => (id === undefined ? undefined : tokenizer.tokenText(id));
+      const rendered = renderChat(loaded.chatTemplate, [{ role: "user", content: o.prompt }], {
+        bosToken: text(tokenizer.bos),
+        eosToken: text(tokenizer.eos),
+        addGenerationPrompt: true,
+      });
+      // The template writes its own special tokens (BOS, [INST] …): parse them, and add BOS only if it did not.
+      const bos = text(tokenizer.bos);
+      const hasBos = bos !== undefined && bos !== "" && rendered.startsWith(bos);
+      prompt = tokenizer.encode(rendered, { addBos: tokenizer.addBos && !hasBos, parseSpecial: true });
+    } else {
+      prompt = tokenizer.encode(o.prompt, { addBos: tokenizer.addBos });
+    }
     const model = new ModelInstance(loaded.module, loaded.weights);
     const loadMs = performance.now() - started;
-    const prompt = tokenizer.encode(o.prompt, { addBos: tokenizer.addBos });
     const m = loaded.module.manifest;
     if (!o.json)
       process.stderr.write(pc.dim(`${m.model} (${loaded.origin}), loaded in ${loadMs.toFixed(0)} ms\n`));
-    if (!o.json) process.stdout.write(o.prompt);
+    if (!o.json && !o.chat) process.stdout.write(o.prompt);
     const result = generate(model, prompt, {
       maxTokens,
       sampler: new Sampler(m.vocab, { ...sampler, topK: sampler.topK }),
@@ -81,6 +109,6 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
       );
     }
   } finally {
-    loaded.file.close();
+    loaded.close();
   }
 }

@@ -25,6 +25,8 @@ export interface CheckedQuant {
   model: string;
   /** Scheme per weight key and layer: `schemeFor("layer.wq", 3)`. */
   schemeFor(key: string, layer?: number): string;
+  /** The scheme of the first explicit rule naming this weight, or undefined when `default` applies. */
+  ruleFor?(key: string, layer?: number): string | undefined;
 }
 
 export const backends = ["cpu", "gpujs", "webgpu"] as const;
@@ -261,6 +263,11 @@ export function checkQuant(
       for (const r of rules)
         if (r.patterns.some((p) => matches(p, w, layer))) return r.scheme.name.toLowerCase();
       return defaultScheme(w.shape, fallback ?? "f32");
+    },
+    ruleFor(key: string, layer?: number): string | undefined {
+      const w = m.weights.get(key);
+      if (!w) throw new Error(`no weight ${key}`);
+      return rules.find((r) => r.patterns.some((p) => matches(p, w, layer)))?.scheme.name.toLowerCase();
     },
   };
 }

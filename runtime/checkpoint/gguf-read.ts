@@ -6,8 +6,6 @@
 // Metadata values keep their wire types (see gguf-value.ts); u64 and i64 are always bigint.
 // Versions 2 and 3 are read (they differ only in what writers put in them); version 1 is refused.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-// The quant index registers the built-in schemes, so every GGUF type moec knows is found.
-import { schemeByGgmlType } from "../quant/index.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
 import { CheckpointError, type CheckpointSubject, printableName } from "./errors.ts";
 import { FileCursor } from "./file-cursor.ts";
@@ -20,6 +18,9 @@ import {
   isValidAlignment,
   tensorSize,
 } from "./gguf-layout.ts";
+// Resolves GGUF's type ids through the scheme registry (built-ins registered), and moec's custom ids
+// (1024 and up) through the file's `moec.scheme.<id>` metadata.
+import { resolveTensorType } from "./gguf-types.ts";
 import {
   fixedSize,
   type GgufArray,
@@ -407,12 +408,9 @@ function parse(fd: number, path: string, size: number, opts: OpenGgufOptions): G
     }
     const typeAt = cur.pos;
     const type = cur.u32("type");
-    const scheme = schemeByGgmlType(type);
-    if (!scheme)
-      return fail(
-        `unknown tensor type ${type} (no registered quantization scheme has this ggml type id)`,
-        typeAt,
-      );
+    const resolved = resolveTensorType(type, (k) => metadata.get(k));
+    if ("problem" in resolved) return fail(resolved.problem, typeAt);
+    const scheme = resolved.scheme;
     const sz = tensorSize(dims, scheme);
     if (!sz.ok) return fail(sz.problem, dimsAt);
     const offsetFieldPos = cur.pos;

@@ -4,8 +4,6 @@
 // never leaves a partial file at PATH.
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
-// The quant index registers the built-in schemes, so every GGUF type moec knows is found.
-import { schemeByGgmlType } from "../quant/index.ts";
 import { CheckpointError } from "./errors.ts";
 import {
   alignUp,
@@ -16,6 +14,8 @@ import {
   isValidAlignment,
   tensorSize,
 } from "./gguf-layout.ts";
+// GGUF's type ids through the scheme registry; moec's custom ids (1024+) through `moec.scheme.<id>` metadata.
+import { resolveTensorType } from "./gguf-types.ts";
 import {
   fixedSize,
   GGUF_VALUE_TYPE_ID,
@@ -28,15 +28,31 @@ export interface GgufTensorInput {
   readonly name: string;
   /** ggml order: dims[0] is the row length. */
   readonly dims: readonly number[];
-  /** ggml type id; the scheme registry gives its block size. */
+  /**
+   * ggml type id; the scheme registry gives its block size. An id from 1024 up is a scheme GGUF lacks,
+   * named by the metadata entry `moec.scheme.<id>` (see gguf-types.ts).
+   */
   readonly type: number;
   readonly data: Uint8Array;
+}
+
+/**
+ * A tensor whose bytes are produced when the writer reaches it, so that a whole model never has to be
+ * in memory at once. `produce` is called once; what it throws is rethrown as is.
+ */
+export interface GgufLazyTensorInput {
+  readonly name: string;
+  readonly dims: readonly number[];
+  readonly type: number;
+  /** The byte size the dims and type imply (checked before anything is written). */
+  readonly nbytes: number;
+  produce(): Uint8Array;
 }
 
 export interface GgufWriteInput {
   /** Entries in the order to write them; a Map (e.g. GgufFile.metadata) works too. */
   readonly metadata?: Iterable<readonly [string, GgufValue]>;
-  readonly tensors?: readonly GgufTensorInput[];
+  readonly tensors?: readonly (GgufTensorInput | GgufLazyTensorInput)[];
 }
 
 export interface GgufWriteResult {
@@ -86,6 +102,7 @@ export function writeGguf(path: string, input: GgufWriteInput): GgufWriteResult 
     writeValue(header, value);
   }
 
+  const metaByKey = new Map(metadata.map(([k, v]) => [k, v] as const));
   const seenNames = new Set<string>();
   const offsets: number[] = [];
   let rel = 0;
@@ -93,18 +110,15 @@ export function writeGguf(path: string, input: GgufWriteInput): GgufWriteResult 
     if (typeof t.name !== "string" || t.name.length === 0) fail("tensor name must be a non-empty string");
     if (seenNames.has(t.name)) fail("duplicate tensor name", t.name, "tensor");
     seenNames.add(t.name);
-    const scheme = schemeByGgmlType(t.type);
-    if (!scheme)
-      return fail(
-        `unknown tensor type ${t.type} (no registered scheme has this ggml type id)`,
-        t.name,
-        "tensor",
-      );
+    const resolved = resolveTensorType(t.type, (k) => metaByKey.get(k));
+    if ("problem" in resolved) return fail(resolved.problem, t.name, "tensor");
+    const scheme = resolved.scheme;
     const sz = tensorSize(t.dims, scheme);
     if (!sz.ok) return fail(sz.problem, t.name, "tensor");
-    if (t.data.length !== sz.nbytes) {
+    const given = "produce" in t ? t.nbytes : t.data.length;
+    if (given !== sz.nbytes) {
       fail(
-        `data is ${t.data.length} bytes but dims [${t.dims.join(", ")}] of ${scheme.name} take ${sz.nbytes}`,
+        `data is ${given} bytes but dims [${t.dims.join(", ")}] of ${scheme.name} take ${sz.nbytes}`,
         t.name,
         "tensor",
       );
@@ -122,6 +136,29 @@ export function writeGguf(path: string, input: GgufWriteInput): GgufWriteResult 
   header.zeros(dataOffset - header.length);
   const size = dataOffset + rel;
 
+  /** A producer's data, checked for size; its own errors pass through untouched. */
+  let producerError: unknown;
+  const produce = (t: GgufTensorInput | GgufLazyTensorInput): Uint8Array => {
+    if (!("produce" in t)) return t.data;
+    let data: Uint8Array;
+    try {
+      data = t.produce();
+    } catch (e) {
+      producerError = e;
+      throw e;
+    }
+    if (data.length !== t.nbytes) {
+      producerError = new CheckpointError({
+        file: path,
+        what: t.name,
+        whatKind: "tensor",
+        problem: `produce() gave ${data.length} bytes, ${t.nbytes} were declared`,
+      });
+      throw producerError;
+    }
+    return data;
+  };
+
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
   let fd: number | undefined;
   try {
@@ -130,8 +167,9 @@ export function writeGguf(path: string, input: GgufWriteInput): GgufWriteResult 
     let pos = dataOffset;
     for (let i = 0; i < tensors.length; i++) {
       const t = tensors[i]!;
-      writeAll(fd, t.data);
-      pos += t.data.length;
+      const data = produce(t);
+      writeAll(fd, data);
+      pos += data.length;
       const end = i + 1 < tensors.length ? dataOffset + offsets[i + 1]! : size;
       for (let pad = end - pos; pad > 0; pad -= Math.min(pad, ZEROS.length)) {
         writeAll(fd, ZEROS.subarray(0, Math.min(pad, ZEROS.length)));
@@ -151,7 +189,7 @@ export function writeGguf(path: string, input: GgufWriteInput): GgufWriteResult 
     try {
       unlinkSync(tmp);
     } catch {}
-    if (e instanceof CheckpointError) throw e;
+    if (e instanceof CheckpointError || (producerError !== undefined && e === producerError)) throw e;
     throw new CheckpointError({ file: path, problem: `cannot write: ${(e as Error).message}` });
   }
   return { alignment, dataOffset, offsets: offsets.map((o) => dataOffset + o), size };

@@ -150,7 +150,7 @@ export function randomVocabulary(size: number): Vocabulary {
 }
 
 /** llama.cpp's general.file_type (LLAMA_FTYPE_*) for a uniform file of this type. */
-const FILE_TYPE: Record<string, number> = {
+export const FILE_TYPE: Record<string, number> = {
   f32: 0,
   f16: 1,
   q4_0: 2,

@@ -1,6 +1,7 @@
 // The one place schemes are found by name or GGUF type id. Built-ins register on import;
 // a user's scheme registers itself the same way (see examples/custom-quant).
 import type { QuantScheme } from "./scheme.ts";
+import { InvalidSchemeError, schemeProblems } from "./validate.ts";
 
 const byName = new Map<string, QuantScheme>();
 
@@ -10,10 +11,19 @@ export class UnknownSchemeError extends Error {
   }
 }
 
+/**
+ * Adds a scheme. Throws InvalidSchemeError naming every missing or wrong field, or when the name or
+ * GGUF type id is taken by another scheme.
+ */
 export function registerScheme(s: QuantScheme): void {
-  if (!/^[a-z_][a-z0-9_]*$/.test(s.name))
-    throw new Error(`scheme name \`${s.name}\` must match [a-z_][a-z0-9_]*`);
+  const problems = schemeProblems(s);
+  const where = typeof s?.name === "string" ? `scheme \`${s.name}\`` : "the scheme";
+  if (problems.length) throw new InvalidSchemeError(where, problems);
   if (byName.has(s.name)) throw new Error(`scheme \`${s.name}\` is already registered`);
+  if (s.ggmlType !== undefined) {
+    const other = schemeByGgmlType(s.ggmlType);
+    if (other) throw new Error(`scheme \`${s.name}\`: ggml type ${s.ggmlType} is already \`${other.name}\``);
+  }
   byName.set(s.name, s);
 }
 

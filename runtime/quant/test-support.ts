@@ -51,3 +51,19 @@ export function goldenInputs(): Record<string, Float32Array> {
   for (let i = 0; i < n; i++) positive[i] = r() * 3 + 0.01;
   return { gauss, outliers, sparse, positive };
 }
+
+/**
+ * n samples of Student's t with `nu` degrees of freedom (heavy-tailed: few large outliers), scaled to
+ * unit variance (nu > 2), deterministic in seed.
+ */
+export function studentT(n: number, seed: number, nu = 3): Float32Array {
+  const z = gaussian(n * (nu + 1), seed);
+  const out = new Float32Array(n);
+  const scale = Math.sqrt((nu - 2) / nu);
+  for (let i = 0; i < n; i++) {
+    let chi = 0;
+    for (let k = 1; k <= nu; k++) chi += z[i * (nu + 1) + k]! ** 2;
+    out[i] = (z[i * (nu + 1)]! / Math.sqrt(chi / nu)) * scale;
+  }
+  return out;
+}

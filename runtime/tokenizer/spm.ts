@@ -544,6 +544,16 @@ export class SpmTokenizer {
 
 const EMPTY = new Uint8Array(0);
 
+/** What a Detokenizer needs of a tokenizer (SpmTokenizer, HfTokenizer). */
+export interface PieceSource {
+  readonly bos: number | undefined;
+  readonly eos: number | undefined;
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  readonly addSpacePrefix: boolean;
+  piece(id: number, special?: boolean): Uint8Array;
+}
+
 /**
  * Token ids → text one token at a time, for streaming: `push` returns the text that became
  * complete, never part of a multi-byte character; `flush` returns what is left (an incomplete
@@ -551,7 +561,7 @@ const EMPTY = new Uint8Array(0);
  * `tokenizer.decode(ids, options)`.
  */
 export class Detokenizer {
-  private readonly tokenizer: SpmTokenizer;
+  private readonly tokenizer: PieceSource;
   private readonly special: boolean;
   private readonly removeSpecial: boolean;
   private decoder = new TextDecoder("utf-8", { ignoreBOM: true });
@@ -560,7 +570,7 @@ export class Detokenizer {
   /** A trailing EOS that `removeSpecial` drops if nothing follows it. */
   private heldEos = false;
 
-  constructor(tokenizer: SpmTokenizer, options: DecodeOptions = {}) {
+  constructor(tokenizer: PieceSource, options: DecodeOptions = {}) {
     this.tokenizer = tokenizer;
     this.special = options.unparseSpecial ?? false;
     this.removeSpecial = options.removeSpecial ?? false;

@@ -1,0 +1,152 @@
+// `moec quantize IN -o OUT --scheme NAME [--rules SPEC]`: re-quantize a GGUF checkpoint.
+import { existsSync, statSync } from "node:fs";
+import { SingleBar } from "cli-progress";
+import Table from "cli-table3";
+import pc from "picocolors";
+import { weightEntries } from "../../compiler/compile.ts";
+import { loadSpec } from "../../compiler/lang/frontend.ts";
+import { ruleChoice } from "../../compiler/quantize-rules.ts";
+import { pickModel, SelectionError } from "../../compiler/select.ts";
+import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { resolveGgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
+import {
+  type QuantizeOptions,
+  type QuantizeReport,
+  quantizeGguf,
+  uniformChoice,
+} from "../../runtime/checkpoint/quantize.ts";
+import { findScheme, schemeNames } from "../../runtime/quant/registry.ts";
+import { bytes } from "../format.ts";
+import { UserError } from "../user-error.ts";
+
+export interface QuantizeCommandOptions {
+  out?: string;
+  scheme?: string;
+  rules?: string;
+  quant?: string;
+  model?: string;
+  json?: boolean;
+}
+
+function knownScheme(name: string): string {
+  if (!findScheme(name))
+    throw new UserError(
+      `--scheme: unknown quantization scheme \`${name}\` (known: ${schemeNames().join(", ")})`,
+    );
+  return name.toLowerCase();
+}
+
+/** The choice function: from --rules (a spec's quantization block, --scheme replacing its default) or --scheme. */
+function chooser(input: string, o: QuantizeCommandOptions): QuantizeOptions["choose"] {
+  const scheme = o.scheme === undefined ? undefined : knownScheme(o.scheme);
+  if (o.rules === undefined) return uniformChoice(scheme!);
+  const spec = loadSpec(o.rules);
+  const model = pickModel(spec, o.model);
+  const blocks = spec.quants.filter((q) => q.model === model.name);
+  const quant = o.quant === undefined ? blocks[0] : blocks.find((q) => q.name === o.quant);
+  if (!quant) {
+    const names = blocks.map((q) => q.name);
+    throw new SelectionError(
+      o.quant === undefined
+        ? `${o.rules}: no quantization block for model \`${model.name}\``
+        : `${o.rules}: no quantization \`${o.quant}\` for \`${model.name}\` (${names.length ? `blocks: ${names.join(", ")}` : "it has none"})`,
+    );
+  }
+  // The spec must describe this checkpoint: every weight's tensor present with the spec's shape.
+  const file = openGguf(input);
+  try {
+    resolveGgufWeights(
+      file,
+      weightEntries(model, () => "f32"),
+      { checkTypes: false },
+    );
+  } finally {
+    file.close();
+  }
+  return ruleChoice(model, quant, scheme, o.rules);
+}
+
+export function quantizeCommand(input: string, o: QuantizeCommandOptions): void {
+  if (!o.out) throw new UserError("-o OUT is required: the GGUF file to write");
+  if (o.scheme === undefined && o.rules === undefined)
+    throw new UserError(`give --scheme NAME (known: ${schemeNames().join(", ")}), --rules SPEC, or both`);
+  if (!existsSync(input)) throw new UserError(`${input}: no such file`, 2);
+  if (statSync(input).isDirectory())
+    throw new UserError(
+      `${input} is a folder: moec quantize reads GGUF files (for a Hugging Face folder, convert it first with llama.cpp's convert_hf_to_gguf.py)`,
+    );
+  const choose = chooser(input, o);
+  const bar =
+    process.stderr.isTTY && !o.json
+      ? new SingleBar(
+          {
+            format: `quantizing ${pc.cyan("{bar}")} {percentage}% | {value}/{total} MiB | {tensor}`,
+            hideCursor: true,
+            clearOnComplete: true,
+            stream: process.stderr,
+          },
+          undefined,
+        )
+      : undefined;
+  let report: QuantizeReport;
+  const started = performance.now();
+  try {
+    report = quantizeGguf(input, o.out, {
+      choose,
+      onProgress: bar
+        ? (p) => {
+            if (p.done === 1) bar.start(Math.max(1, Math.round(p.bytesTotal / 2 ** 20)), 0, { tensor: "" });
+            bar.update(Math.round(p.bytesDone / 2 ** 20), { tensor: p.tensor });
+          }
+        : undefined,
+    });
+  } finally {
+    bar?.stop();
+  }
+  const ms = performance.now() - started;
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify({ ...report, ms: Math.round(ms) }, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`${summary(report, ms)}\n`);
+}
+
+const rel = (rmse: number, rms: number) => (rms > 0 ? `${((100 * rmse) / rms).toFixed(2)}%` : "-");
+
+/** The per-tensor table and the totals. */
+export function summary(r: QuantizeReport, ms: number): string {
+  const t = new Table({
+    head: ["tensor", "type", "before", "after", "bits/w", "RMSE", "RMSE/RMS", "note"],
+    style: { head: [], border: [] },
+    chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
+    colAligns: ["left", "left", "right", "right", "right", "right", "right", "left"],
+  });
+  for (const x of r.tensors) {
+    t.push([
+      x.name,
+      x.from === x.to ? x.to : `${x.from} → ${x.to}`,
+      bytes(x.bytesBefore),
+      bytes(x.bytesAfter),
+      x.bitsPerWeight.toFixed(x.bitsPerWeight % 1 ? 3 : 0),
+      x.rmse === 0 ? "0" : x.rmse.toExponential(3),
+      x.rmse === 0 ? "0" : rel(x.rmse, x.rms),
+      x.note ?? "",
+    ]);
+  }
+  const elements = r.tensors.reduce((s, x) => s + x.bytesAfter * (8 / x.bitsPerWeight), 0);
+  const fellBack = r.tensors.filter((x) => x.note?.startsWith("fell back"));
+  const lines = [
+    t.toString(),
+    `${r.tensors.length} tensors: ${bytes(r.bytesBefore)} → ${pc.bold(bytes(r.bytesAfter))} (${(r.bytesBefore / r.bytesAfter).toFixed(2)}×), ${((8 * r.bytesAfter) / elements).toFixed(3)} bits per weight overall`,
+  ];
+  if (fellBack.length)
+    lines.push(
+      pc.yellow(
+        `${fellBack.length} tensor${fellBack.length === 1 ? "" : "s"} fell back to a scheme whose block fits their rows: ${fellBack.map((x) => `${x.name} (${x.to})`).join(", ")}`,
+      ),
+    );
+  lines.push(
+    `${pc.green("wrote")} ${r.output} (${bytes(r.fileBytes)}${r.fileType === undefined ? "" : `, general.file_type ${r.fileType}`}) in ${(ms / 1000).toFixed(1)} s`,
+  );
+  return lines.join("\n");
+}

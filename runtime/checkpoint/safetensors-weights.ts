@@ -1,0 +1,244 @@
+// A compiled model's weights from a Hugging Face safetensors checkpoint (one file or shards).
+//
+// Names. The manifest names each weight's checkpoint tensor (a spec from `moec import` on a
+// config.json names the Hugging Face tensors: `model.layers.{i}.self_attn.q_proj.weight` …). The
+// language has no expert index, so a 3-D expert weight names the stacked tensor
+// `model.layers.{i}.block_sparse_moe.experts.w1.weight`; Hugging Face stores one tensor per expert,
+// `….experts.E.w1.weight`, and they are gathered for E = 0…n-1 (perExpertTensorNames), experts being
+// the slowest dimension. Shapes are compared as stored (row-major, [out, in]), not reversed as GGUF's.
+//
+// Types. F32, F16 and BF16 tensors are converted to the manifest's scheme through f32 with the
+// scheme's own `encode`; a tensor whose dtype already is the scheme is passed through as is.
+//
+// RoPE. Hugging Face checkpoints are laid out for the half-split rotation (each head's first half
+// pairs with its second half). A spec written by `moec import` from a config.json already says
+// `rope(…, style: half)`, so nothing is permuted. For a spec with the interleaved rotation (GGUF's,
+// pairs (2j, 2j+1)), pass `interleavedRope` (weight key → heads of that projection) and the q/k rows
+// are permuted the way llama.cpp's convert_hf_to_gguf.py does: within each head, row 2j + p comes
+// from row p·d/2 + j.
+//
+// Opening checks every tensor the manifest needs (present, shape, dtype) before anything is read.
+import type { Manifest, WeightEntry } from "../manifest.ts";
+import { tensorName } from "../manifest.ts";
+import { getScheme } from "../quant/registry.ts";
+import type { WeightSource } from "../weights.ts";
+import { CheckpointError } from "./errors.ts";
+import { perExpertTensorNames } from "./gguf-weights.ts";
+import {
+  type OpenSafetensorsOptions,
+  SAFETENSORS_FLOAT_DTYPES,
+  SafetensorsCheckpoint,
+  type SafetensorsFile,
+  type SafetensorsTensorInfo,
+  toF32,
+} from "./safetensors.ts";
+
+export interface SafetensorsWeightsOptions extends OpenSafetensorsOptions {
+  /**
+   * Weights that feed an interleaved-pair RoPE, with the number of heads of their projection
+   * (e.g. `layer.wq` → heads, `layer.wk` → kv_heads): their rows are permuted from Hugging Face's
+   * half-split order. Leave empty for specs with `style: half` (what `moec import` writes).
+   */
+  interleavedRope?: ReadonlyMap<string, number>;
+}
+
+interface Part {
+  file: SafetensorsFile;
+  info: SafetensorsTensorInfo;
+}
+
+/** Where one (weight, layer) lives: one tensor, or one per expert to stack. */
+export interface ResolvedSafetensorsWeight {
+  readonly key: string;
+  readonly layer: number | undefined;
+  readonly tensor: string;
+  readonly parts: readonly Part[];
+}
+
+const shapeText = (s: readonly number[]) => `[${s.join(", ")}]`;
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** Finds every manifest weight in the checkpoint and checks its shape and dtype. */
+export function resolveSafetensorsWeights(
+  ckpt: SafetensorsCheckpoint,
+  weights: readonly WeightEntry[],
+): ResolvedSafetensorsWeight[] {
+  const out: ResolvedSafetensorsWeight[] = [];
+  const check = (p: Part, w: WeightEntry, layer: number | undefined, shape: readonly number[]) => {
+    const where = `\`${w.key}\`${layer === undefined ? "" : ` (layer ${layer})`}`;
+    const fail = (problem: string): never => {
+      throw new CheckpointError({
+        file: p.file.path,
+        what: p.info.name,
+        whatKind: "tensor",
+        offset: p.info.offset,
+        problem,
+      });
+    };
+    if (!sameShape(p.info.shape, shape)) {
+      fail(`shape is ${shapeText(p.info.shape)} but ${where} needs ${shapeText(shape)}`);
+    }
+    if (!(SAFETENSORS_FLOAT_DTYPES as readonly string[]).includes(p.info.dtype)) {
+      fail(`dtype ${p.info.dtype} is not supported (moec reads ${SAFETENSORS_FLOAT_DTYPES.join(", ")})`);
+    }
+  };
+  for (const w of weights) {
+    const layers = w.layers === 0 ? [undefined] : Array.from({ length: w.layers }, (_, l) => l);
+    for (const layer of layers) {
+      const name = tensorName(w, layer);
+      const whole = ckpt.findTensor(name);
+      if (whole) {
+        check(whole, w, layer, w.shape);
+        out.push({ key: w.key, layer, tensor: name, parts: [whole] });
+        continue;
+      }
+      const split = w.shape.length === 3 ? perExpertTensorNames(name, w.shape[0]!) : undefined;
+      if (!split || !ckpt.findTensor(split[0]!)) {
+        throw new CheckpointError({
+          file: ckpt.path,
+          what: name,
+          whatKind: "tensor",
+          problem: `missing: the model needs it for \`${w.key}\`${layer === undefined ? "" : ` (layer ${layer})`}${split ? ` (nor is it stored one tensor per expert: no ${split[0]})` : ""}`,
+        });
+      }
+      const parts: Part[] = [];
+      for (const p of split) {
+        const found = ckpt.findTensor(p);
+        if (!found) {
+          throw new CheckpointError({
+            file: ckpt.path,
+            what: p,
+            whatKind: "tensor",
+            problem: `missing: ${name} is stored one tensor per expert, and this expert is absent`,
+          });
+        }
+        check(found, w, layer, w.shape.slice(1));
+        parts.push(found);
+      }
+      out.push({ key: w.key, layer, tensor: name, parts });
+    }
+  }
+  return out;
+}
+
+/**
+ * Rows of a [heads · d, in] matrix from Hugging Face's half-split RoPE order to the interleaved
+ * one (llama.cpp's `permute`): within each head, row 2j + p ← row p·d/2 + j.
+ */
+export function permuteRopeRows(values: Float32Array, rows: number, heads: number): Float32Array {
+  const cols = values.length / rows;
+  const d = rows / heads;
+  if (!Number.isInteger(cols) || !Number.isInteger(d) || d % 2 !== 0) {
+    throw new RangeError(`cannot permute ${rows} rows into ${heads} heads of even size`);
+  }
+  const out = new Float32Array(values.length);
+  const half = d / 2;
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < half; j++) {
+      for (let p = 0; p < 2; p++) {
+        const from = (h * d + p * half + j) * cols;
+        const to = (h * d + 2 * j + p) * cols;
+        out.set(values.subarray(from, from + cols), to);
+      }
+    }
+  }
+  return out;
+}
+
+/** Weights read on demand from a safetensors checkpoint, checked against the manifest when constructed. */
+export class SafetensorsWeights implements WeightSource {
+  private readonly byKey = new Map<string, ResolvedSafetensorsWeight>();
+  private readonly entries = new Map<string, WeightEntry>();
+  private readonly rope: ReadonlyMap<string, number>;
+  private owned = false;
+
+  /** The checkpoint stays the caller's to close unless this was made by `SafetensorsWeights.open`. */
+  constructor(
+    readonly checkpoint: SafetensorsCheckpoint,
+    manifest: Pick<Manifest, "weights">,
+    opts: SafetensorsWeightsOptions = {},
+  ) {
+    this.rope = opts.interleavedRope ?? new Map();
+    for (const w of manifest.weights) {
+      getScheme(w.scheme); // an unknown scheme fails here, not at the first read
+      this.entries.set(w.key, w);
+      const heads = this.rope.get(w.key);
+      if (heads !== undefined && (w.shape.length !== 2 || w.shape[0]! % (2 * heads) !== 0)) {
+        throw new RangeError(`${w.key} ${shapeText(w.shape)} cannot be split into ${heads} RoPE heads`);
+      }
+    }
+    for (const r of resolveSafetensorsWeights(checkpoint, manifest.weights)) {
+      this.byKey.set(r.layer === undefined ? r.key : `${r.key}#${r.layer}`, r);
+    }
+  }
+
+  /** Opens a `.safetensors` file, an index, or a folder, and checks it against the manifest. */
+  static open(
+    path: string,
+    manifest: Pick<Manifest, "weights">,
+    opts: SafetensorsWeightsOptions = {},
+  ): SafetensorsWeights {
+    const ckpt = SafetensorsCheckpoint.open(path, opts);
+    try {
+      const w = new SafetensorsWeights(ckpt, manifest, opts);
+      w.owned = true;
+      return w;
+    } catch (e) {
+      ckpt.close();
+      throw e;
+    }
+  }
+
+  get resolved(): ResolvedSafetensorsWeight[] {
+    return [...this.byKey.values()];
+  }
+
+  bytes(key: string, layer?: number): Uint8Array {
+    const w = this.entries.get(key);
+    if (!w) throw new Error(`no weight ${key} in the manifest`);
+    const r = this.byKey.get(w.layers === 0 ? key : `${key}#${layer}`);
+    if (!r) throw new Error(`no weight ${key} for layer ${layer} (it has ${w.layers} layers)`);
+    const heads = this.rope.get(key);
+    // Already in the manifest's scheme and nothing to permute: the bytes as stored.
+    if (heads === undefined && r.parts.every((p) => p.info.dtype.toLowerCase() === w.scheme)) {
+      if (r.parts.length === 1) return r.parts[0]!.file.read(r.parts[0]!.info);
+      const out = new Uint8Array(r.parts.reduce((s, p) => s + p.info.nbytes, 0));
+      let at = 0;
+      for (const p of r.parts) {
+        p.file.readInto(p.info, out.subarray(at, at + p.info.nbytes));
+        at += p.info.nbytes;
+      }
+      return out;
+    }
+    let values: Float32Array;
+    if (r.parts.length === 1) {
+      const p = r.parts[0]!;
+      values = toF32(p.file.read(p.info), p.info, p.file.path);
+    } else {
+      values = new Float32Array(r.parts.reduce((s, p) => s + p.info.elements, 0));
+      let at = 0;
+      for (const p of r.parts) {
+        values.set(toF32(p.file.read(p.info), p.info, p.file.path), at);
+        at += p.info.elements;
+      }
+    }
+    if (heads !== undefined) values = permuteRopeRows(values, w.shape[0]!, heads);
+    const s = getScheme(w.scheme);
+    if (values.length % s.blockSize !== 0) {
+      throw new CheckpointError({
+        file: r.parts[0]!.file.path,
+        what: r.tensor,
+        whatKind: "tensor",
+        problem: `${values.length} values are not a whole number of ${s.name} blocks of ${s.blockSize}`,
+      });
+    }
+    const out = new Uint8Array((values.length / s.blockSize) * s.blockBytes);
+    s.encode(values, out);
+    return out;
+  }
+
+  close(): void {
+    if (this.owned) this.checkpoint.close();
+  }
+}
