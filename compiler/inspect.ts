@@ -114,7 +114,7 @@ export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 
     attnPerPosition += times * 4 * heads * headDim;
   }
   const uniform: Record<string, number> = {};
-  for (const s of schemes()) uniform[s.name] = weightBytes(m, (w) => defaultScheme(w.shape, s.name));
+  for (const s of schemes()) uniform[s.name] = weightBytes(m, (w) => defaultScheme(w, s.name));
   const quantizations: Record<string, number> = {};
   for (const q of quants.filter((q) => q.model === m.name)) {
     quantizations[q.name] = weightBytes(m, (w, layer) => q.schemeFor(w.key, layer));

@@ -31,7 +31,7 @@ export function schemeResolver(m: CheckedModel, quant: Quant): (key: string) => 
       quant === undefined
         ? "f32"
         : typeof quant === "string"
-          ? defaultScheme(w.shape, quant)
+          ? defaultScheme(w, quant)
           : quant.schemeFor(key, layer);
     const s = of(w.group ? 0 : undefined);
     if (w.group) {

@@ -26,7 +26,7 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
       : {
           name: typeof quant === "string" ? quant : quant.name,
           bytes: weightBytes(model, (w, layer) =>
-            typeof quant === "string" ? defaultScheme(w.shape, quant) : quant.schemeFor(w.key, layer),
+            typeof quant === "string" ? defaultScheme(w, quant) : quant.schemeFor(w.key, layer),
           ),
         };
   if (opts.json) {

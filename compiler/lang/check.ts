@@ -3,7 +3,7 @@
 // Errors are collected, not thrown one at a time, so a user sees them all at once.
 import { findScheme, schemeNames } from "../../runtime/quant/registry.ts";
 import { bytesOf, sizeUnits } from "../../runtime/units.ts";
-import type { Graph } from "../ir/graph.ts";
+import { type Graph, walk } from "../ir/graph.ts";
 import type { ModelDecl, Pattern, QuantDecl, SpecFile, TargetDecl, WeightDecl } from "./ast.ts";
 import { Consequence, closest, didYouMean, SpecError } from "./errors.ts";
 import { type GroupInfo, Lowering, type WeightInfo } from "./lower.ts";
@@ -147,6 +147,8 @@ export function checkModel(m: ModelDecl, errors: SpecError[]): CheckedModel | un
   if (errors.length > before) return undefined;
   try {
     const graph = new Lowering(params, weights, groups).lower(m);
+    for (const { node } of walk(graph))
+      if (node.op === "moe") weights.get(node.weights.router!)!.router = true;
     return { decl: m, name: m.name, params, weights, groups, graph };
   } catch (e) {
     if (!(e instanceof SpecError)) throw e;
@@ -262,7 +264,7 @@ export function checkQuant(
       if (!w) throw new Error(`no weight ${key}`);
       for (const r of rules)
         if (r.patterns.some((p) => matches(p, w, layer))) return r.scheme.name.toLowerCase();
-      return defaultScheme(w.shape, fallback ?? "f32");
+      return defaultScheme(w, fallback ?? "f32");
     },
     ruleFor(key: string, layer?: number): string | undefined {
       const w = m.weights.get(key);
@@ -273,13 +275,13 @@ export function checkQuant(
 }
 
 /**
- * What `default` (or a uniform --quant) gives a weight: vectors (norms) stay f32 as in llama.cpp,
- * and rows that do not fill the scheme's blocks fall back to f16.
+ * What `default` (or a uniform --quant) gives a weight: vectors (norms) and the router stay f32 as
+ * in llama.cpp, and rows that do not fill the scheme's blocks fall back to f16.
  */
-export function defaultScheme(shape: number[], scheme: string): string {
-  if (shape.length < 2) return "f32";
+export function defaultScheme(w: Pick<WeightInfo, "shape" | "router">, scheme: string): string {
+  if (w.shape.length < 2 || w.router) return "f32";
   const s = findScheme(scheme);
-  return s && shape.at(-1)! % s.blockSize === 0 ? scheme : "f16";
+  return s && w.shape.at(-1)! % s.blockSize === 0 ? scheme : "f16";
 }
 
 const targetKeys = ["backend", "vram", "memory", "host_memory", "max_context", "batch"];

@@ -15,6 +15,8 @@ export interface WeightInfo {
   /** Checkpoint tensor name; for a group member `{index}` stands for the layer. */
   tensor: string;
   loc: Loc;
+  /** Read by a moe router: kept f32 under `default`, as llama.cpp does. */
+  router?: boolean;
 }
 
 export interface GroupInfo {

@@ -20,10 +20,10 @@ function handFigures(
   context: number,
 ) {
   const attn = o.hidden * o.hidden * 2 + o.hidden * o.kvHeads * o.headDim * 2; // wq, wo, wk, wv
-  const router = o.experts * o.hidden; // a matrix: quantized like the others
+  const router = o.experts * o.hidden * 4; // f32, as llama.cpp keeps it
   const norms = 2 * o.hidden * 4; // f32 vectors
   const dense =
-    o.layers * ((attn + router) * bytesPerWeight + norms) +
+    o.layers * (attn * bytesPerWeight + router + norms) +
     2 * o.vocab * o.hidden * bytesPerWeight +
     o.hidden * 4;
   const expertEach = 3 * o.ffn * o.hidden * bytesPerWeight;

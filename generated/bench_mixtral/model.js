@@ -106,7 +106,7 @@ export const manifest = {
                 512
             ],
             "layers": 8,
-            "scheme": "q8_0"
+            "scheme": "f32"
         },
         {
             "key": "layer.w_gate",
@@ -166,7 +166,7 @@ const FREQ_linear_q8_0_512x512_n_r = Float64Array.from({ length: 32 }, (_, j) =>
 const COS_linear_q8_0_512x512_n_r = new Float64Array(32);
 const SIN_linear_q8_0_512x512_n_r = new Float64Array(32);
 const SC_attend_8x64_kv2 = new Float64Array(4096);
-const P_route_q8_0_8x512_top2_norm = new Float64Array(8);
+const P_route_f32_8x512_top2_norm = new Float64Array(8);
 const H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = new Float32Array(1408);
 const S_linear_q8_0_32000x512_n = new Float32Array(512);
 /** token embedding: one row of a [32000, 512] q8_0 table */
@@ -403,35 +403,34 @@ function rms_norm_512(x, xo, g, y, yo) {
     for (let i = 0; i < 512; i++)
         y[yo + i] = x[xo + i] * rms * g[i];
 }
-/** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 512] q8_0 */
-function route_q8_0_8x512_top2_norm(w, x, xo, y, yo) {
-    const p = P_route_q8_0_8x512_top2_norm;
+/** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 512] f32 */
+function route_f32_8x512_top2_norm(w, x, xo, y, yo) {
+    const p = P_route_f32_8x512_top2_norm;
     let max = -Infinity;
     for (let e = 0; e < 8; e++) {
         const u8 = w.u8;
         const i8 = w.i8;
         const f32 = w.f32;
         const f16 = F16;
-        const NB = 16;
-        const row = e * 544;
+        const NB = 512;
+        const row = e * 2048;
         let acc = 0;
         {
-            let qo = row;
-            let qx = xo;
-            for (let qb = 0; qb < NB; qb++, qo += 34, qx += 32) {
-                const q = qo + 2;
-                let s0 = 0;
-                let s1 = 0;
-                let s2 = 0;
-                let s3 = 0;
-                for (let j = 0; j < 32; j += 4) {
-                    s0 += i8[q + j] * x[qx + j];
-                    s1 += i8[q + j + 1] * x[qx + j + 1];
-                    s2 += i8[q + j + 2] * x[qx + j + 2];
-                    s3 += i8[q + j + 3] * x[qx + j + 3];
-                }
-                acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1 + s2 + s3);
+            const wo = row >> 2;
+            let s0 = 0;
+            let s1 = 0;
+            let s2 = 0;
+            let s3 = 0;
+            let j = 0;
+            for (; j + 3 < NB; j += 4) {
+                s0 += f32[wo + j] * x[xo + j];
+                s1 += f32[wo + j + 1] * x[xo + j + 1];
+                s2 += f32[wo + j + 2] * x[xo + j + 2];
+                s3 += f32[wo + j + 3] * x[xo + j + 3];
             }
+            for (; j < NB; j++)
+                s0 += f32[wo + j] * x[xo + j];
+            acc += s0 + s1 + s2 + s3;
         }
         p[e] = acc;
         if (acc > max)
@@ -613,7 +612,7 @@ export function forward(rt, token, pos) {
     const W6 = rt.weights["layer.wv"]; // layer.wv [128,512] q8_0
     const W7 = rt.weights["layer.wo"]; // layer.wo [512,512] q8_0
     const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [512] f32
-    const W9 = rt.weights["layer.router"]; // layer.router [8,512] q8_0
+    const W9 = rt.weights["layer.router"]; // layer.router [8,512] f32
     const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [8,1408,512] q8_0
     const W11 = rt.weights["layer.w_up"]; // layer.w_up [8,1408,512] q8_0
     const W12 = rt.weights["layer.w_down"]; // layer.w_down [8,512,1408] q8_0
@@ -628,7 +627,7 @@ export function forward(rt, token, pos) {
         attend_8x64_kv2(A, 512, KV0K[l], KV0V[l], pos, A, 1024);
         linear_q8_0_512x512_res(W7[l], A, 1024, A, 512, A, 0);
         rms_norm_512(A, 512, V8[l], A, 1024);
-        route_q8_0_8x512_top2_norm(W9[l], A, 1024, A, 1536);
+        route_f32_8x512_top2_norm(W9[l], A, 1024, A, 1536);
         moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(W10[l], W11[l], W12[l], A, 1024, A, 1536, A, 1552, A, 512);
         A.copyWithin(0, 1552, 2064);
     }

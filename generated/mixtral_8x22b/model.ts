@@ -131,7 +131,7 @@ export const manifest = {
         6144
       ],
       "layers": 56,
-      "scheme": "q4_k"
+      "scheme": "f32"
     },
     {
       "key": "layer.w_gate",
@@ -192,7 +192,7 @@ const FREQ_linear_q6_k_6144x6144_n_r = Float64Array.from({ length: 64 }, (_, j) 
 const COS_linear_q6_k_6144x6144_n_r = new Float64Array(64);
 const SIN_linear_q6_k_6144x6144_n_r = new Float64Array(64);
 const SC_attend_48x128_kv8 = new Float64Array(65536);
-const P_route_q4_k_8x6144_top2_norm = new Float64Array(8);
+const P_route_f32_8x6144_top2_norm = new Float64Array(8);
 const H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = new Float32Array(16384);
 const S_linear_q4_k_32000x6144_n = new Float32Array(6144);
 
@@ -472,62 +472,33 @@ function rms_norm_6144(x: Float32Array, xo: number, g: Float32Array, y: Float32A
   for (let i = 0; i < 6144; i++) y[yo + i] = x[xo + i] * rms * g[i];
 }
 
-/** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 6144] q4_k */
-function route_q4_k_8x6144_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const p = P_route_q4_k_8x6144_top2_norm;
+/** router: softmax(Wr·x), top-2, renormalized; Wr is [8, 6144] f32 */
+function route_f32_8x6144_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
+  const p = P_route_f32_8x6144_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 8; e++) {
     const u8 = w.u8;
     const i8 = w.i8;
     const f32 = w.f32;
     const f16 = F16;
-    const NB = 24;
-    const row = e * 3456;
+    const NB = 6144;
+    const row = e * 24576;
     let acc = 0;
     {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 144, qx += 256) {
-        const s = qo + 4;
-        let sq = 0;
-        let sm = 0;
-        for (let k = 0; k < 4; k++) {
-          const j = 2 * k;
-          let sc0;
-          let m0;
-          let sc1;
-          let m1;
-          if (k < 2) {
-            sc0 = u8[s + j] & 63;
-            m0 = u8[s + j + 4] & 63;
-            sc1 = u8[s + j + 1] & 63;
-            m1 = u8[s + j + 5] & 63;
-          } else {
-            sc0 = (u8[s + j + 4] & 15) | ((u8[s + j - 4] >> 6) << 4);
-            m0 = (u8[s + j + 4] >> 4) | ((u8[s + j] >> 6) << 4);
-            sc1 = (u8[s + j + 5] & 15) | ((u8[s + j - 3] >> 6) << 4);
-            m1 = (u8[s + j + 5] >> 4) | ((u8[s + j + 1] >> 6) << 4);
-          }
-          const q = qo + 16 + 32 * k;
-          const xs = qx + 64 * k;
-          let a0 = 0;
-          let a1 = 0;
-          let t0 = 0;
-          let t1 = 0;
-          for (let l = 0; l < 32; l++) {
-            const b = u8[q + l];
-            const xa = x[xs + l];
-            const xb = x[xs + 32 + l];
-            a0 += (b & 15) * xa;
-            a1 += (b >> 4) * xb;
-            t0 += xa;
-            t1 += xb;
-          }
-          sq += sc0 * a0 + sc1 * a1;
-          sm += m0 * t0 + m1 * t1;
-        }
-        acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
+      const wo = row >> 2;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j + 3 < NB; j += 4) {
+        s0 += f32[wo + j] * x[xo + j];
+        s1 += f32[wo + j + 1] * x[xo + j + 1];
+        s2 += f32[wo + j + 2] * x[xo + j + 2];
+        s3 += f32[wo + j + 3] * x[xo + j + 3];
       }
+      for (; j < NB; j++) s0 += f32[wo + j] * x[xo + j];
+      acc += s0 + s1 + s2 + s3;
     }
     p[e] = acc; if (acc > max) max = acc;
   }
@@ -811,7 +782,7 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   const W6 = rt.weights["layer.wv"]; // layer.wv [1024,6144] q6_k
   const W7 = rt.weights["layer.wo"]; // layer.wo [6144,6144] q6_k
   const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [6144] f32
-  const W9 = rt.weights["layer.router"]; // layer.router [8,6144] q4_k
+  const W9 = rt.weights["layer.router"]; // layer.router [8,6144] f32
   const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [8,16384,6144] q4_k
   const W11 = rt.weights["layer.w_up"]; // layer.w_up [8,16384,6144] q4_k
   const W12 = rt.weights["layer.w_down"]; // layer.w_down [8,6144,16384] q4_k
@@ -826,7 +797,7 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     attend_48x128_kv8(A, 0, KV0K[l], KV0V[l], pos, A, 6144);
     linear_q6_k_6144x6144_res(W7[l], A, 6144, A, 0, A, 32000);
     rms_norm_6144(A, 0, V8[l], A, 6144);
-    route_q4_k_8x6144_top2_norm(W9[l], A, 6144, A, 18432);
+    route_f32_8x6144_top2_norm(W9[l], A, 6144, A, 18432);
     moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res(W10[l], W11[l], W12[l], A, 6144, A, 18432, A, 12288, A, 0);
     A.copyWithin(32000, 12288, 18432);
   }

@@ -131,7 +131,7 @@ export const manifest = {
         64
       ],
       "layers": 2,
-      "scheme": "q8_0"
+      "scheme": "f32"
     },
     {
       "key": "layer.w_gate",
@@ -192,7 +192,7 @@ const FREQ_linear_q8_0_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10
 const COS_linear_q8_0_64x64_n_r = new Float64Array(8);
 const SIN_linear_q8_0_64x64_n_r = new Float64Array(8);
 const SC_attend_4x16_kv2 = new Float64Array(256);
-const P_route_q8_0_4x64_top2_norm = new Float64Array(4);
+const P_route_f32_4x64_top2_norm = new Float64Array(4);
 const H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = new Float32Array(96);
 const S_linear_q8_0_256x64_n = new Float32Array(64);
 
@@ -424,35 +424,33 @@ function rms_norm_64(x: Float32Array, xo: number, g: Float32Array, y: Float32Arr
   for (let i = 0; i < 64; i++) y[yo + i] = x[xo + i] * rms * g[i];
 }
 
-/** router: softmax(Wr·x), top-2, renormalized; Wr is [4, 64] q8_0 */
-function route_q8_0_4x64_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
-  const p = P_route_q8_0_4x64_top2_norm;
+/** router: softmax(Wr·x), top-2, renormalized; Wr is [4, 64] f32 */
+function route_f32_4x64_top2_norm(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number): void {
+  const p = P_route_f32_4x64_top2_norm;
   let max = -Infinity;
   for (let e = 0; e < 4; e++) {
     const u8 = w.u8;
     const i8 = w.i8;
     const f32 = w.f32;
     const f16 = F16;
-    const NB = 2;
-    const row = e * 68;
+    const NB = 64;
+    const row = e * 256;
     let acc = 0;
     {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 34, qx += 32) {
-        const q = qo + 2;
-        let s0 = 0;
-        let s1 = 0;
-        let s2 = 0;
-        let s3 = 0;
-        for (let j = 0; j < 32; j += 4) {
-          s0 += i8[q + j] * x[qx + j];
-          s1 += i8[q + j + 1] * x[qx + j + 1];
-          s2 += i8[q + j + 2] * x[qx + j + 2];
-          s3 += i8[q + j + 3] * x[qx + j + 3];
-        }
-        acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1 + s2 + s3);
+      const wo = row >> 2;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let j = 0;
+      for (; j + 3 < NB; j += 4) {
+        s0 += f32[wo + j] * x[xo + j];
+        s1 += f32[wo + j + 1] * x[xo + j + 1];
+        s2 += f32[wo + j + 2] * x[xo + j + 2];
+        s3 += f32[wo + j + 3] * x[xo + j + 3];
       }
+      for (; j < NB; j++) s0 += f32[wo + j] * x[xo + j];
+      acc += s0 + s1 + s2 + s3;
     }
     p[e] = acc; if (acc > max) max = acc;
   }
@@ -628,7 +626,7 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   const W6 = rt.weights["layer.wv"]; // layer.wv [32,64] q8_0
   const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] q8_0
   const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
-  const W9 = rt.weights["layer.router"]; // layer.router [4,64] q8_0
+  const W9 = rt.weights["layer.router"]; // layer.router [4,64] f32
   const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [4,96,64] q8_0
   const W11 = rt.weights["layer.w_up"]; // layer.w_up [4,96,64] q8_0
   const W12 = rt.weights["layer.w_down"]; // layer.w_down [4,64,96] q8_0
@@ -643,7 +641,7 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     attend_4x16_kv2(A, 0, KV0K[l], KV0V[l], pos, A, 64);
     linear_q8_0_64x64_res(W7[l], A, 64, A, 0, A, 256);
     rms_norm_64(A, 0, V8[l], A, 64);
-    route_q8_0_4x64_top2_norm(W9[l], A, 64, A, 192);
+    route_f32_4x64_top2_norm(W9[l], A, 64, A, 192);
     moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(W10[l], W11[l], W12[l], A, 64, A, 192, A, 128, A, 0);
     A.copyWithin(256, 128, 192);
   }
