@@ -49,9 +49,18 @@ function pack(bytes: Uint8Array): Packed {
   };
 }
 
-export function allocateRuntime(m: Manifest, source: WeightSource): Runtime {
+/** Called as weights load: bytes of the weights so far and in all. */
+export type LoadProgress = (doneBytes: number, totalBytes: number) => void;
+
+export function allocateRuntime(m: Manifest, source: WeightSource, onProgress?: LoadProgress): Runtime {
   const weights: Record<string, Packed[]> = {};
   const vectors: Record<string, Float32Array[]> = {};
+  const bytesOf = (w: Manifest["weights"][number]) => {
+    const s = getScheme(w.scheme);
+    return (w.shape.reduce((a, b) => a * b, 1) / s.blockSize) * s.blockBytes * Math.max(1, w.layers);
+  };
+  const total = m.weights.reduce((n, w) => n + bytesOf(w), 0);
+  let done = 0;
   for (const w of m.weights) {
     const layers = w.layers === 0 ? [undefined] : [...Array(w.layers).keys()];
     if (w.shape.length === 1) {
@@ -64,6 +73,8 @@ export function allocateRuntime(m: Manifest, source: WeightSource): Runtime {
     } else {
       weights[w.key] = layers.map((l) => pack(source.bytes(w.key, l)));
     }
+    done += bytesOf(w);
+    onProgress?.(done, total);
   }
   const kv = m.kv.flatMap((c) => {
     const slot = () =>
@@ -86,8 +97,9 @@ export class ModelInstance {
   constructor(
     readonly module: CompiledModule,
     weights: WeightSource,
+    onProgress?: LoadProgress,
   ) {
-    this.rt = allocateRuntime(module.manifest, weights);
+    this.rt = allocateRuntime(module.manifest, weights, onProgress);
   }
 
   step(token: number, pos: number): Float32Array {

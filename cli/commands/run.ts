@@ -5,6 +5,7 @@ import { ModelInstance } from "../../runtime/model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
 import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
 import { loadForRun } from "../model-source.ts";
+import { slowProgress } from "../progress.ts";
 import { UserError } from "../user-error.ts";
 
 export interface RunOptions {
@@ -75,7 +76,13 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     } else {
       prompt = tokenizer.encode(o.prompt, { addBos: tokenizer.addBos });
     }
-    const model = new ModelInstance(loaded.module, loaded.weights);
+    const progress = o.json ? undefined : slowProgress("loading weights");
+    let model: ModelInstance;
+    try {
+      model = new ModelInstance(loaded.module, loaded.weights, progress?.update);
+    } finally {
+      progress?.stop();
+    }
     const loadMs = performance.now() - started;
     const m = loaded.module.manifest;
     if (!o.json)
