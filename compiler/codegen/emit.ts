@@ -32,6 +32,8 @@ export interface Runtime {
 }
 
 let F16: Float32Array = new Float32Array(0);
+/** The logits' view of the arena, made once per arena rather than once per token. */
+let LOGITS: Float32Array | undefined;
 `;
 
 export interface EmitInput {
@@ -200,7 +202,8 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): {
     "  const A = rt.arena;",
     ...vars,
     ...lines,
-    `  return A.subarray(${off(result)}, ${off(result) + width(result)});`,
+    `  if (LOGITS?.buffer !== A.buffer) LOGITS = A.subarray(${off(result)}, ${off(result) + width(result)});`,
+    "  return LOGITS;",
     "}",
     "",
   ].join("\n");

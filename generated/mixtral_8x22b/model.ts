@@ -25,6 +25,8 @@ export interface Runtime {
 }
 
 let F16: Float32Array = new Float32Array(0);
+/** The logits' view of the arena, made once per arena rather than once per token. */
+let LOGITS: Float32Array | undefined;
 
 export const manifest = {
   "model": "mixtral_8x22b",
@@ -802,5 +804,6 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     A.copyWithin(32000, 12288, 18432);
   }
   linear_q4_k_32000x6144_n(W2[0], A, 32000, V1[0], A, 0);
-  return A.subarray(0, 32000);
+  if (LOGITS?.buffer !== A.buffer) LOGITS = A.subarray(0, 32000);
+  return LOGITS;
 }

@@ -25,6 +25,8 @@ export interface Runtime {
 }
 
 let F16: Float32Array = new Float32Array(0);
+/** The logits' view of the arena, made once per arena rather than once per token. */
+let LOGITS: Float32Array | undefined;
 
 export const manifest = {
   "model": "mixtral_8x7b",
@@ -775,5 +777,6 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     A.copyWithin(0, 12304, 16400);
   }
   linear_q8_0_32000x4096_n(W2[0], A, 0, V1[0], A, 4096);
-  return A.subarray(4096, 36096);
+  if (LOGITS?.buffer !== A.buffer) LOGITS = A.subarray(4096, 36096);
+  return LOGITS;
 }

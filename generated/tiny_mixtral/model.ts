@@ -25,6 +25,8 @@ export interface Runtime {
 }
 
 let F16: Float32Array = new Float32Array(0);
+/** The logits' view of the arena, made once per arena rather than once per token. */
+let LOGITS: Float32Array | undefined;
 
 export const manifest = {
   "model": "tiny_mixtral",
@@ -646,5 +648,6 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     A.copyWithin(256, 128, 192);
   }
   linear_q8_0_256x64_n(W2[0], A, 256, V1[0], A, 0);
-  return A.subarray(0, 256);
+  if (LOGITS?.buffer !== A.buffer) LOGITS = A.subarray(0, 256);
+  return LOGITS;
 }
