@@ -1,5 +1,6 @@
 // npm run bench: decode speed of the generated model against the reference executor on the same
-// random weights (a ratio from one run), and the compile time of every spec in specs/.
+// random weights (a ratio from one run), the compile time of every spec in specs/, then moec against
+// llama.cpp on the same GGUF files (bench/llama.ts).
 // A benchmark, not a test: it asserts nothing, it reports.
 import { readdirSync } from "node:fs";
 import Table from "cli-table3";
@@ -7,6 +8,7 @@ import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import { pickQuant, pickTarget } from "../compiler/select.ts";
 import { compileAndLoad } from "../test/harness.ts";
+import { benchAgainstLlama } from "./llama.ts";
 
 const args = process.argv.slice(2);
 const schemes = args.length ? args : ["f32", "q8_0", "q4_0"];
@@ -51,3 +53,6 @@ for (const f of readdirSync("specs")
 }
 console.log("compile time (parse, check, passes, codegen, type-check, emit)");
 console.log(compile.toString());
+
+console.log();
+await benchAgainstLlama(schemes);

@@ -24,7 +24,7 @@ import { type ChatTemplateSource, chatTemplateFromGguf } from "../runtime/chat-t
 import { CheckpointError } from "../runtime/checkpoint/errors.ts";
 import type { GgufFile } from "../runtime/checkpoint/gguf-read.ts";
 import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
-import { GgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
+import { GgufWeights, perExpertTensorNames } from "../runtime/checkpoint/gguf-weights.ts";
 import { SafetensorsCheckpoint } from "../runtime/checkpoint/safetensors.ts";
 import { SafetensorsWeights } from "../runtime/checkpoint/safetensors-weights.ts";
 import { tensorName } from "../runtime/manifest.ts";
@@ -73,8 +73,12 @@ function fromFile(m: CheckedModel, file: GgufFile): CheckedQuant {
       const w = m.weights.get(key)!;
       const index = w.group ? m.groups.get(w.group)!.index : undefined;
       const name = tensorName({ ...w, index, layers: 0, scheme: "" }, w.group ? (layer ?? 0) : undefined);
-      // A tensor missing here is reported with its name by GgufWeights; f32 keeps compiling until then.
-      return file.findTensor(name)?.scheme.name ?? "f32";
+      // A file with one tensor per expert (`blk.N.ffn_gate.E.weight`) has no merged tensor: expert 0 gives
+      // the type (GgufWeights checks the others). A tensor missing from the file is reported with its name
+      // by GgufWeights; f32 keeps compiling until then.
+      const split = w.shape.length === 3 ? perExpertTensorNames(name, w.shape[0]!)?.[0] : undefined;
+      const t = file.findTensor(name) ?? (split === undefined ? undefined : file.findTensor(split));
+      return t?.scheme.name ?? "f32";
     },
   };
 }

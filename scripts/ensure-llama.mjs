@@ -2,13 +2,13 @@
 // It is installed here rather than listed in package.json: its optional per-platform packages for
 // macOS and Windows cannot be resolved from this registry, so no lock file would satisfy `npm ci`.
 import { execFileSync } from "node:child_process";
-import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 
 const VERSION = "3.22.1";
-const require = createRequire(import.meta.url);
 try {
-  const installed = require("node-llama-cpp/package.json").version;
-  if (installed === VERSION) process.exit(0);
+  // Read from disk: the package's "exports" do not include package.json, so require() cannot load it.
+  const manifest = new URL("../node_modules/node-llama-cpp/package.json", import.meta.url);
+  if (JSON.parse(readFileSync(manifest, "utf8")).version === VERSION) process.exit(0);
 } catch {}
 console.error(`installing node-llama-cpp@${VERSION} (not saved to package.json)`);
 execFileSync("npm", ["install", "--no-save", "--no-audit", "--no-fund", `node-llama-cpp@${VERSION}`], {

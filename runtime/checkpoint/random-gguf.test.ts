@@ -124,6 +124,68 @@ describe("writeRandomMixtralGguf", () => {
     f.close();
   });
 
+  it("embedScale, routerScale and successorPeak shape only their tensors", () => {
+    const read = (path: string) => {
+      const f = openGguf(path);
+      const out = new Map<string, Float32Array>();
+      for (const t of f.tensors) {
+        const v = new Float32Array(t.elements);
+        getScheme(t.scheme.name).decode(f.read(t), v);
+        out.set(t.name, v);
+      }
+      f.close();
+      return out;
+    };
+    const a = join(dir, "plain.gguf");
+    const b = join(dir, "shaped.gguf");
+    writeRandomMixtralGguf(a, { ...sizes, type: "f32", seed: 5, headScale: 2 });
+    writeRandomMixtralGguf(b, {
+      ...sizes,
+      type: "f32",
+      seed: 5,
+      headScale: 2,
+      embedScale: 3,
+      routerScale: 4,
+      successorPeak: 10,
+    });
+    const plain = read(a);
+    const shaped = read(b);
+    const changed = [...plain.keys()].filter((k) => !plain.get(k)!.every((x, i) => x === shaped.get(k)![i]));
+    expect(changed.sort()).toEqual([
+      "blk.0.ffn_gate_inp.weight",
+      "blk.1.ffn_gate_inp.weight",
+      "output.weight",
+      "token_embd.weight",
+    ]);
+    const ratio = (k: string) => {
+      const x = plain.get(k)!;
+      const y = shaped.get(k)!;
+      return x.reduce((s, v, i) => (v === 0 ? s : Math.max(s, Math.abs(y[i]! / v))), 0);
+    };
+    expect(ratio("token_embd.weight")).toBeCloseTo(3, 5);
+    expect(ratio("blk.1.ffn_gate_inp.weight")).toBeCloseTo(4, 5);
+
+    // Each token has one successor: the head row that its embedding direction scores highest, by about
+    // successorPeak · headScale (20 here, against N(0, headScale²) for the other rows).
+    const h = sizes.hidden;
+    const emb = shaped.get("token_embd.weight")!;
+    const head = shaped.get("output.weight")!;
+    const best = new Set<number>();
+    for (let t = 0; t < sizes.vocab; t++) {
+      const e = emb.subarray(t * h, (t + 1) * h);
+      const norm = Math.sqrt(e.reduce((s, v) => s + v * v, 0));
+      const scores = Array.from({ length: sizes.vocab }, (_, r) => {
+        let d = 0;
+        for (let i = 0; i < h; i++) d += head[r * h + i]! * e[i]!;
+        return (d / norm) * Math.sqrt(h);
+      });
+      const top = scores.indexOf(Math.max(...scores));
+      best.add(top);
+      expect(scores[top]).toBeGreaterThan((10 * 2) / 2);
+    }
+    expect(best.size).toBe(sizes.vocab);
+  });
+
   it("refuses sizes the type cannot hold", () => {
     expect(() => writeRandomMixtralGguf(join(dir, "x.gguf"), { ...sizes, type: "q4_k" })).toThrow(
       /hidden 64 is not a multiple of the q4_k block size 256/,

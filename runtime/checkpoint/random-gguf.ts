@@ -26,8 +26,23 @@ export interface RandomMixtralOptions {
   /** Scheme of the matrices: "f32", "f16", "q8_0", "q4_0", … (any scheme with a ggml type). */
   type: string;
   seed?: number;
-  /** Multiplies the output head so greedy decoding has clear winners (default 1). */
+  /** Multiplies the output head (default 1): a peakier distribution, but no wider margins relative to rounding. */
   headScale?: number;
+  /**
+   * Gives every token one successor (a seeded permutation of the vocabulary) and adds to the successor's
+   * head row `successorPeak · headScale / √hidden` times the token's unit embedding direction, so the
+   * successor's logit rises by about `successorPeak · headScale · cos(h, embedding)`. Greedy decoding then
+   * has winners by a margin that is a fixed fraction of the logits, which rounding differences between
+   * implementations cannot overturn; attention and the experts still shape the rest (default 0: none).
+   */
+  successorPeak?: number;
+  /**
+   * Multiplies the token embeddings (default 1: rows of norm ≈ 1, which the layers' outputs, of norm ≈ √hidden,
+   * soon drown). √hidden and more make the token itself dominate the residual stream.
+   */
+  embedScale?: number;
+  /** Multiplies the router (`ffn_gate_inp`), making the chosen experts' weights more unequal (default 1). */
+  routerScale?: number;
   /** "merged": `blk.N.ffn_gate_exps.weight`; "per-expert": the older `blk.N.ffn_gate.E.weight`. */
   layout?: "merged" | "per-expert";
   /** Leave out `output.weight`, so the head is tied to `token_embd.weight`. */
@@ -230,10 +245,29 @@ function checkOptions(path: string, o: RandomMixtralOptions, scheme: QuantScheme
   }
 }
 
+/** See `successorPeak`. Its own random stream, so the other tensors do not change with it. */
+function addSuccessors(head: Float32Array, embedding: Float32Array, o: RandomMixtralOptions): void {
+  const rand = rng(((o.seed ?? 1) ^ 0x5eed) >>> 0);
+  const next = [...Array(o.vocab).keys()];
+  for (let i = o.vocab - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [next[i], next[j]] = [next[j]!, next[i]!];
+  }
+  const h = o.hidden;
+  for (let t = 0; t < o.vocab; t++) {
+    let norm = 0;
+    for (let i = 0; i < h; i++) norm += embedding[t * h + i]! ** 2;
+    const k = (o.successorPeak! * (o.headScale ?? 1)) / Math.sqrt(h * norm);
+    const row = next[t]! * h;
+    for (let i = 0; i < h; i++) head[row + i]! += k * embedding[t * h + i]!;
+  }
+}
+
 /**
  * Writes a random llama-architecture GGUF (atomically). Matrices ~ N(0, 1/in), norms ~ 1 + N(0, 0.1²),
- * the output head times `headScale`. The values depend only on the sizes and the seed, not on the
- * layout, so the per-expert and merged files of one seed hold the same numbers.
+ * the output head times `headScale`; `embedScale`, `routerScale` and `successorPeak` shape the embeddings,
+ * the router and the head when given. The values depend only on the sizes, the seed and those options,
+ * not on the layout, so the per-expert and merged files of one seed hold the same numbers.
  */
 export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): GgufWriteResult {
   const scheme = getScheme(o.type);
@@ -261,12 +295,12 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
     s.encode(v, out);
     return out;
   };
-  const add = (name: string, shape: number[], s: QuantScheme, scale = 1) => {
+  const add = (name: string, shape: number[], s: QuantScheme, scale = 1, v = values(shape, scale)) => {
     tensors.push({
       name,
       dims: [...shape].reverse(),
       type: s.ggmlType!,
-      data: encode(s, values(shape, scale)),
+      data: encode(s, v),
     });
   };
   const addExperts = (merged: string, single: (e: number) => string, shape: number[]) => {
@@ -291,7 +325,8 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
     }
   };
 
-  add("token_embd.weight", [o.vocab, o.hidden], scheme);
+  const embedding = values([o.vocab, o.hidden], o.embedScale ?? 1);
+  add("token_embd.weight", [o.vocab, o.hidden], scheme, 1, embedding);
   for (let i = 0; i < o.layers; i++) {
     const b = `blk.${i}`;
     add(`${b}.attn_norm.weight`, [o.hidden], f32);
@@ -301,7 +336,7 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
     add(`${b}.attn_output.weight`, [o.hidden, o.heads * headDim], scheme);
     add(`${b}.ffn_norm.weight`, [o.hidden], f32);
     if (o.experts > 0) {
-      add(`${b}.ffn_gate_inp.weight`, [o.experts, o.hidden], f32);
+      add(`${b}.ffn_gate_inp.weight`, [o.experts, o.hidden], f32, o.routerScale ?? 1);
       addExperts(`${b}.ffn_gate_exps.weight`, (e) => `${b}.ffn_gate.${e}.weight`, [o.ffn, o.hidden]);
       addExperts(`${b}.ffn_down_exps.weight`, (e) => `${b}.ffn_down.${e}.weight`, [o.hidden, o.ffn]);
       addExperts(`${b}.ffn_up_exps.weight`, (e) => `${b}.ffn_up.${e}.weight`, [o.ffn, o.hidden]);
@@ -312,7 +347,11 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
     }
   }
   add("output_norm.weight", [o.hidden], f32);
-  if (!o.tiedHead) add("output.weight", [o.vocab, o.hidden], scheme, o.headScale ?? 1);
+  if (!o.tiedHead) {
+    const head = values([o.vocab, o.hidden], o.headScale ?? 1);
+    if (o.successorPeak) addSuccessors(head, embedding, o);
+    add("output.weight", [o.vocab, o.hidden], scheme, 1, head);
+  }
 
   return writeGguf(path, { metadata: mixtralMetadata(o, randomVocabulary(o.vocab)), tensors });
 }

@@ -1,0 +1,197 @@
+// moec and llama.cpp (through node-llama-cpp's low-level sequence API) on one GGUF file: the logits at
+// every position of a prompt, then greedy decoding with the logits of every step. Shared by the
+// llama.cpp comparison tests and `bench/llama.ts`.
+import { loadForRun } from "../../cli/model-source.ts";
+import { compileModel } from "../../compiler/compile.ts";
+import { importGguf } from "../../compiler/import.ts";
+import type { CheckedQuant } from "../../compiler/lang/check.ts";
+import { compileSource } from "../../compiler/lang/frontend.ts";
+import { pickModel, pickQuant } from "../../compiler/select.ts";
+import { type GgufFile, openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { GgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
+import { type CompiledModule, importModuleSource, ModelInstance } from "../../runtime/model.ts";
+import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
+import { SpmTokenizer } from "../../runtime/tokenizer/spm.ts";
+import { ggmlVariant, mappedQuant, registerGgmlVariants } from "./ggml-numerics.ts";
+
+/** One run: `logits[p]` predicts the token after position p (prompt positions, then generated ones). */
+export interface Trace {
+  tokens: number[];
+  logits: Float32Array[];
+}
+
+export function argmax(l: Float32Array): number {
+  let best = 0;
+  for (let j = 1; j < l.length; j++) if (l[j]! > l[best]!) best = j;
+  return best;
+}
+
+export interface MoecModel {
+  tokenizer: SpmTokenizer;
+  model: ModelInstance;
+  close(): void;
+}
+
+/** Compiles with the ggml-arithmetic variants of the file's q8_0/q4_0/f16 weights (ggml-numerics.ts). */
+async function compileGgml(
+  file: GgufFile,
+  maxContext: number,
+): Promise<{ module: CompiledModule; weights: GgufWeights }> {
+  const spec = compileSource(importGguf(file).source, `${file.path}.moe`);
+  const model = pickModel(spec);
+  registerGgmlVariants();
+  const quant = mappedQuant(pickQuant(spec, model, undefined, true) as CheckedQuant, model, ggmlVariant);
+  const compiled = compileModel(spec, model, { quant, maxContext });
+  const module = await importModuleSource(compiled.files["model.js"]!);
+  // The file holds the stock types; the variants read the same bytes.
+  const stock = compiled.manifest.weights.map((w) => ({ ...w, scheme: w.scheme.replace(/_ggml$/, "") }));
+  return { module, weights: new GgufWeights(file, { weights: stock }) };
+}
+
+/**
+ * The model `moec run --weights FILE` runs: the architecture imported from the file's metadata,
+ * compiled in memory, each weight in its type in the file. With `ggml: true`, the q8_0, q4_0 and
+ * f16 weights use the test-only variants that round activations the way ggml does.
+ */
+export async function loadMoec(
+  path: string,
+  maxContext: number,
+  opts: { ggml?: boolean } = {},
+): Promise<MoecModel> {
+  if (!opts.ggml) {
+    const loaded = await loadForRun(undefined, path, { maxContext });
+    if (!(loaded.tokenizer instanceof SpmTokenizer)) {
+      loaded.close();
+      throw new Error(`${path}: expected a SentencePiece tokenizer`);
+    }
+    return {
+      tokenizer: loaded.tokenizer,
+      model: new ModelInstance(loaded.module, loaded.weights),
+      close: loaded.close,
+    };
+  }
+  const file = openGguf(path);
+  try {
+    const { module, weights } = await compileGgml(file, maxContext);
+    return {
+      tokenizer: tokenizerFromGguf(file.metadata, path),
+      model: new ModelInstance(module, weights),
+      close: () => file.close(),
+    };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}
+
+/** Feeds `prompt` one token at a time, then decodes `n` tokens greedily. */
+export function moecGreedy(m: ModelInstance, prompt: readonly number[], n: number): Trace {
+  const logits: Float32Array[] = [];
+  const tokens: number[] = [];
+  let pos = 0;
+  for (const t of prompt) logits.push(m.step(t, pos++).slice());
+  for (let i = 0; i < n; i++) {
+    const next = argmax(logits.at(-1)!);
+    tokens.push(next);
+    if (i + 1 < n) logits.push(m.step(next, pos++).slice());
+  }
+  return { tokens, logits };
+}
+
+type NodeLlamaCpp = typeof import("node-llama-cpp");
+type EvaluateItem = import("node-llama-cpp").ControlledEvaluateInputItem;
+/** node-llama-cpp's token ids are branded numbers. */
+export type Token = import("node-llama-cpp").Token;
+export const asTokens = (ids: readonly number[]): Token[] => ids as Token[];
+type Llama = Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
+type LlamaModel = Awaited<ReturnType<Llama["loadModel"]>>;
+type LlamaContext = Awaited<ReturnType<LlamaModel["createContext"]>>;
+type LlamaSequence = ReturnType<LlamaContext["getSequence"]>;
+
+let llamaPromise: Promise<Llama> | undefined;
+
+/** node-llama-cpp's prebuilt CPU binaries from npm: never a local build, never a GPU. */
+export function getLlamaCpu(): Promise<Llama> {
+  llamaPromise ??= (async () => {
+    const lib = await import("node-llama-cpp");
+    return lib.getLlama({ gpu: false, build: "never", logLevel: lib.LlamaLogLevel.error, maxThreads: 2 });
+  })();
+  return llamaPromise;
+}
+
+export interface LlamaCppOptions {
+  contextSize: number;
+  threads: number;
+  /** K and V cache type; "F32" (default) removes llama.cpp's default f16 rounding of K and V. */
+  kvType?: "F32" | "F16";
+  batchSize?: number;
+}
+
+export interface LlamaCppModel {
+  model: LlamaModel;
+  context: LlamaContext;
+  /** The context's one sequence; every run starts by clearing it. */
+  sequence: LlamaSequence;
+  dispose(): Promise<void>;
+}
+
+export async function loadLlamaCpp(path: string, o: LlamaCppOptions): Promise<LlamaCppModel> {
+  const llama = await getLlamaCpu();
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  const kv = o.kvType ?? "F32";
+  try {
+    const context = await model.createContext({
+      contextSize: o.contextSize,
+      batchSize: o.batchSize ?? Math.min(o.contextSize, 512),
+      sequences: 1,
+      threads: o.threads,
+      flashAttention: false,
+      experimentalKvCacheKeyType: kv,
+      experimentalKvCacheValueType: kv,
+    });
+    return {
+      model,
+      context,
+      sequence: context.getSequence(),
+      async dispose() {
+        await context.dispose();
+        await model.dispose();
+      },
+    };
+  } catch (e) {
+    await model.dispose();
+    throw e;
+  }
+}
+
+const withLogits = (t: number): EvaluateItem => [t as Token, { generateNext: { logits: true } }];
+
+function denseLogits(map: Map<number, number> | undefined, vocab: number): Float32Array {
+  if (!map || map.size !== vocab) throw new Error(`llama.cpp gave ${map?.size ?? 0} logits, not ${vocab}`);
+  const out = new Float32Array(vocab);
+  for (const [k, v] of map) out[k] = v;
+  return out;
+}
+
+/** llama.cpp's raw logits at every prompt position (one batch), then greedy decoding one token per call. */
+export async function llamaGreedy(
+  m: LlamaCppModel,
+  prompt: readonly number[],
+  n: number,
+  vocab: number,
+): Promise<Trace> {
+  const seq = m.sequence;
+  await seq.clearHistory();
+  const first = await seq.controlledEvaluate(prompt.map(withLogits));
+  const logits = first.map((o) => denseLogits(o?.next.logits, vocab));
+  const tokens: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const next = argmax(logits.at(-1)!);
+    tokens.push(next);
+    if (i + 1 < n) {
+      const out = await seq.controlledEvaluate([withLogits(next)]);
+      logits.push(denseLogits(out[0]?.next.logits, vocab));
+    }
+  }
+  return { tokens, logits };
+}
