@@ -28,7 +28,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CheckpointError, printableName } from "../checkpoint/errors.ts";
-import { type DecodeOptions, Detokenizer, type EncodeOptions, type PieceSource } from "./spm.ts";
+import { type DecodeOptions, decodeAll, type EncodeOptions, type PieceSource } from "./spm.ts";
 
 const SPACE_MARK = "\u2581";
 const HEX = "0123456789ABCDEF";
@@ -284,10 +284,7 @@ export class HfTokenizer implements PieceSource {
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const d = new Detokenizer(this, options);
-    let s = "";
-    for (const id of ids) s += d.push(id);
-    return s + d.flush();
+    return decodeAll(this, ids, options);
   }
 
   /** A token's bytes; special added tokens are empty unless `special`. Shared: do not modify. */

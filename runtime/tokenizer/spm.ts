@@ -421,10 +421,7 @@ export class SpmTokenizer {
 
   /** Token ids → text, as llama.cpp's `llama_detokenize` (invalid UTF-8 becomes U+FFFD). */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    const d = new Detokenizer(this, options);
-    let s = "";
-    for (const id of ids) s += d.push(id);
-    return s + d.flush();
+    return decodeAll(this, ids, options);
   }
 
   /**
@@ -552,6 +549,14 @@ export interface PieceSource {
   readonly addEos: boolean;
   readonly addSpacePrefix: boolean;
   piece(id: number, special?: boolean): Uint8Array;
+}
+
+/** All of `ids` as text: what a Detokenizer streams, joined. */
+export function decodeAll(source: PieceSource, ids: readonly number[], options: DecodeOptions = {}): string {
+  const d = new Detokenizer(source, options);
+  let s = "";
+  for (const id of ids) s += d.push(id);
+  return s + d.flush();
 }
 
 /**
