@@ -110,11 +110,14 @@ type LlamaSequence = ReturnType<LlamaContext["getSequence"]>;
 
 let llamaPromise: Promise<Llama> | undefined;
 
-/** node-llama-cpp's prebuilt CPU binaries from npm: never a local build, never a GPU. */
+/**
+ * node-llama-cpp's prebuilt CPU binaries from npm: never a local build, never a GPU. maxThreads 0 makes
+ * each context use exactly the threads it asks for.
+ */
 export function getLlamaCpu(): Promise<Llama> {
   llamaPromise ??= (async () => {
     const lib = await import("node-llama-cpp");
-    return lib.getLlama({ gpu: false, build: "never", logLevel: lib.LlamaLogLevel.error, maxThreads: 2 });
+    return lib.getLlama({ gpu: false, build: "never", logLevel: lib.LlamaLogLevel.error, maxThreads: 0 });
   })();
   return llamaPromise;
 }

@@ -8,7 +8,9 @@
 //   weights f16        → activations rounded to f16 (F16C, round to nearest even), then Σ w·x in f32.
 //
 // moec's stock kernels dot the f32 activations directly (more precise). These variants exist so a
-// test can show that, with this one difference removed, moec and llama.cpp agree to float rounding.
+// test can show that, with this one difference removed, moec and llama.cpp agree to float rounding
+// (test/llama/compare.test.ts). What remains are rare positions where a one-ulp difference in an f32
+// op (RMSNorm, softmax, RoPE angles) lands an activation on the other side of a q8_0 rounding step.
 import type { CheckedModel, CheckedQuant } from "../../compiler/lang/check.ts";
 import { findScheme, getScheme, registerScheme } from "../../runtime/quant/index.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
@@ -23,7 +25,10 @@ const toHalf = (v: string, out: string) => `
         ${out} = Math.round(${v} * 16777216) / 16777216;
       }`;
 
-/** Quantizes x[qx .. qx+32) to q8_0 into the locals `dx` (the f16 scale) and a loop over `qv`. */
+/**
+ * A dot snippet that quantizes each block of x to q8_0 (scale `dx`, values `r`) and sums the integer
+ * products. It requantizes x for every row, which a test can afford; a kernel would do it once per input.
+ */
 function q8Dot(blockBytes: number, weightAt: (j: string) => string): string {
   return `{
   let qo = row;
