@@ -8,12 +8,16 @@ import type { ActivationPlan } from "../plan/activations.ts";
 import { KernelSet } from "./kernels.ts";
 
 const prelude = `
-/** One packed weight tensor, through the views the kernels read. */
+/** One packed weight tensor: views over the whole heap, and the byte where the tensor starts. */
 export interface Packed {
   u8: Uint8Array;
   i8: Int8Array;
   f32: Float32Array;
+  base: number;
 }
+
+/** A WebAssembly matrix-vector kernel: byte addresses of W, x and y in the heap, rows r0..r1, y = alpha·W·x (+ y). */
+export type Kernel = (w: number, x: number, y: number, r0: number, r1: number, alpha: number, accumulate: number) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
@@ -29,11 +33,15 @@ export interface Runtime {
   /** Half-precision bits → value. */
   f16: Float32Array;
   decode: Decode;
+  /** This module's WebAssembly kernels, instantiated by the runtime over the heap. */
+  kernels: Record<string, Kernel>;
 }
 
 let F16: Float32Array = new Float32Array(0);
-/** The logits' view of the arena, made once per arena rather than once per token. */
-let LOGITS: Float32Array | undefined;
+let K: Record<string, Kernel> = {};
+/** Views of the arena (the logits, kernel scratch), made once per arena rather than once per token. */
+let ARENA: Float32Array | undefined;
+let LOGITS: Float32Array = new Float32Array(0);
 `;
 
 export interface EmitInput {
@@ -43,13 +51,16 @@ export interface EmitInput {
   header: string;
 }
 
-export function emitModule({ graph, plan, manifest, header }: EmitInput): {
+export function emitModule({ graph, plan, manifest: planned, header }: EmitInput): {
   source: string;
   kernels: number;
+  /** The manifest with the arena grown by the kernels' scratch. */
+  manifest: Manifest;
 } {
   const ks = new KernelSet();
   const vars: string[] = [];
   const varOf = new Map<string, string>();
+  const manifest = planned;
   manifest.weights.forEach((w, i) => {
     const v = w.shape.length === 1 ? `V${i}` : `W${i}`;
     varOf.set(w.key, v);
@@ -188,24 +199,42 @@ export function emitModule({ graph, plan, manifest, header }: EmitInput): {
   emitGraph(graph, false, "  ");
   const result = graph.results[0]!;
   const kernels = [...ks.kernels.values()];
+  // Kernel scratch goes after the activations, in the heap where the WebAssembly kernels can reach it.
+  let at = Math.ceil(manifest.arenaBytes / 64) * 16;
+  const views = [`LOGITS = A.subarray(${off(result)}, ${off(result) + width(result)});`];
+  for (const [name, floats] of ks.scratch) {
+    views.push(`${name} = A.subarray(${at}, ${at + floats});`);
+    at += Math.ceil(floats / 16) * 16;
+  }
+  const full: Manifest = { ...manifest, arenaBytes: at * 4 };
+  const wasm = ks.wasm.size ? Buffer.from(ks.wasm.binary()).toString("base64") : "";
   const source = [
     header,
     prelude,
-    `export const manifest = ${JSON.stringify(manifest, null, 2)} as const;`,
+    `export const manifest = ${JSON.stringify(full, null, 2)} as const;`,
     "",
+    "/** The WebAssembly kernels (text in the comment below), assembled; base64. */",
+    `export const wasm = ${JSON.stringify(wasm)};`,
+    ks.wasm.size ? `/*\n${ks.wasm.text()}*/` : "",
+    "",
+    ...[...ks.scratch.keys()].map((name) => `let ${name}: Float32Array = LOGITS;`),
     ...kernels.flatMap((k) => k.statics),
     "",
     ...kernels.map((k) => k.source),
     "/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */",
     "export function forward(rt: Runtime, token: number, pos: number): Float32Array {",
     "  F16 = rt.f16;",
+    "  K = rt.kernels;",
     "  const A = rt.arena;",
+    "  if (A !== ARENA) {",
+    "    ARENA = A;",
+    ...views.map((v) => `    ${v}`),
+    "  }",
     ...vars,
     ...lines,
-    `  if (LOGITS?.buffer !== A.buffer) LOGITS = A.subarray(${off(result)}, ${off(result) + width(result)});`,
     "  return LOGITS;",
     "}",
     "",
   ].join("\n");
-  return { source, kernels: kernels.length };
+  return { source, kernels: kernels.length, manifest: full };
 }

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
+import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
 const hbs = Handlebars.create();
@@ -39,6 +40,14 @@ function rowOf(scheme: string, n: number) {
 
 export class KernelSet {
   readonly kernels = new Map<string, Kernel>();
+  readonly wasm = new WasmKernels();
+  /** Float32 scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap. */
+  readonly scratch = new Map<string, number>();
+
+  private heapScratch(name: string, floats: number): string {
+    this.scratch.set(name, floats);
+    return name;
+  }
 
   private add(
     name: string,
@@ -53,7 +62,8 @@ export class KernelSet {
   }
 
   private normData(n: Node, width: number, name: string) {
-    return n.weights.norm ? { in: width, eps: num(n.attrs.norm_eps as number), scratch: `S_${name}` } : {};
+    if (!n.weights.norm) return {};
+    return { in: width, eps: num(n.attrs.norm_eps as number), scratch: this.heapScratch(`S_${name}`, width) };
   }
 
   private ropeData(n: Node, width: number, name: string) {
@@ -108,13 +118,11 @@ export class KernelSet {
         row: `o * ${r.rowBytes}`,
         result: `y[yo + o] = acc${n.attrs.residual ? " + r[ro + o]" : ""};`,
         dot: r.dot,
+        mv: this.wasm.matvec(scheme, inWidth),
         ...this.normData(n, inWidth, name),
         ...rope,
       },
-      (k) => [
-        ...(n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []),
-        ...this.ropeStatics(n, outWidth, k),
-      ],
+      (k) => this.ropeStatics(n, outWidth, k),
     );
   }
 
@@ -122,23 +130,38 @@ export class KernelSet {
     const g = rowOf(n.attrs.gate_scheme as string, inWidth);
     const u = rowOf(n.attrs.up_scheme as string, inWidth);
     const name = `gate_up_${n.attrs.gate_scheme}_${n.attrs.up_scheme}_${n.shape[0]}x${inWidth}${n.weights.norm ? "_n" : ""}`;
-    return this.add(
-      name,
-      "gate_up",
-      {
-        doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}] ${n.attrs.gate_scheme}/${n.attrs.up_scheme}`,
-        norm: !!n.weights.norm,
-        out: n.shape[0],
-        gateNb: g.nb,
-        gateRow: `o * ${g.rowBytes}`,
-        gateDot: g.dot,
-        upNb: u.nb,
-        upRow: `o * ${u.rowBytes}`,
-        upDot: u.dot,
-        ...this.normData(n, inWidth, name),
-      },
-      (k) => (n.weights.norm ? [`const S_${k} = new Float32Array(${inWidth});`] : []),
-    );
+    return this.add(name, "gate_up", {
+      doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}] ${n.attrs.gate_scheme}/${n.attrs.up_scheme}`,
+      norm: !!n.weights.norm,
+      out: n.shape[0],
+      gateNb: g.nb,
+      gateRow: `o * ${g.rowBytes}`,
+      gateDot: g.dot,
+      upNb: u.nb,
+      upRow: `o * ${u.rowBytes}`,
+      upDot: u.dot,
+      ...this.matvecPair(
+        n.attrs.gate_scheme as string,
+        n.attrs.up_scheme as string,
+        inWidth,
+        n.shape[0]!,
+        name,
+      ),
+      ...this.normData(n, inWidth, name),
+    });
+  }
+
+  /** WebAssembly kernels for a gate and an up projection, with heap scratch for their outputs; both or neither. */
+  private matvecPair(gate: string, up: string, inWidth: number, outWidth: number, name: string) {
+    const mvGate = this.wasm.matvec(gate, inWidth);
+    const mvUp = this.wasm.matvec(up, inWidth);
+    if (!mvGate || !mvUp) return {};
+    return {
+      mvGate,
+      mvUp,
+      g: this.heapScratch(`G_${name}`, outWidth),
+      u: this.heapScratch(`U_${name}`, outWidth),
+    };
   }
 
   route(n: Node, inWidth: number): string {
@@ -162,10 +185,7 @@ export class KernelSet {
         probs: `P_${name}`,
         ...this.normData(n, inWidth, name),
       },
-      (kn) => [
-        `const P_${kn} = new Float64Array(${experts});`,
-        ...(n.weights.norm ? [`const S_${kn} = new Float32Array(${inWidth});`] : []),
-      ],
+      (kn) => [`const P_${kn} = new Float64Array(${experts});`],
     );
   }
 
@@ -175,29 +195,29 @@ export class KernelSet {
     const u = rowOf(sch("up"), hidden);
     const d = rowOf(sch("down"), ffn);
     const name = `moe_ffn_${sch("gate")}_${sch("up")}_${sch("down")}_${hidden}x${ffn}_top${k}${n.attrs.residual ? "_res" : ""}`;
-    return this.add(
-      name,
-      "moe_ffn",
-      {
-        doc: `Σ over the ${k} chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden ${hidden}, ffn ${ffn}`,
-        residual: !!n.attrs.residual,
-        hidden,
-        ffn,
-        k,
-        scratch: `H_${name}`,
-        // Expert e's matrix starts e × (rows × bytes per row) into the stacked tensor.
-        gateNb: g.nb,
-        gateRow: `e * ${g.rowBytes * ffn} + f * ${g.rowBytes}`,
-        gateDot: g.dot,
-        upNb: u.nb,
-        upRow: `e * ${u.rowBytes * ffn} + f * ${u.rowBytes}`,
-        upDot: u.dot,
-        downNb: d.nb,
-        downRow: `e * ${d.rowBytes * hidden} + i * ${d.rowBytes}`,
-        downDot: d.dot,
-      },
-      (kn) => [`const H_${kn} = new Float32Array(${ffn});`],
-    );
+    return this.add(name, "moe_ffn", {
+      doc: `Σ over the ${k} chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden ${hidden}, ffn ${ffn}`,
+      residual: !!n.attrs.residual,
+      hidden,
+      ffn,
+      k,
+      scratch: this.heapScratch(`H_${name}`, ffn),
+      ...this.matvecPair(sch("gate"), sch("up"), hidden, ffn, name),
+      mvDown: this.wasm.matvec(sch("down"), ffn),
+      // Expert e's matrix starts e × (rows × bytes per row) into the stacked tensor.
+      gateNb: g.nb,
+      gateRow: `e * ${g.rowBytes * ffn} + f * ${g.rowBytes}`,
+      gateDot: g.dot,
+      upNb: u.nb,
+      upRow: `e * ${u.rowBytes * ffn} + f * ${u.rowBytes}`,
+      upDot: u.dot,
+      downNb: d.nb,
+      downRow: `e * ${d.rowBytes * hidden} + i * ${d.rowBytes}`,
+      downDot: d.dot,
+      gateBytes: g.rowBytes * ffn,
+      upBytes: u.rowBytes * ffn,
+      downBytes: d.rowBytes * hidden,
+    });
   }
 
   attend(n: Node, maxContext: number): string {

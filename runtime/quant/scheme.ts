@@ -14,6 +14,20 @@ export interface CpuKernel {
   dot: string;
 }
 
+/**
+ * The WebAssembly SIMD piece of a scheme: WAT instructions that add the dot product of `step` weights
+ * (`bytes` bytes at the byte address in local `$w`) with `step` f32 activations (at `$x`) into the
+ * f32x4 accumulator `$acc`. The generated matrix-vector kernel loops over a row in steps and advances
+ * `$w` and `$x` itself. Scratch locals: `$v0`..`$v3` (v128), `$i0` (i32). `(call $f16 (i32))` turns half
+ * bits into an f32 (heap address 0 holds the 65536-entry table). A scheme without one runs on the
+ * TypeScript kernels.
+ */
+export interface WasmKernel {
+  step: number;
+  bytes: number;
+  dot: string;
+}
+
 export interface QuantScheme {
   /** Lower-case name used in specs and on the command line, e.g. "q4_k". */
   readonly name: string;
@@ -29,6 +43,7 @@ export interface QuantScheme {
   /** blocks → f32: the reference every kernel is checked against. */
   decode(src: Uint8Array, dst: Float32Array): void;
   readonly cpu: CpuKernel;
+  readonly wasm?: WasmKernel;
 }
 
 export function bitsPerWeight(s: QuantScheme): number {

@@ -2,6 +2,7 @@
 import { bf16ToF32, f32ToBf16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { mulAdd } from "../wat.ts";
 
 // A bf16 (8 exponent, 7 mantissa bits) with 2⁻¹⁴ ≤ |w| < 2¹⁶ is exactly a half: one f16 table lookup.
 // With 2⁻⁴⁴ ≤ |w| < 2⁻¹⁴ it is a half times 2⁻³⁰ (that power is applied once, to its own partial sum).
@@ -50,4 +51,15 @@ export const bf16: QuantScheme = {
     for (let i = 0; i < dst.length; i++) dst[i] = bf16ToF32(src[2 * i]! | (src[2 * i + 1]! << 8));
   },
   cpu: { dot },
+  wasm: {
+    step: 8,
+    bytes: 16,
+    // A bfloat16 is the top half of an f32.
+    dot: [
+      "(local.set $v2 (v128.load align=2 (local.get $w)))",
+      ...(["low", "high"] as const).map((h, k) =>
+        mulAdd(`(i32x4.shl (i32x4.extend_${h}_i16x8_u (local.get $v2)) (i32.const 16))`, 16 * k),
+      ),
+    ].join("\n"),
+  },
 };

@@ -2,6 +2,7 @@
 import { f16Table, f32ToF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { mulAdd } from "../wat.ts";
 
 const dot = `{
   let qo = row;
@@ -42,4 +43,19 @@ export const f16: QuantScheme = {
     for (let i = 0; i < dst.length; i++) dst[i] = f16Table[src[2 * i]! | (src[2 * i + 1]! << 8)]!;
   },
   cpu: { dot },
+  wasm: {
+    step: 8,
+    bytes: 16,
+    // Exact for every finite half: its bits shifted into an f32's place, then scaled by 2^112 (the
+    // difference of the exponent biases), which also renormalizes subnormals.
+    dot: [
+      "(local.set $v2 (v128.load align=2 (local.get $w)))",
+      ...(["low", "high"] as const).map((h, k) =>
+        mulAdd(
+          `(v128.or (f32x4.mul (i32x4.shl (v128.and (local.tee $v0 (i32x4.extend_${h}_i16x8_u (local.get $v2))) (v128.const i32x4 0x7fff 0x7fff 0x7fff 0x7fff)) (i32.const 13)) (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112)) (i32x4.shl (v128.and (local.get $v0) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16)))`,
+          16 * k,
+        ),
+      ),
+    ].join("\n"),
+  },
 };

@@ -1,6 +1,7 @@
 // F32 (ggml type 0): plain little-endian IEEE binary32.
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { mulAdd } from "../wat.ts";
 
 // Tensors start 4-byte aligned, so the kernel reads the row through the f32 view directly.
 const dot = `{
@@ -37,4 +38,9 @@ export const f32: QuantScheme = {
     for (let i = 0; i < dst.length; i++) dst[i] = view.getFloat32(i * 4, true);
   },
   cpu: { dot },
+  wasm: {
+    step: 16,
+    bytes: 64,
+    dot: [0, 16, 32, 48].map((o) => mulAdd(`(v128.load offset=${o} align=4 (local.get $w))`, o)).join("\n"),
+  },
 };

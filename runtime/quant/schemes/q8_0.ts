@@ -2,6 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { i8x16Dot, scaleInto, zero } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -58,4 +59,15 @@ export const q8_0: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 32,
+    bytes: 34,
+    // Two runs of 16 int8 weights after the scale, summed per block, then scaled once.
+    dot: [
+      zero("$v3"),
+      i8x16Dot("(v128.load offset=2 align=1 (local.get $w))", 0, "$v3"),
+      i8x16Dot("(v128.load offset=18 align=1 (local.get $w))", 64, "$v3"),
+      scaleInto(0),
+    ].join("\n"),
+  },
 };

@@ -1,0 +1,71 @@
+// The WebAssembly half of a compiled model: one SIMD matrix-vector kernel per (scheme, row length)
+// the model uses, each with the scheme's `wasm.dot` piece inlined into a loop whose trip counts are
+// constants. Written as WAT from a handlebars template (readable, diffable in `model.ts`), assembled by
+// wabt at compile time; the bytes travel inside the generated module, so running needs no assembler.
+// The kernels read and write one shared memory that the runtime owns (runtime/heap.ts).
+import { readFileSync } from "node:fs";
+import Handlebars from "handlebars";
+import wabtInit from "wabt";
+import { getScheme } from "../../runtime/quant/registry.ts";
+
+const wabt = await wabtInit();
+const hbs = Handlebars.create();
+const matvec = hbs.compile(readFileSync(new URL("./templates/matvec.wat.hbs", import.meta.url), "utf8"), {
+  noEscape: true,
+  strict: true,
+});
+
+export class WasmKernels {
+  private readonly funcs = new Map<string, string>();
+
+  /** The export name of y = W·x for rows of `cols` elements in `scheme`, or undefined when the scheme has
+   * no WebAssembly piece (or its step does not divide the row): the TypeScript kernel runs instead. */
+  matvec(scheme: string, cols: number): string | undefined {
+    const s = getScheme(scheme);
+    if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
+    const name = `mv_${scheme}_${cols}`;
+    if (!this.funcs.has(name)) {
+      const steps = cols / s.wasm.step;
+      this.funcs.set(
+        name,
+        matvec({
+          name,
+          doc: `rows of ${cols} ${scheme} weights`,
+          steps,
+          bytes: s.wasm.bytes,
+          xBytes: s.wasm.step * 4,
+          rowBytes: steps * s.wasm.bytes,
+          dot: s.wasm.dot,
+        }),
+      );
+    }
+    return name;
+  }
+
+  get size(): number {
+    return this.funcs.size;
+  }
+
+  /** The module's text: the shared memory it imports, the half-float table reader, the kernels. */
+  text(): string {
+    return [
+      "(module",
+      '  (import "env" "memory" (memory 1 65536 shared))',
+      "  ;; Half bits → f32 through the table at heap address 0.",
+      "  (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))",
+      ...this.funcs.values(),
+      ")",
+      "",
+    ].join("\n");
+  }
+
+  /** The assembled module; a WAT error here is a bug in a scheme's piece or the template. */
+  binary(): Uint8Array {
+    const m = wabt.parseWat("model.wat", this.text(), { simd: true, threads: true });
+    try {
+      return m.toBinary({}).buffer;
+    } finally {
+      m.destroy();
+    }
+  }
+}
