@@ -1,6 +1,6 @@
 // The prefetch guess: while layer N runs, which experts will layer N+1's router pick? The residual stream
 // changes little from one layer to the next, so feed the current hidden state through the next layer's
-// RMS norm and router as if layers N+1's attention added nothing, and take the top-k. The guess is only
+// RMS norm and router as if layer N+1's attention added nothing, and take the top-k. The guess is only
 // used to load experts early; a wrong guess costs a load, never a wrong token.
 import { getScheme } from "../quant/registry.ts";
 
