@@ -138,6 +138,7 @@ program
   .option("--json", "print one JSON object: prompt_tokens, tokens, text, timings")
   .option("--chat", "the prompt is a user message, rendered with the model's chat template")
   .option("--quant <scheme>", "for a safetensors checkpoint: the scheme of every matrix (default f32)")
+  .option("--threads <n>", "threads for the kernels (default: every core)")
   .action(guarded(runCommand));
 
 program

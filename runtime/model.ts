@@ -3,6 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Heap, layout, type Region } from "./heap.ts";
+import { ThreadPool } from "./threads.ts";
 import type { Manifest } from "./manifest.ts";
 import { f16Table } from "./quant/half.ts";
 import { getScheme } from "./quant/registry.ts";
@@ -60,11 +61,17 @@ export async function importModuleDir(dir: string): Promise<CompiledModule> {
 export type LoadProgress = (doneBytes: number, totalBytes: number) => void;
 
 /** Every buffer the forward pass touches, laid out in one heap: weights, norm vectors, KV caches, arena. */
+export interface RuntimeOptions {
+  onProgress?: LoadProgress;
+  /** Threads for the WebAssembly kernels, the calling one included (default 1). */
+  threads?: number;
+}
+
 export function allocateRuntime(
   module: Pick<CompiledModule, "manifest" | "wasm">,
   source: WeightSource,
-  onProgress?: LoadProgress,
-): Runtime & { heap: Heap } {
+  { onProgress, threads = 1 }: RuntimeOptions = {},
+): Runtime & { heap: Heap; pool?: ThreadPool } {
   const m = module.manifest;
   const bytesOf = (w: Manifest["weights"][number]) => {
     const s = getScheme(w.scheme);
@@ -118,14 +125,20 @@ export function allocateRuntime(
     return [slot(), slot()];
   });
   const arena = heap.floats(offsets[next++]!, Math.ceil(m.arenaBytes / 4));
-  const kernels: Record<string, WasmKernel> = {};
+  let kernels: Record<string, WasmKernel> = {};
+  let pool: ThreadPool | undefined;
   if (module.wasm) {
     const wasm = new WebAssembly.Module(Buffer.from(module.wasm, "base64"));
-    const instance = new WebAssembly.Instance(wasm, { env: { memory: heap.memory } });
-    Object.assign(kernels, instance.exports);
+    const { exports } = new WebAssembly.Instance(wasm, { env: { memory: heap.memory } });
+    kernels = exports as Record<string, WasmKernel>;
+    if (threads > 1) {
+      pool = new ThreadPool(threads, heap.memory, wasm, Object.keys(exports).sort());
+      kernels = pool.wrap(exports);
+    }
   }
   return {
     heap,
+    pool,
     weights,
     vectors,
     kv,
@@ -138,13 +151,18 @@ export function allocateRuntime(
 
 /** A loaded model: step one token at a time. */
 export class ModelInstance {
-  readonly rt: Runtime;
+  readonly rt: ReturnType<typeof allocateRuntime>;
   constructor(
     readonly module: CompiledModule,
     weights: WeightSource,
-    onProgress?: LoadProgress,
+    options: RuntimeOptions = {},
   ) {
-    this.rt = allocateRuntime(module, weights, onProgress);
+    this.rt = allocateRuntime(module, weights, options);
+  }
+
+  /** Stops the worker threads, if any. */
+  close(): void {
+    this.rt.pool?.close();
   }
 
   step(token: number, pos: number): Float32Array {

@@ -18,12 +18,13 @@ export async function compileAndLoad(
   quant: Quant,
   seed = 7,
   maxContext?: number,
+  threads = 1,
 ): Promise<Pair> {
   const spec = loadSpec(specPath);
   const compiled = compileModel(spec, spec.models[0]!, { quant, maxContext });
   const weights = randomWeights(compiled.manifest, { seed });
   const module = await importModuleSource(compiled.files["model.js"]!);
-  const generated = new ModelInstance(module, weights);
+  const generated = new ModelInstance(module, weights, { threads });
   // The reference runs the unfused graph: the stage right before fusion.
   const unfused = compiled.stages.find((s) => s.pass === "dce")!.graph;
   const reference = new ReferenceModel(unfused, compiled.manifest, weights);

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import pc from "picocolors";
 import { renderChat } from "../../runtime/chat-template.ts";
 import { generate } from "../../runtime/generate.ts";
@@ -25,6 +26,16 @@ export interface RunOptions {
   chat?: boolean;
   /** Scheme of every matrix for a safetensors checkpoint (default f32). */
   quant?: string;
+  /** Threads for the kernels (default: the machine's cores). */
+  threads?: string;
+}
+
+/** `--threads`: a whole number from 1 to 256; the default is every core this process may use. */
+export function threadCount(text: string | undefined): number {
+  if (text === undefined) return availableParallelism();
+  const n = number("--threads", text, true);
+  if (n < 1 || n > 256) throw new UserError(`--threads: expected 1 to 256, found ${n}`);
+  return n;
 }
 
 function number(name: string, text: string, integer = false): number {
@@ -51,8 +62,10 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     seed: number("--seed", o.seed, true),
   };
   const context = o.context === undefined ? undefined : number("--context", o.context, true);
+  const threads = threadCount(o.threads);
   const started = performance.now();
   const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant });
+  let model: ModelInstance | undefined;
   try {
     const tokenizer = loaded.tokenizer;
     let prompt: number[];
@@ -77,9 +90,8 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
       prompt = tokenizer.encode(o.prompt, { addBos: tokenizer.addBos });
     }
     const progress = o.json ? undefined : slowProgress("loading weights");
-    let model: ModelInstance;
     try {
-      model = new ModelInstance(loaded.module, loaded.weights, progress?.update);
+      model = new ModelInstance(loaded.module, loaded.weights, { onProgress: progress?.update, threads });
     } finally {
       progress?.stop();
     }
@@ -116,6 +128,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
       );
     }
   } finally {
+    model?.close();
     loaded.close();
   }
 }

@@ -12,7 +12,7 @@ const models = [
   "specs/tiny-top1.moe",
   "test/fixtures/unfused.moe",
 ];
-const schemes = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"];
+const schemes = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"];
 
 describe("generated kernels match the reference executor", () => {
   for (const spec of models) {
