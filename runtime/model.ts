@@ -3,10 +3,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Heap, layout, type Region } from "./heap.ts";
-import { ThreadPool } from "./threads.ts";
 import type { Manifest } from "./manifest.ts";
 import { f16Table } from "./quant/half.ts";
 import { getScheme } from "./quant/registry.ts";
+import { ThreadPool } from "./threads.ts";
 import type { WeightSource } from "./weights.ts";
 
 /** A weight in the heap: whole-heap views, and where its bytes start. */
