@@ -59,13 +59,17 @@ export class ThreadPool {
   private readonly c: Int32Array;
   private readonly u: Uint32Array;
   private readonly f: Float32Array;
+  private readonly names: string[];
 
   constructor(
     readonly threads: number,
     memory: WebAssembly.Memory,
     module: WebAssembly.Module,
-    private readonly names: string[],
+    exportNames: string[],
   ) {
+    // Only matrix-vector products split by rows; the other kernels run on the calling thread.
+    this.names = exportNames.filter((n) => n.startsWith("mv_"));
+    const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);
     this.u = new Uint32Array(control);
@@ -81,9 +85,9 @@ export class ThreadPool {
     });
   }
 
-  /** The exported kernels, each split by rows over the pool. */
+  /** The exported kernels, the matrix-vector products (`mv_*`) split by rows over the pool. */
   wrap(exports: Record<string, unknown>): Record<string, WasmKernel> {
-    const out: Record<string, WasmKernel> = {};
+    const out = { ...exports } as Record<string, WasmKernel>;
     this.names.forEach((name, k) => {
       const kernel = exports[name] as WasmKernel;
       out[name] = (w, x, y, r0, r1, alpha, acc) => this.run(k, kernel, w, x, y, r0, r1, alpha, acc);

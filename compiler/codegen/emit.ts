@@ -16,8 +16,8 @@ export interface Packed {
   base: number;
 }
 
-/** A WebAssembly matrix-vector kernel: byte addresses of W, x and y in the heap, rows r0..r1, y = alpha·W·x (+ y). */
-export type Kernel = (w: number, x: number, y: number, r0: number, r1: number, alpha: number, accumulate: number) => void;
+/** A WebAssembly kernel: byte addresses in the heap and constants (see each kernel's WAT in the comment below). */
+export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 

@@ -226,6 +226,7 @@ export class KernelSet {
     const headDim = n.shape[0]! / heads;
     const window = n.attrs.window as number;
     const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}`;
+    const wasm = this.wasm.attention(headDim, kvHeads * headDim);
     return this.add(
       name,
       "attend",
@@ -237,9 +238,11 @@ export class KernelSet {
         kvWidth: kvHeads * headDim,
         scale: num(1 / Math.sqrt(headDim)),
         window: window || undefined,
-        scores: `SC_${name}`,
+        // The WebAssembly pieces read the scores from the heap; the TypeScript loop keeps them in f64.
+        scores: wasm ? this.heapScratch(`SC_${name}`, maxContext) : `SC_${name}`,
+        ...wasm,
       },
-      (kn) => [`const SC_${kn} = new Float64Array(${maxContext});`],
+      (kn) => (wasm ? [] : [`const SC_${kn} = new Float64Array(${maxContext});`]),
     );
   }
 

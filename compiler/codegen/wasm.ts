@@ -10,10 +10,13 @@ import { getScheme } from "../../runtime/quant/registry.ts";
 
 const wabt = await wabtInit();
 const hbs = Handlebars.create();
-const matvec = hbs.compile(readFileSync(new URL("./templates/matvec.wat.hbs", import.meta.url), "utf8"), {
-  noEscape: true,
-  strict: true,
-});
+const template = (name: string) =>
+  hbs.compile(readFileSync(new URL(`./templates/${name}.wat.hbs`, import.meta.url), "utf8"), {
+    noEscape: true,
+    strict: true,
+  });
+const matvec = template("matvec");
+const attention = template("attention");
 
 export class WasmKernels {
   private readonly funcs = new Map<string, string>();
@@ -40,6 +43,21 @@ export class WasmKernels {
       );
     }
     return name;
+  }
+
+  /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:
+   * scores (q·k over positions) and the weighted sum of values; undefined when headDim is not whole
+   * f32x4 vectors. Softmax stays in TypeScript, which has exp. */
+  attention(headDim: number, kvWidth: number): { qk: string; av: string } | undefined {
+    if (headDim % 4 !== 0) return undefined;
+    const names = { qk: `qk_${headDim}_${kvWidth}`, av: `av_${headDim}_${kvWidth}` };
+    if (!this.funcs.has(names.qk)) {
+      this.funcs.set(
+        names.qk,
+        attention({ ...names, headDim, kvWidth, headBytes: headDim * 4, rowBytes: kvWidth * 4 }),
+      );
+    }
+    return names;
   }
 
   get size(): number {

@@ -9,8 +9,8 @@ export interface Packed {
   base: number;
 }
 
-/** A WebAssembly matrix-vector kernel: byte addresses of W, x and y in the heap, rows r0..r1, y = alpha·W·x (+ y). */
-export type Kernel = (w: number, x: number, y: number, r0: number, r1: number, alpha: number, accumulate: number) => void;
+/** A WebAssembly kernel: byte addresses in the heap and constants (see each kernel's WAT in the comment below). */
+export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
@@ -189,11 +189,11 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 32000,
-  "arenaBytes": 155136
+  "arenaBytes": 171520
 } as const;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYCABAMEAwABAQceAgttdl9xOF8wXzUxMgABDG12X3E4XzBfMTQwOAACCoAHAwoAIABBAnQqAgALuAMDBX8BfQV7IAMhCSAAIANBoARsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkEQSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC7gDAwV/AX0FeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBLEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABArICQUKACAAQQJ0KgIAC7gDAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwucAQIDfwF7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCUEAIQgDQCAJIAAgCGr9AAIAIAcgCGr9AAIA/eYB/eQBIQkgCEEQaiIIQYACSQ0ACyACIAZBAnRqIAUgCf0fACAJ/R8BkiAJ/R8CIAn9HwOSkpQ4AgAgB0GABGohByAGQQFqIQYMAAsLC6gBAgN/AXtBACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYACSQ0ACyADIQUgASADQYAEbGohBgJAA0AgBSAESg0BIAAgBUECdGoqAgD9EyEIQQAhBwNAIAIgB2ogAiAHav0AAgAgCCAGIAdq/QACAP3mAf3kAf0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLuAMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -240,6 +240,55 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
         (f32.store (local.get $i0) (local.get $sum))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
+  )
+
+  ;; Attention over one KV head's cache (rows of 128 floats, the head's 64 at byte offset kvo).
+  ;; qk_64_128: s[p] = scale · q·k_p for first ≤ p ≤ last.
+  (func (export "qk_64_128") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
+    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 512))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
+            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 256))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $row (i32.add (local.get $row) (i32.const 512)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+  ;; av_64_128: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 64 floats, overwritten).
+  (func (export "av_64_128") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local.set $d (i32.const 0))
+    (loop $clear
+      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
+      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 256))))
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 512))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
+            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
+            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 256))))
+        (local.set $row (i32.add (local.get $row) (i32.const 512)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
   )
 
   ;; rows of 1408 q8_0 weights
@@ -291,6 +340,7 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
 let S_linear_q8_0_128x512_n_r: Float32Array = LOGITS;
 let S_linear_q8_0_128x512_n: Float32Array = LOGITS;
 let S_linear_q8_0_512x512_n_r: Float32Array = LOGITS;
+let SC_attend_8x64_kv2: Float32Array = LOGITS;
 let H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
@@ -301,7 +351,6 @@ const SIN_linear_q8_0_128x512_n_r = new Float64Array(32);
 const FREQ_linear_q8_0_512x512_n_r = Float64Array.from({ length: 32 }, (_, j) => 1000000 ** ((-2 * j) / 64));
 const COS_linear_q8_0_512x512_n_r = new Float64Array(32);
 const SIN_linear_q8_0_512x512_n_r = new Float64Array(32);
-const SC_attend_8x64_kv2 = new Float64Array(4096);
 const P_route_f32_8x512_top2_norm = new Float64Array(8);
 
 /** token embedding: one row of a [32000, 512] q8_0 table */
@@ -386,28 +435,13 @@ function attend_8x64_kv2(q: Float32Array, qo: number, k: Float32Array, v: Float3
   for (let h = 0; h < 8; h++) {
     const kvo = ((h / 4) | 0) * 64;
     const qh = qo + h * 64;
+    K.qk_64_128(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.125);
     let max = -Infinity;
-    for (let p = first; p <= pos; p++) {
-      const ko = p * 128 + kvo;
-      let s0 = 0;
-      let s1 = 0;
-      for (let d = 0; d < 64; d += 2) {
-        s0 += q[qh + d] * k[ko + d];
-        s1 += q[qh + d + 1] * k[ko + d + 1];
-      }
-      const s = (s0 + s1) * 0.125;
-      sc[p] = s;
-      if (s > max) max = s;
-    }
+    for (let p = first; p <= pos; p++) if (sc[p] > max) max = sc[p];
     let sum = 0;
     for (let p = first; p <= pos; p++) sum += sc[p] = Math.exp(sc[p] - max);
-    const yh = yo + h * 64;
-    for (let d = 0; d < 64; d++) y[yh + d] = 0;
-    for (let p = first; p <= pos; p++) {
-      const a = sc[p] / sum;
-      const vo = p * 128 + kvo;
-      for (let d = 0; d < 64; d++) y[yh + d] += a * v[vo + d];
-    }
+    for (let p = first; p <= pos; p++) sc[p] /= sum;
+    K.av_64_128(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 64), first, pos);
   }
 }
 
@@ -512,10 +546,11 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q8_0_128x512_n_r = A.subarray(32512, 33024);
     S_linear_q8_0_128x512_n = A.subarray(33024, 33536);
     S_linear_q8_0_512x512_n_r = A.subarray(33536, 34048);
-    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(34048, 35456);
-    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(35456, 36864);
-    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(36864, 38272);
-    S_linear_q8_0_32000x512_n = A.subarray(38272, 38784);
+    SC_attend_8x64_kv2 = A.subarray(34048, 38144);
+    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(38144, 39552);
+    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(39552, 40960);
+    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(40960, 42368);
+    S_linear_q8_0_32000x512_n = A.subarray(42368, 42880);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
   const V1 = rt.vectors["out_norm"]; // out_norm [512] f32

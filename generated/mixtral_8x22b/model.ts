@@ -9,8 +9,8 @@ export interface Packed {
   base: number;
 }
 
-/** A WebAssembly matrix-vector kernel: byte addresses of W, x and y in the heap, rows r0..r1, y = alpha·W·x (+ y). */
-export type Kernel = (w: number, x: number, y: number, r0: number, r1: number, alpha: number, accumulate: number) => void;
+/** A WebAssembly kernel: byte addresses in the heap and constants (see each kernel's WAT in the comment below). */
+export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
@@ -189,16 +189,72 @@ export const manifest = {
   ],
   "maxContext": 65536,
   "vocab": 32000,
-  "arenaBytes": 316416
+  "arenaBytes": 578560
 } as const;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "";
+export const wasm = "AGFzbQEAAAABFwNgAX8BfWAGf39/f399AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDBAMAAQIHHQILcWtfMTI4XzEwMjQAAQthdl8xMjhfMTAyNAACCtQCAwoAIABBAnQqAgALnAECA38BeyADIQYgASADQYAgbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQlBACEIA0AgCSAAIAhq/QACACAHIAhq/QACAP3mAf3kASEJIAhBEGoiCEGABEkNAAsgAiAGQQJ0aiAFIAn9HwAgCf0fAZIgCf0fAiAJ/R8DkpKUOAIAIAdBgCBqIQcgBkEBaiEGDAALCwuoAQIDfwF7QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GABEkNAAsgAyEFIAEgA0GAIGxqIQYCQANAIAUgBEoNASAAIAVBAnRqKgIA/RMhCEEAIQcDQCACIAdqIAIgB2r9AAIAIAggBiAHav0AAgD95gH95AH9CwIAIAdBEGoiB0GABEkNAAsgBkGAIGohBiAFQQFqIQUMAAsLCw==";
+/*
+(module
+  (import "env" "memory" (memory 1 65536 shared))
+  ;; Half bits → f32 through the table at heap address 0.
+  (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
+  ;; Attention over one KV head's cache (rows of 1024 floats, the head's 128 at byte offset kvo).
+  ;; qk_128_1024: s[p] = scale · q·k_p for first ≤ p ≤ last.
+  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
+    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 4096))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
+            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $row (i32.add (local.get $row) (i32.const 4096)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 128 floats, overwritten).
+  (func (export "av_128_1024") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local.set $d (i32.const 0))
+    (loop $clear
+      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
+      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 4096))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
+            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
+            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+        (local.set $row (i32.add (local.get $row) (i32.const 4096)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
 
+)
+*/
 
 let S_linear_q6_k_1024x6144_n_r: Float32Array = LOGITS;
 let S_linear_q6_k_1024x6144_n: Float32Array = LOGITS;
 let S_linear_q6_k_6144x6144_n_r: Float32Array = LOGITS;
+let SC_attend_48x128_kv8: Float32Array = LOGITS;
 let H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res: Float32Array = LOGITS;
 let S_linear_q4_k_32000x6144_n: Float32Array = LOGITS;
 const FREQ_linear_q6_k_1024x6144_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
@@ -207,7 +263,6 @@ const SIN_linear_q6_k_1024x6144_n_r = new Float64Array(64);
 const FREQ_linear_q6_k_6144x6144_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
 const COS_linear_q6_k_6144x6144_n_r = new Float64Array(64);
 const SIN_linear_q6_k_6144x6144_n_r = new Float64Array(64);
-const SC_attend_48x128_kv8 = new Float64Array(65536);
 const P_route_f32_8x6144_top2_norm = new Float64Array(8);
 
 /** token embedding: one row of a [32000, 6144] q4_k table */
@@ -409,28 +464,13 @@ function attend_48x128_kv8(q: Float32Array, qo: number, k: Float32Array, v: Floa
   for (let h = 0; h < 48; h++) {
     const kvo = ((h / 6) | 0) * 128;
     const qh = qo + h * 128;
+    K.qk_128_1024(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.08838834764831843);
     let max = -Infinity;
-    for (let p = first; p <= pos; p++) {
-      const ko = p * 1024 + kvo;
-      let s0 = 0;
-      let s1 = 0;
-      for (let d = 0; d < 128; d += 2) {
-        s0 += q[qh + d] * k[ko + d];
-        s1 += q[qh + d + 1] * k[ko + d + 1];
-      }
-      const s = (s0 + s1) * 0.08838834764831843;
-      sc[p] = s;
-      if (s > max) max = s;
-    }
+    for (let p = first; p <= pos; p++) if (sc[p] > max) max = sc[p];
     let sum = 0;
     for (let p = first; p <= pos; p++) sum += sc[p] = Math.exp(sc[p] - max);
-    const yh = yo + h * 128;
-    for (let d = 0; d < 128; d++) y[yh + d] = 0;
-    for (let p = first; p <= pos; p++) {
-      const a = sc[p] / sum;
-      const vo = p * 1024 + kvo;
-      for (let d = 0; d < 128; d++) y[yh + d] += a * v[vo + d];
-    }
+    for (let p = first; p <= pos; p++) sc[p] /= sum;
+    K.av_128_1024(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 128), first, pos);
   }
 }
 
@@ -794,8 +834,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q6_k_1024x6144_n_r = A.subarray(38144, 44288);
     S_linear_q6_k_1024x6144_n = A.subarray(44288, 50432);
     S_linear_q6_k_6144x6144_n_r = A.subarray(50432, 56576);
-    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(56576, 72960);
-    S_linear_q4_k_32000x6144_n = A.subarray(72960, 79104);
+    SC_attend_48x128_kv8 = A.subarray(56576, 122112);
+    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(122112, 138496);
+    S_linear_q4_k_32000x6144_n = A.subarray(138496, 144640);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,6144] q4_k
   const V1 = rt.vectors["out_norm"]; // out_norm [6144] f32

@@ -9,8 +9,8 @@ export interface Packed {
   base: number;
 }
 
-/** A WebAssembly matrix-vector kernel: byte addresses of W, x and y in the heap, rows r0..r1, y = alpha·W·x (+ y). */
-export type Kernel = (w: number, x: number, y: number, r0: number, r1: number, alpha: number, accumulate: number) => void;
+/** A WebAssembly kernel: byte addresses in the heap and constants (see each kernel's WAT in the comment below). */
+export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
@@ -189,16 +189,65 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 267264
+  "arenaBytes": 398336
 } as const;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYCABAMDAgABBxABDG12X3E4XzBfNDA5NgABCscDAgoAIABBAnQqAgALuQMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f399AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKjwYECgAgAEECdCoCAAucAQIDfwF7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCUEAIQgDQCAJIAAgCGr9AAIAIAcgCGr9AAIA/eYB/eQBIQkgCEEQaiIIQYAESQ0ACyACIAZBAnRqIAUgCf0fACAJ/R8BkiAJ/R8CIAn9HwOSkpQ4AgAgB0GAIGohByAGQQFqIQYMAAsLC6gBAgN/AXtBACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYAESQ0ACyADIQUgASADQYAgbGohBgJAA0AgBSAESg0BIAAgBUECdGoqAgD9EyEIQQAhBwNAIAIgB2ogAiAHav0AAgAgCCAGIAdq/QACAP3mAf3kAf0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLuQMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
+  ;; Attention over one KV head's cache (rows of 1024 floats, the head's 128 at byte offset kvo).
+  ;; qk_128_1024: s[p] = scale · q·k_p for first ≤ p ≤ last.
+  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
+    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 4096))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
+            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $row (i32.add (local.get $row) (i32.const 4096)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 128 floats, overwritten).
+  (func (export "av_128_1024") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local.set $d (i32.const 0))
+    (loop $clear
+      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
+      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 4096))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
+            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
+            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
+        (local.set $row (i32.add (local.get $row) (i32.const 4096)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+
   ;; rows of 4096 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 128 steps.
   (func (export "mv_q8_0_4096") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
@@ -248,6 +297,7 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
 let S_linear_q6_k_1024x4096_n_r: Float32Array = LOGITS;
 let S_linear_q6_k_1024x4096_n: Float32Array = LOGITS;
 let S_linear_q6_k_4096x4096_n_r: Float32Array = LOGITS;
+let SC_attend_32x128_kv8: Float32Array = LOGITS;
 let H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res: Float32Array = LOGITS;
 let S_linear_q8_0_32000x4096_n: Float32Array = LOGITS;
 const FREQ_linear_q6_k_1024x4096_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
@@ -256,7 +306,6 @@ const SIN_linear_q6_k_1024x4096_n_r = new Float64Array(64);
 const FREQ_linear_q6_k_4096x4096_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
 const COS_linear_q6_k_4096x4096_n_r = new Float64Array(64);
 const SIN_linear_q6_k_4096x4096_n_r = new Float64Array(64);
-const SC_attend_32x128_kv8 = new Float64Array(32768);
 const P_route_f32_8x4096_top2_norm = new Float64Array(8);
 
 /** token embedding: one row of a [32000, 4096] q8_0 table */
@@ -458,28 +507,13 @@ function attend_32x128_kv8(q: Float32Array, qo: number, k: Float32Array, v: Floa
   for (let h = 0; h < 32; h++) {
     const kvo = ((h / 4) | 0) * 128;
     const qh = qo + h * 128;
+    K.qk_128_1024(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.08838834764831843);
     let max = -Infinity;
-    for (let p = first; p <= pos; p++) {
-      const ko = p * 1024 + kvo;
-      let s0 = 0;
-      let s1 = 0;
-      for (let d = 0; d < 128; d += 2) {
-        s0 += q[qh + d] * k[ko + d];
-        s1 += q[qh + d + 1] * k[ko + d + 1];
-      }
-      const s = (s0 + s1) * 0.08838834764831843;
-      sc[p] = s;
-      if (s > max) max = s;
-    }
+    for (let p = first; p <= pos; p++) if (sc[p] > max) max = sc[p];
     let sum = 0;
     for (let p = first; p <= pos; p++) sum += sc[p] = Math.exp(sc[p] - max);
-    const yh = yo + h * 128;
-    for (let d = 0; d < 128; d++) y[yh + d] = 0;
-    for (let p = first; p <= pos; p++) {
-      const a = sc[p] / sum;
-      const vo = p * 1024 + kvo;
-      for (let d = 0; d < 128; d++) y[yh + d] += a * v[vo + d];
-    }
+    for (let p = first; p <= pos; p++) sc[p] /= sum;
+    K.av_128_1024(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 128), first, pos);
   }
 }
 
@@ -789,8 +823,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q6_k_1024x4096_n_r = A.subarray(36096, 40192);
     S_linear_q6_k_1024x4096_n = A.subarray(40192, 44288);
     S_linear_q6_k_4096x4096_n_r = A.subarray(44288, 48384);
-    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(48384, 62720);
-    S_linear_q8_0_32000x4096_n = A.subarray(62720, 66816);
+    SC_attend_32x128_kv8 = A.subarray(48384, 81152);
+    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(81152, 95488);
+    S_linear_q8_0_32000x4096_n = A.subarray(95488, 99584);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q8_0
   const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32

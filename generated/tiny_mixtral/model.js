@@ -158,10 +158,10 @@ export const manifest = {
     ],
     "maxContext": 256,
     "vocab": 256,
-    "arenaBytes": 3456
+    "arenaBytes": 4480
 };
 /** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYCABAMEAwABAQcbAgptdl9xOF8wXzY0AAEKbXZfcThfMF85NgACCoAHAwoAIABBAnQqAgALuAMDBX8BfQV7IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC7gDAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKyAkFCgAgAEECdCoCAAu4AwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyARIA79pwH9+gEgCP0AAgD95gH95AEhESARIA79qAH9+gEgCP0AAhD95gH95AEhESARIA/9pwH9+gEgCP0AAiD95gH95AEhESARIA/9qAH9+gEgCP0AAjD95gH95AEhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gESAO/acB/foBIAj9AAJA/eYB/eQBIREgESAO/agB/foBIAj9AAJQ/eYB/eQBIREgESAP/acB/foBIAj9AAJg/eYB/eQBIREgESAP/agB/foBIAj9AAJw/eYB/eQBIREgDSARIAcvAAAQAP0T/eYB/eQBIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsLnAECA38BeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQlBACEIA0AgCSAAIAhq/QACACAHIAhq/QACAP3mAf3kASEJIAhBEGoiCEHAAEkNAAsgAiAGQQJ0aiAFIAn9HwAgCf0fAZIgCf0fAiAJ/R8DkpKUOAIAIAdBgAFqIQcgBkEBaiEGDAALCwuoAQIDfwF7QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0GAAWxqIQYCQANAIAUgBEoNASAAIAVBAnRqKgIA/RMhCEEAIQcDQCACIAdqIAIgB2r9AAIAIAggBiAHav0AAgD95gH95AH9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC7gDAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -208,6 +208,55 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
         (f32.store (local.get $i0) (local.get $sum))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
+  )
+
+  ;; Attention over one KV head's cache (rows of 32 floats, the head's 16 at byte offset kvo).
+  ;; qk_16_32: s[p] = scale · q·k_p for first ≤ p ≤ last.
+  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
+    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 128))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
+            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $row (i32.add (local.get $row) (i32.const 128)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 16 floats, overwritten).
+  (func (export "av_16_32") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local.set $d (i32.const 0))
+    (loop $clear
+      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
+      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 128))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
+            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
+            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+        (local.set $row (i32.add (local.get $row) (i32.const 128)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
   )
 
   ;; rows of 96 q8_0 weights
@@ -258,6 +307,7 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
 let S_linear_q8_0_32x64_n_r = LOGITS;
 let S_linear_q8_0_32x64_n = LOGITS;
 let S_linear_q8_0_64x64_n_r = LOGITS;
+let SC_attend_4x16_kv2 = LOGITS;
 let H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
@@ -268,7 +318,6 @@ const SIN_linear_q8_0_32x64_n_r = new Float64Array(8);
 const FREQ_linear_q8_0_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10000 ** ((-2 * j) / 16));
 const COS_linear_q8_0_64x64_n_r = new Float64Array(8);
 const SIN_linear_q8_0_64x64_n_r = new Float64Array(8);
-const SC_attend_4x16_kv2 = new Float64Array(256);
 const P_route_f32_4x64_top2_norm = new Float64Array(4);
 /** token embedding: one row of a [256, 64] q8_0 table */
 function embed_q8_0_256x64(w, token, y, yo, decode) {
@@ -355,32 +404,17 @@ function attend_4x16_kv2(q, qo, k, v, pos, y, yo) {
     for (let h = 0; h < 4; h++) {
         const kvo = ((h / 2) | 0) * 16;
         const qh = qo + h * 16;
+        K.qk_16_32(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.25);
         let max = -Infinity;
-        for (let p = first; p <= pos; p++) {
-            const ko = p * 32 + kvo;
-            let s0 = 0;
-            let s1 = 0;
-            for (let d = 0; d < 16; d += 2) {
-                s0 += q[qh + d] * k[ko + d];
-                s1 += q[qh + d + 1] * k[ko + d + 1];
-            }
-            const s = (s0 + s1) * 0.25;
-            sc[p] = s;
-            if (s > max)
-                max = s;
-        }
+        for (let p = first; p <= pos; p++)
+            if (sc[p] > max)
+                max = sc[p];
         let sum = 0;
         for (let p = first; p <= pos; p++)
             sum += sc[p] = Math.exp(sc[p] - max);
-        const yh = yo + h * 16;
-        for (let d = 0; d < 16; d++)
-            y[yh + d] = 0;
-        for (let p = first; p <= pos; p++) {
-            const a = sc[p] / sum;
-            const vo = p * 32 + kvo;
-            for (let d = 0; d < 16; d++)
-                y[yh + d] += a * v[vo + d];
-        }
+        for (let p = first; p <= pos; p++)
+            sc[p] /= sum;
+        K.av_16_32(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 16), first, pos);
     }
 }
 /** y = W·x + r: W is [64, 64] q8_0 */
@@ -492,10 +526,11 @@ export function forward(rt, token, pos) {
         S_linear_q8_0_32x64_n_r = A.subarray(320, 384);
         S_linear_q8_0_32x64_n = A.subarray(384, 448);
         S_linear_q8_0_64x64_n_r = A.subarray(448, 512);
-        H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(512, 608);
-        G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(608, 704);
-        U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(704, 800);
-        S_linear_q8_0_256x64_n = A.subarray(800, 864);
+        SC_attend_4x16_kv2 = A.subarray(512, 768);
+        H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(768, 864);
+        G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(864, 960);
+        U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(960, 1056);
+        S_linear_q8_0_256x64_n = A.subarray(1056, 1120);
     }
     const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] q8_0
     const V1 = rt.vectors["out_norm"]; // out_norm [64] f32

@@ -181,10 +181,10 @@ export const manifest = {
     ],
     "maxContext": 128,
     "vocab": 256,
-    "arenaBytes": 3712
+    "arenaBytes": 4224
 };
 /** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYCABAMFBAABAQEHJgMJbXZfZjMyXzY0AAEJbXZfZjMyXzMyAAIKbXZfZjMyXzEyOAADCoYGBAoAIABBAnQqAgAL/AEDBX8BfQV7IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgDSAH/QACACAI/QACAP3mAf3kASENIA0gB/0AAhAgCP0AAhD95gH95AEhDSANIAf9AAIgIAj9AAIg/eYB/eQBIQ0gDSAH/QACMCAI/QACMP3mAf3kASENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwv8AQMFfwF9BXsgAyEJIAAgA0GAAWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/wBAwV/AX0FeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNAIA0gB/0AAgAgCP0AAgD95gH95AEhDSANIAf9AAIQIAj9AAIQ/eYB/eQBIQ0gDSAH/QACICAI/QACIP3mAf3kASENIA0gB/0AAjAgCP0AAjD95gH95AEhDSAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUKzggGCgAgAEECdCoCAAv8AQMFfwF9BXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC5wBAgN/AXsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJQQAhCANAIAkgACAIav0AAgAgByAIav0AAgD95gH95AEhCSAIQRBqIghBwABJDQALIAIgBkECdGogBSAJ/R8AIAn9HwGSIAn9HwIgCf0fA5KSlDgCACAHQcAAaiEHIAZBAWohBgwACwsLqAECA38Be0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBwABsaiEGAkADQCAFIARKDQEgACAFQQJ0aioCAP0TIQhBACEHA0AgAiAHaiACIAdq/QACACAIIAYgB2r9AAIA/eYB/eQB/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwv8AQMFfwF9BXsgAyEJIAAgA0GAAWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/wBAwV/AX0FeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNAIA0gB/0AAgAgCP0AAgD95gH95AEhDSANIAf9AAIQIAj9AAIQ/eYB/eQBIQ0gDSAH/QACICAI/QACIP3mAf3kASENIA0gB/0AAjAgCP0AAjD95gH95AEhDSAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -221,6 +221,55 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
         (f32.store (local.get $i0) (local.get $sum))
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
+  )
+
+  ;; Attention over one KV head's cache (rows of 16 floats, the head's 16 at byte offset kvo).
+  ;; qk_16_16: s[p] = scale · q·k_p for first ≤ p ≤ last.
+  (func (export "qk_16_16") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
+    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 64))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
+            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $row (i32.add (local.get $row) (i32.const 64)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
+  )
+  ;; av_16_16: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 16 floats, overwritten).
+  (func (export "av_16_16") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local.set $d (i32.const 0))
+    (loop $clear
+      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
+      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+    (local.set $p (local.get $first))
+    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 64))))
+    (block $done
+      (loop $positions
+        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
+        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
+            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
+            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+        (local.set $row (i32.add (local.get $row) (i32.const 64)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $positions)))
   )
 
   ;; rows of 32 f32 weights
@@ -294,6 +343,7 @@ export const wasm = "AGFzbQEAAAABEAJgAX8BfWAHf39/f399fwACEgEDZW52Bm1lbW9yeQIDAYC
 let S_linear_f32_16x64_n_r = LOGITS;
 let S_linear_f32_16x64_n = LOGITS;
 let S_linear_f32_64x64_n_r = LOGITS;
+let SC_attend_4x16_kv1 = LOGITS;
 let H_moe_ffn_f32_f32_f32_64x32_top4_res = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x32_top4_res = LOGITS;
 let U_moe_ffn_f32_f32_f32_64x32_top4_res = LOGITS;
@@ -306,7 +356,6 @@ const SIN_linear_f32_16x64_n_r = new Float64Array(8);
 const FREQ_linear_f32_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 1000000 ** ((-2 * j) / 16));
 const COS_linear_f32_64x64_n_r = new Float64Array(8);
 const SIN_linear_f32_64x64_n_r = new Float64Array(8);
-const SC_attend_4x16_kv1 = new Float64Array(128);
 const P_route_f32_8x64_top4 = new Float64Array(8);
 /** token embedding: one row of a [256, 64] f32 table */
 function embed_f32_256x64(w, token, y, yo, decode) {
@@ -393,32 +442,17 @@ function attend_4x16_kv1(q, qo, k, v, pos, y, yo) {
     for (let h = 0; h < 4; h++) {
         const kvo = ((h / 4) | 0) * 16;
         const qh = qo + h * 16;
+        K.qk_16_16(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.25);
         let max = -Infinity;
-        for (let p = first; p <= pos; p++) {
-            const ko = p * 16 + kvo;
-            let s0 = 0;
-            let s1 = 0;
-            for (let d = 0; d < 16; d += 2) {
-                s0 += q[qh + d] * k[ko + d];
-                s1 += q[qh + d + 1] * k[ko + d + 1];
-            }
-            const s = (s0 + s1) * 0.25;
-            sc[p] = s;
-            if (s > max)
-                max = s;
-        }
+        for (let p = first; p <= pos; p++)
+            if (sc[p] > max)
+                max = sc[p];
         let sum = 0;
         for (let p = first; p <= pos; p++)
             sum += sc[p] = Math.exp(sc[p] - max);
-        const yh = yo + h * 16;
-        for (let d = 0; d < 16; d++)
-            y[yh + d] = 0;
-        for (let p = first; p <= pos; p++) {
-            const a = sc[p] / sum;
-            const vo = p * 16 + kvo;
-            for (let d = 0; d < 16; d++)
-                y[yh + d] += a * v[vo + d];
-        }
+        for (let p = first; p <= pos; p++)
+            sc[p] /= sum;
+        K.av_16_16(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 16), first, pos);
     }
 }
 /** y = W·x + r: W is [64, 64] f32 */
@@ -544,12 +578,13 @@ export function forward(rt, token, pos) {
         S_linear_f32_16x64_n_r = A.subarray(320, 384);
         S_linear_f32_16x64_n = A.subarray(384, 448);
         S_linear_f32_64x64_n_r = A.subarray(448, 512);
-        H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(512, 544);
-        G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(544, 576);
-        U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(576, 608);
-        G_gate_up_f32_f32_128x64 = A.subarray(608, 736);
-        U_gate_up_f32_f32_128x64 = A.subarray(736, 864);
-        S_linear_f32_256x64_n = A.subarray(864, 928);
+        SC_attend_4x16_kv1 = A.subarray(512, 640);
+        H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(640, 672);
+        G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(672, 704);
+        U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(704, 736);
+        G_gate_up_f32_f32_128x64 = A.subarray(736, 864);
+        U_gate_up_f32_f32_128x64 = A.subarray(864, 992);
+        S_linear_f32_256x64_n = A.subarray(992, 1056);
     }
     const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
     const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
