@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
 import { getScheme } from "../../runtime/quant/registry.ts";
+import { relaxWat } from "./relax.ts";
 
 const wabt = await wabtInit();
 const hbs = Handlebars.create();
@@ -77,9 +78,11 @@ export class WasmKernels {
     ].join("\n");
   }
 
-  /** The assembled module; a WAT error here is a bug in a scheme's piece or the template. */
-  binary(): Uint8Array {
-    const m = wabt.parseWat("model.wat", this.text(), { simd: true, threads: true });
+  /** The assembled module (with relaxed SIMD's fused multiply-adds when asked); a WAT error here is a
+   * bug in a scheme's piece or a template. */
+  binary(relaxed = false): Uint8Array {
+    const text = relaxed ? relaxWat(this.text()).text : this.text();
+    const m = wabt.parseWat("model.wat", text, { simd: true, threads: true, relaxed_simd: relaxed });
     try {
       return m.toBinary({}).buffer;
     } finally {
