@@ -8,10 +8,14 @@ import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import { pickQuant, pickTarget } from "../compiler/select.ts";
 import { compileAndLoad } from "../test/harness.ts";
-import { benchAgainstLlama } from "./llama.ts";
+import { benchAgainstLlama, benchModelPath, CONTEXT } from "./llama.ts";
+import { benchMemory } from "./memory.ts";
 
 const args = process.argv.slice(2);
 const schemes = args.length ? args : ["f32", "q8_0", "q4_0"];
+/** llama.cpp runs GGUF types; q4_k also covers the k-quants (the bench model's ffn 1408 is not a multiple of
+ * 256, so its down projections fall back to q5_0, as llama.cpp's own quantizer would choose). */
+const llamaTypes = args.length ? args : ["f32", "q8_0", "q4_0", "q4_k"];
 const spec = "specs/bench-mixtral.moe";
 
 function tokPerSec(step: (token: number, pos: number) => unknown, tokens: number, seconds: number): number {
@@ -55,4 +59,9 @@ console.log("compile time (parse, check, passes, codegen, type-check, emit)");
 console.log(compile.toString());
 
 console.log();
-await benchAgainstLlama(schemes);
+await benchAgainstLlama(llamaTypes);
+console.log();
+benchMemory(
+  llamaTypes.map((type) => ({ type, path: benchModelPath(type) })),
+  CONTEXT,
+);

@@ -83,6 +83,22 @@ function fromFile(m: CheckedModel, file: GgufFile): CheckedQuant {
   };
 }
 
+/** Compiles SPEC (or, without one, the architecture in the file's metadata) with each weight in its file type. */
+export function compileForGguf(
+  source: string | undefined,
+  file: GgufFile,
+  weightsPath: string,
+  maxContext?: number,
+): { compiled: Compiled; origin: string } {
+  const spec =
+    source === undefined
+      ? compileSource(importGguf(file).source, `${weightsPath} (imported)`)
+      : loadSpec(source);
+  const model = pickModel(spec);
+  const compiled = compileModel(spec, model, { quant: fromFile(model, file), maxContext });
+  return { compiled, origin: source ?? `imported from ${weightsPath}` };
+}
+
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 
 /** Whether `--weights` names a Hugging Face checkpoint rather than a GGUF file. */
@@ -110,18 +126,9 @@ export async function loadForRun(
       module = await importModuleDir(source);
       origin = `compiled ${source}`;
     } else {
-      let spec: CheckedSpec;
-      if (source === undefined) {
-        const imported = importGguf(file);
-        spec = compileSource(imported.source, `${weightsPath} (imported)`);
-        origin = `imported from ${weightsPath}`;
-      } else {
-        spec = loadSpec(source);
-        origin = source;
-      }
-      const model = pickModel(spec);
-      const c = compileModel(spec, model, { quant: fromFile(model, file), maxContext: opts.maxContext });
-      module = await importModuleSource(c.files["model.js"]!);
+      const c = compileForGguf(source, file, weightsPath, opts.maxContext);
+      origin = c.origin;
+      module = await importModuleSource(c.compiled.files["model.js"]!);
     }
     const weights = new GgufWeights(file, module.manifest);
     return {
