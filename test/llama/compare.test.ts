@@ -31,7 +31,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RandomMixtralOptions, writeRandomMixtralGguf } from "../../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
-import { llamaGreedy, loadLlamaCpp, loadMoec, moecGreedy, type Trace } from "./engines.ts";
+import {
+  type Agreement,
+  agreement,
+  comparable,
+  decisiveShape,
+  loadMoec,
+  maxAbsDiff,
+  moecGreedy,
+  runBoth,
+  type Trace,
+} from "./engines.ts";
 
 const PROMPT = "The cat and the dog were in the house, 42 of them! Où est le café?";
 const GENERATE = 32;
@@ -88,9 +98,9 @@ const CASES: Case[] = (
  */
 const SHAPE: Record<WeightType, (hidden: number) => Partial<RandomMixtralOptions>> = {
   f32: () => ({ headScale: 4 }),
-  f16: (h) => ({ headScale: 1, successorPeak: 10, embedScale: 2 * Math.sqrt(h), routerScale: 4 }),
-  q8_0: (h) => ({ headScale: 1, successorPeak: 12, embedScale: 4 * Math.sqrt(h), routerScale: 4 }),
-  q4_0: (h) => ({ headScale: 1, successorPeak: 12, embedScale: 4 * Math.sqrt(h), routerScale: 4 }),
+  f16: (h) => decisiveShape(h, 2, 10),
+  q8_0: (h) => decisiveShape(h),
+  q4_0: (h) => decisiveShape(h),
 };
 
 interface Tol {
@@ -125,39 +135,12 @@ const describeCase = (c: Case) =>
   `${c.type}: hidden ${c.hidden}, ${c.layers} layers, ${c.heads} heads / ${c.kvHeads} KV, ffn ${c.ffn}, ` +
   `${c.experts} experts top-${c.topK}, vocab ${c.vocab}, θ ${c.ropeTheta}, ε ${c.eps}`;
 
-function softmax(l: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const v of l) max = Math.max(max, v);
-  let z = 0;
-  for (const v of l) z += Math.exp(v - max);
-  return Float64Array.from(l, (v) => Math.exp(v - max) / z);
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
-
-/** Positions at which both runs were fed the same tokens: the prompt and the common generated prefix. */
-function comparable(prompt: readonly number[], a: Trace, b: Trace): number {
-  let same = 0;
-  while (same < GENERATE && a.tokens[same] === b.tokens[same]) same++;
-  return Math.min(prompt.length + same, a.logits.length, b.logits.length);
-}
-
 const quantile = (xs: readonly number[], q: number) =>
   [...xs].sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))]!;
 const share = (xs: readonly number[], bound: number) => xs.filter((x) => x <= bound).length / xs.length;
 const fmt = (x: number) => x.toExponential(1);
 
-interface Measured {
-  /** Over the generated steps: llama.cpp's top logit minus its second. */
-  minMargin: number;
-  /** Per compared position: the largest |Δlogit|, and over the top 5 the largest |Δp| and |Δ ln p|. */
-  logit: number[];
-  dp: number[];
-  dlogp: number[];
+interface Measured extends Agreement {
   /** Per compared position, the ggml-rounding variant's largest |Δlogit|. */
   ggml?: number[];
 }
@@ -179,7 +162,7 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
     let ours: Trace;
     let theirs: Trace;
     let ggml: Trace | undefined;
-    const m: Measured = { minMargin: Infinity, logit: [], dp: [], dlogp: [] };
+    let m: Measured;
 
     beforeAll(async () => {
       const path = `${dir}/case-${i}-${c.type}.gguf`;
@@ -190,24 +173,13 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
         context: CONTEXT,
         name: `llama.cpp comparison ${i}`,
       });
-      const moec = await loadMoec(path, CONTEXT);
-      try {
-        const llama = await loadLlamaCpp(path, { contextSize: CONTEXT, threads: THREADS });
-        try {
-          prompt = moec.tokenizer.encode(PROMPT, { addBos: true });
-          const bos = llama.model.tokens.bos;
-          llamaPrompt = [
-            ...(llama.model.tokens.shouldPrependBosToken && bos !== null ? [bos] : []),
-            ...llama.model.tokenize(PROMPT),
-          ];
-          ours = moecGreedy(moec.model, prompt, GENERATE);
-          theirs = await llamaGreedy(llama, prompt, GENERATE, c.vocab);
-        } finally {
-          await llama.dispose();
-        }
-      } finally {
-        moec.close();
-      }
+      ({ prompt, llamaPrompt, ours, theirs } = await runBoth(path, {
+        text: PROMPT,
+        generate: GENERATE,
+        vocab: c.vocab,
+        contextSize: CONTEXT,
+        threads: THREADS,
+      }));
       if (quantized) {
         const variant = await loadMoec(path, CONTEXT, { ggml: true });
         try {
@@ -217,29 +189,10 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
         }
       }
 
-      const n = comparable(prompt, ours, theirs);
-      for (let p = 0; p < n; p++) {
-        const a = ours.logits[p]!;
-        const b = theirs.logits[p]!;
-        m.logit.push(maxAbsDiff(a, b));
-        if (p >= prompt.length - 1) {
-          const sorted = Float32Array.from(b).sort().reverse();
-          m.minMargin = Math.min(m.minMargin, sorted[0]! - sorted[1]!);
-        }
-        const pa = softmax(a);
-        const pb = softmax(b);
-        let dp = 0;
-        let dlogp = 0;
-        for (const t of [...pb.keys()].sort((x, y) => pb[y]! - pb[x]!).slice(0, 5)) {
-          dp = Math.max(dp, Math.abs(pa[t]! - pb[t]!));
-          dlogp = Math.max(dlogp, Math.abs(Math.log(pa[t]!) - Math.log(pb[t]!)));
-        }
-        m.dp.push(dp);
-        m.dlogp.push(dlogp);
-      }
+      m = agreement(prompt.length, GENERATE, ours, theirs);
       if (ggml) {
         const g = ggml;
-        m.ggml = Array.from({ length: comparable(prompt, g, theirs) }, (_, p) =>
+        m.ggml = Array.from({ length: comparable(prompt.length, GENERATE, g, theirs) }, (_, p) =>
           maxAbsDiff(g.logits[p]!, theirs.logits[p]!),
         );
       }

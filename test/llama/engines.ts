@@ -9,6 +9,7 @@ import { compileSource } from "../../compiler/lang/frontend.ts";
 import { pickModel, pickQuant } from "../../compiler/select.ts";
 import { type GgufFile, openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { GgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
+import type { RandomMixtralOptions } from "../../runtime/checkpoint/random-gguf.ts";
 import { type CompiledModule, importModuleSource, ModelInstance } from "../../runtime/model.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
 import { SpmTokenizer } from "../../runtime/tokenizer/spm.ts";
@@ -197,4 +198,109 @@ export async function llamaGreedy(
     }
   }
   return { tokens, logits };
+}
+
+// ---------------------------------------------------------------- comparing the two on one file
+
+/**
+ * How the comparison tests shape a random file so that greedy decoding is decisive under rounding
+ * differences (see compare.test.ts): every token raises one successor's logit by `peak` times its
+ * cosine with the hidden state, embeddings of rms `embedRms` make the token the main part of the
+ * residual stream (expert choices rarely near a tie), and a router scaled by 4 makes the chosen
+ * experts' weights unequal.
+ */
+export function decisiveShape(hidden: number, embedRms = 4, peak = 12): Partial<RandomMixtralOptions> {
+  return { headScale: 1, successorPeak: peak, embedScale: embedRms * Math.sqrt(hidden), routerScale: 4 };
+}
+
+export function softmax(l: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of l) max = Math.max(max, v);
+  let z = 0;
+  for (const v of l) z += Math.exp(v - max);
+  return Float64Array.from(l, (v) => Math.exp(v - max) / z);
+}
+
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+}
+
+/**
+ * Positions at which both runs were fed the same tokens: the prompt's and those after the common
+ * prefix of the `generated` greedy tokens.
+ */
+export function comparable(promptLength: number, generated: number, a: Trace, b: Trace): number {
+  let same = 0;
+  while (same < generated && a.tokens[same] === b.tokens[same]) same++;
+  return Math.min(promptLength + same, a.logits.length, b.logits.length);
+}
+
+/** moec's trace against llama.cpp's, at every comparable position. */
+export interface Agreement {
+  /** Over the generated steps: llama.cpp's top logit minus its second. */
+  minMargin: number;
+  /** Per compared position: the largest |Δlogit|, and over llama.cpp's top 5 the largest |Δp| and |Δ ln p|. */
+  logit: number[];
+  dp: number[];
+  dlogp: number[];
+}
+
+export function agreement(promptLength: number, generated: number, ours: Trace, theirs: Trace): Agreement {
+  const m: Agreement = { minMargin: Infinity, logit: [], dp: [], dlogp: [] };
+  const n = comparable(promptLength, generated, ours, theirs);
+  for (let p = 0; p < n; p++) {
+    const a = ours.logits[p]!;
+    const b = theirs.logits[p]!;
+    m.logit.push(maxAbsDiff(a, b));
+    if (p >= promptLength - 1) {
+      const sorted = Float32Array.from(b).sort().reverse();
+      m.minMargin = Math.min(m.minMargin, sorted[0]! - sorted[1]!);
+    }
+    const pa = softmax(a);
+    const pb = softmax(b);
+    let dp = 0;
+    let dlogp = 0;
+    for (const t of [...pb.keys()].sort((x, y) => pb[y]! - pb[x]!).slice(0, 5)) {
+      dp = Math.max(dp, Math.abs(pa[t]! - pb[t]!));
+      dlogp = Math.max(dlogp, Math.abs(Math.log(pa[t]!) - Math.log(pb[t]!)));
+    }
+    m.dp.push(dp);
+    m.dlogp.push(dlogp);
+  }
+  return m;
+}
+
+/** Both engines on one file: the prompt as each tokenizes it, and `generate` greedy tokens from moec's ids. */
+export interface BothRuns {
+  prompt: number[];
+  llamaPrompt: number[];
+  ours: Trace;
+  theirs: Trace;
+}
+
+export async function runBoth(
+  path: string,
+  o: { text: string; generate: number; vocab: number } & LlamaCppOptions,
+): Promise<BothRuns> {
+  const moec = await loadMoec(path, o.contextSize);
+  try {
+    const llama = await loadLlamaCpp(path, o);
+    try {
+      const prompt = moec.tokenizer.encode(o.text, { addBos: true });
+      const bos = llama.model.tokens.bos;
+      const llamaPrompt = [
+        ...(llama.model.tokens.shouldPrependBosToken && bos !== null ? [bos] : []),
+        ...llama.model.tokenize(o.text),
+      ];
+      const ours = moecGreedy(moec.model, prompt, o.generate);
+      const theirs = await llamaGreedy(llama, prompt, o.generate, o.vocab);
+      return { prompt, llamaPrompt, ours, theirs };
+    } finally {
+      await llama.dispose();
+    }
+  } finally {
+    moec.close();
+  }
 }
