@@ -20,6 +20,10 @@ const FAILED = 9;
 const STOP = 10;
 const SLOTS = 16;
 
+/** Polls before sleeping in Atomics.wait (tens of microseconds): long enough to catch the next kernel
+ * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
+const SPINS = 4000;
+
 /** The worker's whole program: wait for a generation, run its share of the rows, count down. */
 const workerSource = `
 const { workerData } = require("node:worker_threads");
@@ -39,7 +43,7 @@ let seen = 0;
 for (;;) {
   // Spin briefly (the next kernel call usually follows within microseconds), then sleep.
   let spins = 0;
-  while (Atomics.load(c, ${GENERATION}) === seen && spins++ < 20000);
+  while (Atomics.load(c, ${GENERATION}) === seen && spins++ < ${SPINS});
   if (Atomics.load(c, ${GENERATION}) === seen) Atomics.wait(c, ${GENERATION}, seen);
   seen = Atomics.load(c, ${GENERATION});
   if (Atomics.load(c, ${STOP})) break;
@@ -127,7 +131,7 @@ export class ThreadPool {
     for (;;) {
       const pending = Atomics.load(c, PENDING);
       if (pending === 0) return;
-      if (spins++ < 100000) continue;
+      if (spins++ < SPINS) continue;
       Atomics.wait(c, PENDING, pending, 100);
       if (Atomics.load(c, FAILED) || Date.now() - start > STALL_MS) {
         throw new Error(`worker threads did not finish a kernel within ${STALL_MS / 1000} s`);

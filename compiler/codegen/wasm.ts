@@ -11,6 +11,12 @@ import { relaxWat } from "./relax.ts";
 
 const wabt = await wabtInit();
 const hbs = Handlebars.create();
+// `{{high "$v"}}`: the upper two f32 lanes of v moved to the lower two (for f64x2.promote_low_f32x4).
+hbs.registerHelper(
+  "high",
+  (v: string) =>
+    `(i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get ${v}) (local.get ${v}))`,
+);
 const template = (name: string) =>
   hbs.compile(readFileSync(new URL(`./templates/${name}.wat.hbs`, import.meta.url), "utf8"), {
     noEscape: true,

@@ -57,8 +57,9 @@ async function compileGgml(
 export async function loadMoec(
   path: string,
   maxContext: number,
-  opts: { ggml?: boolean } = {},
+  opts: { ggml?: boolean; threads?: number } = {},
 ): Promise<MoecModel> {
+  const threads = opts.threads ?? 1;
   if (!opts.ggml) {
     const loaded = await loadForRun(undefined, path, { maxContext });
     if (!(loaded.tokenizer instanceof SpmTokenizer)) {
@@ -67,7 +68,7 @@ export async function loadMoec(
     }
     return {
       tokenizer: loaded.tokenizer,
-      model: new ModelInstance(loaded.module, loaded.weights),
+      model: new ModelInstance(loaded.module, loaded.weights, { threads }),
       close: loaded.close,
     };
   }
@@ -76,7 +77,7 @@ export async function loadMoec(
     const { module, weights } = await compileGgml(file, maxContext);
     return {
       tokenizer: tokenizerFromGguf(file.metadata, path),
-      model: new ModelInstance(module, weights),
+      model: new ModelInstance(module, weights, { threads }),
       close: () => file.close(),
     };
   } catch (e) {
