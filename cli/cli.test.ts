@@ -107,7 +107,18 @@ describe("moec compile", () => {
 
 describe("moec plan", () => {
   it("--json has the planned figures", () => {
-    const r = moec("plan", "specs/mixtral-8x22b.moe", "--quant", "q4_k", "--vram", "24GiB", "--json");
+    // 8x22B at q4_k in 24 GiB: its f32 KV cache fits beside two expert slots per layer up to ~8.1k tokens.
+    const r = moec(
+      "plan",
+      "specs/mixtral-8x22b.moe",
+      "--quant",
+      "q4_k",
+      "--vram",
+      "24GiB",
+      "--context",
+      "4096",
+      "--json",
+    );
     expect(r.code).toBe(0);
     const p = JSON.parse(r.out);
     for (const k of ["fits", "budget_bytes", "device_bytes", "kv_cache_bytes", "arena_bytes", "max_context"])

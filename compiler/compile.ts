@@ -2,7 +2,7 @@
 // Pure: returns the files; writing them (atomically) is the caller's job.
 import type { Manifest } from "../runtime/manifest.ts";
 import { assemble } from "./codegen/assemble.ts";
-import { emitModule } from "./codegen/emit.ts";
+import { emitModule, moeOps } from "./codegen/emit.ts";
 import type { Graph } from "./ir/graph.ts";
 import { walk } from "./ir/graph.ts";
 import { printGraph } from "./ir/print.ts";
@@ -64,13 +64,47 @@ export function buildManifest(
     };
   }
   const result = [...walk(graph)].find(({ node }) => node.id === graph.results[0])!.node;
+  const weights = weightEntries(m, schemeOf);
+  // Each MoE op's experts, router and the norm in front of the router: the runtime places or offloads
+  // the experts and guesses the next layer's picks (prefetch) from these.
+  const moe: NonNullable<Manifest["moe"]> = moeOps(graph).map(({ node, route, norm, eps }) => ({
+    gate: node.weights.gate!,
+    up: node.weights.up!,
+    down: node.weights.down!,
+    router: route.weights.router!,
+    experts: route.attrs.experts as number,
+    topK: route.attrs.k as number,
+    layers: weights.find((w) => w.key === node.weights.gate)!.layers,
+    ...(norm === undefined ? {} : { norm, eps: eps! }),
+  }));
   return {
     model: m.name,
-    weights: weightEntries(m, schemeOf),
+    weights,
     kv,
+    ...(moe.length ? { moe } : {}),
     maxContext,
     vocab: result.shape[0]!,
     arenaBytes,
+  };
+}
+
+/**
+ * The manifest a compile at a given max_context would write, without assembling the module: its arena
+ * includes the kernels' scratch, so it is exactly what the runtime allocates. The passes run once; each
+ * context is one code generation. The device planner uses it.
+ */
+export function manifestsFor(m: CheckedModel, quant: Quant): (maxContext: number) => Manifest {
+  const graph = runPasses(m, quant).at(-1)!.graph;
+  const plan = planActivations(graph);
+  const memo = new Map<number, Manifest>();
+  return (maxContext) => {
+    let out = memo.get(maxContext);
+    if (!out) {
+      const planned = buildManifest(m, graph, quant, maxContext, plan.arena.size);
+      out = emitModule({ graph, plan, manifest: planned, header: "" }).manifest;
+      memo.set(maxContext, out);
+    }
+    return out;
   };
 }
 

@@ -1,36 +1,21 @@
 // The CPU backend's device memory: one shared WebAssembly memory holding every weight, KV cache,
 // activation and scratch buffer, so the WebAssembly kernels, the TypeScript kernels and (with threads)
 // every worker read the same bytes without copies. Regions are laid out once, before anything is
-// written: the heap is exactly the sum of what was asked for.
+// written, by the device accountant (runtime/memory/): the heap is exactly what it handed out, with the
+// half-float table the kernels expect at address 0.
 import { f16Table } from "./quant/half.ts";
 
 const PAGE = 65536;
 /** wasm32 addresses 4 GiB. */
 export const HEAP_LIMIT = 65536 * PAGE;
-/** Regions start on cache lines: SIMD loads never straddle one needlessly, and f32 views stay aligned. */
-const ALIGN = 64;
-
-export interface Region {
-  label: string;
-  bytes: number;
-}
-
-/** Byte offsets for the regions, in order, after the half-float table the kernels expect at address 0. */
-export function layout(regions: readonly Region[]): { offsets: number[]; total: number } {
-  let at = f16Table.byteLength;
-  const offsets = regions.map((r) => {
-    const o = Math.ceil(at / ALIGN) * ALIGN;
-    at = o + r.bytes;
-    return o;
-  });
-  return { offsets, total: at };
-}
 
 export class Heap {
   readonly memory: WebAssembly.Memory;
   readonly u8: Uint8Array;
   readonly i8: Int8Array;
   readonly f32: Float32Array;
+  /** The heap as one packed weight whose bytes start at 0: what kernels reading absolute addresses take. */
+  readonly base = 0;
 
   constructor(readonly bytes: number) {
     if (bytes > HEAP_LIMIT) {

@@ -20,11 +20,33 @@ export interface KvEntry {
   headDim: number;
 }
 
+/**
+ * One MoE op (a `moe_ffn` kernel): what the runtime needs to place its experts on the device or offload
+ * them to an expert cache, and to guess the next layer's experts for prefetch.
+ */
+export interface MoeEntry {
+  /** Manifest keys of the stacked expert matrices, [experts, rows, cols] per layer. */
+  gate: string;
+  up: string;
+  down: string;
+  /** Manifest key of the router, [experts, hidden]. */
+  router: string;
+  experts: number;
+  topK: number;
+  /** Layers of the expert weights (0 for a MoE outside the layer loop: its experts always stay resident). */
+  layers: number;
+  /** The RMS norm weight in front of the router and its eps; absent when the router reads no norm. */
+  norm?: string;
+  eps?: number;
+}
+
 export interface Manifest {
   model: string;
   weights: WeightEntry[];
   /** One entry per attention op; each has a cache per layer. */
   kv: KvEntry[];
+  /** One entry per MoE op, in the order the forward pass calls `rt.experts(index, …)`. */
+  moe?: MoeEntry[];
   maxContext: number;
   vocab: number;
   arenaBytes: number;

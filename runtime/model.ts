@@ -1,21 +1,19 @@
 // Loads a compiled model (the generated module) and gives it weights, KV caches and its arena.
-// Everything is allocated here, once; the forward pass allocates nothing.
+// Everything is allocated here, once, under a device budget (runtime/memory/place.ts); the forward pass
+// allocates nothing.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Heap, layout, type Region } from "./heap.ts";
+import type { Heap } from "./heap.ts";
 import type { Manifest } from "./manifest.ts";
+import type { MemoryStats } from "./memory/memory-stats.ts";
+import { type MemoryOptions, type Packed, type PlacedMemory, placeModel } from "./memory/place.ts";
 import { f16Table } from "./quant/half.ts";
 import { getScheme } from "./quant/registry.ts";
 import { ThreadPool } from "./threads.ts";
+import { chooseKernels } from "./wasm-kernels.ts";
 import type { WeightSource } from "./weights.ts";
 
-/** A weight in the heap: whole-heap views, and where its bytes start. */
-export interface Packed {
-  u8: Uint8Array;
-  i8: Int8Array;
-  f32: Float32Array;
-  base: number;
-}
+export type { LoadProgress, Packed } from "./memory/place.ts";
 
 /** A WebAssembly kernel of the model: matrix-vector products over byte addresses in the heap. */
 export type WasmKernel = (
@@ -36,12 +34,20 @@ export interface Runtime {
   f16: Float32Array;
   decode(scheme: string, src: Uint8Array, dst: Float32Array): void;
   kernels: Record<string, WasmKernel>;
+  /** The whole heap as one Packed with base 0: expert kernels read at the addresses `experts` gives. */
+  heap: Packed;
+  /** The chosen experts' gate/up/down addresses for MoE op `moe` in `layer` (see the generated module). */
+  experts(moe: number, layer: number, s: Float32Array, so: number): Float64Array;
+  /** The residual stream as `layer` leaves it: the runtime may load the next layer's guessed experts. */
+  prefetch(moe: number, layer: number, x: Float32Array, xo: number): void;
 }
 
 export interface CompiledModule {
   manifest: Manifest;
   /** The model's WebAssembly kernels, base64; empty when every kernel is TypeScript. */
   wasm: string;
+  /** The same kernels with relaxed SIMD (fused multiply-adds), chosen at load time where supported. */
+  wasmRelaxed?: string;
   forward(rt: Runtime, token: number, pos: number): Float32Array;
 }
 
@@ -57,78 +63,25 @@ export async function importModuleDir(dir: string): Promise<CompiledModule> {
   return importModuleSource(readFileSync(join(dir, "model.js"), "utf8"));
 }
 
-/** Called as weights load: bytes of the weights so far and in all. */
-export type LoadProgress = (doneBytes: number, totalBytes: number) => void;
-
-/** Every buffer the forward pass touches, laid out in one heap: weights, norm vectors, KV caches, arena. */
-export interface RuntimeOptions {
-  onProgress?: LoadProgress;
+/** Every buffer the forward pass touches, laid out in one heap under a device budget: weights, norm
+ * vectors, resident experts, expert cache slots, KV caches, arena (see MemoryOptions). */
+export interface RuntimeOptions extends MemoryOptions {
   /** Threads for the WebAssembly kernels, the calling one included (default 1). */
   threads?: number;
 }
 
 export function allocateRuntime(
-  module: Pick<CompiledModule, "manifest" | "wasm">,
+  module: Pick<CompiledModule, "manifest" | "wasm" | "wasmRelaxed">,
   source: WeightSource,
-  { onProgress, threads = 1 }: RuntimeOptions = {},
-): Runtime & { heap: Heap; pool?: ThreadPool } {
-  const m = module.manifest;
-  const bytesOf = (w: Manifest["weights"][number]) => {
-    const s = getScheme(w.scheme);
-    const one = (w.shape.reduce((a, b) => a * b, 1) / s.blockSize) * s.blockBytes;
-    // Norm vectors are decoded to f32 once: the kernels read them as floats.
-    return w.shape.length === 1 ? w.shape[0]! * 4 : one;
-  };
-  const layersOf = (w: Manifest["weights"][number]) => Math.max(1, w.layers);
-  const kvFloats = (c: Manifest["kv"][number]) => m.maxContext * c.kvHeads * c.headDim;
-  const regions: Region[] = [
-    ...m.weights.flatMap((w) =>
-      Array.from({ length: layersOf(w) }, () => ({ label: w.key, bytes: bytesOf(w) })),
-    ),
-    ...m.kv.flatMap((c) =>
-      Array.from({ length: 2 * c.layers }, () => ({ label: "kv", bytes: kvFloats(c) * 4 })),
-    ),
-    { label: "arena", bytes: m.arenaBytes },
-  ];
-  const { offsets, total } = layout(regions);
-  const heap = new Heap(total);
-  let next = 0;
-  const weights: Record<string, Packed[]> = {};
-  const vectors: Record<string, Float32Array[]> = {};
-  const totalWeights = m.weights.reduce((n, w) => n + bytesOf(w) * layersOf(w), 0);
-  let done = 0;
-  for (const w of m.weights) {
-    const layers = w.layers === 0 ? [undefined] : [...Array(w.layers).keys()];
-    const scheme = getScheme(w.scheme);
-    if (w.shape.length === 1) {
-      vectors[w.key] = layers.map((l) => {
-        const out = heap.floats(offsets[next++]!, w.shape[0]!);
-        scheme.decode(source.bytes(w.key, l), out);
-        return out;
-      });
-    } else {
-      weights[w.key] = layers.map((l) => {
-        const base = offsets[next++]!;
-        const bytes = source.bytes(w.key, l);
-        if (bytes.length !== bytesOf(w)) {
-          throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${bytesOf(w)}`);
-        }
-        heap.u8.set(bytes, base);
-        return { u8: heap.u8, i8: heap.i8, f32: heap.f32, base };
-      });
-    }
-    done += bytesOf(w) * layersOf(w);
-    onProgress?.(done, totalWeights);
-  }
-  const kv = m.kv.flatMap((c) => {
-    const slot = () => Array.from({ length: c.layers }, () => heap.floats(offsets[next++]!, kvFloats(c)));
-    return [slot(), slot()];
-  });
-  const arena = heap.floats(offsets[next++]!, Math.ceil(m.arenaBytes / 4));
+  { threads = 1, ...memoryOptions }: RuntimeOptions = {},
+): Runtime & { heap: Heap; pool?: ThreadPool; relaxedSimd: boolean; placed: PlacedMemory } {
+  const placed = placeModel(module.manifest, source, memoryOptions);
+  const { heap, weights, vectors, kv, arena } = placed;
   let kernels: Record<string, WasmKernel> = {};
   let pool: ThreadPool | undefined;
-  if (module.wasm) {
-    const wasm = new WebAssembly.Module(Buffer.from(module.wasm, "base64"));
+  const chosen = chooseKernels(module);
+  if (chosen) {
+    const wasm = chosen.module;
     const { exports } = new WebAssembly.Instance(wasm, { env: { memory: heap.memory } });
     kernels = exports as Record<string, WasmKernel>;
     if (threads > 1) {
@@ -138,7 +91,11 @@ export function allocateRuntime(
   }
   return {
     heap,
+    placed,
+    experts: placed.experts,
+    prefetch: placed.prefetch,
     pool,
+    relaxedSimd: chosen?.relaxed ?? false,
     weights,
     vectors,
     kv,
@@ -160,9 +117,15 @@ export class ModelInstance {
     this.rt = allocateRuntime(module, weights, options);
   }
 
-  /** Stops the worker threads, if any. */
+  /** Stops the worker threads, if any, and closes the file offloaded experts are read from. */
   close(): void {
     this.rt.pool?.close();
+    this.rt.placed.close();
+  }
+
+  /** Device peak and budget, expert cache hits, misses and loads: `--stats` and `--json`'s "memory". */
+  memory(): MemoryStats {
+    return this.rt.placed.memory();
   }
 
   step(token: number, pos: number): Float32Array {

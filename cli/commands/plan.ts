@@ -1,7 +1,7 @@
 import Table from "cli-table3";
 import pc from "picocolors";
 import { loadSpec } from "../../compiler/lang/frontend.ts";
-import { type DevicePlan, planDevice } from "../../compiler/plan/device.ts";
+import { type DevicePlan, devicePlanner } from "../../compiler/plan/device.ts";
 import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { schemes } from "../../runtime/quant/registry.ts";
@@ -52,7 +52,7 @@ export function planCommand(file: string, o: PlanOptions): void {
   }
   const quant = pickQuant(spec, model, o.quant, true);
   const budget = budgetOf(o, target?.memoryBytes);
-  const plan = planDevice({ model, quant, budgetBytes: budget, context });
+  const plan = devicePlanner(model, quant).plan({ budgetBytes: budget, context });
   if (o.html) writeFileAtomic(o.html, html(model.name, plan));
   if (o.json) {
     process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
@@ -65,20 +65,29 @@ export function planCommand(file: string, o: PlanOptions): void {
       share(plan.weights.dense_bytes),
     ]);
     const e = plan.experts;
+    const onDevice = plan.weights.resident_bytes - plan.weights.dense_bytes;
+    if (e.total) {
+      const perLayer = e.total / Math.max(1, e.layers);
+      t.push([
+        e.cache_slots_per_layer >= perLayer
+          ? `experts, all resident: ${e.total}`
+          : `expert cache: ${e.cache_slots_per_layer} of ${perLayer} experts per layer (${e.resident} of ${e.total})`,
+        bytes(onDevice),
+        share(onDevice),
+      ]);
+    }
     t.push([
-      `experts resident: ${e.resident} of ${e.total} (${e.cache_slots_per_layer} slots per layer)`,
-      bytes(e.resident * e.bytes_each),
-      share(e.resident * e.bytes_each),
-    ]);
-    t.push([
-      `KV cache (${plan.context} tokens, f16)`,
+      `KV cache (${plan.context} tokens, f32)`,
       bytes(plan.kv_cache_bytes),
       share(plan.kv_cache_bytes),
     ]);
-    t.push(["activation arena", bytes(plan.arena_bytes), share(plan.arena_bytes)]);
+    t.push(["activation arena and kernel scratch", bytes(plan.arena_bytes), share(plan.arena_bytes)]);
+    const rest = plan.f16_table_bytes + plan.padding_bytes;
+    t.push(["half-float table, alignment", bytes(rest), share(rest)]);
     t.push([pc.bold("on the device"), pc.bold(bytes(plan.device_bytes)), share(plan.device_bytes)]);
     t.push(["headroom", bytes(budget - plan.device_bytes), share(budget - plan.device_bytes)]);
-    t.push(["experts served from host memory", bytes(plan.weights.offloaded_bytes), ""]);
+    if (plan.host_expert_bytes)
+      t.push(["experts in host memory (or read from the file)", bytes(plan.host_expert_bytes), ""]);
     process.stdout.write(
       `${model.name} on ${bytes(budget)}: ${plan.fits ? pc.green("fits") : pc.red("does not fit")}\n${t.toString()}\n`,
     );
@@ -92,10 +101,7 @@ export function planCommand(file: string, o: PlanOptions): void {
 }
 
 /** Memory needed, fully resident, per scheme (rows) and context (columns): the VRAM calculators' table. */
-function printTable(
-  model: Parameters<typeof planDevice>[0]["model"],
-  modelContext: number | undefined,
-): void {
+function printTable(model: Parameters<typeof devicePlanner>[0], modelContext: number | undefined): void {
   const contexts = [
     1024,
     4096,
@@ -108,21 +114,19 @@ function printTable(
     style: { head: [] },
   });
   for (const s of schemes()) {
-    const row = contexts.map((c) => {
-      const p = planDevice({ model, quant: s.name, budgetBytes: Number.MAX_SAFE_INTEGER, context: c });
-      return bytes(p.weights.dense_bytes + p.weights.expert_bytes + p.kv_cache_bytes + p.arena_bytes);
-    });
+    const planner = devicePlanner(model, s.name);
+    const row = contexts.map((c) => bytes(planner.fullyResident(c)));
     t.push([s.name, ((s.blockBytes * 8) / s.blockSize).toFixed(2), ...row]);
   }
   process.stdout.write(
-    `${model.name}: memory to hold everything on the device (weights + f16 KV cache + arena)\n${t.toString()}\n`,
+    `${model.name}: memory to hold everything on the device (weights + f32 KV cache + arena), as moec run allocates it\n${t.toString()}\n`,
   );
 }
 
 function html(name: string, p: DevicePlan): string {
   const parts: [string, number, string][] = [
     ["dense weights", p.weights.dense_bytes, "#4e79a7"],
-    ["resident experts", p.experts.resident * p.experts.bytes_each, "#f28e2b"],
+    ["resident experts or cache slots", p.weights.resident_bytes - p.weights.dense_bytes, "#f28e2b"],
     ["KV cache", p.kv_cache_bytes, "#59a14f"],
     ["arena", p.arena_bytes, "#b07aa1"],
     ["headroom", Math.max(0, p.budget_bytes - p.device_bytes), "#e0e0e0"],

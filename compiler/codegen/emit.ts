@@ -2,7 +2,7 @@
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
 
 import type { Manifest } from "../../runtime/manifest.ts";
-import type { Graph } from "../ir/graph.ts";
+import type { Graph, Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
 import { KernelSet } from "./kernels.ts";
@@ -21,6 +21,17 @@ export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
+/**
+ * The chosen experts of MoE op \`moe\` in \`layer\` (top-k ids at s[so..]): returns their matrices' byte
+ * addresses in the heap, gate, up and down for each pick in order. The runtime loads offloaded experts
+ * into device slots here. The array is the runtime's own, reused: read it before the next call for the op.
+ */
+export type Experts = (moe: number, layer: number, s: Float32Array, so: number) => Float64Array;
+
+/** The residual stream x[xo..] as layer \`layer\` leaves it: the runtime may guess the next layer's experts
+ * from it (through that layer's norm and router) and load them ahead of their use. */
+export type Prefetch = (moe: number, layer: number, x: Float32Array, xo: number) => void;
+
 /** What the runtime hands the forward pass; every buffer is allocated once, by the runtime. */
 export interface Runtime {
   /** Packed matrices by weight key: one per layer, or one. */
@@ -35,6 +46,10 @@ export interface Runtime {
   decode: Decode;
   /** This module's WebAssembly kernels, instantiated by the runtime over the heap. */
   kernels: Record<string, Kernel>;
+  /** The whole heap (base 0): the expert kernels read their matrices at the addresses \`experts\` gives. */
+  heap: Packed;
+  experts: Experts;
+  prefetch: Prefetch;
 }
 
 let F16: Float32Array = new Float32Array(0);
@@ -43,6 +58,60 @@ let K: Record<string, Kernel> = {};
 let ARENA: Float32Array | undefined;
 let LOGITS: Float32Array = new Float32Array(0);
 `;
+
+/** A MoE op as the fused graph has it: the expert kernel, its router, and the norm in front of the router. */
+export interface MoeOp {
+  node: Node;
+  route: Node;
+  inLoop: Node | undefined;
+  /** The norm weight in front of the router and its eps, when there is one. */
+  norm?: string;
+  eps?: number;
+  /** The hidden state that norm reads (the residual stream), and whether it is still intact in the arena
+   * right after the router runs: without a residual epilogue on the expert kernel (whose output is then
+   * the stream after the experts), prefetch reads it there. */
+  stream?: number;
+  streamLive: boolean;
+}
+
+/** Every `moe_ffn` of the fused graph with its `route`, in walk order (the order of the manifest's `moe`). */
+export function moeOps(graph: Graph): MoeOp[] {
+  const out: MoeOp[] = [];
+  const visit = (g: Graph, inLoop: Node | undefined) => {
+    const at = new Map(g.nodes.map((n, i) => [n.id, i]));
+    for (const n of g.nodes) {
+      if (n.body) visit(n.body, n);
+      if (n.op !== "moe_ffn") continue;
+      const ri = at.get(n.inputs[1]!);
+      const route = ri === undefined ? undefined : g.nodes[ri];
+      if (route?.op !== "route") {
+        throw new Error(`moe_ffn %${n.id} does not read a route in its own graph`);
+      }
+      const op: MoeOp = { node: n, route, inLoop, streamLive: false };
+      const src = at.get(route.inputs[0]!);
+      const normNode = src === undefined ? undefined : g.nodes[src];
+      if (route.weights.norm) {
+        op.norm = route.weights.norm;
+        op.eps = route.attrs.norm_eps as number;
+        op.stream = route.inputs[0]!;
+      } else if (normNode?.op === "rms_norm") {
+        op.norm = normNode.weights.weight!;
+        op.eps = normNode.attrs.eps as number;
+        op.stream = normNode.inputs[0]!;
+      }
+      if (op.stream !== undefined) {
+        // Live at the route's step (so the route's output cannot overlap it): defined outside this node
+        // list (a carried value or one read from outside the loop), a result, or read at or after the route.
+        const s = op.stream;
+        op.streamLive =
+          !at.has(s) || g.results.includes(s) || g.nodes.slice(ri!).some((m) => m.inputs.includes(s));
+      }
+      out.push(op);
+    }
+  };
+  visit(graph, undefined);
+  return out;
+}
 
 export interface EmitInput {
   graph: Graph;
@@ -61,13 +130,22 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   const vars: string[] = [];
   const varOf = new Map<string, string>();
   const manifest = planned;
-  manifest.weights.forEach((w, i) => {
-    const v = w.shape.length === 1 ? `V${i}` : `W${i}`;
-    varOf.set(w.key, v);
-    vars.push(
-      `  const ${v} = rt.${w.shape.length === 1 ? "vectors" : "weights"}[${JSON.stringify(w.key)}]; // ${w.key} [${w.shape}] ${w.scheme}`,
-    );
-  });
+  // Only the weights the forward pass reads directly: expert stacks are reached through rt.experts, and an
+  // offloaded expert stack is not in rt.weights at all.
+  const used = new Set<string>();
+  const weightVars = () =>
+    manifest.weights.flatMap((w) => {
+      const v = varOf.get(w.key)!;
+      if (!used.has(w.key)) return [];
+      return [
+        `  const ${v} = rt.${w.shape.length === 1 ? "vectors" : "weights"}[${JSON.stringify(w.key)}]; // ${w.key} [${w.shape}] ${w.scheme}`,
+      ];
+    });
+  manifest.weights.forEach((w, i) => varOf.set(w.key, w.shape.length === 1 ? `V${i}` : `W${i}`));
+  const moes = moeOps(graph);
+  const moeOfRoute = new Map(moes.map((m, i) => [m.route.id, { op: m, index: i }]));
+  const moeIndex = new Map(moes.map((m, i) => [m.node.id, i]));
+  if (moes.length) vars.push("  const HP = rt.heap;");
   manifest.kv.forEach((_, c) =>
     vars.push(`  const KV${c}K = rt.kv[${2 * c}];`, `  const KV${c}V = rt.kv[${2 * c + 1}];`),
   );
@@ -89,8 +167,10 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   const lines: string[] = [];
 
   const emitGraph = (g: Graph, layered: boolean, indent: string) => {
-    const W = (key: string) =>
-      `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
+    const W = (key: string) => {
+      used.add(key);
+      return `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
+    };
     const layer = layered ? "l" : "0";
     const at = (id: number) => `A, ${off(id)}`;
     for (const n of g.nodes) {
@@ -122,21 +202,28 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         case "gate_up":
           call(ks.gateUp(n, width(x)), [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id)]);
           break;
-        case "route":
+        case "route": {
           call(ks.route(n, width(x)), [W(n.weights.router!), at(x), ...normArg, at(n.id)]);
+          const moe = moeOfRoute.get(n.id);
+          if (moe) {
+            // Right after the router: the runtime finds (or loads) the chosen experts.
+            const { op, index } = moe;
+            lines.push(`${indent}const E${index} = rt.experts(${index}, ${layer}, A, ${off(n.id)});`);
+            // Without a residual epilogue, the stream before the experts is the best guess there is.
+            if (layered && !op.node.attrs.residual && op.stream !== undefined && op.streamLive)
+              lines.push(`${indent}rt.prefetch(${index}, l, A, ${off(op.stream)});`);
+          }
           break;
+        }
         case "moe_ffn": {
           const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
-          const args = [
-            W(n.weights.gate!),
-            W(n.weights.up!),
-            W(n.weights.down!),
-            at(x),
-            at(n.inputs[1]!),
-            at(n.id),
-          ];
+          const args = ["HP", `E${moeIndex.get(n.id)!}`, at(x), at(n.inputs[1]!), at(n.id)];
           if (n.attrs.residual) args.push(at(n.inputs[2]!));
           call(ks.moeFfn(n, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2), args);
+          // The residual stream with this layer's experts added: the next layer's router will read it
+          // after only its attention, so the runtime guesses that layer's experts from it.
+          if (layered && n.attrs.residual)
+            lines.push(`${indent}rt.prefetch(${moeIndex.get(n.id)!}, l, ${at(n.id)});`);
           break;
         }
         case "attend": {
@@ -202,22 +289,34 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   // Kernel scratch goes after the activations, in the heap where the WebAssembly kernels can reach it.
   let at = Math.ceil(manifest.arenaBytes / 64) * 16;
   const views = [`LOGITS = A.subarray(${off(result)}, ${off(result) + width(result)});`];
-  for (const [name, floats] of ks.scratch) {
-    views.push(`${name} = A.subarray(${at}, ${at + floats});`);
+  for (const [name, { count, type }] of ks.scratch) {
+    const floats = type === "f64" ? 2 * count : count;
+    views.push(
+      type === "f64"
+        ? `${name} = new Float64Array(A.buffer, A.byteOffset + ${at * 4}, ${count});`
+        : `${name} = A.subarray(${at}, ${at + floats});`,
+    );
     at += Math.ceil(floats / 16) * 16;
   }
   const full: Manifest = { ...manifest, arenaBytes: at * 4 };
-  const wasm = ks.wasm.size ? Buffer.from(ks.wasm.binary()).toString("base64") : "";
+  const base64 = (relaxed: boolean) =>
+    ks.wasm.size ? Buffer.from(ks.wasm.binary(relaxed)).toString("base64") : "";
   const source = [
     header,
     prelude,
     `export const manifest = ${JSON.stringify(full, null, 2)} as const;`,
     "",
-    "/** The WebAssembly kernels (text in the comment below), assembled; base64. */",
-    `export const wasm = ${JSON.stringify(wasm)};`,
+    "/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the",
+    " * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */",
+    `export const wasm = ${JSON.stringify(base64(false))};`,
+    `export const wasmRelaxed = ${JSON.stringify(base64(true))};`,
     ks.wasm.size ? `/*\n${ks.wasm.text()}*/` : "",
     "",
-    ...[...ks.scratch.keys()].map((name) => `let ${name}: Float32Array = LOGITS;`),
+    ...[...ks.scratch].map(([name, { type }]) =>
+      type === "f64"
+        ? `let ${name}: Float64Array = new Float64Array(0);`
+        : `let ${name}: Float32Array = LOGITS;`,
+    ),
     ...kernels.flatMap((k) => k.statics),
     "",
     ...kernels.map((k) => k.source),
@@ -230,6 +329,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     "    ARENA = A;",
     ...views.map((v) => `    ${v}`),
     "  }",
+    ...weightVars(),
     ...vars,
     ...lines,
     "  return LOGITS;",

@@ -41,11 +41,12 @@ function rowOf(scheme: string, n: number) {
 export class KernelSet {
   readonly kernels = new Map<string, Kernel>();
   readonly wasm = new WasmKernels();
-  /** Float32 scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap. */
-  readonly scratch = new Map<string, number>();
+  /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
+   * element count and element type. */
+  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" }>();
 
-  private heapScratch(name: string, floats: number): string {
-    this.scratch.set(name, floats);
+  private heapScratch(name: string, count: number, type: "f32" | "f64" = "f32"): string {
+    this.scratch.set(name, { count, type });
     return name;
   }
 
@@ -204,19 +205,17 @@ export class KernelSet {
       scratch: this.heapScratch(`H_${name}`, ffn),
       ...this.matvecPair(sch("gate"), sch("up"), hidden, ffn, name),
       mvDown: this.wasm.matvec(sch("down"), ffn),
-      // Expert e's matrix starts e × (rows × bytes per row) into the stacked tensor.
+      // Each chosen expert's matrices start at the heap addresses the runtime gives (wg, wu, wd): a slice
+      // of the resident stacked tensor, or an expert cache slot.
       gateNb: g.nb,
-      gateRow: `e * ${g.rowBytes * ffn} + f * ${g.rowBytes}`,
+      gateRow: `wg + f * ${g.rowBytes}`,
       gateDot: g.dot,
       upNb: u.nb,
-      upRow: `e * ${u.rowBytes * ffn} + f * ${u.rowBytes}`,
+      upRow: `wu + f * ${u.rowBytes}`,
       upDot: u.dot,
       downNb: d.nb,
-      downRow: `e * ${d.rowBytes * hidden} + i * ${d.rowBytes}`,
+      downRow: `wd + i * ${d.rowBytes}`,
       downDot: d.dot,
-      gateBytes: g.rowBytes * ffn,
-      upBytes: u.rowBytes * ffn,
-      downBytes: d.rowBytes * hidden,
     });
   }
 
@@ -238,8 +237,9 @@ export class KernelSet {
         kvWidth: kvHeads * headDim,
         scale: num(1 / Math.sqrt(headDim)),
         window: window || undefined,
-        // The WebAssembly pieces read the scores from the heap; the TypeScript loop keeps them in f64.
-        scores: wasm ? this.heapScratch(`SC_${name}`, maxContext) : `SC_${name}`,
+        // Scores in f64 either way (the WebAssembly pieces read them from the heap): a softmax over long
+        // contexts, and expert choices downstream of it, should not hinge on f32 rounding.
+        scores: wasm ? this.heapScratch(`SC_${name}`, maxContext, "f64") : `SC_${name}`,
         ...wasm,
       },
       (kn) => (wasm ? [] : [`const SC_${kn} = new Float64Array(${maxContext});`]),

@@ -1,35 +1,42 @@
 // Plans for the real Mixtral specs checked against figures worked out by hand here, from the
-// published shapes and GGUF's block sizes (q4_k: 144 bytes per 256 weights; f16: 2 bytes).
+// published shapes, GGUF's block sizes (q4_k: 144 bytes per 256 weights; f16: 2 bytes) and what the CPU
+// runtime allocates: KV caches in f32, the half-float table, the arena with the kernels' scratch.
 import { describe, expect, it } from "vitest";
+import { getScheme } from "../../runtime/quant/registry.ts";
 import { loadSpec } from "../lang/frontend.ts";
-import { planDevice } from "./device.ts";
+import { devicePlanner, planDevice } from "./device.ts";
 
 const GiB = 2 ** 30;
+const F16_TABLE = 65536 * 4;
 
-function handFigures(
-  o: {
-    hidden: number;
-    layers: number;
-    kvHeads: number;
-    headDim: number;
-    ffn: number;
-    experts: number;
-    vocab: number;
-  },
-  bytesPerWeight: number,
-  context: number,
-) {
+interface Shape {
+  hidden: number;
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+  experts: number;
+  vocab: number;
+}
+
+function handFigures(o: Shape, quant: string, context: number) {
+  const bpw = quant === "q4_k" ? 144 / 256 : 2;
   const attn = o.hidden * o.hidden * 2 + o.hidden * o.kvHeads * o.headDim * 2; // wq, wo, wk, wv
   const router = o.experts * o.hidden * 4; // f32, as llama.cpp keeps it
-  const norms = 2 * o.hidden * 4; // f32 vectors
+  const norms = 2 * o.hidden * 4; // attn_norm, ffn_norm: f32 vectors
   const dense =
-    o.layers * (attn * bytesPerWeight + router + norms) +
-    2 * o.vocab * o.hidden * bytesPerWeight +
-    o.hidden * 4;
-  const expertEach = 3 * o.ffn * o.hidden * bytesPerWeight;
-  const kv = o.layers * 2 * o.kvHeads * o.headDim * 2 * context; // f16 K and V
-  // Peak activations: the last step holds the final hidden state and the logits.
-  const arena = o.hidden * 4 + o.vocab * 4;
+    o.layers * (attn * bpw + router + norms) +
+    2 * o.vocab * o.hidden * bpw + // embeddings, head
+    o.hidden * 4; // out_norm
+  const expertEach = 3 * o.ffn * o.hidden * bpw;
+  const kv = o.layers * 2 * o.kvHeads * o.headDim * 4 * context; // f32 K and V
+  // Activations at their peak: the last step holds the final hidden state and the logits. Kernel scratch
+  // (f32 unless said): the normed input of each kernel that fuses an RMS norm (q, k, v and the head: 4 ×
+  // hidden), the MoE kernel's hidden vector (ffn) and, where the scheme has a WebAssembly matrix-vector
+  // product, its gate and up outputs (2 × ffn), and the attention scores (context, in f64).
+  const wasm = getScheme(quant).wasm !== undefined;
+  const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + 8 * context;
+  const arena = (o.hidden + o.vocab) * 4 + scratch;
   return { dense, expertEach, experts: expertEach * o.experts * o.layers, kv, arena };
 }
 
@@ -38,35 +45,56 @@ const m822 = { hidden: 6144, layers: 56, kvHeads: 8, headDim: 128, ffn: 16384, e
 
 describe("device plans for Mixtral", () => {
   const cases = [
-    { file: "specs/mixtral-8x7b.moe", shape: m87, quant: "q4_k", bpw: 144 / 256, budget: 24 * GiB },
-    { file: "specs/mixtral-8x7b.moe", shape: m87, quant: "f16", bpw: 2, budget: 80 * GiB },
-    { file: "specs/mixtral-8x22b.moe", shape: m822, quant: "q4_k", bpw: 144 / 256, budget: 24 * GiB },
-    { file: "specs/mixtral-8x22b.moe", shape: m822, quant: "f16", bpw: 2, budget: 80 * GiB },
+    { file: "specs/mixtral-8x7b.moe", shape: m87, limit: 32768, quant: "q4_k", budget: 24 * GiB },
+    { file: "specs/mixtral-8x7b.moe", shape: m87, limit: 32768, quant: "f16", budget: 80 * GiB },
+    { file: "specs/mixtral-8x22b.moe", shape: m822, limit: 65536, quant: "q4_k", budget: 24 * GiB },
+    { file: "specs/mixtral-8x22b.moe", shape: m822, limit: 65536, quant: "f16", budget: 80 * GiB },
   ];
   for (const c of cases) {
-    it(`${c.file} at ${c.quant} in ${c.budget / GiB} GiB with an 8k context`, () => {
+    it(`${c.file} at ${c.quant} in ${c.budget / GiB} GiB with a 4k context`, () => {
       const model = loadSpec(c.file).models[0]!;
-      const p = planDevice({ model, quant: c.quant, budgetBytes: c.budget, context: 8192 });
-      const h = handFigures(c.shape, c.bpw, 8192);
+      const context = 4096;
+      const p = planDevice({ model, quant: c.quant, budgetBytes: c.budget, context });
+      const h = handFigures(c.shape, c.quant, context);
       expect(p.weights.dense_bytes).toBe(h.dense);
       expect(p.weights.expert_bytes).toBe(h.experts);
       expect(p.experts.bytes_each).toBe(h.expertEach);
       expect(p.kv_cache_bytes).toBe(h.kv);
       expect(p.arena_bytes).toBe(h.arena);
-      const slots = Math.min(
-        8,
-        Math.floor((c.budget - h.dense - h.kv - h.arena) / h.expertEach / c.shape.layers),
-      );
+      // Every region is a multiple of 64 bytes at these sizes: no alignment padding.
+      expect(p.padding_bytes).toBe(0);
+      const room = c.budget - F16_TABLE - h.dense - h.kv - h.arena;
+      const slots = Math.min(8, Math.floor(room / h.expertEach / c.shape.layers));
       expect(p.experts.cache_slots_per_layer).toBe(slots);
       expect(p.fits).toBe(slots >= 2);
-      if (p.fits) {
-        expect(p.device_bytes).toBeLessThanOrEqual(c.budget);
-        expect(p.device_bytes).toBe(h.dense + slots * c.shape.layers * h.expertEach + h.kv + h.arena);
-      }
-      const minimum = h.dense + h.arena + 2 * h.expertEach * c.shape.layers;
-      expect(p.max_context).toBe(Math.floor((c.budget - minimum) / (h.kv / 8192)));
+      expect(p.device_bytes).toBe(
+        F16_TABLE + h.dense + slots * c.shape.layers * h.expertEach + h.kv + h.arena,
+      );
+      if (p.fits) expect(p.device_bytes).toBeLessThanOrEqual(c.budget);
+      expect(p.weights.offloaded_bytes).toBe(h.experts - slots * c.shape.layers * h.expertEach);
+      expect(p.host_expert_bytes).toBe(slots < 8 ? h.experts : 0);
+      // The largest context beside the minimum (top-2 slots per layer): its KV cache and its attention
+      // scores (f64, in 64-byte steps of 8 tokens) must fit; at most the model's own context.
+      const kvPerToken = h.kv / context;
+      const fixed = F16_TABLE + h.dense + 2 * h.expertEach * c.shape.layers + h.arena - 8 * context;
+      const needs = (n: number) => fixed + n * kvPerToken + 64 * Math.ceil(n / 8);
+      let most = Math.floor((c.budget - fixed) / (kvPerToken + 8));
+      while (needs(most) > c.budget) most--;
+      expect(p.max_context).toBe(Math.min(c.limit, most));
     });
   }
+
+  it("the 24 GiB cards: 8x7B keeps 7 of 8 experts per layer at q4_k; 8x22B runs 2 at 4k, not at 8k", () => {
+    const x7 = devicePlanner(loadSpec("specs/mixtral-8x7b.moe").models[0]!, "q4_k");
+    expect(x7.plan({ budgetBytes: 24 * GiB, context: 4096 }).experts.cache_slots_per_layer).toBe(7);
+    const x22 = devicePlanner(loadSpec("specs/mixtral-8x22b.moe").models[0]!, "q4_k");
+    const at4k = x22.plan({ budgetBytes: 24 * GiB, context: 4096 });
+    expect([at4k.fits, at4k.experts.cache_slots_per_layer]).toEqual([true, 2]);
+    const at8k = x22.plan({ budgetBytes: 24 * GiB, context: 8192 });
+    expect([at8k.fits, at8k.experts.cache_slots_per_layer]).toEqual([false, 1]);
+    expect(at8k.max_context).toBeLessThan(8192);
+    expect(at8k.shortfall!.advice).toContain(`a context of at most ${at8k.max_context}`);
+  });
 
   it("8x22B at f16 does not fit in 24 GiB, and says what is needed", () => {
     const model = loadSpec("specs/mixtral-8x22b.moe").models[0]!;

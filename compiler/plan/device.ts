@@ -1,130 +1,164 @@
 // Device memory planning: what a model needs on a target (weights, KV cache, activation arena) and,
-// when the experts do not all fit, how many stay resident per layer as cache slots fed from the host.
-// Everything is decided here, before anything runs; the numbers are bytes.
-import { findScheme } from "../../runtime/quant/registry.ts";
-import { walk } from "../ir/graph.ts";
+// when the experts do not all fit, how many experts per layer the device holds as cache slots fed from
+// the host. Everything is decided here, before anything runs; the numbers are bytes.
+//
+// The plan is the runtime's own layout: the manifest a compile would write (its arena includes the
+// kernels' scratch) laid out by runtime/memory/device-plan.ts, the code `moec run` allocates with. So the
+// bytes per category here are exactly what the runtime's accountant reports (`byLabel()`), KV caches in
+// f32 as the CPU runtime stores them, the 64-byte alignment of every region included in `device_bytes`.
+import {
+  chooseResidency,
+  expertBytes,
+  F16_TABLE_BYTES,
+  LABEL,
+  measureDevice,
+  minimumSlots,
+} from "../../runtime/memory/device-plan.ts";
+import { manifestsFor } from "../compile.ts";
 import type { CheckedModel } from "../lang/check.ts";
-import type { WeightInfo } from "../lang/lower.ts";
-import { type Quant, runPasses, schemeResolver } from "../pipeline.ts";
-import { planActivations } from "./activations.ts";
+import type { Quant } from "../pipeline.ts";
 
 export interface DevicePlanInput {
   model: CheckedModel;
   quant: Quant;
   budgetBytes: number;
-  /** Context to plan the KV cache for. */
+  /** Context to plan the KV cache (and the attention scratch) for. */
   context: number;
-  /** Bytes per KV element: 2 for f16 (llama.cpp's default), 4 for f32. */
-  kvBytes?: number;
 }
 
 export interface DevicePlan {
   fits: boolean;
   budget_bytes: number;
+  /** Device memory the runtime makes: every allocation below plus the f16 table and alignment. */
   device_bytes: number;
   kv_cache_bytes: number;
+  /** Activations and kernel scratch: the compiled manifest's arenaBytes. */
   arena_bytes: number;
   weights: { resident_bytes: number; offloaded_bytes: number; dense_bytes: number; expert_bytes: number };
   experts: {
+    /** Experts on the device at a time: resident ones, or cache slots. */
     resident: number;
     total: number;
+    /** Experts per layer on the device; fewer than the layer's experts means an expert cache. */
     cache_slots_per_layer: number;
     bytes_each: number;
     layers: number;
     top_k: number;
   };
   context: number;
-  /** The largest context whose KV cache fits beside the minimum (dense weights, top-k expert slots, arena). */
+  /** The largest context that fits beside the minimum (dense weights, top-k expert slots, arena), at most
+   * the model's own context. */
   max_context: number;
+  /** Device bytes per category, as the runtime's accountant labels them. */
+  allocations: Record<string, number>;
+  f16_table_bytes: number;
+  padding_bytes: number;
+  /** Host bytes holding the offloaded experts when they are copied to host memory (0: none offloaded). */
+  host_expert_bytes: number;
   /** When it does not fit: what is needed and what would help. */
   shortfall?: { needed_bytes: number; advice: string };
 }
 
-const elements = (s: number[]) => s.reduce((a, b) => a * b, 1);
+/** Plans for one model and quantization at any budget and context; compiles each context once. */
+export function devicePlanner(model: CheckedModel, quant: Quant) {
+  const manifestAt = manifestsFor(model, quant);
+  const limit = model.params.get("context") ?? model.params.get("max_context");
 
-/** Facts of the model the planner needs, read off its graph: experts per layer, top-k, KV bytes per token. */
-export function modelFacts(m: CheckedModel, kvBytes = 2) {
-  const expertKeys = new Set<string>();
-  let experts = 0;
-  let topK = 0;
-  let kvPerToken = 0;
-  for (const { node, inLoop } of walk(m.graph)) {
-    if (node.op === "moe") {
-      for (const k of Object.values(node.expert!.weights)) expertKeys.add(k);
-      experts = m.weights.get(node.weights.router!)!.shape[0]!;
-      topK = node.attrs.top_k as number;
-    }
-    if (node.op === "attention") {
-      const layers = inLoop ? (inLoop.attrs.count as number) : 1;
-      const headDim = node.shape[0]! / (node.attrs.heads as number);
-      kvPerToken += layers * 2 * (node.attrs.kv_heads as number) * headDim * kvBytes;
-    }
-  }
-  const layers = [...m.groups.values()].reduce((n, g) => Math.max(n, g.count), 1);
-  return { expertKeys, experts, topK, kvPerToken, layers };
-}
+  /** Bytes of everything resident, no budget: the VRAM calculators' figure. */
+  const fullyResident = (context: number): number => {
+    const m = manifestAt(context);
+    return measureDevice(
+      m,
+      (m.moe ?? []).map((e) => e.experts),
+    ).used;
+  };
 
-export function weightBytesOf(m: CheckedModel, w: WeightInfo, scheme: string): number {
-  const s = findScheme(scheme)!;
-  const copies = w.group ? m.groups.get(w.group)!.count : 1;
-  return (elements(w.shape) / s.blockSize) * s.blockBytes * copies;
+  /** The largest context whose minimum (top-k slots per layer) fits in `budget`, at most the model's. */
+  const largestContext = (budget: number): number => {
+    const fitsAt = (c: number) => {
+      const m = manifestAt(c);
+      return measureDevice(m, minimumSlots(m)).used <= budget;
+    };
+    const probe = manifestAt(1);
+    const kvPerToken = probe.kv.reduce((n, c) => n + c.layers * 2 * c.kvHeads * c.headDim * 4, 0);
+    if (!fitsAt(1)) return 0;
+    const cap = limit ?? Number.MAX_SAFE_INTEGER;
+    if (kvPerToken === 0) return cap;
+    // The KV cache grows by kvPerToken a token and the arena does not shrink: an upper bound, then bisect.
+    let hi = Math.min(
+      cap,
+      Math.floor((budget - measureDevice(probe, minimumSlots(probe)).used) / kvPerToken) + 1,
+    );
+    if (fitsAt(hi)) return hi;
+    let lo = 1;
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (fitsAt(mid)) lo = mid;
+      else hi = mid;
+    }
+    return lo;
+  };
+
+  const plan = ({ budgetBytes: budget, context }: Omit<DevicePlanInput, "model" | "quant">): DevicePlan => {
+    const m = manifestAt(context);
+    const res = chooseResidency(m, budget);
+    const by = res.use.byLabel;
+    const moes = m.moe ?? [];
+    const dense = (by[LABEL.weights] ?? 0) + (by[LABEL.norms] ?? 0);
+    let expertTotal = 0;
+    let totalExperts = 0;
+    let resident = 0;
+    let hostBytes = 0;
+    moes.forEach((e, i) => {
+      const copies = Math.max(1, e.layers);
+      const all = expertBytes(m, e).each * e.experts * copies;
+      expertTotal += all;
+      totalExperts += e.experts * copies;
+      resident += Math.min(res.slots[i]!, e.experts) * copies;
+      if (res.slots[i]! < e.experts) hostBytes += all;
+    });
+    const onDevice = (by[LABEL.experts] ?? 0) + (by[LABEL.slots] ?? 0);
+    const first = moes[0];
+    const out: DevicePlan = {
+      fits: res.fits,
+      budget_bytes: budget,
+      device_bytes: res.use.used,
+      kv_cache_bytes: by[LABEL.kv] ?? 0,
+      arena_bytes: m.arenaBytes,
+      weights: {
+        resident_bytes: dense + onDevice,
+        offloaded_bytes: expertTotal - onDevice,
+        dense_bytes: dense,
+        expert_bytes: expertTotal,
+      },
+      experts: {
+        resident,
+        total: totalExperts,
+        cache_slots_per_layer: first ? res.slots[0]! : 0,
+        bytes_each: totalExperts ? expertTotal / totalExperts : 0,
+        layers: first ? Math.max(1, first.layers) : 0,
+        top_k: first?.topK ?? 0,
+      },
+      context,
+      max_context: largestContext(budget),
+      allocations: by,
+      f16_table_bytes: F16_TABLE_BYTES,
+      padding_bytes: res.use.padding,
+      host_expert_bytes: hostBytes,
+    };
+    if (!res.fits) {
+      const advice: string[] = [];
+      if (out.max_context > 0 && out.max_context < context)
+        advice.push(`a context of at most ${out.max_context}`);
+      advice.push("a smaller quantization scheme");
+      out.shortfall = { needed_bytes: res.minimum.used, advice: advice.join(", or ") };
+    }
+    return out;
+  };
+
+  return { plan, fullyResident, largestContext, manifestAt };
 }
 
 export function planDevice(p: DevicePlanInput): DevicePlan {
-  const { model: m } = p;
-  const f = modelFacts(m, p.kvBytes);
-  const schemeOf = schemeResolver(m, p.quant);
-  let dense = 0;
-  let expertTotal = 0;
-  for (const w of m.weights.values()) {
-    const b = weightBytesOf(m, w, schemeOf(w.key));
-    if (f.expertKeys.has(w.key)) expertTotal += b;
-    else dense += b;
-  }
-  const totalExperts = f.experts * (f.expertKeys.size ? f.layers : 0);
-  const expertEach = totalExperts ? expertTotal / totalExperts : 0;
-  const arena = planActivations(runPasses(m, p.quant).at(-1)!.graph).arena.size;
-  const kv = f.kvPerToken * p.context;
-  // The least that can run: dense weights, the arena, and top-k expert slots in every MoE layer.
-  const minimum = dense + arena + f.topK * expertEach * (f.expertKeys.size ? f.layers : 0);
-  const room = p.budgetBytes - dense - arena - kv;
-  const perLayer = f.expertKeys.size
-    ? Math.max(0, Math.min(f.experts, Math.floor(room / expertEach / f.layers)))
-    : 0;
-  const resident = perLayer * (f.expertKeys.size ? f.layers : 0);
-  const fits = minimum + kv <= p.budgetBytes && (!f.expertKeys.size || perLayer >= f.topK);
-  const residentBytes = dense + resident * expertEach;
-  const maxContext = f.kvPerToken
-    ? Math.max(0, Math.floor((p.budgetBytes - minimum) / f.kvPerToken))
-    : Number.MAX_SAFE_INTEGER;
-  const plan: DevicePlan = {
-    fits,
-    budget_bytes: p.budgetBytes,
-    device_bytes: residentBytes + kv + arena,
-    kv_cache_bytes: kv,
-    arena_bytes: arena,
-    weights: {
-      resident_bytes: residentBytes,
-      offloaded_bytes: dense + expertTotal - residentBytes,
-      dense_bytes: dense,
-      expert_bytes: expertTotal,
-    },
-    experts: {
-      resident,
-      total: totalExperts,
-      cache_slots_per_layer: perLayer,
-      bytes_each: expertEach,
-      layers: f.layers,
-      top_k: f.topK,
-    },
-    context: p.context,
-    max_context: maxContext,
-  };
-  if (!fits) {
-    const advice: string[] = [];
-    if (maxContext > 0 && maxContext < p.context) advice.push(`a context of at most ${maxContext}`);
-    advice.push("a smaller quantization scheme");
-    plan.shortfall = { needed_bytes: minimum + kv, advice: advice.join(", or ") };
-  }
-  return plan;
+  return devicePlanner(p.model, p.quant).plan(p);
 }

@@ -156,12 +156,27 @@ export const manifest = {
             "headDim": 64
         }
     ],
+    "moe": [
+        {
+            "gate": "layer.w_gate",
+            "up": "layer.w_up",
+            "down": "layer.w_down",
+            "router": "layer.router",
+            "experts": 8,
+            "topK": 2,
+            "layers": 8,
+            "norm": "layer.ffn_norm",
+            "eps": 0.00001
+        }
+    ],
     "maxContext": 4096,
     "vocab": 32000,
-    "arenaBytes": 171520
+    "arenaBytes": 187904
 };
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABArICQUKACAAQQJ0KgIAC7gDAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwucAQIDfwF7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCUEAIQgDQCAJIAAgCGr9AAIAIAcgCGr9AAIA/eYB/eQBIQkgCEEQaiIIQYACSQ0ACyACIAZBAnRqIAUgCf0fACAJ/R8BkiAJ/R8CIAn9HwOSkpQ4AgAgB0GABGohByAGQQFqIQYMAAsLC6gBAgN/AXtBACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYACSQ0ACyADIQUgASADQYAEbGohBgJAA0AgBSAESg0BIAAgBUECdGoqAgD9EyEIQQAhBwNAIAIgB2ogAiAHav0AAgAgCCAGIAdq/QACAP3mAf3kAf0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLuAMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAr8CgUKACAAQQJ0KgIAC7gDAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLuAMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABArGCgUKACAAQQJ0KgIAC50DAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIA79pwH9+gEgCP0AAgAgEf2FAiERIA79qAH9+gEgCP0AAhAgEf2FAiERIA/9pwH9+gEgCP0AAiAgEf2FAiERIA/9qAH9+gEgCP0AAjAgEf2FAiERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyAO/acB/foBIAj9AAJAIBH9hQIhESAO/agB/foBIAj9AAJQIBH9hQIhESAP/acB/foBIAj9AAJgIBH9hQIhESAP/agB/foBIAj9AAJwIBH9hQIhESARIAcvAAAQAP0TIA39hQIhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLnQMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gDv2nAf36ASAI/QACACAR/YUCIREgDv2oAf36ASAI/QACECAR/YUCIREgD/2nAf36ASAI/QACICAR/YUCIREgD/2oAf36ASAI/QACMCAR/YUCIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIA79pwH9+gEgCP0AAkAgEf2FAiERIA79qAH9+gEgCP0AAlAgEf2FAiERIA/9pwH9+gEgCP0AAmAgEf2FAiERIA/9qAH9+gEgCP0AAnAgEf2FAiERIBEgBy8AABAA/RMgDf2FAiENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -210,34 +225,40 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
         (br $rows)))
   )
 
-  ;; Attention over one KV head's cache (rows of 128 floats, the head's 64 at byte offset kvo).
-  ;; qk_64_128: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_64_128") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 128 floats; k and v point at the head's 64).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_64_128: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_64_128") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 512))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 256))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 512)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_64_128: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 64 floats, overwritten).
+  ;; av_64_128: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 64 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_64_128") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -247,12 +268,17 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 256))))
         (local.set $row (i32.add (local.get $row) (i32.const 512)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -307,7 +333,7 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
 let S_linear_q8_0_128x512_n_r = LOGITS;
 let S_linear_q8_0_128x512_n = LOGITS;
 let S_linear_q8_0_512x512_n_r = LOGITS;
-let SC_attend_8x64_kv2 = LOGITS;
+let SC_attend_8x64_kv2 = new Float64Array(0);
 let H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = LOGITS;
@@ -485,21 +511,24 @@ function route_f32_8x512_top2_norm(w, x, xo, y, yo) {
         y[yo + 2 + j] /= chosen;
 }
 /** Σ over the 2 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 512, ffn 1408 */
-function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(wg, wu, wd, x, xo, s, so, y, yo, r, ro) {
+function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(hp, ea, x, xo, s, so, y, yo, r, ro) {
     const h = H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res;
     for (let i = 0; i < 512; i++)
         y[yo + i] = r[ro + i];
-    // Only the k selected experts are touched.
+    // Only the k selected experts are touched. The runtime gave each one's gate, up and down byte addresses
+    // in the heap (ea), wherever the expert lives: its resident stack or an expert cache slot.
     for (let j = 0; j < 2; j++) {
-        const e = s[so + j] | 0;
         const weight = s[so + 2 + j];
-        K.mv_q8_0_512(wg.base + e * 765952, x.byteOffset + 4 * xo, G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset, 0, 1408, 1, 0);
-        K.mv_q8_0_512(wu.base + e * 765952, x.byteOffset + 4 * xo, U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset, 0, 1408, 1, 0);
+        const wg = ea[3 * j];
+        const wu = ea[3 * j + 1];
+        const wd = ea[3 * j + 2];
+        K.mv_q8_0_512(wg, x.byteOffset + 4 * xo, G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset, 0, 1408, 1, 0);
+        K.mv_q8_0_512(wu, x.byteOffset + 4 * xo, U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset, 0, 1408, 1, 0);
         for (let f = 0; f < 1408; f++) {
             const gate = G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res[f];
             h[f] = (gate / (1 + Math.exp(-gate))) * U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res[f];
         }
-        K.mv_q8_0_1408(wd.base + e * 765952, h.byteOffset, y.byteOffset + 4 * yo, 0, 512, weight, 1);
+        K.mv_q8_0_1408(wd, h.byteOffset, y.byteOffset + 4 * yo, 0, 512, weight, 1);
     }
 }
 /** y = W·x over rms_norm(x): W is [32000, 512] q8_0 */
@@ -526,11 +555,11 @@ export function forward(rt, token, pos) {
         S_linear_q8_0_128x512_n_r = A.subarray(32512, 33024);
         S_linear_q8_0_128x512_n = A.subarray(33024, 33536);
         S_linear_q8_0_512x512_n_r = A.subarray(33536, 34048);
-        SC_attend_8x64_kv2 = A.subarray(34048, 38144);
-        H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(38144, 39552);
-        G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(39552, 40960);
-        U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(40960, 42368);
-        S_linear_q8_0_32000x512_n = A.subarray(42368, 42880);
+        SC_attend_8x64_kv2 = new Float64Array(A.buffer, A.byteOffset + 136192, 4096);
+        H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(42240, 43648);
+        G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(43648, 45056);
+        U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(45056, 46464);
+        S_linear_q8_0_32000x512_n = A.subarray(46464, 46976);
     }
     const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
     const V1 = rt.vectors["out_norm"]; // out_norm [512] f32
@@ -542,9 +571,7 @@ export function forward(rt, token, pos) {
     const W7 = rt.weights["layer.wo"]; // layer.wo [512,512] q8_0
     const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [512] f32
     const W9 = rt.weights["layer.router"]; // layer.router [8,512] f32
-    const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [8,1408,512] q8_0
-    const W11 = rt.weights["layer.w_up"]; // layer.w_up [8,1408,512] q8_0
-    const W12 = rt.weights["layer.w_down"]; // layer.w_down [8,512,1408] q8_0
+    const HP = rt.heap;
     const KV0K = rt.kv[0];
     const KV0V = rt.kv[1];
     embed_q8_0_32000x512(W0[0], token, A, 512, rt.decode);
@@ -557,7 +584,9 @@ export function forward(rt, token, pos) {
         linear_q8_0_512x512_res(W7[l], A, 1024, A, 512, A, 0);
         rms_norm_512(A, 512, V8[l], A, 1024);
         route_f32_8x512_top2_norm(W9[l], A, 1024, A, 1536);
-        moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(W10[l], W11[l], W12[l], A, 1024, A, 1536, A, 1552, A, 512);
+        const E0 = rt.experts(0, l, A, 1536);
+        moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res(HP, E0, A, 1024, A, 1536, A, 1552, A, 512);
+        rt.prefetch(0, l, A, 1552);
         A.copyWithin(0, 1552, 2064);
     }
     linear_q8_0_32000x512_n(W2[0], A, 0, V1[0], A, 512);

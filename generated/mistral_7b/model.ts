@@ -14,6 +14,17 @@ export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
+/**
+ * The chosen experts of MoE op `moe` in `layer` (top-k ids at s[so..]): returns their matrices' byte
+ * addresses in the heap, gate, up and down for each pick in order. The runtime loads offloaded experts
+ * into device slots here. The array is the runtime's own, reused: read it before the next call for the op.
+ */
+export type Experts = (moe: number, layer: number, s: Float32Array, so: number) => Float64Array;
+
+/** The residual stream x[xo..] as layer `layer` leaves it: the runtime may guess the next layer's experts
+ * from it (through that layer's norm and router) and load them ahead of their use. */
+export type Prefetch = (moe: number, layer: number, x: Float32Array, xo: number) => void;
+
 /** What the runtime hands the forward pass; every buffer is allocated once, by the runtime. */
 export interface Runtime {
   /** Packed matrices by weight key: one per layer, or one. */
@@ -28,6 +39,10 @@ export interface Runtime {
   decode: Decode;
   /** This module's WebAssembly kernels, instantiated by the runtime over the heap. */
   kernels: Record<string, Kernel>;
+  /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
+  heap: Packed;
+  experts: Experts;
+  prefetch: Prefetch;
 }
 
 let F16: Float32Array = new Float32Array(0);
@@ -175,44 +190,52 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 357376
+  "arenaBytes": 488448
 } as const;
 
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABFwNgAX8BfWAGf39/f399AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDBAMAAQIHHQILcWtfMTI4XzEwMjQAAQthdl8xMjhfMTAyNAACCtQCAwoAIABBAnQqAgALnAECA38BeyADIQYgASADQYAgbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQlBACEIA0AgCSAAIAhq/QACACAHIAhq/QACAP3mAf3kASEJIAhBEGoiCEGABEkNAAsgAiAGQQJ0aiAFIAn9HwAgCf0fAZIgCf0fAiAJ/R8DkpKUOAIAIAdBgCBqIQcgBkEBaiEGDAALCwuoAQIDfwF7QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GABEkNAAsgAyEFIAEgA0GAIGxqIQYCQANAIAUgBEoNASAAIAVBAnRqKgIA/RMhCEEAIQcDQCACIAdqIAIgB2r9AAIAIAggBiAHav0AAgD95gH95AH9CwIAIAdBEGoiB0GABEkNAAsgBkGAIGohBiAFQQFqIQUMAAsLCw==";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABFwNgAX8BfWAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDBAMAAQIHHQILcWtfMTI4XzEwMjQAAQthdl8xMjhfMTAyNAACCogEAwoAIABBAnQqAgAL8wECA38EeyADIQYgASADQYAgbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEGABEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgCBqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYAESQ0ACyADIQUgASADQYAgbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0GABEkNAAsgBkGAIGohBiAFQQFqIQUMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABFwNgAX8BfWAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDBAMAAQIHHQILcWtfMTI4XzEwMjQAAQthdl8xMjhfMTAyNAACCogEAwoAIABBAnQqAgAL8wECA38EeyADIQYgASADQYAgbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEGABEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgCBqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYAESQ0ACyADIQUgASADQYAgbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0GABEkNAAsgBkGAIGohBiAFQQFqIQUMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
-  ;; Attention over one KV head's cache (rows of 1024 floats, the head's 128 at byte offset kvo).
-  ;; qk_128_1024: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 1024 floats; k and v point at the head's 128).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_128_1024: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 4096))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 4096)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 128 floats, overwritten).
+  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 128 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_128_1024") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -222,12 +245,17 @@ export const wasm = "AGFzbQEAAAABFwNgAX8BfWAGf39/f399AGAFf39/f38AAhIBA2VudgZtZW1
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
         (local.set $row (i32.add (local.get $row) (i32.const 4096)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -240,7 +268,7 @@ export const wasm = "AGFzbQEAAAABFwNgAX8BfWAGf39/f399AGAFf39/f38AAhIBA2VudgZtZW1
 let S_linear_q4_k_1024x4096_n_r: Float32Array = LOGITS;
 let S_linear_q6_k_1024x4096_n: Float32Array = LOGITS;
 let S_linear_q4_k_4096x4096_n_r: Float32Array = LOGITS;
-let SC_attend_32x128_kv8_w4096: Float32Array = LOGITS;
+let SC_attend_32x128_kv8_w4096: Float64Array = new Float64Array(0);
 let S_gate_up_q4_k_q4_k_14336x4096_n: Float32Array = LOGITS;
 let S_linear_q4_k_32000x4096_n: Float32Array = LOGITS;
 const FREQ_linear_q4_k_1024x4096_n_r = Float64Array.from({ length: 64 }, (_, j) => 10000 ** ((-2 * j) / 128));
@@ -795,9 +823,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q4_k_1024x4096_n_r = A.subarray(36096, 40192);
     S_linear_q6_k_1024x4096_n = A.subarray(40192, 44288);
     S_linear_q4_k_4096x4096_n_r = A.subarray(44288, 48384);
-    SC_attend_32x128_kv8_w4096 = A.subarray(48384, 81152);
-    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(81152, 85248);
-    S_linear_q4_k_32000x4096_n = A.subarray(85248, 89344);
+    SC_attend_32x128_kv8_w4096 = new Float64Array(A.buffer, A.byteOffset + 193536, 32768);
+    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(113920, 118016);
+    S_linear_q4_k_32000x4096_n = A.subarray(118016, 122112);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q4_k
   const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32

@@ -14,6 +14,17 @@ export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
+/**
+ * The chosen experts of MoE op `moe` in `layer` (top-k ids at s[so..]): returns their matrices' byte
+ * addresses in the heap, gate, up and down for each pick in order. The runtime loads offloaded experts
+ * into device slots here. The array is the runtime's own, reused: read it before the next call for the op.
+ */
+export type Experts = (moe: number, layer: number, s: Float32Array, so: number) => Float64Array;
+
+/** The residual stream x[xo..] as layer `layer` leaves it: the runtime may guess the next layer's experts
+ * from it (through that layer's norm and router) and load them ahead of their use. */
+export type Prefetch = (moe: number, layer: number, x: Float32Array, xo: number) => void;
+
 /** What the runtime hands the forward pass; every buffer is allocated once, by the runtime. */
 export interface Runtime {
   /** Packed matrices by weight key: one per layer, or one. */
@@ -28,6 +39,10 @@ export interface Runtime {
   decode: Decode;
   /** This module's WebAssembly kernels, instantiated by the runtime over the heap. */
   kernels: Record<string, Kernel>;
+  /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
+  heap: Packed;
+  experts: Experts;
+  prefetch: Prefetch;
 }
 
 let F16: Float32Array = new Float32Array(0);
@@ -187,46 +202,67 @@ export const manifest = {
       "headDim": 128
     }
   ],
+  "moe": [
+    {
+      "gate": "layer.w_gate",
+      "up": "layer.w_up",
+      "down": "layer.w_down",
+      "router": "layer.router",
+      "experts": 8,
+      "topK": 2,
+      "layers": 32,
+      "norm": "layer.ffn_norm",
+      "eps": 0.00001
+    }
+  ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 398336
+  "arenaBytes": 529408
 } as const;
 
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f399AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKjwYECgAgAEECdCoCAAucAQIDfwF7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCUEAIQgDQCAJIAAgCGr9AAIAIAcgCGr9AAIA/eYB/eQBIQkgCEEQaiIIQYAESQ0ACyACIAZBAnRqIAUgCf0fACAJ/R8BkiAJ/R8CIAn9HwOSkpQ4AgAgB0GAIGohByAGQQFqIQYMAAsLC6gBAgN/AXtBACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQYAESQ0ACyADIQUgASADQYAgbGohBgJAA0AgBSAESg0BIAAgBUECdGoqAgD9EyEIQQAhBwNAIAIgB2ogAiAHav0AAgAgCCAGIAdq/QACAP3mAf3kAf0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLuQMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKwwcECgAgAEECdCoCAAvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLuQMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKqAcECgAgAEECdCoCAAvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLngMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gDv2nAf36ASAI/QACACAR/YUCIREgDv2oAf36ASAI/QACECAR/YUCIREgD/2nAf36ASAI/QACICAR/YUCIREgD/2oAf36ASAI/QACMCAR/YUCIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIA79pwH9+gEgCP0AAkAgEf2FAiERIA79qAH9+gEgCP0AAlAgEf2FAiERIA/9pwH9+gEgCP0AAmAgEf2FAiERIA/9qAH9+gEgCP0AAnAgEf2FAiERIBEgBy8AABAA/RMgDf2FAiENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
-  ;; Attention over one KV head's cache (rows of 1024 floats, the head's 128 at byte offset kvo).
-  ;; qk_128_1024: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 1024 floats; k and v point at the head's 128).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_128_1024: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_128_1024") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 4096))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 4096)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 128 floats, overwritten).
+  ;; av_128_1024: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 128 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_128_1024") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -236,12 +272,17 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f399AGAFf39/f38AYAd/f39/f31/AAI
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 512))))
         (local.set $row (i32.add (local.get $row) (i32.const 4096)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -297,7 +338,7 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f399AGAFf39/f38AYAd/f39/f31/AAI
 let S_linear_q6_k_1024x4096_n_r: Float32Array = LOGITS;
 let S_linear_q6_k_1024x4096_n: Float32Array = LOGITS;
 let S_linear_q6_k_4096x4096_n_r: Float32Array = LOGITS;
-let SC_attend_32x128_kv8: Float32Array = LOGITS;
+let SC_attend_32x128_kv8: Float64Array = new Float64Array(0);
 let H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res: Float32Array = LOGITS;
 let S_linear_q8_0_32000x4096_n: Float32Array = LOGITS;
 const FREQ_linear_q6_k_1024x4096_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
@@ -615,22 +656,25 @@ function route_f32_8x4096_top2_norm(w: Packed, x: Float32Array, xo: number, y: F
 }
 
 /** Σ over the 2 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 4096, ffn 14336 */
-function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(wg: Packed, wu: Packed, wd: Packed, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
+function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(hp: Packed, ea: Float64Array, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
   const h = H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res;
   for (let i = 0; i < 4096; i++) y[yo + i] = r[ro + i];
-  // Only the k selected experts are touched.
+  // Only the k selected experts are touched. The runtime gave each one's gate, up and down byte addresses
+  // in the heap (ea), wherever the expert lives: its resident stack or an expert cache slot.
   for (let j = 0; j < 2; j++) {
-    const e = s[so + j] | 0;
     const weight = s[so + 2 + j];
+    const wg = ea[3 * j];
+    const wu = ea[3 * j + 1];
+    const wd = ea[3 * j + 2];
     for (let f = 0; f < 14336; f++) {
       let gate = 0;
       {
-        const u8 = wg.u8;
-        const i8 = wg.i8;
-        const f32 = wg.f32;
+        const u8 = hp.u8;
+        const i8 = hp.i8;
+        const f32 = hp.f32;
         const f16 = F16;
         const NB = 16;
-        const row = wg.base + e * 33030144 + f * 2304;
+        const row = hp.base + wg + f * 2304;
         let acc = 0;
         {
           let qo = row;
@@ -681,12 +725,12 @@ function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(wg: Packed, wu: Packed, wd: 
       }
       let up = 0;
       {
-        const u8 = wu.u8;
-        const i8 = wu.i8;
-        const f32 = wu.f32;
+        const u8 = hp.u8;
+        const i8 = hp.i8;
+        const f32 = hp.f32;
         const f16 = F16;
         const NB = 16;
-        const row = wu.base + e * 33030144 + f * 2304;
+        const row = hp.base + wu + f * 2304;
         let acc = 0;
         {
           let qo = row;
@@ -742,12 +786,12 @@ function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(wg: Packed, wu: Packed, wd: 
       const x = h;
       const xo = 0;
       for (let i = 0; i < 4096; i++) {
-        const u8 = wd.u8;
-        const i8 = wd.i8;
-        const f32 = wd.f32;
+        const u8 = hp.u8;
+        const i8 = hp.i8;
+        const f32 = hp.f32;
         const f16 = F16;
         const NB = 56;
-        const row = wd.base + e * 33030144 + i * 8064;
+        const row = hp.base + wd + i * 8064;
         let acc = 0;
         {
           let qo = row;
@@ -823,9 +867,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q6_k_1024x4096_n_r = A.subarray(36096, 40192);
     S_linear_q6_k_1024x4096_n = A.subarray(40192, 44288);
     S_linear_q6_k_4096x4096_n_r = A.subarray(44288, 48384);
-    SC_attend_32x128_kv8 = A.subarray(48384, 81152);
-    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(81152, 95488);
-    S_linear_q8_0_32000x4096_n = A.subarray(95488, 99584);
+    SC_attend_32x128_kv8 = new Float64Array(A.buffer, A.byteOffset + 193536, 32768);
+    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(113920, 128256);
+    S_linear_q8_0_32000x4096_n = A.subarray(128256, 132352);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q8_0
   const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32
@@ -837,9 +881,7 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   const W7 = rt.weights["layer.wo"]; // layer.wo [4096,4096] q6_k
   const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [4096] f32
   const W9 = rt.weights["layer.router"]; // layer.router [8,4096] f32
-  const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [8,14336,4096] q4_k
-  const W11 = rt.weights["layer.w_up"]; // layer.w_up [8,14336,4096] q4_k
-  const W12 = rt.weights["layer.w_down"]; // layer.w_down [8,4096,14336] q4_k
+  const HP = rt.heap;
   const KV0K = rt.kv[0];
   const KV0V = rt.kv[1];
   embed_q8_0_32000x4096(W0[0], token, A, 4096, rt.decode);
@@ -852,7 +894,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     linear_q6_k_4096x4096_res(W7[l], A, 8192, A, 4096, A, 0);
     rms_norm_4096(A, 4096, V8[l], A, 8192);
     route_f32_8x4096_top2_norm(W9[l], A, 8192, A, 12288);
-    moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(W10[l], W11[l], W12[l], A, 8192, A, 12288, A, 12304, A, 4096);
+    const E0 = rt.experts(0, l, A, 12288);
+    moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(HP, E0, A, 8192, A, 12288, A, 12304, A, 4096);
+    rt.prefetch(0, l, A, 12304);
     A.copyWithin(0, 12304, 16400);
   }
   linear_q8_0_32000x4096_n(W2[0], A, 0, V1[0], A, 4096);

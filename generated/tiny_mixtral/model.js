@@ -156,12 +156,27 @@ export const manifest = {
             "headDim": 16
         }
     ],
+    "moe": [
+        {
+            "gate": "layer.w_gate",
+            "up": "layer.w_up",
+            "down": "layer.w_down",
+            "router": "layer.router",
+            "experts": 4,
+            "topK": 2,
+            "layers": 2,
+            "norm": "layer.ffn_norm",
+            "eps": 0.00001
+        }
+    ],
     "maxContext": 256,
     "vocab": 256,
-    "arenaBytes": 4480
+    "arenaBytes": 5504
 };
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKyAkFCgAgAEECdCoCAAu4AwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyARIA79pwH9+gEgCP0AAgD95gH95AEhESARIA79qAH9+gEgCP0AAhD95gH95AEhESARIA/9pwH9+gEgCP0AAiD95gH95AEhESARIA/9qAH9+gEgCP0AAjD95gH95AEhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gESAO/acB/foBIAj9AAJA/eYB/eQBIREgESAO/agB/foBIAj9AAJQ/eYB/eQBIREgESAP/acB/foBIAj9AAJg/eYB/eQBIREgESAP/agB/foBIAj9AAJw/eYB/eQBIREgDSARIAcvAAAQAP0T/eYB/eQBIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsLnAECA38BeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQlBACEIA0AgCSAAIAhq/QACACAHIAhq/QACAP3mAf3kASEJIAhBEGoiCEHAAEkNAAsgAiAGQQJ0aiAFIAn9HwAgCf0fAZIgCf0fAiAJ/R8DkpKUOAIAIAdBgAFqIQcgBkEBaiEGDAALCwuoAQIDfwF7QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0GAAWxqIQYCQANAIAUgBEoNASAAIAVBAnRqKgIA/RMhCEEAIQcDQCACIAdqIAIgB2r9AAIAIAggBiAHav0AAgD95gH95AH9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC7gDAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQK/AoFCgAgAEECdCoCAAu4AwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyARIA79pwH9+gEgCP0AAgD95gH95AEhESARIA79qAH9+gEgCP0AAhD95gH95AEhESARIA/9pwH9+gEgCP0AAiD95gH95AEhESARIA/9qAH9+gEgCP0AAjD95gH95AEhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gESAO/acB/foBIAj9AAJA/eYB/eQBIREgESAO/agB/foBIAj9AAJQ/eYB/eQBIREgESAP/acB/foBIAj9AAJg/eYB/eQBIREgESAP/agB/foBIAj9AAJw/eYB/eQBIREgDSARIAcvAAAQAP0T/eYB/eQBIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC7gDAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKxgoFCgAgAEECdCoCAAudAwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyAO/acB/foBIAj9AAIAIBH9hQIhESAO/agB/foBIAj9AAIQIBH9hQIhESAP/acB/foBIAj9AAIgIBH9hQIhESAP/agB/foBIAj9AAIwIBH9hQIhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gDv2nAf36ASAI/QACQCAR/YUCIREgDv2oAf36ASAI/QACUCAR/YUCIREgD/2nAf36ASAI/QACYCAR/YUCIREgD/2oAf36ASAI/QACcCAR/YUCIREgESAHLwAAEAD9EyAN/YUCIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC50DAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIA79pwH9+gEgCP0AAgAgEf2FAiERIA79qAH9+gEgCP0AAhAgEf2FAiERIA/9pwH9+gEgCP0AAiAgEf2FAiERIA/9qAH9+gEgCP0AAjAgEf2FAiERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyAO/acB/foBIAj9AAJAIBH9hQIhESAO/agB/foBIAj9AAJQIBH9hQIhESAP/acB/foBIAj9AAJgIBH9hQIhESAP/agB/foBIAj9AAJwIBH9hQIhESARIAcvAAAQAP0TIA39hQIhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -210,34 +225,40 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
         (br $rows)))
   )
 
-  ;; Attention over one KV head's cache (rows of 32 floats, the head's 16 at byte offset kvo).
-  ;; qk_16_32: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 32 floats; k and v point at the head's 16).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_16_32: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 128))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 128)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 16 floats, overwritten).
+  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 16 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_16_32") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -247,12 +268,17 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
         (local.set $row (i32.add (local.get $row) (i32.const 128)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -307,7 +333,7 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
 let S_linear_q8_0_32x64_n_r = LOGITS;
 let S_linear_q8_0_32x64_n = LOGITS;
 let S_linear_q8_0_64x64_n_r = LOGITS;
-let SC_attend_4x16_kv2 = LOGITS;
+let SC_attend_4x16_kv2 = new Float64Array(0);
 let H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
@@ -485,21 +511,24 @@ function route_f32_4x64_top2_norm(w, x, xo, y, yo) {
         y[yo + 2 + j] /= chosen;
 }
 /** Σ over the 2 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 96 */
-function moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(wg, wu, wd, x, xo, s, so, y, yo, r, ro) {
+function moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(hp, ea, x, xo, s, so, y, yo, r, ro) {
     const h = H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res;
     for (let i = 0; i < 64; i++)
         y[yo + i] = r[ro + i];
-    // Only the k selected experts are touched.
+    // Only the k selected experts are touched. The runtime gave each one's gate, up and down byte addresses
+    // in the heap (ea), wherever the expert lives: its resident stack or an expert cache slot.
     for (let j = 0; j < 2; j++) {
-        const e = s[so + j] | 0;
         const weight = s[so + 2 + j];
-        K.mv_q8_0_64(wg.base + e * 6528, x.byteOffset + 4 * xo, G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset, 0, 96, 1, 0);
-        K.mv_q8_0_64(wu.base + e * 6528, x.byteOffset + 4 * xo, U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset, 0, 96, 1, 0);
+        const wg = ea[3 * j];
+        const wu = ea[3 * j + 1];
+        const wd = ea[3 * j + 2];
+        K.mv_q8_0_64(wg, x.byteOffset + 4 * xo, G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset, 0, 96, 1, 0);
+        K.mv_q8_0_64(wu, x.byteOffset + 4 * xo, U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset, 0, 96, 1, 0);
         for (let f = 0; f < 96; f++) {
             const gate = G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res[f];
             h[f] = (gate / (1 + Math.exp(-gate))) * U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res[f];
         }
-        K.mv_q8_0_96(wd.base + e * 6528, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
+        K.mv_q8_0_96(wd, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
     }
 }
 /** y = W·x over rms_norm(x): W is [256, 64] q8_0 */
@@ -526,11 +555,11 @@ export function forward(rt, token, pos) {
         S_linear_q8_0_32x64_n_r = A.subarray(320, 384);
         S_linear_q8_0_32x64_n = A.subarray(384, 448);
         S_linear_q8_0_64x64_n_r = A.subarray(448, 512);
-        SC_attend_4x16_kv2 = A.subarray(512, 768);
-        H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(768, 864);
-        G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(864, 960);
-        U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(960, 1056);
-        S_linear_q8_0_256x64_n = A.subarray(1056, 1120);
+        SC_attend_4x16_kv2 = new Float64Array(A.buffer, A.byteOffset + 2048, 256);
+        H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(1024, 1120);
+        G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(1120, 1216);
+        U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(1216, 1312);
+        S_linear_q8_0_256x64_n = A.subarray(1312, 1376);
     }
     const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] q8_0
     const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
@@ -542,9 +571,7 @@ export function forward(rt, token, pos) {
     const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] q8_0
     const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
     const W9 = rt.weights["layer.router"]; // layer.router [4,64] f32
-    const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [4,96,64] q8_0
-    const W11 = rt.weights["layer.w_up"]; // layer.w_up [4,96,64] q8_0
-    const W12 = rt.weights["layer.w_down"]; // layer.w_down [4,64,96] q8_0
+    const HP = rt.heap;
     const KV0K = rt.kv[0];
     const KV0V = rt.kv[1];
     embed_q8_0_256x64(W0[0], token, A, 0, rt.decode);
@@ -557,7 +584,9 @@ export function forward(rt, token, pos) {
         linear_q8_0_64x64_res(W7[l], A, 64, A, 0, A, 256);
         rms_norm_64(A, 0, V8[l], A, 64);
         route_f32_4x64_top2_norm(W9[l], A, 64, A, 192);
-        moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(W10[l], W11[l], W12[l], A, 64, A, 192, A, 128, A, 0);
+        const E0 = rt.experts(0, l, A, 192);
+        moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res(HP, E0, A, 64, A, 192, A, 128, A, 0);
+        rt.prefetch(0, l, A, 128);
         A.copyWithin(256, 128, 192);
     }
     linear_q8_0_256x64_n(W2[0], A, 256, V1[0], A, 0);

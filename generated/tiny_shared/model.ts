@@ -14,6 +14,17 @@ export type Kernel = (...args: number[]) => void;
 
 export type Decode = (scheme: string, src: Uint8Array, dst: Float32Array) => void;
 
+/**
+ * The chosen experts of MoE op `moe` in `layer` (top-k ids at s[so..]): returns their matrices' byte
+ * addresses in the heap, gate, up and down for each pick in order. The runtime loads offloaded experts
+ * into device slots here. The array is the runtime's own, reused: read it before the next call for the op.
+ */
+export type Experts = (moe: number, layer: number, s: Float32Array, so: number) => Float64Array;
+
+/** The residual stream x[xo..] as layer `layer` leaves it: the runtime may guess the next layer's experts
+ * from it (through that layer's norm and router) and load them ahead of their use. */
+export type Prefetch = (moe: number, layer: number, x: Float32Array, xo: number) => void;
+
 /** What the runtime hands the forward pass; every buffer is allocated once, by the runtime. */
 export interface Runtime {
   /** Packed matrices by weight key: one per layer, or one. */
@@ -28,6 +39,10 @@ export interface Runtime {
   decode: Decode;
   /** This module's WebAssembly kernels, instantiated by the runtime over the heap. */
   kernels: Record<string, Kernel>;
+  /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
+  heap: Packed;
+  experts: Experts;
+  prefetch: Prefetch;
 }
 
 let F16: Float32Array = new Float32Array(0);
@@ -210,13 +225,28 @@ export const manifest = {
       "headDim": 16
     }
   ],
+  "moe": [
+    {
+      "gate": "layer.gate",
+      "up": "layer.up",
+      "down": "layer.down",
+      "router": "layer.router",
+      "experts": 8,
+      "topK": 4,
+      "layers": 2,
+      "norm": "layer.ffn_norm",
+      "eps": 0.000001
+    }
+  ],
   "maxContext": 128,
   "vocab": 256,
-  "arenaBytes": 4224
+  "arenaBytes": 4736
 } as const;
 
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUKzggGCgAgAEECdCoCAAv8AQMFfwF9BXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC5wBAgN/AXsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJQQAhCANAIAkgACAIav0AAgAgByAIav0AAgD95gH95AEhCSAIQRBqIghBwABJDQALIAIgBkECdGogBSAJ/R8AIAn9HwGSIAn9HwIgCf0fA5KSlDgCACAHQcAAaiEHIAZBAWohBgwACwsLqAECA38Be0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBwABsaiEGAkADQCAFIARKDQEgACAFQQJ0aioCAP0TIQhBACEHA0AgAiAHaiACIAdq/QACACAIIAYgB2r9AAIA/eYB/eQB/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwv8AQMFfwF9BXsgAyEJIAAgA0GAAWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/wBAwV/AX0FeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNAIA0gB/0AAgAgCP0AAgD95gH95AEhDSANIAf9AAIQIAj9AAIQ/eYB/eQBIQ0gDSAH/QACICAI/QACIP3mAf3kASENIA0gB/0AAjAgCP0AAjD95gH95AEhDSAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUKggoGCgAgAEECdCoCAAv8AQMFfwF9BXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/MBAgN/BHsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBwABJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQcAAaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0HAAGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwv8AQMFfwF9BXsgAyEJIAAgA0GAAWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCANIAf9AAIAIAj9AAIA/eYB/eQBIQ0gDSAH/QACECAI/QACEP3mAf3kASENIA0gB/0AAiAgCP0AAiD95gH95AEhDSANIAf9AAIwIAj9AAIw/eYB/eQBIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/wBAwV/AX0FeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNAIA0gB/0AAgAgCP0AAgD95gH95AEhDSANIAf9AAIQIAj9AAIQ/eYB/eQBIQ0gDSAH/QACICAI/QACIP3mAf3kASENIA0gB/0AAjAgCP0AAjD95gH95AEhDSAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUK3gkGCgAgAEECdCoCAAvwAQMFfwF9BXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCAH/QACACAI/QACACAN/YUCIQ0gB/0AAhAgCP0AAhAgDf2FAiENIAf9AAIgIAj9AAIgIA39hQIhDSAH/QACMCAI/QACMCAN/YUCIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/MBAgN/BHsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBwABJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQcAAaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0HAAGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwvwAQMFfwF9BXsgAyEJIAAgA0GAAWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQCAH/QACACAI/QACACAN/YUCIQ0gB/0AAhAgCP0AAhAgDf2FAiENIAf9AAIgIAj9AAIgIA39hQIhDSAH/QACMCAI/QACMCAN/YUCIQ0gB0HAAGohByAIQcAAaiEIIApBAWoiCkECSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLC/ABAwV/AX0FeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNAIAf9AAIAIAj9AAIAIA39hQIhDSAH/QACECAI/QACECAN/YUCIQ0gB/0AAiAgCP0AAiAgDf2FAiENIAf9AAIwIAj9AAIwIA39hQIhDSAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -255,34 +285,40 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
         (br $rows)))
   )
 
-  ;; Attention over one KV head's cache (rows of 16 floats, the head's 16 at byte offset kvo).
-  ;; qk_16_16: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_16_16") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 16 floats; k and v point at the head's 16).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_16_16: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_16_16") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 64))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 64)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_16_16: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 16 floats, overwritten).
+  ;; av_16_16: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 16 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_16_16") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -292,12 +328,17 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
         (local.set $row (i32.add (local.get $row) (i32.const 64)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -376,7 +417,7 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
 let S_linear_f32_16x64_n_r: Float32Array = LOGITS;
 let S_linear_f32_16x64_n: Float32Array = LOGITS;
 let S_linear_f32_64x64_n_r: Float32Array = LOGITS;
-let SC_attend_4x16_kv1: Float32Array = LOGITS;
+let SC_attend_4x16_kv1: Float64Array = new Float64Array(0);
 let H_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
 let U_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
@@ -543,20 +584,23 @@ function route_f32_8x64_top4(w: Packed, x: Float32Array, xo: number, y: Float32A
 }
 
 /** Σ over the 4 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 32 */
-function moe_ffn_f32_f32_f32_64x32_top4_res(wg: Packed, wu: Packed, wd: Packed, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
+function moe_ffn_f32_f32_f32_64x32_top4_res(hp: Packed, ea: Float64Array, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
   const h = H_moe_ffn_f32_f32_f32_64x32_top4_res;
   for (let i = 0; i < 64; i++) y[yo + i] = r[ro + i];
-  // Only the k selected experts are touched.
+  // Only the k selected experts are touched. The runtime gave each one's gate, up and down byte addresses
+  // in the heap (ea), wherever the expert lives: its resident stack or an expert cache slot.
   for (let j = 0; j < 4; j++) {
-    const e = s[so + j] | 0;
     const weight = s[so + 4 + j];
-    K.mv_f32_64(wg.base + e * 8192, x.byteOffset + 4 * xo, G_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset, 0, 32, 1, 0);
-    K.mv_f32_64(wu.base + e * 8192, x.byteOffset + 4 * xo, U_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset, 0, 32, 1, 0);
+    const wg = ea[3 * j];
+    const wu = ea[3 * j + 1];
+    const wd = ea[3 * j + 2];
+    K.mv_f32_64(wg, x.byteOffset + 4 * xo, G_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset, 0, 32, 1, 0);
+    K.mv_f32_64(wu, x.byteOffset + 4 * xo, U_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset, 0, 32, 1, 0);
     for (let f = 0; f < 32; f++) {
       const gate = G_moe_ffn_f32_f32_f32_64x32_top4_res[f];
       h[f] = (gate / (1 + Math.exp(-gate))) * U_moe_ffn_f32_f32_f32_64x32_top4_res[f];
     }
-    K.mv_f32_32(wd.base + e * 8192, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
+    K.mv_f32_32(wd, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
   }
 }
 
@@ -600,13 +644,13 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_f32_16x64_n_r = A.subarray(320, 384);
     S_linear_f32_16x64_n = A.subarray(384, 448);
     S_linear_f32_64x64_n_r = A.subarray(448, 512);
-    SC_attend_4x16_kv1 = A.subarray(512, 640);
-    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(640, 672);
-    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(672, 704);
-    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(704, 736);
-    G_gate_up_f32_f32_128x64 = A.subarray(736, 864);
-    U_gate_up_f32_f32_128x64 = A.subarray(864, 992);
-    S_linear_f32_256x64_n = A.subarray(992, 1056);
+    SC_attend_4x16_kv1 = new Float64Array(A.buffer, A.byteOffset + 2048, 128);
+    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(768, 800);
+    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(800, 832);
+    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(832, 864);
+    G_gate_up_f32_f32_128x64 = A.subarray(864, 992);
+    U_gate_up_f32_f32_128x64 = A.subarray(992, 1120);
+    S_linear_f32_256x64_n = A.subarray(1120, 1184);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
   const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
@@ -617,12 +661,10 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   const W6 = rt.weights["layer.wo"]; // layer.wo [64,64] f32
   const V7 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
   const W8 = rt.weights["layer.router"]; // layer.router [8,64] f32
-  const W9 = rt.weights["layer.gate"]; // layer.gate [8,32,64] f32
-  const W10 = rt.weights["layer.up"]; // layer.up [8,32,64] f32
-  const W11 = rt.weights["layer.down"]; // layer.down [8,64,32] f32
   const W12 = rt.weights["layer.sh_gate"]; // layer.sh_gate [128,64] f32
   const W13 = rt.weights["layer.sh_up"]; // layer.sh_up [128,64] f32
   const W14 = rt.weights["layer.sh_down"]; // layer.sh_down [64,128] f32
+  const HP = rt.heap;
   const KV0K = rt.kv[0];
   const KV0V = rt.kv[1];
   embed_f32_256x64(W0[0], token, A, 0, rt.decode);
@@ -635,7 +677,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     linear_f32_64x64_res(W6[l], A, 64, A, 128, A, 256);
     rms_norm_64(A, 128, V7[l], A, 0);
     route_f32_8x64_top4(W8[l], A, 0, A, 64);
-    moe_ffn_f32_f32_f32_64x32_top4_res(W9[l], W10[l], W11[l], A, 0, A, 64, A, 192, A, 128);
+    const E0 = rt.experts(0, l, A, 64);
+    moe_ffn_f32_f32_f32_64x32_top4_res(HP, E0, A, 0, A, 64, A, 192, A, 128);
+    rt.prefetch(0, l, A, 192);
     gate_up_f32_f32_128x64(W12[l], W13[l], A, 0, A, 64);
     linear_f32_64x128_res(W14[l], A, 64, A, 0, A, 192);
     A.copyWithin(256, 0, 64);

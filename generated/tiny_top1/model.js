@@ -156,12 +156,27 @@ export const manifest = {
             "headDim": 16
         }
     ],
+    "moe": [
+        {
+            "gate": "layer.w_gate",
+            "up": "layer.w_up",
+            "down": "layer.w_down",
+            "router": "layer.router",
+            "experts": 8,
+            "topK": 1,
+            "layers": 2,
+            "norm": "layer.ffn_norm",
+            "eps": 0.00001
+        }
+    ],
     "maxContext": 256,
     "vocab": 256,
-    "arenaBytes": 4480
+    "arenaBytes": 5504
 };
-/** The WebAssembly kernels (text in the comment below), assembled; base64. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHLwQJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECtAGBQoAIABBAnQqAgAL/AEDBX8BfQV7IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgDSAH/QACACAI/QACAP3mAf3kASENIA0gB/0AAhAgCP0AAhD95gH95AEhDSANIAf9AAIgIAj9AAIg/eYB/eQBIQ0gDSAH/QACMCAI/QACMP3mAf3kASENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwucAQIDfwF7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCUEAIQgDQCAJIAAgCGr9AAIAIAcgCGr9AAIA/eYB/eQBIQkgCEEQaiIIQcAASQ0ACyACIAZBAnRqIAUgCf0fACAJ/R8BkiAJ/R8CIAn9HwOSkpQ4AgAgB0GAAWohByAGQQFqIQYMAAsLC6gBAgN/AXtBACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUECdGoqAgD9EyEIQQAhBwNAIAIgB2ogAiAHav0AAgAgCCAGIAdq/QACAP3mAf3kAf0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsL/AEDBX8BfQV7IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgDSAH/QACACAI/QACAP3mAf3kASENIA0gB/0AAhAgCP0AAhD95gH95AEhDSANIAf9AAIgIAj9AAIg/eYB/eQBIQ0gDSAH/QACMCAI/QACMP3mAf3kASENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
+ * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHLwQJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECoQIBQoAIABBAnQqAgAL/AEDBX8BfQV7IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgDSAH/QACACAI/QACAP3mAf3kASENIA0gB/0AAhAgCP0AAhD95gH95AEhDSANIAf9AAIgIAj9AAIg/eYB/eQBIQ0gDSAH/QACMCAI/QACMP3mAf3kASENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsL/AEDBX8BfQV7IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgDSAH/QACACAI/QACAP3mAf3kASENIA0gB/0AAhAgCP0AAhD95gH95AEhDSANIAf9AAIgIAj9AAIg/eYB/eQBIQ0gDSAH/QACMCAI/QACMP3mAf3kASENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHLwQJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECuwHBQoAIABBAnQqAgAL8AEDBX8BfQV7IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgB/0AAgAgCP0AAgAgDf2FAiENIAf9AAIQIAj9AAIQIA39hQIhDSAH/QACICAI/QACICAN/YUCIQ0gB/0AAjAgCP0AAjAgDf2FAiENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsL8AEDBX8BfQV7IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0AgB/0AAgAgCP0AAgAgDf2FAiENIAf9AAIQIAj9AAIQIA39hQIhDSAH/QACICAI/QACICAN/YUCIQ0gB/0AAjAgCP0AAjAgDf2FAiENIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -200,34 +215,40 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
         (br $rows)))
   )
 
-  ;; Attention over one KV head's cache (rows of 32 floats, the head's 16 at byte offset kvo).
-  ;; qk_16_32: s[p] = scale · q·k_p for first ≤ p ≤ last.
-  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f32)
-    (local $p i32) (local $row i32) (local $d i32) (local $acc v128)
+  ;; Attention over one KV head's cache (rows of 32 floats; k and v point at the head's 16).
+  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
+  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
+  ;; qk_16_32: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
+  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
+    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
     (local.set $p (local.get $first))
     (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 128))))
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
-            (v128.load align=4 (i32.add (local.get $q) (local.get $d)))
-            (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
+          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
+            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
+          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
+            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-        (f32.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 2)))
-          (f32.mul (local.get $scale)
-            (f32.add
-              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
+          (f64.mul (local.get $scale)
+            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
         (local.set $row (i32.add (local.get $row) (i32.const 128)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $positions)))
   )
-  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (y is 16 floats, overwritten).
+  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 16 floats, overwritten), each
+  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
   (func (export "av_16_32") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128)
+    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
     (local.set $d (i32.const 0))
     (loop $clear
       (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
@@ -237,12 +258,17 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
     (block $done
       (loop $positions
         (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f32x4.splat (f32.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 2))))))
+        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (f32x4.add
-            (v128.load align=4 (i32.add (local.get $y) (local.get $d)))
-            (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+          (local.set $at (i32.add (local.get $y) (local.get $d)))
+          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
+          (local.set $t (v128.load align=4 (local.get $at)))
+          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
+            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
+              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
         (local.set $row (i32.add (local.get $row) (i32.const 128)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -287,7 +313,7 @@ export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fQBgBX9/f39/AAI
 let S_linear_f32_32x64_n_r = LOGITS;
 let S_linear_f32_32x64_n = LOGITS;
 let S_linear_f32_64x64_n_r = LOGITS;
-let SC_attend_4x16_kv2 = LOGITS;
+let SC_attend_4x16_kv2 = new Float64Array(0);
 let H_moe_ffn_f32_f32_f32_64x96_top1_res = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x96_top1_res = LOGITS;
 let U_moe_ffn_f32_f32_f32_64x96_top1_res = LOGITS;
@@ -465,21 +491,24 @@ function route_f32_8x64_top1_norm(w, x, xo, y, yo) {
         y[yo + 1 + j] /= chosen;
 }
 /** Σ over the 1 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 96 */
-function moe_ffn_f32_f32_f32_64x96_top1_res(wg, wu, wd, x, xo, s, so, y, yo, r, ro) {
+function moe_ffn_f32_f32_f32_64x96_top1_res(hp, ea, x, xo, s, so, y, yo, r, ro) {
     const h = H_moe_ffn_f32_f32_f32_64x96_top1_res;
     for (let i = 0; i < 64; i++)
         y[yo + i] = r[ro + i];
-    // Only the k selected experts are touched.
+    // Only the k selected experts are touched. The runtime gave each one's gate, up and down byte addresses
+    // in the heap (ea), wherever the expert lives: its resident stack or an expert cache slot.
     for (let j = 0; j < 1; j++) {
-        const e = s[so + j] | 0;
         const weight = s[so + 1 + j];
-        K.mv_f32_64(wg.base + e * 24576, x.byteOffset + 4 * xo, G_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset, 0, 96, 1, 0);
-        K.mv_f32_64(wu.base + e * 24576, x.byteOffset + 4 * xo, U_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset, 0, 96, 1, 0);
+        const wg = ea[3 * j];
+        const wu = ea[3 * j + 1];
+        const wd = ea[3 * j + 2];
+        K.mv_f32_64(wg, x.byteOffset + 4 * xo, G_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset, 0, 96, 1, 0);
+        K.mv_f32_64(wu, x.byteOffset + 4 * xo, U_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset, 0, 96, 1, 0);
         for (let f = 0; f < 96; f++) {
             const gate = G_moe_ffn_f32_f32_f32_64x96_top1_res[f];
             h[f] = (gate / (1 + Math.exp(-gate))) * U_moe_ffn_f32_f32_f32_64x96_top1_res[f];
         }
-        K.mv_f32_96(wd.base + e * 24576, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
+        K.mv_f32_96(wd, h.byteOffset, y.byteOffset + 4 * yo, 0, 64, weight, 1);
     }
 }
 /** y = W·x over rms_norm(x): W is [256, 64] f32 */
@@ -506,11 +535,11 @@ export function forward(rt, token, pos) {
         S_linear_f32_32x64_n_r = A.subarray(320, 384);
         S_linear_f32_32x64_n = A.subarray(384, 448);
         S_linear_f32_64x64_n_r = A.subarray(448, 512);
-        SC_attend_4x16_kv2 = A.subarray(512, 768);
-        H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(768, 864);
-        G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(864, 960);
-        U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(960, 1056);
-        S_linear_f32_256x64_n = A.subarray(1056, 1120);
+        SC_attend_4x16_kv2 = new Float64Array(A.buffer, A.byteOffset + 2048, 256);
+        H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1024, 1120);
+        G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1120, 1216);
+        U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1216, 1312);
+        S_linear_f32_256x64_n = A.subarray(1312, 1376);
     }
     const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
     const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
@@ -522,9 +551,7 @@ export function forward(rt, token, pos) {
     const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] f32
     const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
     const W9 = rt.weights["layer.router"]; // layer.router [8,64] f32
-    const W10 = rt.weights["layer.w_gate"]; // layer.w_gate [8,96,64] f32
-    const W11 = rt.weights["layer.w_up"]; // layer.w_up [8,96,64] f32
-    const W12 = rt.weights["layer.w_down"]; // layer.w_down [8,64,96] f32
+    const HP = rt.heap;
     const KV0K = rt.kv[0];
     const KV0V = rt.kv[1];
     embed_f32_256x64(W0[0], token, A, 0, rt.decode);
@@ -537,7 +564,9 @@ export function forward(rt, token, pos) {
         linear_f32_64x64_res(W7[l], A, 64, A, 0, A, 256);
         rms_norm_64(A, 0, V8[l], A, 64);
         route_f32_8x64_top1_norm(W9[l], A, 64, A, 192);
-        moe_ffn_f32_f32_f32_64x96_top1_res(W10[l], W11[l], W12[l], A, 64, A, 192, A, 128, A, 0);
+        const E0 = rt.experts(0, l, A, 192);
+        moe_ffn_f32_f32_f32_64x96_top1_res(HP, E0, A, 64, A, 192, A, 128, A, 0);
+        rt.prefetch(0, l, A, 128);
         A.copyWithin(256, 128, 192);
     }
     linear_f32_256x64_n(W2[0], A, 256, V1[0], A, 0);

@@ -67,6 +67,8 @@ export class ExpertCache {
   /** Slots filled so far per layer: empty slots are taken in order before anything is evicted. */
   private readonly filled: Int32Array;
   private readonly policies: EvictionPolicy[];
+  /** The eviction policy's name ("lru", "lfu", …). */
+  readonly policyName: string;
   /** The experts of the call in progress; never chosen as victims. */
   private readonly pinned = new Set<number>();
   private s: ExpertCacheStats = emptyStats();
@@ -95,6 +97,7 @@ export class ExpertCache {
     this.source = o.source;
     const make = typeof o.policy === "function" ? o.policy : policyByName(o.policy ?? "lru");
     this.policies = Array.from({ length: o.layers }, () => make());
+    this.policyName = this.policies[0]!.name;
     const slots = o.layers * o.slotsPerLayer;
     this.offsets = new Float64Array(slots);
     for (let i = 0; i < slots; i++) this.offsets[i] = o.alloc(EXPERT_SLOTS_LABEL, this.slotBytes);
@@ -129,8 +132,12 @@ export class ExpertCache {
    * evicts another while they are loaded.
    */
   locateAll(layer: number, experts: ArrayLike<number>): number[] {
+    return this.locateInto(layer, experts, new Array<number>(experts.length));
+  }
+
+  /** locateAll into `out` (the forward pass's own array, so a token allocates nothing); returns `out`. */
+  locateInto<T extends { [i: number]: number }>(layer: number, experts: ArrayLike<number>, out: T): T {
     this.checkCall(layer, experts, "locateAll");
-    const out = new Array<number>(experts.length);
     try {
       for (let i = 0; i < experts.length; i++) this.pinned.add(experts[i]!);
       for (let i = 0; i < experts.length; i++) out[i] = this.demand(layer, experts[i]!);
@@ -146,11 +153,11 @@ export class ExpertCache {
    */
   prefetch(layer: number, experts: ArrayLike<number>): void {
     const n = Math.min(experts.length, this.slotsPerLayer);
-    const wanted = Array.from({ length: n }, (_, i) => experts[i]!);
-    this.checkCall(layer, wanted, "prefetch");
+    for (let i = 0; i < n; i++) this.check(layer, experts[i]!);
     try {
-      for (const e of wanted) this.pinned.add(e);
-      for (const e of wanted) {
+      for (let i = 0; i < n; i++) this.pinned.add(experts[i]!);
+      for (let i = 0; i < n; i++) {
+        const e = experts[i]!;
         if (this.slotOf[layer * this.experts + e]! >= 0) continue;
         const slot = this.load(layer, e);
         this.unusedPrefetch[layer * this.slotsPerLayer + slot] = 1;

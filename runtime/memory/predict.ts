@@ -86,3 +86,40 @@ export function predictExperts(
 ): number[] {
   return topK(routerLogits(next.router, next.norm, next.eps, x, scratch), k);
 }
+
+/**
+ * predictExperts without allocating, for the forward pass: the hidden state is x[xo .. xo + hidden), the
+ * router's logits go to `logits` (at least `experts` long), the k ids to `out` (largest first, lower id
+ * first among equals).
+ */
+export function predictInto(
+  next: NextRouter,
+  x: Float32Array,
+  xo: number,
+  logits: Float32Array,
+  out: Int32Array,
+): void {
+  const { router, norm, eps } = next;
+  const h = norm.length;
+  const experts = router.length / h;
+  let ss = 0;
+  for (let i = 0; i < h; i++) ss += x[xo + i]! * x[xo + i]!;
+  const r = 1 / Math.sqrt(ss / h + eps);
+  for (let e = 0; e < experts; e++) {
+    let acc = 0;
+    const row = e * h;
+    for (let i = 0; i < h; i++) acc += router[row + i]! * norm[i]! * x[xo + i]!;
+    logits[e] = acc * r;
+  }
+  const k = out.length;
+  let n = 0;
+  for (let e = 0; e < experts; e++) {
+    // Insertion into the short sorted list, as topK.
+    let at = n;
+    while (at > 0 && logits[out[at - 1]!]! < logits[e]!) at--;
+    if (at >= k) continue;
+    for (let j = Math.min(n, k - 1); j > at; j--) out[j] = out[j - 1]!;
+    out[at] = e;
+    if (n < k) n++;
+  }
+}
