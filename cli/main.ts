@@ -139,6 +139,17 @@ program
   .option("--chat", "the prompt is a user message, rendered with the model's chat template")
   .option("--quant <scheme>", "for a safetensors checkpoint: the scheme of every matrix (default f32)")
   .option("--threads <n>", "threads for the kernels (default: every core)")
+  .option(
+    "--vram <size>",
+    "device memory budget, e.g. 512MiB; experts that do not fit go to an expert cache (default and most: the CPU heap's 4 GiB)",
+  )
+  .option(
+    "--host-memory <size>",
+    "host memory for the offloaded experts; when they need more, they are read from the GGUF file",
+  )
+  .option("--policy <name>", "expert cache eviction: lru (default) or lfu")
+  .option("--no-prefetch", "do not load the next layer's guessed experts ahead of their use")
+  .option("--stats", "print the device peak, expert cache hits, misses and bytes loaded")
   .action(guarded(runCommand));
 
 program

@@ -2,9 +2,13 @@ import { availableParallelism } from "node:os";
 import pc from "picocolors";
 import { renderChat } from "../../runtime/chat-template.ts";
 import { generate } from "../../runtime/generate.ts";
+import { HEAP_LIMIT } from "../../runtime/heap.ts";
+import { formatMemoryStats } from "../../runtime/memory/memory-stats.ts";
+import { policyByName } from "../../runtime/memory/policy.ts";
 import { ModelInstance } from "../../runtime/model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
 import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
+import { formatBytes, parseSize } from "../../runtime/units.ts";
 import { loadForRun } from "../model-source.ts";
 import { slowProgress } from "../progress.ts";
 import { UserError } from "../user-error.ts";
@@ -28,6 +32,47 @@ export interface RunOptions {
   quant?: string;
   /** Threads for the kernels (default: the machine's cores). */
   threads?: string;
+  /** Device memory budget (a size); experts that do not fit go to an expert cache. */
+  vram?: string;
+  /** Host memory for offloaded experts (a size); beyond it they are read from the GGUF file. */
+  hostMemory?: string;
+  /** Print the memory stats line. */
+  stats?: boolean;
+  /** Expert cache eviction policy: lru or lfu. */
+  policy?: string;
+  /** false with --no-prefetch. */
+  prefetch?: boolean;
+}
+
+/** `--vram` / `--host-memory`: a size with a unit or a number of bytes, more than zero. */
+export function sizeOption(name: string, text: string): number {
+  const b = parseSize(text);
+  if (b === undefined) {
+    throw new UserError(`${name}: \`${text}\` is not a size (try 512MiB, 24GiB, 80GB or a number of bytes)`);
+  }
+  if (b <= 0) throw new UserError(`${name}: the budget must be more than 0 bytes, found \`${text}\``);
+  return b;
+}
+
+/** The memory flags of `moec run`, checked before anything loads. */
+export function memoryOptions(o: Pick<RunOptions, "vram" | "hostMemory" | "policy" | "prefetch">) {
+  const cacheFlags = [
+    o.hostMemory !== undefined ? "--host-memory" : "",
+    o.policy !== undefined ? "--policy" : "",
+    o.prefetch === false ? "--no-prefetch" : "",
+  ].filter(Boolean);
+  if (o.vram === undefined && cacheFlags.length) {
+    throw new UserError(
+      `${cacheFlags.join(", ")} ${cacheFlags.length === 1 ? "applies" : "apply"} to the expert cache, which --vram SIZE sets up: give --vram too`,
+    );
+  }
+  if (o.policy !== undefined) policyByName(o.policy);
+  return {
+    deviceBudget: o.vram === undefined ? undefined : sizeOption("--vram", o.vram),
+    hostBudget: o.hostMemory === undefined ? undefined : sizeOption("--host-memory", o.hostMemory),
+    policy: o.policy,
+    prefetch: o.prefetch ?? true,
+  };
 }
 
 /** `--threads`: a whole number from 1 to 256; the default is every core this process may use. */
@@ -63,6 +108,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
   };
   const context = o.context === undefined ? undefined : number("--context", o.context, true);
   const threads = threadCount(o.threads);
+  const memory = memoryOptions(o);
   const started = performance.now();
   const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant });
   let model: ModelInstance | undefined;
@@ -91,14 +137,37 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     }
     const progress = o.json ? undefined : slowProgress("loading weights");
     try {
-      model = new ModelInstance(loaded.module, loaded.weights, { onProgress: progress?.update, threads });
+      model = new ModelInstance(loaded.module, loaded.weights, {
+        onProgress: progress?.update,
+        threads,
+        ...memory,
+        // Offloaded experts beyond --host-memory are read from the file itself: only a GGUF has them as is.
+        expertFile: loaded.format === "gguf" ? o.weights : undefined,
+      });
     } finally {
       progress?.stop();
     }
     const loadMs = performance.now() - started;
     const m = loaded.module.manifest;
-    if (!o.json)
+    if (!o.json) {
       process.stderr.write(pc.dim(`${m.model} (${loaded.origin}), loaded in ${loadMs.toFixed(0)} ms\n`));
+      if (memory.deviceBudget !== undefined && memory.deviceBudget > HEAP_LIMIT) {
+        process.stderr.write(
+          pc.dim(
+            `--vram ${o.vram}: the CPU backend's device is its heap, which holds at most ${formatBytes(HEAP_LIMIT)}\n`,
+          ),
+        );
+      }
+      const placed = model.rt.placed;
+      const cached = placed.caches.map((c) => `${c.slotsPerLayer} of ${c.experts}`).join(", ");
+      if (cached) {
+        process.stderr.write(
+          pc.dim(
+            `expert cache: ${cached} experts per layer on the device, the rest ${placed.origin === "file" ? `read from ${o.weights}` : "in host memory"} (${placed.caches[0]!.policyName}${memory.prefetch ? ", prefetch" : ""})\n`,
+          ),
+        );
+      }
+    }
     if (!o.json && !o.chat) process.stdout.write(o.prompt);
     const result = generate(model, prompt, {
       maxTokens,
@@ -117,6 +186,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
         text: result.text,
         stop: result.stop,
         timings: { prefill_tok_s: t.prefill_tok_s, decode_tok_s: t.decode_tok_s, load_ms: loadMs },
+        memory: model.memory(),
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } else {
@@ -127,6 +197,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
         ),
       );
     }
+    if (o.stats) process.stderr.write(`${formatMemoryStats(model.memory())}\n`);
   } finally {
     model?.close();
     loaded.close();
