@@ -222,8 +222,8 @@ export const manifest = {
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAr8CgUKACAAQQJ0KgIAC7gDAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLuAMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABArGCgUKACAAQQJ0KgIAC50DAwV/AX0FeyADIQkgACADQaAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIA79pwH9+gEgCP0AAgAgEf2FAiERIA79qAH9+gEgCP0AAhAgEf2FAiERIA/9pwH9+gEgCP0AAiAgEf2FAiERIA/9qAH9+gEgCP0AAjAgEf2FAiERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyAO/acB/foBIAj9AAJAIBH9hQIhESAO/agB/foBIAj9AAJQIBH9hQIhESAP/acB/foBIAj9AAJgIBH9hQIhESAP/agB/foBIAj9AAJwIBH9hQIhESARIAcvAAAQAP0TIA39hQIhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLnQMDBX8BfQV7IAMhCSAAIANB2AtsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gDv2nAf36ASAI/QACACAR/YUCIREgDv2oAf36ASAI/QACECAR/YUCIREgD/2nAf36ASAI/QACICAR/YUCIREgD/2oAf36ASAI/QACMCAR/YUCIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIA79pwH9+gEgCP0AAkAgEf2FAiERIA79qAH9+gEgCP0AAlAgEf2FAiERIA/9pwH9+gEgCP0AAmAgEf2FAiERIA/9qAH9+gEgCP0AAnAgEf2FAiERIBEgBy8AABAA/RMgDf2FAiENIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIA39HwAgDf0fAZIgDf0fAiAN/R8DkpKUIQwgAiAJQQJ0aiELIAYEQCAMIAsqAgCSIQwLIAsgDDgCACAJQQFqIQkMAAsLCw==";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAqiCgUKACAAQQJ0KgIAC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLiwMFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2nAf36ASAI/QACAP3mASAV/agB/foBIAj9AAIQ/eYB/eQBIBb9pwH9+gEgCP0AAiD95gEgFv2oAf36ASAI/QACMP3mAf3kAf3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/acB/foBIAj9AAJA/eYBIBX9qAH9+gEgCP0AAlD95gH95AEgFv2nAf36ASAI/QACYP3mASAW/agB/foBIAj9AAJw/eYB/eQB/eQB/eQBIRggFCAYIAcvAABBAnQqAgD9E/3mAf3kASEUIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAqECgUKACAAQQJ0KgIAC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsL/AIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2oAf36ASAI/QACECAV/acB/foBIAj9AAIA/eYB/YUCIBb9qAH9+gEgCP0AAjAgFv2nAf36ASAI/QACIP3mAf2FAv3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/agB/foBIAj9AAJQIBX9pwH9+gEgCP0AAkD95gH9hQIgFv2oAf36ASAI/QACcCAW/acB/foBIAj9AAJg/eYB/YUC/eQB/eQBIRggGCAHLwAAQQJ0KgIA/RMgFP2FAiEUIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -232,8 +232,10 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
   ;; rows of 512 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 16 steps.
   (func (export "mv_q8_0_512") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $i0 i32) (local $sum f32)
-    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 544))))
     (block $done
@@ -243,20 +245,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v3 (v128.const i32x4 0 0 0 0))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x)))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=0 align=1 (local.get $w)))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
@@ -335,8 +330,10 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
   ;; rows of 1408 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 44 steps.
   (func (export "mv_q8_0_1408") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $i0 i32) (local $sum f32)
-    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 1496))))
     (block $done
@@ -346,20 +343,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v3 (v128.const i32x4 0 0 0 0))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x)))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=0 align=1 (local.get $w)))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))

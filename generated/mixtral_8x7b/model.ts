@@ -217,18 +217,72 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 529408
+  "arenaBytes": 644096
 } as const;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKwwcECgAgAEECdCoCAAvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLuQMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gESAO/acB/foBIAj9AAIA/eYB/eQBIREgESAO/agB/foBIAj9AAIQ/eYB/eQBIREgESAP/acB/foBIAj9AAIg/eYB/eQBIREgESAP/agB/foBIAj9AAIw/eYB/eQBIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIBEgDv2nAf36ASAI/QACQP3mAf3kASERIBEgDv2oAf36ASAI/QACUP3mAf3kASERIBEgD/2nAf36ASAI/QACYP3mAf3kASERIBEgD/2oAf36ASAI/QACcP3mAf3kASERIA0gESAHLwAAEAD9E/3mAf3kASENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/f31/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwUEAAECAwcsAwtxa18xMjhfMTAyNAABC2F2XzEyOF8xMDI0AAIMbXZfcThfMF80MDk2AAMKqAcECgAgAEECdCoCAAvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLngMDBX8BfQV7IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhDSABIQhBACEKA0D9DAAAAAAAAAAAAAAAAAAAAAAhESAH/QAAAv2HASEOIAf9AAAC/YgBIQ8gDv2nAf36ASAI/QACACAR/YUCIREgDv2oAf36ASAI/QACECAR/YUCIREgD/2nAf36ASAI/QACICAR/YUCIREgD/2oAf36ASAI/QACMCAR/YUCIREgB/0AABL9hwEhDiAH/QAAEv2IASEPIA79pwH9+gEgCP0AAkAgEf2FAiERIA79qAH9+gEgCP0AAlAgEf2FAiERIA/9pwH9+gEgCP0AAmAgEf2FAiERIA/9qAH9+gEgCP0AAnAgEf2FAiERIBEgBy8AABAA/RMgDf2FAiENIAdBImohByAIQYABaiEIIApBAWoiCkGAAUkNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwgHAAECAwEBAQdaBgxtdl9xNl9rXzQwOTYAAQtxa18xMjhfMTAyNAACC2F2XzEyOF8xMDI0AAMMbXZfcTRfa180MDk2AAQNbXZfcTRfa18xNDMzNgAFDG12X3E4XzBfNDA5NgAGCqIkBwoAIABBAnQqAgAL9goFBH8BfQR/BH0NeyADIQkgACADQaAabGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAcvANABQQJ0KgIAIRBBACENA0AgByANQQF2QcAAbGogDUEBcUEQbGr9AAAAIRcgByANQQF2QcAAbGogDUEBcUEQbGr9AAAgIRggByANQQF2QSBsaiANQQFxQRBsav0AAIABIRkgF/0MDw8PDw8PDw8PDw8PDw8PD/1OIBlBBP1r/QwwMDAwMDAwMDAwMDAwMDAw/U79UP0MICAgICAgICAgICAgICAgIP1xIhb9hwEhFSAW/YgBIRYgFf2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAIA/eYBIBX9qAH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACEP3mAf3kASAW/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAiD95gEgFv2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAIw/eYB/eQB/eQBIRsgFCAbIBAgByANQQF2QQhsaiANQQFxQQFsaiwAwAGylP0T/eYB/eQBIRQgGP0MDw8PDw8PDw8PDw8PDw8PD/1OIBlBAv1r/QwwMDAwMDAwMDAwMDAwMDAw/U79UP0MICAgICAgICAgICAgICAgIP1xIhb9hwEhFSAW/YgBIRYgFf2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKAAf3mASAV/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AApAB/eYB/eQBIBb9pwH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACoAH95gEgFv2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKwAf3mAf3kAf3kASEbIBQgGyAQIAcgDUEBdkEIbGogDUEBcUEBbGosAMIBspT9E/3mAf3kASEUIBdBBP1tIBn9DDAwMDAwMDAwMDAwMDAwMDD9Tv1Q/QwgICAgICAgICAgICAgICAg/XEiFv2HASEVIBb9iAEhFiAV/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAoAC/eYBIBX9qAH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACkAL95gH95AEgFv2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKgAv3mASAW/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AArAC/eYB/eQB/eQBIRsgFCAbIBAgByANQQF2QQhsaiANQQFxQQFsaiwAxAGylP0T/eYB/eQBIRQgGEEE/W0gGUEC/W39DDAwMDAwMDAwMDAwMDAwMDD9Tv1Q/QwgICAgICAgICAgICAgICAg/XEiFv2HASEVIBb9iAEhFiAV/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAoAD/eYBIBX9qAH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACkAP95gH95AEgFv2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKgA/3mASAW/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AArAD/eYB/eQB/eQBIRsgFCAbIBAgByANQQF2QQhsaiANQQFxQQFsaiwAxgGylP0T/eYB/eQBIRQgDUEBaiINQQRJDQALIAdB0gFqIQcgCEGACGohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsLiAkFBH8BfQR/BH0NeyADIQkgACADQYASbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAcvAABBAnQqAgAhECAHLwACQQJ0KgIAIREgB/0AAAQhGiAaIBr9DQABAgMAAQIDBAUGBwQFBgdBAv1t/QwAAAAAMDAwMAAAAAAwMDAw/U4gGiAa/Q0AAQIDCAkKCwQFBgcICQoLIhr9DD8/Pz8PDw8PPz8/PwAAAAD9TiAaQQT9bf0MAAAAAAAAAAAAAAAA//////1O/VD9UCEaQQAhDQNAIAcgDUEgbGr9AAAQ/QwPDw8PDw8PDw8PDw8PDw8P/U4iFv2JASEVIBb9igEhFiAV/akB/foBIAggDUGAAmxq/QACACId/eYBIBX9qgH9+gEgCCANQYACbGr9AAIQIh795gH95AEgFv2pAf36ASAIIA1BgAJsav0AAiAiH/3mASAW/aoB/foBIAggDUGAAmxq/QACMCIg/eYB/eQB/eQBIRsgHSAe/eQBIB8gIP3kAf3kASEcIAcgDUEgbGr9AAAg/QwPDw8PDw8PDw8PDw8PDw8P/U4iFv2JASEVIBb9igEhFiAbIBX9qQH9+gEgCCANQYACbGr9AAJAIh395gEgFf2qAf36ASAIIA1BgAJsav0AAlAiHv3mAf3kASAW/akB/foBIAggDUGAAmxq/QACYCIf/eYBIBb9qgH9+gEgCCANQYACbGr9AAJwIiD95gH95AH95AH95AEhGyAcIB0gHv3kASAfICD95AH95AH95AEhHCAUIBsgECAa/RYAs5T9E/3mAf3kASEUIBQgHCARIBr9FgizlP0T/eYB/eUBIRQgByANQSBsav0AABBBBP1tIhb9iQEhFSAW/YoBIRYgFf2pAf36ASAIIA1BgAJsav0AAoABIh395gEgFf2qAf36ASAIIA1BgAJsav0AApABIh795gH95AEgFv2pAf36ASAIIA1BgAJsav0AAqABIh/95gEgFv2qAf36ASAIIA1BgAJsav0AArABIiD95gH95AH95AEhGyAdIB795AEgHyAg/eQB/eQBIRwgByANQSBsav0AACBBBP1tIhb9iQEhFSAW/YoBIRYgGyAV/akB/foBIAggDUGAAmxq/QACwAEiHf3mASAV/aoB/foBIAggDUGAAmxq/QAC0AEiHv3mAf3kASAW/akB/foBIAggDUGAAmxq/QAC4AEiH/3mASAW/aoB/foBIAggDUGAAmxq/QAC8AEiIP3mAf3kAf3kAf3kASEbIBwgHSAe/eQBIB8gIP3kAf3kAf3kASEcIBQgGyAQIBr9FgGzlP0T/eYB/eQBIRQgFCAcIBEgGv0WCbOU/RP95gH95QEhFCAaQRD9zQEhGiANQQFqIg1BBEkNAAsgB0GQAWohByAIQYAIaiEIIApBAWoiCkEQSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC4gJBQR/AX0EfwR9DXsgAyEJIAAgA0GAP2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAHLwAAQQJ0KgIAIRAgBy8AAkECdCoCACERIAf9AAAEIRogGiAa/Q0AAQIDAAECAwQFBgcEBQYHQQL9bf0MAAAAADAwMDAAAAAAMDAwMP1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIa/Qw/Pz8/Dw8PDz8/Pz8AAAAA/U4gGkEE/W39DAAAAAAAAAAAAAAAAP/////9Tv1Q/VAhGkEAIQ0DQCAHIA1BIGxq/QAAEP0MDw8PDw8PDw8PDw8PDw8PD/1OIhb9iQEhFSAW/YoBIRYgFf2pAf36ASAIIA1BgAJsav0AAgAiHf3mASAV/aoB/foBIAggDUGAAmxq/QACECIe/eYB/eQBIBb9qQH9+gEgCCANQYACbGr9AAIgIh/95gEgFv2qAf36ASAIIA1BgAJsav0AAjAiIP3mAf3kAf3kASEbIB0gHv3kASAfICD95AH95AEhHCAHIA1BIGxq/QAAIP0MDw8PDw8PDw8PDw8PDw8PD/1OIhb9iQEhFSAW/YoBIRYgGyAV/akB/foBIAggDUGAAmxq/QACQCId/eYBIBX9qgH9+gEgCCANQYACbGr9AAJQIh795gH95AEgFv2pAf36ASAIIA1BgAJsav0AAmAiH/3mASAW/aoB/foBIAggDUGAAmxq/QACcCIg/eYB/eQB/eQB/eQBIRsgHCAdIB795AEgHyAg/eQB/eQB/eQBIRwgFCAbIBAgGv0WALOU/RP95gH95AEhFCAUIBwgESAa/RYIs5T9E/3mAf3lASEUIAcgDUEgbGr9AAAQQQT9bSIW/YkBIRUgFv2KASEWIBX9qQH9+gEgCCANQYACbGr9AAKAASId/eYBIBX9qgH9+gEgCCANQYACbGr9AAKQASIe/eYB/eQBIBb9qQH9+gEgCCANQYACbGr9AAKgASIf/eYBIBb9qgH9+gEgCCANQYACbGr9AAKwASIg/eYB/eQB/eQBIRsgHSAe/eQBIB8gIP3kAf3kASEcIAcgDUEgbGr9AAAgQQT9bSIW/YkBIRUgFv2KASEWIBsgFf2pAf36ASAIIA1BgAJsav0AAsABIh395gEgFf2qAf36ASAIIA1BgAJsav0AAtABIh795gH95AEgFv2pAf36ASAIIA1BgAJsav0AAuABIh/95gEgFv2qAf36ASAIIA1BgAJsav0AAvABIiD95gH95AH95AH95AEhGyAcIB0gHv3kASAfICD95AH95AH95AEhHCAUIBsgECAa/RYBs5T9E/3mAf3kASEUIBQgHCARIBr9FgmzlP0T/eYB/eUBIRQgGkEQ/c0BIRogDUEBaiINQQRJDQALIAdBkAFqIQcgCEGACGohCCAKQQFqIgpBOEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuMAwUEfwF9BH8EfQ17IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/acB/foBIAj9AAIA/eYBIBX9qAH9+gEgCP0AAhD95gH95AEgFv2nAf36ASAI/QACIP3mASAW/agB/foBIAj9AAIw/eYB/eQB/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9pwH9+gEgCP0AAkD95gEgFf2oAf36ASAI/QACUP3mAf3kASAW/acB/foBIAj9AAJg/eYBIBb9qAH9+gEgCP0AAnD95gH95AH95AH95AEhGCAUIBggBy8AAEECdCoCAP0T/eYB/eQBIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQYABSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwgHAAECAwEBAQdaBgxtdl9xNl9rXzQwOTYAAQtxa18xMjhfMTAyNAACC2F2XzEyOF8xMDI0AAMMbXZfcTRfa180MDk2AAQNbXZfcTRfa18xNDMzNgAFDG12X3E4XzBfNDA5NgAGCrMjBwoAIABBAnQqAgAL0goFBH8BfQR/BH0NeyADIQkgACADQaAabGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAcvANABQQJ0KgIAIRBBACENA0AgByANQQF2QcAAbGogDUEBcUEQbGr9AAAAIRcgByANQQF2QcAAbGogDUEBcUEQbGr9AAAgIRggByANQQF2QSBsaiANQQFxQRBsav0AAIABIRkgF/0MDw8PDw8PDw8PDw8PDw8PD/1OIBlBBP1r/QwwMDAwMDAwMDAwMDAwMDAw/U79UP0MICAgICAgICAgICAgICAgIP1xIhb9hwEhFSAW/YgBIRYgFf2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAIQIBX9pwH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACAP3mAf2FAiAW/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAjAgFv2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAIg/eYB/YUC/eQBIRsgGyAQIAcgDUEBdkEIbGogDUEBcUEBbGosAMABspT9EyAU/YUCIRQgGP0MDw8PDw8PDw8PDw8PDw8PD/1OIBlBAv1r/QwwMDAwMDAwMDAwMDAwMDAw/U79UP0MICAgICAgICAgICAgICAgIP1xIhb9hwEhFSAW/YgBIRYgFf2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKQASAV/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAoAB/eYB/YUCIBb9qAH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACsAEgFv2nAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKgAf3mAf2FAv3kASEbIBsgECAHIA1BAXZBCGxqIA1BAXFBAWxqLADCAbKU/RMgFP2FAiEUIBdBBP1tIBn9DDAwMDAwMDAwMDAwMDAwMDD9Tv1Q/QwgICAgICAgICAgICAgICAg/XEiFv2HASEVIBb9iAEhFiAV/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AApACIBX9pwH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACgAL95gH9hQIgFv2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKwAiAW/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAqAC/eYB/YUC/eQBIRsgGyAQIAcgDUEBdkEIbGogDUEBcUEBbGosAMQBspT9EyAU/YUCIRQgGEEE/W0gGUEC/W39DDAwMDAwMDAwMDAwMDAwMDD9Tv1Q/QwgICAgICAgICAgICAgICAg/XEiFv2HASEVIBb9iAEhFiAV/agB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AApADIBX9pwH9+gEgCCANQQF2QYAEbGogDUEBcUHAAGxq/QACgAP95gH9hQIgFv2oAf36ASAIIA1BAXZBgARsaiANQQFxQcAAbGr9AAKwAyAW/acB/foBIAggDUEBdkGABGxqIA1BAXFBwABsav0AAqAD/eYB/YUC/eQBIRsgGyAQIAcgDUEBdkEIbGogDUEBcUEBbGosAMYBspT9EyAU/YUCIRQgDUEBaiINQQRJDQALIAdB0gFqIQcgCEGACGohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgCBsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYAESQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAIGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgARJDQALIAMhBSABIANBgCBsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYAESQ0ACyAGQYAgaiEGIAVBAWohBQwACwsL6ggFBH8BfQR/BH0NeyADIQkgACADQYASbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAcvAABBAnQqAgAhECAHLwACQQJ0KgIAIREgB/0AAAQhGiAaIBr9DQABAgMAAQIDBAUGBwQFBgdBAv1t/QwAAAAAMDAwMAAAAAAwMDAw/U4gGiAa/Q0AAQIDCAkKCwQFBgcICQoLIhr9DD8/Pz8PDw8PPz8/PwAAAAD9TiAaQQT9bf0MAAAAAAAAAAAAAAAA//////1O/VD9UCEaQQAhDQNAIAcgDUEgbGr9AAAQ/QwPDw8PDw8PDw8PDw8PDw8P/U4iFv2JASEVIBb9igEhFiAV/aoB/foBIAggDUGAAmxq/QACECIeIBX9qQH9+gEgCCANQYACbGr9AAIAIh395gH9hQIgFv2qAf36ASAIIA1BgAJsav0AAjAiICAW/akB/foBIAggDUGAAmxq/QACICIf/eYB/YUC/eQBIRsgHSAe/eQBIB8gIP3kAf3kASEcIAcgDUEgbGr9AAAg/QwPDw8PDw8PDw8PDw8PDw8P/U4iFv2JASEVIBb9igEhFiAbIBX9qgH9+gEgCCANQYACbGr9AAJQIh4gFf2pAf36ASAIIA1BgAJsav0AAkAiHf3mAf2FAiAW/aoB/foBIAggDUGAAmxq/QACcCIgIBb9qQH9+gEgCCANQYACbGr9AAJgIh/95gH9hQL95AH95AEhGyAcIB0gHv3kASAfICD95AH95AH95AEhHCAbIBAgGv0WALOU/RMgFP2FAiEUIBQgHCARIBr9FgizlP0T/eYB/eUBIRQgByANQSBsav0AABBBBP1tIhb9iQEhFSAW/YoBIRYgFf2qAf36ASAIIA1BgAJsav0AApABIh4gFf2pAf36ASAIIA1BgAJsav0AAoABIh395gH9hQIgFv2qAf36ASAIIA1BgAJsav0AArABIiAgFv2pAf36ASAIIA1BgAJsav0AAqABIh/95gH9hQL95AEhGyAdIB795AEgHyAg/eQB/eQBIRwgByANQSBsav0AACBBBP1tIhb9iQEhFSAW/YoBIRYgGyAV/aoB/foBIAggDUGAAmxq/QAC0AEiHiAV/akB/foBIAggDUGAAmxq/QACwAEiHf3mAf2FAiAW/aoB/foBIAggDUGAAmxq/QAC8AEiICAW/akB/foBIAggDUGAAmxq/QAC4AEiH/3mAf2FAv3kAf3kASEbIBwgHSAe/eQBIB8gIP3kAf3kAf3kASEcIBsgECAa/RYBs5T9EyAU/YUCIRQgFCAcIBEgGv0WCbOU/RP95gH95QEhFCAaQRD9zQEhGiANQQFqIg1BBEkNAAsgB0GQAWohByAIQYAIaiEIIApBAWoiCkEQSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC+oIBQR/AX0EfwR9DXsgAyEJIAAgA0GAP2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAHLwAAQQJ0KgIAIRAgBy8AAkECdCoCACERIAf9AAAEIRogGiAa/Q0AAQIDAAECAwQFBgcEBQYHQQL9bf0MAAAAADAwMDAAAAAAMDAwMP1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIa/Qw/Pz8/Dw8PDz8/Pz8AAAAA/U4gGkEE/W39DAAAAAAAAAAAAAAAAP/////9Tv1Q/VAhGkEAIQ0DQCAHIA1BIGxq/QAAEP0MDw8PDw8PDw8PDw8PDw8PD/1OIhb9iQEhFSAW/YoBIRYgFf2qAf36ASAIIA1BgAJsav0AAhAiHiAV/akB/foBIAggDUGAAmxq/QACACId/eYB/YUCIBb9qgH9+gEgCCANQYACbGr9AAIwIiAgFv2pAf36ASAIIA1BgAJsav0AAiAiH/3mAf2FAv3kASEbIB0gHv3kASAfICD95AH95AEhHCAHIA1BIGxq/QAAIP0MDw8PDw8PDw8PDw8PDw8PD/1OIhb9iQEhFSAW/YoBIRYgGyAV/aoB/foBIAggDUGAAmxq/QACUCIeIBX9qQH9+gEgCCANQYACbGr9AAJAIh395gH9hQIgFv2qAf36ASAIIA1BgAJsav0AAnAiICAW/akB/foBIAggDUGAAmxq/QACYCIf/eYB/YUC/eQB/eQBIRsgHCAdIB795AEgHyAg/eQB/eQB/eQBIRwgGyAQIBr9FgCzlP0TIBT9hQIhFCAUIBwgESAa/RYIs5T9E/3mAf3lASEUIAcgDUEgbGr9AAAQQQT9bSIW/YkBIRUgFv2KASEWIBX9qgH9+gEgCCANQYACbGr9AAKQASIeIBX9qQH9+gEgCCANQYACbGr9AAKAASId/eYB/YUCIBb9qgH9+gEgCCANQYACbGr9AAKwASIgIBb9qQH9+gEgCCANQYACbGr9AAKgASIf/eYB/YUC/eQBIRsgHSAe/eQBIB8gIP3kAf3kASEcIAcgDUEgbGr9AAAgQQT9bSIW/YkBIRUgFv2KASEWIBsgFf2qAf36ASAIIA1BgAJsav0AAtABIh4gFf2pAf36ASAIIA1BgAJsav0AAsABIh395gH9hQIgFv2qAf36ASAIIA1BgAJsav0AAvABIiAgFv2pAf36ASAIIA1BgAJsav0AAuABIh/95gH9hQL95AH95AEhGyAcIB0gHv3kASAfICD95AH95AH95AEhHCAbIBAgGv0WAbOU/RMgFP2FAiEUIBQgHCARIBr9FgmzlP0T/eYB/eUBIRQgGkEQ/c0BIRogDUEBaiINQQRJDQALIAdBkAFqIQcgCEGACGohCCAKQQFqIgpBOEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwv9AgUEfwF9BH8EfQ17IAMhCSAAIANBgCJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/agB/foBIAj9AAIQIBX9pwH9+gEgCP0AAgD95gH9hQIgFv2oAf36ASAI/QACMCAW/acB/foBIAj9AAIg/eYB/YUC/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9qAH9+gEgCP0AAlAgFf2nAf36ASAI/QACQP3mAf2FAiAW/agB/foBIAj9AAJwIBb9pwH9+gEgCP0AAmD95gH9hQL95AH95AEhGCAYIAcvAABBAnQqAgD9EyAU/YUCIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQYABSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
+  ;; rows of 4096 q6_k weights
+  ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 16 steps.
+  (func (export "mv_q6_k_4096") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local.set $r (local.get $r0))
+    (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 3360))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $r) (local.get $r1)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $x (local.get $x0))
+        (local.set $k (i32.const 0))
+        (loop $steps
+(local.set $f0 (f32.load (i32.shl (i32.load16_u offset=208 align=1 (local.get $w)) (i32.const 2))))
+(local.set $i1 (i32.const 0))
+(loop $group
+(local.set $v2 (v128.load offset=0 align=1 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 64))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 16)))))
+(local.set $v3 (v128.load offset=32 align=1 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 64))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 16)))))
+(local.set $v4 (v128.load offset=128 align=1 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 32))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 16)))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (i8x16.sub (v128.or (v128.and (local.get $v2) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)) (v128.and (i8x16.shl (local.get $v4) (i32.const 4)) (v128.const i8x16 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48))) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64)))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_s (i32.load8_s offset=192 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 8))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 1))))))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (i8x16.sub (v128.or (v128.and (local.get $v3) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)) (v128.and (i8x16.shl (local.get $v4) (i32.const 2)) (v128.const i8x16 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48))) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=128 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=144 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64)))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=160 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=176 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_s (i32.load8_s offset=194 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 8))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 1))))))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (i8x16.sub (v128.or (i8x16.shr_u (local.get $v2) (i32.const 4)) (v128.and (local.get $v4) (v128.const i8x16 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48))) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=256 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=272 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64)))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=288 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=304 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_s (i32.load8_s offset=196 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 8))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 1))))))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (i8x16.sub (v128.or (i8x16.shr_u (local.get $v3) (i32.const 4)) (v128.and (i8x16.shr_u (local.get $v4) (i32.const 2)) (v128.const i8x16 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48 48))) (v128.const i8x16 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32 32)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=384 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=400 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64)))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=416 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=432 align=4 (i32.add (i32.add (local.get $x) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 512))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 64))))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_s (i32.load8_s offset=198 (i32.add (i32.add (local.get $w) (i32.mul (i32.shr_u (local.get $i1) (i32.const 1)) (i32.const 8))) (i32.mul (i32.and (local.get $i1) (i32.const 1)) (i32.const 1))))))))))
+(br_if $group (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))
+          (local.set $w (i32.add (local.get $w) (i32.const 210)))
+          (local.set $x (i32.add (local.get $x) (i32.const 1024)))
+          (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+        (local.set $sum (f32.mul (local.get $alpha)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $i0 (i32.add (local.get $y) (i32.shl (local.get $r) (i32.const 2))))
+        (if (local.get $accumulate)
+          (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $i0))))))
+        (f32.store (local.get $i0) (local.get $sum))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rows)))
+  )
+
   ;; Attention over one KV head's cache (rows of 1024 floats; k and v point at the head's 128).
   ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
   ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
@@ -289,11 +343,135 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/
         (br $positions)))
   )
 
+  ;; rows of 4096 q4_k weights
+  ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 16 steps.
+  (func (export "mv_q4_k_4096") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local.set $r (local.get $r0))
+    (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 2304))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $r) (local.get $r1)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $x (local.get $x0))
+        (local.set $k (i32.const 0))
+        (loop $steps
+(local.set $f0 (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))))
+(local.set $f1 (f32.load (i32.shl (i32.load16_u offset=2 align=1 (local.get $w)) (i32.const 2))))
+(local.set $v5 (v128.load offset=4 align=1 (local.get $w)))
+(local.set $v5 (v128.or (v128.and (i8x16.shr_u (i8x16.shuffle 0 1 2 3 0 1 2 3 4 5 6 7 4 5 6 7 (local.get $v5) (local.get $v5)) (i32.const 2)) (v128.const i8x16 0 0 0 0 48 48 48 48 0 0 0 0 48 48 48 48))
+  (v128.or (v128.and (local.tee $v5 (i8x16.shuffle 0 1 2 3 8 9 10 11 4 5 6 7 8 9 10 11 (local.get $v5) (local.get $v5))) (v128.const i8x16 63 63 63 63 15 15 15 15 63 63 63 63 0 0 0 0))
+    (v128.and (i8x16.shr_u (local.get $v5) (i32.const 4)) (v128.const i8x16 0 0 0 0 0 0 0 0 0 0 0 0 255 255 255 255)))))
+(local.set $i1 (i32.const 0))
+(loop $group
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (v128.and (v128.load offset=16 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=0 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=16 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=32 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=48 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))))))
+(local.set $v7 (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (v128.and (v128.load offset=32 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (local.get $v6) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=64 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=80 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=96 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=112 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))))))
+(local.set $v7 (f32x4.add (local.get $v7) (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_u (i8x16.extract_lane_u 0 (local.get $v5))))))))
+(local.set $acc (f32x4.sub (local.get $acc) (f32x4.mul (local.get $v7) (f32x4.splat (f32.mul (local.get $f1) (f32.convert_i32_u (i8x16.extract_lane_u 8 (local.get $v5))))))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (i8x16.shr_u (v128.load offset=16 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (i32.const 4)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=128 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=144 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=160 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=176 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))))))
+(local.set $v7 (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (i8x16.shr_u (v128.load offset=32 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (i32.const 4)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (local.get $v6) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=192 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=208 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=224 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=240 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))))))
+(local.set $v7 (f32x4.add (local.get $v7) (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_u (i8x16.extract_lane_u 1 (local.get $v5))))))))
+(local.set $acc (f32x4.sub (local.get $acc) (f32x4.mul (local.get $v7) (f32x4.splat (f32.mul (local.get $f1) (f32.convert_i32_u (i8x16.extract_lane_u 9 (local.get $v5))))))))
+(local.set $v5 (i64x2.shr_u (local.get $v5) (i32.const 16)))
+(br_if $group (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))
+          (local.set $w (i32.add (local.get $w) (i32.const 144)))
+          (local.set $x (i32.add (local.get $x) (i32.const 1024)))
+          (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+        (local.set $sum (f32.mul (local.get $alpha)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $i0 (i32.add (local.get $y) (i32.shl (local.get $r) (i32.const 2))))
+        (if (local.get $accumulate)
+          (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $i0))))))
+        (f32.store (local.get $i0) (local.get $sum))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rows)))
+  )
+
+  ;; rows of 14336 q4_k weights
+  ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 56 steps.
+  (func (export "mv_q4_k_14336") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local.set $r (local.get $r0))
+    (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 8064))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $r) (local.get $r1)))
+        (local.set $acc (v128.const i32x4 0 0 0 0))
+        (local.set $x (local.get $x0))
+        (local.set $k (i32.const 0))
+        (loop $steps
+(local.set $f0 (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))))
+(local.set $f1 (f32.load (i32.shl (i32.load16_u offset=2 align=1 (local.get $w)) (i32.const 2))))
+(local.set $v5 (v128.load offset=4 align=1 (local.get $w)))
+(local.set $v5 (v128.or (v128.and (i8x16.shr_u (i8x16.shuffle 0 1 2 3 0 1 2 3 4 5 6 7 4 5 6 7 (local.get $v5) (local.get $v5)) (i32.const 2)) (v128.const i8x16 0 0 0 0 48 48 48 48 0 0 0 0 48 48 48 48))
+  (v128.or (v128.and (local.tee $v5 (i8x16.shuffle 0 1 2 3 8 9 10 11 4 5 6 7 8 9 10 11 (local.get $v5) (local.get $v5))) (v128.const i8x16 63 63 63 63 15 15 15 15 63 63 63 63 0 0 0 0))
+    (v128.and (i8x16.shr_u (local.get $v5) (i32.const 4)) (v128.const i8x16 0 0 0 0 0 0 0 0 0 0 0 0 255 255 255 255)))))
+(local.set $i1 (i32.const 0))
+(loop $group
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (v128.and (v128.load offset=16 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=0 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=16 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=32 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=48 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))))))
+(local.set $v7 (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (v128.and (v128.load offset=32 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (local.get $v6) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=64 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=80 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=96 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=112 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))))))
+(local.set $v7 (f32x4.add (local.get $v7) (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_u (i8x16.extract_lane_u 0 (local.get $v5))))))))
+(local.set $acc (f32x4.sub (local.get $acc) (f32x4.mul (local.get $v7) (f32x4.splat (f32.mul (local.get $f1) (f32.convert_i32_u (i8x16.extract_lane_u 8 (local.get $v5))))))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (i8x16.shr_u (v128.load offset=16 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (i32.const 4)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=128 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=144 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=160 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=176 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))))))
+(local.set $v7 (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11))))
+(local.set $v0 (i16x8.extend_low_i8x16_u (local.tee $v1 (i8x16.shr_u (v128.load offset=32 align=1 (i32.add (local.get $w) (i32.mul (local.get $i1) (i32.const 32)))) (i32.const 4)))))
+(local.set $v1 (i16x8.extend_high_i8x16_u (local.get $v1)))
+(local.set $v6 (f32x4.add (local.get $v6) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v0))) (local.tee $v8 (v128.load offset=192 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v0))) (local.tee $v9 (v128.load offset=208 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_u (local.get $v1))) (local.tee $v10 (v128.load offset=224 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256)))))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_u (local.get $v1))) (local.tee $v11 (v128.load offset=240 align=4 (i32.add (local.get $x) (i32.mul (local.get $i1) (i32.const 256))))))))))
+(local.set $v7 (f32x4.add (local.get $v7) (f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v6) (f32x4.splat (f32.mul (local.get $f0) (f32.convert_i32_u (i8x16.extract_lane_u 1 (local.get $v5))))))))
+(local.set $acc (f32x4.sub (local.get $acc) (f32x4.mul (local.get $v7) (f32x4.splat (f32.mul (local.get $f1) (f32.convert_i32_u (i8x16.extract_lane_u 9 (local.get $v5))))))))
+(local.set $v5 (i64x2.shr_u (local.get $v5) (i32.const 16)))
+(br_if $group (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))
+          (local.set $w (i32.add (local.get $w) (i32.const 144)))
+          (local.set $x (i32.add (local.get $x) (i32.const 1024)))
+          (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 56))))
+        (local.set $sum (f32.mul (local.get $alpha)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+        (local.set $i0 (i32.add (local.get $y) (i32.shl (local.get $r) (i32.const 2))))
+        (if (local.get $accumulate)
+          (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $i0))))))
+        (f32.store (local.get $i0) (local.get $sum))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rows)))
+  )
+
   ;; rows of 4096 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 128 steps.
   (func (export "mv_q8_0_4096") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $i0 i32) (local $sum f32)
-    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 4352))))
     (block $done
@@ -303,20 +481,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAGf39/f398AGAFf39/f38AYAd/f39/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v3 (v128.const i32x4 0 0 0 0))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x)))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=0 align=1 (local.get $w)))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 128))))
@@ -340,6 +511,8 @@ let S_linear_q6_k_1024x4096_n: Float32Array = LOGITS;
 let S_linear_q6_k_4096x4096_n_r: Float32Array = LOGITS;
 let SC_attend_32x128_kv8: Float64Array = new Float64Array(0);
 let H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res: Float32Array = LOGITS;
+let G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res: Float32Array = LOGITS;
+let U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res: Float32Array = LOGITS;
 let S_linear_q8_0_32000x4096_n: Float32Array = LOGITS;
 const FREQ_linear_q6_k_1024x4096_n_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
 const COS_linear_q6_k_1024x4096_n_r = new Float64Array(64);
@@ -365,46 +538,7 @@ function linear_q6_k_1024x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_1024x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  for (let o = 0; o < 1024; o++) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
-    const row = w.base + o * 3360;
-    let acc = 0;
-    {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 210, qx += 256) {
-        let sq = 0;
-        for (let h = 0; h < 2; h++) {
-          const ql = qo + 64 * h;
-          const qh = qo + 128 + 32 * h;
-          const sc = qo + 192 + 8 * h;
-          const xs = qx + 128 * h;
-          for (let g = 0; g < 2; g++) {
-            let a1 = 0;
-            let a2 = 0;
-            let a3 = 0;
-            let a4 = 0;
-            for (let l = 16 * g; l < 16 * g + 16; l++) {
-              const lo = u8[ql + l];
-              const hi = u8[ql + 32 + l];
-              const hb = u8[qh + l];
-              a1 += (((lo & 15) | ((hb & 3) << 4)) - 32) * x[xs + l];
-              a2 += (((hi & 15) | ((hb & 12) << 2)) - 32) * x[xs + 32 + l];
-              a3 += (((lo >> 4) | (hb & 48)) - 32) * x[xs + 64 + l];
-              a4 += (((hi >> 4) | ((hb >> 2) & 48)) - 32) * x[xs + 96 + l];
-            }
-            sq += i8[sc + g] * a1 + i8[sc + g + 2] * a2 + i8[sc + g + 4] * a3 + i8[sc + g + 6] * a4;
-          }
-        }
-        acc += f16[u8[qo + 208] | (u8[qo + 209] << 8)] * sq;
-      }
-    }
-    y[yo + o] = acc;
-  }
+  K.mv_q6_k_4096(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 1024, 1, 0);
   // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
     const angle = pos * FREQ_linear_q6_k_1024x4096_n_r[j];
@@ -432,46 +566,7 @@ function linear_q6_k_1024x4096_n(w: Packed, xin: Float32Array, xino: number, g: 
   const x = S_linear_q6_k_1024x4096_n;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  for (let o = 0; o < 1024; o++) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
-    const row = w.base + o * 3360;
-    let acc = 0;
-    {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 210, qx += 256) {
-        let sq = 0;
-        for (let h = 0; h < 2; h++) {
-          const ql = qo + 64 * h;
-          const qh = qo + 128 + 32 * h;
-          const sc = qo + 192 + 8 * h;
-          const xs = qx + 128 * h;
-          for (let g = 0; g < 2; g++) {
-            let a1 = 0;
-            let a2 = 0;
-            let a3 = 0;
-            let a4 = 0;
-            for (let l = 16 * g; l < 16 * g + 16; l++) {
-              const lo = u8[ql + l];
-              const hi = u8[ql + 32 + l];
-              const hb = u8[qh + l];
-              a1 += (((lo & 15) | ((hb & 3) << 4)) - 32) * x[xs + l];
-              a2 += (((hi & 15) | ((hb & 12) << 2)) - 32) * x[xs + 32 + l];
-              a3 += (((lo >> 4) | (hb & 48)) - 32) * x[xs + 64 + l];
-              a4 += (((hi >> 4) | ((hb >> 2) & 48)) - 32) * x[xs + 96 + l];
-            }
-            sq += i8[sc + g] * a1 + i8[sc + g + 2] * a2 + i8[sc + g + 4] * a3 + i8[sc + g + 6] * a4;
-          }
-        }
-        acc += f16[u8[qo + 208] | (u8[qo + 209] << 8)] * sq;
-      }
-    }
-    y[yo + o] = acc;
-  }
+  K.mv_q6_k_4096(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 1024, 1, 0);
 }
 
 /** y = W·x over rms_norm(x), then RoPE: W is [4096, 4096] q6_k */
@@ -483,46 +578,7 @@ function linear_q6_k_4096x4096_n_r(w: Packed, xin: Float32Array, xino: number, g
   const x = S_linear_q6_k_4096x4096_n_r;
   const xo = 0;
   for (let i = 0; i < 4096; i++) x[i] = xin[xino + i] * rms * g[i];
-  for (let o = 0; o < 4096; o++) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
-    const row = w.base + o * 3360;
-    let acc = 0;
-    {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 210, qx += 256) {
-        let sq = 0;
-        for (let h = 0; h < 2; h++) {
-          const ql = qo + 64 * h;
-          const qh = qo + 128 + 32 * h;
-          const sc = qo + 192 + 8 * h;
-          const xs = qx + 128 * h;
-          for (let g = 0; g < 2; g++) {
-            let a1 = 0;
-            let a2 = 0;
-            let a3 = 0;
-            let a4 = 0;
-            for (let l = 16 * g; l < 16 * g + 16; l++) {
-              const lo = u8[ql + l];
-              const hi = u8[ql + 32 + l];
-              const hb = u8[qh + l];
-              a1 += (((lo & 15) | ((hb & 3) << 4)) - 32) * x[xs + l];
-              a2 += (((hi & 15) | ((hb & 12) << 2)) - 32) * x[xs + 32 + l];
-              a3 += (((lo >> 4) | (hb & 48)) - 32) * x[xs + 64 + l];
-              a4 += (((hi >> 4) | ((hb >> 2) & 48)) - 32) * x[xs + 96 + l];
-            }
-            sq += i8[sc + g] * a1 + i8[sc + g + 2] * a2 + i8[sc + g + 4] * a3 + i8[sc + g + 6] * a4;
-          }
-        }
-        acc += f16[u8[qo + 208] | (u8[qo + 209] << 8)] * sq;
-      }
-    }
-    y[yo + o] = acc;
-  }
+  K.mv_q6_k_4096(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 4096, 1, 0);
   // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
     const angle = pos * FREQ_linear_q6_k_4096x4096_n_r[j];
@@ -560,46 +616,9 @@ function attend_32x128_kv8(q: Float32Array, qo: number, k: Float32Array, v: Floa
 
 /** y = W·x + r: W is [4096, 4096] q6_k */
 function linear_q6_k_4096x4096_res(w: Packed, x: Float32Array, xo: number, y: Float32Array, yo: number, r: Float32Array, ro: number): void {
-  for (let o = 0; o < 4096; o++) {
-    const u8 = w.u8;
-    const i8 = w.i8;
-    const f32 = w.f32;
-    const f16 = F16;
-    const NB = 16;
-    const row = w.base + o * 3360;
-    let acc = 0;
-    {
-      let qo = row;
-      let qx = xo;
-      for (let qb = 0; qb < NB; qb++, qo += 210, qx += 256) {
-        let sq = 0;
-        for (let h = 0; h < 2; h++) {
-          const ql = qo + 64 * h;
-          const qh = qo + 128 + 32 * h;
-          const sc = qo + 192 + 8 * h;
-          const xs = qx + 128 * h;
-          for (let g = 0; g < 2; g++) {
-            let a1 = 0;
-            let a2 = 0;
-            let a3 = 0;
-            let a4 = 0;
-            for (let l = 16 * g; l < 16 * g + 16; l++) {
-              const lo = u8[ql + l];
-              const hi = u8[ql + 32 + l];
-              const hb = u8[qh + l];
-              a1 += (((lo & 15) | ((hb & 3) << 4)) - 32) * x[xs + l];
-              a2 += (((hi & 15) | ((hb & 12) << 2)) - 32) * x[xs + 32 + l];
-              a3 += (((lo >> 4) | (hb & 48)) - 32) * x[xs + 64 + l];
-              a4 += (((hi >> 4) | ((hb >> 2) & 48)) - 32) * x[xs + 96 + l];
-            }
-            sq += i8[sc + g] * a1 + i8[sc + g + 2] * a2 + i8[sc + g + 4] * a3 + i8[sc + g + 6] * a4;
-          }
-        }
-        acc += f16[u8[qo + 208] | (u8[qo + 209] << 8)] * sq;
-      }
-    }
-    y[yo + o] = acc + r[ro + o];
-  }
+  // The residual first, then the product accumulates onto it (y and r may be the same buffer).
+  if (y !== r || yo !== ro) y.set(r.subarray(ro, ro + 4096), yo);
+  K.mv_q6_k_4096(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 4096, 1, 1);
 }
 
 /** rms_norm over 4096 */
@@ -666,181 +685,13 @@ function moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res(hp: Packed, ea: Float64Array
     const wg = ea[3 * j];
     const wu = ea[3 * j + 1];
     const wd = ea[3 * j + 2];
+    K.mv_q4_k_4096(wg, x.byteOffset + 4 * xo, G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res.byteOffset, 0, 14336, 1, 0);
+    K.mv_q4_k_4096(wu, x.byteOffset + 4 * xo, U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res.byteOffset, 0, 14336, 1, 0);
     for (let f = 0; f < 14336; f++) {
-      let gate = 0;
-      {
-        const u8 = hp.u8;
-        const i8 = hp.i8;
-        const f32 = hp.f32;
-        const f16 = F16;
-        const NB = 16;
-        const row = hp.base + wg + f * 2304;
-        let acc = 0;
-        {
-          let qo = row;
-          let qx = xo;
-          for (let qb = 0; qb < NB; qb++, qo += 144, qx += 256) {
-            const s = qo + 4;
-            let sq = 0;
-            let sm = 0;
-            for (let k = 0; k < 4; k++) {
-              const j = 2 * k;
-              let sc0;
-              let m0;
-              let sc1;
-              let m1;
-              if (k < 2) {
-                sc0 = u8[s + j] & 63;
-                m0 = u8[s + j + 4] & 63;
-                sc1 = u8[s + j + 1] & 63;
-                m1 = u8[s + j + 5] & 63;
-              } else {
-                sc0 = (u8[s + j + 4] & 15) | ((u8[s + j - 4] >> 6) << 4);
-                m0 = (u8[s + j + 4] >> 4) | ((u8[s + j] >> 6) << 4);
-                sc1 = (u8[s + j + 5] & 15) | ((u8[s + j - 3] >> 6) << 4);
-                m1 = (u8[s + j + 5] >> 4) | ((u8[s + j + 1] >> 6) << 4);
-              }
-              const q = qo + 16 + 32 * k;
-              const xs = qx + 64 * k;
-              let a0 = 0;
-              let a1 = 0;
-              let t0 = 0;
-              let t1 = 0;
-              for (let l = 0; l < 32; l++) {
-                const b = u8[q + l];
-                const xa = x[xs + l];
-                const xb = x[xs + 32 + l];
-                a0 += (b & 15) * xa;
-                a1 += (b >> 4) * xb;
-                t0 += xa;
-                t1 += xb;
-              }
-              sq += sc0 * a0 + sc1 * a1;
-              sm += m0 * t0 + m1 * t1;
-            }
-            acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
-          }
-        }
-        gate = acc;
-      }
-      let up = 0;
-      {
-        const u8 = hp.u8;
-        const i8 = hp.i8;
-        const f32 = hp.f32;
-        const f16 = F16;
-        const NB = 16;
-        const row = hp.base + wu + f * 2304;
-        let acc = 0;
-        {
-          let qo = row;
-          let qx = xo;
-          for (let qb = 0; qb < NB; qb++, qo += 144, qx += 256) {
-            const s = qo + 4;
-            let sq = 0;
-            let sm = 0;
-            for (let k = 0; k < 4; k++) {
-              const j = 2 * k;
-              let sc0;
-              let m0;
-              let sc1;
-              let m1;
-              if (k < 2) {
-                sc0 = u8[s + j] & 63;
-                m0 = u8[s + j + 4] & 63;
-                sc1 = u8[s + j + 1] & 63;
-                m1 = u8[s + j + 5] & 63;
-              } else {
-                sc0 = (u8[s + j + 4] & 15) | ((u8[s + j - 4] >> 6) << 4);
-                m0 = (u8[s + j + 4] >> 4) | ((u8[s + j] >> 6) << 4);
-                sc1 = (u8[s + j + 5] & 15) | ((u8[s + j - 3] >> 6) << 4);
-                m1 = (u8[s + j + 5] >> 4) | ((u8[s + j + 1] >> 6) << 4);
-              }
-              const q = qo + 16 + 32 * k;
-              const xs = qx + 64 * k;
-              let a0 = 0;
-              let a1 = 0;
-              let t0 = 0;
-              let t1 = 0;
-              for (let l = 0; l < 32; l++) {
-                const b = u8[q + l];
-                const xa = x[xs + l];
-                const xb = x[xs + 32 + l];
-                a0 += (b & 15) * xa;
-                a1 += (b >> 4) * xb;
-                t0 += xa;
-                t1 += xb;
-              }
-              sq += sc0 * a0 + sc1 * a1;
-              sm += m0 * t0 + m1 * t1;
-            }
-            acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
-          }
-        }
-        up = acc;
-      }
-      h[f] = (gate / (1 + Math.exp(-gate))) * up;
+      const gate = G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res[f];
+      h[f] = (gate / (1 + Math.exp(-gate))) * U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res[f];
     }
-    {
-      // The down projection reads the expert's hidden vector.
-      const x = h;
-      const xo = 0;
-      for (let i = 0; i < 4096; i++) {
-        const u8 = hp.u8;
-        const i8 = hp.i8;
-        const f32 = hp.f32;
-        const f16 = F16;
-        const NB = 56;
-        const row = hp.base + wd + i * 8064;
-        let acc = 0;
-        {
-          let qo = row;
-          let qx = xo;
-          for (let qb = 0; qb < NB; qb++, qo += 144, qx += 256) {
-            const s = qo + 4;
-            let sq = 0;
-            let sm = 0;
-            for (let k = 0; k < 4; k++) {
-              const j = 2 * k;
-              let sc0;
-              let m0;
-              let sc1;
-              let m1;
-              if (k < 2) {
-                sc0 = u8[s + j] & 63;
-                m0 = u8[s + j + 4] & 63;
-                sc1 = u8[s + j + 1] & 63;
-                m1 = u8[s + j + 5] & 63;
-              } else {
-                sc0 = (u8[s + j + 4] & 15) | ((u8[s + j - 4] >> 6) << 4);
-                m0 = (u8[s + j + 4] >> 4) | ((u8[s + j] >> 6) << 4);
-                sc1 = (u8[s + j + 5] & 15) | ((u8[s + j - 3] >> 6) << 4);
-                m1 = (u8[s + j + 5] >> 4) | ((u8[s + j + 1] >> 6) << 4);
-              }
-              const q = qo + 16 + 32 * k;
-              const xs = qx + 64 * k;
-              let a0 = 0;
-              let a1 = 0;
-              let t0 = 0;
-              let t1 = 0;
-              for (let l = 0; l < 32; l++) {
-                const b = u8[q + l];
-                const xa = x[xs + l];
-                const xb = x[xs + 32 + l];
-                a0 += (b & 15) * xa;
-                a1 += (b >> 4) * xb;
-                t0 += xa;
-                t1 += xb;
-              }
-              sq += sc0 * a0 + sc1 * a1;
-              sm += m0 * t0 + m1 * t1;
-            }
-            acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
-          }
-        }
-        y[yo + i] += weight * acc;
-      }
-    }
+    K.mv_q4_k_14336(wd, h.byteOffset, y.byteOffset + 4 * yo, 0, 4096, weight, 1);
   }
 }
 
@@ -869,7 +720,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     S_linear_q6_k_4096x4096_n_r = A.subarray(44288, 48384);
     SC_attend_32x128_kv8 = new Float64Array(A.buffer, A.byteOffset + 193536, 32768);
     H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(113920, 128256);
-    S_linear_q8_0_32000x4096_n = A.subarray(128256, 132352);
+    G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(128256, 142592);
+    U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(142592, 156928);
+    S_linear_q8_0_32000x4096_n = A.subarray(156928, 161024);
   }
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q8_0
   const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32

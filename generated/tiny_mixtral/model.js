@@ -175,8 +175,8 @@ export const manifest = {
 };
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQK/AoFCgAgAEECdCoCAAu4AwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyARIA79pwH9+gEgCP0AAgD95gH95AEhESARIA79qAH9+gEgCP0AAhD95gH95AEhESARIA/9pwH9+gEgCP0AAiD95gH95AEhESARIA/9qAH9+gEgCP0AAjD95gH95AEhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gESAO/acB/foBIAj9AAJA/eYB/eQBIREgESAO/agB/foBIAj9AAJQ/eYB/eQBIREgESAP/acB/foBIAj9AAJg/eYB/eQBIREgESAP/agB/foBIAj9AAJw/eYB/eQBIREgDSARIAcvAAAQAP0T/eYB/eQBIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC7gDAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIBEgDv2nAf36ASAI/QACAP3mAf3kASERIBEgDv2oAf36ASAI/QACEP3mAf3kASERIBEgD/2nAf36ASAI/QACIP3mAf3kASERIBEgD/2oAf36ASAI/QACMP3mAf3kASERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyARIA79pwH9+gEgCP0AAkD95gH95AEhESARIA79qAH9+gEgCP0AAlD95gH95AEhESARIA/9pwH9+gEgCP0AAmD95gH95AEhESARIA/9qAH9+gEgCP0AAnD95gH95AEhESANIBEgBy8AABAA/RP95gH95AEhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKxgoFCgAgAEECdCoCAAudAwMFfwF9BXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACENIAEhCEEAIQoDQP0MAAAAAAAAAAAAAAAAAAAAACERIAf9AAAC/YcBIQ4gB/0AAAL9iAEhDyAO/acB/foBIAj9AAIAIBH9hQIhESAO/agB/foBIAj9AAIQIBH9hQIhESAP/acB/foBIAj9AAIgIBH9hQIhESAP/agB/foBIAj9AAIwIBH9hQIhESAH/QAAEv2HASEOIAf9AAAS/YgBIQ8gDv2nAf36ASAI/QACQCAR/YUCIREgDv2oAf36ASAI/QACUCAR/YUCIREgD/2nAf36ASAI/QACYCAR/YUCIREgD/2oAf36ASAI/QACcCAR/YUCIREgESAHLwAAEAD9EyAN/YUCIQ0gB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgDf0fACAN/R8BkiAN/R8CIA39HwOSkpQhDCACIAlBAnRqIQsgBgRAIAwgCyoCAJIhDAsgCyAMOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC50DAwV/AX0FeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIQ0gASEIQQAhCgNA/QwAAAAAAAAAAAAAAAAAAAAAIREgB/0AAAL9hwEhDiAH/QAAAv2IASEPIA79pwH9+gEgCP0AAgAgEf2FAiERIA79qAH9+gEgCP0AAhAgEf2FAiERIA/9pwH9+gEgCP0AAiAgEf2FAiERIA/9qAH9+gEgCP0AAjAgEf2FAiERIAf9AAAS/YcBIQ4gB/0AABL9iAEhDyAO/acB/foBIAj9AAJAIBH9hQIhESAO/agB/foBIAj9AAJQIBH9hQIhESAP/acB/foBIAj9AAJgIBH9hQIhESAP/agB/foBIAj9AAJwIBH9hQIhESARIAcvAAAQAP0TIA39hQIhDSAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAN/R8AIA39HwGSIA39HwIgDf0fA5KSlCEMIAIgCUECdGohCyAGBEAgDCALKgIAkiEMCyALIAw4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKogoFCgAgAEECdCoCAAuLAwUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/acB/foBIAj9AAIA/eYBIBX9qAH9+gEgCP0AAhD95gH95AEgFv2nAf36ASAI/QACIP3mASAW/agB/foBIAj9AAIw/eYB/eQB/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9pwH9+gEgCP0AAkD95gEgFf2oAf36ASAI/QACUP3mAf3kASAW/acB/foBIAj9AAJg/eYBIBb9qAH9+gEgCP0AAnD95gH95AH95AH95AEhGCAUIBggBy8AAEECdCoCAP0T/eYB/eQBIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
+export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKhAoFCgAgAEECdCoCAAv8AgUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/agB/foBIAj9AAIQIBX9pwH9+gEgCP0AAgD95gH9hQIgFv2oAf36ASAI/QACMCAW/acB/foBIAj9AAIg/eYB/YUC/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9qAH9+gEgCP0AAlAgFf2nAf36ASAI/QACQP3mAf2FAiAW/agB/foBIAj9AAJwIBb9pwH9+gEgCP0AAmD95gH9hQL95AH95AEhGCAYIAcvAABBAnQqAgD9EyAU/YUCIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -185,8 +185,10 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
   ;; rows of 64 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 2 steps.
   (func (export "mv_q8_0_64") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $i0 i32) (local $sum f32)
-    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 68))))
     (block $done
@@ -196,20 +198,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v3 (v128.const i32x4 0 0 0 0))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x)))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=0 align=1 (local.get $w)))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
@@ -288,8 +283,10 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
   ;; rows of 96 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 3 steps.
   (func (export "mv_q8_0_96") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $i0 i32) (local $sum f32)
-    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)
+    (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 102))))
     (block $done
@@ -299,20 +296,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v3 (v128.const i32x4 0 0 0 0))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=2 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x)))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (v128.load offset=18 align=1 (local.get $w))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x)))))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=0 align=1 (local.get $w)))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 3))))

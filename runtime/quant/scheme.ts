@@ -18,9 +18,12 @@ export interface CpuKernel {
  * The WebAssembly SIMD piece of a scheme: WAT instructions that add the dot product of `step` weights
  * (`bytes` bytes at the byte address in local `$w`) with `step` f32 activations (at `$x`) into the
  * f32x4 accumulator `$acc`. The generated matrix-vector kernel loops over a row in steps and advances
- * `$w` and `$x` itself. Scratch locals: `$v0`..`$v3` (v128), `$i0` (i32). `(call $f16 (i32))` turns half
- * bits into an f32 (heap address 0 holds the 65536-entry table). A scheme without one runs on the
- * TypeScript kernels.
+ * `$w` and `$x` itself. Scratch locals, free at the start of every step: `$v0`..`$v11` (v128),
+ * `$i0`..`$i3` (i32), `$f0`..`$f3` (f32); the building blocks in wat.ts say which of them they write
+ * (`dotRuns`: `$v0`, `$v1`, `$v8`..`$v11`; the k-quants' `superBlock` and `subBlock`: also `$i1`, `$f0`,
+ * `$f1`, `$v6`, `$v7`). A piece may hold loops (label them other than `$rows`, `$steps`, `$done`).
+ * `(call $f16 (i32))` turns half bits into an f32 (heap address 0 holds the 65536-entry table; `halfAt`
+ * reads it inline). A scheme without one runs on the TypeScript kernels.
  */
 export interface WasmKernel {
   step: number;

@@ -1,34 +1,243 @@
 // Building blocks for the schemes' WebAssembly pieces (see `WasmKernel` in scheme.ts), so each scheme
-// states only its block layout. All of them add into an f32x4 sum with activations read at `$x`.
+// states only its block layout. Activations are read at `$x`, packed weights at `$w`. Blocks that produce
+// statements name the locals they write; everything else is an expression.
+
+const W = "(local.get $w)";
+const X = "(local.get $x)";
+
+/** An address: the i32 expression `base` plus index × stride for each [index, stride] (i32 expression, number). */
+export const addr = (base: string, ...terms: [string, number][]) =>
+  terms.reduce((a, [i, n]) => `(i32.add ${a} (i32.mul ${i} (i32.const ${n})))`, base);
+
+/** An i8x16 constant with every lane `n`. */
+export const i8s = (n: number) => `(v128.const i8x16${` ${n}`.repeat(16)})`;
+
+/** The 16 bytes at byte `off` from `base` (the block at `$w` by default). */
+export const bytesAt = (off: number, base = W) => `(v128.load offset=${off} align=1 ${base})`;
+
+/** The byte at `off` from `base` as an i32, zero- or sign-extended. */
+export const byteAt = (off: number, signed = false, base = W) =>
+  `(i32.load8_${signed ? "s" : "u"} offset=${off} ${base})`;
+
+/** The f32 value of the half at byte `off` of the block: `$f16`'s table lookup inlined (the call cost more). */
+export const halfAt = (off: number) =>
+  `(f32.load (i32.shl (i32.load16_u offset=${off} align=1 ${W}) (i32.const 2)))`;
 
 /** `into += lanes × x[off / 4 .. off / 4 + 4]`, lanes an f32x4 expression. */
 export const mulAdd = (lanes: string, off: number, into = "$acc") =>
-  `(local.set ${into} (f32x4.add (local.get ${into}) (f32x4.mul ${lanes} (v128.load offset=${off} align=4 (local.get $x)))))`;
+  `(local.set ${into} (f32x4.add (local.get ${into}) (f32x4.mul ${lanes} (v128.load offset=${off} align=4 ${X}))))`;
 
-/** Sixteen signed bytes (an i8x16 expression) times sixteen activations from `off`, into `into`. */
-export function i8x16Dot(bytes: string, off: number, into: string): string {
-  const lanes = (half: "low" | "high", v: string) => [
-    mulAdd(
-      `(f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get ${v})))`,
-      off + (half === "low" ? 0 : 32),
-      into,
-    ),
-    mulAdd(
-      `(f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get ${v})))`,
-      off + (half === "low" ? 16 : 48),
-      into,
-    ),
-  ];
+/**
+ * Per byte of the i8x16 expression `v`: its bits from..from+width−1, moved to start at bit `to`, the
+ * other bits zero. One shift and one mask (the mask is dropped when the shift already clears the rest).
+ */
+export function field(v: string, from: number, width: number, to: number): string {
+  const shifted =
+    to > from
+      ? `(i8x16.shl ${v} (i32.const ${to - from}))`
+      : to < from
+        ? `(i8x16.shr_u ${v} (i32.const ${from - to}))`
+        : v;
+  const clean = to < from && from + width === 8 && to === 0; // shr_u shifted zeros in above the field
+  return clean ? shifted : `(v128.and ${shifted} ${i8s(((1 << width) - 1) << to)})`;
+}
+
+/**
+ * 16 bytes, 0xff where bit 16·half + j of the little-endian u32 (splatted across the i32x4 expression's
+ * lanes, e.g. `v128.load32_splat`) is set and 0 elsewhere, j = 0..15 the byte: q5_0/q5_1's high bits.
+ */
+export function bitBytes(splat: string, half: 0 | 1): string {
+  const lanes = [2 * half, 2 * half + 1].flatMap((b) => Array<number>(8).fill(b)).join(" ");
+  const bits = "(v128.const i8x16 1 2 4 8 16 32 64 128 1 2 4 8 16 32 64 128)";
+  return `(i8x16.eq (v128.and (i8x16.shuffle ${lanes} ${splat} ${splat}) ${bits}) ${bits})`;
+}
+
+/**
+ * Statements: `into` = Σ over `runs` of 16 weights (i8x16 expressions, consecutive runs of 16 consecutive
+ * weights, −128..127, or 0..255 when `unsigned`) × the activations from byte `off` of `x`, as f32x4
+ * partial sums. Each run's four products are added pairwise before they reach `into`, which keeps the
+ * chain of dependent adds short. With `sumX`, `sumX` = Σ of the same activations (for a block's min), each
+ * loaded once. Scratch: `$v0`, `$v1`, and `$v8`..`$v11` with `sumX`.
+ */
+export function dotRuns(
+  runs: readonly string[],
+  off: number,
+  into: string,
+  o: { sumX?: string; unsigned?: boolean; x?: string } = {},
+): string {
+  const sx = o.unsigned ? "u" : "s";
+  const out: string[] = [];
+  runs.forEach((bytes, r) => {
+    const at = (k: number) => `(v128.load offset=${off + 64 * r + 16 * k} align=4 ${o.x ?? X})`;
+    const x = (k: number) => (o.sumX ? `(local.tee $v${8 + k} ${at(k)})` : at(k));
+    const p = (k: number) =>
+      `(f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_${k % 2 ? "high" : "low"}_i16x8_${sx} (local.get $v${k >> 1}))) ${x(k)})`;
+    const run = `(f32x4.add (f32x4.add ${p(0)} ${p(1)}) (f32x4.add ${p(2)} ${p(3)}))`;
+    out.push(
+      `(local.set $v0 (i16x8.extend_low_i8x16_${sx} (local.tee $v1 ${bytes})))`,
+      `(local.set $v1 (i16x8.extend_high_i8x16_${sx} (local.get $v1)))`,
+      `(local.set ${into} ${r ? `(f32x4.add (local.get ${into}) ${run})` : run})`,
+    );
+    if (o.sumX) {
+      const xs =
+        "(f32x4.add (f32x4.add (local.get $v8) (local.get $v9)) (f32x4.add (local.get $v10) (local.get $v11)))";
+      out.push(`(local.set ${o.sumX} ${r ? `(f32x4.add (local.get ${o.sumX}) ${xs})` : xs})`);
+    }
+  });
+  return out.join("\n");
+}
+
+/** `into` (+ or −)= `sum` × `scale`, sum a v128 local and scale an f32 expression. */
+export const addScaled = (sum: string, scale: string, into = "$acc", minus = false) =>
+  `(local.set ${into} (f32x4.${minus ? "sub" : "add"} (local.get ${into}) (f32x4.mul (local.get ${sum}) (f32x4.splat ${scale}))))`;
+
+/** `$acc += $v3 × d`, the block's sum scaled by the half-precision scale at byte `off` of the block. */
+export const scaleInto = (off: number) => addScaled("$v3", halfAt(off));
+
+// The k-quants: a 256-weight super-block with halves d (and dmin) and small integer scales (and mins) per
+// sub-block. The piece loops over groups of sub-blocks rather than unrolling all 256 weights: V8 hoists
+// the loads of a long straight-line block and spills them, which made the unrolled pieces ~2× slower.
+
+/**
+ * Statements for one super-block: `$f0` = d (and `$f1` = dmin) from the halves at `d` and `dmin`, then
+ * `setup`, then `body` `groups` times in a loop with `$i1` = 0, 1, …
+ */
+export function superBlock(o: {
+  d: number;
+  dmin?: number;
+  setup?: string;
+  groups: number;
+  body: string;
+}): string {
   return [
-    `(local.set $v0 (i16x8.extend_low_i8x16_s ${bytes}))`,
-    `(local.set $v1 (i16x8.extend_high_i8x16_s ${bytes}))`,
-    ...lanes("low", "$v0"),
-    ...lanes("high", "$v1"),
+    `(local.set $f0 ${halfAt(o.d)})`,
+    o.dmin === undefined ? "" : `(local.set $f1 ${halfAt(o.dmin)})`,
+    o.setup ?? "",
+    "(local.set $i1 (i32.const 0))",
+    "(loop $group",
+    o.body,
+    `(br_if $group (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const ${o.groups}))))`,
+  ]
+    .filter(Boolean)
+    .join("\n");
+}
+
+/** The loop index of `superBlock`, and its two bits as (h, g) for the 16-sub-block k-quants. */
+const I = "(local.get $i1)";
+export const H = "(i32.shr_u (local.get $i1) (i32.const 1))";
+export const G = "(i32.and (local.get $i1) (i32.const 1))";
+
+/** `$x` plus index × stride for each [index, stride]: where a group's activations start. */
+export const xAddr = (...terms: [string, number][]) => addr(X, ...terms);
+/** `$w` plus index × stride for each [index, stride]: where a group's bytes start. */
+export const wAddr = (...terms: [string, number][]) => addr(W, ...terms);
+
+/**
+ * Statements: one sub-block inside `superBlock`: `$acc` += Σ q·x × f32(d·scale), and with `min`,
+ * `$acc` −= Σ x × f32(dmin·min): ggml's per-sub-block factors. `runs`, `unsigned` and `x` + `xOff` as for
+ * dotRuns; scale and min are i32 expressions, the scale signed when `signedScale`. Writes `$v6`, `$v7` and
+ * dotRuns' scratch.
+ */
+export function subBlock(o: {
+  runs: readonly string[];
+  x: string;
+  xOff: number;
+  scale: string;
+  signedScale?: boolean;
+  min?: string;
+  unsigned?: boolean;
+}): string {
+  const times = (f: string, i: string, signed: boolean) =>
+    `(f32.mul (local.get ${f}) (f32.convert_i32_${signed ? "s" : "u"} ${i}))`;
+  return [
+    dotRuns(o.runs, o.xOff, "$v6", { sumX: o.min ? "$v7" : undefined, unsigned: o.unsigned, x: o.x }),
+    addScaled("$v6", times("$f0", o.scale, !!o.signedScale)),
+    o.min ? addScaled("$v7", times("$f1", o.min, false), "$acc", true) : "",
+  ]
+    .filter(Boolean)
+    .join("\n");
+}
+
+/**
+ * Statements: `into` = q4_k/q5_k's 12 packed scale bytes at byte `off` of the block, decoded: lanes 0..7
+ * the 6-bit scales of sub-blocks 0..7, lanes 8..15 their 6-bit mins (ggml's get_scale_min_k4; scaleK4 and
+ * minK4 in kquant-scales.ts). Reads 16 bytes (the block goes on past them).
+ */
+export function scalesMinsK4(off: number, into: string): string {
+  const v = `(local.get ${into})`;
+  const lanes = (...l: number[][]) => `(v128.const i8x16 ${l.flat().join(" ")})`;
+  const four = (n: number) => [n, n, n, n];
+  // j < 4: b[j] & 63 (scale), b[j + 4] & 63 (min). j ≥ 4: the low (scale) or high (min) nibble of
+  // b[j + 4], with the top two bits of b[j − 4] (scale) or b[j] (min) as bits 4 and 5.
+  const low = `(i8x16.shuffle 0 1 2 3 8 9 10 11 4 5 6 7 8 9 10 11 ${v} ${v})`;
+  const top = `(i8x16.shuffle 0 1 2 3 0 1 2 3 4 5 6 7 4 5 6 7 ${v} ${v})`;
+  // One statement: `top` reads the raw bytes, then the tee replaces them with `low` for its high nibbles.
+  return [
+    `(local.set ${into} ${bytesAt(off)})`,
+    `(local.set ${into} (v128.or (v128.and (i8x16.shr_u ${top} (i32.const 2)) ${lanes(four(0), four(0x30), four(0), four(0x30))})`,
+    `  (v128.or (v128.and (local.tee ${into} ${low}) ${lanes(four(63), four(15), four(63), four(0))})`,
+    `    (v128.and (i8x16.shr_u (local.get ${into}) (i32.const 4)) ${lanes(four(0), four(0), four(0), four(255))}))))`,
   ].join("\n");
 }
 
-/** `$acc += $v3 × d`, the block's sum scaled by the half-precision scale at byte `off` of the block. */
-export const scaleInto = (off: number) =>
-  `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (call $f16 (i32.load16_u offset=${off} align=1 (local.get $w)))))))`;
+/**
+ * q4_k and q5_k (8 sub-blocks of 32, w = d·scale·q − dmin·min): a loop over the 4 pairs of sub-blocks,
+ * 2k and 2k + 1 being the low and high nibbles of the 32 bytes at `qs` + 32k. q5_k's fifth bits come from
+ * `fifth`: `setup` before the loop, `bits(s, r)` (an i8x16 expression with bit 4 of each byte set or not)
+ * for run r (of 16 weights) of the pair's sub-block s, and `next` at the end of each pair. Scales and mins
+ * live decoded in `$v5`, shifted so the pair's are always in lanes 0, 1 and 8, 9.
+ */
+export function pairsK4(o: {
+  qs: number;
+  fifth?: { setup: string; bits: (s: number, r: number) => string; next: string };
+}): string {
+  const lane = (n: number) => `(i8x16.extract_lane_u ${n} (local.get $v5))`;
+  return superBlock({
+    d: 0,
+    dmin: 2,
+    setup: [scalesMinsK4(4, "$v5"), o.fifth?.setup ?? ""].filter(Boolean).join("\n"),
+    groups: 4,
+    body: [
+      ...[0, 1].map((s) =>
+        subBlock({
+          runs: [0, 1].map((r) => {
+            const q = field(bytesAt(o.qs + 16 * r, wAddr([I, 32])), 4 * s, 4, 0);
+            return o.fifth ? `(v128.or ${q} ${o.fifth.bits(s, r)})` : q;
+          }),
+          unsigned: true,
+          x: xAddr([I, 256]),
+          xOff: 128 * s,
+          scale: lane(s),
+          min: lane(8 + s),
+        }),
+      ),
+      "(local.set $v5 (i64x2.shr_u (local.get $v5) (i32.const 16)))",
+      o.fifth?.next ?? "",
+    ]
+      .filter(Boolean)
+      .join("\n"),
+  });
+}
 
-export const zero = (v: string) => `(local.set ${v} (v128.const i32x4 0 0 0 0))`;
+/**
+ * q2_k, q3_k and q6_k (16 sub-blocks of 16): weight 128·h + 32·k + 16·g + i comes from byte 16·g + i of
+ * half h's runs of 32 bytes, so sub-blocks 8h + 2k + g (k = 0..3) share their bytes. A loop over the four
+ * (h, g) (the i32 expressions H and G): `prepare` loads the shared bytes into `$v2`..`$v4`, then sub-block
+ * 8h + 2k + g for each k as `sub(k)` gives it (its runs, scale and min; the activations are placed here).
+ */
+export function quadsOf16(o: {
+  d: number;
+  dmin?: number;
+  prepare: string;
+  sub: (k: number) => Omit<Parameters<typeof subBlock>[0], "x" | "xOff">;
+}): string {
+  return superBlock({
+    d: o.d,
+    dmin: o.dmin,
+    groups: 4,
+    body: [
+      o.prepare,
+      ...[0, 1, 2, 3].map((k) => subBlock({ ...o.sub(k), x: xAddr([H, 512], [G, 64]), xOff: 128 * k })),
+    ].join("\n"),
+  });
+}

@@ -6,6 +6,7 @@ import { readF16, writeF16 } from "../half.ts";
 import { makeQkx2Quants } from "../kquant-fit.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { byteAt, bytesAt, field, G, H, quadsOf16, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -148,4 +149,20 @@ export const q2_k: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 256,
+    bytes: 84,
+    // Two bits per weight; the scale and min of sub-block j are the nibbles of byte j.
+    dot: quadsOf16({
+      d: 80,
+      dmin: 82,
+      prepare: `(local.set $v2 ${bytesAt(16, wAddr([H, 32], [G, 16]))})`,
+      sub: (k) => ({
+        runs: [field("(local.get $v2)", 2 * k, 2, 0)],
+        unsigned: true,
+        scale: `(i32.and ${byteAt(2 * k, false, wAddr([H, 8], [G, 1]))} (i32.const 15))`,
+        min: `(i32.shr_u ${byteAt(2 * k, false, wAddr([H, 8], [G, 1]))} (i32.const 4))`,
+      }),
+    }),
+  },
 };

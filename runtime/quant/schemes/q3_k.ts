@@ -7,6 +7,7 @@ import { makeQ3Quants } from "../kquant-fit.ts";
 import { packScaleQ3K, scaleQ3K } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -39,6 +40,17 @@ const dot = `{
     acc += f16[u8[qo + 108] | (u8[qo + 109] << 8)] * sq;
   }
 }`;
+
+// The WebAssembly piece's scale of sub-block j = 8h + 2k + g (h, g the loop's, k fixed), as scaleQ3K:
+// low 4 bits at bit 4h of byte 2k + g, high 2 bits at bit 4h + 2⌊k/2⌋ of byte 8 + 2(k mod 2) + g.
+function wasmScale(k: number): string {
+  const bits = (off: number, shift: string, mask: number) =>
+    `(i32.and (i32.shr_u ${byteAt(96 + off, false, wAddr([G, 1]))} ${shift}) (i32.const ${mask}))`;
+  const h4 = `(i32.shl ${H} (i32.const 2))`;
+  const low = bits(2 * k, h4, 15);
+  const high = bits(8 + 2 * (k % 2), `(i32.add ${h4} (i32.const ${2 * (k >> 1)}))`, 3);
+  return `(i32.sub (i32.or ${low} (i32.shl ${high} (i32.const 4))) (i32.const 32))`;
+}
 
 const L = new Int8Array(QK);
 const scales = new Float32Array(QK / 16);
@@ -126,4 +138,23 @@ export const q3_k: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 256,
+    bytes: 110,
+    // q − 4: two bits of qs under the hmask bit 4h + k (hmask shifted right by 4h once per (h, g)).
+    dot: quadsOf16({
+      d: 108,
+      prepare: [
+        `(local.set $v2 ${bytesAt(32, wAddr([H, 32], [G, 16]))})`,
+        `(local.set $v3 (i8x16.shr_u ${bytesAt(0, wAddr([G, 16]))} (i32.shl ${H} (i32.const 2))))`,
+      ].join("\n"),
+      sub: (k) => ({
+        runs: [
+          `(i8x16.sub (v128.or ${field("(local.get $v2)", 2 * k, 2, 0)} ${field("(local.get $v3)", k, 1, 2)}) ${i8s(4)})`,
+        ],
+        scale: wasmScale(k),
+        signedScale: true,
+      }),
+    }),
+  },
 };

@@ -3,7 +3,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { i8x16Dot, scaleInto, zero } from "../wat.ts";
+import { bytesAt, dotRuns, field, i8s, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -83,16 +83,10 @@ export const q4_0: QuantScheme = {
     bytes: 18,
     // Byte j holds element j (low nibble) and element j + 16 (high nibble), each stored as q + 8.
     dot: [
-      zero("$v3"),
-      "(local.set $v2 (v128.load offset=2 align=1 (local.get $w)))",
-      i8x16Dot(
-        "(i8x16.sub (v128.and (local.get $v2) (v128.const i8x16 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15 15)) (v128.const i8x16 8 8 8 8 8 8 8 8 8 8 8 8 8 8 8 8))",
+      `(local.set $v2 ${bytesAt(2)})`,
+      dotRuns(
+        [0, 4].map((from) => `(i8x16.sub ${field("(local.get $v2)", from, 4, 0)} ${i8s(8)})`),
         0,
-        "$v3",
-      ),
-      i8x16Dot(
-        "(i8x16.sub (i8x16.shr_u (local.get $v2) (i32.const 4)) (v128.const i8x16 8 8 8 8 8 8 8 8 8 8 8 8 8 8 8 8))",
-        64,
         "$v3",
       ),
       scaleInto(0),

@@ -2,6 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { addScaled, bytesAt, dotRuns, field, halfAt } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -77,4 +78,20 @@ export const q4_1: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 32,
+    bytes: 20,
+    // d·Σ q·x + m·Σ x: byte j holds q of element j (low nibble) and of element j + 16 (high nibble).
+    dot: [
+      `(local.set $v2 ${bytesAt(4)})`,
+      dotRuns(
+        [0, 4].map((from) => field("(local.get $v2)", from, 4, 0)),
+        0,
+        "$v3",
+        { sumX: "$v4", unsigned: true },
+      ),
+      addScaled("$v3", halfAt(0)),
+      addScaled("$v4", halfAt(2)),
+    ].join("\n"),
+  },
 };

@@ -7,6 +7,7 @@ import { makeQkx2Quants } from "../kquant-fit.ts";
 import { minK4, packScaleMinK4, scaleK4 } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { pairsK4 } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -149,4 +150,5 @@ export const q4_k: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: { step: 256, bytes: 144, dot: pairsK4({ qs: 16 }) },
 };

@@ -3,6 +3,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { bitBytes, bytesAt, dotRuns, field, i8s, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -83,4 +84,22 @@ export const q5_0: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 32,
+    bytes: 22,
+    // q − 16 = nibble − 16 where the high bit is clear, the nibble itself where it is set.
+    dot: [
+      "(local.set $v4 (v128.load32_splat offset=2 align=1 (local.get $w)))",
+      `(local.set $v2 ${bytesAt(6)})`,
+      dotRuns(
+        ([0, 1] as const).map(
+          (h) =>
+            `(i8x16.sub ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.andnot ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
+        ),
+        0,
+        "$v3",
+      ),
+      scaleInto(0),
+    ].join("\n"),
+  },
 };

@@ -2,6 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { addScaled, bitBytes, bytesAt, dotRuns, field, halfAt, i8s } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -88,4 +89,24 @@ export const q5_1: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 32,
+    bytes: 24,
+    // d·Σ q·x + m·Σ x, q the nibble with 16 added where its high bit is set.
+    dot: [
+      "(local.set $v4 (v128.load32_splat offset=4 align=1 (local.get $w)))",
+      `(local.set $v2 ${bytesAt(8)})`,
+      dotRuns(
+        ([0, 1] as const).map(
+          (h) =>
+            `(v128.or ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.and ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
+        ),
+        0,
+        "$v3",
+        { sumX: "$v5", unsigned: true },
+      ),
+      addScaled("$v3", halfAt(0)),
+      addScaled("$v5", halfAt(2)),
+    ].join("\n"),
+  },
 };

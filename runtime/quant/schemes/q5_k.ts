@@ -7,6 +7,7 @@ import { makeQkx2Quants } from "../kquant-fit.ts";
 import { minK4, packScaleMinK4, scaleK4 } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { bytesAt, field, pairsK4 } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -168,4 +169,20 @@ export const q5_k: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 256,
+    bytes: 176,
+    // As q4_k, with bit 2k + s of qh[l] as the fifth bit of weight l of sub-block 2k + s: qh (in $v3, $v4)
+    // shifts right by 2 after each pair.
+    dot: pairsK4({
+      qs: 48,
+      fifth: {
+        setup: `(local.set $v3 ${bytesAt(16)})\n(local.set $v4 ${bytesAt(32)})`,
+        bits: (s, r) => field(`(local.get $v${3 + r})`, s, 1, 4),
+        next: [3, 4]
+          .map((v) => `(local.set $v${v} (i8x16.shr_u (local.get $v${v}) (i32.const 2)))`)
+          .join("\n"),
+      },
+    }),
+  },
 };

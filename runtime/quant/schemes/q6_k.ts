@@ -7,6 +7,7 @@ import { readF16, writeF16 } from "../half.ts";
 import { GROUP_MAX_EPS, makeQxQuants } from "../kquant-fit.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
+import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -128,4 +129,26 @@ export const q6_k: QuantScheme = {
     }
   },
   cpu: { dot },
+  wasm: {
+    step: 256,
+    bytes: 210,
+    // Per (h, g): 16 bytes of ql, of ql + 32 and of qh hold the four sub-blocks; each minus 32, scaled by its int8.
+    dot: quadsOf16({
+      d: 208,
+      prepare: [
+        bytesAt(0, wAddr([H, 64], [G, 16])),
+        bytesAt(32, wAddr([H, 64], [G, 16])),
+        bytesAt(128, wAddr([H, 32], [G, 16])),
+      ]
+        .map((b, n) => `(local.set $v${2 + n} ${b})`)
+        .join("\n"),
+      sub: (k) => ({
+        runs: [
+          `(i8x16.sub (v128.or ${field(`(local.get $v${2 + (k % 2)})`, 4 * (k >> 1), 4, 0)} ${field("(local.get $v4)", 2 * k, 2, 4)}) ${i8s(32)})`,
+        ],
+        scale: byteAt(192 + 2 * k, true, wAddr([H, 8], [G, 1])),
+        signedScale: true,
+      }),
+    }),
+  },
 };

@@ -2,7 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { i8x16Dot, scaleInto, zero } from "../wat.ts";
+import { bytesAt, dotRuns, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -63,11 +63,6 @@ export const q8_0: QuantScheme = {
     step: 32,
     bytes: 34,
     // Two runs of 16 int8 weights after the scale, summed per block, then scaled once.
-    dot: [
-      zero("$v3"),
-      i8x16Dot("(v128.load offset=2 align=1 (local.get $w))", 0, "$v3"),
-      i8x16Dot("(v128.load offset=18 align=1 (local.get $w))", 64, "$v3"),
-      scaleInto(0),
-    ].join("\n"),
+    dot: [dotRuns([bytesAt(2), bytesAt(18)], 0, "$v3"), scaleInto(0)].join("\n"),
   },
 };

@@ -1,0 +1,175 @@
+// Every scheme's WebAssembly piece, assembled into the matrix-vector kernel a model gets, against
+// dot(decode(row), x) in f64. The tiny specs' rows (32 to 128 weights) never hold a whole k-quant
+// super-block, so generated.test.ts cannot reach those pieces; this test can. Rows are either encoded
+// weights or random bytes (every bit pattern of quants, scales and mins) with extreme finite halves as the
+// block scales. Tolerance: 1e-5 × Σ|w·x|, f32 summation in another order. The relaxed-SIMD twin (fused
+// multiply-adds) runs too where this engine has relaxed SIMD (Node 22+, or --experimental-wasm-relaxed-simd).
+import { describe, expect, it } from "vitest";
+import { f16Table, schemes } from "../../runtime/quant/index.ts";
+import type { QuantScheme } from "../../runtime/quant/scheme.ts";
+import { gaussian, rng } from "../../runtime/quant/test-support.ts";
+import { WasmKernels } from "./wasm.ts";
+
+const COLS = 512;
+const ENCODED_ROWS = 3;
+const RANDOM_ROWS = 13;
+const ROWS = ENCODED_ROWS + RANDOM_ROWS;
+const TOLERANCE = 1e-5;
+
+/** Byte offsets of the f16 fields in a block, for the schemes with blocks of more than one weight. */
+const HALVES: Record<string, number[]> = {
+  q8_0: [0],
+  q4_0: [0],
+  q4_1: [0, 2],
+  q5_0: [0],
+  q5_1: [0, 2],
+  q2_k: [80, 82],
+  q3_k: [108],
+  q4_k: [0, 2],
+  q5_k: [0, 2],
+  q6_k: [208],
+};
+/** ±65504, the smallest subnormal and normal, 1, 0; and a random normal half otherwise. */
+const EXTREME_HALVES = [0x7bff, 0xfbff, 0x0001, 0x8001, 0x0400, 0x3c00, 0x0000];
+
+function matrix(s: QuantScheme, seed: number): Uint8Array {
+  const rowBytes = (COLS / s.blockSize) * s.blockBytes;
+  const out = new Uint8Array(ROWS * rowBytes);
+  const w = gaussian(ENCODED_ROWS * COLS, seed, 0.05);
+  const r = rng(seed + 1);
+  for (let i = 0; i < w.length; i++) if (r() < 0.01) w[i] = w[i]! * 300;
+  w.fill(0, 40, 300);
+  s.encode(w, out.subarray(0, ENCODED_ROWS * rowBytes));
+  const halves = HALVES[s.name];
+  if (s.blockSize === 1) {
+    // Float formats: random bits would be NaN or Inf; encode values from 1e-9 (f16 subnormals) up instead.
+    const v = gaussian(RANDOM_ROWS * COLS, seed + 2);
+    const max = s.name === "f16" ? 65504 : 1e30;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i]! * 10 ** Math.round(r() * 13 - 9) * (r() < 0.01 ? max : 1);
+      v[i] = Math.max(-max, Math.min(max, x));
+    }
+    s.encode(v, out.subarray(ENCODED_ROWS * rowBytes));
+    return out;
+  }
+  if (!halves) throw new Error(`${s.name}: say where its f16 fields are in HALVES`);
+  for (let i = ENCODED_ROWS * rowBytes; i < out.length; i++) out[i] = Math.floor(r() * 256);
+  for (let b = ENCODED_ROWS * rowBytes; b < out.length; b += s.blockBytes) {
+    for (const o of halves) {
+      const pick = Math.floor(r() * (EXTREME_HALVES.length + 3));
+      const h = EXTREME_HALVES[pick] ?? (r() < 0.5 ? 0 : 0x8000) | (0x0400 + Math.floor(r() * 0x4c00));
+      out[b + o] = h & 0xff;
+      out[b + o + 1] = h >> 8;
+    }
+  }
+  return out;
+}
+
+const relaxedHere = (() => {
+  const k = new WasmKernels();
+  k.matvec("q8_0", 32);
+  return WebAssembly.validate(k.binary(true));
+})();
+
+/** Memory as the runtime lays it out: the half table at 0, then the matrix, x and y. */
+function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: boolean) {
+  const kernels = new WasmKernels();
+  const name = kernels.matvec(s.name, COLS);
+  if (!name) throw new Error(`${s.name}: no kernel`);
+  const wAt = f16Table.byteLength + 4; // tensors start 4-byte aligned, not always on a vector
+  const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
+  const yAt = xAt + x.byteLength;
+  const pages = Math.ceil((yAt + ROWS * 4) / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  new Float32Array(memory.buffer).set(f16Table, 0);
+  new Uint8Array(memory.buffer).set(weights, wAt);
+  new Float32Array(memory.buffer, xAt, x.length).set(x);
+  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(relaxed)), {
+    env: { memory },
+  });
+  const mv = exports[name] as (
+    w: number,
+    x: number,
+    y: number,
+    r0: number,
+    r1: number,
+    alpha: number,
+    acc: number,
+  ) => void;
+  const y = new Float32Array(memory.buffer, yAt, ROWS);
+  return {
+    y,
+    call: (r0: number, r1: number, alpha: number, acc: number) => mv(wAt, xAt, yAt, r0, r1, alpha, acc),
+  };
+}
+
+/** dot(decode(row r), x) in f64, and Σ|w·x| for the tolerance. */
+function reference(s: QuantScheme, weights: Uint8Array, x: Float32Array, r: number) {
+  const rowBytes = (COLS / s.blockSize) * s.blockBytes;
+  const w = new Float32Array(COLS);
+  s.decode(weights.subarray(r * rowBytes, (r + 1) * rowBytes), w);
+  let dot = 0;
+  let scale = 0;
+  for (let i = 0; i < COLS; i++) {
+    dot += w[i]! * x[i]!;
+    scale += Math.abs(w[i]! * x[i]!);
+  }
+  return { dot, scale };
+}
+
+describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
+  const withPiece = schemes().filter((s) => s.wasm);
+
+  it("every built-in scheme has a piece", () => {
+    expect(withPiece.map((s) => s.name).sort()).toEqual(
+      schemes()
+        .map((s) => s.name)
+        .sort(),
+    );
+  });
+
+  for (const s of withPiece) {
+    for (const relaxed of [false, true]) {
+      const tag = relaxed ? " (relaxed SIMD)" : "";
+      const it_ = relaxed ? it.runIf(relaxedHere) : it;
+      it_(`${s.name}${tag}: encoded rows and random blocks with extreme scales`, () => {
+        const weights = matrix(s, 31);
+        const x = gaussian(COLS, 32);
+        x.fill(0, 100, 120);
+        const { y, call } = run(s, weights, x, relaxed);
+        call(0, ROWS, 1, 0);
+        for (let r = 0; r < ROWS; r++) {
+          const want = reference(s, weights, x, r);
+          expect(Number.isFinite(y[r]), `${s.name} row ${r}: ${y[r]}`).toBe(true);
+          expect(
+            Math.abs(y[r]! - want.dot),
+            `${s.name} row ${r}: ${y[r]} vs ${want.dot}`,
+          ).toBeLessThanOrEqual(TOLERANCE * want.scale);
+        }
+      });
+
+      it_(`${s.name}${tag}: rows r0..r1 only, times alpha, accumulated onto y`, () => {
+        const weights = matrix(s, 41);
+        const x = gaussian(COLS, 42);
+        const { y, call } = run(s, weights, x, relaxed);
+        const before = Float32Array.from({ length: ROWS }, (_, r) => r - 3.5);
+        y.set(before);
+        call(2, 5, 0.5, 1);
+        for (let r = 0; r < ROWS; r++) {
+          if (r < 2 || r >= 5) {
+            expect(y[r]).toBe(before[r]);
+            continue;
+          }
+          const want = reference(s, weights, x, r);
+          expect(Math.abs(y[r]! - before[r]! - 0.5 * want.dot)).toBeLessThanOrEqual(
+            TOLERANCE * (0.5 * want.scale + Math.abs(before[r]!)),
+          );
+        }
+      });
+    }
+  }
+
+  it("no kernel when the step does not divide the row", () => {
+    expect(new WasmKernels().matvec("q4_k", 64)).toBeUndefined();
+  });
+});
