@@ -50,6 +50,9 @@ export interface Manifest {
   maxContext: number;
   vocab: number;
   arenaBytes: number;
+  /** Scratch in the arena for activations quantized by the integer kernels: thread i's (up to
+   * MAX_THREADS) starts at arena byte `offset + i · bytes`. Absent when no kernel quantizes. */
+  q8Scratch?: { offset: number; bytes: number };
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {

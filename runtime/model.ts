@@ -84,8 +84,11 @@ export function allocateRuntime(
     const wasm = chosen.module;
     const { exports } = new WebAssembly.Instance(wasm, { env: { memory: heap.memory } });
     kernels = exports as Record<string, WasmKernel>;
+    const q8 = module.manifest.q8Scratch;
+    const scratch = q8 && { base: arena.byteOffset + q8.offset, bytes: q8.bytes };
+    if (scratch) (exports.xq as unknown as WebAssembly.Global).value = scratch.base;
     if (threads > 1) {
-      pool = new ThreadPool(threads, heap.memory, wasm, Object.keys(exports).sort());
+      pool = new ThreadPool(threads, heap.memory, wasm, Object.keys(exports).sort(), scratch);
       kernels = pool.wrap(exports);
     }
   }

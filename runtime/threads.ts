@@ -20,6 +20,9 @@ const FAILED = 9;
 const STOP = 10;
 const SLOTS = 16;
 
+/** The most threads a model runs on: the integer kernels' scratch is laid out for this many. */
+export const MAX_THREADS = 256;
+
 /** Polls before sleeping in Atomics.wait (tens of microseconds): long enough to catch the next kernel
  * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
 const SPINS = 4000;
@@ -27,13 +30,14 @@ const SPINS = 4000;
 /** The worker's whole program: wait for a generation, run its share of the rows, count down. */
 const workerSource = `
 const { workerData } = require("node:worker_threads");
-const { memory, module, names, index, threads, control } = workerData;
+const { memory, module, names, index, threads, control, scratch } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+  if (scratch) exports.xq.value = scratch.base + index * scratch.bytes;
   kernels = names.map((n) => exports[n]);
 } catch (e) {
   Atomics.store(c, ${FAILED}, 1);
@@ -70,7 +74,10 @@ export class ThreadPool {
     memory: WebAssembly.Memory,
     module: WebAssembly.Module,
     exportNames: string[],
+    /** The integer kernels' per-thread scratch (thread i's at base + i · bytes), when the model has it. */
+    scratch?: { base: number; bytes: number },
   ) {
+    if (threads > MAX_THREADS) throw new RangeError(`at most ${MAX_THREADS} threads, not ${threads}`);
     // Only matrix-vector products split by rows; the other kernels run on the calling thread.
     this.names = exportNames.filter((n) => n.startsWith("mv_"));
     const names = this.names;
@@ -81,7 +88,7 @@ export class ThreadPool {
     this.workers = Array.from({ length: threads - 1 }, (_, k) => {
       const w = new Worker(workerSource, {
         eval: true,
-        workerData: { memory, module, names, index: k + 1, threads, control },
+        workerData: { memory, module, names, index: k + 1, threads, control, scratch },
       });
       // A worker blocked in Atomics.wait must not keep the process alive.
       w.unref();

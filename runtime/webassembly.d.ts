@@ -17,5 +17,8 @@ declare namespace WebAssembly {
     constructor(module: Module, imports?: Record<string, Record<string, unknown>>);
     readonly exports: Record<string, unknown>;
   }
+  class Global {
+    value: number;
+  }
   function validate(bytes: BufferSource): boolean;
 }

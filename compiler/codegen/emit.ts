@@ -2,6 +2,7 @@
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
 
 import type { Manifest } from "../../runtime/manifest.ts";
+import { MAX_THREADS } from "../../runtime/threads.ts";
 import type { Graph, Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
@@ -298,7 +299,14 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     );
     at += Math.ceil(floats / 16) * 16;
   }
-  const full: Manifest = { ...manifest, arenaBytes: at * 4 };
+  // The integer kernels' quantized activations: one region per thread, the runtime points each
+  // WebAssembly instance at its own.
+  let q8Scratch: Manifest["q8Scratch"];
+  if (ks.wasm.q8Bytes) {
+    q8Scratch = { offset: at * 4, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64 };
+    at += (q8Scratch.bytes / 4) * MAX_THREADS;
+  }
+  const full: Manifest = { ...manifest, arenaBytes: at * 4, ...(q8Scratch && { q8Scratch }) };
   const base64 = (relaxed: boolean) =>
     ks.wasm.size ? Buffer.from(ks.wasm.binary(relaxed)).toString("base64") : "";
   const source = [

@@ -5,7 +5,8 @@
 // block scales. Tolerance: 1e-5 × Σ|w·x|, f32 summation in another order. The relaxed-SIMD twin (fused
 // multiply-adds) runs too where this engine has relaxed SIMD (Node 22+, or --experimental-wasm-relaxed-simd).
 import { describe, expect, it } from "vitest";
-import { f16Table, schemes } from "../../runtime/quant/index.ts";
+import { f16Table, getScheme, schemes } from "../../runtime/quant/index.ts";
+import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian, rng } from "../../runtime/quant/test-support.ts";
 import { WasmKernels } from "./wasm.ts";
@@ -79,7 +80,8 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
   const wAt = f16Table.byteLength + 4; // tensors start 4-byte aligned, not always on a vector
   const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
   const yAt = xAt + x.byteLength;
-  const pages = Math.ceil((yAt + ROWS * 4) / 65536);
+  const qAt = Math.ceil((yAt + ROWS * 4) / 64) * 64; // the integer kernels' quantized x
+  const pages = Math.ceil((qAt + kernels.q8Bytes) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   new Float32Array(memory.buffer).set(f16Table, 0);
   new Uint8Array(memory.buffer).set(weights, wAt);
@@ -87,6 +89,7 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
   const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(relaxed)), {
     env: { memory },
   });
+  if (kernels.q8Bytes) (exports.xq as WebAssembly.Global).value = qAt;
   const mv = exports[name] as (
     w: number,
     x: number,
@@ -103,8 +106,9 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
   };
 }
 
-/** dot(decode(row r), x) in f64, and Σ|w·x| for the tolerance. */
-function reference(s: QuantScheme, weights: Uint8Array, x: Float32Array, r: number) {
+/** dot(decode(row r), x) in f64 (x as the scheme's kernels read it), and Σ|w·x| for the tolerance. */
+function reference(s: QuantScheme, weights: Uint8Array, xIn: Float32Array, r: number) {
+  const x = s.wasm?.q8 === undefined ? xIn : quantizeActivations(xIn);
   const rowBytes = (COLS / s.blockSize) * s.blockBytes;
   const w = new Float32Array(COLS);
   s.decode(weights.subarray(r * rowBytes, (r + 1) * rowBytes), w);
@@ -168,6 +172,25 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
       });
     }
   }
+
+  it("the integer kernels quantize x exactly as quantizeActivations does, ties to even", () => {
+    // q8_0 rows picking one element each (scale 1, weight 1): y[r] = x[r] as quantized.
+    const s = getScheme("q8_0");
+    const weights = new Uint8Array(ROWS * (COLS / 32) * 34);
+    for (let r = 0; r < ROWS; r++) {
+      for (let b = 0; b < COLS / 32; b++) weights.set([0x00, 0x3c], (r * (COLS / 32) + b) * 34); // half 1.0
+      weights[(r * (COLS / 32) + Math.floor(r / 32)) * 34 + 2 + (r % 32)] = 1;
+    }
+    const x = gaussian(COLS, 7);
+    // Block 0 has amax 127, so id = 1: x.5 values are ties.
+    x.set([127, 2.5, 3.5, -2.5, -3.5, 0.5, -0.5, 1.5, 126.5], 0);
+    const { y, call } = run(s, weights, x, false);
+    call(0, ROWS, 1, 0);
+    const want = quantizeActivations(x);
+    // (+ 0: an integer product has no −0)
+    expect([...y.subarray(0, 9)].map((v) => v + 0)).toEqual([127, 2, 4, -2, -4, 0, 0, 2, 126]);
+    for (let r = 0; r < ROWS; r++) expect(y[r]! + 0).toBe(want[r]! + 0);
+  });
 
   it("no kernel when the step does not divide the row", () => {
     expect(new WasmKernels().matvec("q4_k", 64)).toBeUndefined();

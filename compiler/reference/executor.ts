@@ -3,6 +3,7 @@
 // and the generated code are checked against it.
 
 import type { Manifest } from "../../runtime/manifest.ts";
+import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { WeightSource } from "../../runtime/weights.ts";
 import type { Graph, Node } from "../ir/graph.ts";
@@ -16,7 +17,30 @@ export class ReferenceModel {
     private readonly graph: Graph,
     private readonly manifest: Manifest,
     private readonly weights: WeightSource,
-  ) {}
+  ) {
+    const note = (g: Graph) => {
+      for (const n of g.nodes) {
+        this.producers.set(n.id, n);
+        if (n.body) note(n.body);
+      }
+    };
+    note(graph);
+  }
+
+  private readonly producers = new Map<number, Node>();
+
+  /** x as a product with weight `key` reads it: quantized to q8_0 where the scheme's kernels do that. */
+  private activations(x: Float32Array, key: string): Float32Array {
+    const entry = this.manifest.weights.find((e) => e.key === key)!;
+    return getScheme(entry.scheme).wasm?.q8 === undefined ? x : quantizeActivations(x);
+  }
+
+  /** The weight key of the `dequantize` node whose output is value `id`. */
+  private weightOf(id: number): string {
+    const n = this.producers.get(id);
+    if (n?.op !== "dequantize") throw new Error(`%${id} is not a dequantized weight`);
+    return n.weights.w!;
+  }
 
   private weight(key: string, layer: number | undefined): Float32Array {
     const id = `${key}#${layer}`;
@@ -95,7 +119,7 @@ export class ReferenceModel {
         return x.map((v, i) => v * r * w[i]!);
       }
       case "matmul":
-        return matmul(x, ins[1]!, n.shape[0]!);
+        return matmul(this.activations(x, this.weightOf(n.inputs[1]!)), ins[1]!, n.shape[0]!);
       case "rope":
         return rope(x, pos, n.attrs.heads as number, n.attrs.theta as number, n.attrs.style as string);
       case "silu":
@@ -126,12 +150,19 @@ export class ReferenceModel {
         const ffn = G.length / (n.attrs.experts as number) / hidden;
         const out = new Float32Array(hidden);
         const k = sel.length / 2;
+        const [gk, uk, dk] = n.inputs.slice(2).map((i) => this.weightOf(i));
+        const xg = this.activations(x, gk!);
+        const xu = this.activations(x, uk!);
         for (let j = 0; j < k; j++) {
           const e = sel[j]!;
-          const g = matmul(x, G.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
-          const u = matmul(x, U.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
+          const g = matmul(xg, G.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
+          const u = matmul(xu, U.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
           const h = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]!);
-          const d = matmul(h, D.subarray(e * hidden * ffn, (e + 1) * hidden * ffn), hidden);
+          const d = matmul(
+            this.activations(h, dk!),
+            D.subarray(e * hidden * ffn, (e + 1) * hidden * ffn),
+            hidden,
+          );
           for (let i = 0; i < hidden; i++) out[i]! += sel[k + j]! * d[i]!;
         }
         return out;

@@ -171,20 +171,63 @@ export const manifest = {
     ],
     "maxContext": 4096,
     "vocab": 32000,
-    "arenaBytes": 187904
+    "arenaBytes": 957952,
+    "q8Scratch": {
+        "offset": 187904,
+        "bytes": 3008
+    }
 };
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAqiCgUKACAAQQJ0KgIAC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLiwMFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2nAf36ASAI/QACAP3mASAV/agB/foBIAj9AAIQ/eYB/eQBIBb9pwH9+gEgCP0AAiD95gEgFv2oAf36ASAI/QACMP3mAf3kAf3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/acB/foBIAj9AAJA/eYBIBX9qAH9+gEgCP0AAlD95gH95AEgFv2nAf36ASAI/QACYP3mASAW/agB/foBIAj9AAJw/eYB/eQB/eQB/eQBIRggFCAYIAcvAABBAnQqAgD9E/3mAf3kASEUIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHNgQLbXZfcThfMF81MTIAAQlxa182NF8xMjgAAglhdl82NF8xMjgAAwxtdl9xOF8wXzE0MDgABAqECgUKACAAQQJ0KgIAC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsL/AIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2oAf36ASAI/QACECAV/acB/foBIAj9AAIA/eYB/YUCIBb9qAH9+gEgCP0AAjAgFv2nAf36ASAI/QACIP3mAf2FAv3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/agB/foBIAj9AAJQIBX9pwH9+gEgCP0AAkD95gH9hQIgFv2oAf36ASAI/QACcCAW/acB/foBIAj9AAJg/eYB/YUC/eQB/eQBIRggGCAHLwAAQQJ0KgIA/RMgFP2FAiEUIAdBImohByAIQYABaiEIIApBAWoiCkEsSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
+export const wasm = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdaBwJ4cQMADG12cV9xOF8wXzUxMgACC212X3E4XzBfNTEyAAMJcWtfNjRfMTI4AAQJYXZfNjRfMTI4AAUNbXZxX3E4XzBfMTQwOAAHDG12X3E4XzBfMTQwOAAICtoPCQoAIABBAnQqAgALrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQRBJDQALC6ACBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAUIBj9+gEgBy8AAEECdCoCACAIKgIAlP0T/eYB/eQBIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQRBJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAEgACMAIAIgAyAEIAUgBhACC/MBAgN/BHsgAyEGIAEgA0GABGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBgAJJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQYAEaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GAAkkNAAsgAyEFIAEgA0GABGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBgAJJDQALIAZBgARqIQYgBUEBaiEFDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsLoAIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBQgGP36ASAHLwAAQQJ0KgIAIAgqAgCU/RP95gH95AEhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwsYACABIwAQBiAAIwAgAiADIAQgBSAGEAcL";
+export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdaBwJ4cQMADG12cV9xOF8wXzUxMgACC212X3E4XzBfNTEyAAMJcWtfNjRfMTI4AAQJYXZfNjRfMTI4AAUNbXZxX3E4XzBfMTQwOAAHDG12X3E4XzBfMTQwOAAICtQPCQoAIABBAnQqAgALrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQRBJDQALC50CBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAY/foBIAcvAABBAnQqAgAgCCoCAJT9EyAU/YUCIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQRBJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAEgACMAIAIgAyAEIAUgBhACC/MBAgN/BHsgAyEGIAEgA0GABGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBgAJJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQYAEaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GAAkkNAAsgAyEFIAEgA0GABGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBgAJJDQALIAZBgARqIQYgBUEBaiEFDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsLnQIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBj9+gEgBy8AAEECdCoCACAIKgIAlP0TIBT9hQIhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwsYACABIwAQBiAAIwAgAiADIAQgBSAGEAcL";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
+  (global $xq (export "xq") (mut i32) (i32.const 0)) ;; this instance's q8 scratch
+  ;; x[0..512) → 16 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_512 (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+  )
+
   ;; rows of 512 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 16 steps.
-  (func (export "mv_q8_0_512") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mvq_q8_0_512 (export "mvq_q8_0_512") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -198,15 +241,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
-          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $x (i32.add (local.get $x) (i32.const 68)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
         (local.set $sum (f32.mul (local.get $alpha)
           (f32.add
@@ -219,6 +260,11 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
   )
+
+  ;; rows of 512 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
+  (func $mv_q8_0_512 (export "mv_q8_0_512") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (call $q8x_512 (local.get $x) (global.get $xq))
+    (call $mvq_q8_0_512 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
 
   ;; Attention over one KV head's cache (rows of 128 floats; k and v point at the head's 64).
   ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
@@ -280,9 +326,47 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $positions)))
   )
 
+  ;; x[0..1408) → 44 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_1408 (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
+  )
+
   ;; rows of 1408 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 44 steps.
-  (func (export "mv_q8_0_1408") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mvq_q8_0_1408 (export "mvq_q8_0_1408") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -296,15 +380,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
-          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $x (i32.add (local.get $x) (i32.const 68)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
         (local.set $sum (f32.mul (local.get $alpha)
           (f32.add
@@ -317,6 +399,11 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
   )
+
+  ;; rows of 1408 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
+  (func $mv_q8_0_1408 (export "mv_q8_0_1408") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (call $q8x_1408 (local.get $x) (global.get $xq))
+    (call $mvq_q8_0_1408 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
 
 )
 */

@@ -171,20 +171,63 @@ export const manifest = {
     ],
     "maxContext": 256,
     "vocab": 256,
-    "arenaBytes": 5504
+    "arenaBytes": 71040,
+    "q8Scratch": {
+        "offset": 5504,
+        "bytes": 256
+    }
 };
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKogoFCgAgAEECdCoCAAuLAwUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/acB/foBIAj9AAIA/eYBIBX9qAH9+gEgCP0AAhD95gH95AEgFv2nAf36ASAI/QACIP3mASAW/agB/foBIAj9AAIw/eYB/eQB/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9pwH9+gEgCP0AAkD95gEgFf2oAf36ASAI/QACUP3mAf3kASAW/acB/foBIAj9AAJg/eYBIBb9qAH9+gEgCP0AAnD95gH95AH95AH95AEhGCAUIBggBy8AAEECdCoCAP0T/eYB/eQBIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKhAoFCgAgAEECdCoCAAv8AgUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/agB/foBIAj9AAIQIBX9pwH9+gEgCP0AAgD95gH9hQIgFv2oAf36ASAI/QACMCAW/acB/foBIAj9AAIg/eYB/YUC/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9qAH9+gEgCP0AAlAgFf2nAf36ASAI/QACQP3mAf2FAiAW/agB/foBIAj9AAJwIBb9pwH9+gEgCP0AAmD95gH9hQL95AH95AEhGCAYIAcvAABBAnQqAgD9EyAU/YUCIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdSBwJ4cQMAC212cV9xOF8wXzY0AAIKbXZfcThfMF82NAADCHFrXzE2XzMyAAQIYXZfMTZfMzIABQttdnFfcThfMF85NgAHCm12X3E4XzBfOTYACAraDwkKACAAQQJ0KgIAC6wDBAF/AXsBfQN7QQAhAgNAIAD9AAQA/eABIQMgAyAA/QAEEP3gAf3pASEDIAMgAP0ABCD94AH96QEhAyADIAD9AAQw/eAB/ekBIQMgAyAA/QAEQP3gAf3pASEDIAMgAP0ABFD94AH96QEhAyADIAD9AARg/eAB/ekBIQMgAyAA/QAEcP3gAf3pASEDIAP9HwAgA/0fAZcgA/0fAiAD/R8Dl5chBCABIARDAAD+QpU4AgBDAAD+QiAElUMAAAAAIARDAAAAAF4b/RMhBSAA/QAEACAF/eYB/Wr9+AEhBiAA/QAEECAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAgQgAP0ABCAgBf3mAf1q/fgBIQYgAP0ABDAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIUIAD9AARAIAX95gH9av34ASEGIAD9AARQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCJCAA/QAEYCAF/eYB/Wr9+AEhBiAA/QAEcCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAjQgAEGAAWohACABQcQAaiEBIAJBAWoiAkECSQ0ACwugAgUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIhFSAV/YcBIAj9AAIE/boBIBX9iAEgCP0AAhT9ugH9rgEhGCAH/QAAEiEVIBggFf2HASAI/QACJP26ASAV/YgBIAj9AAI0/boB/a4B/a4BIRggFCAY/foBIAcvAABBAnQqAgAgCCoCAJT9E/3mAf3kASEUIAdBImohByAIQcQAaiEIIApBAWoiCkECSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCxgAIAEjABABIAAjACACIAMgBCAFIAYQAgvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsLrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQQNJDQALC6ACBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAUIBj9+gEgBy8AAEECdCoCACAIKgIAlP0T/eYB/eQBIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQQNJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAYgACMAIAIgAyAEIAUgBhAHCw==";
+export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdSBwJ4cQMAC212cV9xOF8wXzY0AAIKbXZfcThfMF82NAADCHFrXzE2XzMyAAQIYXZfMTZfMzIABQttdnFfcThfMF85NgAHCm12X3E4XzBfOTYACArUDwkKACAAQQJ0KgIAC6wDBAF/AXsBfQN7QQAhAgNAIAD9AAQA/eABIQMgAyAA/QAEEP3gAf3pASEDIAMgAP0ABCD94AH96QEhAyADIAD9AAQw/eAB/ekBIQMgAyAA/QAEQP3gAf3pASEDIAMgAP0ABFD94AH96QEhAyADIAD9AARg/eAB/ekBIQMgAyAA/QAEcP3gAf3pASEDIAP9HwAgA/0fAZcgA/0fAiAD/R8Dl5chBCABIARDAAD+QpU4AgBDAAD+QiAElUMAAAAAIARDAAAAAF4b/RMhBSAA/QAEACAF/eYB/Wr9+AEhBiAA/QAEECAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAgQgAP0ABCAgBf3mAf1q/fgBIQYgAP0ABDAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIUIAD9AARAIAX95gH9av34ASEGIAD9AARQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCJCAA/QAEYCAF/eYB/Wr9+AEhBiAA/QAEcCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAjQgAEGAAWohACABQcQAaiEBIAJBAWoiAkECSQ0ACwudAgUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIhFSAV/YcBIAj9AAIE/boBIBX9iAEgCP0AAhT9ugH9rgEhGCAH/QAAEiEVIBggFf2HASAI/QACJP26ASAV/YgBIAj9AAI0/boB/a4B/a4BIRggGP36ASAHLwAAQQJ0KgIAIAgqAgCU/RMgFP2FAiEUIAdBImohByAIQcQAaiEIIApBAWoiCkECSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCxgAIAEjABABIAAjACACIAMgBCAFIAYQAgvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsLrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQQNJDQALC50CBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAY/foBIAcvAABBAnQqAgAgCCoCAJT9EyAU/YUCIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQQNJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAYgACMAIAIgAyAEIAUgBhAHCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
+  (global $xq (export "xq") (mut i32) (i32.const 0)) ;; this instance's q8 scratch
+  ;; x[0..64) → 2 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_64 (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
+  )
+
   ;; rows of 64 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 2 steps.
-  (func (export "mv_q8_0_64") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mvq_q8_0_64 (export "mvq_q8_0_64") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -198,15 +241,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
-          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $x (i32.add (local.get $x) (i32.const 68)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
         (local.set $sum (f32.mul (local.get $alpha)
           (f32.add
@@ -219,6 +260,11 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
   )
+
+  ;; rows of 64 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
+  (func $mv_q8_0_64 (export "mv_q8_0_64") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (call $q8x_64 (local.get $x) (global.get $xq))
+    (call $mvq_q8_0_64 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
 
   ;; Attention over one KV head's cache (rows of 32 floats; k and v point at the head's 16).
   ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
@@ -280,9 +326,47 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $positions)))
   )
 
+  ;; x[0..96) → 3 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_96 (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 3))))
+  )
+
   ;; rows of 96 q8_0 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 3 steps.
-  (func (export "mv_q8_0_96") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mvq_q8_0_96 (export "mvq_q8_0_96") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -296,15 +380,13 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $x (local.get $x0))
         (local.set $k (i32.const 0))
         (loop $steps
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
-(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
-(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
-(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
-(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
           (local.set $w (i32.add (local.get $w) (i32.const 34)))
-          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $x (i32.add (local.get $x) (i32.const 68)))
           (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 3))))
         (local.set $sum (f32.mul (local.get $alpha)
           (f32.add
@@ -317,6 +399,11 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $rows)))
   )
+
+  ;; rows of 96 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
+  (func $mv_q8_0_96 (export "mv_q8_0_96") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+    (call $q8x_96 (local.get $x) (global.get $xq))
+    (call $mvq_q8_0_96 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
 
 )
 */

@@ -254,7 +254,7 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
   ;; rows of 64 f32 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 4 steps.
-  (func (export "mv_f32_64") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mv_f32_64 (export "mv_f32_64") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -349,7 +349,7 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
 
   ;; rows of 32 f32 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 2 steps.
-  (func (export "mv_f32_32") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mv_f32_32 (export "mv_f32_32") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
@@ -384,7 +384,7 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
 
   ;; rows of 128 f32 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 8 steps.
-  (func (export "mv_f32_128") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
+  (func $mv_f32_128 (export "mv_f32_128") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)

@@ -29,6 +29,13 @@ export interface WasmKernel {
   step: number;
   bytes: number;
   dot: string;
+  /**
+   * Optional, with step 32: the same block's dot product against activations quantized to q8_0
+   * (runtime/quant/q8-activations.ts: at `$x`, the block's f32 scale, then 32 int8), added into `$acc`
+   * (`q8Runs`, `q8ScaleInto` in wat.ts). With it, the scheme's products run in integers as llama.cpp's
+   * do, and the reference executor quantizes the activations the same way: the numerics are the scheme's.
+   */
+  q8?: string;
 }
 
 export interface QuantScheme {

@@ -3,7 +3,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, dotRuns, field, i8s, scaleInto } from "../wat.ts";
+import { bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -90,6 +90,14 @@ export const q4_0: QuantScheme = {
         "$v3",
       ),
       scaleInto(0),
+    ].join("\n"),
+    q8: [
+      `(local.set $v2 ${bytesAt(2)})`,
+      q8Runs(
+        [0, 4].map((from) => `(i8x16.sub ${field("(local.get $v2)", from, 4, 0)} ${i8s(8)})`),
+        "$v3",
+      ),
+      q8ScaleInto("$v3", halfAt(0)),
     ].join("\n"),
   },
 };

@@ -2,7 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, dotRuns, scaleInto } from "../wat.ts";
+import { bytesAt, dotRuns, halfAt, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -64,5 +64,7 @@ export const q8_0: QuantScheme = {
     bytes: 34,
     // Two runs of 16 int8 weights after the scale, summed per block, then scaled once.
     dot: [dotRuns([bytesAt(2), bytesAt(18)], 0, "$v3"), scaleInto(0)].join("\n"),
+    // The same runs against q8_0 activations: int8 × int8, summed exactly in i32.
+    q8: [q8Runs([bytesAt(2), bytesAt(18)], "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
   },
 };
