@@ -7,7 +7,6 @@ import { formatMemoryStats } from "../../runtime/memory/memory-stats.ts";
 import { policyByName } from "../../runtime/memory/policy.ts";
 import { ModelInstance } from "../../runtime/model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
-import { MAX_THREADS } from "../../runtime/threads.ts";
 import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
 import { formatBytes, parseSize } from "../../runtime/units.ts";
 import { loadForRun } from "../model-source.ts";
@@ -76,11 +75,11 @@ export function memoryOptions(o: Pick<RunOptions, "vram" | "hostMemory" | "polic
   };
 }
 
-/** `--threads`: a whole number from 1 to MAX_THREADS; the default is every core this process may use. */
+/** `--threads`: a whole number from 1 to 256; the default is every core this process may use. */
 export function threadCount(text: string | undefined): number {
   if (text === undefined) return availableParallelism();
   const n = number("--threads", text, true);
-  if (n < 1 || n > MAX_THREADS) throw new UserError(`--threads: expected 1 to ${MAX_THREADS}, found ${n}`);
+  if (n < 1 || n > 256) throw new UserError(`--threads: expected 1 to 256, found ${n}`);
   return n;
 }
 
