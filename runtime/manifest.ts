@@ -49,7 +49,10 @@ export interface Manifest {
   moe?: MoeEntry[];
   maxContext: number;
   vocab: number;
+  /** The activation arena and kernel scratch: `prefill.tokens` copies of one token's. */
   arenaBytes: number;
+  /** The batched prefill: tokens it runs at once, and the bytes of one token's copy of the arena. */
+  prefill?: { tokens: number; strideBytes: number };
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {

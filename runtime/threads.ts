@@ -18,6 +18,7 @@ const ACCUMULATE = 7;
 const ALPHA = 8; // an f32 in the same slot
 const FAILED = 9;
 const STOP = 10;
+const COLS = 11; // matrix-matrix products: the column count, in the place of alpha
 const SLOTS = 16;
 
 /** Polls before sleeping in Atomics.wait (tens of microseconds): long enough to catch the next kernel
@@ -31,6 +32,7 @@ const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
+const matrix = names.map((n) => n.startsWith("mm_"));
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -50,7 +52,8 @@ for (;;) {
   const rows = u[${ROWS}];
   const r0 = Math.floor((rows * index) / threads);
   const r1 = Math.floor((rows * (index + 1)) / threads);
-  if (r1 > r0) kernels[c[${KERNEL}]](u[${W}], u[${X}], u[${Y}], r0, r1, f[${ALPHA}], c[${ACCUMULATE}]);
+  const k = c[${KERNEL}];
+  if (r1 > r0) kernels[k](u[${W}], u[${X}], u[${Y}], r0, r1, matrix[k] ? c[${COLS}] : f[${ALPHA}], c[${ACCUMULATE}]);
   if (Atomics.sub(c, ${PENDING}, 1) === 1) Atomics.notify(c, ${PENDING});
 }
 `;
@@ -71,8 +74,9 @@ export class ThreadPool {
     module: WebAssembly.Module,
     exportNames: string[],
   ) {
-    // Only matrix-vector products split by rows; the other kernels run on the calling thread.
-    this.names = exportNames.filter((n) => n.startsWith("mv_"));
+    // Only matrix-vector products (mv_*) and the prefill's matrix-matrix products (mm_*) split by rows;
+    // the other kernels run on the calling thread. A row's result never depends on the split.
+    this.names = exportNames.filter((n) => n.startsWith("mv_") || n.startsWith("mm_"));
     const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);
@@ -89,7 +93,8 @@ export class ThreadPool {
     });
   }
 
-  /** The exported kernels, the matrix-vector products (`mv_*`) split by rows over the pool. */
+  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv_*`, `mm_*`: the same seven
+   * arguments, the sixth alpha or the column count) split by rows over the pool. */
   wrap(exports: Record<string, unknown>): Record<string, WasmKernel> {
     const out = { ...exports } as Record<string, WasmKernel>;
     this.names.forEach((name, k) => {
@@ -121,6 +126,7 @@ export class ThreadPool {
     this.u[ROWS] = r1;
     c[ACCUMULATE] = acc;
     this.f[ALPHA] = alpha;
+    c[COLS] = alpha;
     Atomics.store(c, PENDING, this.threads - 1);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);

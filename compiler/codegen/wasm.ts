@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
 import { getScheme } from "../../runtime/quant/registry.ts";
+import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxWat } from "./relax.ts";
 
 const wabt = await wabtInit();
@@ -24,9 +25,27 @@ const template = (name: string) =>
   });
 const matvec = template("matvec");
 const attention = template("attention");
+const matmul = template("matmul");
+
+/** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
+export const MM_COLUMNS = 4;
+/** About the bytes of weight rows a matrix-matrix kernel keeps in cache while it runs every column. */
+const MM_BLOCK_BYTES = 16384;
+
+/** The horizontal sum of `acc` stored at column `j` of the group at `$c` (or the single column), row `$r`. */
+function storeColumn(acc: string, j: number): string {
+  const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get ${acc}))`;
+  return [
+    `(local.set $sum (f32.add (f32.add ${lane(0)} ${lane(1)}) (f32.add ${lane(2)} ${lane(3)})))`,
+    `(local.set $at (i32.add (i32.load offset=${4 * j} (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))`,
+    "(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))",
+    "(f32.store (local.get $at) (local.get $sum))",
+  ].join("\n");
+}
 
 export class WasmKernels {
   private readonly funcs = new Map<string, string>();
+  private readonly unwidened = new Set<string>();
 
   /** The export name of y = W·x for rows of `cols` elements in `scheme`, or undefined when the scheme has
    * no WebAssembly piece (or its step does not divide the row): the TypeScript kernel runs instead. */
@@ -49,6 +68,74 @@ export class WasmKernels {
         }),
       );
     }
+    return name;
+  }
+
+  /**
+   * The export name of the matrix-matrix product for rows of `cols` elements in `scheme` (batched
+   * prefill): `mm(w, xl, yl, r0, r1, n, accumulate)` over n activation vectors listed by address, each
+   * column bit-identical to the matrix-vector kernel's result. Undefined where `matvec` is, or when the
+   * scheme's piece cannot be widened to several columns (the prefill then runs the matrix-vector kernel
+   * once per column).
+   */
+  matmul(scheme: string, cols: number): string | undefined {
+    const mv = this.matvec(scheme, cols);
+    if (!mv) return undefined;
+    const s = getScheme(scheme);
+    const name = `mm_${scheme}_${cols}`;
+    if (this.funcs.has(name)) return name;
+    if (this.unwidened.has(name)) return undefined;
+    let wide: ReturnType<typeof columnsPiece>;
+    try {
+      wide = columnsPiece(s.wasm!.dot, MM_COLUMNS);
+    } catch (e) {
+      if (!(e instanceof ColumnsError)) throw e;
+      this.unwidened.add(name);
+      return undefined;
+    }
+    const steps = cols / s.wasm!.step;
+    const rowBytes = steps * s.wasm!.bytes;
+    const js = [...Array(MM_COLUMNS).keys()];
+    const locals = [
+      ...wide.locals,
+      ...js.map((j) => [`$xs_${j}`, "i32"] as const),
+      ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+      ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+    ];
+    this.funcs.set(
+      name,
+      matmul({
+        name,
+        mv,
+        doc: `rows of ${cols} ${scheme} weights, several activation vectors`,
+        steps,
+        bytes: s.wasm!.bytes,
+        xBytes: s.wasm!.step * 4,
+        rowBytes,
+        cols: MM_COLUMNS,
+        block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
+        locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
+        starts: js
+          .map(
+            (j) =>
+              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+          )
+          .join("\n"),
+        resets: js
+          .map(
+            (j) =>
+              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+          )
+          .join("\n"),
+        wide: wide.text,
+        advances: js
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${s.wasm!.step * 4})))`)
+          .join("\n"),
+        stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+        dot: s.wasm!.dot,
+        store1: storeColumn("$acc", 0),
+      }),
+    );
     return name;
   }
 

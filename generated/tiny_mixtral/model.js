@@ -171,12 +171,19 @@ export const manifest = {
     ],
     "maxContext": 256,
     "vocab": 256,
-    "arenaBytes": 5504
+    "arenaBytes": 696320,
+    "prefill": {
+        "tokens": 64,
+        "strideBytes": 10880
+    }
 };
+/** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
+export const PREFILL = 64;
+const STRIDE = 2720;
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKogoFCgAgAEECdCoCAAuLAwUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/acB/foBIAj9AAIA/eYBIBX9qAH9+gEgCP0AAhD95gH95AEgFv2nAf36ASAI/QACIP3mASAW/agB/foBIAj9AAIw/eYB/eQB/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9pwH9+gEgCP0AAkD95gEgFf2oAf36ASAI/QACUP3mAf3kASAW/acB/foBIAj9AAJg/eYBIBb9qAH9+gEgCP0AAnD95gH95AH95AH95AEhGCAUIBggBy8AAEECdCoCAP0T/eYB/eQBIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHMQQKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKhAoFCgAgAEECdCoCAAv8AgUEfwF9BH8EfQ17IAMhCSAAIANBxABsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIiFv2HASEVIBb9iAEhFiAV/agB/foBIAj9AAIQIBX9pwH9+gEgCP0AAgD95gH9hQIgFv2oAf36ASAI/QACMCAW/acB/foBIAj9AAIg/eYB/YUC/eQBIRggB/0AABIiFv2HASEVIBb9iAEhFiAYIBX9qAH9+gEgCP0AAlAgFf2nAf36ASAI/QACQP3mAf2FAiAW/agB/foBIAj9AAJwIBb9pwH9+gEgCP0AAmD95gH9hQL95AH95AEhGCAYIAcvAABBAnQqAgD9EyAU/YUCIRQgB0EiaiEHIAhBgAFqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0HmAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBA0kNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCws=";
+export const wasm = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHSwYKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKbW1fcThfMF82NAAFCm1tX3E4XzBfOTYABgqSJAcKACAAQQJ0KgIAC4sDBQR/AX0EfwR9DXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9pwH9+gEgCP0AAgD95gEgFf2oAf36ASAI/QACEP3mAf3kASAW/acB/foBIAj9AAIg/eYBIBb9qAH9+gEgCP0AAjD95gH95AH95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2nAf36ASAI/QACQP3mASAV/agB/foBIAj9AAJQ/eYB/eQBIBb9pwH9+gEgCP0AAmD95gEgFv2oAf36ASAI/QACcP3mAf3kAf3kAf3kASEYIBQgGCAHLwAAQQJ0KgIA/RP95gH95AEhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBAkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsLiwMFBH8BfQR/BH0NeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2nAf36ASAI/QACAP3mASAV/agB/foBIAj9AAIQ/eYB/eQBIBb9pwH9+gEgCP0AAiD95gEgFv2oAf36ASAI/QACMP3mAf3kAf3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/acB/foBIAj9AAJA/eYBIBX9qAH9+gEgCP0AAlD95gH95AEgFv2nAf36ASAI/QACYP3mASAW/agB/foBIAj9AAJw/eYB/eQB/eQB/eQBIRggFCAYIAcvAABBAnQqAgD9E/3mAf3kASEUIAdBImohByAIQYABaiEIIApBAWoiCkEDSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC/YMCAh/AX0EfwR9DXsEfxF7BH8gAyELAkADQCALIARPDQEgC0HwAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITogASANQQJ0aigCBCE7IAEgDUECdGooAgghPCABIA1BAnRqKAIMIT0gCyEKIAAgC0HEAGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDohJf0MAAAAAAAAAAAAAAAAAAAAACEqIDshJv0MAAAAAAAAAAAAAAAAAAAAACErIDwhJ/0MAAAAAAAAAAAAAAAAAAAAACEsID0hKEEAIQkDQCAH/QAAAiIa/YcBIRkgGv2IASEaIBn9pwH9+gEhMSAZ/agB/foBITIgGv2nAf36ASEzIBr9qAH9+gEhNCAxICX9AAIA/eYBIDIgJf0AAhD95gH95AEgMyAl/QACIP3mASA0ICX9AAIw/eYB/eQB/eQBIS0gMSAm/QACAP3mASAyICb9AAIQ/eYB/eQBIDMgJv0AAiD95gEgNCAm/QACMP3mAf3kAf3kASEuIDEgJ/0AAgD95gEgMiAn/QACEP3mAf3kASAzICf9AAIg/eYBIDQgJ/0AAjD95gH95AH95AEhLyAxICj9AAIA/eYBIDIgKP0AAhD95gH95AEgMyAo/QACIP3mASA0ICj9AAIw/eYB/eQB/eQBITAgB/0AABIiGv2HASEZIBr9iAEhGiAZ/acB/foBITUgGf2oAf36ASE2IBr9pwH9+gEhNyAa/agB/foBITggLSA1ICX9AAJA/eYBIDYgJf0AAlD95gH95AEgNyAl/QACYP3mASA4ICX9AAJw/eYB/eQB/eQB/eQBIS0gLiA1ICb9AAJA/eYBIDYgJv0AAlD95gH95AEgNyAm/QACYP3mASA4ICb9AAJw/eYB/eQB/eQB/eQBIS4gLyA1ICf9AAJA/eYBIDYgJ/0AAlD95gH95AEgNyAn/QACYP3mASA4ICf9AAJw/eYB/eQB/eQB/eQBIS8gMCA1ICj9AAJA/eYBIDYgKP0AAlD95gH95AEgNyAo/QACYP3mASA4ICj9AAJw/eYB/eQB/eQB/eQBITAgBy8AAEECdCoCAP0TITkgKSAtIDn95gH95AEhKSAqIC4gOf3mAf3kASEqICsgLyA5/eYB/eQBISsgLCAwIDn95gH95AEhLCAHQSJqIQcgJUGAAWohJSAmQYABaiEmICdBgAFqIScgKEGAAWohKCAJQQFqIglBAkkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQcQAbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIhr9hwEhGSAa/YgBIRogGf2nAf36ASAI/QACAP3mASAZ/agB/foBIAj9AAIQ/eYB/eQBIBr9pwH9+gEgCP0AAiD95gEgGv2oAf36ASAI/QACMP3mAf3kAf3kASEcIAf9AAASIhr9hwEhGSAa/YgBIRogHCAZ/acB/foBIAj9AAJA/eYBIBn9qAH9+gEgCP0AAlD95gH95AEgGv2nAf36ASAI/QACYP3mASAa/agB/foBIAj9AAJw/eYB/eQB/eQB/eQBIRwgGCAcIAcvAABBAnQqAgD9E/3mAf3kASEYIAdBImohByAIQYABaiEIIAlBAWoiCUECSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC/YMCAh/AX0EfwR9DXsEfxF7BH8gAyELAkADQCALIARPDQEgC0GgAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITogASANQQJ0aigCBCE7IAEgDUECdGooAgghPCABIA1BAnRqKAIMIT0gCyEKIAAgC0HmAGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDohJf0MAAAAAAAAAAAAAAAAAAAAACEqIDshJv0MAAAAAAAAAAAAAAAAAAAAACErIDwhJ/0MAAAAAAAAAAAAAAAAAAAAACEsID0hKEEAIQkDQCAH/QAAAiIa/YcBIRkgGv2IASEaIBn9pwH9+gEhMSAZ/agB/foBITIgGv2nAf36ASEzIBr9qAH9+gEhNCAxICX9AAIA/eYBIDIgJf0AAhD95gH95AEgMyAl/QACIP3mASA0ICX9AAIw/eYB/eQB/eQBIS0gMSAm/QACAP3mASAyICb9AAIQ/eYB/eQBIDMgJv0AAiD95gEgNCAm/QACMP3mAf3kAf3kASEuIDEgJ/0AAgD95gEgMiAn/QACEP3mAf3kASAzICf9AAIg/eYBIDQgJ/0AAjD95gH95AH95AEhLyAxICj9AAIA/eYBIDIgKP0AAhD95gH95AEgMyAo/QACIP3mASA0ICj9AAIw/eYB/eQB/eQBITAgB/0AABIiGv2HASEZIBr9iAEhGiAZ/acB/foBITUgGf2oAf36ASE2IBr9pwH9+gEhNyAa/agB/foBITggLSA1ICX9AAJA/eYBIDYgJf0AAlD95gH95AEgNyAl/QACYP3mASA4ICX9AAJw/eYB/eQB/eQB/eQBIS0gLiA1ICb9AAJA/eYBIDYgJv0AAlD95gH95AEgNyAm/QACYP3mASA4ICb9AAJw/eYB/eQB/eQB/eQBIS4gLyA1ICf9AAJA/eYBIDYgJ/0AAlD95gH95AEgNyAn/QACYP3mASA4ICf9AAJw/eYB/eQB/eQB/eQBIS8gMCA1ICj9AAJA/eYBIDYgKP0AAlD95gH95AEgNyAo/QACYP3mASA4ICj9AAJw/eYB/eQB/eQB/eQBITAgBy8AAEECdCoCAP0TITkgKSAtIDn95gH95AEhKSAqIC4gOf3mAf3kASEqICsgLyA5/eYB/eQBISsgLCAwIDn95gH95AEhLCAHQSJqIQcgJUGAAWohJSAmQYABaiEmICdBgAFqIScgKEGAAWohKCAJQQFqIglBA0kNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQeYAbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIhr9hwEhGSAa/YgBIRogGf2nAf36ASAI/QACAP3mASAZ/agB/foBIAj9AAIQ/eYB/eQBIBr9pwH9+gEgCP0AAiD95gEgGv2oAf36ASAI/QACMP3mAf3kAf3kASEcIAf9AAASIhr9hwEhGSAa/YgBIRogHCAZ/acB/foBIAj9AAJA/eYBIBn9qAH9+gEgCP0AAlD95gH95AEgGv2nAf36ASAI/QACYP3mASAa/agB/foBIAj9AAJw/eYB/eQB/eQB/eQBIRwgGCAcIAcvAABBAnQqAgD9E/3mAf3kASEYIAdBImohByAIQYABaiEIIAlBAWoiCUEDSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHSwYKbXZfcThfMF82NAABCHFrXzE2XzMyAAIIYXZfMTZfMzIAAwptdl9xOF8wXzk2AAQKbW1fcThfMF82NAAFCm1tX3E4XzBfOTYABgreIgcKACAAQQJ0KgIAC/wCBQR/AX0EfwR9DXsgAyEJIAAgA0HEAGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiIW/YcBIRUgFv2IASEWIBX9qAH9+gEgCP0AAhAgFf2nAf36ASAI/QACAP3mAf2FAiAW/agB/foBIAj9AAIwIBb9pwH9+gEgCP0AAiD95gH9hQL95AEhGCAH/QAAEiIW/YcBIRUgFv2IASEWIBggFf2oAf36ASAI/QACUCAV/acB/foBIAj9AAJA/eYB/YUCIBb9qAH9+gEgCP0AAnAgFv2nAf36ASAI/QACYP3mAf2FAv3kAf3kASEYIBggBy8AAEECdCoCAP0TIBT9hQIhFCAHQSJqIQcgCEGAAWohCCAKQQFqIgpBAkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBgAFsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GAAWohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBgAFsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQYABaiEGIAVBAWohBQwACwsL/AIFBH8BfQR/BH0NeyADIQkgACADQeYAbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIhb9hwEhFSAW/YgBIRYgFf2oAf36ASAI/QACECAV/acB/foBIAj9AAIA/eYB/YUCIBb9qAH9+gEgCP0AAjAgFv2nAf36ASAI/QACIP3mAf2FAv3kASEYIAf9AAASIhb9hwEhFSAW/YgBIRYgGCAV/agB/foBIAj9AAJQIBX9pwH9+gEgCP0AAkD95gH9hQIgFv2oAf36ASAI/QACcCAW/acB/foBIAj9AAJg/eYB/YUC/eQB/eQBIRggGCAHLwAAQQJ0KgIA/RMgFP2FAiEUIAdBImohByAIQYABaiEIIApBAWoiCkEDSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6sMCAh/AX0EfwR9DXsEfxF7BH8gAyELAkADQCALIARPDQEgC0HwAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITogASANQQJ0aigCBCE7IAEgDUECdGooAgghPCABIA1BAnRqKAIMIT0gCyEKIAAgC0HEAGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDohJf0MAAAAAAAAAAAAAAAAAAAAACEqIDshJv0MAAAAAAAAAAAAAAAAAAAAACErIDwhJ/0MAAAAAAAAAAAAAAAAAAAAACEsID0hKEEAIQkDQCAH/QAAAiIa/YcBIRkgGv2IASEaIBn9pwH9+gEhMSAZ/agB/foBITIgGv2nAf36ASEzIBr9qAH9+gEhNCAyICX9AAIQIDEgJf0AAgD95gH9hQIgNCAl/QACMCAzICX9AAIg/eYB/YUC/eQBIS0gMiAm/QACECAxICb9AAIA/eYB/YUCIDQgJv0AAjAgMyAm/QACIP3mAf2FAv3kASEuIDIgJ/0AAhAgMSAn/QACAP3mAf2FAiA0ICf9AAIwIDMgJ/0AAiD95gH9hQL95AEhLyAyICj9AAIQIDEgKP0AAgD95gH9hQIgNCAo/QACMCAzICj9AAIg/eYB/YUC/eQBITAgB/0AABIiGv2HASEZIBr9iAEhGiAZ/acB/foBITUgGf2oAf36ASE2IBr9pwH9+gEhNyAa/agB/foBITggLSA2ICX9AAJQIDUgJf0AAkD95gH9hQIgOCAl/QACcCA3ICX9AAJg/eYB/YUC/eQB/eQBIS0gLiA2ICb9AAJQIDUgJv0AAkD95gH9hQIgOCAm/QACcCA3ICb9AAJg/eYB/YUC/eQB/eQBIS4gLyA2ICf9AAJQIDUgJ/0AAkD95gH9hQIgOCAn/QACcCA3ICf9AAJg/eYB/YUC/eQB/eQBIS8gMCA2ICj9AAJQIDUgKP0AAkD95gH9hQIgOCAo/QACcCA3ICj9AAJg/eYB/YUC/eQB/eQBITAgBy8AAEECdCoCAP0TITkgLSA5ICn9hQIhKSAuIDkgKv2FAiEqIC8gOSAr/YUCISsgMCA5ICz9hQIhLCAHQSJqIQcgJUGAAWohJSAmQYABaiEmICdBgAFqIScgKEGAAWohKCAJQQFqIglBAkkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQcQAbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIhr9hwEhGSAa/YgBIRogGf2oAf36ASAI/QACECAZ/acB/foBIAj9AAIA/eYB/YUCIBr9qAH9+gEgCP0AAjAgGv2nAf36ASAI/QACIP3mAf2FAv3kASEcIAf9AAASIhr9hwEhGSAa/YgBIRogHCAZ/agB/foBIAj9AAJQIBn9pwH9+gEgCP0AAkD95gH9hQIgGv2oAf36ASAI/QACcCAa/acB/foBIAj9AAJg/eYB/YUC/eQB/eQBIRwgHCAHLwAAQQJ0KgIA/RMgGP2FAiEYIAdBImohByAIQYABaiEIIAlBAWoiCUECSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC6sMCAh/AX0EfwR9DXsEfxF7BH8gAyELAkADQCALIARPDQEgC0GgAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITogASANQQJ0aigCBCE7IAEgDUECdGooAgghPCABIA1BAnRqKAIMIT0gCyEKIAAgC0HmAGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDohJf0MAAAAAAAAAAAAAAAAAAAAACEqIDshJv0MAAAAAAAAAAAAAAAAAAAAACErIDwhJ/0MAAAAAAAAAAAAAAAAAAAAACEsID0hKEEAIQkDQCAH/QAAAiIa/YcBIRkgGv2IASEaIBn9pwH9+gEhMSAZ/agB/foBITIgGv2nAf36ASEzIBr9qAH9+gEhNCAyICX9AAIQIDEgJf0AAgD95gH9hQIgNCAl/QACMCAzICX9AAIg/eYB/YUC/eQBIS0gMiAm/QACECAxICb9AAIA/eYB/YUCIDQgJv0AAjAgMyAm/QACIP3mAf2FAv3kASEuIDIgJ/0AAhAgMSAn/QACAP3mAf2FAiA0ICf9AAIwIDMgJ/0AAiD95gH9hQL95AEhLyAyICj9AAIQIDEgKP0AAgD95gH9hQIgNCAo/QACMCAzICj9AAIg/eYB/YUC/eQBITAgB/0AABIiGv2HASEZIBr9iAEhGiAZ/acB/foBITUgGf2oAf36ASE2IBr9pwH9+gEhNyAa/agB/foBITggLSA2ICX9AAJQIDUgJf0AAkD95gH9hQIgOCAl/QACcCA3ICX9AAJg/eYB/YUC/eQB/eQBIS0gLiA2ICb9AAJQIDUgJv0AAkD95gH9hQIgOCAm/QACcCA3ICb9AAJg/eYB/YUC/eQB/eQBIS4gLyA2ICf9AAJQIDUgJ/0AAkD95gH9hQIgOCAn/QACcCA3ICf9AAJg/eYB/YUC/eQB/eQBIS8gMCA2ICj9AAJQIDUgKP0AAkD95gH9hQIgOCAo/QACcCA3ICj9AAJg/eYB/YUC/eQB/eQBITAgBy8AAEECdCoCAP0TITkgLSA5ICn9hQIhKSAuIDkgKv2FAiEqIC8gOSAr/YUCISsgMCA5ICz9hQIhLCAHQSJqIQcgJUGAAWohJSAmQYABaiEmICdBgAFqIScgKEGAAWohKCAJQQFqIglBA0kNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQeYAbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIhr9hwEhGSAa/YgBIRogGf2oAf36ASAI/QACECAZ/acB/foBIAj9AAIA/eYB/YUCIBr9qAH9+gEgCP0AAjAgGv2nAf36ASAI/QACIP3mAf2FAv3kASEcIAf9AAASIhr9hwEhGSAa/YgBIRogHCAZ/agB/foBIAj9AAJQIBn9pwH9+gEgCP0AAkD95gH9hQIgGv2oAf36ASAI/QACcCAa/acB/foBIAj9AAJg/eYB/YUC/eQB/eQBIRwgHCAHLwAAQQJ0KgIA/RMgGP2FAiEYIAdBImohByAIQYABaiEIIAlBAWoiCUEDSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -318,6 +325,284 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $rows)))
   )
 
+  ;; rows of 64 q8_0 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_q8_0_64
+  ;; computes it. Rows go in blocks of 240 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_q8_0_64") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $v3_0 v128)
+    (local $v3_1 v128)
+    (local $v3_2 v128)
+    (local $v3_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $h4 v128)
+    (local $h5 v128)
+    (local $h6 v128)
+    (local $h7 v128)
+    (local $h8 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 240)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 68))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $h0 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))))
+(local.set $h1 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))))
+(local.set $h2 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))))
+(local.set $h3 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))))
+(local.set $v3_0 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0))))))
+(local.set $v3_1 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1))))))
+(local.set $v3_2 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2))))))
+(local.set $v3_3 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $h4 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))))
+(local.set $h5 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))))
+(local.set $h6 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))))
+(local.set $h7 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))))
+(local.set $v3_0 (f32x4.add (local.get $v3_0) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_0))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_0)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_0))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_0)))))))
+(local.set $v3_1 (f32x4.add (local.get $v3_1) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_1))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_1)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_1))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_1)))))))
+(local.set $v3_2 (f32x4.add (local.get $v3_2) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_2))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_2)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_2))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_2)))))))
+(local.set $v3_3 (f32x4.add (local.get $v3_3) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_3))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_3)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_3))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_3)))))))
+(local.set $h8 (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $v3_0) (local.get $h8))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $v3_1) (local.get $h8))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $v3_2) (local.get $h8))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $v3_3) (local.get $h8))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 128)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 128)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 128)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 128)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 68))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+                (local.set $x (i32.add (local.get $x) (i32.const 128)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
+  ;; rows of 96 q8_0 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_q8_0_96
+  ;; computes it. Rows go in blocks of 160 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_q8_0_96") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $v3_0 v128)
+    (local $v3_1 v128)
+    (local $v3_2 v128)
+    (local $v3_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $h4 v128)
+    (local $h5 v128)
+    (local $h6 v128)
+    (local $h7 v128)
+    (local $h8 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 160)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 102))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $h0 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))))
+(local.set $h1 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))))
+(local.set $h2 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))))
+(local.set $h3 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))))
+(local.set $v3_0 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0))))))
+(local.set $v3_1 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1))))))
+(local.set $v3_2 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2))))))
+(local.set $v3_3 (f32x4.add (f32x4.add (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3))) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))) (f32x4.add (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3))) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $h4 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))))
+(local.set $h5 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))))
+(local.set $h6 (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))))
+(local.set $h7 (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))))
+(local.set $v3_0 (f32x4.add (local.get $v3_0) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_0))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_0)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_0))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_0)))))))
+(local.set $v3_1 (f32x4.add (local.get $v3_1) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_1))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_1)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_1))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_1)))))))
+(local.set $v3_2 (f32x4.add (local.get $v3_2) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_2))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_2)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_2))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_2)))))))
+(local.set $v3_3 (f32x4.add (local.get $v3_3) (f32x4.add (f32x4.add (f32x4.mul (local.get $h4) (v128.load offset=64 align=4 (local.get $x_3))) (f32x4.mul (local.get $h5) (v128.load offset=80 align=4 (local.get $x_3)))) (f32x4.add (f32x4.mul (local.get $h6) (v128.load offset=96 align=4 (local.get $x_3))) (f32x4.mul (local.get $h7) (v128.load offset=112 align=4 (local.get $x_3)))))))
+(local.set $h8 (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $v3_0) (local.get $h8))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $v3_1) (local.get $h8))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $v3_2) (local.get $h8))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $v3_3) (local.get $h8))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 128)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 128)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 128)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 128)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 3))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 102))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=2 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=0 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=16 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=32 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=48 align=4 (local.get $x))))))
+(local.set $v0 (i16x8.extend_low_i8x16_s (local.tee $v1 (v128.load offset=18 align=1 (local.get $w)))))
+(local.set $v1 (i16x8.extend_high_i8x16_s (local.get $v1)))
+(local.set $v3 (f32x4.add (local.get $v3) (f32x4.add (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v0))) (v128.load offset=64 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v0))) (v128.load offset=80 align=4 (local.get $x)))) (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_low_i16x8_s (local.get $v1))) (v128.load offset=96 align=4 (local.get $x))) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.extend_high_i16x8_s (local.get $v1))) (v128.load offset=112 align=4 (local.get $x)))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v3) (f32x4.splat (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+                (local.set $x (i32.add (local.get $x) (i32.const 128)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 3))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
 )
 */
 let S_linear_q8_0_32x64_n_r = LOGITS;
@@ -328,6 +613,9 @@ let H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 let S_linear_q8_0_256x64_n = LOGITS;
+let LISTS = new Int32Array(0);
+let HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
+let DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = LOGITS;
 const FREQ_linear_q8_0_32x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10000 ** ((-2 * j) / 16));
 const COS_linear_q8_0_32x64_n_r = new Float64Array(8);
 const SIN_linear_q8_0_32x64_n_r = new Float64Array(8);
@@ -335,6 +623,8 @@ const FREQ_linear_q8_0_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10
 const COS_linear_q8_0_64x64_n_r = new Float64Array(8);
 const SIN_linear_q8_0_64x64_n_r = new Float64Array(8);
 const P_route_f32_4x64_top2_norm = new Float64Array(4);
+const CNT_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch = new Int32Array(4);
+const AT_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch = new Int32Array(128);
 /** token embedding: one row of a [256, 64] q8_0 table */
 function embed_q8_0_256x64(w, token, y, yo, decode) {
     if (!(token >= 0 && token < 256))
@@ -534,8 +824,222 @@ function linear_q8_0_256x64_n(w, xin, xino, g, y, yo) {
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q8_0_64(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 256, 1, 0);
 }
-/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
-export function forward(rt, token, pos) {
+/** linear_q8_0_32x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_32x64_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+    const L = LISTS;
+    const s0 = (S_linear_q8_0_32x64_n_r.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 64; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+        for (let i = 0; i < 64; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mm_q8_0_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32, n, 0);
+    for (let b = 0; b < n; b++) {
+        const pos = pos0 + b;
+        const yo = y0 + b * ys;
+        // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+        for (let j = 0; j < 8; j++) {
+            const angle = pos * FREQ_linear_q8_0_32x64_n_r[j];
+            COS_linear_q8_0_32x64_n_r[j] = Math.cos(angle);
+            SIN_linear_q8_0_32x64_n_r[j] = Math.sin(angle);
+        }
+        for (let h = 0; h < 2; h++) {
+            for (let j = 0; j < 8; j++) {
+                const a = yo + h * 16 + 2 * j;
+                const b = a + 1;
+                const va = y[a];
+                const vb = y[b];
+                y[a] = va * COS_linear_q8_0_32x64_n_r[j] - vb * SIN_linear_q8_0_32x64_n_r[j];
+                y[b] = va * SIN_linear_q8_0_32x64_n_r[j] + vb * COS_linear_q8_0_32x64_n_r[j];
+            }
+        }
+    }
+}
+/** linear_q8_0_32x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_32x64_n_batch(w, x, xo, g, y, y0, ys, n) {
+    const L = LISTS;
+    const s0 = (S_linear_q8_0_32x64_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 64; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+        for (let i = 0; i < 64; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mm_q8_0_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32, n, 0);
+}
+/** linear_q8_0_64x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_64x64_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+    const L = LISTS;
+    const s0 = (S_linear_q8_0_64x64_n_r.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 64; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+        for (let i = 0; i < 64; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mm_q8_0_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 0);
+    for (let b = 0; b < n; b++) {
+        const pos = pos0 + b;
+        const yo = y0 + b * ys;
+        // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+        for (let j = 0; j < 8; j++) {
+            const angle = pos * FREQ_linear_q8_0_64x64_n_r[j];
+            COS_linear_q8_0_64x64_n_r[j] = Math.cos(angle);
+            SIN_linear_q8_0_64x64_n_r[j] = Math.sin(angle);
+        }
+        for (let h = 0; h < 4; h++) {
+            for (let j = 0; j < 8; j++) {
+                const a = yo + h * 16 + 2 * j;
+                const b = a + 1;
+                const va = y[a];
+                const vb = y[b];
+                y[a] = va * COS_linear_q8_0_64x64_n_r[j] - vb * SIN_linear_q8_0_64x64_n_r[j];
+                y[b] = va * SIN_linear_q8_0_64x64_n_r[j] + vb * COS_linear_q8_0_64x64_n_r[j];
+            }
+        }
+    }
+}
+/** linear_q8_0_64x64_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_64x64_res_batch(w, x, xo, y, y0, ys, r, ro, n) {
+    const L = LISTS;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        L[b] = x.byteOffset + 4 * xino;
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+        const rb = ro + b * STRIDE;
+        if (y !== r || yo !== rb)
+            y.set(r.subarray(rb, rb + 64), yo);
+    }
+    K.mm_q8_0_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 1);
+}
+/** Σ over the 2 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 96; n tokens at once (prefill). Tokens are grouped by the expert they chose, so each expert's
+ * weights are fetched (rt.expert: a resident slice or a cache slot) and read once for the whole batch.
+ * Each pick's down projection lands in the token's own scratch (D, pick by pick), and the weighted sum
+ * is added in pick order, as the one-token kernel adds it: the same bits. */
+function moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch(rt, moe, layer, x, xo, s, so, y, y0, r, ro, n) {
+    const L = LISTS;
+    const cnt = CNT_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch;
+    const at = AT_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch;
+    const go = (G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset - x.byteOffset) / 4;
+    const uo = (U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset - x.byteOffset) / 4;
+    const ho = (HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset - x.byteOffset) / 4;
+    const dout = (DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res.byteOffset - x.byteOffset) / 4;
+    cnt.fill(0);
+    for (let b = 0; b < n; b++)
+        for (let j = 0; j < 2; j++)
+            cnt[s[so + b * STRIDE + j] | 0]++;
+    // Start of each expert's run in `at` (pairs token · 2 + pick), then the pairs, in token order.
+    let sum = 0;
+    for (let e = 0; e < 4; e++) {
+        const c = cnt[e];
+        cnt[e] = sum;
+        sum += c;
+    }
+    for (let b = 0; b < n; b++)
+        for (let j = 0; j < 2; j++)
+            at[cnt[s[so + b * STRIDE + j] | 0]++] = b * 2 + j;
+    let first = 0;
+    for (let e = 0; e < 4; e++) {
+        const last = cnt[e];
+        const m = last - first;
+        if (m === 0)
+            continue;
+        const ea = rt.expert(moe, layer, e);
+        const wg = ea[0];
+        const wu = ea[1];
+        const wd = ea[2];
+        for (let i = 0; i < m; i++) {
+            const b = (at[first + i] / 2) | 0;
+            L[i] = x.byteOffset + 4 * (xo + b * STRIDE);
+            L[512 + i] = x.byteOffset + 4 * (go + b * STRIDE);
+        }
+        K.mm_q8_0_64(wg, L.byteOffset, L.byteOffset + 2048, 0, 96, m, 0);
+        for (let i = 0; i < m; i++)
+            L[512 + i] = x.byteOffset + 4 * (uo + ((at[first + i] / 2) | 0) * STRIDE);
+        K.mm_q8_0_64(wu, L.byteOffset, L.byteOffset + 2048, 0, 96, m, 0);
+        for (let i = 0; i < m; i++) {
+            const p = at[first + i];
+            const b = (p / 2) | 0;
+            const gb = go + b * STRIDE;
+            const ub = uo + b * STRIDE;
+            const hb = ho + b * STRIDE + (p - b * 2) * 96;
+            for (let f = 0; f < 96; f++) {
+                const gate = x[gb + f];
+                x[hb + f] = (gate / (1 + Math.exp(-gate))) * x[ub + f];
+            }
+            L[i] = x.byteOffset + 4 * hb;
+            L[512 + i] = x.byteOffset + 4 * (dout + b * STRIDE + (p - b * 2) * 64);
+        }
+        K.mm_q8_0_96(wd, L.byteOffset, L.byteOffset + 2048, 0, 64, m, 0);
+        first = last;
+    }
+    for (let b = 0; b < n; b++) {
+        const yo = y0 + b * STRIDE;
+        const sb = so + b * STRIDE;
+        const db = dout + b * STRIDE;
+        for (let i = 0; i < 64; i++)
+            y[yo + i] = r[ro + b * STRIDE + i];
+        for (let j = 0; j < 2; j++) {
+            const weight = Math.fround(s[sb + 2 + j]);
+            const dj = db + j * 64;
+            for (let i = 0; i < 64; i++)
+                y[yo + i] = Math.fround(weight * x[dj + i]) + y[yo + i];
+        }
+    }
+}
+/** linear_q8_0_256x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_256x64_n_batch(w, x, xo, g, y, y0, ys, n) {
+    const L = LISTS;
+    const s0 = (S_linear_q8_0_256x64_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 64; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+        for (let i = 0; i < 64; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mm_q8_0_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 256, n, 0);
+}
+/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
+function bind(rt) {
     F16 = rt.f16;
     K = rt.kernels;
     const A = rt.arena;
@@ -550,7 +1054,15 @@ export function forward(rt, token, pos) {
         G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(1120, 1216);
         U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(1216, 1312);
         S_linear_q8_0_256x64_n = A.subarray(1312, 1376);
+        LISTS = new Int32Array(A.buffer, A.byteOffset + 5504, 1024);
+        HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2400, 2592);
+        DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2592, 2720);
     }
+    return A;
+}
+/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
+export function forward(rt, token, pos) {
+    const A = bind(rt);
     const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] q8_0
     const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
     const W2 = rt.weights["lm_head"]; // lm_head [256,64] q8_0
@@ -581,4 +1093,54 @@ export function forward(rt, token, pos) {
     }
     linear_q8_0_256x64_n(W2[0], A, 256, V1[0], A, 0);
     return LOGITS;
+}
+/**
+ * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
+ * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
+ * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
+ * position. Returns a view of the last token's logits (the only ones computed).
+ */
+export function prefill(rt, tokens, pos0) {
+    const n = tokens.length;
+    if (!(n >= 1 && n <= PREFILL))
+        throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
+    const A = bind(rt);
+    const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] q8_0
+    const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
+    const W2 = rt.weights["lm_head"]; // lm_head [256,64] q8_0
+    const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [64] f32
+    const W4 = rt.weights["layer.wq"]; // layer.wq [64,64] q8_0
+    const W5 = rt.weights["layer.wk"]; // layer.wk [32,64] q8_0
+    const W6 = rt.weights["layer.wv"]; // layer.wv [32,64] q8_0
+    const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] q8_0
+    const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
+    const W9 = rt.weights["layer.router"]; // layer.router [4,64] f32
+    const HP = rt.heap;
+    const KV0K = rt.kv[0];
+    const KV0V = rt.kv[1];
+    for (let b = 0; b < n; b++) {
+        embed_q8_0_256x64(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+    }
+    for (let b = 0; b < n; b++)
+        A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
+    for (let l = 0; l < 2; l++) {
+        linear_q8_0_32x64_n_r_batch(W5[l], A, 256, V3[l], KV0K[l], pos0 * 32, 32, pos0, n);
+        linear_q8_0_32x64_n_batch(W6[l], A, 256, V3[l], KV0V[l], pos0 * 32, 32, n);
+        linear_q8_0_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, pos0, n);
+        for (let b = 0; b < n; b++) {
+            attend_4x16_kv2(A, 0 + b * STRIDE, KV0K[l], KV0V[l], (pos0 + b), A, 64 + b * STRIDE);
+        }
+        linear_q8_0_64x64_res_batch(W7[l], A, 64, A, 0, STRIDE, A, 256, n);
+        for (let b = 0; b < n; b++) {
+            rms_norm_64(A, 0 + b * STRIDE, V8[l], A, 64 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            route_f32_4x64_top2_norm(W9[l], A, 64 + b * STRIDE, A, 192 + b * STRIDE);
+        }
+        moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res_batch(rt, 0, l, A, 64, A, 192, A, 128, A, 0, n);
+        for (let b = 0; b < n; b++)
+            A.copyWithin(256 + b * STRIDE, 128 + b * STRIDE, 192 + b * STRIDE);
+    }
+    linear_q8_0_256x64_n_batch(W2[0], A, 256, V1[0], A, 0, STRIDE, n);
+    return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
 }
