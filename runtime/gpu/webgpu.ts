@@ -29,8 +29,17 @@ interface WPipeline extends Pipeline {
 
 const SUGGEST = "run with --backend cpu instead";
 
+let instance: Promise<GPU> | undefined;
+
+/** dawn.node's GPU, made once per process (a second instance in one process runs far slower) and held,
+ * since dawn.node tears its instance down when the object is collected. */
+function gpuApi(): Promise<GPU> {
+  instance ??= loadGpu();
+  return instance;
+}
+
 /** Loads dawn.node and puts WebGPU's constants (GPUBufferUsage, …) on globalThis. */
-async function gpuApi(): Promise<GPU> {
+async function loadGpu(): Promise<GPU> {
   let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
   try {
     mod = (await import("webgpu")) as typeof mod;
@@ -58,6 +67,9 @@ export class WebGpuBackend implements Backend {
   private error: string | undefined;
 
   private constructor(
+    /** Held for the device's lifetime: dawn.node tears the instance down when its GPU object is collected. */
+    private readonly gpu: GPU,
+    private readonly adapter: GPUAdapter,
     private readonly dev: GPUDevice,
     readonly device: string,
     limits: BackendLimits,
@@ -98,7 +110,7 @@ export class WebGpuBackend implements Backend {
     }
     const info = adapter.info as GPUAdapterInfo | undefined;
     const name = [info?.vendor, info?.device, info?.description].filter(Boolean).join(" ") || "an adapter";
-    return new WebGpuBackend(dev, name, {
+    return new WebGpuBackend(gpu, adapter, dev, name, {
       maxBindingBytes: Math.min(cap, dev.limits.maxStorageBufferBindingSize),
       maxBufferBytes: dev.limits.maxBufferSize,
       maxWorkgroups: dev.limits.maxComputeWorkgroupsPerDimension,

@@ -65,4 +65,12 @@ export const q8_0: QuantScheme = {
     // Two runs of 16 int8 weights after the scale, summed per block, then scaled once.
     dot: [dotRuns([bytesAt(2), bytesAt(18)], 0, "$v3"), scaleInto(0)].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q8_0: f16 d, 32 signed bytes.
+var s: f32 = 0.0;
+for (var j = 0u; j < 32u; j++) {
+  s += f32($i8(base + 2u + j)) * $x(xi + j);
+}
+acc += $f16(base) * s;`,
+  },
 };
