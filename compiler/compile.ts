@@ -5,6 +5,7 @@ import { assemble } from "./codegen/assemble.ts";
 import { emitModule, moeOps } from "./codegen/emit.ts";
 import { gpuKernelSet } from "./codegen/gpu/backends.ts";
 import { buildGpuProgram, emitGpuModule } from "./codegen/gpu/program.ts";
+import "./codegen/gpujs/kernels.ts";
 import "./codegen/wgsl/kernels.ts";
 import type { Graph } from "./ir/graph.ts";
 import { walk } from "./ir/graph.ts";

@@ -33,6 +33,7 @@ export async function createBackend(name: string): Promise<Backend> {
   if (!factories.has(name)) {
     // The built-in GPU backends register on import.
     if (name === "webgpu") await import("./webgpu.ts");
+    if (name === "gpujs") await import("./gpujs.ts");
   }
   const make = factories.get(name);
   if (!make)

@@ -48,6 +48,20 @@ export interface WgslKernel {
   helpers?: string;
 }
 
+/**
+ * The gpujs piece of a scheme, for the gpujs backend (gpu.js kernels, which bind every array as f32): the
+ * weight's bytes are carried three to an f32 (an exact integer below 2^24) and decoded in the kernel with
+ * plain arithmetic. `elem` is statements that set `$v` to element `$j` (0 ≤ $j < blockSize) of the block
+ * starting at byte `$base`; `block` (optional) runs once per block before its elements and may declare
+ * locals `elem` reads (a scale). Statement macros: `@u8(name, byte)`, `@f16(name, byte)` and
+ * `@f32(name, byte)` declare `name` (a `let`) as the unsigned byte, half or float at that byte offset of
+ * the weight. Every `$name` is renamed per use, so pieces declare their locals as `$name`.
+ */
+export interface GpuJsKernel {
+  block?: string;
+  elem: string;
+}
+
 export interface QuantScheme {
   /** Lower-case name used in specs and on the command line, e.g. "q4_k". */
   readonly name: string;
@@ -66,6 +80,8 @@ export interface QuantScheme {
   readonly wasm?: WasmKernel;
   /** The webgpu backend's decode/dot piece; a scheme without one cannot run there. */
   readonly wgsl?: WgslKernel;
+  /** The gpujs backend's decode piece; a scheme without one cannot run there. */
+  readonly gpujs?: GpuJsKernel;
 }
 
 export function bitsPerWeight(s: QuantScheme): number {
