@@ -71,6 +71,7 @@ program
   .option("--model <name>", "which model of the spec (default: the first)")
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
+  .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
   .action(guarded(compileCommand));
 
 program
@@ -113,6 +114,10 @@ program
   .option("--json", "print the plan as one JSON object")
   .option("--table", "memory needed per scheme and context, fully resident")
   .option("--html <file>", "also draw the plan as a page")
+  .option(
+    "--backend <name>",
+    "plan the allocations of cpu, webgpu or gpujs (default: the target's, else cpu)",
+  )
   .action(guarded(planCommand));
 
 program
@@ -150,6 +155,10 @@ program
   .option("--policy <name>", "expert cache eviction: lru (default) or lfu")
   .option("--no-prefetch", "do not load the next layer's guessed experts ahead of their use")
   .option("--stats", "print the device peak, expert cache hits, misses and bytes loaded")
+  .option(
+    "--backend <name>",
+    "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
+  )
   .action(guarded(runCommand));
 
 program

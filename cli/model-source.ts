@@ -55,6 +55,8 @@ export interface LoadOptions {
   maxContext?: number | undefined;
   /** Scheme of every matrix when compiling for a safetensors checkpoint (default f32). */
   quant?: string | undefined;
+  /** `--backend`: what a spec compiled here is compiled for (default: the cpu). */
+  backend?: string | undefined;
 }
 
 /** A quantization that gives each weight the type its tensor has in the file. */
@@ -89,13 +91,14 @@ export function compileForGguf(
   file: GgufFile,
   weightsPath: string,
   maxContext?: number,
+  backend?: string,
 ): { compiled: Compiled; origin: string } {
   const spec =
     source === undefined
       ? compileSource(importGguf(file).source, `${weightsPath} (imported)`)
       : loadSpec(source);
   const model = pickModel(spec);
-  const compiled = compileModel(spec, model, { quant: fromFile(model, file), maxContext });
+  const compiled = compileModel(spec, model, { quant: fromFile(model, file), maxContext, backend });
   return { compiled, origin: source ?? `imported from ${weightsPath}` };
 }
 
@@ -126,7 +129,7 @@ export async function loadForRun(
       module = await importModuleDir(source);
       origin = `compiled ${source}`;
     } else {
-      const c = compileForGguf(source, file, weightsPath, opts.maxContext);
+      const c = compileForGguf(source, file, weightsPath, opts.maxContext, opts.backend);
       origin = c.origin;
       module = await importModuleSource(c.compiled.files["model.js"]!);
     }
@@ -215,7 +218,11 @@ async function loadSafetensors(
         spec = loadSpec(source);
         origin = `${source}, ${quant}`;
       }
-      const c = compileModel(spec, pickModel(spec), { quant, maxContext: opts.maxContext });
+      const c = compileModel(spec, pickModel(spec), {
+        quant,
+        maxContext: opts.maxContext,
+        backend: opts.backend,
+      });
       rope = interleavedRopeWeights(c);
       module = await importModuleSource(c.files["model.js"]!);
     }

@@ -100,7 +100,7 @@ describe("moec run with a device budget", () => {
       /expert cache: 2 of 4 experts per layer on the device, the rest read from .*tiny\.gguf \(lfu, prefetch\)/,
     );
     expect(r.err).toMatch(
-      /memory: peak [\d.]+ KiB of [\d.]+ KiB budget .*; experts: \d+ hits, \d+ misses \([\d.]+% hit rate\), [\d.]+ KiB loaded/,
+      /memory: peak [\d.]+ [KM]iB of [\d.]+ [KM]iB budget .*; experts: \d+ hits, \d+ misses \([\d.]+% hit rate\), [\d.]+ KiB loaded/,
     );
   });
 

@@ -42,8 +42,8 @@ export function generate(model: ModelInstance, prompt: readonly number[], o: Gen
     );
   }
   const t0 = performance.now();
-  let logits: Float32Array = new Float32Array(0);
-  for (let pos = 0; pos < prompt.length; pos++) logits = model.step(prompt[pos]!, pos);
+  // The prompt in batches (matrix-matrix products); then one token at a time.
+  let logits = model.prefill(prompt, 0);
   const t1 = performance.now();
   const history = [...prompt];
   const tokens: number[] = [];

@@ -49,10 +49,13 @@ export interface Manifest {
   moe?: MoeEntry[];
   maxContext: number;
   vocab: number;
+  /** The activation arena and kernel scratch: `prefill.tokens` copies of one token's. */
   arenaBytes: number;
-  /** Scratch in the arena for activations quantized by the integer kernels: thread i's (up to
-   * MAX_THREADS) starts at arena byte `offset + i · bytes`. Absent when no kernel quantizes. */
-  q8Scratch?: { offset: number; bytes: number };
+  /** The batched prefill: tokens it runs at once, and the bytes of one token's copy of the arena. */
+  prefill?: { tokens: number; strideBytes: number };
+  /** Where the integer kernels' quantized activations go (runtime/q8-kernels.ts): `vectors` of `bytes`
+   * each from arena byte `offset`, then their addresses. Absent when no kernel quantizes. */
+  q8Scratch?: { offset: number; bytes: number; vectors: number };
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {

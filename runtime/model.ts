@@ -7,6 +7,7 @@ import type { Heap } from "./heap.ts";
 import type { Manifest } from "./manifest.ts";
 import type { MemoryStats } from "./memory/memory-stats.ts";
 import { type MemoryOptions, type Packed, type PlacedMemory, placeModel } from "./memory/place.ts";
+import { composeQ8Kernels } from "./q8-kernels.ts";
 import { f16Table } from "./quant/half.ts";
 import { getScheme } from "./quant/registry.ts";
 import { ThreadPool } from "./threads.ts";
@@ -38,6 +39,8 @@ export interface Runtime {
   heap: Packed;
   /** The chosen experts' gate/up/down addresses for MoE op `moe` in `layer` (see the generated module). */
   experts(moe: number, layer: number, s: Float32Array, so: number): Float64Array;
+  /** One expert's gate/up/down addresses, for the batched prefill. */
+  expert(moe: number, layer: number, expert: number): Float64Array;
   /** The residual stream as `layer` leaves it: the runtime may load the next layer's guessed experts. */
   prefetch(moe: number, layer: number, x: Float32Array, xo: number): void;
 }
@@ -49,6 +52,9 @@ export interface CompiledModule {
   /** The same kernels with relaxed SIMD (fused multiply-adds), chosen at load time where supported. */
   wasmRelaxed?: string;
   forward(rt: Runtime, token: number, pos: number): Float32Array;
+  /** Up to `manifest.prefill.tokens` tokens at consecutive positions at once; the last one's logits.
+   * Absent in modules compiled before batched prefill. */
+  prefill?(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array;
 }
 
 /** Imports generated JavaScript from memory (a compile that was never written to disk). */
@@ -84,18 +90,17 @@ export function allocateRuntime(
     const wasm = chosen.module;
     const { exports } = new WebAssembly.Instance(wasm, { env: { memory: heap.memory } });
     kernels = exports as Record<string, WasmKernel>;
-    const q8 = module.manifest.q8Scratch;
-    const scratch = q8 && { base: arena.byteOffset + q8.offset, bytes: q8.bytes };
-    if (scratch) (exports.xq as unknown as WebAssembly.Global).value = scratch.base;
     if (threads > 1) {
-      pool = new ThreadPool(threads, heap.memory, wasm, Object.keys(exports).sort(), scratch);
+      pool = new ThreadPool(threads, heap.memory, wasm, Object.keys(exports).sort());
       kernels = pool.wrap(exports);
     }
+    kernels = composeQ8Kernels(kernels, exports, module.manifest, arena);
   }
   return {
     heap,
     placed,
     experts: placed.experts,
+    expert: placed.expert,
     prefetch: placed.prefetch,
     pool,
     relaxedSimd: chosen?.relaxed ?? false,
@@ -129,6 +134,32 @@ export class ModelInstance {
   /** Device peak and budget, expert cache hits, misses and loads: `--stats` and `--json`'s "memory". */
   memory(): MemoryStats {
     return this.rt.placed.memory();
+  }
+
+  /**
+   * Tokens at positions pos0, pos0 + 1, … (a prompt), in batches of the module's prefill size: the KV
+   * caches get every position; returns the last token's logits (a view into the arena, valid until the
+   * next call). Same logits as stepping token by token (see prefill.test.ts).
+   */
+  prefill(tokens: readonly number[], pos0 = 0): Float32Array {
+    const max = this.module.manifest.maxContext;
+    if (tokens.length === 0) throw new RangeError("prefill needs at least one token");
+    if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + tokens.length > max) {
+      throw new RangeError(
+        `positions ${pos0} to ${pos0 + tokens.length - 1} are outside the context of ${max}`,
+      );
+    }
+    const batch = this.module.prefill ? (this.module.manifest.prefill?.tokens ?? 0) : 0;
+    if (batch < 2) {
+      let logits: Float32Array = new Float32Array(0);
+      for (let i = 0; i < tokens.length; i++) logits = this.module.forward(this.rt, tokens[i]!, pos0 + i);
+      return logits;
+    }
+    let logits: Float32Array = new Float32Array(0);
+    for (let i = 0; i < tokens.length; i += batch) {
+      logits = this.module.prefill!(this.rt, tokens.slice(i, i + batch), pos0 + i);
+    }
+    return logits;
   }
 
   step(token: number, pos: number): Float32Array {

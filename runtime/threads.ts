@@ -18,10 +18,8 @@ const ACCUMULATE = 7;
 const ALPHA = 8; // an f32 in the same slot
 const FAILED = 9;
 const STOP = 10;
+const COLS = 11; // matrix-matrix products: the column count, in the place of alpha
 const SLOTS = 16;
-
-/** The most threads a model runs on: the integer kernels' scratch is laid out for this many. */
-export const MAX_THREADS = 256;
 
 /** Polls before sleeping in Atomics.wait (tens of microseconds): long enough to catch the next kernel
  * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
@@ -30,14 +28,14 @@ const SPINS = 4000;
 /** The worker's whole program: wait for a generation, run its share of the rows, count down. */
 const workerSource = `
 const { workerData } = require("node:worker_threads");
-const { memory, module, names, index, threads, control, scratch } = workerData;
+const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
+const matrix = names.map((n) => n.startsWith("mm_"));
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
-  if (scratch) exports.xq.value = scratch.base + index * scratch.bytes;
   kernels = names.map((n) => exports[n]);
 } catch (e) {
   Atomics.store(c, ${FAILED}, 1);
@@ -54,7 +52,8 @@ for (;;) {
   const rows = u[${ROWS}];
   const r0 = Math.floor((rows * index) / threads);
   const r1 = Math.floor((rows * (index + 1)) / threads);
-  if (r1 > r0) kernels[c[${KERNEL}]](u[${W}], u[${X}], u[${Y}], r0, r1, f[${ALPHA}], c[${ACCUMULATE}]);
+  const k = c[${KERNEL}];
+  if (r1 > r0) kernels[k](u[${W}], u[${X}], u[${Y}], r0, r1, matrix[k] ? c[${COLS}] : f[${ALPHA}], c[${ACCUMULATE}]);
   if (Atomics.sub(c, ${PENDING}, 1) === 1) Atomics.notify(c, ${PENDING});
 }
 `;
@@ -74,12 +73,11 @@ export class ThreadPool {
     memory: WebAssembly.Memory,
     module: WebAssembly.Module,
     exportNames: string[],
-    /** The integer kernels' per-thread scratch (thread i's at base + i · bytes), when the model has it. */
-    scratch?: { base: number; bytes: number },
   ) {
-    if (threads > MAX_THREADS) throw new RangeError(`at most ${MAX_THREADS} threads, not ${threads}`);
-    // Only matrix-vector products split by rows; the other kernels run on the calling thread.
-    this.names = exportNames.filter((n) => n.startsWith("mv_"));
+    // Only matrix-vector products (mv_*, mvq_*) and the prefill's matrix-matrix products (mm_*, mmq_*)
+    // split by rows;
+    // the other kernels run on the calling thread. A row's result never depends on the split.
+    this.names = exportNames.filter((n) => /^m[vm]q?_/.test(n));
     const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);
@@ -88,7 +86,7 @@ export class ThreadPool {
     this.workers = Array.from({ length: threads - 1 }, (_, k) => {
       const w = new Worker(workerSource, {
         eval: true,
-        workerData: { memory, module, names, index: k + 1, threads, control, scratch },
+        workerData: { memory, module, names, index: k + 1, threads, control },
       });
       // A worker blocked in Atomics.wait must not keep the process alive.
       w.unref();
@@ -96,7 +94,8 @@ export class ThreadPool {
     });
   }
 
-  /** The exported kernels, the matrix-vector products (`mv_*`) split by rows over the pool. */
+  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv_*`, `mm_*`: the same seven
+   * arguments, the sixth alpha or the column count) split by rows over the pool. */
   wrap(exports: Record<string, unknown>): Record<string, WasmKernel> {
     const out = { ...exports } as Record<string, WasmKernel>;
     this.names.forEach((name, k) => {
@@ -128,6 +127,7 @@ export class ThreadPool {
     this.u[ROWS] = r1;
     c[ACCUMULATE] = acc;
     this.f[ALPHA] = alpha;
+    c[COLS] = alpha;
     Atomics.store(c, PENDING, this.threads - 1);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);

@@ -6,6 +6,7 @@ import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeDirAtomic } from "../../runtime/atomic.ts";
 import { bytes } from "../format.ts";
 import { UserError } from "../user-error.ts";
+import { backendOption } from "./run.ts";
 
 export interface CompileOptions {
   quant?: string;
@@ -13,6 +14,8 @@ export interface CompileOptions {
   model?: string;
   out?: string;
   dumpIr?: string | boolean;
+  /** cpu, webgpu or gpujs (default: the target's, else cpu). */
+  backend?: string;
 }
 
 export function compileCommand(file: string, opts: CompileOptions): void {
@@ -25,7 +28,7 @@ export function compileCommand(file: string, opts: CompileOptions): void {
   const model = pickModel(spec, opts.model);
   const quant = pickQuant(spec, model, opts.quant, true);
   const target = pickTarget(spec, opts.target);
-  const c = compileModel(spec, model, { quant, target });
+  const c = compileModel(spec, model, { quant, target, backend: backendOption(opts.backend) });
   if (opts.dumpIr)
     process.stdout.write(`${dumpStages(c.stages, dump, c.manifest.maxContext, target?.batch)}\n\n`);
   const out = opts.out ?? `generated/${model.name}`;

@@ -8,6 +8,7 @@ import { schemes } from "../../runtime/quant/registry.ts";
 import { parseSize } from "../../runtime/units.ts";
 import { bytes } from "../format.ts";
 import { UserError } from "../user-error.ts";
+import { backendOption } from "./run.ts";
 
 export interface PlanOptions {
   quant?: string;
@@ -18,6 +19,8 @@ export interface PlanOptions {
   json?: boolean;
   table?: boolean;
   html?: string;
+  /** The backend whose allocations to plan (default: the target's, else cpu). */
+  backend?: string;
 }
 
 function budgetOf(o: PlanOptions, fallback: number | undefined): number {
@@ -52,7 +55,10 @@ export function planCommand(file: string, o: PlanOptions): void {
   }
   const quant = pickQuant(spec, model, o.quant, true);
   const budget = budgetOf(o, target?.memoryBytes);
-  const plan = devicePlanner(model, quant).plan({ budgetBytes: budget, context });
+  const plan = devicePlanner(model, quant, backendOption(o.backend) ?? target?.backend ?? "cpu").plan({
+    budgetBytes: budget,
+    context,
+  });
   if (o.html) writeFileAtomic(o.html, html(model.name, plan));
   if (o.json) {
     process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);

@@ -2,6 +2,9 @@ import { availableParallelism } from "node:os";
 import pc from "picocolors";
 import { renderChat } from "../../runtime/chat-template.ts";
 import { generate } from "../../runtime/generate.ts";
+import { GpuError } from "../../runtime/gpu/backend.ts";
+import { generateAsync } from "../../runtime/gpu/generate.ts";
+import { GpuModel, isGpuModule } from "../../runtime/gpu/model.ts";
 import { HEAP_LIMIT } from "../../runtime/heap.ts";
 import { formatMemoryStats } from "../../runtime/memory/memory-stats.ts";
 import { policyByName } from "../../runtime/memory/policy.ts";
@@ -42,6 +45,18 @@ export interface RunOptions {
   policy?: string;
   /** false with --no-prefetch. */
   prefetch?: boolean;
+  /** cpu (default), webgpu or gpujs. */
+  backend?: string;
+}
+
+export const BACKENDS = ["cpu", "webgpu", "gpujs"];
+
+/** `--backend`: one of BACKENDS. */
+export function backendOption(text: string | undefined): string | undefined {
+  if (text !== undefined && !BACKENDS.includes(text)) {
+    throw new UserError(`--backend: unknown backend \`${text}\` (backends: ${BACKENDS.join(", ")})`);
+  }
+  return text;
 }
 
 /** `--vram` / `--host-memory`: a size with a unit or a number of bytes, more than zero. */
@@ -109,9 +124,19 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
   const context = o.context === undefined ? undefined : number("--context", o.context, true);
   const threads = threadCount(o.threads);
   const memory = memoryOptions(o);
+  const backend = backendOption(o.backend);
   const started = performance.now();
-  const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant });
+  const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant, backend });
+  const gpuModule = isGpuModule(loaded.module) ? loaded.module : undefined;
+  const compiledFor = gpuModule?.backend ?? "cpu";
+  if (backend !== undefined && backend !== compiledFor) {
+    loaded.close();
+    throw new UserError(
+      `${source} was compiled for the ${compiledFor} backend; compile it again with --backend ${backend}, or run it with --backend ${compiledFor}`,
+    );
+  }
   let model: ModelInstance | undefined;
+  let gpu: GpuModel | undefined;
   try {
     const tokenizer = loaded.tokenizer;
     let prompt: number[];
@@ -137,13 +162,30 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     }
     const progress = o.json ? undefined : slowProgress("loading weights");
     try {
-      model = new ModelInstance(loaded.module, loaded.weights, {
-        onProgress: progress?.update,
-        threads,
-        ...memory,
-        // Offloaded experts beyond --host-memory are read from the file itself: only a GGUF has them as is.
-        expertFile: loaded.format === "gguf" ? o.weights : undefined,
-      });
+      if (gpuModule) {
+        // A GPU backend either runs or says why; it never falls back to the CPU by itself.
+        gpu = await GpuModel.load(gpuModule, loaded.weights, {
+          onProgress: progress?.update,
+          ...memory,
+          prefetch: false,
+          expertFile: loaded.format === "gguf" ? o.weights : undefined,
+        }).catch((e) => {
+          if (e instanceof GpuError) {
+            throw new UserError(
+              /--backend cpu/.test(e.message) ? e.message : `${e.message}; run with --backend cpu instead`,
+              e.exitCode,
+            );
+          }
+          throw e;
+        });
+      } else
+        model = new ModelInstance(loaded.module, loaded.weights, {
+          onProgress: progress?.update,
+          threads,
+          ...memory,
+          // Offloaded experts beyond --host-memory are read from the file itself: only a GGUF has them as is.
+          expertFile: loaded.format === "gguf" ? o.weights : undefined,
+        });
     } finally {
       progress?.stop();
     }
@@ -151,33 +193,35 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     const m = loaded.module.manifest;
     if (!o.json) {
       process.stderr.write(pc.dim(`${m.model} (${loaded.origin}), loaded in ${loadMs.toFixed(0)} ms\n`));
-      if (memory.deviceBudget !== undefined && memory.deviceBudget > HEAP_LIMIT) {
+      if (gpu) process.stderr.write(pc.dim(`${gpu.backend.name} backend on ${gpu.backend.device}\n`));
+      if (!gpu && memory.deviceBudget !== undefined && memory.deviceBudget > HEAP_LIMIT) {
         process.stderr.write(
           pc.dim(
             `--vram ${o.vram}: the CPU backend's device is its heap, which holds at most ${formatBytes(HEAP_LIMIT)}\n`,
           ),
         );
       }
-      const placed = model.rt.placed;
+      const placed = gpu ? { ...gpu.placed, origin: gpu.placed.origin } : model!.rt.placed;
       const cached = placed.caches.map((c) => `${c.slotsPerLayer} of ${c.experts}`).join(", ");
       if (cached) {
         process.stderr.write(
           pc.dim(
-            `expert cache: ${cached} experts per layer on the device, the rest ${placed.origin === "file" ? `read from ${o.weights}` : "in host memory"} (${placed.caches[0]!.policyName}${memory.prefetch ? ", prefetch" : ""})\n`,
+            `expert cache: ${cached} experts per layer on the device, the rest ${placed.origin === "file" ? `read from ${o.weights}` : "in host memory"} (${placed.caches[0]!.policyName}${memory.prefetch && !gpu ? ", prefetch" : ""})\n`,
           ),
         );
       }
     }
     if (!o.json && !o.chat) process.stdout.write(o.prompt);
-    const result = generate(model, prompt, {
+    const generation = {
       maxTokens,
       sampler: new Sampler(m.vocab, { ...sampler, topK: sampler.topK }),
       stopTokens: [...tokenizer.eogIds],
       stopStrings: o.stop ?? [],
       // Generated text continues the prompt, so its first space is kept (as llama.cpp streams it).
       text: new Detokenizer(tokenizer, { keepLeadingSpace: true }),
-      onText: o.json ? undefined : (s) => process.stdout.write(s),
-    });
+      onText: o.json ? undefined : (s: string) => process.stdout.write(s),
+    };
+    const result = gpu ? await generateAsync(gpu, prompt, generation) : generate(model!, prompt, generation);
     const t = result.timings;
     if (o.json) {
       const out = {
@@ -186,7 +230,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
         text: result.text,
         stop: result.stop,
         timings: { prefill_tok_s: t.prefill_tok_s, decode_tok_s: t.decode_tok_s, load_ms: loadMs },
-        memory: model.memory(),
+        memory: (gpu ?? model!).memory(),
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } else {
@@ -197,9 +241,10 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
         ),
       );
     }
-    if (o.stats) process.stderr.write(`${formatMemoryStats(model.memory())}\n`);
+    if (o.stats) process.stderr.write(`${formatMemoryStats((gpu ?? model!).memory())}\n`);
   } finally {
     model?.close();
+    gpu?.close();
     loaded.close();
   }
 }

@@ -2,11 +2,10 @@
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
 
 import type { Manifest } from "../../runtime/manifest.ts";
-import { MAX_THREADS } from "../../runtime/threads.ts";
 import type { Graph, Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
-import { KernelSet } from "./kernels.ts";
+import { KernelSet, PREFILL_BYTES, PREFILL_MAX } from "./kernels.ts";
 
 const prelude = `
 /** One packed weight tensor: views over the whole heap, and the byte where the tensor starts. */
@@ -50,6 +49,9 @@ export interface Runtime {
   /** The whole heap (base 0): the expert kernels read their matrices at the addresses \`experts\` gives. */
   heap: Packed;
   experts: Experts;
+  /** One expert's gate, up and down byte addresses (the batched prefill fetches each expert once per
+   * batch); reused like \`experts\`'s array. */
+  expert: (moe: number, layer: number, expert: number) => Float64Array;
   prefetch: Prefetch;
 }
 
@@ -167,124 +169,254 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   const width = (id: number) => shapes.get(id)![0]!;
   const lines: string[] = [];
 
-  const emitGraph = (g: Graph, layered: boolean, indent: string) => {
+  /**
+   * How a node's kernel call is written. The forward pass: one token (`token`, `pos`), values at their
+   * arena offsets. The prefill: `b` is the token in the batch; values at `b · STRIDE` past their offsets.
+   */
+  interface Ctx {
+    batch: boolean;
+    at: (id: number) => string;
+    pos: string;
+    token: string;
+  }
+  const step: Ctx = { batch: false, at: (id) => `A, ${off(id)}`, pos: "pos", token: "token" };
+  const perToken: Ctx = {
+    batch: true,
+    at: (id) => `A, ${off(id)} + b * STRIDE`,
+    pos: "(pos0 + b)",
+    token: "tokens[b]",
+  };
+
+  /** Nodes of the top-level graph whose values every token needs (the rest only serve the last token's
+   * logits): the layer loop, writes to the KV caches, and whatever those read. */
+  const allTokens = (g: Graph): Set<number> => {
+    const need = new Set<number>();
+    const outside = (b: Graph): number[] => {
+      const inner = new Set([...b.params.map((p) => p.id), ...b.nodes.map((m) => m.id)]);
+      return b.nodes.flatMap((m) => [
+        ...m.inputs.filter((i) => !inner.has(i)),
+        ...(m.body ? outside(m.body) : []),
+      ]);
+    };
+    for (const n of [...g.nodes].reverse()) {
+      const effect = n.op === "loop" || n.op === "kv_write" || n.op === "attend" || n.attrs.kv !== undefined;
+      if (!effect && !need.has(n.id)) continue;
+      need.add(n.id);
+      for (const i of n.inputs) need.add(i);
+      if (n.body) for (const i of outside(n.body)) need.add(i);
+    }
+    return need;
+  };
+
+  const emitGraph = (g: Graph, layered: boolean, indent: string, ctx: Ctx) => {
     const W = (key: string) => {
       used.add(key);
       return `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
     };
     const layer = layered ? "l" : "0";
-    const at = (id: number) => `A, ${off(id)}`;
+    const need = ctx.batch && !layered ? allTokens(g) : undefined;
     for (const n of g.nodes) {
       const x = n.inputs[0]!;
       const call = (k: string, args: string[]) => lines.push(`${indent}${k}(${args.join(", ")});`);
       const normArg = n.weights.norm ? [W(n.weights.norm)] : [];
-      switch (n.op) {
-        case "embed": {
-          const table = manifest.weights.find((w) => w.key === n.weights.table)!;
-          call(ks.embed(n, table.shape[0]!, table.scheme), [
-            W(n.weights.table!),
-            "token",
-            at(n.id),
-            "rt.decode",
-          ]);
-          break;
-        }
-        case "linear": {
-          const dest =
-            n.attrs.kv !== undefined
-              ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], pos * ${n.shape[0]}`
-              : at(n.id);
-          const args = [W(n.weights.w!), at(x), ...normArg, dest];
-          if (n.attrs.residual) args.push(at(n.inputs[1]!));
-          if (n.attrs.rope_heads !== undefined) args.push("pos");
-          call(ks.linear(n, width(x)), args);
-          break;
-        }
-        case "gate_up":
-          call(ks.gateUp(n, width(x)), [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id)]);
-          break;
-        case "route": {
-          call(ks.route(n, width(x)), [W(n.weights.router!), at(x), ...normArg, at(n.id)]);
-          const moe = moeOfRoute.get(n.id);
-          if (moe) {
-            // Right after the router: the runtime finds (or loads) the chosen experts.
-            const { op, index } = moe;
-            lines.push(`${indent}const E${index} = rt.experts(${index}, ${layer}, A, ${off(n.id)});`);
-            // Without a residual epilogue, the stream before the experts is the best guess there is.
-            if (layered && !op.node.attrs.residual && op.stream !== undefined && op.streamLive)
-              lines.push(`${indent}rt.prefetch(${index}, l, A, ${off(op.stream)});`);
-          }
-          break;
-        }
-        case "moe_ffn": {
-          const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
-          const args = ["HP", `E${moeIndex.get(n.id)!}`, at(x), at(n.inputs[1]!), at(n.id)];
-          if (n.attrs.residual) args.push(at(n.inputs[2]!));
-          call(ks.moeFfn(n, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2), args);
-          // The residual stream with this layer's experts added: the next layer's router will read it
-          // after only its attention, so the runtime guesses that layer's experts from it.
-          if (layered && n.attrs.residual)
-            lines.push(`${indent}rt.prefetch(${moeIndex.get(n.id)!}, l, ${at(n.id)});`);
-          break;
-        }
-        case "attend": {
-          const c = n.attrs.cache;
-          call(ks.attend(n, manifest.maxContext), [
-            at(x),
-            `KV${c}K[${layer}]`,
-            `KV${c}V[${layer}]`,
-            "pos",
-            at(n.id),
-          ]);
-          break;
-        }
-        case "rms_norm":
-          call(ks.rmsNorm(n), [at(x), W(n.weights.weight!), at(n.id)]);
-          break;
-        case "add":
-        case "mul":
-          call(ks.elementwise(n), [at(x), at(n.inputs[1]!), at(n.id)]);
-          break;
-        case "silu":
-          call(ks.elementwise(n), [at(x), at(n.id)]);
-          break;
-        case "softmax":
-          call(ks.softmax(n), [at(x), at(n.id)]);
-          break;
-        case "rope":
-          call(ks.rope(n), [at(x), at(n.id), "pos"]);
-          break;
-        case "kv_write":
-          call(ks.kvWrite(width(x)), [
-            at(x),
-            `KV${n.attrs.cache}${n.attrs.slot === "k" ? "K" : "V"}[${layer}]`,
-            "pos",
-          ]);
-          break;
-        case "loop": {
-          const b = n.body!;
-          const copy = (to: number, from: number, w: number, ind: string) => {
-            if (off(to) !== off(from))
-              lines.push(`${ind}A.copyWithin(${off(to)}, ${off(from)}, ${off(from) + w});`);
-          };
-          b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, indent));
-          lines.push(`${indent}for (let l = 0; l < ${n.attrs.count}; l++) {`);
-          emitGraph(b, true, `${indent}  `);
-          b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!, `${indent}  `));
-          lines.push(`${indent}}`);
-          break;
-        }
-        case "loop_result":
-          break;
-        default:
-          throw new SpecError(
-            n.loc,
-            `no cpu kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`,
-          );
+      // The prefill: a batched kernel where there is one, else the one-token kernel for each token (or,
+      // outside the layer loop, for the last token only when only the logits need the node).
+      if (ctx.batch && n.op !== "loop" && n.op !== "loop_result") {
+        const batched = emitBatched(n, x, W, layer, normArg, indent);
+        if (batched) continue;
+        const first = need && !need.has(n.id) ? "n - 1" : "0";
+        lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
+        emitOne(n, x, W, layer, normArg, `${indent}  `, perToken, layered);
+        lines.push(`${indent}}`);
+        continue;
       }
+      if (n.op === "loop") {
+        const b = n.body!;
+        const copy = (to: number, from: number, w: number, ind: string) => {
+          if (off(to) === off(from)) return;
+          const range = `${off(to)}${ctx.batch ? " + b * STRIDE" : ""}, ${off(from)}${ctx.batch ? " + b * STRIDE" : ""}, ${off(from) + w}${ctx.batch ? " + b * STRIDE" : ""}`;
+          lines.push(
+            ctx.batch
+              ? `${ind}for (let b = 0; b < n; b++) A.copyWithin(${range});`
+              : `${ind}A.copyWithin(${range});`,
+          );
+        };
+        b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, indent));
+        lines.push(`${indent}for (let l = 0; l < ${n.attrs.count}; l++) {`);
+        emitGraph(b, true, `${indent}  `, ctx);
+        b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!, `${indent}  `));
+        lines.push(`${indent}}`);
+        continue;
+      }
+      emitOne(n, x, W, layer, normArg, indent, ctx, layered);
     }
   };
-  emitGraph(graph, false, "  ");
+
+  /** The prefill's batched kernel call for a node, when it has one (its products have a matrix-matrix kernel). */
+  const emitBatched = (
+    n: Node,
+    x: number,
+    W: (key: string) => string,
+    layer: string,
+    normArg: string[],
+    indent: string,
+  ): boolean => {
+    const call = (k: string, args: string[]) => lines.push(`${indent}${k}(${args.join(", ")});`);
+    const at = (id: number) => `A, ${off(id)}`;
+    switch (n.op) {
+      case "linear": {
+        const k = ks.linearBatch(n, width(x));
+        if (!k) return false;
+        const dest =
+          n.attrs.kv !== undefined
+            ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], pos0 * ${n.shape[0]}, ${n.shape[0]}`
+            : `${at(n.id)}, STRIDE`;
+        const args = [W(n.weights.w!), at(x), ...normArg, dest];
+        if (n.attrs.residual) args.push(at(n.inputs[1]!));
+        if (n.attrs.rope_heads !== undefined) args.push("pos0");
+        call(k, [...args, "n"]);
+        return true;
+      }
+      case "gate_up": {
+        const k = ks.gateUpBatch(n, width(x));
+        if (!k) return false;
+        call(k, [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id), "n"]);
+        return true;
+      }
+      case "moe_ffn": {
+        const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
+        const index = moeIndex.get(n.id)!;
+        const k = ks.moeFfnBatch(
+          n,
+          width(x),
+          gate.shape[1]!,
+          width(n.inputs[1]!) / 2,
+          manifest.moe![index]!.experts,
+        );
+        if (!k) return false;
+        const args = ["rt", String(index), layer, at(x), at(n.inputs[1]!), at(n.id)];
+        if (n.attrs.residual) args.push(at(n.inputs[2]!));
+        call(k, [...args, "n"]);
+        return true;
+      }
+      default:
+        return false;
+    }
+  };
+
+  /** One token's kernel call for a node. */
+  const emitOne = (
+    n: Node,
+    x: number,
+    W: (key: string) => string,
+    layer: string,
+    normArg: string[],
+    indent: string,
+    ctx: Ctx,
+    layered: boolean,
+  ) => {
+    const call = (k: string, args: string[]) => lines.push(`${indent}${k}(${args.join(", ")});`);
+    const at = ctx.at;
+    switch (n.op) {
+      case "embed": {
+        const table = manifest.weights.find((w) => w.key === n.weights.table)!;
+        call(ks.embed(n, table.shape[0]!, table.scheme), [
+          W(n.weights.table!),
+          ctx.token,
+          at(n.id),
+          "rt.decode",
+        ]);
+        break;
+      }
+      case "linear": {
+        const dest =
+          n.attrs.kv !== undefined
+            ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], ${ctx.pos} * ${n.shape[0]}`
+            : at(n.id);
+        const args = [W(n.weights.w!), at(x), ...normArg, dest];
+        if (n.attrs.residual) args.push(at(n.inputs[1]!));
+        if (n.attrs.rope_heads !== undefined) args.push(ctx.pos);
+        call(ks.linear(n, width(x)), args);
+        break;
+      }
+      case "gate_up":
+        call(ks.gateUp(n, width(x)), [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id)]);
+        break;
+      case "route": {
+        call(ks.route(n, width(x)), [W(n.weights.router!), at(x), ...normArg, at(n.id)]);
+        const moe = moeOfRoute.get(n.id);
+        if (moe && !ctx.batch) {
+          // Right after the router: the runtime finds (or loads) the chosen experts.
+          const { op, index } = moe;
+          lines.push(`${indent}const E${index} = rt.experts(${index}, ${layer}, ${at(n.id)});`);
+          // Without a residual epilogue, the stream before the experts is the best guess there is.
+          if (layered && !op.node.attrs.residual && op.stream !== undefined && op.streamLive)
+            lines.push(`${indent}rt.prefetch(${index}, l, ${at(op.stream)});`);
+        }
+        break;
+      }
+      case "moe_ffn": {
+        const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
+        const index = moeIndex.get(n.id)!;
+        // The prefill asks for each token's experts here, right before they run.
+        if (ctx.batch)
+          lines.push(`${indent}const E${index} = rt.experts(${index}, ${layer}, ${at(n.inputs[1]!)});`);
+        const args = ["HP", `E${index}`, at(x), at(n.inputs[1]!), at(n.id)];
+        if (n.attrs.residual) args.push(at(n.inputs[2]!));
+        call(ks.moeFfn(n, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2), args);
+        // The residual stream with this layer's experts added: the next layer's router will read it
+        // after only its attention, so the runtime guesses that layer's experts from it.
+        if (layered && n.attrs.residual && !ctx.batch)
+          lines.push(`${indent}rt.prefetch(${index}, l, ${at(n.id)});`);
+        break;
+      }
+      case "attend": {
+        const c = n.attrs.cache;
+        call(ks.attend(n, manifest.maxContext), [
+          at(x),
+          `KV${c}K[${layer}]`,
+          `KV${c}V[${layer}]`,
+          ctx.pos,
+          at(n.id),
+        ]);
+        break;
+      }
+      case "rms_norm":
+        call(ks.rmsNorm(n), [at(x), W(n.weights.weight!), at(n.id)]);
+        break;
+      case "add":
+      case "mul":
+        call(ks.elementwise(n), [at(x), at(n.inputs[1]!), at(n.id)]);
+        break;
+      case "silu":
+        call(ks.elementwise(n), [at(x), at(n.id)]);
+        break;
+      case "softmax":
+        call(ks.softmax(n), [at(x), at(n.id)]);
+        break;
+      case "rope":
+        call(ks.rope(n), [at(x), at(n.id), ctx.pos]);
+        break;
+      case "kv_write":
+        call(ks.kvWrite(width(x)), [
+          at(x),
+          `KV${n.attrs.cache}${n.attrs.slot === "k" ? "K" : "V"}[${layer}]`,
+          ctx.pos,
+        ]);
+        break;
+      case "loop_result":
+        break;
+      default:
+        throw new SpecError(
+          n.loc,
+          `no cpu kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`,
+        );
+    }
+  };
+  emitGraph(graph, false, "  ", step);
+  const stepLines = lines.splice(0);
+  emitGraph(graph, false, "  ", { ...step, batch: true });
+  const batchLines = lines.splice(0);
   const result = graph.results[0]!;
   const kernels = [...ks.kernels.values()];
   // Kernel scratch goes after the activations, in the heap where the WebAssembly kernels can reach it.
@@ -295,24 +427,40 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     views.push(
       type === "f64"
         ? `${name} = new Float64Array(A.buffer, A.byteOffset + ${at * 4}, ${count});`
-        : `${name} = A.subarray(${at}, ${at + floats});`,
+        : type === "i32"
+          ? `${name} = new Int32Array(A.buffer, A.byteOffset + ${at * 4}, ${count});`
+          : `${name} = A.subarray(${at}, ${at + floats});`,
     );
     at += Math.ceil(floats / 16) * 16;
   }
-  // The integer kernels' quantized activations: one region per thread, the runtime points each
-  // WebAssembly instance at its own.
+  // The prefill runs up to `tokens` tokens at once, each with its own copy of the arena (activations and
+  // scratch), `at` floats apart; the forward pass uses the first copy.
+  const tokens = Math.max(1, Math.min(PREFILL_MAX, Math.floor(PREFILL_BYTES / (at * 4))));
+  // After the copies: the integer kernels' quantized activations, one vector per token, and their
+  // addresses (runtime/q8-kernels.ts).
+  let arenaBytes = tokens * at * 4;
   let q8Scratch: Manifest["q8Scratch"];
   if (ks.wasm.q8Bytes) {
-    q8Scratch = { offset: at * 4, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64 };
-    at += (q8Scratch.bytes / 4) * MAX_THREADS;
+    q8Scratch = { offset: arenaBytes, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64, vectors: tokens };
+    arenaBytes += tokens * q8Scratch.bytes + Math.ceil((tokens * 4) / 64) * 64;
   }
-  const full: Manifest = { ...manifest, arenaBytes: at * 4, ...(q8Scratch && { q8Scratch }) };
+  const full: Manifest = {
+    ...manifest,
+    arenaBytes,
+    prefill: { tokens, strideBytes: at * 4 },
+    ...(q8Scratch && { q8Scratch }),
+  };
   const base64 = (relaxed: boolean) =>
     ks.wasm.size ? Buffer.from(ks.wasm.binary(relaxed)).toString("base64") : "";
+  const last = `(n - 1) * STRIDE + ${off(result)}`;
   const source = [
     header,
     prelude,
     `export const manifest = ${JSON.stringify(full, null, 2)} as const;`,
+    "",
+    "/** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */",
+    `export const PREFILL = ${tokens};`,
+    `const STRIDE = ${at};`,
     "",
     "/** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the",
     " * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */",
@@ -323,13 +471,15 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     ...[...ks.scratch].map(([name, { type }]) =>
       type === "f64"
         ? `let ${name}: Float64Array = new Float64Array(0);`
-        : `let ${name}: Float32Array = LOGITS;`,
+        : type === "i32"
+          ? `let ${name}: Int32Array = new Int32Array(0);`
+          : `let ${name}: Float32Array = LOGITS;`,
     ),
     ...kernels.flatMap((k) => k.statics),
     "",
     ...kernels.map((k) => k.source),
-    "/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */",
-    "export function forward(rt: Runtime, token: number, pos: number): Float32Array {",
+    "/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */",
+    "function bind(rt: Runtime): Float32Array {",
     "  F16 = rt.f16;",
     "  K = rt.kernels;",
     "  const A = rt.arena;",
@@ -337,10 +487,32 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     "    ARENA = A;",
     ...views.map((v) => `    ${v}`),
     "  }",
+    "  return A;",
+    "}",
+    "",
+    "/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */",
+    "export function forward(rt: Runtime, token: number, pos: number): Float32Array {",
+    "  const A = bind(rt);",
     ...weightVars(),
     ...vars,
-    ...lines,
+    ...stepLines,
     "  return LOGITS;",
+    "}",
+    "",
+    "/**",
+    " * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at",
+    " * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per",
+    " * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every",
+    " * position. Returns a view of the last token's logits (the only ones computed).",
+    " */",
+    "export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {",
+    "  const n = tokens.length;",
+    "  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);",
+    "  const A = bind(rt);",
+    ...weightVars(),
+    ...vars,
+    ...batchLines,
+    `  return A.subarray(${last}, ${last} + ${width(result)});`,
     "}",
     "",
   ].join("\n");

@@ -20,6 +20,13 @@ function template(name: string): HandlebarsTemplateDelegate {
   return t;
 }
 
+/** The most tokens a batched prefill runs at once (fewer when the arena copies would pass PREFILL_BYTES). */
+export const PREFILL_MAX = 64;
+/** About the most bytes the prefill's copies of the arena may take. */
+export const PREFILL_BYTES = 16 * 2 ** 20;
+/** Entries in each of the matrix-matrix kernels' column lists: a token per pick of up to 8 experts. */
+const LIST_MAX = 8 * PREFILL_MAX;
+
 /** A number as a TypeScript literal; String() round-trips every double exactly. */
 export const num = (v: number) => String(v);
 
@@ -43,9 +50,9 @@ export class KernelSet {
   readonly wasm = new WasmKernels();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
    * element count and element type. */
-  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" }>();
+  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32" }>();
 
-  private heapScratch(name: string, count: number, type: "f32" | "f64" = "f32"): string {
+  private heapScratch(name: string, count: number, type: "f32" | "f64" | "i32" = "f32"): string {
     this.scratch.set(name, { count, type });
     return name;
   }
@@ -163,6 +170,98 @@ export class KernelSet {
       g: this.heapScratch(`G_${name}`, outWidth),
       u: this.heapScratch(`U_${name}`, outWidth),
     };
+  }
+
+  // Batched prefill: the same ops for up to PREFILL_MAX tokens at once, each token's values at its own copy
+  // of the arena (STRIDE floats apart). A kernel has a batched twin only where its matrix products have a
+  // matrix-matrix WebAssembly kernel; otherwise the prefill calls the one-token kernel per token.
+
+  /** Column address lists for the matrix-matrix kernels: activations, then outputs. */
+  private lists(): { lists: string; maxb: number; listBytes: number } {
+    return { lists: this.heapScratch("LISTS", 2 * LIST_MAX, "i32"), maxb: LIST_MAX, listBytes: 4 * LIST_MAX };
+  }
+
+  linearBatch(n: Node, inWidth: number): string | undefined {
+    const scheme = n.attrs.scheme as string;
+    const mm = this.wasm.matmul(scheme, inWidth);
+    if (!mm) return undefined;
+    const step = this.linear(n, inWidth);
+    const name = `${step}_batch`;
+    const rope = this.ropeData(n, n.shape[0]!, step);
+    return this.add(name, "linear_batch", {
+      doc: `${step}, batched`,
+      norm: !!n.weights.norm,
+      residual: !!n.attrs.residual,
+      rope: rope.heads !== undefined,
+      out: n.shape[0],
+      mm,
+      ...this.lists(),
+      ...this.normData(n, inWidth, step),
+      ...rope,
+    });
+  }
+
+  gateUpBatch(n: Node, inWidth: number): string | undefined {
+    const mmGate = this.wasm.matmul(n.attrs.gate_scheme as string, inWidth);
+    const mmUp = this.wasm.matmul(n.attrs.up_scheme as string, inWidth);
+    if (!mmGate || !mmUp) return undefined;
+    const step = this.gateUp(n, inWidth);
+    const pair = this.matvecPair(
+      n.attrs.gate_scheme as string,
+      n.attrs.up_scheme as string,
+      inWidth,
+      n.shape[0]!,
+      step,
+    );
+    return this.add(`${step}_batch`, "gate_up_batch", {
+      doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}]`,
+      norm: !!n.weights.norm,
+      out: n.shape[0],
+      mmGate,
+      mmUp,
+      g: pair.g,
+      u: pair.u,
+      ...this.lists(),
+      ...this.normData(n, inWidth, step),
+    });
+  }
+
+  moeFfnBatch(n: Node, hidden: number, ffn: number, k: number, experts: number): string | undefined {
+    const sch = (role: string) => n.attrs[`${role}_scheme`] as string;
+    const mmGate = this.wasm.matmul(sch("gate"), hidden);
+    const mmUp = this.wasm.matmul(sch("up"), hidden);
+    const mmDown = this.wasm.matmul(sch("down"), ffn);
+    if (!mmGate || !mmUp || !mmDown || k * PREFILL_MAX > LIST_MAX) return undefined;
+    const step = this.moeFfn(n, hidden, ffn, k);
+    const pair = this.matvecPair(sch("gate"), sch("up"), hidden, ffn, step);
+    const name = `${step}_batch`;
+    return this.add(
+      name,
+      "moe_ffn_batch",
+      {
+        doc: `Σ over the ${k} chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden ${hidden}, ffn ${ffn}`,
+        residual: !!n.attrs.residual,
+        hidden,
+        ffn,
+        k,
+        experts,
+        mmGate,
+        mmUp,
+        mmDown,
+        g: pair.g,
+        u: pair.u,
+        // Each token's hidden vectors and down projections, one per pick.
+        h: this.heapScratch(`HB_${step}`, k * ffn),
+        d: this.heapScratch(`DB_${step}`, k * hidden),
+        counts: `CNT_${name}`,
+        pairs: `AT_${name}`,
+        ...this.lists(),
+      },
+      (kn) => [
+        `const CNT_${kn} = new Int32Array(${experts});`,
+        `const AT_${kn} = new Int32Array(${k * PREFILL_MAX});`,
+      ],
+    );
   }
 
   route(n: Node, inWidth: number): string {

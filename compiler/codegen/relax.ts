@@ -2,9 +2,9 @@
 // (`f32x4.relaxed_madd`). The schemes and templates are written once, in plain SIMD; this rewrite is
 // the only place that knows about relaxed SIMD. The runtime picks the twin when the engine validates it.
 
-type Sexp = string | Sexp[];
+export type Sexp = string | Sexp[];
 
-function parse(text: string): Sexp[] {
+export function parse(text: string): Sexp[] {
   const tokens = text.replace(/;;[^\n]*/g, "").match(/\(|\)|"(?:[^"\\]|\\.)*"|[^\s()]+/g) ?? [];
   const stack: Sexp[][] = [[]];
   for (const t of tokens) {
@@ -17,7 +17,7 @@ function parse(text: string): Sexp[] {
   return stack[0]!;
 }
 
-const print = (e: Sexp): string => (typeof e === "string" ? e : `(${e.map(print).join(" ")})`);
+export const print = (e: Sexp): string => (typeof e === "string" ? e : `(${e.map(print).join(" ")})`);
 
 const isMul = (e: Sexp): e is Sexp[] => Array.isArray(e) && e[0] === "f32x4.mul" && e.length === 3;
 

@@ -10,6 +10,7 @@ import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian, rng } from "../../runtime/quant/test-support.ts";
 import { WasmKernels } from "./wasm.ts";
+import { instantiate, q8Region } from "./wasm-instance.ts";
 
 const COLS = 512;
 const ENCODED_ROWS = 3;
@@ -81,24 +82,12 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
   const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
   const yAt = xAt + x.byteLength;
   const qAt = Math.ceil((yAt + ROWS * 4) / 64) * 64; // the integer kernels' quantized x
-  const pages = Math.ceil((qAt + kernels.q8Bytes) / 65536);
+  const pages = Math.ceil((qAt + q8Region(kernels, 1)) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   new Float32Array(memory.buffer).set(f16Table, 0);
   new Uint8Array(memory.buffer).set(weights, wAt);
   new Float32Array(memory.buffer, xAt, x.length).set(x);
-  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(relaxed)), {
-    env: { memory },
-  });
-  if (kernels.q8Bytes) (exports.xq as WebAssembly.Global).value = qAt;
-  const mv = exports[name] as (
-    w: number,
-    x: number,
-    y: number,
-    r0: number,
-    r1: number,
-    alpha: number,
-    acc: number,
-  ) => void;
+  const mv = instantiate(kernels, memory, relaxed, qAt, 1)[name]!;
   const y = new Float32Array(memory.buffer, yAt, ROWS);
   return {
     y,

@@ -8,6 +8,8 @@ import Handlebars from "handlebars";
 import wabtInit from "wabt";
 import { Q8_BLOCK, Q8_BLOCK_BYTES } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
+import type { QuantScheme } from "../../runtime/quant/scheme.ts";
+import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxWat } from "./relax.ts";
 
 const wabt = await wabtInit();
@@ -25,12 +27,41 @@ const template = (name: string) =>
   });
 const matvec = template("matvec");
 const attention = template("attention");
+const matmul = template("matmul");
 const q8x = template("q8x");
+
+/**
+ * What a kernel for `s` runs per step: the scheme's integer `q8` piece over activations quantized to q8_0
+ * when it has one (the export is then `mvq_…` / `mmq_…`, and runtime/q8-kernels.ts composes the `mv_…` /
+ * `mm_…` the generated code calls), else its f32 `dot` piece.
+ */
+function pieceOf(s: QuantScheme): { dot: string; xBytes: number; q: "" | "q" } {
+  const w = s.wasm!;
+  return w.q8 !== undefined && w.step === Q8_BLOCK
+    ? { dot: w.q8, xBytes: Q8_BLOCK_BYTES, q: "q" }
+    : { dot: w.dot, xBytes: w.step * 4, q: "" };
+}
+
+/** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
+export const MM_COLUMNS = 4;
+/** About the bytes of weight rows a matrix-matrix kernel keeps in cache while it runs every column. */
+const MM_BLOCK_BYTES = 16384;
+
+/** The horizontal sum of `acc` stored at column `j` of the group at `$c` (or the single column), row `$r`. */
+function storeColumn(acc: string, j: number): string {
+  const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get ${acc}))`;
+  return [
+    `(local.set $sum (f32.add (f32.add ${lane(0)} ${lane(1)}) (f32.add ${lane(2)} ${lane(3)})))`,
+    `(local.set $at (i32.add (i32.load offset=${4 * j} (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))`,
+    "(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))",
+    "(f32.store (local.get $at) (local.get $sum))",
+  ].join("\n");
+}
 
 export class WasmKernels {
   private readonly funcs = new Map<string, string>();
-  /** Bytes of quantized activations the largest integer kernel needs: one thread's scratch (global `$xq`,
-   * set by the runtime per instance). 0 when no kernel quantizes. */
+  private readonly unwidened = new Set<string>();
+  /** Bytes of one quantized activation vector for the widest integer kernel (0: none quantizes). */
   q8Bytes = 0;
 
   /** The export name of y = W·x for rows of `cols` elements in `scheme`, or undefined when the scheme has
@@ -39,52 +70,113 @@ export class WasmKernels {
     const s = getScheme(scheme);
     if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
     const name = `mv_${scheme}_${cols}`;
-    if (this.funcs.has(name)) return name;
-    const steps = cols / s.wasm.step;
-    const kernel = (kname: string, dot: string, xBytes: number) =>
-      matvec({
-        name: kname,
-        doc: `rows of ${cols} ${scheme} weights`,
-        steps,
-        bytes: s.wasm!.bytes,
-        xBytes,
-        rowBytes: steps * s.wasm!.bytes,
-        dot,
-      });
-    if (s.wasm.q8 === undefined || s.wasm.step !== Q8_BLOCK) {
-      this.funcs.set(name, kernel(name, s.wasm.dot, s.wasm.step * 4));
-      return name;
-    }
-    // Integer products: x is quantized into this instance's scratch (each thread has its own), then the
-    // rows run against it. Every thread quantizes the whole x: cols values against its rows × cols.
-    const quantize = `q8x_${cols}`;
-    const blocks = cols / Q8_BLOCK;
-    if (!this.funcs.has(quantize)) {
+    const p = pieceOf(s);
+    const exported = `mv${p.q}_${scheme}_${cols}`;
+    if (!this.funcs.has(exported)) {
+      const steps = cols / s.wasm.step;
       this.funcs.set(
-        quantize,
-        q8x({
-          name: quantize,
-          cols,
-          blocks,
-          rest: [16, 32, 48, 64, 80, 96, 112],
-          blockBytes: Q8_BLOCK_BYTES,
-          eights: [0, 1, 2, 3].map((e) => ({ x0: 32 * e, x1: 32 * e + 16, q: 4 + 16 * e })),
+        exported,
+        matvec({
+          name: exported,
+          doc: `rows of ${cols} ${scheme} weights${p.q ? ", x quantized to q8_0 (integer products)" : ""}`,
+          steps,
+          bytes: s.wasm.bytes,
+          xBytes: p.xBytes,
+          rowBytes: steps * s.wasm.bytes,
+          dot: p.dot,
         }),
       );
+      if (p.q) this.quantizer(cols);
     }
-    const inner = `mvq_${scheme}_${cols}`;
-    this.funcs.set(inner, kernel(inner, s.wasm.q8, Q8_BLOCK_BYTES));
+    return name;
+  }
+
+  /** `q8x_C(x, q)`: C activations at x quantized into C / 32 q8 blocks at q. */
+  private quantizer(cols: number): void {
+    const name = `q8x_${cols}`;
+    if (this.funcs.has(name)) return;
+    const blocks = cols / Q8_BLOCK;
     this.funcs.set(
       name,
-      [
-        `  ;; rows of ${cols} ${scheme} weights against x quantized to q8_0 (integer products, as llama.cpp).`,
-        `  (func $${name} (export "${name}") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)`,
-        `    (call $${quantize} (local.get $x) (global.get $xq))`,
-        `    (call $${inner} (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))`,
-        "",
-      ].join("\n"),
+      q8x({
+        name,
+        cols,
+        blocks,
+        blockBytes: Q8_BLOCK_BYTES,
+        rest: [16, 32, 48, 64, 80, 96, 112],
+        eights: [0, 1, 2, 3].map((e) => ({ x0: 32 * e, x1: 32 * e + 16, q: 4 + 16 * e })),
+      }),
     );
     this.q8Bytes = Math.max(this.q8Bytes, blocks * Q8_BLOCK_BYTES);
+  }
+
+  /**
+   * The export name of the matrix-matrix product for rows of `cols` elements in `scheme` (batched
+   * prefill): `mm(w, xl, yl, r0, r1, n, accumulate)` over n activation vectors listed by address, each
+   * column bit-identical to the matrix-vector kernel's result. Undefined where `matvec` is, or when the
+   * scheme's piece cannot be widened to several columns (the prefill then runs the matrix-vector kernel
+   * once per column).
+   */
+  matmul(scheme: string, cols: number): string | undefined {
+    const mv = this.matvec(scheme, cols);
+    if (!mv) return undefined;
+    const s = getScheme(scheme);
+    const p = pieceOf(s);
+    const name = `mm_${scheme}_${cols}`;
+    const exported = `mm${p.q}_${scheme}_${cols}`;
+    if (this.funcs.has(exported)) return name;
+    if (this.unwidened.has(name)) return undefined;
+    let wide: ReturnType<typeof columnsPiece>;
+    try {
+      wide = columnsPiece(p.dot, MM_COLUMNS);
+    } catch (e) {
+      if (!(e instanceof ColumnsError)) throw e;
+      this.unwidened.add(name);
+      return undefined;
+    }
+    const steps = cols / s.wasm!.step;
+    const rowBytes = steps * s.wasm!.bytes;
+    const js = [...Array(MM_COLUMNS).keys()];
+    const locals = [
+      ...wide.locals,
+      ...js.map((j) => [`$xs_${j}`, "i32"] as const),
+      ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+      ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+    ];
+    this.funcs.set(
+      exported,
+      matmul({
+        name: exported,
+        mv: `mv${p.q}_${scheme}_${cols}`,
+        doc: `rows of ${cols} ${scheme} weights, several activation vectors`,
+        steps,
+        bytes: s.wasm!.bytes,
+        xBytes: p.xBytes,
+        rowBytes,
+        cols: MM_COLUMNS,
+        block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
+        locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
+        starts: js
+          .map(
+            (j) =>
+              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+          )
+          .join("\n"),
+        resets: js
+          .map(
+            (j) =>
+              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+          )
+          .join("\n"),
+        wide: wide.text,
+        advances: js
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${p.xBytes})))`)
+          .join("\n"),
+        stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+        dot: p.dot,
+        store1: storeColumn("$acc", 0),
+      }),
+    );
     return name;
   }
 
@@ -114,9 +206,6 @@ export class WasmKernels {
       '  (import "env" "memory" (memory 1 65536 shared))',
       "  ;; Half bits → f32 through the table at heap address 0.",
       "  (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))",
-      ...(this.q8Bytes
-        ? ['  (global $xq (export "xq") (mut i32) (i32.const 0)) ;; this instance\'s q8 scratch']
-        : []),
       ...this.funcs.values(),
       ")",
       "",

@@ -36,7 +36,12 @@ function handFigures(o: Shape, quant: string, context: number) {
   // product, its gate and up outputs (2 × ffn), and the attention scores (context, in f64).
   const wasm = getScheme(quant).wasm !== undefined;
   const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + 8 * context;
-  const arena = (o.hidden + o.vocab) * 4 + scratch;
+  // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
+  // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
+  const batch = wasm ? 4 * (2 * o.ffn + 2 * o.hidden) + 4 * 2 * 512 : 0;
+  const stride = (o.hidden + o.vocab) * 4 + scratch + batch;
+  // The arena holds a copy per token of the prefill's batch: 64 tokens, fewer past 16 MiB.
+  const arena = Math.min(64, Math.floor((16 * 2 ** 20) / stride)) * stride;
   return { dense, expertEach, experts: expertEach * o.experts * o.layers, kv, arena };
 }
 

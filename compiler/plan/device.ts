@@ -60,8 +60,8 @@ export interface DevicePlan {
 }
 
 /** Plans for one model and quantization at any budget and context; compiles each context once. */
-export function devicePlanner(model: CheckedModel, quant: Quant) {
-  const manifestAt = manifestsFor(model, quant);
+export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu") {
+  const manifestAt = manifestsFor(model, quant, backend);
   const limit = model.params.get("context") ?? model.params.get("max_context");
 
   /** Bytes of everything resident, no budget: the VRAM calculators' figure. */

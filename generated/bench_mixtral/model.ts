@@ -42,6 +42,9 @@ export interface Runtime {
   /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
   heap: Packed;
   experts: Experts;
+  /** One expert's gate, up and down byte addresses (the batched prefill fetches each expert once per
+   * batch); reused like `experts`'s array. */
+  expert: (moe: number, layer: number, expert: number) => Float64Array;
   prefetch: Prefetch;
 }
 
@@ -217,62 +220,32 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 32000,
-  "arenaBytes": 957952,
+  "arenaBytes": 13463808,
+  "prefill": {
+    "tokens": 64,
+    "strideBytes": 207360
+  },
   "q8Scratch": {
-    "offset": 187904,
-    "bytes": 3008
+    "offset": 13271040,
+    "bytes": 3008,
+    "vectors": 64
   }
 } as const;
 
+/** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
+export const PREFILL = 64;
+const STRIDE = 51840;
+
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdaBwJ4cQMADG12cV9xOF8wXzUxMgACC212X3E4XzBfNTEyAAMJcWtfNjRfMTI4AAQJYXZfNjRfMTI4AAUNbXZxX3E4XzBfMTQwOAAHDG12X3E4XzBfMTQwOAAICtoPCQoAIABBAnQqAgALrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQRBJDQALC6ACBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAUIBj9+gEgBy8AAEECdCoCACAIKgIAlP0T/eYB/eQBIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQRBJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAEgACMAIAIgAyAEIAUgBhACC/MBAgN/BHsgAyEGIAEgA0GABGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBgAJJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQYAEaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GAAkkNAAsgAyEFIAEgA0GABGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBgAJJDQALIAZBgARqIQYgBUEBaiEFDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsLoAIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBQgGP36ASAHLwAAQQJ0KgIAIAgqAgCU/RP95gH95AEhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwsYACABIwAQBiAAIwAgAiADIAQgBSAGEAcL";
-export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398AGAFf39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCgkAAQICAwQBAgIGBgF/AUEACwdaBwJ4cQMADG12cV9xOF8wXzUxMgACC212X3E4XzBfNTEyAAMJcWtfNjRfMTI4AAQJYXZfNjRfMTI4AAUNbXZxX3E4XzBfMTQwOAAHDG12X3E4XzBfMTQwOAAICtQPCQoAIABBAnQqAgALrAMEAX8BewF9A3tBACECA0AgAP0ABAD94AEhAyADIAD9AAQQ/eAB/ekBIQMgAyAA/QAEIP3gAf3pASEDIAMgAP0ABDD94AH96QEhAyADIAD9AARA/eAB/ekBIQMgAyAA/QAEUP3gAf3pASEDIAMgAP0ABGD94AH96QEhAyADIAD9AARw/eAB/ekBIQMgA/0fACAD/R8BlyAD/R8CIAP9HwOXlyEEIAEgBEMAAP5ClTgCAEMAAP5CIASVQwAAAAAgBEMAAAAAXhv9EyEFIAD9AAQAIAX95gH9av34ASEGIAD9AAQQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCBCAA/QAEICAF/eYB/Wr9+AEhBiAA/QAEMCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAhQgAP0ABEAgBf3mAf1q/fgBIQYgAP0ABFAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIkIAD9AARgIAX95gH9av34ASEGIAD9AARwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCNCAAQYABaiEAIAFBxABqIQEgAkEBaiICQRBJDQALC50CBQR/AX0EfwR9DXsgAyEJIAAgA0GgBGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAAAiEVIBX9hwEgCP0AAgT9ugEgFf2IASAI/QACFP26Af2uASEYIAf9AAASIRUgGCAV/YcBIAj9AAIk/boBIBX9iAEgCP0AAjT9ugH9rgH9rgEhGCAY/foBIAcvAABBAnQqAgAgCCoCAJT9EyAU/YUCIRQgB0EiaiEHIAhBxABqIQggCkEBaiIKQRBJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLGAAgASMAEAEgACMAIAIgAyAEIAUgBhACC/MBAgN/BHsgAyEGIAEgA0GABGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBgAJJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQYAEaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0GAAkkNAAsgAyEFIAEgA0GABGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBgAJJDQALIAZBgARqIQYgBUEBaiEFDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsLnQIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBj9+gEgBy8AAEECdCoCACAIKgIAlP0TIBT9hQIhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwsYACABIwAQBiAAIwAgAiADIAQgBSAGEAcL";
+export const wasm = "AGFzbQEAAAABMAZgAX8BfWAHf39/f399fwBgAn9/AGAGf39/f398AGAFf39/f38AYAd/f39/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwoJAAECAwQBAgUFB2wIDG12cV9xOF8wXzUxMgABB3E4eF81MTIAAglxa182NF8xMjgAAwlhdl82NF8xMjgABA1tdnFfcThfMF8xNDA4AAUIcTh4XzE0MDgABgxtbXFfcThfMF81MTIABw1tbXFfcThfMF8xNDA4AAgKwCMJCgAgAEECdCoCAAugAgUEfwF9BH8EfQ17IAMhCSAAIANBoARsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIhFSAV/YcBIAj9AAIE/boBIBX9iAEgCP0AAhT9ugH9rgEhGCAH/QAAEiEVIBggFf2HASAI/QACJP26ASAV/YgBIAj9AAI0/boB/a4B/a4BIRggFCAY/foBIAcvAABBAnQqAgAgCCoCAJT9E/3mAf3kASEUIAdBImohByAIQcQAaiEIIApBAWoiCkEQSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6wDBAF/AXsBfQN7QQAhAgNAIAD9AAQA/eABIQMgAyAA/QAEEP3gAf3pASEDIAMgAP0ABCD94AH96QEhAyADIAD9AAQw/eAB/ekBIQMgAyAA/QAEQP3gAf3pASEDIAMgAP0ABFD94AH96QEhAyADIAD9AARg/eAB/ekBIQMgAyAA/QAEcP3gAf3pASEDIAP9HwAgA/0fAZcgA/0fAiAD/R8Dl5chBCABIARDAAD+QpU4AgBDAAD+QiAElUMAAAAAIARDAAAAAF4b/RMhBSAA/QAEACAF/eYB/Wr9+AEhBiAA/QAEECAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAgQgAP0ABCAgBf3mAf1q/fgBIQYgAP0ABDAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIUIAD9AARAIAX95gH9av34ASEGIAD9AARQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCJCAA/QAEYCAF/eYB/Wr9+AEhBiAA/QAEcCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAjQgAEGAAWohACABQcQAaiEBIAJBAWoiAkEQSQ0ACwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLoAIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBQgGP36ASAHLwAAQQJ0KgIAIAgqAgCU/RP95gH95AEhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsLigoJCH8BfQR/BH0NewR/DHsBfQR/IAMhCwJAA0AgCyAETw0BIAtBHmohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITYgASANQQJ0aigCBCE3IAEgDUECdGooAgghOCABIA1BAnRqKAIMITkgCyEKIAAgC0GgBGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDYhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDchJv0MAAAAAAAAAAAAAAAAAAAAACErIDghJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDkhKEEAIQkDQCAH/QAAAiEZIBn9hwEhMSAZ/YgBITIgMSAl/QACBP26ASAyICX9AAIU/boB/a4BIS0gMSAm/QACBP26ASAyICb9AAIU/boB/a4BIS4gMSAn/QACBP26ASAyICf9AAIU/boB/a4BIS8gMSAo/QACBP26ASAyICj9AAIU/boB/a4BITAgB/0AABIhGSAZ/YcBITMgGf2IASE0IC0gMyAl/QACJP26ASA0ICX9AAI0/boB/a4B/a4BIS0gLiAzICb9AAIk/boBIDQgJv0AAjT9ugH9rgH9rgEhLiAvIDMgJ/0AAiT9ugEgNCAn/QACNP26Af2uAf2uASEvIDAgMyAo/QACJP26ASA0ICj9AAI0/boB/a4B/a4BITAgBy8AAEECdCoCACE1ICkgLf36ASA1ICUqAgCU/RP95gH95AEhKSAqIC79+gEgNSAmKgIAlP0T/eYB/eQBISogKyAv/foBIDUgJyoCAJT9E/3mAf3kASErICwgMP36ASA1ICgqAgCU/RP95gH95AEhLCAHQSJqIQcgJUHEAGohJSAmQcQAaiEmICdBxABqIScgKEHEAGohKCAJQQFqIglBEEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQaAEbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIRkgGf2HASAI/QACBP26ASAZ/YgBIAj9AAIU/boB/a4BIRwgB/0AABIhGSAcIBn9hwEgCP0AAiT9ugEgGf2IASAI/QACNP26Af2uAf2uASEcIBggHP36ASAHLwAAQQJ0KgIAIAgqAgCU/RP95gH95AEhGCAHQSJqIQcgCEHEAGohCCAJQQFqIglBEEkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCwuKCgkIfwF9BH8EfQ17BH8MewF9BH8gAyELAkADQCALIARPDQEgC0EKaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhNiABIA1BAnRqKAIEITcgASANQQJ0aigCCCE4IAEgDUECdGooAgwhOSALIQogACALQdgLbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgNiEl/QwAAAAAAAAAAAAAAAAAAAAAISogNyEm/QwAAAAAAAAAAAAAAAAAAAAAISsgOCEn/QwAAAAAAAAAAAAAAAAAAAAAISwgOSEoQQAhCQNAIAf9AAACIRkgGf2HASExIBn9iAEhMiAxICX9AAIE/boBIDIgJf0AAhT9ugH9rgEhLSAxICb9AAIE/boBIDIgJv0AAhT9ugH9rgEhLiAxICf9AAIE/boBIDIgJ/0AAhT9ugH9rgEhLyAxICj9AAIE/boBIDIgKP0AAhT9ugH9rgEhMCAH/QAAEiEZIBn9hwEhMyAZ/YgBITQgLSAzICX9AAIk/boBIDQgJf0AAjT9ugH9rgH9rgEhLSAuIDMgJv0AAiT9ugEgNCAm/QACNP26Af2uAf2uASEuIC8gMyAn/QACJP26ASA0ICf9AAI0/boB/a4B/a4BIS8gMCAzICj9AAIk/boBIDQgKP0AAjT9ugH9rgH9rgEhMCAHLwAAQQJ0KgIAITUgKSAt/foBIDUgJSoCAJT9E/3mAf3kASEpICogLv36ASA1ICYqAgCU/RP95gH95AEhKiArIC/9+gEgNSAnKgIAlP0T/eYB/eQBISsgLCAw/foBIDUgKCoCAJT9E/3mAf3kASEsIAdBImohByAlQcQAaiElICZBxABqISYgJ0HEAGohJyAoQcQAaiEoIAlBAWoiCUEsSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtB2AtsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAAIhGSAZ/YcBIAj9AAIE/boBIBn9iAEgCP0AAhT9ugH9rgEhHCAH/QAAEiEZIBwgGf2HASAI/QACJP26ASAZ/YgBIAj9AAI0/boB/a4B/a4BIRwgGCAc/foBIAcvAABBAnQqAgAgCCoCAJT9E/3mAf3kASEYIAdBImohByAIQcQAaiEIIAlBAWoiCUEsSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABMAZgAX8BfWAHf39/f399fwBgAn9/AGAGf39/f398AGAFf39/f38AYAd/f39/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwoJAAECAwQBAgUFB2wIDG12cV9xOF8wXzUxMgABB3E4eF81MTIAAglxa182NF8xMjgAAwlhdl82NF8xMjgABA1tdnFfcThfMF8xNDA4AAUIcTh4XzE0MDgABgxtbXFfcThfMF81MTIABw1tbXFfcThfMF8xNDA4AAgKnCMJCgAgAEECdCoCAAudAgUEfwF9BH8EfQ17IAMhCSAAIANBoARsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAIhFSAV/YcBIAj9AAIE/boBIBX9iAEgCP0AAhT9ugH9rgEhGCAH/QAAEiEVIBggFf2HASAI/QACJP26ASAV/YgBIAj9AAI0/boB/a4B/a4BIRggGP36ASAHLwAAQQJ0KgIAIAgqAgCU/RMgFP2FAiEUIAdBImohByAIQcQAaiEIIApBAWoiCkEQSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6wDBAF/AXsBfQN7QQAhAgNAIAD9AAQA/eABIQMgAyAA/QAEEP3gAf3pASEDIAMgAP0ABCD94AH96QEhAyADIAD9AAQw/eAB/ekBIQMgAyAA/QAEQP3gAf3pASEDIAMgAP0ABFD94AH96QEhAyADIAD9AARg/eAB/ekBIQMgAyAA/QAEcP3gAf3pASEDIAP9HwAgA/0fAZcgA/0fAiAD/R8Dl5chBCABIARDAAD+QpU4AgBDAAD+QiAElUMAAAAAIARDAAAAAF4b/RMhBSAA/QAEACAF/eYB/Wr9+AEhBiAA/QAEECAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAgQgAP0ABCAgBf3mAf1q/fgBIQYgAP0ABDAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIUIAD9AARAIAX95gH9av34ASEGIAD9AARQIAX95gH9av34ASEHIAEgBiAH/YUB/QsCJCAA/QAEYCAF/eYB/Wr9+AEhBiAA/QAEcCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAjQgAEGAAWohACABQcQAaiEBIAJBAWoiAkEQSQ0ACwvzAQIDfwR7IAMhBiABIANBgARsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQYACSQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0GABGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBgAJJDQALIAMhBSABIANBgARsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQYACSQ0ACyAGQYAEaiEGIAVBAWohBQwACwsLnQIFBH8BfQR/BH0NeyADIQkgACADQdgLbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAACIRUgFf2HASAI/QACBP26ASAV/YgBIAj9AAIU/boB/a4BIRggB/0AABIhFSAYIBX9hwEgCP0AAiT9ugEgFf2IASAI/QACNP26Af2uAf2uASEYIBj9+gEgBy8AAEECdCoCACAIKgIAlP0TIBT9hQIhFCAHQSJqIQcgCEHEAGohCCAKQQFqIgpBLEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwusAwQBfwF7AX0De0EAIQIDQCAA/QAEAP3gASEDIAMgAP0ABBD94AH96QEhAyADIAD9AAQg/eAB/ekBIQMgAyAA/QAEMP3gAf3pASEDIAMgAP0ABED94AH96QEhAyADIAD9AARQ/eAB/ekBIQMgAyAA/QAEYP3gAf3pASEDIAMgAP0ABHD94AH96QEhAyAD/R8AIAP9HwGXIAP9HwIgA/0fA5eXIQQgASAEQwAA/kKVOAIAQwAA/kIgBJVDAAAAACAEQwAAAABeG/0TIQUgAP0ABAAgBf3mAf1q/fgBIQYgAP0ABBAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwIEIAD9AAQgIAX95gH9av34ASEGIAD9AAQwIAX95gH9av34ASEHIAEgBiAH/YUB/QsCFCAA/QAEQCAF/eYB/Wr9+AEhBiAA/QAEUCAF/eYB/Wr9+AEhByABIAYgB/2FAf0LAiQgAP0ABGAgBf3mAf1q/fgBIQYgAP0ABHAgBf3mAf1q/fgBIQcgASAGIAf9hQH9CwI0IABBgAFqIQAgAUHEAGohASACQQFqIgJBLEkNAAsL+wkJCH8BfQR/BH0NewR/DHsBfQR/IAMhCwJAA0AgCyAETw0BIAtBHmohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITYgASANQQJ0aigCBCE3IAEgDUECdGooAgghOCABIA1BAnRqKAIMITkgCyEKIAAgC0GgBGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDYhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDchJv0MAAAAAAAAAAAAAAAAAAAAACErIDghJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDkhKEEAIQkDQCAH/QAAAiEZIBn9hwEhMSAZ/YgBITIgMSAl/QACBP26ASAyICX9AAIU/boB/a4BIS0gMSAm/QACBP26ASAyICb9AAIU/boB/a4BIS4gMSAn/QACBP26ASAyICf9AAIU/boB/a4BIS8gMSAo/QACBP26ASAyICj9AAIU/boB/a4BITAgB/0AABIhGSAZ/YcBITMgGf2IASE0IC0gMyAl/QACJP26ASA0ICX9AAI0/boB/a4B/a4BIS0gLiAzICb9AAIk/boBIDQgJv0AAjT9ugH9rgH9rgEhLiAvIDMgJ/0AAiT9ugEgNCAn/QACNP26Af2uAf2uASEvIDAgMyAo/QACJP26ASA0ICj9AAI0/boB/a4B/a4BITAgBy8AAEECdCoCACE1IC39+gEgNSAlKgIAlP0TICn9hQIhKSAu/foBIDUgJioCAJT9EyAq/YUCISogL/36ASA1ICcqAgCU/RMgK/2FAiErIDD9+gEgNSAoKgIAlP0TICz9hQIhLCAHQSJqIQcgJUHEAGohJSAmQcQAaiEmICdBxABqIScgKEHEAGohKCAJQQFqIglBEEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQaAEbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAACIRkgGf2HASAI/QACBP26ASAZ/YgBIAj9AAIU/boB/a4BIRwgB/0AABIhGSAcIBn9hwEgCP0AAiT9ugEgGf2IASAI/QACNP26Af2uAf2uASEcIBz9+gEgBy8AAEECdCoCACAIKgIAlP0TIBj9hQIhGCAHQSJqIQcgCEHEAGohCCAJQQFqIglBEEkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCwv7CQkIfwF9BH8EfQ17BH8MewF9BH8gAyELAkADQCALIARPDQEgC0EKaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhNiABIA1BAnRqKAIEITcgASANQQJ0aigCCCE4IAEgDUECdGooAgwhOSALIQogACALQdgLbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgNiEl/QwAAAAAAAAAAAAAAAAAAAAAISogNyEm/QwAAAAAAAAAAAAAAAAAAAAAISsgOCEn/QwAAAAAAAAAAAAAAAAAAAAAISwgOSEoQQAhCQNAIAf9AAACIRkgGf2HASExIBn9iAEhMiAxICX9AAIE/boBIDIgJf0AAhT9ugH9rgEhLSAxICb9AAIE/boBIDIgJv0AAhT9ugH9rgEhLiAxICf9AAIE/boBIDIgJ/0AAhT9ugH9rgEhLyAxICj9AAIE/boBIDIgKP0AAhT9ugH9rgEhMCAH/QAAEiEZIBn9hwEhMyAZ/YgBITQgLSAzICX9AAIk/boBIDQgJf0AAjT9ugH9rgH9rgEhLSAuIDMgJv0AAiT9ugEgNCAm/QACNP26Af2uAf2uASEuIC8gMyAn/QACJP26ASA0ICf9AAI0/boB/a4B/a4BIS8gMCAzICj9AAIk/boBIDQgKP0AAjT9ugH9rgH9rgEhMCAHLwAAQQJ0KgIAITUgLf36ASA1ICUqAgCU/RMgKf2FAiEpIC79+gEgNSAmKgIAlP0TICr9hQIhKiAv/foBIDUgJyoCAJT9EyAr/YUCISsgMP36ASA1ICgqAgCU/RMgLP2FAiEsIAdBImohByAlQcQAaiElICZBxABqISYgJ0HEAGohJyAoQcQAaiEoIAlBAWoiCUEsSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtB2AtsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAAIhGSAZ/YcBIAj9AAIE/boBIBn9iAEgCP0AAhT9ugH9rgEhHCAH/QAAEiEZIBwgGf2HASAI/QACJP26ASAZ/YgBIAj9AAI0/boB/a4B/a4BIRwgHP36ASAHLwAAQQJ0KgIAIAgqAgCU/RMgGP2FAiEYIAdBImohByAIQcQAaiEIIAlBAWoiCUEsSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
   ;; Half bits → f32 through the table at heap address 0.
   (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))
-  (global $xq (export "xq") (mut i32) (i32.const 0)) ;; this instance's q8 scratch
-  ;; x[0..512) → 16 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
-  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
-  (func $q8x_512 (param $x i32) (param $q i32)
-    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
-    (local $a v128) (local $b v128)
-    (local.set $k (i32.const 0))
-    (loop $blocks
-      (local.set $m (f32x4.abs (v128.load (local.get $x))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
-      (local.set $amax (f32.max
-        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
-        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
-      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
-      (local.set $id (f32x4.splat
-        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
-      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
-      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
-      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
-      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $x (i32.add (local.get $x) (i32.const 128)))
-      (local.set $q (i32.add (local.get $q) (i32.const 68)))
-      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
-  )
-
-  ;; rows of 512 q8_0 weights
+  ;; rows of 512 q8_0 weights, x quantized to q8_0 (integer products)
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 16 steps.
   (func $mvq_q8_0_512 (export "mvq_q8_0_512") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
@@ -308,10 +281,43 @@ export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398
         (br $rows)))
   )
 
-  ;; rows of 512 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
-  (func $mv_q8_0_512 (export "mv_q8_0_512") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (call $q8x_512 (local.get $x) (global.get $xq))
-    (call $mvq_q8_0_512 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
+  ;; x[0..512) → 16 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_512 (export "q8x_512") (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+  )
 
   ;; Attention over one KV head's cache (rows of 128 floats; k and v point at the head's 64).
   ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
@@ -373,45 +379,7 @@ export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398
         (br $positions)))
   )
 
-  ;; x[0..1408) → 44 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
-  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
-  (func $q8x_1408 (param $x i32) (param $q i32)
-    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
-    (local $a v128) (local $b v128)
-    (local.set $k (i32.const 0))
-    (loop $blocks
-      (local.set $m (f32x4.abs (v128.load (local.get $x))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
-      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
-      (local.set $amax (f32.max
-        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
-        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
-      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
-      (local.set $id (f32x4.splat
-        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
-      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
-      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
-      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
-      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
-      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
-      (local.set $x (i32.add (local.get $x) (i32.const 128)))
-      (local.set $q (i32.add (local.get $q) (i32.const 68)))
-      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
-  )
-
-  ;; rows of 1408 q8_0 weights
+  ;; rows of 1408 q8_0 weights, x quantized to q8_0 (integer products)
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 44 steps.
   (func $mvq_q8_0_1408 (export "mvq_q8_0_1408") (param $w0 i32) (param $x0 i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
     (local $w i32) (local $x i32) (local $r i32) (local $k i32) (local $sum f32)
@@ -447,10 +415,297 @@ export const wasmRelaxed = "AGFzbQEAAAABJgVgAX8BfWACf38AYAd/f39/f31/AGAGf39/f398
         (br $rows)))
   )
 
-  ;; rows of 1408 q8_0 weights against x quantized to q8_0 (integer products, as llama.cpp).
-  (func $mv_q8_0_1408 (export "mv_q8_0_1408") (param $w i32) (param $x i32) (param $y i32) (param $r0 i32) (param $r1 i32) (param $alpha f32) (param $accumulate i32)
-    (call $q8x_1408 (local.get $x) (global.get $xq))
-    (call $mvq_q8_0_1408 (local.get $w) (global.get $xq) (local.get $y) (local.get $r0) (local.get $r1) (local.get $alpha) (local.get $accumulate)))
+  ;; x[0..1408) → 44 q8_0 blocks at q (runtime/quant/q8-activations.ts): per 32 values the f32
+  ;; scale amax / 127, then x · (127 / amax) rounded half to even, as int16.
+  (func $q8x_1408 (export "q8x_1408") (param $x i32) (param $q i32)
+    (local $k i32) (local $m v128) (local $amax f32) (local $id v128)
+    (local $a v128) (local $b v128)
+    (local.set $k (i32.const 0))
+    (loop $blocks
+      (local.set $m (f32x4.abs (v128.load (local.get $x))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=16 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=32 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=48 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=64 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=80 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=96 (local.get $x)))))
+      (local.set $m (f32x4.max (local.get $m) (f32x4.abs (v128.load offset=112 (local.get $x)))))
+      (local.set $amax (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+        (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+      (f32.store (local.get $q) (f32.div (local.get $amax) (f32.const 127)))
+      (local.set $id (f32x4.splat
+        (select (f32.div (f32.const 127) (local.get $amax)) (f32.const 0) (f32.gt (local.get $amax) (f32.const 0)))))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=0 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=16 (local.get $x)) (local.get $id)))))
+      (v128.store offset=4 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=32 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=48 (local.get $x)) (local.get $id)))))
+      (v128.store offset=20 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=64 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=80 (local.get $x)) (local.get $id)))))
+      (v128.store offset=36 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $a (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=96 (local.get $x)) (local.get $id)))))
+      (local.set $b (i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=112 (local.get $x)) (local.get $id)))))
+      (v128.store offset=52 align=4 (local.get $q) (i16x8.narrow_i32x4_s (local.get $a) (local.get $b)))
+      (local.set $x (i32.add (local.get $x) (i32.const 128)))
+      (local.set $q (i32.add (local.get $q) (i32.const 68)))
+      (br_if $blocks (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
+  )
+
+  ;; rows of 512 q8_0 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_512
+  ;; computes it. Rows go in blocks of 30 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mmq_q8_0_512") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $v3_0 v128)
+    (local $v3_1 v128)
+    (local $v3_2 v128)
+    (local $v3_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $h4 f32)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 30)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 544))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $h0 (i16x8.extend_low_i8x16_s (local.get $v0)))
+(local.set $h1 (i16x8.extend_high_i8x16_s (local.get $v0)))
+(local.set $v3_0 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_0))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_0)))))
+(local.set $v3_1 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_1))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_1)))))
+(local.set $v3_2 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_2))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_2)))))
+(local.set $v3_3 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_3))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_3)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $h2 (i16x8.extend_low_i8x16_s (local.get $v0)))
+(local.set $h3 (i16x8.extend_high_i8x16_s (local.get $v0)))
+(local.set $v3_0 (i32x4.add (local.get $v3_0) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_0))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_0))))))
+(local.set $v3_1 (i32x4.add (local.get $v3_1) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_1))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_1))))))
+(local.set $v3_2 (i32x4.add (local.get $v3_2) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_2))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_2))))))
+(local.set $v3_3 (i32x4.add (local.get $v3_3) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_3))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_3))))))
+(local.set $h4 (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_0)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_0)))))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_1)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_1)))))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_2)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_2)))))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_3)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_3)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 68)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 68)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 68)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 68)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 544))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+                (local.set $x (i32.add (local.get $x) (i32.const 68)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
+  ;; rows of 1408 q8_0 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_1408
+  ;; computes it. Rows go in blocks of 10 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mmq_q8_0_1408") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $v3_0 v128)
+    (local $v3_1 v128)
+    (local $v3_2 v128)
+    (local $v3_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $h4 f32)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 10)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 1496))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $h0 (i16x8.extend_low_i8x16_s (local.get $v0)))
+(local.set $h1 (i16x8.extend_high_i8x16_s (local.get $v0)))
+(local.set $v3_0 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_0))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_0)))))
+(local.set $v3_1 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_1))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_1)))))
+(local.set $v3_2 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_2))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_2)))))
+(local.set $v3_3 (i32x4.add (i32x4.dot_i16x8_s (local.get $h0) (v128.load offset=4 align=4 (local.get $x_3))) (i32x4.dot_i16x8_s (local.get $h1) (v128.load offset=20 align=4 (local.get $x_3)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $h2 (i16x8.extend_low_i8x16_s (local.get $v0)))
+(local.set $h3 (i16x8.extend_high_i8x16_s (local.get $v0)))
+(local.set $v3_0 (i32x4.add (local.get $v3_0) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_0))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_0))))))
+(local.set $v3_1 (i32x4.add (local.get $v3_1) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_1))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_1))))))
+(local.set $v3_2 (i32x4.add (local.get $v3_2) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_2))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_2))))))
+(local.set $v3_3 (i32x4.add (local.get $v3_3) (i32x4.add (i32x4.dot_i16x8_s (local.get $h2) (v128.load offset=36 align=4 (local.get $x_3))) (i32x4.dot_i16x8_s (local.get $h3) (v128.load offset=52 align=4 (local.get $x_3))))))
+(local.set $h4 (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_0)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_0)))))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_1)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_1)))))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_2)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_2)))))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3_3)) (f32x4.splat (f32.mul (local.get $h4) (f32.load (local.get $x_3)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 68)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 68)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 68)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 68)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 1496))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $v0 (v128.load offset=2 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=4 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=20 align=4 (local.get $x)))))
+(local.set $v0 (v128.load offset=18 align=1 (local.get $w)))
+(local.set $v3 (i32x4.add (local.get $v3) (i32x4.add (i32x4.dot_i16x8_s (i16x8.extend_low_i8x16_s (local.get $v0)) (v128.load offset=36 align=4 (local.get $x))) (i32x4.dot_i16x8_s (i16x8.extend_high_i8x16_s (local.get $v0)) (v128.load offset=52 align=4 (local.get $x))))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get $v3)) (f32x4.splat (f32.mul (f32.load (i32.shl (i32.load16_u offset=0 align=1 (local.get $w)) (i32.const 2))) (f32.load (local.get $x)))))))
+                (local.set $w (i32.add (local.get $w) (i32.const 34)))
+                (local.set $x (i32.add (local.get $x) (i32.const 68)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 44))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
 
 )
 */
@@ -463,6 +718,9 @@ let H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 let G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 let U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 let S_linear_q8_0_32000x512_n: Float32Array = LOGITS;
+let LISTS: Int32Array = new Int32Array(0);
+let HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
+let DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res: Float32Array = LOGITS;
 const FREQ_linear_q8_0_128x512_n_r = Float64Array.from({ length: 32 }, (_, j) => 1000000 ** ((-2 * j) / 64));
 const COS_linear_q8_0_128x512_n_r = new Float64Array(32);
 const SIN_linear_q8_0_128x512_n_r = new Float64Array(32);
@@ -470,6 +728,8 @@ const FREQ_linear_q8_0_512x512_n_r = Float64Array.from({ length: 32 }, (_, j) =>
 const COS_linear_q8_0_512x512_n_r = new Float64Array(32);
 const SIN_linear_q8_0_512x512_n_r = new Float64Array(32);
 const P_route_f32_8x512_top2_norm = new Float64Array(8);
+const CNT_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch = new Int32Array(8);
+const AT_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch = new Int32Array(128);
 
 /** token embedding: one row of a [32000, 512] q8_0 table */
 function embed_q8_0_32000x512(w: Packed, token: number, y: Float32Array, yo: number, decode: Decode): void {
@@ -656,8 +916,213 @@ function linear_q8_0_32000x512_n(w: Packed, xin: Float32Array, xino: number, g: 
   K.mv_q8_0_512(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 32000, 1, 0);
 }
 
-/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
-export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+/** linear_q8_0_128x512_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_128x512_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_q8_0_128x512_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 512; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 512 + 0.00001);
+    for (let i = 0; i < 512; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 32; j++) {
+      const angle = pos * FREQ_linear_q8_0_128x512_n_r[j];
+      COS_linear_q8_0_128x512_n_r[j] = Math.cos(angle);
+      SIN_linear_q8_0_128x512_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 2; h++) {
+      for (let j = 0; j < 32; j++) {
+        const a = yo + h * 64 + 2 * j;
+        const b = a + 1;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_q8_0_128x512_n_r[j] - vb * SIN_linear_q8_0_128x512_n_r[j];
+        y[b] = va * SIN_linear_q8_0_128x512_n_r[j] + vb * COS_linear_q8_0_128x512_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_q8_0_128x512_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_128x512_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_q8_0_128x512_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 512; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 512 + 0.00001);
+    for (let i = 0; i < 512; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
+}
+
+/** linear_q8_0_512x512_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_512x512_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_q8_0_512x512_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 512; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 512 + 0.00001);
+    for (let i = 0; i < 512; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 32; j++) {
+      const angle = pos * FREQ_linear_q8_0_512x512_n_r[j];
+      COS_linear_q8_0_512x512_n_r[j] = Math.cos(angle);
+      SIN_linear_q8_0_512x512_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 8; h++) {
+      for (let j = 0; j < 32; j++) {
+        const a = yo + h * 64 + 2 * j;
+        const b = a + 1;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_q8_0_512x512_n_r[j] - vb * SIN_linear_q8_0_512x512_n_r[j];
+        y[b] = va * SIN_linear_q8_0_512x512_n_r[j] + vb * COS_linear_q8_0_512x512_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_q8_0_512x512_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_512x512_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+    const rb = ro + b * STRIDE;
+    if (y !== r || yo !== rb) y.set(r.subarray(rb, rb + 512), yo);
+  }
+  K.mm_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 1);
+}
+
+/** Σ over the 2 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 512, ffn 1408; n tokens at once (prefill). Tokens are grouped by the expert they chose, so each expert's
+ * weights are fetched (rt.expert: a resident slice or a cache slot) and read once for the whole batch.
+ * Each pick's down projection lands in the token's own scratch (D, pick by pick), and the weighted sum
+ * is added in pick order, as the one-token kernel adds it: the same bits. */
+function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch(rt: Runtime, moe: number, layer: number, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, y0: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  const cnt = CNT_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch;
+  const at = AT_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch;
+  const go = (G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset - x.byteOffset) / 4;
+  const uo = (U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset - x.byteOffset) / 4;
+  const ho = (HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset - x.byteOffset) / 4;
+  const dout = (DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res.byteOffset - x.byteOffset) / 4;
+  cnt.fill(0);
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 2; j++) cnt[s[so + b * STRIDE + j] | 0]++;
+  // Start of each expert's run in `at` (pairs token · 2 + pick), then the pairs, in token order.
+  let sum = 0;
+  for (let e = 0; e < 8; e++) {
+    const c = cnt[e];
+    cnt[e] = sum;
+    sum += c;
+  }
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 2; j++) at[cnt[s[so + b * STRIDE + j] | 0]++] = b * 2 + j;
+  let first = 0;
+  for (let e = 0; e < 8; e++) {
+    const last = cnt[e];
+    const m = last - first;
+    if (m === 0) continue;
+    const ea = rt.expert(moe, layer, e);
+    const wg = ea[0];
+    const wu = ea[1];
+    const wd = ea[2];
+    for (let i = 0; i < m; i++) {
+      const b = (at[first + i] / 2) | 0;
+      L[i] = x.byteOffset + 4 * (xo + b * STRIDE);
+      L[512 + i] = x.byteOffset + 4 * (go + b * STRIDE);
+    }
+    K.mm_q8_0_512(wg, L.byteOffset, L.byteOffset + 2048, 0, 1408, m, 0);
+    for (let i = 0; i < m; i++) L[512 + i] = x.byteOffset + 4 * (uo + ((at[first + i] / 2) | 0) * STRIDE);
+    K.mm_q8_0_512(wu, L.byteOffset, L.byteOffset + 2048, 0, 1408, m, 0);
+    for (let i = 0; i < m; i++) {
+      const p = at[first + i];
+      const b = (p / 2) | 0;
+      const gb = go + b * STRIDE;
+      const ub = uo + b * STRIDE;
+      const hb = ho + b * STRIDE + (p - b * 2) * 1408;
+      for (let f = 0; f < 1408; f++) {
+        const gate = x[gb + f];
+        x[hb + f] = (gate / (1 + Math.exp(-gate))) * x[ub + f];
+      }
+      L[i] = x.byteOffset + 4 * hb;
+      L[512 + i] = x.byteOffset + 4 * (dout + b * STRIDE + (p - b * 2) * 512);
+    }
+    K.mm_q8_0_1408(wd, L.byteOffset, L.byteOffset + 2048, 0, 512, m, 0);
+    first = last;
+  }
+  for (let b = 0; b < n; b++) {
+    const yo = y0 + b * STRIDE;
+    const sb = so + b * STRIDE;
+    const db = dout + b * STRIDE;
+    for (let i = 0; i < 512; i++) y[yo + i] = r[ro + b * STRIDE + i];
+    for (let j = 0; j < 2; j++) {
+      const weight = Math.fround(s[sb + 2 + j]);
+      const dj = db + j * 512;
+      for (let i = 0; i < 512; i++) y[yo + i] = Math.fround(weight * x[dj + i]) + y[yo + i];
+    }
+  }
+}
+
+/** linear_q8_0_32000x512_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_32000x512_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_q8_0_32000x512_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 512; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 512 + 0.00001);
+    for (let i = 0; i < 512; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
+}
+
+/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
+function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
   K = rt.kernels;
   const A = rt.arena;
@@ -672,7 +1137,16 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(43648, 45056);
     U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(45056, 46464);
     S_linear_q8_0_32000x512_n = A.subarray(46464, 46976);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 187904, 1024);
+    HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(48000, 50816);
+    DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(50816, 51840);
   }
+  return A;
+}
+
+/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
+export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+  const A = bind(rt);
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
   const V1 = rt.vectors["out_norm"]; // out_norm [512] f32
   const W2 = rt.weights["lm_head"]; // lm_head [32000,512] q8_0
@@ -703,4 +1177,52 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   }
   linear_q8_0_32000x512_n(W2[0], A, 0, V1[0], A, 512);
   return LOGITS;
+}
+
+/**
+ * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
+ * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
+ * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
+ * position. Returns a view of the last token's logits (the only ones computed).
+ */
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
+  const V1 = rt.vectors["out_norm"]; // out_norm [512] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [32000,512] q8_0
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [512] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [512,512] q8_0
+  const W5 = rt.weights["layer.wk"]; // layer.wk [128,512] q8_0
+  const W6 = rt.weights["layer.wv"]; // layer.wv [128,512] q8_0
+  const W7 = rt.weights["layer.wo"]; // layer.wo [512,512] q8_0
+  const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [512] f32
+  const W9 = rt.weights["layer.router"]; // layer.router [8,512] f32
+  const HP = rt.heap;
+  const KV0K = rt.kv[0];
+  const KV0V = rt.kv[1];
+  for (let b = 0; b < n; b++) {
+    embed_q8_0_32000x512(W0[0], tokens[b], A, 512 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 512 + b * STRIDE, 1024 + b * STRIDE);
+  for (let l = 0; l < 8; l++) {
+    linear_q8_0_128x512_n_r_batch(W5[l], A, 0, V3[l], KV0K[l], pos0 * 128, 128, pos0, n);
+    linear_q8_0_128x512_n_batch(W6[l], A, 0, V3[l], KV0V[l], pos0 * 128, 128, n);
+    linear_q8_0_512x512_n_r_batch(W4[l], A, 0, V3[l], A, 512, STRIDE, pos0, n);
+    for (let b = 0; b < n; b++) {
+      attend_8x64_kv2(A, 512 + b * STRIDE, KV0K[l], KV0V[l], (pos0 + b), A, 1024 + b * STRIDE);
+    }
+    linear_q8_0_512x512_res_batch(W7[l], A, 1024, A, 512, STRIDE, A, 0, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_512(A, 512 + b * STRIDE, V8[l], A, 1024 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_8x512_top2_norm(W9[l], A, 1024 + b * STRIDE, A, 1536 + b * STRIDE);
+    }
+    moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch(rt, 0, l, A, 1024, A, 1536, A, 1552, A, 512, n);
+    for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 1552 + b * STRIDE, 2064 + b * STRIDE);
+  }
+  linear_q8_0_32000x512_n_batch(W2[0], A, 0, V1[0], A, 512, STRIDE, n);
+  return A.subarray((n - 1) * STRIDE + 512, (n - 1) * STRIDE + 512 + 32000);
 }

@@ -42,6 +42,9 @@ export interface Runtime {
   /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
   heap: Packed;
   experts: Experts;
+  /** One expert's gate, up and down byte addresses (the batched prefill fetches each expert once per
+   * batch); reused like `experts`'s array. */
+  expert: (moe: number, layer: number, expert: number) => Float64Array;
   prefetch: Prefetch;
 }
 
@@ -240,13 +243,21 @@ export const manifest = {
   ],
   "maxContext": 128,
   "vocab": 256,
-  "arenaBytes": 4736
+  "arenaBytes": 663552,
+  "prefill": {
+    "tokens": 64,
+    "strideBytes": 10368
+  }
 } as const;
+
+/** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
+export const PREFILL = 64;
+const STRIDE = 2592;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUKjgoGCgAgAEECdCoCAAuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBwABsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0HAAGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBwABsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQcAAaiEGIAVBAWohBQwACwsLgAIFBH8BfQR/BH0NeyADIQkgACADQYABbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIBQgB/0AAgAgCP0AAgD95gH95AEhFCAUIAf9AAIQIAj9AAIQ/eYB/eQBIRQgFCAH/QACICAI/QACIP3mAf3kASEUIBQgB/0AAjAgCP0AAjD95gH95AEhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLgAIFBH8BfQR/BH0NeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIBQgB/0AAgAgCP0AAgD95gH95AEhFCAUIAf9AAIQIAj9AAIQ/eYB/eQBIRQgFCAH/QACICAI/QACIP3mAf3kASEUIBQgB/0AAjAgCP0AAjD95gH95AEhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwcGAAECAwEBBzwFCW12X2YzMl82NAABCHFrXzE2XzE2AAIIYXZfMTZfMTYAAwltdl9mMzJfMzIABAptdl9mMzJfMTI4AAUK6gkGCgAgAEECdCoCAAv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvzAQIDfwR7IAMhBiABIANBwABsaiEHAkADQCAGIARKDQH9DAAAAAAAAAAAAAAAAAAAAAAhCf0MAAAAAAAAAAAAAAAAAAAAACEKQQAhCANAIAAgCGr9AAIAIQsgByAIav0AAgAhDCAJIAv9XyAM/V/98gH98AEhCSAKIAsgC/0NCAkKCwwNDg8ICQoLDA0OD/1fIAwgDP0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fABIQogCEEQaiIIQcAASQ0ACyAJIAr98AEhCSACIAZBA3RqIAUgCf0hACAJ/SEBoKI5AwAgB0HAAGohByAGQQFqIQYMAAsLC4UCAwN/A3sBf0EAIQcDQCACIAdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAHQRBqIgdBwABJDQALIAMhBSABIANBwABsaiEGAkADQCAFIARKDQEgACAFQQN0aisDAP0UIQhBACEHA0AgAiAHaiELIAYgB2r9AAIAIQkgC/0AAgAhCiALIAr9XyAIIAn9X/3yAf3wAf1eIAogCv0NCAkKCwwNDg8ICQoLDA0OD/1fIAggCSAJ/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AH9Xv0NAAECAwQFBgcQERITFBUWF/0LAgAgB0EQaiIHQcAASQ0ACyAGQcAAaiEGIAVBAWohBQwACwsL9AEFBH8BfQR/BH0NeyADIQkgACADQYABbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAIAIAj9AAIAIBT9hQIhFCAH/QACECAI/QACECAU/YUCIRQgB/0AAiAgCP0AAiAgFP2FAiEUIAf9AAIwIAj9AAIwIBT9hQIhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQJJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL9AEFBH8BfQR/BH0NeyADIQkgACADQYAEbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAIAIAj9AAIAIBT9hQIhFCAH/QACECAI/QACECAU/YUCIRQgB/0AAiAgCP0AAiAgFP2FAiEUIAf9AAIwIAj9AAIwIBT9hQIhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQhJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL";
+export const wasm = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMKCQABAgMBAQQEBAdhCAltdl9mMzJfNjQAAQhxa18xNl8xNgACCGF2XzE2XzE2AAMJbXZfZjMyXzMyAAQKbXZfZjMyXzEyOAAFCW1tX2YzMl82NAAGCW1tX2YzMl8zMgAHCm1tX2YzMl8xMjgACAr2JQkKACAAQQJ0KgIAC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC/MBAgN/BHsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBwABJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQcAAaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0HAAGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgAFsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBAkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgARsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBCEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuhCQgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC6EJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0GAAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAWxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtICkgLSAl/QACAP3mAf3kASEpICogLSAm/QACAP3mAf3kASEqICsgLSAn/QACAP3mAf3kASErICwgLSAo/QACAP3mAf3kASEsIAf9AAIQIS4gKSAuICX9AAIQ/eYB/eQBISkgKiAuICb9AAIQ/eYB/eQBISogKyAuICf9AAIQ/eYB/eQBISsgLCAuICj9AAIQ/eYB/eQBISwgB/0AAiAhLyApIC8gJf0AAiD95gH95AEhKSAqIC8gJv0AAiD95gH95AEhKiArIC8gJ/0AAiD95gH95AEhKyAsIC8gKP0AAiD95gH95AEhLCAH/QACMCEwICkgMCAl/QACMP3mAf3kASEpICogMCAm/QACMP3mAf3kASEqICsgMCAn/QACMP3mAf3kASErICwgMCAo/QACMP3mAf3kASEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBAkkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYABbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIBggB/0AAgAgCP0AAgD95gH95AEhGCAYIAf9AAIQIAj9AAIQ/eYB/eQBIRggGCAH/QACICAI/QACIP3mAf3kASEYIBggB/0AAjAgCP0AAjD95gH95AEhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQJJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLoAkICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSBqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgARsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQhJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GABGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEISQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMKCQABAgMBAQQEBAdhCAltdl9mMzJfNjQAAQhxa18xNl8xNgACCGF2XzE2XzE2AAMJbXZfZjMyXzMyAAQKbXZfZjMyXzEyOAAFCW1tX2YzMl82NAAGCW1tX2YzMl8zMgAHCm1tX2YzMl8xMjgACAqeJAkKACAAQQJ0KgIAC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC/MBAgN/BHsgAyEGIAEgA0HAAGxqIQcCQANAIAYgBEoNAf0MAAAAAAAAAAAAAAAAAAAAACEJ/QwAAAAAAAAAAAAAAAAAAAAAIQpBACEIA0AgACAIav0AAgAhCyAHIAhq/QACACEMIAkgC/1fIAz9X/3yAf3wASEJIAogCyAL/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gDCAM/Q0ICQoLDA0ODwgJCgsMDQ4P/V/98gH98AEhCiAIQRBqIghBwABJDQALIAkgCv3wASEJIAIgBkEDdGogBSAJ/SEAIAn9IQGgojkDACAHQcAAaiEHIAZBAWohBgwACwsLhQIDA38DewF/QQAhBwNAIAIgB2r9DAAAAAAAAAAAAAAAAAAAAAD9CwIAIAdBEGoiB0HAAEkNAAsgAyEFIAEgA0HAAGxqIQYCQANAIAUgBEoNASAAIAVBA3RqKwMA/RQhCEEAIQcDQCACIAdqIQsgBiAHav0AAgAhCSAL/QACACEKIAsgCv1fIAggCf1f/fIB/fAB/V4gCiAK/Q0ICQoLDA0ODwgJCgsMDQ4P/V8gCCAJIAn9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wAf1e/Q0AAQIDBAUGBxAREhMUFRYX/QsCACAHQRBqIgdBwABJDQALIAZBwABqIQYgBUEBaiEFDAALCwv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgAFsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBAkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgARsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBCEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvlCAgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC+UICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0GAAWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAWxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtIC0gJf0AAgAgKf2FAiEpIC0gJv0AAgAgKv2FAiEqIC0gJ/0AAgAgK/2FAiErIC0gKP0AAgAgLP2FAiEsIAf9AAIQIS4gLiAl/QACECAp/YUCISkgLiAm/QACECAq/YUCISogLiAn/QACECAr/YUCISsgLiAo/QACECAs/YUCISwgB/0AAiAhLyAvICX9AAIgICn9hQIhKSAvICb9AAIgICr9hQIhKiAvICf9AAIgICv9hQIhKyAvICj9AAIgICz9hQIhLCAH/QACMCEwIDAgJf0AAjAgKf2FAiEpIDAgJv0AAjAgKv2FAiEqIDAgJ/0AAjAgK/2FAiErIDAgKP0AAjAgLP2FAiEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBAkkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYABbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAIAIAj9AAIAIBj9hQIhGCAH/QACECAI/QACECAY/YUCIRggB/0AAiAgCP0AAiAgGP2FAiEYIAf9AAIwIAj9AAIwIBj9hQIhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQJJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsL5AgICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSBqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgARsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQhJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GABGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEISQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -417,6 +428,372 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $rows)))
   )
 
+  ;; rows of 64 f32 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_f32_64
+  ;; computes it. Rows go in blocks of 64 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_f32_64") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 64)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 256))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $h0 (v128.load offset=0 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3)))))
+(local.set $h1 (v128.load offset=16 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))))
+(local.set $h2 (v128.load offset=32 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3)))))
+(local.set $h3 (v128.load offset=48 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 64)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 64)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 64)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 64)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 4))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 256))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=0 align=4 (local.get $w)) (v128.load offset=0 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=16 align=4 (local.get $w)) (v128.load offset=16 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=32 align=4 (local.get $w)) (v128.load offset=32 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=48 align=4 (local.get $w)) (v128.load offset=48 align=4 (local.get $x)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+                (local.set $x (i32.add (local.get $x) (i32.const 64)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 4))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
+  ;; rows of 32 f32 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_f32_32
+  ;; computes it. Rows go in blocks of 128 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_f32_32") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 128)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 128))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $h0 (v128.load offset=0 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3)))))
+(local.set $h1 (v128.load offset=16 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))))
+(local.set $h2 (v128.load offset=32 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3)))))
+(local.set $h3 (v128.load offset=48 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 64)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 64)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 64)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 64)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 128))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=0 align=4 (local.get $w)) (v128.load offset=0 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=16 align=4 (local.get $w)) (v128.load offset=16 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=32 align=4 (local.get $w)) (v128.load offset=32 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=48 align=4 (local.get $w)) (v128.load offset=48 align=4 (local.get $x)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+                (local.set $x (i32.add (local.get $x) (i32.const 64)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 2))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
+  ;; rows of 128 f32 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_f32_128
+  ;; computes it. Rows go in blocks of 32 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_f32_128") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 32)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 512))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $h0 (v128.load offset=0 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3)))))
+(local.set $h1 (v128.load offset=16 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))))
+(local.set $h2 (v128.load offset=32 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3)))))
+(local.set $h3 (v128.load offset=48 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 64)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 64)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 64)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 64)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 8))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 512))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=0 align=4 (local.get $w)) (v128.load offset=0 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=16 align=4 (local.get $w)) (v128.load offset=16 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=32 align=4 (local.get $w)) (v128.load offset=32 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=48 align=4 (local.get $w)) (v128.load offset=48 align=4 (local.get $x)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+                (local.set $x (i32.add (local.get $x) (i32.const 64)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 8))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
 )
 */
 
@@ -430,6 +807,9 @@ let U_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
 let G_gate_up_f32_f32_128x64: Float32Array = LOGITS;
 let U_gate_up_f32_f32_128x64: Float32Array = LOGITS;
 let S_linear_f32_256x64_n: Float32Array = LOGITS;
+let LISTS: Int32Array = new Int32Array(0);
+let HB_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
+let DB_moe_ffn_f32_f32_f32_64x32_top4_res: Float32Array = LOGITS;
 const FREQ_linear_f32_16x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 1000000 ** ((-2 * j) / 16));
 const COS_linear_f32_16x64_n_r = new Float64Array(8);
 const SIN_linear_f32_16x64_n_r = new Float64Array(8);
@@ -437,6 +817,8 @@ const FREQ_linear_f32_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 100
 const COS_linear_f32_64x64_n_r = new Float64Array(8);
 const SIN_linear_f32_64x64_n_r = new Float64Array(8);
 const P_route_f32_8x64_top4 = new Float64Array(8);
+const CNT_moe_ffn_f32_f32_f32_64x32_top4_res_batch = new Int32Array(8);
+const AT_moe_ffn_f32_f32_f32_64x32_top4_res_batch = new Int32Array(256);
 
 /** token embedding: one row of a [256, 64] f32 table */
 function embed_f32_256x64(w: Packed, token: number, y: Float32Array, yo: number, decode: Decode): void {
@@ -639,8 +1021,252 @@ function linear_f32_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
   K.mv_f32_64(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 256, 1, 0);
 }
 
-/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
-export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+/** linear_f32_16x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_16x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_16x64_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.000001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 16, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 8; j++) {
+      const angle = pos * FREQ_linear_f32_16x64_n_r[j];
+      COS_linear_f32_16x64_n_r[j] = Math.cos(angle);
+      SIN_linear_f32_16x64_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 1; h++) {
+      for (let j = 0; j < 8; j++) {
+        const a = yo + h * 16 + j;
+        const b = a + 8;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_f32_16x64_n_r[j] - vb * SIN_linear_f32_16x64_n_r[j];
+        y[b] = va * SIN_linear_f32_16x64_n_r[j] + vb * COS_linear_f32_16x64_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_f32_16x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_16x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_16x64_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.000001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 16, n, 0);
+}
+
+/** linear_f32_64x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_64x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_64x64_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.000001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 8; j++) {
+      const angle = pos * FREQ_linear_f32_64x64_n_r[j];
+      COS_linear_f32_64x64_n_r[j] = Math.cos(angle);
+      SIN_linear_f32_64x64_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 4; h++) {
+      for (let j = 0; j < 8; j++) {
+        const a = yo + h * 16 + j;
+        const b = a + 8;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_f32_64x64_n_r[j] - vb * SIN_linear_f32_64x64_n_r[j];
+        y[b] = va * SIN_linear_f32_64x64_n_r[j] + vb * COS_linear_f32_64x64_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_f32_64x64_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_64x64_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+    const rb = ro + b * STRIDE;
+    if (y !== r || yo !== rb) y.set(r.subarray(rb, rb + 64), yo);
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 1);
+}
+
+/** Σ over the 4 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 32; n tokens at once (prefill). Tokens are grouped by the expert they chose, so each expert's
+ * weights are fetched (rt.expert: a resident slice or a cache slot) and read once for the whole batch.
+ * Each pick's down projection lands in the token's own scratch (D, pick by pick), and the weighted sum
+ * is added in pick order, as the one-token kernel adds it: the same bits. */
+function moe_ffn_f32_f32_f32_64x32_top4_res_batch(rt: Runtime, moe: number, layer: number, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, y0: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  const cnt = CNT_moe_ffn_f32_f32_f32_64x32_top4_res_batch;
+  const at = AT_moe_ffn_f32_f32_f32_64x32_top4_res_batch;
+  const go = (G_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset - x.byteOffset) / 4;
+  const uo = (U_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset - x.byteOffset) / 4;
+  const ho = (HB_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset - x.byteOffset) / 4;
+  const dout = (DB_moe_ffn_f32_f32_f32_64x32_top4_res.byteOffset - x.byteOffset) / 4;
+  cnt.fill(0);
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 4; j++) cnt[s[so + b * STRIDE + j] | 0]++;
+  // Start of each expert's run in `at` (pairs token · 4 + pick), then the pairs, in token order.
+  let sum = 0;
+  for (let e = 0; e < 8; e++) {
+    const c = cnt[e];
+    cnt[e] = sum;
+    sum += c;
+  }
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 4; j++) at[cnt[s[so + b * STRIDE + j] | 0]++] = b * 4 + j;
+  let first = 0;
+  for (let e = 0; e < 8; e++) {
+    const last = cnt[e];
+    const m = last - first;
+    if (m === 0) continue;
+    const ea = rt.expert(moe, layer, e);
+    const wg = ea[0];
+    const wu = ea[1];
+    const wd = ea[2];
+    for (let i = 0; i < m; i++) {
+      const b = (at[first + i] / 4) | 0;
+      L[i] = x.byteOffset + 4 * (xo + b * STRIDE);
+      L[512 + i] = x.byteOffset + 4 * (go + b * STRIDE);
+    }
+    K.mm_f32_64(wg, L.byteOffset, L.byteOffset + 2048, 0, 32, m, 0);
+    for (let i = 0; i < m; i++) L[512 + i] = x.byteOffset + 4 * (uo + ((at[first + i] / 4) | 0) * STRIDE);
+    K.mm_f32_64(wu, L.byteOffset, L.byteOffset + 2048, 0, 32, m, 0);
+    for (let i = 0; i < m; i++) {
+      const p = at[first + i];
+      const b = (p / 4) | 0;
+      const gb = go + b * STRIDE;
+      const ub = uo + b * STRIDE;
+      const hb = ho + b * STRIDE + (p - b * 4) * 32;
+      for (let f = 0; f < 32; f++) {
+        const gate = x[gb + f];
+        x[hb + f] = (gate / (1 + Math.exp(-gate))) * x[ub + f];
+      }
+      L[i] = x.byteOffset + 4 * hb;
+      L[512 + i] = x.byteOffset + 4 * (dout + b * STRIDE + (p - b * 4) * 64);
+    }
+    K.mm_f32_32(wd, L.byteOffset, L.byteOffset + 2048, 0, 64, m, 0);
+    first = last;
+  }
+  for (let b = 0; b < n; b++) {
+    const yo = y0 + b * STRIDE;
+    const sb = so + b * STRIDE;
+    const db = dout + b * STRIDE;
+    for (let i = 0; i < 64; i++) y[yo + i] = r[ro + b * STRIDE + i];
+    for (let j = 0; j < 4; j++) {
+      const weight = Math.fround(s[sb + 4 + j]);
+      const dj = db + j * 64;
+      for (let i = 0; i < 64; i++) y[yo + i] = Math.fround(weight * x[dj + i]) + y[yo + i];
+    }
+  }
+}
+
+/** y = silu(Wg·x) ⊙ (Wu·x): [128, 64]; n tokens at once (prefill), the weights read once for all of them. */
+function gate_up_f32_f32_128x64_batch(wg: Packed, wu: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, n: number): void {
+  const L = LISTS;
+  const go = (G_gate_up_f32_f32_128x64.byteOffset - x.byteOffset) / 4;
+  const uo = (U_gate_up_f32_f32_128x64.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    L[512 + b] = x.byteOffset + 4 * (go + b * STRIDE);
+  }
+  K.mm_f32_64(wg.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
+  for (let b = 0; b < n; b++) L[512 + b] = x.byteOffset + 4 * (uo + b * STRIDE);
+  K.mm_f32_64(wu.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
+  for (let b = 0; b < n; b++) {
+    const gb = go + b * STRIDE;
+    const ub = uo + b * STRIDE;
+    const yo = y0 + b * STRIDE;
+    for (let o = 0; o < 128; o++) {
+      const gate = x[gb + o];
+      y[yo + o] = (gate / (1 + Math.exp(-gate))) * x[ub + o];
+    }
+  }
+}
+
+/** linear_f32_64x128_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_64x128_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+    const rb = ro + b * STRIDE;
+    if (y !== r || yo !== rb) y.set(r.subarray(rb, rb + 64), yo);
+  }
+  K.mm_f32_128(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 1);
+}
+
+/** linear_f32_256x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_256x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_256x64_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.000001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 256, n, 0);
+}
+
+/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
+function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
   K = rt.kernels;
   const A = rt.arena;
@@ -657,7 +1283,16 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     G_gate_up_f32_f32_128x64 = A.subarray(864, 992);
     U_gate_up_f32_f32_128x64 = A.subarray(992, 1120);
     S_linear_f32_256x64_n = A.subarray(1120, 1184);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 4736, 1024);
+    HB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(2208, 2336);
+    DB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(2336, 2592);
   }
+  return A;
+}
+
+/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
+export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+  const A = bind(rt);
   const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
   const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
   const V2 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [64] f32
@@ -692,4 +1327,56 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   }
   linear_f32_256x64_n(W0[0], A, 256, V1[0], A, 0);
   return LOGITS;
+}
+
+/**
+ * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
+ * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
+ * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
+ * position. Returns a view of the last token's logits (the only ones computed).
+ */
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
+  const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
+  const V2 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [64] f32
+  const W3 = rt.weights["layer.wq"]; // layer.wq [64,64] f32
+  const W4 = rt.weights["layer.wk"]; // layer.wk [16,64] f32
+  const W5 = rt.weights["layer.wv"]; // layer.wv [16,64] f32
+  const W6 = rt.weights["layer.wo"]; // layer.wo [64,64] f32
+  const V7 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
+  const W8 = rt.weights["layer.router"]; // layer.router [8,64] f32
+  const W12 = rt.weights["layer.sh_gate"]; // layer.sh_gate [128,64] f32
+  const W13 = rt.weights["layer.sh_up"]; // layer.sh_up [128,64] f32
+  const W14 = rt.weights["layer.sh_down"]; // layer.sh_down [64,128] f32
+  const HP = rt.heap;
+  const KV0K = rt.kv[0];
+  const KV0V = rt.kv[1];
+  for (let b = 0; b < n; b++) {
+    embed_f32_256x64(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
+  for (let l = 0; l < 2; l++) {
+    linear_f32_16x64_n_r_batch(W4[l], A, 256, V2[l], KV0K[l], pos0 * 16, 16, pos0, n);
+    linear_f32_16x64_n_batch(W5[l], A, 256, V2[l], KV0V[l], pos0 * 16, 16, n);
+    linear_f32_64x64_n_r_batch(W3[l], A, 256, V2[l], A, 0, STRIDE, pos0, n);
+    for (let b = 0; b < n; b++) {
+      attend_4x16_kv1(A, 0 + b * STRIDE, KV0K[l], KV0V[l], (pos0 + b), A, 64 + b * STRIDE);
+    }
+    linear_f32_64x64_res_batch(W6[l], A, 64, A, 128, STRIDE, A, 256, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_64(A, 128 + b * STRIDE, V7[l], A, 0 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_8x64_top4(W8[l], A, 0 + b * STRIDE, A, 64 + b * STRIDE);
+    }
+    moe_ffn_f32_f32_f32_64x32_top4_res_batch(rt, 0, l, A, 0, A, 64, A, 192, A, 128, n);
+    gate_up_f32_f32_128x64_batch(W12[l], W13[l], A, 0, A, 64, n);
+    linear_f32_64x128_res_batch(W14[l], A, 64, A, 0, STRIDE, A, 192, n);
+    for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
+  }
+  linear_f32_256x64_n_batch(W0[0], A, 256, V1[0], A, 0, STRIDE, n);
+  return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
 }

@@ -42,6 +42,9 @@ export interface Runtime {
   /** The whole heap (base 0): the expert kernels read their matrices at the addresses `experts` gives. */
   heap: Packed;
   experts: Experts;
+  /** One expert's gate, up and down byte addresses (the batched prefill fetches each expert once per
+   * batch); reused like `experts`'s array. */
+  expert: (moe: number, layer: number, expert: number) => Float64Array;
   prefetch: Prefetch;
 }
 
@@ -217,13 +220,21 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 5504
+  "arenaBytes": 655360,
+  "prefill": {
+    "tokens": 64,
+    "strideBytes": 10240
+  }
 } as const;
+
+/** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
+export const PREFILL = 64;
+const STRIDE = 2560;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHLwQJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECowIBQoAIABBAnQqAgALgAIFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIBQgB/0AAgAgCP0AAgD95gH95AEhFCAUIAf9AAIQIAj9AAIQ/eYB/eQBIRQgFCAH/QACICAI/QACIP3mAf3kASEUIBQgB/0AAjAgCP0AAjD95gH95AEhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
-export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AAISAQNlbnYGbWVtb3J5AgMBgIAEAwYFAAECAwEHLwQJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECvQHBQoAIABBAnQqAgAL9AEFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAIAIAj9AAIAIBT9hQIhFCAH/QACECAI/QACECAU/YUCIRQgB/0AAiAgCP0AAiAgFP2FAiEUIAf9AAIwIAj9AAIwIBT9hQIhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLCw==";
+export const wasm = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHRwYJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECW1tX2YzMl82NAAFCW1tX2YzMl85NgAGCtEaBwoAIABBAnQqAgALgAIFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIBQgB/0AAgAgCP0AAgD95gH95AEhFCAUIAf9AAIQIAj9AAIQ/eYB/eQBIRQgFCAH/QACICAI/QACIP3mAf3kASEUIBQgB/0AAjAgCP0AAjD95gH95AEhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6EJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtICkgLSAl/QACAP3mAf3kASEpICogLSAm/QACAP3mAf3kASEqICsgLSAn/QACAP3mAf3kASErICwgLSAo/QACAP3mAf3kASEsIAf9AAIQIS4gKSAuICX9AAIQ/eYB/eQBISkgKiAuICb9AAIQ/eYB/eQBISogKyAuICf9AAIQ/eYB/eQBISsgLCAuICj9AAIQ/eYB/eQBISwgB/0AAiAhLyApIC8gJf0AAiD95gH95AEhKSAqIC8gJv0AAiD95gH95AEhKiArIC8gJ/0AAiD95gH95AEhKyAsIC8gKP0AAiD95gH95AEhLCAH/QACMCEwICkgMCAl/QACMP3mAf3kASEpICogMCAm/QACMP3mAf3kASEqICsgMCAn/QACMP3mAf3kASErICwgMCAo/QACMP3mAf3kASEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIBggB/0AAgAgCP0AAgD95gH95AEhGCAYIAf9AAIQIAj9AAIQ/eYB/eQBIRggGCAH/QACICAI/QACIP3mAf3kASEYIBggB/0AAjAgCP0AAjD95gH95AEhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLoAkICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHRwYJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECW1tX2YzMl82NAAFCW1tX2YzMl85NgAGCsEZBwoAIABBAnQqAgAL9AEFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAIAIAj9AAIAIBT9hQIhFCAH/QACECAI/QACECAU/YUCIRQgB/0AAiAgCP0AAiAgFP2FAiEUIAf9AAIwIAj9AAIwIBT9hQIhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC+UICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtIC0gJf0AAgAgKf2FAiEpIC0gJv0AAgAgKv2FAiEqIC0gJ/0AAgAgK/2FAiErIC0gKP0AAgAgLP2FAiEsIAf9AAIQIS4gLiAl/QACECAp/YUCISkgLiAm/QACECAq/YUCISogLiAn/QACECAr/YUCISsgLiAo/QACECAs/YUCISwgB/0AAiAhLyAvICX9AAIgICn9hQIhKSAvICb9AAIgICr9hQIhKiAvICf9AAIgICv9hQIhKyAvICj9AAIgICz9hQIhLCAH/QACMCEwIDAgJf0AAjAgKf2FAiEpIDAgJv0AAjAgKv2FAiEqIDAgJ/0AAjAgK/2FAiErIDAgKP0AAjAgLP2FAiEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAIAIAj9AAIAIBj9hQIhGCAH/QACECAI/QACECAY/YUCIRggB/0AAiAgCP0AAiAgGP2FAiEYIAf9AAIwIAj9AAIwIBj9hQIhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsL5AgICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -359,6 +370,250 @@ export const wasmRelaxed = "AGFzbQEAAAABIQRgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $rows)))
   )
 
+  ;; rows of 64 f32 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_f32_64
+  ;; computes it. Rows go in blocks of 64 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_f32_64") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 64)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 256))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $h0 (v128.load offset=0 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3)))))
+(local.set $h1 (v128.load offset=16 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))))
+(local.set $h2 (v128.load offset=32 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3)))))
+(local.set $h3 (v128.load offset=48 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 64)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 64)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 64)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 64)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 4))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 256))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=0 align=4 (local.get $w)) (v128.load offset=0 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=16 align=4 (local.get $w)) (v128.load offset=16 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=32 align=4 (local.get $w)) (v128.load offset=32 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=48 align=4 (local.get $w)) (v128.load offset=48 align=4 (local.get $x)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+                (local.set $x (i32.add (local.get $x) (i32.const 64)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 4))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
+  ;; rows of 96 f32 weights, several activation vectors
+  ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
+  ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mv_f32_96
+  ;; computes it. Rows go in blocks of 42 (their weights stay in cache across the columns), columns
+  ;; in groups of 4 whose weights are unpacked once per step, then one by one.
+  (func (export "mm_f32_96") (param $w0 i32) (param $xl i32) (param $yl i32) (param $r0 i32) (param $r1 i32) (param $n i32) (param $accumulate i32)
+    (local $w i32) (local $x i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32) (local $sum f32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
+    (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
+    (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+    (local $x_0 i32)
+    (local $x_1 i32)
+    (local $x_2 i32)
+    (local $x_3 i32)
+    (local $acc_0 v128)
+    (local $acc_1 v128)
+    (local $acc_2 v128)
+    (local $acc_3 v128)
+    (local $h0 v128)
+    (local $h1 v128)
+    (local $h2 v128)
+    (local $h3 v128)
+    (local $xs_0 i32)
+    (local $xs_1 i32)
+    (local $xs_2 i32)
+    (local $xs_3 i32)
+    (local.set $rb (local.get $r0))
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $rb) (local.get $r1)))
+        (local.set $re (i32.add (local.get $rb) (i32.const 42)))
+        (if (i32.gt_u (local.get $re) (local.get $r1)) (then (local.set $re (local.get $r1))))
+        (local.set $c (i32.const 0))
+        (block $groupsDone
+          (loop $groups
+            (br_if $groupsDone (i32.gt_u (i32.add (local.get $c) (i32.const 4)) (local.get $n)))
+(local.set $xs_0 (i32.load offset=0 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_1 (i32.load offset=4 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_2 (i32.load offset=8 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+(local.set $xs_3 (i32.load offset=12 (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 384))))
+            (loop $rows
+(local.set $acc_0 (v128.const i32x4 0 0 0 0)) (local.set $x_0 (local.get $xs_0))
+(local.set $acc_1 (v128.const i32x4 0 0 0 0)) (local.set $x_1 (local.get $xs_1))
+(local.set $acc_2 (v128.const i32x4 0 0 0 0)) (local.set $x_2 (local.get $xs_2))
+(local.set $acc_3 (v128.const i32x4 0 0 0 0)) (local.set $x_3 (local.get $xs_3))
+              (local.set $k (i32.const 0))
+              (loop $steps
+(local.set $h0 (v128.load offset=0 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h0) (v128.load offset=0 align=4 (local.get $x_3)))))
+(local.set $h1 (v128.load offset=16 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h1) (v128.load offset=16 align=4 (local.get $x_3)))))
+(local.set $h2 (v128.load offset=32 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h2) (v128.load offset=32 align=4 (local.get $x_3)))))
+(local.set $h3 (v128.load offset=48 align=4 (local.get $w)))
+(local.set $acc_0 (f32x4.add (local.get $acc_0) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_0)))))
+(local.set $acc_1 (f32x4.add (local.get $acc_1) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_1)))))
+(local.set $acc_2 (f32x4.add (local.get $acc_2) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_2)))))
+(local.set $acc_3 (f32x4.add (local.get $acc_3) (f32x4.mul (local.get $h3) (v128.load offset=48 align=4 (local.get $x_3)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+(local.set $x_0 (i32.add (local.get $x_0) (i32.const 64)))
+(local.set $x_1 (i32.add (local.get $x_1) (i32.const 64)))
+(local.set $x_2 (i32.add (local.get $x_2) (i32.const 64)))
+(local.set $x_3 (i32.add (local.get $x_3) (i32.const 64)))
+                (br_if $steps (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 6))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_0)) (f32x4.extract_lane 1 (local.get $acc_0))) (f32.add (f32x4.extract_lane 2 (local.get $acc_0)) (f32x4.extract_lane 3 (local.get $acc_0)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_1)) (f32x4.extract_lane 1 (local.get $acc_1))) (f32.add (f32x4.extract_lane 2 (local.get $acc_1)) (f32x4.extract_lane 3 (local.get $acc_1)))))
+(local.set $at (i32.add (i32.load offset=4 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_2)) (f32x4.extract_lane 1 (local.get $acc_2))) (f32.add (f32x4.extract_lane 2 (local.get $acc_2)) (f32x4.extract_lane 3 (local.get $acc_2)))))
+(local.set $at (i32.add (i32.load offset=8 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc_3)) (f32x4.extract_lane 1 (local.get $acc_3))) (f32.add (f32x4.extract_lane 2 (local.get $acc_3)) (f32x4.extract_lane 3 (local.get $acc_3)))))
+(local.set $at (i32.add (i32.load offset=12 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (br $groups)))
+        (block $restDone
+          (loop $rest
+            (br_if $restDone (i32.ge_u (local.get $c) (local.get $n)))
+            (local.set $r (local.get $rb))
+            (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $rb) (i32.const 384))))
+            (loop $rows1
+              (local.set $acc (v128.const i32x4 0 0 0 0))
+              (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))
+              (local.set $k (i32.const 0))
+              (loop $steps1
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=0 align=4 (local.get $w)) (v128.load offset=0 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=16 align=4 (local.get $w)) (v128.load offset=16 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=32 align=4 (local.get $w)) (v128.load offset=32 align=4 (local.get $x)))))
+(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (v128.load offset=48 align=4 (local.get $w)) (v128.load offset=48 align=4 (local.get $x)))))
+                (local.set $w (i32.add (local.get $w) (i32.const 64)))
+                (local.set $x (i32.add (local.get $x) (i32.const 64)))
+                (br_if $steps1 (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 6))))
+(local.set $sum (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc))) (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+(local.set $at (i32.add (i32.load offset=0 (i32.add (local.get $yl) (i32.shl (local.get $c) (i32.const 2)))) (i32.shl (local.get $r) (i32.const 2))))
+(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))
+(f32.store (local.get $at) (local.get $sum))
+              (br_if $rows1 (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $re))))
+            (local.set $c (i32.add (local.get $c) (i32.const 1)))
+            (br $rest)))
+        (local.set $rb (local.get $re))
+        (br $blocks)))
+  )
+
 )
 */
 
@@ -370,6 +625,9 @@ let H_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let U_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let S_linear_f32_256x64_n: Float32Array = LOGITS;
+let LISTS: Int32Array = new Int32Array(0);
+let HB_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
+let DB_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 const FREQ_linear_f32_32x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10000 ** ((-2 * j) / 16));
 const COS_linear_f32_32x64_n_r = new Float64Array(8);
 const SIN_linear_f32_32x64_n_r = new Float64Array(8);
@@ -377,6 +635,8 @@ const FREQ_linear_f32_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 100
 const COS_linear_f32_64x64_n_r = new Float64Array(8);
 const SIN_linear_f32_64x64_n_r = new Float64Array(8);
 const P_route_f32_8x64_top1_norm = new Float64Array(8);
+const CNT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(8);
+const AT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(64);
 
 /** token embedding: one row of a [256, 64] f32 table */
 function embed_f32_256x64(w: Packed, token: number, y: Float32Array, yo: number, decode: Decode): void {
@@ -563,8 +823,213 @@ function linear_f32_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
   K.mv_f32_64(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 256, 1, 0);
 }
 
-/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
-export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+/** linear_f32_32x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_32x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_32x64_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 8; j++) {
+      const angle = pos * FREQ_linear_f32_32x64_n_r[j];
+      COS_linear_f32_32x64_n_r[j] = Math.cos(angle);
+      SIN_linear_f32_32x64_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 2; h++) {
+      for (let j = 0; j < 8; j++) {
+        const a = yo + h * 16 + 2 * j;
+        const b = a + 1;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_f32_32x64_n_r[j] - vb * SIN_linear_f32_32x64_n_r[j];
+        y[b] = va * SIN_linear_f32_32x64_n_r[j] + vb * COS_linear_f32_32x64_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_f32_32x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_32x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_32x64_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32, n, 0);
+}
+
+/** linear_f32_64x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_64x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_64x64_n_r.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 0);
+  for (let b = 0; b < n; b++) {
+    const pos = pos0 + b;
+    const yo = y0 + b * ys;
+    // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
+    for (let j = 0; j < 8; j++) {
+      const angle = pos * FREQ_linear_f32_64x64_n_r[j];
+      COS_linear_f32_64x64_n_r[j] = Math.cos(angle);
+      SIN_linear_f32_64x64_n_r[j] = Math.sin(angle);
+    }
+    for (let h = 0; h < 4; h++) {
+      for (let j = 0; j < 8; j++) {
+        const a = yo + h * 16 + 2 * j;
+        const b = a + 1;
+        const va = y[a];
+        const vb = y[b];
+        y[a] = va * COS_linear_f32_64x64_n_r[j] - vb * SIN_linear_f32_64x64_n_r[j];
+        y[b] = va * SIN_linear_f32_64x64_n_r[j] + vb * COS_linear_f32_64x64_n_r[j];
+      }
+    }
+  }
+}
+
+/** linear_f32_64x64_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_64x64_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+    const rb = ro + b * STRIDE;
+    if (y !== r || yo !== rb) y.set(r.subarray(rb, rb + 64), yo);
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 1);
+}
+
+/** Σ over the 1 chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden 64, ffn 96; n tokens at once (prefill). Tokens are grouped by the expert they chose, so each expert's
+ * weights are fetched (rt.expert: a resident slice or a cache slot) and read once for the whole batch.
+ * Each pick's down projection lands in the token's own scratch (D, pick by pick), and the weighted sum
+ * is added in pick order, as the one-token kernel adds it: the same bits. */
+function moe_ffn_f32_f32_f32_64x96_top1_res_batch(rt: Runtime, moe: number, layer: number, x: Float32Array, xo: number, s: Float32Array, so: number, y: Float32Array, y0: number, r: Float32Array, ro: number, n: number): void {
+  const L = LISTS;
+  const cnt = CNT_moe_ffn_f32_f32_f32_64x96_top1_res_batch;
+  const at = AT_moe_ffn_f32_f32_f32_64x96_top1_res_batch;
+  const go = (G_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset - x.byteOffset) / 4;
+  const uo = (U_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset - x.byteOffset) / 4;
+  const ho = (HB_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset - x.byteOffset) / 4;
+  const dout = (DB_moe_ffn_f32_f32_f32_64x96_top1_res.byteOffset - x.byteOffset) / 4;
+  cnt.fill(0);
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 1; j++) cnt[s[so + b * STRIDE + j] | 0]++;
+  // Start of each expert's run in `at` (pairs token · 1 + pick), then the pairs, in token order.
+  let sum = 0;
+  for (let e = 0; e < 8; e++) {
+    const c = cnt[e];
+    cnt[e] = sum;
+    sum += c;
+  }
+  for (let b = 0; b < n; b++)
+    for (let j = 0; j < 1; j++) at[cnt[s[so + b * STRIDE + j] | 0]++] = b * 1 + j;
+  let first = 0;
+  for (let e = 0; e < 8; e++) {
+    const last = cnt[e];
+    const m = last - first;
+    if (m === 0) continue;
+    const ea = rt.expert(moe, layer, e);
+    const wg = ea[0];
+    const wu = ea[1];
+    const wd = ea[2];
+    for (let i = 0; i < m; i++) {
+      const b = (at[first + i] / 1) | 0;
+      L[i] = x.byteOffset + 4 * (xo + b * STRIDE);
+      L[512 + i] = x.byteOffset + 4 * (go + b * STRIDE);
+    }
+    K.mm_f32_64(wg, L.byteOffset, L.byteOffset + 2048, 0, 96, m, 0);
+    for (let i = 0; i < m; i++) L[512 + i] = x.byteOffset + 4 * (uo + ((at[first + i] / 1) | 0) * STRIDE);
+    K.mm_f32_64(wu, L.byteOffset, L.byteOffset + 2048, 0, 96, m, 0);
+    for (let i = 0; i < m; i++) {
+      const p = at[first + i];
+      const b = (p / 1) | 0;
+      const gb = go + b * STRIDE;
+      const ub = uo + b * STRIDE;
+      const hb = ho + b * STRIDE + (p - b * 1) * 96;
+      for (let f = 0; f < 96; f++) {
+        const gate = x[gb + f];
+        x[hb + f] = (gate / (1 + Math.exp(-gate))) * x[ub + f];
+      }
+      L[i] = x.byteOffset + 4 * hb;
+      L[512 + i] = x.byteOffset + 4 * (dout + b * STRIDE + (p - b * 1) * 64);
+    }
+    K.mm_f32_96(wd, L.byteOffset, L.byteOffset + 2048, 0, 64, m, 0);
+    first = last;
+  }
+  for (let b = 0; b < n; b++) {
+    const yo = y0 + b * STRIDE;
+    const sb = so + b * STRIDE;
+    const db = dout + b * STRIDE;
+    for (let i = 0; i < 64; i++) y[yo + i] = r[ro + b * STRIDE + i];
+    for (let j = 0; j < 1; j++) {
+      const weight = Math.fround(s[sb + 1 + j]);
+      const dj = db + j * 64;
+      for (let i = 0; i < 64; i++) y[yo + i] = Math.fround(weight * x[dj + i]) + y[yo + i];
+    }
+  }
+}
+
+/** linear_f32_256x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_256x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_256x64_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 256, n, 0);
+}
+
+/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
+function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
   K = rt.kernels;
   const A = rt.arena;
@@ -579,7 +1044,16 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
     G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1120, 1216);
     U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1216, 1312);
     S_linear_f32_256x64_n = A.subarray(1312, 1376);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 5504, 1024);
+    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2400, 2496);
+    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2496, 2560);
   }
+  return A;
+}
+
+/** One token at position `pos` through the whole model; returns a view of the logits in the arena. */
+export function forward(rt: Runtime, token: number, pos: number): Float32Array {
+  const A = bind(rt);
   const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
   const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
   const W2 = rt.weights["lm_head"]; // lm_head [256,64] f32
@@ -610,4 +1084,52 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   }
   linear_f32_256x64_n(W2[0], A, 256, V1[0], A, 0);
   return LOGITS;
+}
+
+/**
+ * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
+ * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
+ * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
+ * position. Returns a view of the last token's logits (the only ones computed).
+ */
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
+  const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [256,64] f32
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [64] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [64,64] f32
+  const W5 = rt.weights["layer.wk"]; // layer.wk [32,64] f32
+  const W6 = rt.weights["layer.wv"]; // layer.wv [32,64] f32
+  const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] f32
+  const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
+  const W9 = rt.weights["layer.router"]; // layer.router [8,64] f32
+  const HP = rt.heap;
+  const KV0K = rt.kv[0];
+  const KV0V = rt.kv[1];
+  for (let b = 0; b < n; b++) {
+    embed_f32_256x64(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
+  for (let l = 0; l < 2; l++) {
+    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], KV0K[l], pos0 * 32, 32, pos0, n);
+    linear_f32_32x64_n_batch(W6[l], A, 256, V3[l], KV0V[l], pos0 * 32, 32, n);
+    linear_f32_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, pos0, n);
+    for (let b = 0; b < n; b++) {
+      attend_4x16_kv2(A, 0 + b * STRIDE, KV0K[l], KV0V[l], (pos0 + b), A, 64 + b * STRIDE);
+    }
+    linear_f32_64x64_res_batch(W7[l], A, 64, A, 0, STRIDE, A, 256, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_64(A, 0 + b * STRIDE, V8[l], A, 64 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_8x64_top1_norm(W9[l], A, 64 + b * STRIDE, A, 192 + b * STRIDE);
+    }
+    moe_ffn_f32_f32_f32_64x96_top1_res_batch(rt, 0, l, A, 64, A, 192, A, 128, A, 0, n);
+    for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 128 + b * STRIDE, 192 + b * STRIDE);
+  }
+  linear_f32_256x64_n_batch(W2[0], A, 256, V1[0], A, 0, STRIDE, n);
+  return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
 }

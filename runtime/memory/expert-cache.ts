@@ -41,6 +41,16 @@ export interface ExpertCacheOptions {
   source: ExpertSource;
   /** "lru" (default) or "lfu", or a factory for a policy of one's own; one instance per layer. */
   policy?: string | (() => EvictionPolicy);
+  /** Instead of a heap: where a slot's bytes are staged (`view`) and then handed to the device (`loaded`),
+   * for a device the host cannot address (the GPU backends upload each loaded expert). */
+  sink?: SlotSink;
+}
+
+/** A device slot the host cannot write directly: the cache reads an expert into `view(at, bytes)`, then
+ * calls `loaded(at, bytes)` before it loads anything else. */
+export interface SlotSink {
+  view(at: number, bytes: number): Uint8Array;
+  loaded(at: number, bytes: number): void;
 }
 
 /** The accountant label of the slots. */
@@ -55,6 +65,7 @@ export class ExpertCache {
   private readonly gateBytes: number;
   private readonly upBytes: number;
   private heap: Uint8Array | undefined;
+  private readonly sink: SlotSink | undefined;
   private readonly source: ExpertSource;
   /** [layer * slotsPerLayer + slot] → heap offset. */
   private readonly offsets: Float64Array;
@@ -95,6 +106,7 @@ export class ExpertCache {
     this.upBytes = o.bytes.up;
     this.slotBytes = o.bytes.gate + o.bytes.up + o.bytes.down;
     this.source = o.source;
+    this.sink = o.sink;
     const make = typeof o.policy === "function" ? o.policy : policyByName(o.policy ?? "lru");
     this.policies = Array.from({ length: o.layers }, () => make());
     this.policyName = this.policies[0]!.name;
@@ -214,8 +226,9 @@ export class ExpertCache {
 
   /** Puts `expert` into a free slot or the policy's victim's, copies its bytes in; returns the slot. */
   private load(layer: number, expert: number): number {
-    const heap = this.heap;
-    if (!heap) throw new Error("expert cache: no heap attached (call attach(heap) first)");
+    const sink = this.sink;
+    const heap = sink ? undefined : this.heap;
+    if (!sink && !heap) throw new Error("expert cache: no heap attached (call attach(heap) first)");
     const policy = this.policies[layer]!;
     const base = layer * this.slotsPerLayer;
     let slot: number;
@@ -239,9 +252,11 @@ export class ExpertCache {
     const at = this.offsets[base + slot]!;
     const g = this.gateBytes;
     const u = this.upBytes;
-    this.source.read(layer, expert, "gate", heap.subarray(at, at + g));
-    this.source.read(layer, expert, "up", heap.subarray(at + g, at + g + u));
-    this.source.read(layer, expert, "down", heap.subarray(at + g + u, at + this.slotBytes));
+    const dst = sink ? sink.view(at, this.slotBytes) : heap!.subarray(at, at + this.slotBytes);
+    this.source.read(layer, expert, "gate", dst.subarray(0, g));
+    this.source.read(layer, expert, "up", dst.subarray(g, g + u));
+    this.source.read(layer, expert, "down", dst.subarray(g + u, this.slotBytes));
+    sink?.loaded(at, this.slotBytes);
     this.expertIn[base + slot] = expert;
     this.slotOf[layer * this.experts + expert] = slot;
     policy.insert(expert);

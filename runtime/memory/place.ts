@@ -91,6 +91,8 @@ export interface PlacedMemory {
   arena: Float32Array;
   /** The forward pass's hook: the chosen experts' gate/up/down addresses for one MoE op in one layer. */
   experts(moe: number, layer: number, s: Float32Array, so: number): Float64Array;
+  /** The batched prefill's hook: one expert's gate/up/down addresses (loaded into a slot if offloaded). */
+  expert(moe: number, layer: number, expert: number): Float64Array;
   /** The forward pass's other hook: the residual stream as `layer` leaves it, to guess and load the next
    * layer's experts (nothing when prefetch is off or the experts are resident). */
   prefetch(moe: number, layer: number, x: Float32Array, xo: number): void;
@@ -285,6 +287,23 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
     }
     return a;
   };
+  const one = new Float64Array(3);
+  const expert = (moe: number, layer: number, e: number) => {
+    const st = states[moe]!;
+    const { gate: gb, up: ub, down: db } = st.bytes;
+    if (st.stacks) {
+      const l = st.entry.layers ? layer : 0;
+      one[0] = st.stacks.gate[l]!.base + e * gb;
+      one[1] = st.stacks.up[l]!.base + e * ub;
+      one[2] = st.stacks.down[l]!.base + e * db;
+      return one;
+    }
+    const at = st.cache!.locate(layer, e);
+    one[0] = at;
+    one[1] = at + gb;
+    one[2] = at + gb + ub;
+    return one;
+  };
   // The next layer's experts, guessed from the residual stream as this layer leaves it, loaded ahead of use.
   const prefetchNext = (moe: number, layer: number, x: Float32Array, xo: number) => {
     const st = states[moe]!;
@@ -319,6 +338,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
     kv,
     arena,
     experts,
+    expert,
     prefetch: prefetchNext,
     caches: active,
     memory: () => memoryStats(acct, active.length ? { stats: sum } : undefined, hostExpertBytes),

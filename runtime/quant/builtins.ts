@@ -1,5 +1,6 @@
 // Registers the built-in schemes: GGUF's own types with their exact block layouts. Importing this module
 // more than once (or after a scheme of the same name was registered) is harmless.
+import { gpujsPieces } from "./gpujs-pieces.ts";
 import { f16Table } from "./half.ts";
 import { findScheme, registerScheme } from "./registry.ts";
 import type { QuantScheme } from "./scheme.ts";
@@ -35,6 +36,9 @@ export const builtinSchemes: readonly QuantScheme[] = [
   q5_k,
   q6_k,
 ];
+
+// The gpujs backend's pieces live in one file (gpujs-pieces.ts) beside the schemes they belong to.
+for (const s of builtinSchemes) if (!s.gpujs) Object.assign(s, { gpujs: gpujsPieces[s.name] });
 
 export function registerBuiltins(): void {
   for (const s of builtinSchemes) {

@@ -38,6 +38,37 @@ export interface WasmKernel {
   q8?: string;
 }
 
+/**
+ * The WGSL piece of a scheme, for the webgpu backend: statements that add the dot product of one block
+ * with the activations to the local `acc` (f32). Weights stay packed as u32 words in a storage buffer;
+ * the piece reads them by byte offset through functions the kernel defines for each weight it binds.
+ * In scope: `base: u32` (byte offset of the block's first byte in the weight), `xi: u32` (index of the
+ * block's first element in the activations), and
+ *   `$u8(b)`, `$u16(b)` (b even), `$u32(b)` (any b) → u32: bytes at byte offset b, little-endian;
+ *   `$i8(b)` → i32: a signed byte; `$f16(b)` → f32: the half at byte offset b (b even);
+ *   `$x(i)` → f32: activation i.
+ * Every `$name` is renamed per weight when the kernel is rendered, so `helpers` (WGSL functions at module
+ * scope that the piece calls) name themselves `$name` too and may call the same functions.
+ */
+export interface WgslKernel {
+  dot: string;
+  helpers?: string;
+}
+
+/**
+ * The gpujs piece of a scheme, for the gpujs backend (gpu.js kernels, which bind every array as f32): the
+ * weight's bytes are carried three to an f32 (an exact integer below 2^24) and decoded in the kernel with
+ * plain arithmetic. `elem` is statements that set `$v` to element `$j` (0 ≤ $j < blockSize) of the block
+ * starting at byte `$base`; `block` (optional) runs once per block before its elements and may declare
+ * locals `elem` reads (a scale). Statement macros: `@u8(name, byte)`, `@f16(name, byte)` and
+ * `@f32(name, byte)` declare `name` (a `let`) as the unsigned byte, half or float at that byte offset of
+ * the weight. Every `$name` is renamed per use, so pieces declare their locals as `$name`.
+ */
+export interface GpuJsKernel {
+  block?: string;
+  elem: string;
+}
+
 export interface QuantScheme {
   /** Lower-case name used in specs and on the command line, e.g. "q4_k". */
   readonly name: string;
@@ -54,6 +85,10 @@ export interface QuantScheme {
   decode(src: Uint8Array, dst: Float32Array): void;
   readonly cpu: CpuKernel;
   readonly wasm?: WasmKernel;
+  /** The webgpu backend's decode/dot piece; a scheme without one cannot run there. */
+  readonly wgsl?: WgslKernel;
+  /** The gpujs backend's decode piece; a scheme without one cannot run there. */
+  readonly gpujs?: GpuJsKernel;
 }
 
 export function bitsPerWeight(s: QuantScheme): number {

@@ -62,4 +62,7 @@ export const bf16: QuantScheme = {
       ),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `acc += bitcast<f32>($u16(base) << 16u) * $x(xi);`,
+  },
 };

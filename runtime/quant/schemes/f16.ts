@@ -58,4 +58,7 @@ export const f16: QuantScheme = {
       ),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `acc += $f16(base) * $x(xi);`,
+  },
 };

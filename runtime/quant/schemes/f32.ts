@@ -43,4 +43,7 @@ export const f32: QuantScheme = {
     bytes: 64,
     dot: [0, 16, 32, 48].map((o) => mulAdd(`(v128.load offset=${o} align=4 (local.get $w))`, o)).join("\n"),
   },
+  wgsl: {
+    dot: `acc += bitcast<f32>($u32(base)) * $x(xi);`,
+  },
 };

@@ -100,4 +100,13 @@ export const q4_0: QuantScheme = {
       q8ScaleInto("$v3", halfAt(0)),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q4_0: f16 d, 16 bytes; byte j holds element j (low nibble) and j + 16 (high), each q + 8.
+var s: f32 = 0.0;
+for (var j = 0u; j < 16u; j++) {
+  let q = $u8(base + 2u + j);
+  s += (f32(q & 15u) - 8.0) * $x(xi + j) + (f32(q >> 4u) - 8.0) * $x(xi + j + 16u);
+}
+acc += $f16(base) * s;`,
+  },
 };

@@ -67,4 +67,12 @@ export const q8_0: QuantScheme = {
     // The same runs against q8_0 activations: int8 × int8, summed exactly in i32.
     q8: [q8Runs([bytesAt(2), bytesAt(18)], "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q8_0: f16 d, 32 signed bytes.
+var s: f32 = 0.0;
+for (var j = 0u; j < 32u; j++) {
+  s += f32($i8(base + 2u + j)) * $x(xi + j);
+}
+acc += $f16(base) * s;`,
+  },
 };

@@ -1,0 +1,381 @@
+// The GPU program builder, shared by the GPU backends: the same fused, scheduled graph and activation plan
+// the CPU backend gets become an ordered list of kernel dispatches (runtime/gpu/program.ts), the layer
+// loop kept as a loop. Which kernel serves a node, and its source, is the backend's GpuKernelSet (WGSL
+// for webgpu); the steps, bindings, arena offsets and constants are decided here, once for every backend.
+//
+// Each kernel's constants (its `params`) are fixed by its call site: arena offsets in floats (xo, yo, …)
+// and, for row-parallel kernels, the row range r0..r1 the runtime sets per weight chunk.
+
+import type { GpuBinding, GpuProgram, GpuStep, GpuTable, KernelStep } from "../../../runtime/gpu/program.ts";
+import type { Manifest } from "../../../runtime/manifest.ts";
+import type { Graph, Node } from "../../ir/graph.ts";
+import { SpecError } from "../../lang/errors.ts";
+import type { ActivationPlan } from "../../plan/activations.ts";
+import { moeOps } from "../emit.ts";
+
+/** A kernel the backend made for a node: its name (its source is in `sources`) and, for a row-parallel
+ * kernel, how many output rows one workgroup computes; for an element-parallel one, elements per workgroup. */
+export interface KernelUse {
+  name: string;
+  perGroup: number;
+}
+
+/** What a GPU backend provides the builder: one kernel per distinct specialization, sources by name. */
+export interface GpuKernelSet {
+  readonly backend: string;
+  readonly sources: Map<string, string>;
+  /** One row of a [vocab, hidden] table, decoded; dispatched over hidden elements. */
+  embed(scheme: string, vocab: number, hidden: number): KernelUse;
+  /** y = W·x (+ r), x optionally through an RMS norm, y in the arena or a KV cache row; row-parallel. With
+   * `scaled`: y += s · W·x, the weight s read from the arena (an expert's down projection). */
+  linear(o: LinearKind): KernelUse;
+  /** y = silu(Wg·x) ⊙ (Wu·x), x optionally through an RMS norm; row-parallel. */
+  gateUp(o: { gate: string; up: string; out: number; in: number; norm?: number }): KernelUse;
+  /** softmax(Wr·x), top-k: k ids then k weights; one workgroup. */
+  route(o: {
+    scheme: string;
+    experts: number;
+    in: number;
+    k: number;
+    normalize: boolean;
+    norm?: number;
+  }): KernelUse;
+  attend(o: {
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    window: number;
+    maxContext: number;
+  }): KernelUse;
+  /** RoPE over `width` values (heads of headDim), from the table at `tab`: arena → arena, or a KV row in place. */
+  rope(o: { width: number; headDim: number; interleaved: boolean; kv: boolean }): KernelUse;
+  rmsNorm(o: { n: number; eps: number }): KernelUse;
+  /** add, mul (binary), silu (unary), copy (y = a), zero (y = 0). */
+  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse;
+  softmax(n: number): KernelUse;
+  kvWrite(n: number): KernelUse;
+}
+
+export interface LinearKind {
+  scheme: string;
+  out: number;
+  in: number;
+  /** The RMS norm's eps when x goes through one (its weight is bound after W). */
+  norm?: number;
+  residual?: boolean;
+  /** Writes row `pos` of a KV cache (bound last) instead of the arena. */
+  kv?: boolean;
+  scaled?: boolean;
+}
+
+export interface GpuBuild {
+  program: GpuProgram;
+  /** The manifest with the arena grown by the GPU scratch, tables and host-visible buffers. */
+  manifest: Manifest;
+}
+
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
+
+export function buildGpuProgram(
+  graph: Graph,
+  plan: ActivationPlan,
+  planned: Manifest,
+  ks: GpuKernelSet,
+): GpuBuild {
+  const manifest = planned;
+  const moes = moeOps(graph);
+  const moeOfRoute = new Map(moes.map((m, i) => [m.route.id, i]));
+  const moeIndex = new Map(moes.map((m, i) => [m.node.id, i]));
+  const off = (id: number) => {
+    const b = plan.arena.offsets.get(plan.alias.get(id) ?? id);
+    if (b === undefined) throw new Error(`no arena slot for %${id}`);
+    return b / 4;
+  };
+  const shapes = new Map<number, number[]>();
+  const note = (g: Graph) => {
+    for (const p of g.params) shapes.set(p.id, p.shape);
+    for (const n of g.nodes) {
+      shapes.set(n.id, n.shape);
+      if (n.body) note(n.body);
+    }
+  };
+  note(graph);
+  const width = (id: number) => shapes.get(id)![0]!;
+  const weightOf = (key: string) => manifest.weights.find((w) => w.key === key)!;
+  // GPU scratch after the plan's activations: expert hidden vectors, attention scores, RoPE tables.
+  let top = align16(plan.arena.size / 4);
+  const scratch = (floats: number) => {
+    const at = top;
+    top = align16(top + floats);
+    return at;
+  };
+  const tables: GpuTable[] = [];
+  const ropeTable = (theta: number, headDim: number) => {
+    let t = tables.find((x) => x.theta === theta && x.headDim === headDim);
+    if (!t) {
+      t = { kind: "rope", offset: scratch(manifest.maxContext * headDim), theta, headDim };
+      tables.push(t);
+    }
+    return t.offset;
+  };
+  const hidden = new Map<number, number>();
+  const scores = new Map<number, number>();
+  const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
+
+  const emitGraph = (g: Graph): GpuStep[] => {
+    const out: GpuStep[] = [];
+    const W = (key: string): GpuBinding => ({ kind: "weight", key });
+    const kernel = (
+      use: KernelUse,
+      bind: GpuBinding[],
+      params: Record<string, number>,
+      grid: [number, number, number],
+      rows?: KernelStep["rows"],
+    ) => {
+      const s: KernelStep = { op: "kernel", kernel: use.name, bind, params, grid, ...(rows ? { rows } : {}) };
+      out.push(s);
+    };
+    const ropeAfter = (n: Node, kv: GpuBinding | undefined, at: number) => {
+      if (n.attrs.rope_heads === undefined) return;
+      const w = n.shape[0]!;
+      const headDim = w / (n.attrs.rope_heads as number);
+      const use = ks.rope({ width: w, headDim, interleaved: n.attrs.rope_style !== "half", kv: !!kv });
+      const tab = ropeTable(n.attrs.rope_theta as number, headDim);
+      kernel(use, kv ? [kv] : [], { xo: at, yo: at, tab }, elements(w / 2, use.perGroup));
+    };
+    for (const n of g.nodes) {
+      const x = n.inputs[0]!;
+      switch (n.op) {
+        case "embed": {
+          const table = weightOf(n.weights.table!);
+          const use = ks.embed(table.scheme, table.shape[0]!, n.shape[0]!);
+          kernel(use, [W(table.key)], { yo: off(n.id) }, elements(n.shape[0]!, use.perGroup), {
+            count: table.shape[0]!,
+            perGroup: 0,
+            weights: [0],
+          });
+          break;
+        }
+        case "linear": {
+          const kv: GpuBinding | undefined =
+            n.attrs.kv !== undefined
+              ? { kind: "kv", cache: n.attrs.cache as number, slot: n.attrs.kv === "k" ? "k" : "v" }
+              : undefined;
+          const use = ks.linear({
+            scheme: n.attrs.scheme as string,
+            out: n.shape[0]!,
+            in: width(x),
+            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
+            residual: !!n.attrs.residual,
+            kv: !!kv,
+          });
+          const bind = [W(n.weights.w!), ...(n.weights.norm ? [W(n.weights.norm)] : []), ...(kv ? [kv] : [])];
+          const yo = kv ? 0 : off(n.id);
+          const params: Record<string, number> = { xo: off(x), yo };
+          if (n.attrs.residual) params.ro = off(n.inputs[1]!);
+          kernel(use, bind, params, [1, 1, 1], { count: n.shape[0]!, perGroup: use.perGroup, weights: [0] });
+          ropeAfter(n, kv, yo);
+          break;
+        }
+        case "gate_up": {
+          const use = ks.gateUp({
+            gate: n.attrs.gate_scheme as string,
+            up: n.attrs.up_scheme as string,
+            out: n.shape[0]!,
+            in: width(x),
+            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
+          });
+          const bind = [W(n.weights.gate!), W(n.weights.up!), ...(n.weights.norm ? [W(n.weights.norm)] : [])];
+          kernel(use, bind, { xo: off(x), yo: off(n.id) }, [1, 1, 1], {
+            count: n.shape[0]!,
+            perGroup: use.perGroup,
+            weights: [0, 1],
+          });
+          break;
+        }
+        case "route": {
+          const k = n.attrs.k as number;
+          const use = ks.route({
+            scheme: n.attrs.scheme as string,
+            experts: n.attrs.experts as number,
+            in: width(x),
+            k,
+            normalize: !!n.attrs.normalize,
+            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
+          });
+          const bind = [W(n.weights.router!), ...(n.weights.norm ? [W(n.weights.norm)] : [])];
+          kernel(use, bind, { xo: off(x), yo: off(n.id) }, [1, 1, 1]);
+          const moe = moeOfRoute.get(n.id);
+          if (moe !== undefined) out.push({ op: "experts", moe, ids: off(n.id), k });
+          break;
+        }
+        case "moe_ffn": {
+          const moe = moeIndex.get(n.id)!;
+          const k = width(n.inputs[1]!) / 2;
+          const hid = n.shape[0]!;
+          const ffn = weightOf(n.weights.gate!).shape[1]!;
+          let h = hidden.get(ffn);
+          if (h === undefined) hidden.set(ffn, (h = scratch(ffn)));
+          const yo = off(n.id);
+          if (n.attrs.residual) {
+            const use = ks.elementwise("copy", hid);
+            kernel(use, [], { ao: off(n.inputs[2]!), yo }, elements(hid, use.perGroup));
+          } else {
+            const use = ks.elementwise("zero", hid);
+            kernel(use, [], { yo }, elements(hid, use.perGroup));
+          }
+          const gu = ks.gateUp({
+            gate: n.attrs.gate_scheme as string,
+            up: n.attrs.up_scheme as string,
+            out: ffn,
+            in: hid,
+          });
+          const down = ks.linear({ scheme: n.attrs.down_scheme as string, out: hid, in: ffn, scaled: true });
+          const so = off(n.inputs[1]!);
+          for (let j = 0; j < k; j++) {
+            const e = (role: "gate" | "up" | "down"): GpuBinding => ({ kind: "expert", moe, role, pick: j });
+            kernel(gu, [e("gate"), e("up")], { xo: off(x), yo: h }, [1, 1, 1], {
+              count: ffn,
+              perGroup: gu.perGroup,
+              weights: [],
+            });
+            kernel(down, [e("down")], { xo: h, yo, so: so + k + j }, [1, 1, 1], {
+              count: hid,
+              perGroup: down.perGroup,
+              weights: [],
+            });
+          }
+          break;
+        }
+        case "attend": {
+          const heads = n.attrs.heads as number;
+          const kvHeads = n.attrs.kv_heads as number;
+          const c = n.attrs.cache as number;
+          let sc = scores.get(heads);
+          if (sc === undefined) scores.set(heads, (sc = scratch(heads * manifest.maxContext)));
+          const use = ks.attend({
+            heads,
+            kvHeads,
+            headDim: n.shape[0]! / heads,
+            window: (n.attrs.window as number) || 0,
+            maxContext: manifest.maxContext,
+          });
+          kernel(
+            use,
+            [
+              { kind: "kv", cache: c, slot: "k" },
+              { kind: "kv", cache: c, slot: "v" },
+            ],
+            { qo: off(x), yo: off(n.id), so: sc },
+            [heads, 1, 1],
+          );
+          break;
+        }
+        case "rms_norm":
+          kernel(
+            ks.rmsNorm({ n: n.shape[0]!, eps: n.attrs.eps as number }),
+            [W(n.weights.weight!)],
+            { xo: off(x), yo: off(n.id) },
+            [1, 1, 1],
+          );
+          break;
+        case "add":
+        case "mul": {
+          const use = ks.elementwise(n.op, n.shape[0]!);
+          kernel(
+            use,
+            [],
+            { ao: off(x), bo: off(n.inputs[1]!), yo: off(n.id) },
+            elements(n.shape[0]!, use.perGroup),
+          );
+          break;
+        }
+        case "silu": {
+          const use = ks.elementwise("silu", n.shape[0]!);
+          kernel(use, [], { ao: off(x), yo: off(n.id) }, elements(n.shape[0]!, use.perGroup));
+          break;
+        }
+        case "softmax":
+          kernel(ks.softmax(n.shape[0]!), [], { xo: off(x), yo: off(n.id) }, [1, 1, 1]);
+          break;
+        case "rope": {
+          const w = n.shape[0]!;
+          const headDim = w / (n.attrs.heads as number);
+          const use = ks.rope({ width: w, headDim, interleaved: n.attrs.style !== "half", kv: false });
+          const tab = ropeTable(n.attrs.theta as number, headDim);
+          kernel(use, [], { xo: off(x), yo: off(n.id), tab }, elements(w / 2, use.perGroup));
+          break;
+        }
+        case "kv_write": {
+          const use = ks.kvWrite(width(x));
+          const kv: GpuBinding = {
+            kind: "kv",
+            cache: n.attrs.cache as number,
+            slot: n.attrs.slot === "k" ? "k" : "v",
+          };
+          kernel(use, [kv], { xo: off(x) }, elements(width(x), use.perGroup));
+          break;
+        }
+        case "loop": {
+          const b = n.body!;
+          const copy = (to: number, from: number, w: number, into: GpuStep[]) => {
+            if (off(to) === off(from)) return;
+            const use = ks.elementwise("copy", w);
+            into.push({
+              op: "kernel",
+              kernel: use.name,
+              bind: [],
+              params: { ao: off(from), yo: off(to) },
+              grid: elements(w, use.perGroup),
+            });
+          };
+          b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, out));
+          const body = emitGraph(b);
+          b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!, body));
+          out.push({ op: "loop", count: n.attrs.count as number, body });
+          break;
+        }
+        case "loop_result":
+          break;
+        default:
+          throw new SpecError(
+            n.loc,
+            `no ${ks.backend} kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`,
+          );
+      }
+    }
+    return out;
+  };
+  const steps = emitGraph(graph);
+  const result = graph.results[0]!;
+  const maxK = Math.max(1, ...(manifest.moe ?? []).map((e) => e.topK));
+  const frameBytes = 16;
+  const readbackBytes = Math.ceil((Math.max(width(result), maxK) * 4) / 256) * 256;
+  const program: GpuProgram = {
+    backend: ks.backend,
+    kernels: Object.fromEntries([...ks.sources].sort(([a], [b]) => (a < b ? -1 : 1))),
+    steps,
+    arenaFloats: top,
+    tables,
+    logits: { offset: off(result), count: width(result) },
+    frameBytes,
+    readbackBytes,
+  };
+  return { program, manifest: { ...manifest, arenaBytes: top * 4 + frameBytes + readbackBytes } };
+}
+
+/** The generated module for a GPU backend: the manifest and the program as data; it imports nothing. */
+export function emitGpuModule(build: GpuBuild, header: string): string {
+  return [
+    header,
+    "",
+    "/** The backend this module was compiled for: runtime/gpu/model.ts makes it and walks the program. */",
+    `export const backend = ${JSON.stringify(build.program.backend)};`,
+    "",
+    `export const manifest = ${JSON.stringify(build.manifest, null, 2)};`,
+    "",
+    "/** The forward pass as steps (runtime/gpu/program.ts), the layer loop kept as a loop; kernel sources by name. */",
+    `export const program = ${JSON.stringify(build.program, null, 2)};`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,264 @@
+// The webgpu backend's kernels: WGSL rendered from the handlebars templates beside this file, one kernel per
+// distinct specialization (op, shape, scheme, epilogue), with each quantization scheme's `wgsl` piece
+// inlined once per weight it reads. Weights stay packed as u32 words; the pieces read bytes by shifting.
+import { readFileSync } from "node:fs";
+import Handlebars from "handlebars";
+import { getScheme } from "../../../runtime/quant/registry.ts";
+import type { QuantScheme } from "../../../runtime/quant/scheme.ts";
+import { registerGpuKernels } from "../gpu/backends.ts";
+import type { GpuKernelSet, KernelUse, LinearKind } from "../gpu/program.ts";
+
+const hbs = Handlebars.create();
+const dir = new URL("./templates/", import.meta.url);
+const load = (name: string) => readFileSync(new URL(`${name}.wgsl.hbs`, dir), "utf8");
+for (const p of ["prelude", "weight", "norm"]) hbs.registerPartial(p, load(p));
+const templates = new Map<string, HandlebarsTemplateDelegate>();
+function template(name: string): HandlebarsTemplateDelegate {
+  let t = templates.get(name);
+  if (!t) templates.set(name, (t = hbs.compile(load(name), { noEscape: true, strict: true })));
+  return t;
+}
+
+/** A WGSL f32 literal for a double (always with a point or an exponent). */
+export function f32(v: number): string {
+  const s = String(v);
+  return /[.e]/.test(s) ? s : `${s}.0`;
+}
+
+/** A scheme that has no WGSL piece cannot run on webgpu: says which and where to add it. */
+export class NoWgslError extends Error {
+  readonly exitCode = 2;
+  constructor(readonly scheme: string) {
+    super(
+      `quantization scheme \`${scheme}\` has no WGSL piece, so the webgpu backend cannot run it: give the scheme a \`wgsl\` field (see runtime/quant/scheme.ts) or run with --backend cpu`,
+    );
+  }
+}
+
+function schemeOf(name: string): QuantScheme & { wgsl: NonNullable<QuantScheme["wgsl"]> } {
+  const s = getScheme(name);
+  if (!s.wgsl) throw new NoWgslError(name);
+  return s as QuantScheme & { wgsl: NonNullable<QuantScheme["wgsl"]> };
+}
+
+/** Renames a piece's `$name`s for the weight `tag` (`$x` is the kernel's activation reader, X). */
+function specialize(text: string, tag: string): string {
+  return text.replace(/\$x\(/g, "X(").replace(/\$([A-Za-z_][A-Za-z0-9_]*)/g, `${tag}_$1`);
+}
+
+/** The template data of one weight binding: accessors, the scheme's piece, the row geometry. */
+function weight(tag: string, binding: number, scheme: string, rowLength: number) {
+  const s = schemeOf(scheme);
+  if (rowLength % s.blockSize !== 0) {
+    throw new Error(`rows of ${rowLength} are not whole ${scheme} blocks of ${s.blockSize}`);
+  }
+  const nb = rowLength / s.blockSize;
+  return {
+    tag,
+    binding,
+    scheme,
+    helpers: specialize(s.wgsl.helpers ?? "", tag),
+    dot: specialize(s.wgsl.dot, tag)
+      .split("\n")
+      .map((l) => `  ${l}`)
+      .join("\n"),
+    nb,
+    blockBytes: s.blockBytes,
+    blockSize: s.blockSize,
+    rowBytes: nb * s.blockBytes,
+  };
+}
+
+/** Invocations per row: enough for the row's blocks, a power of two up to the workgroup's 64. */
+function perRow(blocks: number): number {
+  let t = 1;
+  while (t < 64 && t < blocks) t *= 2;
+  return t;
+}
+
+export class WgslKernels implements GpuKernelSet {
+  readonly backend = "webgpu";
+  readonly sources = new Map<string, string>();
+
+  private add(name: string, tpl: string, data: Record<string, unknown>, perGroup: number): KernelUse {
+    if (!this.sources.has(name)) this.sources.set(name, template(tpl)({ name, ...data }));
+    return { name, perGroup };
+  }
+
+  embed(scheme: string, vocab: number, hidden: number): KernelUse {
+    const w = weight("W", 2, scheme, hidden);
+    return this.add(
+      `embed_${scheme}_${vocab}x${hidden}`,
+      "embed",
+      { doc: `token embedding: one row of a [${vocab}, ${hidden}] ${scheme} table`, w, hidden, ...w },
+      64,
+    );
+  }
+
+  linear(o: LinearKind): KernelUse {
+    const w = weight("W", 2, o.scheme, o.in);
+    const tpr = perRow(w.nb);
+    const flags = [
+      o.norm !== undefined ? "n" : "",
+      o.residual ? "res" : "",
+      o.kv ? "kv" : "",
+      o.scaled ? "acc" : "",
+    ];
+    const name = `linear_${o.scheme}_${o.out}x${o.in}${flags
+      .filter(Boolean)
+      .map((f) => `_${f}`)
+      .join("")}`;
+    const next = 3 + (o.norm !== undefined ? 1 : 0);
+    return this.add(
+      name,
+      "linear",
+      {
+        doc: `y ${o.scaled ? "+= s ·" : "="} W·x${o.norm !== undefined ? " over rms_norm(x)" : ""}${o.residual ? " + r" : ""}${o.kv ? " into a KV cache row" : ""}: W is [${o.out}, ${o.in}] ${o.scheme}`,
+        w,
+        ...w,
+        norm: o.norm !== undefined,
+        normBinding: 3,
+        in: o.in,
+        eps: f32(o.norm ?? 0),
+        residual: !!o.residual,
+        scaled: !!o.scaled,
+        kv: !!o.kv,
+        kvBinding: next,
+        out: o.out,
+        tpr,
+        rpg: 64 / tpr,
+      },
+      64 / tpr,
+    );
+  }
+
+  gateUp(o: { gate: string; up: string; out: number; in: number; norm?: number }): KernelUse {
+    const g = weight("WG", 2, o.gate, o.in);
+    const u = weight("WU", 3, o.up, o.in);
+    const tpr = perRow(Math.max(g.nb, u.nb));
+    const name = `gate_up_${o.gate}_${o.up}_${o.out}x${o.in}${o.norm !== undefined ? "_n" : ""}`;
+    return this.add(
+      name,
+      "gate_up",
+      {
+        doc: `y = silu(Wg·x) ⊙ (Wu·x): [${o.out}, ${o.in}] ${o.gate}/${o.up}`,
+        g,
+        u,
+        norm: o.norm !== undefined,
+        normBinding: 4,
+        in: o.in,
+        eps: f32(o.norm ?? 0),
+        tpr,
+        rpg: 64 / tpr,
+      },
+      64 / tpr,
+    );
+  }
+
+  route(o: {
+    scheme: string;
+    experts: number;
+    in: number;
+    k: number;
+    normalize: boolean;
+    norm?: number;
+  }): KernelUse {
+    const w = weight("W", 2, o.scheme, o.in);
+    const name = `route_${o.scheme}_${o.experts}x${o.in}_top${o.k}${o.normalize ? "_norm" : ""}${o.norm !== undefined ? "_n" : ""}`;
+    return this.add(
+      name,
+      "route",
+      {
+        doc: `router: softmax(Wr·x), top-${o.k}${o.normalize ? ", renormalized" : ""}; Wr is [${o.experts}, ${o.in}] ${o.scheme}`,
+        w,
+        ...w,
+        experts: o.experts,
+        k: o.k,
+        normalize: o.normalize,
+        norm: o.norm !== undefined,
+        normBinding: 3,
+        in: o.in,
+        eps: f32(o.norm ?? 0),
+      },
+      1,
+    );
+  }
+
+  attend(o: {
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    window: number;
+    maxContext: number;
+  }): KernelUse {
+    const name = `attend_${o.heads}x${o.headDim}_kv${o.kvHeads}${o.window ? `_w${o.window}` : ""}_ctx${o.maxContext}`;
+    return this.add(
+      name,
+      "attend",
+      {
+        doc: `causal attention: ${o.heads} heads of ${o.headDim}, ${o.kvHeads} KV heads${o.window ? `, window ${o.window}` : ""}`,
+        headDim: o.headDim,
+        group: o.heads / o.kvHeads,
+        kvWidth: o.kvHeads * o.headDim,
+        scale: f32(1 / Math.sqrt(o.headDim)),
+        window: o.window || undefined,
+        maxContext: o.maxContext,
+      },
+      1,
+    );
+  }
+
+  rope(o: { width: number; headDim: number; interleaved: boolean; kv: boolean }): KernelUse {
+    const name = `rope_${o.width}_d${o.headDim}_${o.interleaved ? "interleaved" : "half"}${o.kv ? "_kv" : ""}`;
+    return this.add(
+      name,
+      "rope",
+      {
+        doc: `RoPE over ${o.width} values, heads of ${o.headDim}${o.kv ? ", a KV cache row in place" : ""}`,
+        style: o.interleaved ? "interleaved" : "half",
+        interleaved: o.interleaved,
+        kv: o.kv,
+        width: o.width,
+        headDim: o.headDim,
+        half: o.headDim / 2,
+        pairs: o.width / 2,
+      },
+      64,
+    );
+  }
+
+  rmsNorm(o: { n: number; eps: number }): KernelUse {
+    return this.add(
+      `rms_norm_${o.n}`,
+      "rms_norm",
+      { doc: `rms_norm over ${o.n}`, n: o.n, eps: f32(o.eps) },
+      1,
+    );
+  }
+
+  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse {
+    const exprs = {
+      add: "A[ao + i] + A[bo + i]",
+      mul: "A[ao + i] * A[bo + i]",
+      silu: "A[ao + i] / (1.0 + exp(-A[ao + i]))",
+      copy: "A[ao + i]",
+      zero: "0.0",
+    };
+    return this.add(
+      `${op}_${n}`,
+      "elementwise",
+      { doc: `${op} over ${n}`, n, expr: exprs[op], a: op !== "zero", b: op === "add" || op === "mul" },
+      64,
+    );
+  }
+
+  softmax(n: number): KernelUse {
+    return this.add(`softmax_${n}`, "softmax", { doc: `softmax over ${n}`, n }, 1);
+  }
+
+  kvWrite(n: number): KernelUse {
+    return this.add(`kv_write_${n}`, "kv_write", { doc: `append ${n} values to a KV cache`, n }, 64);
+  }
+}
+
+registerGpuKernels("webgpu", () => new WgslKernels());

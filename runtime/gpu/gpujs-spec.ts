@@ -1,0 +1,35 @@
+// What the gpujs code generator (compiler/codegen/gpujs/kernels.ts) puts in a GpuProgram's kernel source:
+// a JSON kernel spec of one or more gpu.js kernel functions ("parts") run in order, the last one's output
+// being the step's result. gpu.js kernels write a fresh output per call rather than a range of an existing
+// buffer, so the gpujs backend (runtime/gpu/gpujs.ts) keeps the arena as regions, each a gpu.js result
+// (a GPU-resident pipeline handle in webgpu mode, a typed array in webasm mode): a step reads the regions
+// holding its inputs and its output becomes the region at its `yo`.
+
+/** One argument of a part's kernel function, in order. */
+export type GjArg =
+  /** The arena region holding `len` floats from step param `at`: passes the region's array, then the
+   * offset of param `at` inside it (a number). */
+  | { arena: string; len: number }
+  /** The step's binding `bind` (0 = the first after the arena and the frame): a weight, a KV cache, an expert. */
+  | { bind: number }
+  /** The output of an earlier part of the same kernel. */
+  | { part: number }
+  /** The token or the position, from the frame. */
+  | { frame: "token" | "pos" };
+
+export interface GjPart {
+  /** A gpu.js kernel function's source: `function (a, b, …) { … return v; }`. */
+  fn: string;
+  /** Threads (outputs); or, with `outputOf`, the float length of that binding (a KV cache). */
+  output: number;
+  outputOf?: number;
+  args: GjArg[];
+  /** gpu.js constants: the shapes the function reads as `this.constants.*`. */
+  constants: Record<string, number>;
+}
+
+export interface GjKernelSpec {
+  parts: GjPart[];
+  /** Where the last part's output goes: the arena region at step param `arena`, or it replaces binding `bind`. */
+  out: { arena: string; len: number } | { bind: number };
+}

@@ -1,0 +1,94 @@
+// A compiled GPU model loaded onto a backend: the generated module's manifest and program, the backend
+// made by name (the registry below; each GPU backend registers its factory), the weights placed under
+// the device budget, every kernel compiled before the first token. `step` is async: a MoE layer reads
+// its router's picks back before its experts run.
+import type { Manifest } from "../manifest.ts";
+import type { MemoryStats } from "../memory/memory-stats.ts";
+import type { MemoryOptions } from "../memory/place.ts";
+import type { WeightSource } from "../weights.ts";
+import { type Backend, GpuError } from "./backend.ts";
+import { GpuForward } from "./forward.ts";
+import { type GpuPlaced, placeGpu } from "./place.ts";
+import type { GpuProgram } from "./program.ts";
+
+/** What a generated module for a GPU backend exports (it imports nothing). */
+export interface GpuModule {
+  manifest: Manifest;
+  backend: string;
+  program: GpuProgram;
+}
+
+export function isGpuModule(m: unknown): m is GpuModule {
+  return typeof (m as GpuModule)?.program === "object" && typeof (m as GpuModule).backend === "string";
+}
+
+/** Factories by backend name; `webgpu` registers itself in webgpu.ts, `gpujs` in its own file. */
+const factories = new Map<string, () => Promise<Backend>>();
+
+export function registerBackend(name: string, make: () => Promise<Backend>): void {
+  factories.set(name, make);
+}
+
+export async function createBackend(name: string): Promise<Backend> {
+  if (!factories.has(name)) {
+    // The built-in GPU backends register on import.
+    if (name === "webgpu") await import("./webgpu.ts");
+    if (name === "gpujs") await import("./gpujs.ts");
+  }
+  const make = factories.get(name);
+  if (!make)
+    throw new GpuError(name, `no such GPU backend (known: ${[...factories.keys()].join(", ") || "none"})`);
+  return make();
+}
+
+export class GpuModel {
+  private constructor(
+    readonly module: GpuModule,
+    readonly backend: Backend,
+    readonly placed: GpuPlaced,
+    private readonly fwd: GpuForward,
+  ) {}
+
+  static async load(
+    module: GpuModule,
+    weights: WeightSource,
+    options: MemoryOptions = {},
+  ): Promise<GpuModel> {
+    const backend = await createBackend(module.backend);
+    let placed: GpuPlaced | undefined;
+    try {
+      placed = placeGpu(backend, module.manifest, module.program, weights, options);
+      const fwd = new GpuForward(backend, module.program, module.manifest, placed);
+      await fwd.prepare();
+      return new GpuModel(module, backend, placed, fwd);
+    } catch (e) {
+      placed?.close();
+      if (placed) placed.memory.destroy();
+      else backend.destroy();
+      throw e;
+    }
+  }
+
+  get manifest(): Manifest {
+    return this.module.manifest;
+  }
+
+  /** One token at `pos`; the logits array is reused by the next step. */
+  step(token: number, pos: number): Promise<Float32Array> {
+    return this.fwd.forward(token, pos);
+  }
+
+  /** Bytes uploaded since load (activations and expert cache misses). */
+  get uploadedBytes(): number {
+    return this.placed.memory.uploaded;
+  }
+
+  memory(): MemoryStats {
+    return this.placed.memoryStats();
+  }
+
+  close(): void {
+    this.placed.close();
+    this.placed.memory.destroy();
+  }
+}

@@ -1,0 +1,86 @@
+// A GPU program: what the compiler emits for a GPU backend (webgpu, gpujs) from the same fused, scheduled
+// graph and activation plan the CPU backend gets. It is plain data, so the generated module imports
+// nothing: an ordered list of steps (kernel name, what it binds, its constants, its grid), the layer
+// loop kept as a loop, and the kernel sources keyed by name. runtime/gpu/forward.ts walks it per token
+// against a Backend (runtime/gpu/backend.ts).
+
+/** What a kernel binds, in order, after the arena (binding 0) and the frame (binding 1). */
+export type GpuBinding =
+  /** A packed matrix (u32 words) or an f32 vector (norm weights); per-layer weights take the loop's layer. */
+  | { kind: "weight"; key: string }
+  /** A KV cache of the loop's layer: cache `cache`, K or V (f32, maxContext × width). */
+  | { kind: "kv"; cache: number; slot: "k" | "v" }
+  /** The `pick`-th chosen expert's matrix of MoE op `moe` (a resident expert's buffer or a cache slot). */
+  | { kind: "expert"; moe: number; role: "gate" | "up" | "down"; pick: number };
+
+/** One kernel dispatch. */
+export interface KernelStep {
+  op: "kernel";
+  kernel: string;
+  bind: GpuBinding[];
+  /** The kernel's constants (WGSL `override`s; gpu.js constants): arena offsets in floats, widths. */
+  params: Record<string, number>;
+  /** Workgroups in x, y, z. */
+  grid: [number, number, number];
+  /**
+   * A row-parallel kernel over a weight that may be split by rows (a weight larger than the adapter's
+   * storage binding limit lives in several buffers of whole rows): the executor dispatches once per
+   * chunk, with params `r0` and `r1` set to the chunk's rows and x = ceil(rows / perGroup) workgroups.
+   * Without a split: one dispatch with r0 = 0, r1 = rows. `weights` are the binding indexes split alike.
+   */
+  rows?: { count: number; perGroup: number; weights: number[] };
+}
+
+/**
+ * After MoE op `moe`'s router: read back its top-k ids (k floats at arena float offset `ids`), find the
+ * chosen experts in the expert cache (uploading the ones that missed), then bind them for the kernels
+ * that follow. The only readback inside a token.
+ */
+export interface ExpertsStep {
+  op: "experts";
+  moe: number;
+  ids: number;
+  k: number;
+}
+
+/** The layer loop: its body runs `count` times with the layer index bound (never unrolled). */
+export interface LoopStep {
+  op: "loop";
+  count: number;
+  body: GpuStep[];
+}
+
+export type GpuStep = KernelStep | ExpertsStep | LoopStep;
+
+/** A constant table the runtime computes once at load and uploads into the arena (RoPE angles). */
+export interface GpuTable {
+  kind: "rope";
+  /** Arena float offset: maxContext × half pairs of (cos, sin), in f64 math as the CPU kernels do it. */
+  offset: number;
+  theta: number;
+  headDim: number;
+}
+
+export interface GpuProgram {
+  backend: string;
+  /** Kernel sources by name (WGSL for webgpu). */
+  kernels: Record<string, string>;
+  steps: GpuStep[];
+  /** The activation arena in floats: the plan's values, the GPU kernels' scratch, the constant tables. */
+  arenaFloats: number;
+  tables: GpuTable[];
+  /** Where the logits are after a token: arena float offset and count. */
+  logits: { offset: number; count: number };
+  /** Bytes of the small host-visible buffers (the frame's token and position, the readback buffer);
+   * counted in the manifest's arena bytes with the arena itself. */
+  frameBytes: number;
+  readbackBytes: number;
+}
+
+/** Every kernel step, loop bodies included. */
+export function* kernelSteps(steps: GpuStep[]): Generator<KernelStep> {
+  for (const s of steps) {
+    if (s.op === "kernel") yield s;
+    else if (s.op === "loop") yield* kernelSteps(s.body);
+  }
+}

@@ -1,0 +1,71 @@
+// Shared by the GPU backends' tests: compile a spec for a backend and for the CPU on the same random
+// weights, and step both through the same tokens.
+import { compileModel } from "../compiler/compile.ts";
+import { loadSpec } from "../compiler/lang/frontend.ts";
+import type { Quant } from "../compiler/pipeline.ts";
+import type { GpuModule } from "../runtime/gpu/model.ts";
+import { GpuModel } from "../runtime/gpu/model.ts";
+import type { MemoryOptions } from "../runtime/memory/place.ts";
+import { importModuleSource, ModelInstance } from "../runtime/model.ts";
+import { randomWeights, type WeightSource } from "../runtime/weights.ts";
+
+export interface GpuPair {
+  gpu: GpuModel;
+  cpu: ModelInstance;
+  weights: WeightSource;
+}
+
+export async function compileGpuAndCpu(
+  specPath: string,
+  quant: Quant,
+  backend: string,
+  o: { seed?: number; maxContext?: number; memory?: MemoryOptions } = {},
+): Promise<GpuPair> {
+  const spec = loadSpec(specPath);
+  const model = spec.models[0]!;
+  const cpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext });
+  const weights = randomWeights(cpuCompiled.manifest, { seed: o.seed ?? 7 });
+  const gpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext, backend });
+  const gpuModule = (await importModuleSource(gpuCompiled.files["model.js"]!)) as unknown as GpuModule;
+  const cpu = new ModelInstance(await importModuleSource(cpuCompiled.files["model.js"]!), weights);
+  const gpu = await GpuModel.load(gpuModule, weights, o.memory);
+  return { gpu, cpu, weights };
+}
+
+/** Largest |a − b| over the largest |b| (at least 1). */
+export function relativeDiff(a: Float32Array, b: Float32Array): number {
+  let scale = 1;
+  let err = 0;
+  for (let i = 0; i < b.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+  }
+  return err / scale;
+}
+
+export function argmax(v: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < v.length; i++) if (v[i]! > v[best]!) best = i;
+  return best;
+}
+
+/** Greedy decoding from `prompt` on both, `n` tokens; the logits' largest relative difference. */
+export async function greedyBoth(p: GpuPair, prompt: number[], n: number) {
+  const cpuTokens: number[] = [];
+  const gpuTokens: number[] = [];
+  let worst = 0;
+  let token = prompt[0]!;
+  for (let pos = 0; pos < prompt.length + n - 1; pos++) {
+    const c = p.cpu.step(token, pos);
+    const cpuLogits = Float32Array.from(c);
+    const g = await p.gpu.step(token, pos);
+    worst = Math.max(worst, relativeDiff(g, cpuLogits));
+    const next = pos + 1 < prompt.length ? prompt[pos + 1]! : argmax(cpuLogits);
+    if (pos + 1 >= prompt.length) {
+      cpuTokens.push(argmax(cpuLogits));
+      gpuTokens.push(argmax(g));
+    }
+    token = next;
+  }
+  return { cpuTokens, gpuTokens, worst };
+}
