@@ -160,6 +160,7 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
     let prompt: number[];
     let llamaPrompt: number[];
     let ours: Trace;
+    let batched: Trace;
     let theirs: Trace;
     let ggml: Trace | undefined;
     let m: Measured;
@@ -173,7 +174,7 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
         context: CONTEXT,
         name: `llama.cpp comparison ${i}`,
       });
-      ({ prompt, llamaPrompt, ours, theirs } = await runBoth(path, {
+      ({ prompt, llamaPrompt, ours, batched, theirs } = await runBoth(path, {
         text: PROMPT,
         generate: GENERATE,
         vocab: c.vocab,
@@ -214,6 +215,12 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
 
     it(`generates the same ${GENERATE} greedy tokens`, () => {
       expect(ours.tokens).toEqual(theirs.tokens);
+    });
+
+    it(`generates the same ${GENERATE} greedy tokens with the prompt through the batched prefill`, () => {
+      expect(batched.tokens).toEqual(theirs.tokens);
+      // The batched prefill's last logits are the token-by-token ones, bit for bit.
+      expect(batched.logits[0]).toEqual(ours.logits[prompt.length - 1]);
     });
 
     it(`makes decisive greedy choices (every margin ≥ ${DECISIVE}× the largest logit difference)`, () => {

@@ -100,6 +100,20 @@ export function moecGreedy(m: ModelInstance, prompt: readonly number[], n: numbe
   return { tokens, logits };
 }
 
+/** The prompt through the batched prefill (`moec run`'s path), then `n` greedy tokens; the logits are the
+ * last prompt position's and each decoded token's. */
+export function moecGreedyBatched(m: ModelInstance, prompt: readonly number[], n: number): Trace {
+  const logits: Float32Array[] = [m.prefill(prompt, 0).slice()];
+  const tokens: number[] = [];
+  let pos = prompt.length;
+  for (let i = 0; i < n; i++) {
+    const next = argmax(logits.at(-1)!);
+    tokens.push(next);
+    if (i + 1 < n) logits.push(m.step(next, pos++).slice());
+  }
+  return { tokens, logits };
+}
+
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 type EvaluateItem = import("node-llama-cpp").ControlledEvaluateInputItem;
 /** node-llama-cpp's token ids are branded numbers. */
@@ -278,6 +292,8 @@ export interface BothRuns {
   prompt: number[];
   llamaPrompt: number[];
   ours: Trace;
+  /** The same model with the prompt through the batched prefill. */
+  batched: Trace;
   theirs: Trace;
 }
 
@@ -296,8 +312,9 @@ export async function runBoth(
         ...llama.model.tokenize(o.text),
       ];
       const ours = moecGreedy(moec.model, prompt, o.generate);
+      const batched = moecGreedyBatched(moec.model, prompt, o.generate);
       const theirs = await llamaGreedy(llama, prompt, o.generate, o.vocab);
-      return { prompt, llamaPrompt, ours, theirs };
+      return { prompt, llamaPrompt, ours, batched, theirs };
     } finally {
       await llama.dispose();
     }
