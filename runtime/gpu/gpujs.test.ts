@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { GpuJsKernels } from "../../compiler/codegen/gpujs/kernels.ts";
 import { compileGpuAndCpu, type GpuPair, greedyBoth } from "../../test/gpu-harness.ts";
 import { chooseResidency } from "../memory/device-plan.ts";
+import type { MemoryOptions } from "../memory/place.ts";
 import { builtinSchemes } from "../quant/builtins.ts";
 import { getScheme } from "../quant/registry.ts";
 import { GpuError } from "./backend.ts";
@@ -81,11 +82,7 @@ describe.each(modes)("gpujs %s", (mode) => {
     }
   }, 120_000);
 
-  const open = async (
-    spec: string,
-    quant: string,
-    memory?: Parameters<typeof compileGpuAndCpu>[3]["memory"],
-  ) => {
+  const open = async (spec: string, quant: string, memory?: MemoryOptions) => {
     setGpuJsMode(mode);
     const p = await compileGpuAndCpu(spec, quant, "gpujs", { maxContext: 32, memory });
     opened.push(p);
