@@ -65,7 +65,12 @@ describe.each(modes)("gpujs %s", (mode) => {
         backend.write(w, 0, bytes);
         const arena = backend.createBuffer(n * 4, "arena", "storage");
         const frame = backend.createBuffer(16, "frame", "uniform");
-        const p = await backend.pipeline(`embed_${s.name}`, JSON.stringify(spec), { yo: 0 }, []);
+        const p = await backend.pipeline(
+          `embed_${s.name}`,
+          JSON.stringify(spec),
+          { yo: 0, r0: 0, r1: rows },
+          [],
+        );
         const got = new Float32Array(n);
         for (let t = 0; t < rows; t++) {
           backend.write(frame, 0, new Uint32Array([t, 0]));
@@ -127,6 +132,21 @@ describe.each(modes)("gpujs %s", (mode) => {
       120_000,
     );
   }
+
+  it("weights split by rows under a lowered binding limit: the same tokens", async () => {
+    // 8 KiB per buffer: the embedding table and the head (256 rows of 68 bytes) in four chunks each.
+    process.env.MOEC_GPUJS_MAX_BINDING = "8192";
+    try {
+      const p = await open("specs/tiny-mixtral.moe", "q8_0");
+      const chunks = p.gpu.placed.weights.get("lm_head")![0]!.buffers.length;
+      expect(chunks).toBe(4);
+      const r = await greedyBoth(p, [1, 7], 3);
+      expect(r.gpuTokens).toEqual(r.cpuTokens);
+      expect(r.worst).toBeLessThan(TOLERANCE);
+    } finally {
+      delete process.env.MOEC_GPUJS_MAX_BINDING;
+    }
+  }, 120_000);
 
   it("under a VRAM budget that forces expert offload: the same tokens, and uploads only the frame and missed experts", async () => {
     // The least that runs: top-k expert slots per layer.
