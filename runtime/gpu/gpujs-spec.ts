@@ -15,7 +15,12 @@ export type GjArg =
   /** The output of an earlier part of the same kernel. */
   | { part: number }
   /** The token or the position, from the frame. */
-  | { frame: "token" | "pos" };
+  | { frame: "token" | "pos" }
+  /** A step param as a number (a weight chunk's first row r0, or r1 past its last). */
+  | { param: string }
+  /** What the previous chunk of a weight split by rows wrote at the output (`len` floats): its array, then
+   * the offset in it; zeros for the first chunk. Rows outside a chunk's r0..r1 come from there. */
+  | { prev: number };
 
 export interface GjPart {
   /** A gpu.js kernel function's source: `function (a, b, …) { … return v; }`. */
@@ -30,6 +35,8 @@ export interface GjPart {
 
 export interface GjKernelSpec {
   parts: GjPart[];
+  /** Whether the kernel takes a weight split by rows (one dispatch per chunk with params r0, r1). */
+  chunked?: boolean;
   /** Where the last part's output goes: the arena region at step param `arena`, or it replaces binding `bind`. */
   out: { arena: string; len: number } | { bind: number };
 }

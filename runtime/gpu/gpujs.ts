@@ -180,7 +180,9 @@ export class GpuJsBackend implements Backend {
     const words = dev
       ? Math.floor(Math.min(dev.maxStorageBufferBindingSize, dev.maxBufferSize) / 4)
       : 2 ** 30;
-    const packed = Math.min(MAX_PACKED_BYTES, words * 3);
+    // MOEC_GPUJS_MAX_BINDING=bytes lowers it, to exercise the split of large weights by rows.
+    const cap = Number(process.env.MOEC_GPUJS_MAX_BINDING) || Number.POSITIVE_INFINITY;
+    const packed = Math.min(MAX_PACKED_BYTES, words * 3, cap);
     this.limits = { maxBindingBytes: packed, maxBufferBytes: packed, maxWorkgroups: 65535 };
   }
 
@@ -308,10 +310,27 @@ export class GpuJsBackend implements Backend {
     rs.push({ start, len, h });
   }
 
-  private region(arena: GjBuffer, at: number, len: number, kernel: string): { h: Handle; rel: number } {
+  private readonly zeroHandles = new Map<number, Handle>();
+  private zeros(floats: number): Handle {
+    let h = this.zeroHandles.get(floats);
+    if (!h) this.zeroHandles.set(floats, (h = this.handle(floats)));
+    return h;
+  }
+
+  private regionOrUndefined(
+    arena: GjBuffer,
+    at: number,
+    len: number,
+  ): { h: Handle; rel: number } | undefined {
     for (const r of arena.regions!) {
       if (r.start <= at && at + len <= r.start + r.len) return { h: r.h, rel: at - r.start };
     }
+    return undefined;
+  }
+
+  private region(arena: GjBuffer, at: number, len: number, kernel: string): { h: Handle; rel: number } {
+    const r = this.regionOrUndefined(arena, at, len);
+    if (r) return r;
     throw new GpuError(
       NAME,
       `kernel ${kernel} reads arena floats ${at}..${at + len}, which no earlier kernel wrote whole`,
@@ -325,7 +344,8 @@ export class GpuJsBackend implements Backend {
     params: Record<string, number>,
     _access: Access[],
   ): Promise<Pipeline> {
-    if ((params.r0 ?? 0) !== 0) {
+    const spec0 = this.specs.get(kernel);
+    if ((params.r0 ?? 0) !== 0 && spec0 && !spec0.chunked) {
       this.fail(
         `kernel ${kernel} reads a weight split into several buffers under the backend's limit of ${this.limits.maxBindingBytes} bytes per buffer, which the gpujs kernels do not support`,
         kernel,
@@ -345,6 +365,7 @@ export class GpuJsBackend implements Backend {
           );
         }
         this.specs.set(kernel, spec);
+        if ((params.r0 ?? 0) !== 0 && !spec.chunked) return this.pipeline(kernel, source, params, _access);
       }
       p = { kernel, spec, params, parts: spec.parts.map(() => undefined) };
       this.pipes.set(key, p);
@@ -415,7 +436,13 @@ export class GpuJsBackend implements Backend {
           args.push(r.h, r.rel);
         } else if ("bind" in a) args.push(binds[a.bind]!.h);
         else if ("part" in a) args.push(outs[a.part]);
-        else args.push(frame[a.frame === "token" ? 0 : 1]);
+        else if ("param" in a) args.push(params[a.param] ?? 0);
+        else if ("prev" in a) {
+          // The first chunk (or an unsplit weight) reads none of it: zeros, never the kernel's own output.
+          const at = "arena" in spec.out ? params[spec.out.arena]! : 0;
+          const r = (params.r0 ?? 0) === 0 ? undefined : this.regionOrUndefined(arena, at, a.prev);
+          args.push(r ? r.h : this.zeros(a.prev), r ? r.rel : 0);
+        } else args.push(frame[a.frame === "token" ? 0 : 1]);
       }
       if (this.ctx) {
         const own = k.kernel?.outputBuffer;

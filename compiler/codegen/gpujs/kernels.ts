@@ -138,7 +138,7 @@ export class GpuJsKernels implements GpuKernelSet {
     constants: Record<string, number> = {},
     outputOf?: number,
   ): GjPart {
-    const params = args.flatMap(([n, a]) => ("arena" in a ? [n, `${n}o`] : [n]));
+    const params = args.flatMap(([n, a]) => ("arena" in a || "prev" in a ? [n, `${n}o`] : [n]));
     const fn = `function (${params.join(", ")}) {\n${body}\n}`;
     return {
       fn,
@@ -218,9 +218,12 @@ export class GpuJsKernels implements GpuKernelSet {
       const body = specialize(
         [
           "const i = this.thread.x;",
+          // A table split by rows: only the chunk holding the token writes it; the rest pass through.
+          "if (token < r0 - 0.5) { return prev[prevo + i]; }",
+          "if (token > r1 - 0.5) { return prev[prevo + i]; }",
           `const $blk = Math.floor(i / ${s.blockSize});`,
           `const $j = i - $blk * ${s.blockSize};`,
-          `const $base = token * this.constants.rowBytes + $blk * ${s.blockBytes};`,
+          `const $base = (token - r0) * this.constants.rowBytes + $blk * ${s.blockBytes};`,
           "let $v = 0;",
           s.gpujs.block ?? "",
           s.gpujs.elem,
@@ -236,11 +239,15 @@ export class GpuJsKernels implements GpuKernelSet {
             [
               ["w", { bind: 0 }],
               ["token", { frame: "token" }],
+              ["prev", { prev: hidden }],
+              ["r0", { param: "r0" }],
+              ["r1", { param: "r1" }],
             ],
             hidden,
             { rowBytes: rb },
           ),
         ],
+        chunked: true,
         out: { arena: "yo", len: hidden },
       };
     });
@@ -264,7 +271,15 @@ export class GpuJsKernels implements GpuKernelSet {
       const rb = (o.in / s.blockSize) * s.blockBytes;
       const xArg: Named = parts.length ? ["x", { part: 1 }] : ["x", { arena: "xo", len: o.in }];
       const xoDecl = parts.length ? "const xo = 0;" : "";
-      const d = this.dot(o.scheme, "w", "o * this.constants.rowBytes", "x", "xo", o.in);
+      const chunked = !o.kv && !o.scaled;
+      const d = this.dot(
+        o.scheme,
+        "w",
+        `${chunked ? "(o - r0)" : "o"} * this.constants.rowBytes`,
+        "x",
+        "xo",
+        o.in,
+      );
       const args: Named[] = [["w", { bind: 0 }], xArg];
       let result = d.acc;
       if (o.residual) {
@@ -291,9 +306,14 @@ export class GpuJsKernels implements GpuKernelSet {
         parts.push(this.part(body, args, 0, { out: o.out, rowBytes: rb }, kvBind));
         return { parts, out: { bind: kvBind } };
       }
-      const body = [xoDecl, "const o = this.thread.x;", d.code, `return ${result};`].join("\n");
+      // A matrix split by rows runs once per chunk: rows outside r0..r1 pass through from the chunk before.
+      const pass = chunked
+        ? ["if (o < r0 - 0.5) { return prev[prevo + o]; }", "if (o > r1 - 0.5) { return prev[prevo + o]; }"]
+        : [];
+      if (chunked) args.push(["prev", { prev: o.out }], ["r0", { param: "r0" }], ["r1", { param: "r1" }]);
+      const body = [xoDecl, "const o = this.thread.x;", ...pass, d.code, `return ${result};`].join("\n");
       parts.push(this.part(body, args, o.out, { rowBytes: rb }));
-      return { parts, out: { arena: "yo", len: o.out } };
+      return { parts, chunked, out: { arena: "yo", len: o.out } };
     });
   }
 

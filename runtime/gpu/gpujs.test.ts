@@ -1,0 +1,215 @@
+// The gpujs backend on a real WebGPU device (Mesa's lavapipe in CI) and in gpu.js's webasm mode: each
+// scheme's in-kernel decode against its reference decode, then whole models against the CPU backend
+// (the same greedy tokens, logits within 1e-4 of the largest), with a VRAM budget that forces expert
+// offload, and the bytes uploaded per decoded token.
+import { afterAll, describe, expect, it } from "vitest";
+import { GpuJsKernels } from "../../compiler/codegen/gpujs/kernels.ts";
+import { compileGpuAndCpu, type GpuPair, greedyBoth } from "../../test/gpu-harness.ts";
+import { chooseResidency } from "../memory/device-plan.ts";
+import type { MemoryOptions } from "../memory/place.ts";
+import { builtinSchemes } from "../quant/builtins.ts";
+import { getScheme } from "../quant/registry.ts";
+import { GpuError } from "./backend.ts";
+import { GpuJsBackend, setGpuJsMode } from "./gpujs.ts";
+import { packBytes, unpackBytes } from "./gpujs-pack.ts";
+import type { GjKernelSpec } from "./gpujs-spec.ts";
+
+/** Largest |logit − CPU logit| over the largest |CPU logit|, at least 1: f32 on the device against the
+ * CPU's kernels (which keep some sums in f64). */
+const TOLERANCE = 1e-4;
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+describe("gpujs packing", () => {
+  it("carries three bytes per f32, exactly", () => {
+    const r = rng(1);
+    for (const n of [1, 2, 3, 34, 100]) {
+      const bytes = Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
+      const words = packBytes(bytes);
+      expect(words.length).toBe(Math.ceil(n / 3));
+      for (const w of words) expect(w).toBeLessThan(2 ** 24);
+      expect(unpackBytes(words, n)).toEqual(bytes);
+    }
+  });
+});
+
+const modes = ["webasm", "webgpu"] as const;
+
+describe.each(modes)("gpujs %s", (mode) => {
+  const opened: GpuPair[] = [];
+  afterAll(() => {
+    for (const p of opened) p.gpu.close();
+  });
+
+  it("decodes every built-in scheme in the kernel as its reference decode does", async () => {
+    const backend = await GpuJsBackend.create(mode);
+    try {
+      const ks = new GpuJsKernels();
+      const rows = 3;
+      const n = 256;
+      const r = rng(5);
+      for (const s of builtinSchemes) {
+        const src = Float32Array.from({ length: rows * n }, () => (r() - 0.5) * 4);
+        const bytes = new Uint8Array((rows * n * s.blockBytes) / s.blockSize);
+        s.encode(src, bytes);
+        const want = new Float32Array(rows * n);
+        s.decode(bytes, want);
+        const spec = JSON.parse(ks.sources.get(ks.embed(s.name, rows, n).name)!) as GjKernelSpec;
+        const w = backend.createBuffer(bytes.length, `table ${s.name}`, "storage");
+        backend.write(w, 0, bytes);
+        const arena = backend.createBuffer(n * 4, "arena", "storage");
+        const frame = backend.createBuffer(16, "frame", "uniform");
+        const p = await backend.pipeline(
+          `embed_${s.name}`,
+          JSON.stringify(spec),
+          { yo: 0, r0: 0, r1: rows },
+          [],
+        );
+        const got = new Float32Array(n);
+        for (let t = 0; t < rows; t++) {
+          backend.write(frame, 0, new Uint32Array([t, 0]));
+          backend.dispatch(p, [arena, frame, w], [1, 1, 1]);
+          await backend.read(arena, 0, n * 4, arena, new Uint8Array(got.buffer));
+          let worst = 0;
+          for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(got[i]! - want[t * n + i]!));
+          expect(worst, `${s.name} row ${t}`).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(want[t * n]!)));
+        }
+        backend.free(w);
+      }
+    } finally {
+      backend.destroy();
+    }
+  }, 120_000);
+
+  const open = async (spec: string, quant: string, memory?: MemoryOptions) => {
+    setGpuJsMode(mode);
+    const p = await compileGpuAndCpu(spec, quant, "gpujs", { maxContext: 32, memory });
+    opened.push(p);
+    return p;
+  };
+
+  // Every tiny model in specs/ on the device; webasm (the same kernel text, on the CPU) on two of them.
+  const cases: [string, string][] =
+    mode === "webgpu"
+      ? [
+          ["specs/tiny-mixtral.moe", "q8_0"],
+          ["specs/tiny-mixtral.moe", "q4_0"],
+          ["specs/tiny-mixtral.moe", "f32"],
+          ["specs/tiny-top1.moe", "q8_0"],
+          ["specs/tiny-shared-expert.moe", "q4_0"],
+        ]
+      : [
+          ["specs/tiny-mixtral.moe", "q4_0"],
+          ["specs/tiny-shared-expert.moe", "q8_0"],
+        ];
+  it.each(cases)(
+    "%s at %s: the CPU backend's greedy tokens",
+    async (spec, quant) => {
+      const p = await open(spec, quant);
+      const r = await greedyBoth(p, [1, 7, 42], 5);
+      expect(r.gpuTokens).toEqual(r.cpuTokens);
+      expect(r.worst).toBeLessThan(TOLERANCE);
+    },
+    120_000,
+  );
+
+  if (mode === "webgpu") {
+    // Every scheme once, on rows of 256 so the k-quants apply (webasm runs the same kernel text).
+    it.each(builtinSchemes.map((s) => s.name))(
+      "every scheme end to end: %s",
+      async (scheme) => {
+        const p = await open("test/fixtures/tiny-256.moe", scheme);
+        const r = await greedyBoth(p, [3, 9], 3);
+        expect(r.gpuTokens).toEqual(r.cpuTokens);
+        expect(r.worst).toBeLessThan(TOLERANCE);
+      },
+      120_000,
+    );
+  }
+
+  it("weights split by rows under a lowered binding limit: the same tokens", async () => {
+    // 8 KiB per buffer: the embedding table and the head (256 rows of 68 bytes) in four chunks each.
+    process.env.MOEC_GPUJS_MAX_BINDING = "8192";
+    try {
+      const p = await open("specs/tiny-mixtral.moe", "q8_0");
+      const chunks = p.gpu.placed.weights.get("lm_head")![0]!.buffers.length;
+      expect(chunks).toBe(4);
+      const r = await greedyBoth(p, [1, 7], 3);
+      expect(r.gpuTokens).toEqual(r.cpuTokens);
+      expect(r.worst).toBeLessThan(TOLERANCE);
+    } finally {
+      delete process.env.MOEC_GPUJS_MAX_BINDING;
+    }
+  }, 120_000);
+
+  it("under a VRAM budget that forces expert offload: the same tokens, and uploads only the frame and missed experts", async () => {
+    // The least that runs: top-k expert slots per layer.
+    const probe = await open("specs/tiny-mixtral.moe", "q8_0");
+    const budget = chooseResidency(probe.gpu.manifest, 0).minimum.used;
+    const p = await open("specs/tiny-mixtral.moe", "q8_0", { deviceBudget: budget });
+    expect(p.gpu.placed.origin).toBe("host");
+    const before = p.gpu.uploadedBytes;
+    const r = await greedyBoth(p, [1, 7, 42], 8);
+    expect(r.gpuTokens).toEqual(r.cpuTokens);
+    expect(r.worst).toBeLessThan(TOLERANCE);
+    const steps = 3 + 8 - 1;
+    const stats = p.gpu.memory();
+    const m = p.gpu.placed.memory;
+    expect(stats.expert_misses).toBeGreaterThan(0);
+    expect(stats.peak_device_bytes).toBeLessThanOrEqual(budget);
+    // Per token: the frame (token and position, 8 bytes) as activations, plus each missed expert's bytes.
+    expect(m.uploaded - before).toBeLessThanOrEqual(steps * 8 + stats.bytes_loaded!);
+    expect(m.uploadedBy.activations).toBe(steps * 8);
+    expect(m.uploadedBy.experts).toBe(stats.bytes_loaded);
+  }, 120_000);
+});
+
+describe("gpujs errors", () => {
+  it("names the backend, the kernel and the limit", async () => {
+    const backend = await GpuJsBackend.create("webasm");
+    try {
+      expect(() => backend.createBuffer(32 << 20, "w_big", "storage")).toThrow(
+        /gpujs backend: w_big needs 33554432 bytes.*16777216/,
+      );
+      const arena = backend.createBuffer(64, "arena", "storage");
+      const frame = backend.createBuffer(16, "frame", "uniform");
+      backend.write(arena, 0, new Float32Array(16));
+      const bad: GjKernelSpec = {
+        parts: [
+          {
+            fn: "function (x, xo) {\nreturn x[xo + this.thread.x] +;\n}",
+            output: 4,
+            args: [{ arena: "xo", len: 4 }],
+            constants: {},
+          },
+        ],
+        out: { arena: "yo", len: 4 },
+      };
+      const p = await backend.pipeline("broken_kernel", JSON.stringify(bad), { xo: 0, yo: 4 }, []);
+      backend.dispatch(p, [arena, frame], [1, 1, 1]);
+      const err = await backend.read(arena, 16, 16, arena, new Uint8Array(16)).catch((e) => e);
+      expect(err).toBeInstanceOf(GpuError);
+      expect(err.message).toMatch(
+        /^gpujs backend: kernel broken_kernel \(part 0\) (does not compile|failed)/,
+      );
+      expect(err.message).toMatch(/--backend cpu/);
+    } finally {
+      backend.destroy();
+    }
+  });
+
+  it("a scheme without a gpujs piece is named with the backend", async () => {
+    const { registerScheme } = await import("../quant/registry.ts");
+    const q8 = getScheme("q8_0");
+    registerScheme({ ...q8, name: "q8_nogpujs", ggmlType: undefined, gpujs: undefined });
+    expect(() => new GpuJsKernels().embed("q8_nogpujs", 4, 64)).toThrow(
+      /scheme `q8_nogpujs` has no gpujs piece, so the gpujs backend cannot run it/,
+    );
+  });
+});
