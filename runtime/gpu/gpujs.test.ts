@@ -155,6 +155,8 @@ describe.each(modes)("gpujs %s", (mode) => {
     const p = await open("specs/tiny-mixtral.moe", "q8_0", { deviceBudget: budget });
     expect(p.gpu.placed.origin).toBe("host");
     const before = p.gpu.uploadedBytes;
+    const backend = p.gpu.backend as GpuJsBackend;
+    const paramsBefore = backend.paramBytes;
     const r = await greedyBoth(p, [1, 7, 42], 8);
     expect(r.gpuTokens).toEqual(r.cpuTokens);
     expect(r.worst).toBeLessThan(TOLERANCE);
@@ -167,6 +169,10 @@ describe.each(modes)("gpujs %s", (mode) => {
     expect(m.uploaded - before).toBeLessThanOrEqual(steps * 8 + stats.bytes_loaded!);
     expect(m.uploadedBy.activations).toBe(steps * 8);
     expect(m.uploadedBy.experts).toBe(stats.bytes_loaded);
+    // Counting gpu.js's own parameter block per dispatch too, a token moves less than its activations
+    // (the whole arena) plus the missed experts.
+    const all = m.uploaded - before + backend.paramBytes - paramsBefore;
+    expect(all).toBeLessThanOrEqual(steps * p.gpu.manifest.arenaBytes + stats.bytes_loaded!);
   }, 120_000);
 });
 
