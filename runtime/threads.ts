@@ -32,7 +32,7 @@ const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
-const matrix = names.map((n) => n.startsWith("mm_"));
+const matrix = names.map((n) => n.startsWith("mm"));
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -76,7 +76,7 @@ export class ThreadPool {
   ) {
     // Only matrix-vector products (mv_*) and the prefill's matrix-matrix products (mm_*) split by rows;
     // the other kernels run on the calling thread. A row's result never depends on the split.
-    this.names = exportNames.filter((n) => n.startsWith("mv_") || n.startsWith("mm_"));
+    this.names = exportNames.filter((n) => n.startsWith("mv_") || n.startsWith("mm"));
     const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);

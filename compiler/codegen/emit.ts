@@ -222,9 +222,9 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       // The prefill: a batched kernel where there is one, else the one-token kernel for each token (or,
       // outside the layer loop, for the last token only when only the logits need the node).
       if (ctx.batch && n.op !== "loop" && n.op !== "loop_result") {
-        const batched = emitBatched(n, x, W, layer, normArg, indent);
-        if (batched) continue;
-        const first = need && !need.has(n.id) ? "n - 1" : "0";
+        const lastOnly = need !== undefined && !need.has(n.id);
+        if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent)) continue;
+        const first = lastOnly ? "n - 1" : "0";
         lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
         emitOne(n, x, W, layer, normArg, `${indent}  `, perToken, layered);
         lines.push(`${indent}}`);

@@ -5,6 +5,7 @@
 // relaxed-SIMD build.
 import { describe, expect, it } from "vitest";
 import { f16Table, schemes } from "../../runtime/quant/index.ts";
+import { INT8_PIECES } from "../../runtime/quant/int8-pieces.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian } from "../../runtime/quant/test-support.ts";
 import { columnsPiece } from "./columns.ts";
@@ -79,6 +80,63 @@ describe("matrix-matrix kernels equal the matrix-vector kernel per column, bit f
         }
       });
     }
+  }
+
+  for (const scheme of Object.keys(INT8_PIECES)) {
+    it(`${scheme} with int8 activations: within the activations' rounding of the exact product`, () => {
+      const s = schemes().find((x) => x.name === scheme)!;
+      const kernels = new WasmKernels();
+      const q = kernels.matmulQ8(scheme, COLS)!;
+      const rowBytes = (COLS / s.blockSize) * s.blockBytes;
+      const weights = new Uint8Array(ROWS * rowBytes);
+      s.encode(gaussian(ROWS * COLS, 7, 0.05), weights);
+      const x = gaussian(N * COLS, 8);
+      for (let i = 0; i < x.length; i += 61) x[i] = x[i]! * 40; // outliers set their blocks' scales
+      x.fill(0, 64, 96); // a block of zeros: scale 0
+      const wAt = f16Table.byteLength;
+      const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
+      const qAt = xAt + x.byteLength;
+      const yAt = qAt + N * q.qBytes;
+      const lAt = yAt + N * ROWS * 4;
+      const pages = Math.ceil((lAt + 16 * N) / 65536);
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      new Float32Array(memory.buffer).set(f16Table, 0);
+      new Uint8Array(memory.buffer).set(weights, wAt);
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      const ex = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), { env: { memory } })
+        .exports as Record<string, K>;
+      const lists = new Int32Array(memory.buffer, lAt, 4 * N);
+      for (let j = 0; j < N; j++) {
+        lists[j] = xAt + 4 * COLS * j;
+        lists[N + j] = qAt + q.qBytes * j;
+        lists[2 * N + j] = qAt + q.qBytes * j;
+        lists[3 * N + j] = yAt + 4 * ROWS * j;
+      }
+      ex[q.qx]!(lAt, lAt + 4 * N, N);
+      ex[q.mm]!(wAt, lAt + 8 * N, lAt + 12 * N, 0, ROWS, N, 0);
+      const y = new Float32Array(memory.buffer, yAt, N * ROWS);
+      const w = new Float32Array(COLS);
+      for (let r = 0; r < ROWS; r++) {
+        s.decode(weights.subarray(r * rowBytes, (r + 1) * rowBytes), w);
+        for (let j = 0; j < N; j++) {
+          let exact = 0;
+          let bound = 1e-6;
+          for (let b = 0; b < COLS; b += 32) {
+            let amax = 0;
+            for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(x[j * COLS + i]!));
+            for (let i = b; i < b + 32; i++) {
+              const v = x[j * COLS + i]!;
+              exact += w[i]! * v;
+              // Half a step of the block's int8 grid, and f32 rounding of the products and sums.
+              bound += Math.abs(w[i]!) * ((0.5 * amax) / 127 + 1e-5 * (amax + Math.abs(v)));
+            }
+          }
+          expect(Math.abs(y[j * ROWS + r]! - exact), `${scheme} row ${r} column ${j}`).toBeLessThanOrEqual(
+            bound,
+          );
+        }
+      }
+    });
   }
 
   it("hoists the weights' unpacking out of the per-column statements", () => {

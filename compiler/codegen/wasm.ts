@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
+import { INT8_PIECES, Q8_BLOCK_BYTES } from "../../runtime/quant/int8-pieces.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxWat } from "./relax.ts";
@@ -41,6 +42,41 @@ function storeColumn(acc: string, j: number): string {
     "(if (local.get $accumulate) (then (local.set $sum (f32.add (local.get $sum) (f32.load (local.get $at))))))",
     "(f32.store (local.get $at) (local.get $sum))",
   ].join("\n");
+}
+
+/**
+ * Activation vectors of `steps` blocks of 32 to int8 as ggml quantizes them for q8_0 (d = max|x| / 127,
+ * q = x / d rounded to nearest), each block stored as 32 × i16 then d as an f32 (68 bytes).
+ */
+function quantizer(name: string, steps: number): string {
+  const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
+  let m = at(0);
+  for (let k = 1; k < 8; k++) m = `(f32x4.max ${m} ${at(k)})`;
+  const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get $m))`;
+  const q = (k: number) =>
+    `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${16 * k} align=4 (local.get $x)) (local.get $s))))`;
+  return `  ;; ${name}: for j < n, the ${steps * 32} floats at xl[j] quantized to ${steps} int8 blocks of 32 at ql[j].
+  (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
+    (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $m v128) (local $s v128) (local $d f32)
+    (block $done
+      (loop $vectors
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $q (i32.load (i32.add (local.get $ql) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $b (i32.const 0))
+        (loop $blocks
+          (local.set $m ${m})
+          (local.set $d (f32.div (f32.max (f32.max ${lane(0)} ${lane(1)}) (f32.max ${lane(2)} ${lane(3)})) (f32.const 127)))
+          (local.set $s (f32x4.splat (select (f32.div (f32.const 1) (local.get $d)) (f32.const 0) (f32.ne (local.get $d) (f32.const 0)))))
+          ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)}))`).join("\n          ")}
+          (f32.store offset=64 align=4 (local.get $q) (local.get $d))
+          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $q (i32.add (local.get $q) (i32.const ${Q8_BLOCK_BYTES})))
+          (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $vectors)))
+  )
+`;
 }
 
 export class WasmKernels {
@@ -137,6 +173,68 @@ export class WasmKernels {
       }),
     );
     return name;
+  }
+
+  /**
+   * The batched prefill's integer path for `scheme` (where runtime/quant/int8-pieces.ts has a piece): `qx`
+   * quantizes activation vectors of `cols` to int8 blocks of 32 with an f32 scale (`qx(xl, ql, n)`: n
+   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 68` bytes each), and
+   * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
+   */
+  matmulQ8(scheme: string, cols: number): { mm: string; qx: string; qBytes: number } | undefined {
+    const piece = INT8_PIECES[scheme];
+    const s = getScheme(scheme);
+    if (!piece || s.blockSize !== 32 || cols % 32 !== 0 || !this.matvec(scheme, cols)) return undefined;
+    const name = `mmq_${scheme}_${cols}`;
+    const qx = `qx_${cols}`;
+    const steps = cols / 32;
+    if (!this.funcs.has(qx)) this.funcs.set(qx, quantizer(qx, steps));
+    if (!this.funcs.has(name)) {
+      const wide = columnsPiece(piece, MM_COLUMNS);
+      const rowBytes = steps * s.blockBytes;
+      const js = [...Array(MM_COLUMNS).keys()];
+      const locals = [
+        ...wide.locals,
+        ...js.map((j) => [`$xs_${j}`, "i32"] as const),
+        ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+        ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+      ];
+      this.funcs.set(
+        name,
+        matmul({
+          name,
+          mv: `${this.matvec(scheme, cols)} with the activations quantized to int8 blocks (${qx})`,
+          doc: `rows of ${cols} ${scheme} weights, several int8-quantized activation vectors`,
+          steps,
+          bytes: s.blockBytes,
+          xBytes: Q8_BLOCK_BYTES,
+          rowBytes,
+          cols: MM_COLUMNS,
+          block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
+          locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
+          starts: js
+            .map(
+              (j) =>
+                `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+            )
+            .join("\n"),
+          resets: js
+            .map(
+              (j) =>
+                `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+            )
+            .join("\n"),
+          wide: wide.text,
+          advances: js
+            .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${Q8_BLOCK_BYTES})))`)
+            .join("\n"),
+          stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+          dot: piece,
+          store1: storeColumn("$acc", 0),
+        }),
+      );
+    }
+    return { mm: name, qx, qBytes: steps * Q8_BLOCK_BYTES };
   }
 
   /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:
