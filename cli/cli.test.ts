@@ -83,17 +83,16 @@ describe("moec compile", () => {
     expect(readdirSync(root).sort()).toEqual(["out", "too-long.moe"]);
   });
 
-  it("a target on a backend with no code generator is an error at the spec's place", () => {
-    const r = moec(
-      "compile",
-      "specs/mixtral-8x7b.moe",
-      "--target",
-      "rtx4090",
-      "-o",
-      join(mkdtempSync(join(tmpdir(), "moec-")), "o"),
-    );
-    expect(r.code).toBe(1);
-    expect(r.err).toMatch(/mixtral-8x7b\.moe:\d+:\d+: error: backend `webgpu` has no code generator yet/);
+  it("a target's backend picks the code generator: rtx4090 (webgpu) compiles to a GPU program", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "moec-")), "o");
+    const r = moec("compile", "specs/mixtral-8x7b.moe", "--target", "rtx4090", "-o", out);
+    expect(r.code, r.err).toBe(0);
+    const js = readFileSync(join(out, "model.js"), "utf8");
+    expect(js).toMatch(/export const backend = "webgpu"/);
+    expect(js).not.toMatch(/\bimport\b/); // a generated module imports nothing
+    const bad = moec("compile", "specs/mixtral-8x7b.moe", "--backend", "metal", "-o", out);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/--backend: unknown backend `metal` \(backends: cpu, webgpu, gpujs\)/);
   });
 
   it("an unknown --dump-ir pass lists the passes; nothing is written", () => {

@@ -53,9 +53,9 @@ export interface Manifest {
   arenaBytes: number;
   /** The batched prefill: tokens it runs at once, and the bytes of one token's copy of the arena. */
   prefill?: { tokens: number; strideBytes: number };
-  /** Where the integer kernels' quantized activations go (runtime/q8-kernels.ts): `vectors` of `bytes`
-   * each from arena byte `offset`, then their addresses. Absent when no kernel quantizes. */
-  q8Scratch?: { offset: number; bytes: number; vectors: number };
+  /** The matrix-vector integer kernels' quantized activation vector (runtime/q8-kernels.ts): `bytes` at
+   * arena byte `offset`, then a two-entry list. Absent when no kernel quantizes. */
+  q8Scratch?: { offset: number; bytes: number };
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {

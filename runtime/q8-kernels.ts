@@ -1,51 +1,42 @@
-// The integer kernels of the schemes with a `q8` piece (q8_0, q4_0) read activations quantized to q8_0
-// (runtime/quant/q8-activations.ts). The generated code calls `mv_S_C` and `mm_S_C` as it does for every
-// scheme; here they are composed from the module's `q8x_C` (quantize one vector of C values) and
-// `mvq_S_C` / `mmq_S_C` (the products over quantized vectors): each vector is quantized once, on the
-// calling thread, into the arena's q8 region, and only then are the rows split over the threads.
+// The matrix-vector kernels of the schemes with an integer `q8` piece (q8_0, q4_0) read activations
+// quantized to q8 blocks (runtime/quant/q8-activations.ts). The generated code calls `mv_S_C` as it does
+// for every scheme; here it is composed from the module's `qx_C` (the quantizer) and `mvq_S_C` (the
+// product over the quantized vector): x is quantized once, on the calling thread, into the arena's q8
+// region, and only then are the rows split over the threads. (The prefill's `mmq_` kernels are called
+// with vectors the generated code quantized itself.)
 import type { Manifest } from "./manifest.ts";
 
 /** The seven-argument kernels the generated code calls (see WasmKernel in model.ts). */
 type Kernel = (a: number, b: number, c: number, d: number, e: number, f: number, g: number) => void;
-type Quantize = (x: number, q: number) => void;
+type Quantize = (xl: number, ql: number, n: number) => void;
 
-/** Adds `mv_*` / `mm_*` for every `mvq_*` / `mmq_*` in `kernels` (already split over threads, or not). */
+/** Bytes of the arena's q8 region: one quantized vector of `bytes`, then the two-entry list `qx_` reads. */
+export const q8RegionBytes = (bytes: number) => bytes + 64;
+
+/** Adds `mv_*` for every `mvq_*` in `kernels` (already split over threads, or not). */
 export function composeQ8Kernels(
   kernels: Record<string, Kernel>,
   exports: Record<string, unknown>,
   manifest: Pick<Manifest, "q8Scratch">,
   arena: Float32Array,
 ): Record<string, Kernel> {
-  const scratch = manifest.q8Scratch;
-  const names = Object.keys(kernels).filter((n) => /^m[vm]q_/.test(n));
+  const names = Object.keys(kernels).filter((n) => n.startsWith("mvq_"));
   if (!names.length) return kernels;
-  if (!scratch) throw new Error("the model's integer kernels have no q8 scratch in its manifest");
-  const q0 = arena.byteOffset + scratch.offset;
-  // After the quantized vectors: their addresses, the list an `mmq_` kernel reads.
-  const list = q0 + scratch.vectors * scratch.bytes;
-  const u32 = new Uint32Array(arena.buffer);
+  const scratch = manifest.q8Scratch;
+  if (!scratch) throw new Error("the model's integer kernels have no q8 region in its manifest");
+  const q = arena.byteOffset + scratch.offset;
+  const list = q + scratch.bytes; // [x, q]: qx_ takes lists of vectors
+  const u32 = new Uint32Array(arena.buffer, list, 2);
+  u32[1] = q;
   const out = { ...kernels };
   for (const name of names) {
-    const cols = name.slice(name.lastIndexOf("_") + 1);
-    const quantize = exports[`q8x_${cols}`] as Quantize;
+    const quantize = exports[`qx_${name.slice(name.lastIndexOf("_") + 1)}`] as Quantize;
     const product = kernels[name]!;
-    const plain = name.replace("q_", "_");
-    if (name.startsWith("mvq_")) {
-      out[plain] = (w, x, y, r0, r1, alpha, acc) => {
-        quantize(x, q0);
-        product(w, q0, y, r0, r1, alpha, acc);
-      };
-    } else {
-      out[plain] = (w, xl, yl, r0, r1, n, acc) => {
-        if (n > scratch.vectors) throw new RangeError(`${plain}: ${n} vectors, room for ${scratch.vectors}`);
-        for (let j = 0; j < n; j++) {
-          const q = q0 + j * scratch.bytes;
-          quantize(u32[(xl >>> 2) + j]!, q);
-          u32[(list >>> 2) + j] = q;
-        }
-        product(w, list, yl, r0, r1, n, acc);
-      };
-    }
+    out[name.replace("mvq_", "mv_")] = (w, x, y, r0, r1, alpha, acc) => {
+      u32[0] = x;
+      quantize(list, list + 4, 1);
+      product(w, q, y, r0, r1, alpha, acc);
+    };
   }
   return out;
 }

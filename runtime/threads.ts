@@ -32,7 +32,7 @@ const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
-const matrix = names.map((n) => n.startsWith("mm_"));
+const matrix = names.map((n) => n.startsWith("mm"));
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -74,10 +74,9 @@ export class ThreadPool {
     module: WebAssembly.Module,
     exportNames: string[],
   ) {
-    // Only matrix-vector products (mv_*, mvq_*) and the prefill's matrix-matrix products (mm_*, mmq_*)
-    // split by rows;
+    // Only matrix-vector products (mv_*) and the prefill's matrix-matrix products (mm_*, mmq_*) split by rows;
     // the other kernels run on the calling thread. A row's result never depends on the split.
-    this.names = exportNames.filter((n) => /^m[vm]q?_/.test(n));
+    this.names = exportNames.filter((n) => n.startsWith("mv_") || n.startsWith("mm"));
     const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);
@@ -94,7 +93,7 @@ export class ThreadPool {
     });
   }
 
-  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv_*`, `mm_*`: the same seven
+  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv_*`, `mm_*`, `mmq_*`: the same seven
    * arguments, the sixth alpha or the column count) split by rows over the pool. */
   wrap(exports: Record<string, unknown>): Record<string, WasmKernel> {
     const out = { ...exports } as Record<string, WasmKernel>;

@@ -2,6 +2,7 @@
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
 
 import type { Manifest } from "../../runtime/manifest.ts";
+import { q8RegionBytes } from "../../runtime/q8-kernels.ts";
 import type { Graph, Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
@@ -222,9 +223,9 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       // The prefill: a batched kernel where there is one, else the one-token kernel for each token (or,
       // outside the layer loop, for the last token only when only the logits need the node).
       if (ctx.batch && n.op !== "loop" && n.op !== "loop_result") {
-        const batched = emitBatched(n, x, W, layer, normArg, indent);
-        if (batched) continue;
-        const first = need && !need.has(n.id) ? "n - 1" : "0";
+        const lastOnly = need !== undefined && !need.has(n.id);
+        if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent)) continue;
+        const first = lastOnly ? "n - 1" : "0";
         lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
         emitOne(n, x, W, layer, normArg, `${indent}  `, perToken, layered);
         lines.push(`${indent}}`);
@@ -436,13 +437,12 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   // The prefill runs up to `tokens` tokens at once, each with its own copy of the arena (activations and
   // scratch), `at` floats apart; the forward pass uses the first copy.
   const tokens = Math.max(1, Math.min(PREFILL_MAX, Math.floor(PREFILL_BYTES / (at * 4))));
-  // After the copies: the integer kernels' quantized activations, one vector per token, and their
-  // addresses (runtime/q8-kernels.ts).
+  // After the copies: the matrix-vector integer kernels' quantized vector (runtime/q8-kernels.ts).
   let arenaBytes = tokens * at * 4;
   let q8Scratch: Manifest["q8Scratch"];
   if (ks.wasm.q8Bytes) {
-    q8Scratch = { offset: arenaBytes, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64, vectors: tokens };
-    arenaBytes += tokens * q8Scratch.bytes + Math.ceil((tokens * 4) / 64) * 64;
+    q8Scratch = { offset: arenaBytes, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64 };
+    arenaBytes += q8RegionBytes(q8Scratch.bytes);
   }
   const full: Manifest = {
     ...manifest,

@@ -183,7 +183,8 @@ export class KernelSet {
 
   linearBatch(n: Node, inWidth: number): string | undefined {
     const scheme = n.attrs.scheme as string;
-    const mm = this.wasm.matmul(scheme, inWidth);
+    const q = this.wasm.matmulQ8(scheme, inWidth);
+    const mm = q?.mm ?? this.wasm.matmul(scheme, inWidth);
     if (!mm) return undefined;
     const step = this.linear(n, inWidth);
     const name = `${step}_batch`;
@@ -195,6 +196,7 @@ export class KernelSet {
       rope: rope.heads !== undefined,
       out: n.shape[0],
       mm,
+      ...(q ? { qx: q.qx, q: this.heapScratch(`QX_${inWidth}`, q.qBytes / 4) } : {}),
       ...this.lists(),
       ...this.normData(n, inWidth, step),
       ...rope,
@@ -228,9 +230,14 @@ export class KernelSet {
 
   moeFfnBatch(n: Node, hidden: number, ffn: number, k: number, experts: number): string | undefined {
     const sch = (role: string) => n.attrs[`${role}_scheme`] as string;
-    const mmGate = this.wasm.matmul(sch("gate"), hidden);
-    const mmUp = this.wasm.matmul(sch("up"), hidden);
-    const mmDown = this.wasm.matmul(sch("down"), ffn);
+    // The integer path where the schemes have one: gate and up share the token's quantized input.
+    const qGate = this.wasm.matmulQ8(sch("gate"), hidden);
+    const qUp = this.wasm.matmulQ8(sch("up"), hidden);
+    const qDown = this.wasm.matmulQ8(sch("down"), ffn);
+    const qIn = qGate && qUp ? qGate : undefined;
+    const mmGate = qIn ? qGate!.mm : this.wasm.matmul(sch("gate"), hidden);
+    const mmUp = qIn ? qUp!.mm : this.wasm.matmul(sch("up"), hidden);
+    const mmDown = qDown?.mm ?? this.wasm.matmul(sch("down"), ffn);
     if (!mmGate || !mmUp || !mmDown || k * PREFILL_MAX > LIST_MAX) return undefined;
     const step = this.moeFfn(n, hidden, ffn, k);
     const pair = this.matvecPair(sch("gate"), sch("up"), hidden, ffn, step);
@@ -253,6 +260,14 @@ export class KernelSet {
         // Each token's hidden vectors and down projections, one per pick.
         h: this.heapScratch(`HB_${step}`, k * ffn),
         d: this.heapScratch(`DB_${step}`, k * hidden),
+        ...(qIn ? { qx: qIn.qx, qh: this.heapScratch(`QX_${hidden}`, qIn.qBytes / 4) } : {}),
+        ...(qDown
+          ? {
+              qxDown: qDown.qx,
+              qd: this.heapScratch(`QD_${step}`, (k * qDown.qBytes) / 4),
+              qdWidth: qDown.qBytes / 4,
+            }
+          : {}),
         counts: `CNT_${name}`,
         pairs: `AT_${name}`,
         ...this.lists(),

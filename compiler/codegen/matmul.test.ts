@@ -9,7 +9,7 @@ import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian } from "../../runtime/quant/test-support.ts";
 import { columnsPiece } from "./columns.ts";
 import { WasmKernels } from "./wasm.ts";
-import { instantiate, q8Region } from "./wasm-instance.ts";
+import { instantiate, type Kernel, q8Region } from "./wasm-instance.ts";
 
 const COLS = 512;
 const ROWS = 37;
@@ -21,10 +21,13 @@ const relaxedHere = (() => {
   return WebAssembly.validate(k.binary(true));
 })();
 
+/** The kernels of one scheme over a memory holding a matrix and N activation vectors. With an integer
+ * piece the pair is `mvq_`/`mmq_` over the vectors quantized once by `qx_`; otherwise `mv_`/`mm_`. */
 function setup(s: QuantScheme, relaxed: boolean) {
   const kernels = new WasmKernels();
-  const mv = kernels.matvec(s.name, COLS)!;
-  const mm = kernels.matmul(s.name, COLS);
+  const q = kernels.matmulQ8(s.name, COLS);
+  const mv = q ? `mvq_${s.name}_${COLS}` : kernels.matvec(s.name, COLS)!;
+  const mm = q?.mm ?? kernels.matmul(s.name, COLS);
   expect(mm, `${s.name}: no matrix-matrix kernel`).toBeDefined();
   const rowBytes = (COLS / s.blockSize) * s.blockBytes;
   const weights = new Uint8Array(ROWS * rowBytes);
@@ -33,18 +36,24 @@ function setup(s: QuantScheme, relaxed: boolean) {
   s.encode(w, weights);
   const wAt = f16Table.byteLength + 4;
   const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
-  const yAt = xAt + N * COLS * 4;
+  const xqAt = xAt + N * COLS * 4; // the quantized vectors, when the scheme has an integer piece
+  const yAt = xqAt + N * (q?.qBytes ?? 0);
   const lAt = yAt + N * ROWS * 4 * 2;
   const qAt = Math.ceil((lAt + 8 * N) / 64) * 64;
-  const pages = Math.ceil((qAt + q8Region(kernels, N)) / 65536);
+  const pages = Math.ceil((qAt + q8Region(kernels)) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   new Float32Array(memory.buffer).set(f16Table, 0);
   new Uint8Array(memory.buffer).set(weights, wAt);
   new Float32Array(memory.buffer, xAt, N * COLS).set(gaussian(N * COLS, 6));
-  const exports = instantiate(kernels, memory, relaxed, qAt, N);
+  const exports = instantiate(kernels, memory, relaxed, qAt);
   const y = new Float32Array(memory.buffer, yAt, 2 * N * ROWS);
   const lists = new Int32Array(memory.buffer, lAt, 2 * N);
-  return { mv: exports[mv]!, mm: exports[mm!]!, y, lists, wAt, xAt, yAt, lAt };
+  if (q) {
+    for (let j = 0; j < N; j++) [lists[j], lists[N + j]] = [xAt + 4 * COLS * j, xqAt + q.qBytes * j];
+    exports[q.qx]!(lAt, lAt + 4 * N, N, 0, 0, 0, 0);
+  }
+  const col = (j: number) => (q ? xqAt + q.qBytes * j : xAt + 4 * COLS * j);
+  return { mv: exports[mv]!, mm: exports[mm!]!, y, lists, wAt, col, yAt, lAt };
 }
 
 describe("matrix-matrix kernels equal the matrix-vector kernel per column, bit for bit", () => {
@@ -63,7 +72,7 @@ describe("matrix-matrix kernels equal the matrix-vector kernel per column, bit f
             const start = Float32Array.from({ length: 2 * N * ROWS }, (_, i) => ((i % ROWS) % 13) - 6.25);
             k.y.set(start);
             for (let j = 0; j < n; j++) {
-              k.lists[j] = k.xAt + 4 * COLS * order[j]!;
+              k.lists[j] = k.col(order[j]!);
               k.lists[N + j] = k.yAt + 4 * ROWS * (N + j);
               k.mv(k.wAt, k.lists[j]!, k.yAt + 4 * ROWS * j, r0, r1, 1, acc);
             }
@@ -77,6 +86,65 @@ describe("matrix-matrix kernels equal the matrix-vector kernel per column, bit f
         }
       });
     }
+  }
+
+  for (const scheme of schemes()
+    .filter((x) => x.wasm?.q8)
+    .map((x) => x.name)) {
+    it(`${scheme} with int8 activations: within the activations' rounding of the exact product`, () => {
+      const s = schemes().find((x) => x.name === scheme)!;
+      const kernels = new WasmKernels();
+      const q = kernels.matmulQ8(scheme, COLS)!;
+      const rowBytes = (COLS / s.blockSize) * s.blockBytes;
+      const weights = new Uint8Array(ROWS * rowBytes);
+      s.encode(gaussian(ROWS * COLS, 7, 0.05), weights);
+      const x = gaussian(N * COLS, 8);
+      for (let i = 0; i < x.length; i += 61) x[i] = x[i]! * 40; // outliers set their blocks' scales
+      x.fill(0, 64, 96); // a block of zeros: scale 0
+      const wAt = f16Table.byteLength;
+      const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
+      const qAt = xAt + x.byteLength;
+      const yAt = qAt + N * q.qBytes;
+      const lAt = yAt + N * ROWS * 4;
+      const pages = Math.ceil((lAt + 16 * N) / 65536);
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      new Float32Array(memory.buffer).set(f16Table, 0);
+      new Uint8Array(memory.buffer).set(weights, wAt);
+      new Float32Array(memory.buffer, xAt, x.length).set(x);
+      const ex = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), { env: { memory } })
+        .exports as Record<string, Kernel>;
+      const lists = new Int32Array(memory.buffer, lAt, 4 * N);
+      for (let j = 0; j < N; j++) {
+        lists[j] = xAt + 4 * COLS * j;
+        lists[N + j] = qAt + q.qBytes * j;
+        lists[2 * N + j] = qAt + q.qBytes * j;
+        lists[3 * N + j] = yAt + 4 * ROWS * j;
+      }
+      ex[q.qx]!(lAt, lAt + 4 * N, N, 0, 0, 0, 0);
+      ex[q.mm]!(wAt, lAt + 8 * N, lAt + 12 * N, 0, ROWS, N, 0);
+      const y = new Float32Array(memory.buffer, yAt, N * ROWS);
+      const w = new Float32Array(COLS);
+      for (let r = 0; r < ROWS; r++) {
+        s.decode(weights.subarray(r * rowBytes, (r + 1) * rowBytes), w);
+        for (let j = 0; j < N; j++) {
+          let exact = 0;
+          let bound = 1e-6;
+          for (let b = 0; b < COLS; b += 32) {
+            let amax = 0;
+            for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(x[j * COLS + i]!));
+            for (let i = b; i < b + 32; i++) {
+              const v = x[j * COLS + i]!;
+              exact += w[i]! * v;
+              // Half a step of the block's int8 grid, and f32 rounding of the products and sums.
+              bound += Math.abs(w[i]!) * ((0.5 * amax) / 127 + 1e-5 * (amax + Math.abs(v)));
+            }
+          }
+          expect(Math.abs(y[j * ROWS + r]! - exact), `${scheme} row ${r} column ${j}`).toBeLessThanOrEqual(
+            bound,
+          );
+        }
+      }
+    });
   }
 
   it("hoists the weights' unpacking out of the per-column statements", () => {

@@ -82,12 +82,12 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
   const xAt = Math.ceil((wAt + weights.length) / 64) * 64;
   const yAt = xAt + x.byteLength;
   const qAt = Math.ceil((yAt + ROWS * 4) / 64) * 64; // the integer kernels' quantized x
-  const pages = Math.ceil((qAt + q8Region(kernels, 1)) / 65536);
+  const pages = Math.ceil((qAt + q8Region(kernels)) / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   new Float32Array(memory.buffer).set(f16Table, 0);
   new Uint8Array(memory.buffer).set(weights, wAt);
   new Float32Array(memory.buffer, xAt, x.length).set(x);
-  const mv = instantiate(kernels, memory, relaxed, qAt, 1)[name]!;
+  const mv = instantiate(kernels, memory, relaxed, qAt)[name]!;
   const y = new Float32Array(memory.buffer, yAt, ROWS);
   return {
     y,

@@ -28,19 +28,6 @@ const template = (name: string) =>
 const matvec = template("matvec");
 const attention = template("attention");
 const matmul = template("matmul");
-const q8x = template("q8x");
-
-/**
- * What a kernel for `s` runs per step: the scheme's integer `q8` piece over activations quantized to q8_0
- * when it has one (the export is then `mvq_…` / `mmq_…`, and runtime/q8-kernels.ts composes the `mv_…` /
- * `mm_…` the generated code calls), else its f32 `dot` piece.
- */
-function pieceOf(s: QuantScheme): { dot: string; xBytes: number; q: "" | "q" } {
-  const w = s.wasm!;
-  return w.q8 !== undefined && w.step === Q8_BLOCK
-    ? { dot: w.q8, xBytes: Q8_BLOCK_BYTES, q: "q" }
-    : { dot: w.dot, xBytes: w.step * 4, q: "" };
-}
 
 /** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
 export const MM_COLUMNS = 4;
@@ -58,10 +45,52 @@ function storeColumn(acc: string, j: number): string {
   ].join("\n");
 }
 
+/**
+ * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8 blocks at ql[j], exactly as
+ * runtime/quant/q8-activations.ts says (its reference): d = max|x| / 127, q = x · (127 / max|x|) rounded
+ * half to even, 32 × i16 then d as an f32 (68 bytes).
+ */
+function quantizer(name: string, steps: number): string {
+  const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
+  let m = at(0);
+  for (let k = 1; k < 8; k++) m = `(f32x4.max ${m} ${at(k)})`;
+  const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get $m))`;
+  const q = (k: number) =>
+    `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${16 * k} align=4 (local.get $x)) (local.get $s))))`;
+  return `  ;; ${name}: for j < n, the ${steps * 32} floats at xl[j] quantized to ${steps} int8 blocks of 32 at ql[j].
+  (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
+    (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $m v128) (local $s v128) (local $a f32) (local $d f32)
+    (block $done
+      (loop $vectors
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $q (i32.load (i32.add (local.get $ql) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $b (i32.const 0))
+        (loop $blocks
+          (local.set $m ${m})
+          (local.set $a (f32.max (f32.max ${lane(0)} ${lane(1)}) (f32.max ${lane(2)} ${lane(3)})))
+          (local.set $d (f32.div (local.get $a) (f32.const 127)))
+          (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
+          ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)}))`).join("\n          ")}
+          (f32.store offset=64 align=4 (local.get $q) (local.get $d))
+          (local.set $x (i32.add (local.get $x) (i32.const 128)))
+          (local.set $q (i32.add (local.get $q) (i32.const ${Q8_BLOCK_BYTES})))
+          (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $vectors)))
+  )
+`;
+}
+
+/** A scheme's integer piece (activations quantized to q8 blocks), when it has one and can use it. */
+function q8Piece(s: QuantScheme): string | undefined {
+  return s.wasm?.step === Q8_BLOCK ? s.wasm.q8 : undefined;
+}
+
 export class WasmKernels {
   private readonly funcs = new Map<string, string>();
   private readonly unwidened = new Set<string>();
-  /** Bytes of one quantized activation vector for the widest integer kernel (0: none quantizes). */
+  /** Bytes of one quantized activation vector for the widest integer matrix-vector kernel (0: none). */
   q8Bytes = 0;
 
   /** The export name of y = W·x for rows of `cols` elements in `scheme`, or undefined when the scheme has
@@ -70,44 +99,35 @@ export class WasmKernels {
     const s = getScheme(scheme);
     if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
     const name = `mv_${scheme}_${cols}`;
-    const p = pieceOf(s);
-    const exported = `mv${p.q}_${scheme}_${cols}`;
+    const q8 = q8Piece(s);
+    // With an integer piece the export is `mvq_…` over quantized x, and runtime/q8-kernels.ts composes
+    // the `mv_…` the generated code calls: quantize (`qx_…`) on the calling thread, then the rows.
+    const exported = q8 ? `mvq_${scheme}_${cols}` : name;
     if (!this.funcs.has(exported)) {
       const steps = cols / s.wasm.step;
       this.funcs.set(
         exported,
         matvec({
           name: exported,
-          doc: `rows of ${cols} ${scheme} weights${p.q ? ", x quantized to q8_0 (integer products)" : ""}`,
+          doc: `rows of ${cols} ${scheme} weights${q8 ? ", x quantized to q8 blocks (integer products)" : ""}`,
           steps,
           bytes: s.wasm.bytes,
-          xBytes: p.xBytes,
+          xBytes: q8 ? Q8_BLOCK_BYTES : s.wasm.step * 4,
           rowBytes: steps * s.wasm.bytes,
-          dot: p.dot,
+          dot: q8 ?? s.wasm.dot,
         }),
       );
-      if (p.q) this.quantizer(cols);
+      if (q8) this.quantizer(cols);
     }
     return name;
   }
 
-  /** `q8x_C(x, q)`: C activations at x quantized into C / 32 q8 blocks at q. */
-  private quantizer(cols: number): void {
-    const name = `q8x_${cols}`;
-    if (this.funcs.has(name)) return;
-    const blocks = cols / Q8_BLOCK;
-    this.funcs.set(
-      name,
-      q8x({
-        name,
-        cols,
-        blocks,
-        blockBytes: Q8_BLOCK_BYTES,
-        rest: [16, 32, 48, 64, 80, 96, 112],
-        eights: [0, 1, 2, 3].map((e) => ({ x0: 32 * e, x1: 32 * e + 16, q: 4 + 16 * e })),
-      }),
-    );
-    this.q8Bytes = Math.max(this.q8Bytes, blocks * Q8_BLOCK_BYTES);
+  /** `qx_C`, the quantizer of activation vectors of C values; returns its name. */
+  private quantizer(cols: number): string {
+    const qx = `qx_${cols}`;
+    if (!this.funcs.has(qx)) this.funcs.set(qx, quantizer(qx, cols / Q8_BLOCK));
+    this.q8Bytes = Math.max(this.q8Bytes, (cols / Q8_BLOCK) * Q8_BLOCK_BYTES);
+    return qx;
   }
 
   /**
@@ -119,16 +139,15 @@ export class WasmKernels {
    */
   matmul(scheme: string, cols: number): string | undefined {
     const mv = this.matvec(scheme, cols);
-    if (!mv) return undefined;
     const s = getScheme(scheme);
-    const p = pieceOf(s);
+    // A scheme with an integer piece runs matmulQ8: its products must be the matrix-vector kernel's.
+    if (!mv || q8Piece(s)) return undefined;
     const name = `mm_${scheme}_${cols}`;
-    const exported = `mm${p.q}_${scheme}_${cols}`;
-    if (this.funcs.has(exported)) return name;
+    if (this.funcs.has(name)) return name;
     if (this.unwidened.has(name)) return undefined;
     let wide: ReturnType<typeof columnsPiece>;
     try {
-      wide = columnsPiece(p.dot, MM_COLUMNS);
+      wide = columnsPiece(s.wasm!.dot, MM_COLUMNS);
     } catch (e) {
       if (!(e instanceof ColumnsError)) throw e;
       this.unwidened.add(name);
@@ -144,14 +163,14 @@ export class WasmKernels {
       ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
     ];
     this.funcs.set(
-      exported,
+      name,
       matmul({
-        name: exported,
-        mv: `mv${p.q}_${scheme}_${cols}`,
+        name,
+        mv,
         doc: `rows of ${cols} ${scheme} weights, several activation vectors`,
         steps,
         bytes: s.wasm!.bytes,
-        xBytes: p.xBytes,
+        xBytes: s.wasm!.step * 4,
         rowBytes,
         cols: MM_COLUMNS,
         block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
@@ -170,14 +189,75 @@ export class WasmKernels {
           .join("\n"),
         wide: wide.text,
         advances: js
-          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${p.xBytes})))`)
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${s.wasm!.step * 4})))`)
           .join("\n"),
         stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-        dot: p.dot,
+        dot: s.wasm!.dot,
         store1: storeColumn("$acc", 0),
       }),
     );
     return name;
+  }
+
+  /**
+   * The batched prefill's integer path for `scheme` (where the scheme has a `q8` piece): `qx`
+   * quantizes activation vectors of `cols` to int8 blocks of 32 with an f32 scale (`qx(xl, ql, n)`: n
+   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 68` bytes each), and
+   * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
+   */
+  matmulQ8(scheme: string, cols: number): { mm: string; qx: string; qBytes: number } | undefined {
+    const s = getScheme(scheme);
+    const piece = q8Piece(s);
+    if (!piece || cols % Q8_BLOCK !== 0 || !this.matvec(scheme, cols)) return undefined;
+    const name = `mmq_${scheme}_${cols}`;
+    const qx = this.quantizer(cols);
+    const steps = cols / Q8_BLOCK;
+    if (!this.funcs.has(name)) {
+      const wide = columnsPiece(piece, MM_COLUMNS);
+      const rowBytes = steps * s.blockBytes;
+      const js = [...Array(MM_COLUMNS).keys()];
+      const locals = [
+        ...wide.locals,
+        ...js.map((j) => [`$xs_${j}`, "i32"] as const),
+        ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+        ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+      ];
+      this.funcs.set(
+        name,
+        matmul({
+          name,
+          mv: `mvq_${scheme}_${cols}`,
+          doc: `rows of ${cols} ${scheme} weights, several int8-quantized activation vectors`,
+          steps,
+          bytes: s.blockBytes,
+          xBytes: Q8_BLOCK_BYTES,
+          rowBytes,
+          cols: MM_COLUMNS,
+          block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
+          locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
+          starts: js
+            .map(
+              (j) =>
+                `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+            )
+            .join("\n"),
+          resets: js
+            .map(
+              (j) =>
+                `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+            )
+            .join("\n"),
+          wide: wide.text,
+          advances: js
+            .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${Q8_BLOCK_BYTES})))`)
+            .join("\n"),
+          stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+          dot: piece,
+          store1: storeColumn("$acc", 0),
+        }),
+      );
+    }
+    return { mm: name, qx, qBytes: steps * Q8_BLOCK_BYTES };
   }
 
   /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:

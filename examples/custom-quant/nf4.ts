@@ -141,6 +141,17 @@ export const nf4: QuantScheme = {
     }
   },
   cpu: { dot },
+  // The webgpu backend's piece (WGSL): the same code book as a private table, the codes read from the
+  // packed u32 words by byte (`$u8`, `$f16` and `$x` are defined by the kernel; see runtime/quant/scheme.ts).
+  wgsl: {
+    helpers: `var<private> $book: array<f32, 16> = array<f32, 16>(${NF4.map((v) => (Number.isInteger(v) ? `${v}.0` : String(v))).join(", ")});`,
+    dot: `var s: f32 = 0.0;
+for (var j = 0u; j < 32u; j++) {
+  let b = $u8(base + 2u + j);
+  s += $book[b & 15u] * $x(xi + j) + $book[b >> 4u] * $x(xi + j + 32u);
+}
+acc += $f16(base) * s;`,
+  },
 };
 
 export default nf4;

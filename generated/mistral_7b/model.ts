@@ -1298,26 +1298,6 @@ function linear_q6_k_4096x14336_res_batch(w: Packed, x: Float32Array, xo: number
   K.mm_q6_k_14336(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 1);
 }
 
-/** linear_q4_k_32000x4096_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_32000x4096_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
-  const L = LISTS;
-  const s0 = (S_linear_q4_k_32000x4096_n.byteOffset - x.byteOffset) / 4;
-  for (let b = 0; b < n; b++) {
-    const xino = xo + b * STRIDE;
-    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-    const so = s0 + b * STRIDE;
-    let ss = 0;
-    for (let i = 0; i < 4096; i++) ss += x[xino + i] * x[xino + i];
-    const rms = 1 / Math.sqrt(ss / 4096 + 0.00001);
-    for (let i = 0; i < 4096; i++) x[so + i] = x[xino + i] * rms * g[i];
-    L[b] = x.byteOffset + 4 * so;
-    const yo = y0 + b * ys;
-    L[512 + b] = y.byteOffset + 4 * yo;
-  }
-  K.mm_q4_k_4096(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
-}
-
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1412,6 +1392,8 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_q6_k_4096x14336_res_batch(W11[l], A, 8192, A, 22528, STRIDE, A, 4096, n);
     for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 22528 + b * STRIDE, 26624 + b * STRIDE);
   }
-  linear_q4_k_32000x4096_n_batch(W2[0], A, 0, V1[0], A, 4096, STRIDE, n);
+  for (let b = n - 1; b < n; b++) {
+    linear_q4_k_32000x4096_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 4096 + b * STRIDE);
+  }
   return A.subarray((n - 1) * STRIDE + 4096, (n - 1) * STRIDE + 4096 + 32000);
 }

@@ -1395,27 +1395,6 @@ function moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt, moe, layer, x, xo,
         }
     }
 }
-/** linear_q4_k_32000x6144_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_32000x6144_n_batch(w, x, xo, g, y, y0, ys, n) {
-    const L = LISTS;
-    const s0 = (S_linear_q4_k_32000x6144_n.byteOffset - x.byteOffset) / 4;
-    for (let b = 0; b < n; b++) {
-        const xino = xo + b * STRIDE;
-        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-        const so = s0 + b * STRIDE;
-        let ss = 0;
-        for (let i = 0; i < 6144; i++)
-            ss += x[xino + i] * x[xino + i];
-        const rms = 1 / Math.sqrt(ss / 6144 + 0.00001);
-        for (let i = 0; i < 6144; i++)
-            x[so + i] = x[xino + i] * rms * g[i];
-        L[b] = x.byteOffset + 4 * so;
-        const yo = y0 + b * ys;
-        L[512 + b] = y.byteOffset + 4 * yo;
-    }
-    K.mm_q4_k_6144(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
-}
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt) {
     F16 = rt.f16;
@@ -1519,6 +1498,8 @@ export function prefill(rt, tokens, pos0) {
         for (let b = 0; b < n; b++)
             A.copyWithin(32000 + b * STRIDE, 12288 + b * STRIDE, 18432 + b * STRIDE);
     }
-    linear_q4_k_32000x6144_n_batch(W2[0], A, 32000, V1[0], A, 0, STRIDE, n);
+    for (let b = n - 1; b < n; b++) {
+        linear_q4_k_32000x6144_n(W2[0], A, 32000 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
+    }
     return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 32000);
 }

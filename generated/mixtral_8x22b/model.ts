@@ -1426,26 +1426,6 @@ function moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt: Runtime, moe: numb
   }
 }
 
-/** linear_q4_k_32000x6144_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_32000x6144_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
-  const L = LISTS;
-  const s0 = (S_linear_q4_k_32000x6144_n.byteOffset - x.byteOffset) / 4;
-  for (let b = 0; b < n; b++) {
-    const xino = xo + b * STRIDE;
-    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-    const so = s0 + b * STRIDE;
-    let ss = 0;
-    for (let i = 0; i < 6144; i++) ss += x[xino + i] * x[xino + i];
-    const rms = 1 / Math.sqrt(ss / 6144 + 0.00001);
-    for (let i = 0; i < 6144; i++) x[so + i] = x[xino + i] * rms * g[i];
-    L[b] = x.byteOffset + 4 * so;
-    const yo = y0 + b * ys;
-    L[512 + b] = y.byteOffset + 4 * yo;
-  }
-  K.mm_q4_k_6144(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
-}
-
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1548,6 +1528,8 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt, 0, l, A, 6144, A, 18432, A, 12288, A, 0, n);
     for (let b = 0; b < n; b++) A.copyWithin(32000 + b * STRIDE, 12288 + b * STRIDE, 18432 + b * STRIDE);
   }
-  linear_q4_k_32000x6144_n_batch(W2[0], A, 32000, V1[0], A, 0, STRIDE, n);
+  for (let b = n - 1; b < n; b++) {
+    linear_q4_k_32000x6144_n(W2[0], A, 32000 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
+  }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 32000);
 }

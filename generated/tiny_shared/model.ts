@@ -1245,26 +1245,6 @@ function linear_f32_64x128_res_batch(w: Packed, x: Float32Array, xo: number, y: 
   K.mm_f32_128(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 1);
 }
 
-/** linear_f32_256x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_f32_256x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
-  const L = LISTS;
-  const s0 = (S_linear_f32_256x64_n.byteOffset - x.byteOffset) / 4;
-  for (let b = 0; b < n; b++) {
-    const xino = xo + b * STRIDE;
-    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-    const so = s0 + b * STRIDE;
-    let ss = 0;
-    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
-    const rms = 1 / Math.sqrt(ss / 64 + 0.000001);
-    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
-    L[b] = x.byteOffset + 4 * so;
-    const yo = y0 + b * ys;
-    L[512 + b] = y.byteOffset + 4 * yo;
-  }
-  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 256, n, 0);
-}
-
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1377,6 +1357,8 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_f32_64x128_res_batch(W14[l], A, 64, A, 0, STRIDE, A, 192, n);
     for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
   }
-  linear_f32_256x64_n_batch(W0[0], A, 256, V1[0], A, 0, STRIDE, n);
+  for (let b = n - 1; b < n; b++) {
+    linear_f32_256x64_n(W0[0], A, 256 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
+  }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
 }

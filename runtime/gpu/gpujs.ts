@@ -369,8 +369,31 @@ export class GpuJsBackend implements Backend {
       }
       p = { kernel, spec, params, parts: spec.parts.map(() => undefined) };
       this.pipes.set(key, p);
+      if (this.ctx) await this.warm(p);
     }
     return p;
+  }
+
+  /**
+   * Builds a call site's kernels now (webgpu mode), so a kernel that does not compile fails at load: one run
+   * over small zero buffers, whose output nothing reads. A part whose output is a KV cache's length is built
+   * on first use; so are all of them in webasm mode, where a run needs arrays of the real sizes.
+   */
+  private async warm(p: GjPipeline): Promise<void> {
+    const z = this.zeros(4);
+    for (let i = 0; i < p.spec.parts.length; i++) {
+      const part = p.spec.parts[i]!;
+      if (part.outputOf !== undefined) continue;
+      const k = this.make(p, i, part.output);
+      const args = part.args.flatMap((a) =>
+        "arena" in a || "prev" in a ? [z, 0] : "frame" in a || "param" in a ? [0] : [z],
+      );
+      try {
+        await k(...args);
+      } catch (e) {
+        this.fail(`kernel ${p.kernel} (part ${i}) does not compile: ${firstLine(e)}`, p.kernel);
+      }
+    }
   }
 
   private make(p: GjPipeline, i: number, output: number): GjKernel {

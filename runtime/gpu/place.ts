@@ -277,9 +277,9 @@ function placeWeight(
   const rows = w.shape[0]!;
   const rowBytes = want / rows;
   const limit = Math.min(memory.backend.limits.maxBindingBytes, memory.backend.limits.maxBufferBytes);
-  // Whole rows per chunk, a multiple of 64 so a RoPE head or a workgroup's rows never straddle two chunks.
+  // Whole rows per chunk (RoPE runs after the product, over the output, so chunks need no other alignment).
   let per = rows;
-  if (want > limit) per = Math.max(64, Math.floor(limit / rowBytes / 64) * 64);
+  if (want > limit) per = Math.max(1, Math.floor(limit / rowBytes));
   const buffers: GpuBuffer[] = [];
   for (let r = 0; r < rows; r += per) {
     const end = Math.min(rows, r + per);

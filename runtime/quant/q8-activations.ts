@@ -1,9 +1,9 @@
 // Activations quantized to q8_0 blocks, for the integer dot products of the schemes whose WebAssembly
 // piece has a `q8` form (q8_0, q4_0): what llama.cpp does for the same weights, and twice the speed of
 // widening every weight to f32. Per 32 values: amax = max |x|, d = amax / 127, q = x · (127 / amax)
-// rounded half to even (as x86's round instruction does). One block in the heap is d as an f32, then the
-// 32 values widened to int16 (so a product of 8 pairs is one `i32x4.dot_i16x8_s`): 68 bytes. This file is the reference the kernels are checked against; the kernels
-// quantize in WebAssembly (compiler/codegen/templates/q8x.wat.hbs).
+// rounded half to even (as x86's round instruction does). One block in the heap is the 32 values widened
+// to int16 (so a product of 8 pairs is one `i32x4.dot_i16x8_s`), then d as an f32: 68 bytes. This file is the reference the kernels are checked against; the kernels
+// quantize in WebAssembly (`quantizer` in compiler/codegen/wasm.ts).
 
 export const Q8_BLOCK = 32;
 export const Q8_BLOCK_BYTES = 68;

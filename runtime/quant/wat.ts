@@ -89,14 +89,14 @@ export function dotRuns(
 
 /**
  * Statements for a `q8` piece: `into` (i32x4) = Σ over `runs` of 16 weights (i8x16 expressions, −128..127)
- * × run r's 16 activations, int16 at byte 4 + 32r of the q8 block at `$x`. Exact in i32. Scratch: `$v0`.
+ * × run r's 16 activations, int16 at byte 32r of the q8 block at `$x`. Exact in i32. Scratch: `$v0`.
  */
 export function q8Runs(runs: readonly string[], into: string): string {
   return runs
     .flatMap((bytes, r) => {
       const dot = (hl: string, off: number) =>
         `(i32x4.dot_i16x8_s (i16x8.extend_${hl}_i8x16_s (local.get $v0)) (v128.load offset=${off} align=4 ${X}))`;
-      const run = `(i32x4.add ${dot("low", 4 + 32 * r)} ${dot("high", 20 + 32 * r)})`;
+      const run = `(i32x4.add ${dot("low", 32 * r)} ${dot("high", 32 * r + 16)})`;
       return [
         `(local.set $v0 ${bytes})`,
         `(local.set ${into} ${r ? `(i32x4.add (local.get ${into}) ${run})` : run})`,
@@ -107,7 +107,7 @@ export function q8Runs(runs: readonly string[], into: string): string {
 
 /** `$acc += sum × (scale × d)`, sum an i32x4 local, scale the weights' f32 expression, d the q8 block's. */
 export const q8ScaleInto = (sum: string, scale: string) =>
-  `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${scale} (f32.load ${X}))))))`;
+  `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${scale} (f32.load offset=64 ${X}))))))`;
 
 /** `into` (+ or −)= `sum` × `scale`, sum a v128 local and scale an f32 expression. */
 export const addScaled = (sum: string, scale: string, into = "$acc", minus = false) =>

@@ -219,8 +219,17 @@ describe.each(CASES.map((c, i) => ({ c, i, name: describeCase(c) })))(
 
     it(`generates the same ${GENERATE} greedy tokens with the prompt through the batched prefill`, () => {
       expect(batched.tokens).toEqual(theirs.tokens);
-      // The batched prefill's last logits are the token-by-token ones, bit for bit.
-      expect(batched.logits[0]).toEqual(ours.logits[prompt.length - 1]);
+      const last = prompt.length - 1;
+      if (quantized) {
+        // Activations quantized to int8 blocks as llama.cpp does for these schemes: the last position's
+        // logits are as close to llama.cpp's as stepping's are anywhere.
+        expect(maxAbsDiff(batched.logits[0]!, theirs.logits[last]!)).toBeLessThanOrEqual(
+          Math.max(...m.logit),
+        );
+      } else {
+        // f32 matrix-matrix kernels: the token-by-token logits, bit for bit.
+        expect(batched.logits[0]).toEqual(ours.logits[last]);
+      }
     });
 
     it(`makes decisive greedy choices (every margin ≥ ${DECISIVE}× the largest logit difference)`, () => {

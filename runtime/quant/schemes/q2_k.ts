@@ -165,4 +165,26 @@ export const q2_k: QuantScheme = {
       }),
     }),
   },
+  wgsl: {
+    dot: `// block_q2_K: scales[16], qs[64], f16 d, f16 dmin; weight 128h + 32k + 16half + l is bits 2k.. of
+// qs[32h + 16half + l], sub-block 8h + 2k + half: w = d·(sc & 15)·q − dmin·(sc >> 4).
+let d = $f16(base + 80u);
+let dm = $f16(base + 82u);
+for (var h = 0u; h < 2u; h++) {
+  for (var k = 0u; k < 4u; k++) {
+    for (var half = 0u; half < 2u; half++) {
+      let sc = $u8(base + 8u * h + 2u * k + half);
+      var s: f32 = 0.0;
+      var t: f32 = 0.0;
+      for (var l = 0u; l < 16u; l++) {
+        let q = ($u8(base + 16u + 32u * h + 16u * half + l) >> (2u * k)) & 3u;
+        let xv = $x(xi + 128u * h + 32u * k + 16u * half + l);
+        s += f32(q) * xv;
+        t += xv;
+      }
+      acc += d * f32(sc & 15u) * s - dm * f32(sc >> 4u) * t;
+    }
+  }
+}`,
+  },
 };

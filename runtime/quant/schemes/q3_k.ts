@@ -157,4 +157,33 @@ export const q3_k: QuantScheme = {
       }),
     }),
   },
+  wgsl: {
+    helpers: `/** The signed 6-bit scale of sub-block j of a q3_K block whose 12 scale bytes start at byte o. */
+fn $scale(o: u32, j: u32) -> i32 {
+  var low: u32;
+  if (j < 8u) {
+    low = $u8(o + j) & 15u;
+  } else {
+    low = $u8(o + j - 8u) >> 4u;
+  }
+  let high = ($u8(o + 8u + (j & 3u)) >> (2u * (j >> 2u))) & 3u;
+  return i32(low | (high << 4u)) - 32;
+}`,
+    dot: `// block_q3_K: hmask[32], qs[64], scales[12], f16 d; w = d·scale·(q − 4), the high bit from hmask.
+let d = $f16(base + 108u);
+for (var h = 0u; h < 2u; h++) {
+  for (var k = 0u; k < 4u; k++) {
+    let m = 1u << (4u * h + k);
+    for (var half = 0u; half < 2u; half++) {
+      let dl = d * f32($scale(base + 96u, 8u * h + 2u * k + half));
+      var s: f32 = 0.0;
+      for (var l = 16u * half; l < 16u * half + 16u; l++) {
+        let q = i32(($u8(base + 32u + 32u * h + l) >> (2u * k)) & 3u) - select(4, 0, ($u8(base + l) & m) != 0u);
+        s += f32(q) * $x(xi + 128u * h + 32u * k + l);
+      }
+      acc += dl * s;
+    }
+  }
+}`,
+  },
 };

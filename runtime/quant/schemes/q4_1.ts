@@ -94,4 +94,17 @@ export const q4_1: QuantScheme = {
       addScaled("$v4", halfAt(2)),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q4_1: f16 d, f16 m, 16 bytes of nibbles as q4_0; w = d·q + m.
+var s: f32 = 0.0;
+var t: f32 = 0.0;
+for (var j = 0u; j < 16u; j++) {
+  let q = $u8(base + 4u + j);
+  let xa = $x(xi + j);
+  let xb = $x(xi + j + 16u);
+  s += f32(q & 15u) * xa + f32(q >> 4u) * xb;
+  t += xa + xb;
+}
+acc += $f16(base) * s + $f16(base + 2u) * t;`,
+  },
 };

@@ -102,4 +102,15 @@ export const q5_0: QuantScheme = {
       scaleInto(0),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q5_0: f16 d, qh (u32, unaligned), 16 bytes of nibbles; the 5th bit of element j is bit j of qh.
+let qh = $u32(base + 2u);
+var s: f32 = 0.0;
+for (var j = 0u; j < 16u; j++) {
+  let b = $u8(base + 6u + j);
+  s += (f32((b & 15u) | (((qh >> j) & 1u) << 4u)) - 16.0) * $x(xi + j);
+  s += (f32((b >> 4u) | (((qh >> (j + 16u)) & 1u) << 4u)) - 16.0) * $x(xi + j + 16u);
+}
+acc += $f16(base) * s;`,
+  },
 };

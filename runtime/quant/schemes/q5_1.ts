@@ -109,4 +109,18 @@ export const q5_1: QuantScheme = {
       addScaled("$v5", halfAt(2)),
     ].join("\n"),
   },
+  wgsl: {
+    dot: `// block_q5_1: f16 d, f16 m, qh (u32), 16 bytes of nibbles; w = d·q + m.
+let qh = $u32(base + 4u);
+var s: f32 = 0.0;
+var t: f32 = 0.0;
+for (var j = 0u; j < 16u; j++) {
+  let b = $u8(base + 8u + j);
+  let xa = $x(xi + j);
+  let xb = $x(xi + j + 16u);
+  s += f32((b & 15u) | (((qh >> j) & 1u) << 4u)) * xa + f32((b >> 4u) | (((qh >> (j + 16u)) & 1u) << 4u)) * xb;
+  t += xa + xb;
+}
+acc += $f16(base) * s + $f16(base + 2u) * t;`,
+  },
 };

@@ -185,4 +185,43 @@ export const q5_k: QuantScheme = {
       },
     }),
   },
+  wgsl: {
+    helpers: `/** The 6-bit scale and min of sub-block j of a q4_K/q5_K block whose 12 scale bytes start at byte o. */
+fn $sc(o: u32, j: u32) -> u32 {
+  if (j < 4u) {
+    return $u8(o + j) & 63u;
+  }
+  return ($u8(o + j + 4u) & 15u) | (($u8(o + j - 4u) >> 6u) << 4u);
+}
+fn $mn(o: u32, j: u32) -> u32 {
+  if (j < 4u) {
+    return $u8(o + j + 4u) & 63u;
+  }
+  return ($u8(o + j + 4u) >> 4u) | (($u8(o + j) >> 6u) << 4u);
+}`,
+    dot: `// block_q5_K: f16 d, f16 dmin, scales[12], qh[32], qs[128]; the 5th bit of sub-block 2k (2k + 1) is
+// bit 2k (2k + 1) of qh[l]; w = d·sc·q − dmin·m.
+let d = $f16(base);
+let dm = $f16(base + 2u);
+for (var k = 0u; k < 4u; k++) {
+  let u1 = 1u << (2u * k);
+  let u2 = 2u << (2u * k);
+  var s1: f32 = 0.0;
+  var t1: f32 = 0.0;
+  var s2: f32 = 0.0;
+  var t2: f32 = 0.0;
+  for (var l = 0u; l < 32u; l++) {
+    let q = $u8(base + 48u + 32u * k + l);
+    let hb = $u8(base + 16u + l);
+    let xa = $x(xi + 64u * k + l);
+    let xb = $x(xi + 64u * k + 32u + l);
+    s1 += f32((q & 15u) + select(0u, 16u, (hb & u1) != 0u)) * xa;
+    t1 += xa;
+    s2 += f32((q >> 4u) + select(0u, 16u, (hb & u2) != 0u)) * xb;
+    t2 += xb;
+  }
+  acc += d * f32($sc(base + 4u, 2u * k)) * s1 - dm * f32($mn(base + 4u, 2u * k)) * t1;
+  acc += d * f32($sc(base + 4u, 2u * k + 1u)) * s2 - dm * f32($mn(base + 4u, 2u * k + 1u)) * t2;
+}`,
+  },
 };

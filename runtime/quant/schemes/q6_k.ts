@@ -151,4 +151,26 @@ export const q6_k: QuantScheme = {
       }),
     }),
   },
+  wgsl: {
+    dot: `// block_q6_K: ql[128], qh[64], int8 scales[16], f16 d; w = d·sc·(q − 32), q of 6 bits.
+let d = $f16(base + 208u);
+for (var h = 0u; h < 2u; h++) {
+  let ql = base + 64u * h;
+  let qh = base + 128u + 32u * h;
+  let sc = base + 192u + 8u * h;
+  let y = xi + 128u * h;
+  for (var l = 0u; l < 32u; l++) {
+    let is = l >> 4u;
+    let lo = $u8(ql + l);
+    let hi = $u8(ql + l + 32u);
+    let hb = $u8(qh + l);
+    let q1 = i32((lo & 15u) | ((hb & 3u) << 4u)) - 32;
+    let q2 = i32((hi & 15u) | (((hb >> 2u) & 3u) << 4u)) - 32;
+    let q3 = i32((lo >> 4u) | (((hb >> 4u) & 3u) << 4u)) - 32;
+    let q4 = i32((hi >> 4u) | ((hb >> 6u) << 4u)) - 32;
+    acc += d * (f32($i8(sc + is) * q1) * $x(y + l) + f32($i8(sc + is + 2u) * q2) * $x(y + l + 32u)
+      + f32($i8(sc + is + 4u) * q3) * $x(y + l + 64u) + f32($i8(sc + is + 6u) * q4) * $x(y + l + 96u));
+  }
+}`,
+  },
 };
