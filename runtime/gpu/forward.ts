@@ -143,11 +143,6 @@ export class GpuForward {
         args.push(placed.arena, placed.frame);
         for (const b of s.bind) args.push(this.buffer(b, layer, r.chunks[d]!, s.kernel));
         backend.dispatch(r.pipelines[d]!, args, r.grids[d]!);
-        if (process.env.MOEC_GPU_TRACE) {
-          const t = performance.now();
-          await backend.read(placed.arena, 0, 4, placed.staging, this.idBytes.subarray(0, 4));
-          console.error(s.kernel, (performance.now() - t).toFixed(1), "ms");
-        }
       }
     }
   }
