@@ -4,6 +4,7 @@
 // (gpu.js kernels have no bit operations on f32 data). The statement macros `@u8(name, byte)`,
 // `@f16(name, byte)` and `@f32(name, byte)` declare `name` as the byte, half or float at a byte offset
 // of the weight (see GpuJsKernel in scheme.ts); `$`-names are renamed per use by the code generator.
+import { Q8X_GPUJS, Q8X_GPUJS_AT } from "./q8-activations.ts";
 import type { GpuJsKernel } from "./scheme.ts";
 
 /** Nibble k of a 32-weight block whose element j < 16 is the low nibble of byte j and j + 16 the high one. */
@@ -56,6 +57,8 @@ if ($hi > 127.5) {
   $v = -$v;
 }`,
   },
+  // q8_0 and q4_0 multiply against the block's activations quantized to q8_0, as their `q8` (CPU) piece:
+  // the integer products summed (exact in f32, |s| < 2^20), then scaled by d_w·d_x.
   q8_0: {
     block: "@f16($d, $base);",
     elem: `@u8($q, $base + 2 + $j);
@@ -63,11 +66,30 @@ if ($q > 127.5) {
   $q = $q - 256;
 }
 $v = $q * $d;`,
+    dot: `${Q8X_GPUJS}
+let $s = 0;
+for (let $j = 0; $j < 32; $j++) {
+@u8($q, $base + 2 + $j);
+if ($q > 127.5) {
+  $q = $q - 256;
+}
+${Q8X_GPUJS_AT}
+$s += $q * $qx;
+}
+$acc += $s * ($d * $dx);`,
   },
   q4_0: {
     block: "@f16($d, $base);",
     elem: `${nibble32("2")}
 $v = ($n - 8) * $d;`,
+    dot: `${Q8X_GPUJS}
+let $s = 0;
+for (let $j = 0; $j < 32; $j++) {
+${nibble32("2")}
+${Q8X_GPUJS_AT}
+$s += ($n - 8) * $qx;
+}
+$acc += $s * ($d * $dx);`,
   },
   q4_1: {
     block: "@f16($d, $base);\n@f16($m, $base + 2);",

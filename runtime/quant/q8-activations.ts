@@ -27,3 +27,63 @@ export function quantizeActivations(x: Float32Array): Float32Array {
   }
   return out;
 }
+
+// The same quantizer as text for the GPU pieces of the schemes with a `q8` piece (q8_0, q4_0), so the GPU
+// backends multiply those weights with the same integers as the CPU. Each is used by both schemes' pieces
+// (`wgsl.dot` in schemes/q8_0.ts and q4_0.ts, `gpujs.dot` in gpujs-pieces.ts); `$`-names are renamed per
+// use by the code generators. GPU f32 division need not be correctly rounded (WGSL allows 2.5 ulp), so d
+// and id may be an ulp off the reference's, and an x·id within that of a half may round the other way.
+
+/**
+ * WGSL: the block's 32 activations from `$x(xi)` quantized: `$dx` (its d) and `$id` (127 / amax), so that
+ * element j is `q8xWgsl(j)`. In the embedding kernel (`$onehot`, a one-hot activation picking a row) the
+ * activations pass through as they are (d = id = 1), so the embedding stays the weight's exact decoded row.
+ */
+export const Q8X_WGSL = `var $amax: f32 = 0.0;
+for (var $i = 0u; $i < 32u; $i++) {
+  $amax = max($amax, abs($x(xi + $i)));
+}
+var $dx: f32 = $amax / 127.0;
+var $id: f32 = 0.0;
+if ($amax > 0.0) {
+  $id = 127.0 / $amax;
+}
+if ($onehot) {
+  $dx = 1.0;
+  $id = 1.0;
+}`;
+
+/** WGSL: activation j of the block quantized, an i32 (WGSL's `round` is ties to even). */
+export const q8xWgsl = (j: string) => `i32(round($x(xi + ${j}) * $id))`;
+
+/**
+ * gpujs: the block's 32 activations `$x[i]` (i < 32) quantized: `$dx` and `$id` as above. gpu.js kernels have
+ * no local arrays, so each element is quantized where it is used, by Q8X_GPUJS_AT.
+ */
+export const Q8X_GPUJS = `let $amax = 0;
+for (let $i = 0; $i < 32; $i++) {
+  $amax = Math.max($amax, Math.abs($x[$i]));
+}
+const $dx = $amax / 127;
+let $id = 0;
+if ($amax > 0) {
+  $id = 127 / $amax;
+}`;
+
+/**
+ * gpujs: `$qx` = activation `$j` of the block quantized, rounded half to even by hand (gpu.js's
+ * Math.round is not ties-to-even in every mode, and floor(t + 0.5) rounds t + 0.5 first): t − floor(t) is
+ * exact in f32, so the comparisons with one half are too.
+ */
+export const Q8X_GPUJS_AT = `const $t = $x[$j] * $id;
+let $qx = Math.floor($t);
+const $fr = $t - $qx;
+if ($fr > 0.5) {
+  $qx = $qx + 1;
+} else {
+  if ($fr >= 0.5) {
+    if ($qx - 2 * Math.floor($qx / 2) > 0.5) {
+      $qx = $qx + 1;
+    }
+  }
+}`;

@@ -46,7 +46,8 @@ export interface WasmKernel {
  * block's first element in the activations), and
  *   `$u8(b)`, `$u16(b)` (b even), `$u32(b)` (any b) → u32: bytes at byte offset b, little-endian;
  *   `$i8(b)` → i32: a signed byte; `$f16(b)` → f32: the half at byte offset b (b even);
- *   `$x(i)` → f32: activation i.
+ *   `$x(i)` → f32: activation i; `$onehot` (a bool constant): the activations are the embedding
+ *   kernel's one-hot row pick, which a piece that quantizes activations (q8_0, q4_0) passes through.
  * Every `$name` is renamed per weight when the kernel is rendered, so `helpers` (WGSL functions at module
  * scope that the piece calls) name themselves `$name` too and may call the same functions.
  */
@@ -63,10 +64,15 @@ export interface WgslKernel {
  * locals `elem` reads (a scale). Statement macros: `@u8(name, byte)`, `@f16(name, byte)` and
  * `@f32(name, byte)` declare `name` (a `let`) as the unsigned byte, half or float at that byte offset of
  * the weight. Every `$name` is renamed per use, so pieces declare their locals as `$name`.
+ * `dot` (optional) is the block's dot product itself, for a scheme whose products do not go element by
+ * element (q8_0 and q4_0 quantize the block's activations first, as their `q8` piece): statements after
+ * `block` that add it to `$acc`, reading activation i (0 ≤ i < blockSize) of the block as `$x[i]`. The
+ * embedding, a row pick, always decodes with `elem`.
  */
 export interface GpuJsKernel {
   block?: string;
   elem: string;
+  dot?: string;
 }
 
 export interface QuantScheme {

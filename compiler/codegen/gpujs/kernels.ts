@@ -163,16 +163,23 @@ export class GpuJsKernels implements GpuKernelSet {
       throw new Error(`rows of ${n} are not whole ${scheme} blocks of ${s.blockSize}`);
     const site = `s${this.site++}`;
     const nb = n / s.blockSize;
+    // Activation i of the block: a piece's `$x[i]`, the element loop's `$j`.
+    const xb = `${x}[${xo} + $blk * ${s.blockSize} + `;
+    const body = s.gpujs.dot
+      ? [s.gpujs.dot.replaceAll("$x[", xb)]
+      : [
+          `for (let $j = 0; $j < ${s.blockSize}; $j++) {`,
+          `let $v = 0;`,
+          s.gpujs.elem,
+          `$acc += $v * ${xb}$j];`,
+          `}`,
+        ];
     const text = [
       `let $acc = 0;`,
       `for (let $blk = 0; $blk < ${nb}; $blk++) {`,
       `const $base = ${row} + $blk * ${s.blockBytes};`,
       s.gpujs.block ?? "",
-      `for (let $j = 0; $j < ${s.blockSize}; $j++) {`,
-      `let $v = 0;`,
-      s.gpujs.elem,
-      `$acc += $v * ${x}[${xo} + $blk * ${s.blockSize} + $j];`,
-      `}`,
+      ...body,
       `}`,
     ].join("\n");
     return { code: specialize(text, site, w), acc: `acc_${site}` };

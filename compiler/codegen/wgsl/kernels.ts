@@ -46,8 +46,11 @@ function specialize(text: string, tag: string): string {
   return text.replace(/\$x\(/g, "X(").replace(/\$([A-Za-z_][A-Za-z0-9_]*)/g, `${tag}_$1`);
 }
 
-/** The template data of one weight binding: accessors, the scheme's piece, the row geometry. */
-function weight(tag: string, binding: number, scheme: string, rowLength: number) {
+/**
+ * The template data of one weight binding: accessors, the scheme's piece, the row geometry. `onehot`: the
+ * activations are the embedding's one-hot row pick, which a piece that quantizes them passes through.
+ */
+function weight(tag: string, binding: number, scheme: string, rowLength: number, onehot = false) {
   const s = schemeOf(scheme);
   if (rowLength % s.blockSize !== 0) {
     throw new Error(`rows of ${rowLength} are not whole ${scheme} blocks of ${s.blockSize}`);
@@ -66,6 +69,7 @@ function weight(tag: string, binding: number, scheme: string, rowLength: number)
     blockBytes: s.blockBytes,
     blockSize: s.blockSize,
     rowBytes: nb * s.blockBytes,
+    onehot,
   };
 }
 
@@ -86,7 +90,7 @@ export class WgslKernels implements GpuKernelSet {
   }
 
   embed(scheme: string, vocab: number, hidden: number): KernelUse {
-    const w = weight("W", 2, scheme, hidden);
+    const w = weight("W", 2, scheme, hidden, true);
     return this.add(
       `embed_${scheme}_${vocab}x${hidden}`,
       "embed",

@@ -2,6 +2,7 @@
 // element j + 16 its high nibble; w = d·(q − 8).
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
+import { Q8X_WGSL, q8xWgsl } from "../q8-activations.ts";
 import type { QuantScheme } from "../scheme.ts";
 import { bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
@@ -101,12 +102,14 @@ export const q4_0: QuantScheme = {
     ].join("\n"),
   },
   wgsl: {
+    // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
     dot: `// block_q4_0: f16 d, 16 bytes; byte j holds element j (low nibble) and j + 16 (high), each q + 8.
-var s: f32 = 0.0;
+${Q8X_WGSL}
+var s: i32 = 0;
 for (var j = 0u; j < 16u; j++) {
   let q = $u8(base + 2u + j);
-  s += (f32(q & 15u) - 8.0) * $x(xi + j) + (f32(q >> 4u) - 8.0) * $x(xi + j + 16u);
+  s += (i32(q & 15u) - 8) * ${q8xWgsl("j")} + (i32(q >> 4u) - 8) * ${q8xWgsl("j + 16u")};
 }
-acc += $f16(base) * s;`,
+acc += f32(s) * ($f16(base) * $dx);`,
   },
 };

@@ -1,6 +1,7 @@
 // Q8_0 (ggml type 8), block_q8_0: f16 d, int8 qs[32] (34 bytes). w = d·q.
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
+import { Q8X_WGSL, q8xWgsl } from "../q8-activations.ts";
 import type { QuantScheme } from "../scheme.ts";
 import { bytesAt, dotRuns, halfAt, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
@@ -68,11 +69,13 @@ export const q8_0: QuantScheme = {
     q8: [q8Runs([bytesAt(2), bytesAt(18)], "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
   },
   wgsl: {
+    // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
     dot: `// block_q8_0: f16 d, 32 signed bytes.
-var s: f32 = 0.0;
+${Q8X_WGSL}
+var s: i32 = 0;
 for (var j = 0u; j < 32u; j++) {
-  s += f32($i8(base + 2u + j)) * $x(xi + j);
+  s += $i8(base + 2u + j) * ${q8xWgsl("j")};
 }
-acc += $f16(base) * s;`,
+acc += f32(s) * ($f16(base) * $dx);`,
   },
 };
