@@ -143,15 +143,31 @@ export class WasmKernels {
     // A scheme with an integer piece runs matmulQ8: its products must be the matrix-vector kernel's.
     if (!mv || q8Piece(s)) return undefined;
     const name = `mm_${scheme}_${cols}`;
-    if (this.funcs.has(name)) return name;
-    if (this.unwidened.has(name)) return undefined;
+    return this.widened(name, mv, s, cols, s.wasm!.dot, s.wasm!.step * 4) ? name : undefined;
+  }
+
+  /**
+   * Registers `name`, the matrix-matrix kernel whose columns are `mv`'s products: `piece` (one step of a
+   * row against activations `xBytes` apart per step) widened to MM_COLUMNS vectors. False when the piece
+   * cannot be widened (the prefill then runs the matrix-vector kernel once per column).
+   */
+  private widened(
+    name: string,
+    mv: string,
+    s: QuantScheme,
+    cols: number,
+    piece: string,
+    xBytes: number,
+  ): boolean {
+    if (this.funcs.has(name)) return true;
+    if (this.unwidened.has(name)) return false;
     let wide: ReturnType<typeof columnsPiece>;
     try {
-      wide = columnsPiece(s.wasm!.dot, MM_COLUMNS);
+      wide = columnsPiece(piece, MM_COLUMNS);
     } catch (e) {
       if (!(e instanceof ColumnsError)) throw e;
       this.unwidened.add(name);
-      return undefined;
+      return false;
     }
     const steps = cols / s.wasm!.step;
     const rowBytes = steps * s.wasm!.bytes;
@@ -167,10 +183,10 @@ export class WasmKernels {
       matmul({
         name,
         mv,
-        doc: `rows of ${cols} ${scheme} weights, several activation vectors`,
+        doc: `rows of ${cols} ${s.name} weights, several activation vectors`,
         steps,
         bytes: s.wasm!.bytes,
-        xBytes: s.wasm!.step * 4,
+        xBytes,
         rowBytes,
         cols: MM_COLUMNS,
         block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
@@ -189,14 +205,14 @@ export class WasmKernels {
           .join("\n"),
         wide: wide.text,
         advances: js
-          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${s.wasm!.step * 4})))`)
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
           .join("\n"),
         stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-        dot: s.wasm!.dot,
+        dot: piece,
         store1: storeColumn("$acc", 0),
       }),
     );
-    return name;
+    return true;
   }
 
   /**
@@ -211,53 +227,8 @@ export class WasmKernels {
     if (!piece || cols % Q8_BLOCK !== 0 || !this.matvec(scheme, cols)) return undefined;
     const name = `mmq_${scheme}_${cols}`;
     const qx = this.quantizer(cols);
-    const steps = cols / Q8_BLOCK;
-    if (!this.funcs.has(name)) {
-      const wide = columnsPiece(piece, MM_COLUMNS);
-      const rowBytes = steps * s.blockBytes;
-      const js = [...Array(MM_COLUMNS).keys()];
-      const locals = [
-        ...wide.locals,
-        ...js.map((j) => [`$xs_${j}`, "i32"] as const),
-        ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
-        ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
-      ];
-      this.funcs.set(
-        name,
-        matmul({
-          name,
-          mv: `mvq_${scheme}_${cols}`,
-          doc: `rows of ${cols} ${scheme} weights, several int8-quantized activation vectors`,
-          steps,
-          bytes: s.blockBytes,
-          xBytes: Q8_BLOCK_BYTES,
-          rowBytes,
-          cols: MM_COLUMNS,
-          block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
-          locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
-          starts: js
-            .map(
-              (j) =>
-                `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
-            )
-            .join("\n"),
-          resets: js
-            .map(
-              (j) =>
-                `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
-            )
-            .join("\n"),
-          wide: wide.text,
-          advances: js
-            .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${Q8_BLOCK_BYTES})))`)
-            .join("\n"),
-          stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-          dot: piece,
-          store1: storeColumn("$acc", 0),
-        }),
-      );
-    }
-    return { mm: name, qx, qBytes: steps * Q8_BLOCK_BYTES };
+    if (!this.widened(name, `mvq_${scheme}_${cols}`, s, cols, piece, Q8_BLOCK_BYTES)) return undefined;
+    return { mm: name, qx, qBytes: (cols / Q8_BLOCK) * Q8_BLOCK_BYTES };
   }
 
   /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:

@@ -377,7 +377,7 @@ export const wasmRelaxed = "AGFzbQEAAAABMQZgAX8BfWAHf39/f399fwBgA39/fwBgBn9/f39/
         (br $vectors)))
   )
 
-  ;; rows of 512 q8_0 weights, several int8-quantized activation vectors
+  ;; rows of 512 q8_0 weights, several activation vectors
   ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
   ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_512
   ;; computes it. Rows go in blocks of 30 (their weights stay in cache across the columns), columns
@@ -504,7 +504,7 @@ export const wasmRelaxed = "AGFzbQEAAAABMQZgAX8BfWAHf39/f399fwBgA39/fwBgBn9/f39/
         (br $blocks)))
   )
 
-  ;; rows of 1408 q8_0 weights, several int8-quantized activation vectors
+  ;; rows of 1408 q8_0 weights, several activation vectors
   ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
   ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_1408
   ;; computes it. Rows go in blocks of 10 (their weights stay in cache across the columns), columns

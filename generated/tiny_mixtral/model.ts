@@ -428,7 +428,7 @@ export const wasmRelaxed = "AGFzbQEAAAABMQZgAX8BfWAHf39/f399fwBgA39/fwBgBn9/f39/
         (br $vectors)))
   )
 
-  ;; rows of 64 q8_0 weights, several int8-quantized activation vectors
+  ;; rows of 64 q8_0 weights, several activation vectors
   ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
   ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_64
   ;; computes it. Rows go in blocks of 240 (their weights stay in cache across the columns), columns
@@ -555,7 +555,7 @@ export const wasmRelaxed = "AGFzbQEAAAABMQZgAX8BfWAHf39/f399fwBgA39/fwBgBn9/f39/
         (br $blocks)))
   )
 
-  ;; rows of 96 q8_0 weights, several int8-quantized activation vectors
+  ;; rows of 96 q8_0 weights, several activation vectors
   ;; For columns 0 ≤ j < n, with activations at the address xl[j] and outputs at yl[j] (i32 lists):
   ;; y_j[r] = dot(row r, x_j) (+ y_j[r] when accumulate) for rows r0 ≤ r < r1, each sum exactly as mvq_q8_0_96
   ;; computes it. Rows go in blocks of 160 (their weights stay in cache across the columns), columns
