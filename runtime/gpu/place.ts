@@ -14,7 +14,7 @@ import {
   expertBytes,
   isResident,
 } from "../memory/device-plan.ts";
-import { ExpertCache, type ExpertCacheStats } from "../memory/expert-cache.ts";
+import { ExpertCache, sumStats } from "../memory/expert-cache.ts";
 import {
   type ExpertSource,
   expertLayout,
@@ -211,21 +211,7 @@ export function placeGpu(
     for (let j = 0; j < e.topK; j++) out[j] = slots.get(offs[moe]![j]!)!;
   };
   const active = caches.filter((c): c is ExpertCache => c !== undefined);
-  const sum = (): ExpertCacheStats => {
-    const out: ExpertCacheStats = {
-      expert_hits: 0,
-      expert_misses: 0,
-      bytes_loaded: 0,
-      prefetch_loads: 0,
-      prefetch_hits: 0,
-      prefetch_unused: 0,
-    };
-    for (const c of active) {
-      const s = c.stats();
-      for (const k of Object.keys(out) as (keyof ExpertCacheStats)[]) out[k] += s[k];
-    }
-    return out;
-  };
+  const sum = () => sumStats(active);
   return {
     memory,
     weights,

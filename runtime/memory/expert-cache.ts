@@ -295,3 +295,20 @@ function emptyStats(): ExpertCacheStats {
     prefetch_unused: 0,
   };
 }
+
+/** Every cache's counters added up (the "memory" figures of a model with several MoE ops). */
+export function sumStats(caches: readonly ExpertCache[]): ExpertCacheStats {
+  const out: ExpertCacheStats = {
+    expert_hits: 0,
+    expert_misses: 0,
+    bytes_loaded: 0,
+    prefetch_loads: 0,
+    prefetch_hits: 0,
+    prefetch_unused: 0,
+  };
+  for (const c of caches) {
+    const s = c.stats();
+    for (const k of Object.keys(out) as (keyof ExpertCacheStats)[]) out[k] += s[k];
+  }
+  return out;
+}

@@ -18,7 +18,7 @@ import {
   isResident,
   type Residency,
 } from "./device-plan.ts";
-import { ExpertCache, type ExpertCacheStats } from "./expert-cache.ts";
+import { ExpertCache, sumStats } from "./expert-cache.ts";
 import {
   type ExpertKeys,
   type ExpertSource,
@@ -313,21 +313,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   };
 
   const active = caches.filter((c): c is ExpertCache => c !== undefined);
-  const sum = (): ExpertCacheStats => {
-    const out: ExpertCacheStats = {
-      expert_hits: 0,
-      expert_misses: 0,
-      bytes_loaded: 0,
-      prefetch_loads: 0,
-      prefetch_hits: 0,
-      prefetch_unused: 0,
-    };
-    for (const c of active) {
-      const s = c.stats();
-      for (const k of Object.keys(out) as (keyof ExpertCacheStats)[]) out[k] += s[k];
-    }
-    return out;
-  };
+  const sum = () => sumStats(active);
   return {
     heap,
     accountant: acct,
