@@ -57,6 +57,7 @@ export class GpuForward {
         ];
         const r: Ready = { step: s, pipelines: [], grids: [], chunks: [] };
         if (!s.rows) {
+          this.whole(s);
           r.pipelines.push(await this.backend.pipeline(s.kernel, source, s.params, access));
           r.grids.push(s.grid);
           r.chunks.push(0);
@@ -75,25 +76,44 @@ export class GpuForward {
     await walk(this.program.steps);
   }
 
-  /** Rows per chunk of a row-split step: its split weights must agree (the same rows in every chunk). */
+  /** Rows per chunk of a row-split step: its split weights and its experts' matrices must agree (the same
+   * rows in every chunk). */
   private chunkRows(s: KernelStep): number {
     const rows = s.rows!;
     let per: number | undefined;
+    const agree = (n: number) => {
+      if (per !== undefined && per !== n) {
+        throw new GpuError(
+          this.backend.name,
+          `kernel ${s.kernel} reads weights split into different row ranges (${per} and ${n} rows per buffer) under the adapter's storage binding limit of ${this.backend.limits.maxBindingBytes} bytes`,
+          s.kernel,
+        );
+      }
+      per = n;
+    };
     for (const i of rows.weights) {
       const b = s.bind[i]!;
       if (b.kind !== "weight") continue;
       const chunks = this.placed.weights.get(b.key)?.[0];
-      if (!chunks) continue;
-      if (per !== undefined && per !== chunks.rowsPerChunk) {
+      if (chunks) agree(chunks.rowsPerChunk);
+    }
+    for (const b of s.bind) if (b.kind === "expert") agree(this.placed.expertRows[b.moe]![b.role]);
+    return Math.min(per ?? rows.count, rows.count);
+  }
+
+  /** A step that is not row-parallel (a router, a norm) reads each weight whole: one split under the
+   * limit cannot run. (Expert matrices are only read by row-parallel steps.) */
+  private whole(s: KernelStep): void {
+    for (const b of s.bind) {
+      const w = b.kind === "weight" ? this.placed.weights.get(b.key)?.[0] : undefined;
+      if (b.kind === "weight" && w && w.buffers.length > 1) {
         throw new GpuError(
           this.backend.name,
-          `kernel ${s.kernel} reads weights split into different row ranges (${per} and ${chunks.rowsPerChunk} rows per buffer) under the adapter's storage binding limit of ${this.backend.limits.maxBindingBytes} bytes`,
+          `kernel ${s.kernel} reads ${b.key} whole, but it is split into ${w.buffers.length} buffers under the adapter's storage binding limit of ${this.backend.limits.maxBindingBytes} bytes`,
           s.kernel,
         );
       }
-      per = chunks.rowsPerChunk;
     }
-    return Math.min(per ?? rows.count, rows.count);
   }
 
   /** x workgroups, folded into y past the adapter's per-dimension limit (kernels index wid.x + wid.y · nwg.x). */
@@ -115,7 +135,8 @@ export class GpuForward {
       case "expert": {
         const p = this.picks[b.moe]![b.pick];
         if (!p) throw new Error(`kernel ${kernel} runs before MoE op ${b.moe}'s experts were chosen`);
-        return p[b.role];
+        const c = p[b.role].buffers;
+        return c[Math.min(chunk, c.length - 1)]!;
       }
     }
   }

@@ -1,8 +1,9 @@
 // A compiled GPU model's memory under a device budget, on any Backend: the same residency rule and the
 // same allocations, in the same order and under the same labels, as the CPU backend and `moec plan`
 // (runtime/memory/device-plan.ts), each region then made as device buffers: a weight larger than the
-// adapter's binding limit as several buffers of whole rows, a resident expert stack as one buffer per
-// expert, an expert cache slot as one buffer per matrix. Offloaded experts come from the CPU path's
+// adapter's binding limit as several buffers of whole rows, a resident expert stack as buffers per
+// expert, an expert cache slot as buffers per matrix (an expert matrix over the limit in whole rows too,
+// gate and up split alike since gate_up reads them together). Offloaded experts come from the CPU path's
 // sources (host copies or the GGUF) through its ExpertCache, uploaded on a miss and only then.
 import type { Manifest, MoeEntry, WeightEntry } from "../manifest.ts";
 import {
@@ -26,20 +27,31 @@ import type { MemoryOptions } from "../memory/place.ts";
 import { HostBudgetError } from "../memory/place.ts";
 import { getScheme } from "../quant/registry.ts";
 import type { WeightSource } from "../weights.ts";
-import { type Backend, DeviceMemory, type GpuBuffer } from "./backend.ts";
-import type { GpuProgram } from "./program.ts";
+import { type Backend, DeviceMemory, type GpuBuffer, GpuError } from "./backend.ts";
+import { type GpuProgram, kernelSteps } from "./program.ts";
 
-/** One layer of a weight on the device: its buffers, each holding `rows` whole rows (the last may hold fewer). */
+/** One layer of a weight on the device: its buffers, each holding `rowsPerChunk` whole rows (the last may
+ * hold fewer). A resident expert stack: `experts` holds each expert's matrix so, and `buffers` all of them. */
 export interface WeightChunks {
   buffers: GpuBuffer[];
   rowsPerChunk: number;
+  /** Packed bytes per row (a buffer's size is rounded up to whole words). */
+  rowBytes: number;
+  experts?: WeightChunks[];
 }
 
-/** An expert's three matrices on the device. */
+/** An expert's three matrices on the device, each in chunks of whole rows (gate and up alike). */
 export interface ExpertBuffers {
-  gate: GpuBuffer;
-  up: GpuBuffer;
-  down: GpuBuffer;
+  gate: WeightChunks;
+  up: WeightChunks;
+  down: WeightChunks;
+}
+
+/** Rows per buffer of an expert matrix, per MoE op: gate and up share theirs. */
+export interface ExpertRows {
+  gate: number;
+  up: number;
+  down: number;
 }
 
 export interface GpuPlaced {
@@ -51,6 +63,8 @@ export interface GpuPlaced {
   arena: GpuBuffer;
   frame: GpuBuffer;
   staging: GpuBuffer;
+  /** Per MoE op: rows per buffer of its expert matrices (resident or cache slots alike). */
+  expertRows: ExpertRows[];
   /** MoE op `moe`'s chosen experts in `layer`, into `out` (k entries); loads the ones that missed. */
   experts(moe: number, layer: number, ids: ArrayLike<number>, out: ExpertBuffers[]): void;
   caches: ExpertCache[];
@@ -91,6 +105,29 @@ export function placeGpu(
   }
 
   const memory = new DeviceMemory(backend, budget);
+  const limit = Math.min(backend.limits.maxBindingBytes, backend.limits.maxBufferBytes);
+  const entry = (key: string) => m.weights.find((w) => w.key === key)!;
+  const expertRows = moes.map((e): ExpertRows => {
+    const gate = rowsPerChunk(backend.name, entry(e.gate), limit);
+    const up = rowsPerChunk(backend.name, entry(e.up), limit);
+    return {
+      gate: Math.min(gate, up),
+      up: Math.min(gate, up),
+      down: rowsPerChunk(backend.name, entry(e.down), limit),
+    };
+  });
+  // Weights a row-parallel kernel reads together (a dense gate_up's gate and up) are split alike: the fewest
+  // rows per buffer any of them allows.
+  const together = new Map<string, number>();
+  for (const s of kernelSteps(program.steps)) {
+    const keys = (s.rows?.weights ?? []).flatMap((i) => {
+      const b = s.bind[i];
+      return b?.kind === "weight" ? [b.key] : [];
+    });
+    if (keys.length < 2) continue;
+    const per = Math.min(...keys.map((k) => rowsPerChunk(backend.name, entry(k), limit)));
+    for (const k of keys) together.set(k, Math.min(per, together.get(k) ?? per));
+  }
   const late: { inner?: ExpertSource }[] = [];
   const caches: (ExpertCache | undefined)[] = moes.map(() => undefined);
   // Slot offset (the accountant's) → the slot's three buffers, made as the cache reserves each slot.
@@ -110,10 +147,15 @@ export function placeGpu(
         bytes,
         alloc: (label, n) => {
           const at = memory.acct.alloc(label, n);
+          const rows = expertRows[i]!;
+          const slot = (key: string, b: number, per: number) => {
+            const w = entry(key);
+            return chunked(memory, `${key} slot`, w.shape[1]!, b / w.shape[1]!, per);
+          };
           slots.set(at, {
-            gate: memory.materialize(bytes.gate, `${e.gate} slot`),
-            up: memory.materialize(bytes.up, `${e.up} slot`),
-            down: memory.materialize(bytes.down, `${e.down} slot`),
+            gate: slot(e.gate, bytes.gate, rows.gate),
+            up: slot(e.up, bytes.up, rows.up),
+            down: slot(e.down, bytes.down, rows.down),
           });
           return at;
         },
@@ -127,9 +169,9 @@ export function placeGpu(
           view: (_at, n) => staging8.subarray(0, n),
           loaded: (at) => {
             const s = slots.get(at)!;
-            memory.upload(s.gate, staging8.subarray(0, bytes.gate), 0, "experts");
-            memory.upload(s.up, staging8.subarray(bytes.gate, bytes.gate + bytes.up), 0, "experts");
-            memory.upload(s.down, staging8.subarray(bytes.gate + bytes.up, bytes.each), 0, "experts");
+            uploadChunks(memory, s.gate, staging8.subarray(0, bytes.gate), "experts");
+            uploadChunks(memory, s.up, staging8.subarray(bytes.gate, bytes.gate + bytes.up), "experts");
+            uploadChunks(memory, s.down, staging8.subarray(bytes.gate + bytes.up, bytes.each), "experts");
           },
         },
         policy: o.policy,
@@ -149,7 +191,14 @@ export function placeGpu(
     weights.set(
       w.key,
       layers.map((l) => {
-        const chunks = placeWeight(memory, w, source, l, moeOf.get(w.key));
+        const moe = moeOf.get(w.key);
+        const per =
+          w.shape.length === 1
+            ? w.shape[0]!
+            : moe
+              ? expertRows[moes.indexOf(moe)]![w.key === moe.gate ? "gate" : w.key === moe.up ? "up" : "down"]
+              : (together.get(w.key) ?? rowsPerChunk(backend.name, w, limit));
+        const chunks = placeWeight(memory, w, source, l, moe, per);
         done += deviceWeightBytes(w);
         o.onProgress?.(done, total);
         return chunks;
@@ -196,9 +245,9 @@ export function placeGpu(
     const cache = caches[moe];
     if (!cache) {
       const l = e.layers ? layer : 0;
-      const g = weights.get(e.gate)![l]!.buffers;
-      const u = weights.get(e.up)![l]!.buffers;
-      const d = weights.get(e.down)![l]!.buffers;
+      const g = weights.get(e.gate)![l]!.experts!;
+      const u = weights.get(e.up)![l]!.experts!;
+      const d = weights.get(e.down)![l]!.experts!;
       for (let j = 0; j < e.topK; j++) {
         const x = picks[j]!;
         out[j] = { gate: g[x]!, up: u[x]!, down: d[x]! };
@@ -219,6 +268,7 @@ export function placeGpu(
     arena,
     frame,
     staging,
+    expertRows,
     experts,
     caches: active,
     origin,
@@ -229,14 +279,15 @@ export function placeGpu(
   };
 }
 
-/** One layer of a weight as buffers: a norm vector decoded to f32; an expert stack one buffer per expert;
- * a matrix in chunks of whole rows no larger than the binding limit. */
+/** One layer of a weight as buffers: a norm vector decoded to f32; a matrix in chunks of whole rows no
+ * larger than the binding limit; an expert stack each expert's matrix so, `per` rows a chunk. */
 function placeWeight(
   memory: DeviceMemory,
   w: WeightEntry,
   source: WeightSource,
   layer: number | undefined,
   moe: MoeEntry | undefined,
+  per: number,
 ): WeightChunks {
   const scheme = getScheme(w.scheme);
   const name = layer === undefined ? w.key : `${w.key} layer ${layer}`;
@@ -245,7 +296,7 @@ function placeWeight(
     scheme.decode(source.bytes(w.key, layer), out);
     const b = memory.materialize(out.byteLength, name);
     memory.upload(b, out);
-    return { buffers: [b], rowsPerChunk: w.shape[0]! };
+    return { buffers: [b], rowsPerChunk: w.shape[0]!, rowBytes: out.byteLength };
   }
   const bytes = source.bytes(w.key, layer);
   const want = deviceWeightBytes(w);
@@ -253,30 +304,59 @@ function placeWeight(
     throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${want}`);
   if (moe) {
     const each = want / moe.experts;
-    const buffers = Array.from({ length: moe.experts }, (_, e) => {
-      const b = memory.materialize(each, `${name} expert ${e}`);
-      memory.upload(b, bytes.subarray(e * each, (e + 1) * each));
-      return b;
+    const rows = w.shape[1]!;
+    const experts = Array.from({ length: moe.experts }, (_, e) => {
+      const c = chunked(memory, `${name} expert ${e}`, rows, each / rows, per);
+      uploadChunks(memory, c, bytes.subarray(e * each, (e + 1) * each));
+      return c;
     });
-    return { buffers, rowsPerChunk: w.shape[1]! };
+    return { buffers: experts.flatMap((c) => c.buffers), rowsPerChunk: per, rowBytes: each / rows, experts };
   }
   const rows = w.shape[0]!;
-  const rowBytes = want / rows;
-  const limit = Math.min(memory.backend.limits.maxBindingBytes, memory.backend.limits.maxBufferBytes);
-  // Whole rows per chunk (RoPE runs after the product, over the output, so chunks need no other alignment).
-  let per = rows;
-  if (want > limit) per = Math.max(1, Math.floor(limit / rowBytes));
+  const c = chunked(memory, name, rows, want / rows, per);
+  uploadChunks(memory, c, bytes);
+  return c;
+}
+
+/** Whole rows of a matrix (its last two dimensions; an expert stack's one expert) per buffer under `limit`. */
+function rowsPerChunk(backend: string, w: WeightEntry, limit: number): number {
+  const rows = w.shape[w.shape.length - 2]!;
+  const rowBytes = deviceWeightBytes(w) / (w.shape.length > 2 ? w.shape[0]! : 1) / rows;
+  if (rowBytes > limit) {
+    throw new GpuError(
+      backend,
+      `${w.key}: one row is ${rowBytes} bytes, over the adapter's storage binding limit of ${limit} bytes, so it cannot be split into buffers under it`,
+    );
+  }
+  return Math.min(rows, Math.floor(limit / rowBytes));
+}
+
+/** Buffers for a matrix of `rows` rows of `rowBytes`, `per` rows each (RoPE runs after the product, over
+ * the output, so chunks need no other alignment); one unnamed by rows when it is whole. */
+function chunked(
+  memory: DeviceMemory,
+  name: string,
+  rows: number,
+  rowBytes: number,
+  per: number,
+): WeightChunks {
   const buffers: GpuBuffer[] = [];
   for (let r = 0; r < rows; r += per) {
     const end = Math.min(rows, r + per);
-    const b = memory.materialize(
-      (end - r) * rowBytes,
-      buffers.length || end < rows ? `${name} rows ${r}..${end}` : name,
+    buffers.push(
+      memory.materialize(
+        (end - r) * rowBytes,
+        buffers.length || end < rows ? `${name} rows ${r}..${end}` : name,
+      ),
     );
-    memory.upload(b, bytes.subarray(r * rowBytes, end * rowBytes));
-    buffers.push(b);
   }
-  return { buffers, rowsPerChunk: per };
+  return { buffers, rowsPerChunk: per, rowBytes };
+}
+
+/** Copies a matrix's bytes into its chunks, in order. */
+function uploadChunks(memory: DeviceMemory, c: WeightChunks, bytes: Uint8Array, category?: string): void {
+  const n = c.rowsPerChunk * c.rowBytes;
+  c.buffers.forEach((b, i) => memory.upload(b, bytes.subarray(i * n, (i + 1) * n), 0, category));
 }
 
 /** cos and sin of pos · θ^(−2j/d) for every position and pair, computed in f64 as the CPU kernels do. */

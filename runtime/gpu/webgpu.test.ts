@@ -11,6 +11,7 @@ import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import { findScheme, registerScheme, schemes } from "../quant/registry.ts";
 import { GpuError } from "./backend.ts";
 import { createBackend } from "./model.ts";
+import type { ExpertBuffers } from "./place.ts";
 
 const PROMPT = [1, 5, 9];
 const NEW = 6;
@@ -91,13 +92,14 @@ describe("webgpu backend", () => {
     }
   }, 120_000);
 
-  it("a buffer that cannot be split under the limit: a GpuError naming the weight and the limit", async () => {
-    process.env.MOEC_WEBGPU_MAX_BINDING = "4096";
+  it("a limit under one row of a matrix: a GpuError naming the weight, the row and the limit", async () => {
+    // f32 rows of 64 are 256 bytes: no split into whole rows fits 200 bytes per buffer.
+    process.env.MOEC_WEBGPU_MAX_BINDING = "200";
     try {
       await expect(
         compileGpuAndCpu("specs/tiny-mixtral.moe", "f32", "webgpu", { maxContext: 32 }),
       ).rejects.toThrow(
-        /^webgpu backend: layer\.w_gate layer 0 expert 0 needs a buffer of 24576 bytes, over the adapter's storage binding limit \(maxStorageBufferBindingSize\) of 4096 bytes/,
+        /^webgpu backend: layer\.w_gate: one row is 256 bytes, over the adapter's storage binding limit of 200 bytes/,
       );
     } finally {
       delete process.env.MOEC_WEBGPU_MAX_BINDING;
@@ -124,4 +126,54 @@ describe("webgpu backend", () => {
       compileGpuAndCpu("specs/tiny-mixtral.moe", name, "webgpu", { maxContext: 32 }),
     ).rejects.toThrow(/scheme `nowgsl_test` has no WGSL piece, so the webgpu backend cannot run it/);
   });
+
+  it("expert matrices over the binding limit are split by rows: resident and cache slots, the CPU's tokens", async () => {
+    // f32 at 8 KiB per buffer: an expert's gate/up (96 rows of 256 bytes) in 3 buffers, its down (64 rows
+    // of 384 bytes) in 4; q8_0 at 4608 bytes: gate/up (96 rows of 68 bytes) in 2, down (64 of 102) in 2.
+    // The arena (4224 bytes) still fits in one.
+    const cases: [string, number, number, number][] = [
+      ["f32", 8192, 3, 4],
+      ["q8_0", 4608, 2, 2],
+    ];
+    for (const [quant, limit, gateChunks, downChunks] of cases) {
+      process.env.MOEC_WEBGPU_MAX_BINDING = String(limit);
+      try {
+        const { p } = await agree("specs/tiny-mixtral.moe", quant);
+        const gate = p.gpu.placed.weights.get("layer.w_gate")![0]!;
+        expect(gate.experts!.map((e) => e.buffers.length)).toEqual([
+          gateChunks,
+          gateChunks,
+          gateChunks,
+          gateChunks,
+        ]);
+        expect(p.gpu.placed.weights.get("layer.w_down")![1]!.experts![3]!.buffers.length).toBe(downChunks);
+        for (const b of gate.buffers) expect(b.bytes).toBeLessThanOrEqual(limit);
+
+        // The accountant holds what the plan measures, split or not.
+        const m = p.gpu.manifest;
+        expect(p.gpu.placed.memory.acct.used).toBe(measureDevice(m, [m.moe![0]!.experts]).used);
+
+        // The same under a budget that leaves each layer top-k cache slots: each slot's matrices in chunks.
+        const budget = measureDevice(m, minimumSlots(m)).used;
+        const off = await agree("specs/tiny-mixtral.moe", quant, { memory: { deviceBudget: budget } });
+        const stats = off.p.gpu.memory();
+        expect(off.p.gpu.placed.caches.length).toBeGreaterThan(0);
+        expect(off.p.gpu.placed.weights.has("layer.w_gate")).toBe(false);
+        expect(off.p.gpu.placed.expertRows[0]).toEqual(p.gpu.placed.expertRows[0]);
+        expect(stats.expert_misses).toBeGreaterThan(0);
+        // Accounting as unsplit: the plan's peak under the budget, and every missed byte uploaded once.
+        expect(stats.peak_device_bytes).toBeLessThanOrEqual(budget);
+        expect(off.p.gpu.placed.memory.acct.used).toBe(budget);
+        expect(off.p.gpu.placed.memory.uploadedBy.experts).toBe(stats.bytes_loaded);
+        const slot: ExpertBuffers[] = [];
+        off.p.gpu.placed.experts(0, 1, [2, 3], slot);
+        expect(slot.map((e) => [e.gate.buffers.length, e.up.buffers.length, e.down.buffers.length])).toEqual([
+          [gateChunks, gateChunks, downChunks],
+          [gateChunks, gateChunks, downChunks],
+        ]);
+      } finally {
+        delete process.env.MOEC_WEBGPU_MAX_BINDING;
+      }
+    }
+  }, 240_000);
 });
