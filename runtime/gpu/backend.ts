@@ -39,6 +39,8 @@ export interface Backend {
   /** The adapter, in words ("llvmpipe: Mesa 25…"). */
   readonly device: string;
   readonly limits: BackendLimits;
+  /** Optional adapter features its kernels may use ("subgroups"), picking a program prelude (program.ts). */
+  readonly features?: ReadonlySet<string>;
   /** A raw buffer; callers go through DeviceMemory, which accounts for it. Zero-filled. */
   createBuffer(bytes: number, label: string, use: BufferUse): GpuBuffer;
   /** Copies host bytes into a buffer at a byte offset (a multiple of 4). */

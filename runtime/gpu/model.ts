@@ -9,7 +9,7 @@ import type { WeightSource } from "../weights.ts";
 import { type Backend, GpuError } from "./backend.ts";
 import { GpuForward } from "./forward.ts";
 import { type GpuPlaced, placeGpu } from "./place.ts";
-import type { GpuProgram } from "./program.ts";
+import { type GpuProgram, withPrelude } from "./program.ts";
 
 /** What a generated module for a GPU backend exports (it imports nothing). */
 export interface GpuModule {
@@ -57,8 +57,9 @@ export class GpuModel {
     const backend = await createBackend(module.backend);
     let placed: GpuPlaced | undefined;
     try {
-      placed = placeGpu(backend, module.manifest, module.program, weights, options);
-      const fwd = new GpuForward(backend, module.program, module.manifest, placed);
+      const { program } = withPrelude(module.program, backend.features ?? new Set());
+      placed = placeGpu(backend, module.manifest, program, weights, options);
+      const fwd = new GpuForward(backend, program, module.manifest, placed);
       await fwd.prepare();
       return new GpuModel(module, backend, placed, fwd);
     } catch (e) {

@@ -65,6 +65,12 @@ export interface GpuProgram {
   backend: string;
   /** Kernel sources by name (WGSL for webgpu). */
   kernels: Record<string, string>;
+  /**
+   * When present, each kernel's source is a prelude followed by its entry in `kernels`. Keyed by the
+   * optional adapter features the prelude needs, comma-separated ("" needs none, "subgroups"): the runtime
+   * takes the one with the most features its backend offers (`withPrelude`).
+   */
+  preludes?: Record<string, string>;
   steps: GpuStep[];
   /** The activation arena in floats: the plan's values, the GPU kernels' scratch, the constant tables. */
   arenaFloats: number;
@@ -83,4 +89,21 @@ export function* kernelSteps(steps: GpuStep[]): Generator<KernelStep> {
     if (s.op === "kernel") yield s;
     else if (s.op === "loop") yield* kernelSteps(s.body);
   }
+}
+
+/** The program with whole kernel sources for a backend offering `features`: the prelude needing the most
+ * of them, all offered, put before every kernel. `variant` names it ("" when none is needed). */
+export function withPrelude(
+  p: GpuProgram,
+  features: ReadonlySet<string>,
+): { program: GpuProgram; variant: string } {
+  if (!p.preludes) return { program: p, variant: "" };
+  const needs = (key: string) => (key ? key.split(",") : []);
+  const usable = Object.keys(p.preludes).filter((k) => needs(k).every((f) => features.has(f)));
+  if (usable.length === 0)
+    throw new Error("the program has no prelude for an adapter without optional features");
+  const variant = usable.reduce((a, b) => (needs(b).length > needs(a).length ? b : a));
+  const prelude = p.preludes[variant]!;
+  const kernels = Object.fromEntries(Object.entries(p.kernels).map(([k, src]) => [k, `${prelude}\n${src}`]));
+  return { program: { ...p, kernels, preludes: undefined }, variant };
 }

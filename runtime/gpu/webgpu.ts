@@ -73,6 +73,10 @@ export class WebGpuBackend implements Backend {
     private readonly dev: GPUDevice,
     readonly device: string,
     limits: BackendLimits,
+    /** The optional features kernels may use (checked to behave as the preludes assume). */
+    readonly features: ReadonlySet<string>,
+    /** The adapter's smallest subgroup size, given to kernels that enable subgroups as `sg_min`. */
+    private readonly subgroupMin: number,
   ) {
     this.limits = limits;
     dev.lost.then((info) => {
@@ -95,9 +99,12 @@ export class WebGpuBackend implements Backend {
     const a = adapter.limits;
     // The binding limit can be lowered (MOEC_WEBGPU_MAX_BINDING=bytes) to exercise the split of large weights.
     const cap = Number(process.env.MOEC_WEBGPU_MAX_BINDING) || Number.POSITIVE_INFINITY;
+    const wanted = wantedFeatures();
+    const subgroups = adapter.features.has("subgroups") && wanted.has("subgroups");
     let dev: GPUDevice;
     try {
       dev = await adapter.requestDevice({
+        requiredFeatures: subgroups ? ["subgroups"] : [],
         requiredLimits: {
           maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
           maxBufferSize: a.maxBufferSize,
@@ -108,13 +115,18 @@ export class WebGpuBackend implements Backend {
     } catch (e) {
       throw new GpuError(NAME, `the adapter refused a device: ${(e as Error).message}; ${SUGGEST}`);
     }
-    const info = adapter.info as GPUAdapterInfo | undefined;
+    const info = adapter.info as (GPUAdapterInfo & { subgroupMinSize?: number }) | undefined;
+    const sgMin = info?.subgroupMinSize ?? 4;
+    const features = new Set<string>();
+    if (subgroups && (await subgroupsAreRuns(dev, sgMin))) features.add("subgroups");
     const name = [info?.vendor, info?.device, info?.description].filter(Boolean).join(" ") || "an adapter";
-    return new WebGpuBackend(gpu, adapter, dev, name, {
+    const using = features.size ? ` (${[...features].join(", ")})` : "";
+    const limits = {
       maxBindingBytes: Math.min(cap, dev.limits.maxStorageBufferBindingSize),
       maxBufferBytes: dev.limits.maxBufferSize,
       maxWorkgroups: dev.limits.maxComputeWorkgroupsPerDimension,
-    });
+    };
+    return new WebGpuBackend(gpu, adapter, dev, name + using, limits, features, sgMin);
   }
 
   private check(what: string, kernel?: string): void {
@@ -210,7 +222,7 @@ export class WebGpuBackend implements Backend {
           .createComputePipelineAsync({
             label: kernel,
             layout: this.dev.createPipelineLayout({ bindGroupLayouts: [layout] }),
-            compute: { module, entryPoint: "main", constants: params },
+            compute: { module, entryPoint: "main", constants: this.constants(source, params) },
           })
           .catch((e: Error) => e);
         const scoped = await this.dev.popErrorScope();
@@ -223,6 +235,11 @@ export class WebGpuBackend implements Backend {
       this.pipelines.set(key, p);
     }
     return p;
+  }
+
+  /** A kernel's constants, with `sg_min` for one that enables subgroups (the prelude declares it). */
+  private constants(source: string, params: Record<string, number>): Record<string, number> {
+    return /^enable subgroups;/m.test(source) ? { ...params, sg_min: this.subgroupMin } : params;
   }
 
   dispatch(p: Pipeline, buffers: GpuBuffer[], grid: readonly [number, number, number]): void {
@@ -281,6 +298,61 @@ export class WebGpuBackend implements Backend {
     this.encoder = undefined;
     this.groups.clear();
     this.dev.destroy();
+  }
+}
+
+/** The optional features to use when offered: MOEC_WEBGPU_FEATURES (comma-separated, "none"), else all. */
+function wantedFeatures(): Set<string> {
+  const v = process.env.MOEC_WEBGPU_FEATURES;
+  return new Set(v === undefined ? ["subgroups"] : v.split(",").filter((f) => f && f !== "none"));
+}
+
+/**
+ * Whether every subgroup of a 64-invocation workgroup is a run of consecutive invocations, at least
+ * `min` long and starting at a multiple of its size, as the subgroup prelude's shuffles assume. WGSL
+ * does not promise this layout (drivers lay subgroups out so), so it is checked once on the device.
+ */
+async function subgroupsAreRuns(dev: GPUDevice, min: number): Promise<boolean> {
+  const code = `enable subgroups;
+@group(0) @binding(0) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) size: u32) {
+  out[lid] = sid | (size << 16u);
+}`;
+  const bytes = 64 * 4;
+  const out = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const back = dev.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    dev.pushErrorScope("validation");
+    const pipeline = dev.createComputePipeline({
+      layout: "auto",
+      compute: { module: dev.createShaderModule({ code }), entryPoint: "main" },
+    });
+    const group = dev.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: out } }],
+    });
+    const enc = dev.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(1);
+    pass.end();
+    enc.copyBufferToBuffer(out, 0, back, 0, bytes);
+    dev.queue.submit([enc.finish()]);
+    if (await dev.popErrorScope()) return false;
+    await back.mapAsync(GPUMapMode.READ);
+    const v = new Uint32Array(back.getMappedRange().slice(0));
+    back.unmap();
+    return v.every((x, lid) => {
+      const size = x >>> 16;
+      return size >= min && (size & (size - 1)) === 0 && (x & 0xffff) === lid % size;
+    });
+  } catch {
+    return false;
+  } finally {
+    out.destroy();
+    back.destroy();
   }
 }
 

@@ -35,26 +35,15 @@ export function quantizeActivations(x: Float32Array): Float32Array {
 // and id may be an ulp off the reference's, and an x·id within that of a half may round the other way.
 
 /**
- * WGSL: the block's 32 activations from `$x(xi)` quantized: `$dx` (its d) and `$id` (127 / amax), so that
- * element j is `q8xWgsl(j)`. In the embedding kernel (`$onehot`, a one-hot activation picking a row) the
- * activations pass through as they are (d = id = 1), so the embedding stays the weight's exact decoded row.
+ * WGSL: the block's d, for a piece with `q8` (its kernel's input was quantized by the `quantize` kernel,
+ * compiler/codegen/wgsl/templates/quantize.wgsl.hbs, this formula once for every row), so that element j
+ * is `q8xWgsl(j)`. The embedding kernel's one-hot row pick reads as d = 1 and q ∈ {0, 1}, so it stays the
+ * weight's exact decoded row.
  */
-export const Q8X_WGSL = `var $amax: f32 = 0.0;
-for (var $i = 0u; $i < 32u; $i++) {
-  $amax = max($amax, abs($x(xi + $i)));
-}
-var $dx: f32 = $amax / 127.0;
-var $id: f32 = 0.0;
-if ($amax > 0.0) {
-  $id = 127.0 / $amax;
-}
-if ($onehot) {
-  $dx = 1.0;
-  $id = 1.0;
-}`;
+export const Q8X_WGSL = "let $dx: f32 = $xd(xi);";
 
-/** WGSL: activation j of the block quantized, an i32 (WGSL's `round` is ties to even). */
-export const q8xWgsl = (j: string) => `i32(round($x(xi + ${j}) * $id))`;
+/** WGSL: activation j of the block quantized, an i32. */
+export const q8xWgsl = (j: string) => `$xq(xi + ${j})`;
 
 /**
  * gpujs: the block's 32 activations `$x[i]` (i < 32) quantized: `$dx` and `$id` as above. gpu.js kernels have

@@ -46,14 +46,18 @@ export interface WasmKernel {
  * block's first element in the activations), and
  *   `$u8(b)`, `$u16(b)` (b even), `$u32(b)` (any b) → u32: bytes at byte offset b, little-endian;
  *   `$i8(b)` → i32: a signed byte; `$f16(b)` → f32: the half at byte offset b (b even);
- *   `$x(i)` → f32: activation i; `$onehot` (a bool constant): the activations are the embedding
- *   kernel's one-hot row pick, which a piece that quantizes activations (q8_0, q4_0) passes through.
+ *   `$x(i)` → f32: activation i;
+ *   with `q8`: `$xq(i)` → i32: activation i quantized to q8_0 (runtime/quant/q8-activations.ts), and
+ *   `$xd(i)` → f32: the d of the block holding activation i. The kernel quantizes its input once for
+ *   all rows (a `quantize` kernel before it), so a piece reads integers and multiplies by d once a block.
  * Every `$name` is renamed per weight when the kernel is rendered, so `helpers` (WGSL functions at module
  * scope that the piece calls) name themselves `$name` too and may call the same functions.
  */
 export interface WgslKernel {
   dot: string;
   helpers?: string;
+  /** The piece reads the activations quantized to q8_0 (`$xq`, `$xd`) rather than as f32 (`$x`). */
+  q8?: boolean;
 }
 
 /**

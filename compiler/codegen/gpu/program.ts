@@ -24,6 +24,8 @@ export interface KernelUse {
 export interface GpuKernelSet {
   readonly backend: string;
   readonly sources: Map<string, string>;
+  /** Text every kernel source is put after, per variant (see GpuProgram.preludes); none when sources are whole. */
+  readonly preludes?: Record<string, string>;
   /** One row of a [vocab, hidden] table, decoded; dispatched over hidden elements. */
   embed(scheme: string, vocab: number, hidden: number): KernelUse;
   /** y = W·x (+ r), x optionally through an RMS norm, y in the arena or a KV cache row; row-parallel. With
@@ -54,6 +56,11 @@ export interface GpuKernelSet {
   elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse;
   softmax(n: number): KernelUse;
   kvWrite(n: number): KernelUse;
+  /** Whether the scheme's piece reads its input quantized to q8_0 (`quantize` before it); absent: never. */
+  readsQ8?(scheme: string): boolean;
+  /** x (through an RMS norm, its weight bound first) quantized to q8_0: `in` integers then in/32 scales,
+   * at arena float offset `qo`; one invocation per block. */
+  quantize?(o: { in: number; norm?: number }): KernelUse;
 }
 
 export interface LinearKind {
@@ -122,9 +129,36 @@ export function buildGpuProgram(
   const scores = new Map<number, number>();
   const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
 
+  const qRegions = new Map<string, number>();
+  const readsQ8 = (scheme: string) => ks.readsQ8?.(scheme) ?? false;
+
   const emitGraph = (g: Graph): GpuStep[] => {
     const out: GpuStep[] = [];
     const W = (key: string): GpuBinding => ({ kind: "weight", key });
+    // The last input quantized, kept while the nodes after it read the same value (q, k and v; a router
+    // and its experts), so each input is quantized once for all of them.
+    let lastQ: { key: string; at: number } | undefined;
+    /** Emits x (of `n` values, through the norm when given) quantized to q8_0 into scratch, unless the
+     * last quantized input was the same; returns where it is (`qo`). An expert's hidden vector has a
+     * region of its own, so it never overwrites the input the next expert reads. */
+    const quantized = (
+      x: number | string,
+      n: number,
+      xo: number,
+      norm?: { key: string; eps: number },
+      region = `${n}`,
+    ) => {
+      const key = `${x} ${norm?.key ?? ""}`;
+      if (lastQ?.key === key) return lastQ.at;
+      let at = qRegions.get(region);
+      if (at === undefined) qRegions.set(region, (at = scratch(n + n / 32)));
+      const use = ks.quantize!({ in: n, norm: norm?.eps });
+      kernel(use, norm ? [W(norm.key)] : [], { xo, qo: at }, elements(n / 32, use.perGroup));
+      lastQ = { key, at };
+      return at;
+    };
+    const normOf = (n: Node) =>
+      n.weights.norm ? { key: n.weights.norm, eps: n.attrs.norm_eps as number } : undefined;
     const kernel = (
       use: KernelUse,
       bind: GpuBinding[],
@@ -145,6 +179,7 @@ export function buildGpuProgram(
     };
     for (const n of g.nodes) {
       const x = n.inputs[0]!;
+      if (n.op !== "linear" && n.op !== "gate_up" && n.op !== "route") lastQ = undefined;
       switch (n.op) {
         case "embed": {
           const table = weightOf(n.weights.table!);
@@ -161,32 +196,35 @@ export function buildGpuProgram(
             n.attrs.kv !== undefined
               ? { kind: "kv", cache: n.attrs.cache as number, slot: n.attrs.kv === "k" ? "k" : "v" }
               : undefined;
+          const scheme = n.attrs.scheme as string;
+          const qo = readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          // The norm goes into the kernel unless the quantize kernel applied it.
+          const norm = qo === undefined ? normOf(n) : undefined;
           const use = ks.linear({
-            scheme: n.attrs.scheme as string,
+            scheme,
             out: n.shape[0]!,
             in: width(x),
-            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
+            norm: norm?.eps,
             residual: !!n.attrs.residual,
             kv: !!kv,
           });
-          const bind = [W(n.weights.w!), ...(n.weights.norm ? [W(n.weights.norm)] : []), ...(kv ? [kv] : [])];
+          const bind = [W(n.weights.w!), ...(norm ? [W(norm.key)] : []), ...(kv ? [kv] : [])];
           const yo = kv ? 0 : off(n.id);
-          const params: Record<string, number> = { xo: off(x), yo };
+          const params: Record<string, number> = { xo: off(x), yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           kernel(use, bind, params, [1, 1, 1], { count: n.shape[0]!, perGroup: use.perGroup, weights: [0] });
           ropeAfter(n, kv, yo);
           break;
         }
         case "gate_up": {
-          const use = ks.gateUp({
-            gate: n.attrs.gate_scheme as string,
-            up: n.attrs.up_scheme as string,
-            out: n.shape[0]!,
-            in: width(x),
-            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
-          });
-          const bind = [W(n.weights.gate!), W(n.weights.up!), ...(n.weights.norm ? [W(n.weights.norm)] : [])];
-          kernel(use, bind, { xo: off(x), yo: off(n.id) }, [1, 1, 1], {
+          const gate = n.attrs.gate_scheme as string;
+          const up = n.attrs.up_scheme as string;
+          const q = [readsQ8(gate), readsQ8(up)];
+          const qo = q[0] || q[1] ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const norm = q[0] && q[1] ? undefined : normOf(n);
+          const use = ks.gateUp({ gate, up, out: n.shape[0]!, in: width(x), norm: norm?.eps });
+          const bind = [W(n.weights.gate!), W(n.weights.up!), ...(norm ? [W(norm.key)] : [])];
+          kernel(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1], {
             count: n.shape[0]!,
             perGroup: use.perGroup,
             weights: [0, 1],
@@ -195,16 +233,19 @@ export function buildGpuProgram(
         }
         case "route": {
           const k = n.attrs.k as number;
+          const scheme = n.attrs.scheme as string;
+          const qo = readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const norm = qo === undefined ? normOf(n) : undefined;
           const use = ks.route({
-            scheme: n.attrs.scheme as string,
+            scheme,
             experts: n.attrs.experts as number,
             in: width(x),
             k,
             normalize: !!n.attrs.normalize,
-            norm: n.weights.norm ? (n.attrs.norm_eps as number) : undefined,
+            norm: norm?.eps,
           });
-          const bind = [W(n.weights.router!), ...(n.weights.norm ? [W(n.weights.norm)] : [])];
-          kernel(use, bind, { xo: off(x), yo: off(n.id) }, [1, 1, 1]);
+          const bind = [W(n.weights.router!), ...(norm ? [W(norm.key)] : [])];
+          kernel(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1]);
           const moe = moeOfRoute.get(n.id);
           if (moe !== undefined) out.push({ op: "experts", moe, ids: off(n.id), k });
           break;
@@ -232,14 +273,22 @@ export function buildGpuProgram(
           });
           const down = ks.linear({ scheme: n.attrs.down_scheme as string, out: hid, in: ffn, scaled: true });
           const so = off(n.inputs[1]!);
+          const gq = readsQ8(n.attrs.gate_scheme as string) || readsQ8(n.attrs.up_scheme as string);
+          const xq: Record<string, number> = gq ? { qo: quantized(x, hid, off(x)) } : {};
+          const dq = readsQ8(n.attrs.down_scheme as string);
           for (let j = 0; j < k; j++) {
             const e = (role: "gate" | "up" | "down"): GpuBinding => ({ kind: "expert", moe, role, pick: j });
-            kernel(gu, [e("gate"), e("up")], { xo: off(x), yo: h }, [1, 1, 1], {
+            kernel(gu, [e("gate"), e("up")], { xo: off(x), yo: h, ...xq }, [1, 1, 1], {
               count: ffn,
               perGroup: gu.perGroup,
               weights: [],
             });
-            kernel(down, [e("down")], { xo: h, yo, so: so + k + j }, [1, 1, 1], {
+            // Each expert's hidden vector is new: quantized afresh.
+            lastQ = undefined;
+            const hq: Record<string, number> = dq
+              ? { qo: quantized(`h${j}`, ffn, h, undefined, `h${ffn}`) }
+              : {};
+            kernel(down, [e("down")], { xo: h, yo, so: so + k + j, ...hq }, [1, 1, 1], {
               count: hid,
               perGroup: down.perGroup,
               weights: [],
@@ -354,6 +403,7 @@ export function buildGpuProgram(
   const program: GpuProgram = {
     backend: ks.backend,
     kernels: Object.fromEntries([...ks.sources].sort(([a], [b]) => (a < b ? -1 : 1))),
+    ...(ks.preludes ? { preludes: ks.preludes } : {}),
     steps,
     arenaFloats: top,
     tables,

@@ -1,6 +1,8 @@
 // The webgpu backend's kernels: WGSL rendered from the handlebars templates beside this file, one kernel per
 // distinct specialization (op, shape, scheme, epilogue), with each quantization scheme's `wgsl` piece
 // inlined once per weight it reads. Weights stay packed as u32 words; the pieces read bytes by shifting.
+// The reductions live in a prelude the runtime puts before each kernel, in one variant per set of optional
+// adapter features (none; subgroups), so one compiled program serves any adapter.
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import { getScheme } from "../../../runtime/quant/registry.ts";
@@ -11,7 +13,7 @@ import type { GpuKernelSet, KernelUse, LinearKind } from "../gpu/program.ts";
 const hbs = Handlebars.create();
 const dir = new URL("./templates/", import.meta.url);
 const load = (name: string) => readFileSync(new URL(`${name}.wgsl.hbs`, dir), "utf8");
-for (const p of ["prelude", "weight", "norm"]) hbs.registerPartial(p, load(p));
+for (const p of ["head", "weight", "norm", "xq"]) hbs.registerPartial(p, load(p));
 const templates = new Map<string, HandlebarsTemplateDelegate>();
 function template(name: string): HandlebarsTemplateDelegate {
   let t = templates.get(name);
@@ -41,16 +43,17 @@ function schemeOf(name: string): QuantScheme & { wgsl: NonNullable<QuantScheme["
   return s as QuantScheme & { wgsl: NonNullable<QuantScheme["wgsl"]> };
 }
 
-/** Renames a piece's `$name`s for the weight `tag` (`$x` is the kernel's activation reader, X). */
+/** Renames a piece's `$name`s for the weight `tag` (`$x`, `$xq`, `$xd` are the kernel's activation readers). */
 function specialize(text: string, tag: string): string {
-  return text.replace(/\$x\(/g, "X(").replace(/\$([A-Za-z_][A-Za-z0-9_]*)/g, `${tag}_$1`);
+  return text
+    .replace(/\$x\(/g, "X(")
+    .replace(/\$xq\(/g, "XQ(")
+    .replace(/\$xd\(/g, "XD(")
+    .replace(/\$([A-Za-z_][A-Za-z0-9_]*)/g, `${tag}_$1`);
 }
 
-/**
- * The template data of one weight binding: accessors, the scheme's piece, the row geometry. `onehot`: the
- * activations are the embedding's one-hot row pick, which a piece that quantizes them passes through.
- */
-function weight(tag: string, binding: number, scheme: string, rowLength: number, onehot = false) {
+/** The template data of one weight binding: accessors, the scheme's piece, the row geometry. */
+function weight(tag: string, binding: number, scheme: string, rowLength: number) {
   const s = schemeOf(scheme);
   if (rowLength % s.blockSize !== 0) {
     throw new Error(`rows of ${rowLength} are not whole ${scheme} blocks of ${s.blockSize}`);
@@ -69,7 +72,7 @@ function weight(tag: string, binding: number, scheme: string, rowLength: number,
     blockBytes: s.blockBytes,
     blockSize: s.blockSize,
     rowBytes: nb * s.blockBytes,
-    onehot,
+    q8: !!s.wgsl.q8,
   };
 }
 
@@ -83,6 +86,10 @@ function perRow(blocks: number): number {
 export class WgslKernels implements GpuKernelSet {
   readonly backend = "webgpu";
   readonly sources = new Map<string, string>();
+  readonly preludes = {
+    "": template("prelude")({ subgroups: false }),
+    subgroups: template("prelude")({ subgroups: true }),
+  };
 
   private add(name: string, tpl: string, data: Record<string, unknown>, perGroup: number): KernelUse {
     if (!this.sources.has(name)) this.sources.set(name, template(tpl)({ name, ...data }));
@@ -90,11 +97,31 @@ export class WgslKernels implements GpuKernelSet {
   }
 
   embed(scheme: string, vocab: number, hidden: number): KernelUse {
-    const w = weight("W", 2, scheme, hidden, true);
+    const w = weight("W", 2, scheme, hidden);
     return this.add(
       `embed_${scheme}_${vocab}x${hidden}`,
       "embed",
       { doc: `token embedding: one row of a [${vocab}, ${hidden}] ${scheme} table`, w, hidden, ...w },
+      64,
+    );
+  }
+
+  readsQ8(scheme: string): boolean {
+    return !!schemeOf(scheme).wgsl.q8;
+  }
+
+  quantize(o: { in: number; norm?: number }): KernelUse {
+    return this.add(
+      `quantize_${o.in}${o.norm !== undefined ? "_n" : ""}`,
+      "quantize",
+      {
+        doc: `${o.norm !== undefined ? "rms_norm(x)" : "x"} of ${o.in} quantized to q8_0 blocks, for the kernels after it`,
+        norm: o.norm !== undefined,
+        normBinding: 2,
+        in: o.in,
+        eps: f32(o.norm ?? 0),
+        blocks: o.in / 32,
+      },
       64,
     );
   }
@@ -148,6 +175,7 @@ export class WgslKernels implements GpuKernelSet {
         doc: `y = silu(Wg·x) ⊙ (Wu·x): [${o.out}, ${o.in}] ${o.gate}/${o.up}`,
         g,
         u,
+        q8: g.q8 || u.q8,
         norm: o.norm !== undefined,
         normBinding: 4,
         in: o.in,

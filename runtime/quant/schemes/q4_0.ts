@@ -102,6 +102,7 @@ export const q4_0: QuantScheme = {
     ].join("\n"),
   },
   wgsl: {
+    q8: true,
     // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
     dot: `// block_q4_0: f16 d, 16 bytes; byte j holds element j (low nibble) and j + 16 (high), each q + 8.
 ${Q8X_WGSL}

@@ -69,6 +69,7 @@ export const q8_0: QuantScheme = {
     q8: [q8Runs([bytesAt(2), bytesAt(18)], "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
   },
   wgsl: {
+    q8: true,
     // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
     dot: `// block_q8_0: f16 d, 32 signed bytes.
 ${Q8X_WGSL}
