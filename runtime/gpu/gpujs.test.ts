@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { GpuJsKernels } from "../../compiler/codegen/gpujs/kernels.ts";
 import { compileGpuAndCpu, type GpuPair, greedyBoth, logitTolerance } from "../../test/gpu-harness.ts";
-import { chooseResidency } from "../memory/device-plan.ts";
+import { chooseResidency, measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import type { MemoryOptions } from "../memory/place.ts";
 import { builtinSchemes } from "../quant/builtins.ts";
 import { getScheme } from "../quant/registry.ts";
@@ -13,6 +13,7 @@ import { GpuError } from "./backend.ts";
 import { GpuJsBackend, setGpuJsMode } from "./gpujs.ts";
 import { packBytes, unpackBytes } from "./gpujs-pack.ts";
 import type { GjKernelSpec } from "./gpujs-spec.ts";
+import type { ExpertBuffers } from "./place.ts";
 
 // Logits against the CPU's: within logitTolerance (test/gpu-harness.ts), which says why.
 
@@ -145,6 +146,52 @@ describe.each(modes)("gpujs %s", (mode) => {
       delete process.env.MOEC_GPUJS_MAX_BINDING;
     }
   }, 120_000);
+
+  it.each([
+    ["f32", 15, 6, 6, 2],
+    ["q8_0", 4, 2, 2, 1],
+  ] as const)(
+    "every matrix split by rows at 4608 bytes per buffer (%s): experts, KV, scaled and gate_up kernels per chunk, the CPU's tokens, resident and offloaded",
+    async (quant, headChunks, gateChunks, downChunks, kChunks) => {
+      // f32: the head in 15 buffers, an expert's gate/up (96 rows of 256 bytes) in 6, its down (64 rows of
+      // 384 bytes) in 6, wk (32 rows of 256 bytes: a KV linear) in 2; q8_0: 4, 2, 2, wk whole. The arena
+      // (4224 bytes) and a KV cache (4096) fit in one.
+      process.env.MOEC_GPUJS_MAX_BINDING = "4608";
+      try {
+        const p = await open("specs/tiny-mixtral.moe", quant);
+        const w = p.gpu.placed.weights;
+        expect(w.get("lm_head")![0]!.buffers.length).toBe(headChunks);
+        expect(w.get("layer.wk")![1]!.buffers.length).toBe(kChunks);
+        for (const e of w.get("layer.w_gate")![1]!.experts!) expect(e.buffers.length).toBe(gateChunks);
+        for (const e of w.get("layer.w_down")![0]!.experts!) expect(e.buffers.length).toBe(downChunks);
+        const r = await greedyBoth(p, [1, 7, 42], 4);
+        expect(r.gpuTokens).toEqual(r.cpuTokens);
+        expect(r.worst).toBeLessThan(logitTolerance(quant));
+
+        const m = p.gpu.manifest;
+        const budget = measureDevice(m, minimumSlots(m)).used;
+        const q = await open("specs/tiny-mixtral.moe", quant, { deviceBudget: budget });
+        expect(q.gpu.placed.caches.length).toBeGreaterThan(0);
+        const slot: ExpertBuffers[] = [];
+        q.gpu.placed.experts(0, 0, [0, 1], slot);
+        expect(slot[1]!.up.buffers.length).toBe(gateChunks);
+        expect(slot[1]!.down.buffers.length).toBe(downChunks);
+        const before = q.gpu.memory().bytes_loaded!;
+        const uploaded = q.gpu.placed.memory.uploadedBy.experts ?? 0;
+        const r2 = await greedyBoth(q, [1, 7, 42], 4);
+        expect(r2.gpuTokens).toEqual(r2.cpuTokens);
+        expect(r2.worst).toBeLessThan(logitTolerance(quant));
+        const stats = q.gpu.memory();
+        expect(stats.expert_misses).toBeGreaterThan(0);
+        expect(stats.peak_device_bytes).toBeLessThanOrEqual(budget);
+        // Each missed expert's chunks uploaded once: no more, no less than the cache loaded.
+        expect(q.gpu.placed.memory.uploadedBy.experts! - uploaded).toBe(stats.bytes_loaded! - before);
+      } finally {
+        delete process.env.MOEC_GPUJS_MAX_BINDING;
+      }
+    },
+    120_000,
+  );
 
   it("under a VRAM budget that forces expert offload: the same tokens, and uploads only the frame and missed experts", async () => {
     // The least that runs: top-k expert slots per layer.

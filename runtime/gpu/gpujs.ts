@@ -345,9 +345,10 @@ export class GpuJsBackend implements Backend {
     _access: Access[],
   ): Promise<Pipeline> {
     const spec0 = this.specs.get(kernel);
+    // Every row-parallel kernel (embed, linear, gate_up) takes a weight split by rows; another one cannot.
     if ((params.r0 ?? 0) !== 0 && spec0 && !spec0.chunked) {
       this.fail(
-        `kernel ${kernel} reads a weight split into several buffers under the backend's limit of ${this.limits.maxBindingBytes} bytes per buffer, which the gpujs kernels do not support`,
+        `kernel ${kernel} reads a weight split into several buffers under the backend's limit of ${this.limits.maxBindingBytes} bytes per buffer, but it is not one that runs per chunk of rows`,
         kernel,
       );
     }

@@ -278,27 +278,32 @@ export class GpuJsKernels implements GpuKernelSet {
       const rb = (o.in / s.blockSize) * s.blockBytes;
       const xArg: Named = parts.length ? ["x", { part: 1 }] : ["x", { arena: "xo", len: o.in }];
       const xoDecl = parts.length ? "const xo = 0;" : "";
-      const chunked = !o.kv && !o.scaled;
-      const d = this.dot(
-        o.scheme,
-        "w",
-        `${chunked ? "(o - r0)" : "o"} * this.constants.rowBytes`,
-        "x",
-        "xo",
-        o.in,
-      );
+      // A matrix split by rows runs once per chunk (params r0, r1: its rows of the output, its buffer's first
+      // row being r0). Rows outside the chunk keep what the chunks before wrote: the previous output (`prev`),
+      // the accumulated y of a scaled product, the KV cache's row.
+      const d = this.dot(o.scheme, "w", "(o - r0) * this.constants.rowBytes", "x", "xo", o.in);
       const args: Named[] = [["w", { bind: 0 }], xArg];
       let result = d.acc;
       if (o.residual) {
         args.push(["r", { arena: "ro", len: o.out }]);
         result = `${d.acc} + r[ro + o]`;
       }
+      let keep = "prev[prevo + o]";
       if (o.scaled) {
         args.push(["s", { arena: "so", len: 1 }], ["y", { arena: "yo", len: o.out }]);
         result = `y[yo + o] + s[so] * ${d.acc}`;
+        keep = "y[yo + o]";
       }
+      const rows: Named[] = [
+        ["r0", { param: "r0" }],
+        ["r1", { param: "r1" }],
+      ];
+      const pass = (v: string) => [
+        `if (o < r0 - 0.5) { return ${v}; }`,
+        `if (o > r1 - 0.5) { return ${v}; }`,
+      ];
       if (o.kv) {
-        args.push(["kv", { bind: kvBind }], ["pos", { frame: "pos" }]);
+        args.push(["kv", { bind: kvBind }], ["pos", { frame: "pos" }], ...rows);
         const body = [
           xoDecl,
           "const t = this.thread.x;",
@@ -307,20 +312,20 @@ export class GpuJsKernels implements GpuKernelSet {
           "  return kv[t];",
           "}",
           "const o = t - row * this.constants.out;",
+          ...pass("kv[t]"),
           d.code,
           `return ${result};`,
         ].join("\n");
         parts.push(this.part(body, args, 0, { out: o.out, rowBytes: rb }, kvBind));
-        return { parts, out: { bind: kvBind } };
+        return { parts, chunked: true, out: { bind: kvBind } };
       }
-      // A matrix split by rows runs once per chunk: rows outside r0..r1 pass through from the chunk before.
-      const pass = chunked
-        ? ["if (o < r0 - 0.5) { return prev[prevo + o]; }", "if (o > r1 - 0.5) { return prev[prevo + o]; }"]
-        : [];
-      if (chunked) args.push(["prev", { prev: o.out }], ["r0", { param: "r0" }], ["r1", { param: "r1" }]);
-      const body = [xoDecl, "const o = this.thread.x;", ...pass, d.code, `return ${result};`].join("\n");
+      if (!o.scaled) args.push(["prev", { prev: o.out }]);
+      args.push(...rows);
+      const body = [xoDecl, "const o = this.thread.x;", ...pass(keep), d.code, `return ${result};`].join(
+        "\n",
+      );
       parts.push(this.part(body, args, o.out, { rowBytes: rb }));
-      return { parts, chunked, out: { arena: "yo", len: o.out } };
+      return { parts, chunked: true, out: { arena: "yo", len: o.out } };
     });
   }
 
@@ -330,11 +335,14 @@ export class GpuJsKernels implements GpuKernelSet {
       const parts: GjPart[] = o.norm !== undefined ? this.normParts(o.in, o.norm, "xo", 2) : [];
       const g = schemeOf(o.gate);
       const u = schemeOf(o.up);
-      const dg = this.dot(o.gate, "wg", "f * this.constants.gateRow", "x", "xo", o.in);
-      const du = this.dot(o.up, "wu", "f * this.constants.upRow", "x", "xo", o.in);
+      // Split by rows (gate and up alike): rows outside r0..r1 keep what the chunks before wrote.
+      const dg = this.dot(o.gate, "wg", "(f - r0) * this.constants.gateRow", "x", "xo", o.in);
+      const du = this.dot(o.up, "wu", "(f - r0) * this.constants.upRow", "x", "xo", o.in);
       const body = [
         parts.length ? "const xo = 0;" : "",
         "const f = this.thread.x;",
+        "if (f < r0 - 0.5) { return prev[prevo + f]; }",
+        "if (f > r1 - 0.5) { return prev[prevo + f]; }",
         dg.code,
         du.code,
         `const gate = ${dg.acc};`,
@@ -347,6 +355,9 @@ export class GpuJsKernels implements GpuKernelSet {
             ["wg", { bind: 0 }],
             ["wu", { bind: 1 }],
             parts.length ? ["x", { part: 1 }] : ["x", { arena: "xo", len: o.in }],
+            ["prev", { prev: o.out }],
+            ["r0", { param: "r0" }],
+            ["r1", { param: "r1" }],
           ],
           o.out,
           {
@@ -355,7 +366,7 @@ export class GpuJsKernels implements GpuKernelSet {
           },
         ),
       );
-      return { parts, out: { arena: "yo", len: o.out } };
+      return { parts, chunked: true, out: { arena: "yo", len: o.out } };
     });
   }
 
