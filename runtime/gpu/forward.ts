@@ -53,7 +53,7 @@ export class GpuForward {
         const access: Access[] = [
           "write",
           "uniform",
-          ...s.bind.map((b): Access => (b.kind === "kv" ? "write" : "read")),
+          ...s.bind.map((b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read")),
         ];
         const r: Ready = { step: s, pipelines: [], grids: [], chunks: [] };
         if (!s.rows) {
@@ -130,6 +130,10 @@ export class GpuForward {
         const w = per[per.length > 1 ? layer : 0]!;
         return w.buffers[Math.min(chunk, w.buffers.length - 1)]!;
       }
+      case "q8":
+        if (!this.placed.q8)
+          throw new GpuError(this.backend.name, "no buffer for quantized activations", kernel);
+        return this.placed.q8;
       case "kv":
         return this.placed.kv[b.cache * 2 + (b.slot === "v" ? 1 : 0)]![layer]!;
       case "expert": {

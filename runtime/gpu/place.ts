@@ -62,6 +62,8 @@ export interface GpuPlaced {
   kv: GpuBuffer[][];
   arena: GpuBuffer;
   frame: GpuBuffer;
+  /** The quantized activations, when a kernel reads them (program.q8Words). */
+  q8?: GpuBuffer;
   staging: GpuBuffer;
   /** Per MoE op: rows per buffer of its expert matrices (resident or cache slots alike). */
   expertRows: ExpertRows[];
@@ -86,7 +88,8 @@ export function placeGpu(
   if (!residency.fits) {
     throw new DeviceBudgetError(m.model, budget, residency.minimum.used, describeUse(m, residency.minimum));
   }
-  const arenaBytes = program.arenaFloats * 4 + program.frameBytes + program.readbackBytes;
+  const q8Bytes = (program.q8Words ?? 0) * 4;
+  const arenaBytes = program.arenaFloats * 4 + q8Bytes + program.frameBytes + program.readbackBytes;
   if (arenaBytes > m.arenaBytes) {
     throw new Error(
       `the program's arena (${arenaBytes} bytes) is larger than the manifest's (${m.arenaBytes})`,
@@ -214,8 +217,10 @@ export function placeGpu(
       ),
     );
   });
-  // The arena region holds the activations (with scratch and constant tables), the frame and the readback buffer.
+  // The arena region holds the activations (with scratch and constant tables), the quantized activations,
+  // the frame and the readback buffer.
   const arena = memory.materialize(program.arenaFloats * 4, "arena");
+  const q8 = q8Bytes ? memory.materialize(q8Bytes, "q8 activations") : undefined;
   const frame = memory.materialize(program.frameBytes, "frame", "uniform");
   const staging = memory.materialize(program.readbackBytes, "readback", "readback");
   for (const t of program.tables)
@@ -267,6 +272,7 @@ export function placeGpu(
     kv,
     arena,
     frame,
+    ...(q8 ? { q8 } : {}),
     staging,
     expertRows,
     experts,

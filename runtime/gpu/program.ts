@@ -11,7 +11,9 @@ export type GpuBinding =
   /** A KV cache of the loop's layer: cache `cache`, K or V (f32, maxContext × width). */
   | { kind: "kv"; cache: number; slot: "k" | "v" }
   /** The `pick`-th chosen expert's matrix of MoE op `moe` (a resident expert's buffer or a cache slot). */
-  | { kind: "expert"; moe: number; role: "gate" | "up" | "down"; pick: number };
+  | { kind: "expert"; moe: number; role: "gate" | "up" | "down"; pick: number }
+  /** The quantized activations (u32 words, `q8Words`): written by a quantize kernel, read by the products. */
+  | { kind: "q8"; write?: boolean };
 
 /** One kernel dispatch. */
 export interface KernelStep {
@@ -74,6 +76,9 @@ export interface GpuProgram {
   steps: GpuStep[];
   /** The activation arena in floats: the plan's values, the GPU kernels' scratch, the constant tables. */
   arenaFloats: number;
+  /** Words of the buffer of quantized activations (0: no kernel reads them); counted in the manifest's
+   * arena bytes. */
+  q8Words?: number;
   tables: GpuTable[];
   /** Where the logits are after a token: arena float offset and count. */
   logits: { offset: number; count: number };

@@ -15,38 +15,37 @@ function roundHalfEven(v: number): number {
   return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** x as the integer kernels see it: each value replaced by q · d of its block. x.length is a multiple of 32. */
-export function quantizeActivations(x: Float32Array): Float32Array {
-  const out = new Float32Array(x.length);
+/** x's blocks quantized: the integers q and each block's d. x.length is a multiple of 32. */
+export function quantizeBlocks(x: Float32Array): { q: Int8Array; d: Float32Array } {
+  const q = new Int8Array(x.length);
+  const d = new Float32Array(x.length / Q8_BLOCK);
   for (let b = 0; b < x.length; b += Q8_BLOCK) {
     let amax = 0;
     for (let j = 0; j < Q8_BLOCK; j++) amax = Math.max(amax, Math.abs(x[b + j]!));
-    const d = f(amax / 127);
+    d[b / Q8_BLOCK] = amax / 127;
     const id = amax ? f(127 / amax) : 0;
-    for (let j = 0; j < Q8_BLOCK; j++) out[b + j] = f(roundHalfEven(f(x[b + j]! * id)) * d);
+    for (let j = 0; j < Q8_BLOCK; j++) q[b + j] = roundHalfEven(f(x[b + j]! * id));
   }
+  return { q, d };
+}
+
+/** x as the integer kernels see it: each value replaced by q · d of its block. x.length is a multiple of 32. */
+export function quantizeActivations(x: Float32Array): Float32Array {
+  const { q, d } = quantizeBlocks(x);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = f(q[i]! * d[i >> 5]!);
   return out;
 }
 
-// The same quantizer as text for the GPU pieces of the schemes with a `q8` piece (q8_0, q4_0), so the GPU
-// backends multiply those weights with the same integers as the CPU. Each is used by both schemes' pieces
-// (`wgsl.dot` in schemes/q8_0.ts and q4_0.ts, `gpujs.dot` in gpujs-pieces.ts); `$`-names are renamed per
-// use by the code generators. GPU f32 division need not be correctly rounded (WGSL allows 2.5 ulp), so d
-// and id may be an ulp off the reference's, and an x·id within that of a half may round the other way.
+// The same quantizer as text for the gpujs pieces of the schemes with a `q8` piece (q8_0, q4_0), so that
+// backend multiplies those weights with the same integers as the CPU (`gpujs.dot` in gpujs-pieces.ts);
+// `$`-names are renamed per use. The webgpu backend quantizes each input once, in its own kernel
+// (compiler/codegen/wgsl/templates/quantize.wgsl.hbs), and the schemes' `wgsl` pieces read the integers.
+// GPU f32 division need not be correctly rounded (WGSL allows 2.5 ulp), so d and id may be an ulp off the
+// reference's, and an x·id within that of a half may round the other way.
 
 /**
- * WGSL: the block's d, for a piece with `q8` (its kernel's input was quantized by the `quantize` kernel,
- * compiler/codegen/wgsl/templates/quantize.wgsl.hbs, this formula once for every row), so that element j
- * is `q8xWgsl(j)`. The embedding kernel's one-hot row pick reads as d = 1 and q ∈ {0, 1}, so it stays the
- * weight's exact decoded row.
- */
-export const Q8X_WGSL = "let $dx: f32 = $xd(xi);";
-
-/** WGSL: activation j of the block quantized, an i32. */
-export const q8xWgsl = (j: string) => `$xq(xi + ${j})`;
-
-/**
- * gpujs: the block's 32 activations `$x[i]` (i < 32) quantized: `$dx` and `$id` as above. gpu.js kernels have
+ * gpujs: the block's 32 activations `$x[i]` (i < 32) quantized: `$dx` (d) and `$id` (127 / amax). gpu.js kernels have
  * no local arrays, so each element is quantized where it is used, by Q8X_GPUJS_AT.
  */
 export const Q8X_GPUJS = `let $amax = 0;

@@ -47,9 +47,10 @@ export interface WasmKernel {
  *   `$u8(b)`, `$u16(b)` (b even), `$u32(b)` (any b) → u32: bytes at byte offset b, little-endian;
  *   `$i8(b)` → i32: a signed byte; `$f16(b)` → f32: the half at byte offset b (b even);
  *   `$x(i)` → f32: activation i;
- *   with `q8`: `$xq(i)` → i32: activation i quantized to q8_0 (runtime/quant/q8-activations.ts), and
- *   `$xd(i)` → f32: the d of the block holding activation i. The kernel quantizes its input once for
- *   all rows (a `quantize` kernel before it), so a piece reads integers and multiplies by d once a block.
+ *   with `q8`, the activations quantized to q8_0 (runtime/quant/q8-activations.ts) once for all rows by
+ *   a `quantize` kernel before the product: `$xq(i)` → i32: activation i; `$xq4(i)` → u32: activations
+ *   i..i+3 (i a multiple of 4) as packed int8, for `dot4I8Packed`; `$xd(i)` → f32: the d of the block
+ *   holding activation i; `$xs(i)` → i32: the sum of that block's 32 integers.
  * Every `$name` is renamed per weight when the kernel is rendered, so `helpers` (WGSL functions at module
  * scope that the piece calls) name themselves `$name` too and may call the same functions.
  */

@@ -83,6 +83,9 @@ export interface GpuBuild {
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
+/** Words per block of 32 quantized activations: 8 of packed int8, d, the sum. */
+export const Q8_WORDS = 10;
+
 export function buildGpuProgram(
   graph: Graph,
   plan: ActivationPlan,
@@ -129,7 +132,10 @@ export function buildGpuProgram(
   const scores = new Map<number, number>();
   const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
 
+  // Quantized activations live in a buffer of u32 words of their own: per block of 32, 8 words of packed
+  // int8, the f32 d, the i32 sum of the 32 integers (what a product with an unsigned piece subtracts).
   const qRegions = new Map<string, number>();
+  let q8Words = 0;
   const readsQ8 = (scheme: string) => ks.readsQ8?.(scheme) ?? false;
 
   const emitGraph = (g: Graph): GpuStep[] => {
@@ -151,12 +157,18 @@ export function buildGpuProgram(
       const key = `${x} ${norm?.key ?? ""}`;
       if (lastQ?.key === key) return lastQ.at;
       let at = qRegions.get(region);
-      if (at === undefined) qRegions.set(region, (at = scratch(n + n / 32)));
+      if (at === undefined) {
+        qRegions.set(region, (at = q8Words));
+        q8Words += (n / 32) * Q8_WORDS;
+      }
       const use = ks.quantize!({ in: n, norm: norm?.eps });
-      kernel(use, norm ? [W(norm.key)] : [], { xo, qo: at }, elements(n / 32, use.perGroup));
+      const bind: GpuBinding[] = [...(norm ? [W(norm.key)] : []), { kind: "q8", write: true }];
+      kernel(use, bind, { xo, qo: at }, elements(n / 32, use.perGroup));
       lastQ = { key, at };
       return at;
     };
+    /** The quantized activations' binding, last, for a kernel that reads them. */
+    const Q = (qo: number | undefined): GpuBinding[] => (qo === undefined ? [] : [{ kind: "q8" }]);
     const normOf = (n: Node) =>
       n.weights.norm ? { key: n.weights.norm, eps: n.attrs.norm_eps as number } : undefined;
     const kernel = (
@@ -208,7 +220,7 @@ export function buildGpuProgram(
             residual: !!n.attrs.residual,
             kv: !!kv,
           });
-          const bind = [W(n.weights.w!), ...(norm ? [W(norm.key)] : []), ...(kv ? [kv] : [])];
+          const bind = [W(n.weights.w!), ...(norm ? [W(norm.key)] : []), ...(kv ? [kv] : []), ...Q(qo)];
           const yo = kv ? 0 : off(n.id);
           const params: Record<string, number> = { xo: off(x), yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
@@ -223,7 +235,7 @@ export function buildGpuProgram(
           const qo = q[0] || q[1] ? quantized(x, width(x), off(x), normOf(n)) : undefined;
           const norm = q[0] && q[1] ? undefined : normOf(n);
           const use = ks.gateUp({ gate, up, out: n.shape[0]!, in: width(x), norm: norm?.eps });
-          const bind = [W(n.weights.gate!), W(n.weights.up!), ...(norm ? [W(norm.key)] : [])];
+          const bind = [W(n.weights.gate!), W(n.weights.up!), ...(norm ? [W(norm.key)] : []), ...Q(qo)];
           kernel(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1], {
             count: n.shape[0]!,
             perGroup: use.perGroup,
@@ -244,7 +256,7 @@ export function buildGpuProgram(
             normalize: !!n.attrs.normalize,
             norm: norm?.eps,
           });
-          const bind = [W(n.weights.router!), ...(norm ? [W(norm.key)] : [])];
+          const bind = [W(n.weights.router!), ...(norm ? [W(norm.key)] : []), ...Q(qo)];
           kernel(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1]);
           const moe = moeOfRoute.get(n.id);
           if (moe !== undefined) out.push({ op: "experts", moe, ids: off(n.id), k });
@@ -278,7 +290,7 @@ export function buildGpuProgram(
           const dq = readsQ8(n.attrs.down_scheme as string);
           for (let j = 0; j < k; j++) {
             const e = (role: "gate" | "up" | "down"): GpuBinding => ({ kind: "expert", moe, role, pick: j });
-            kernel(gu, [e("gate"), e("up")], { xo: off(x), yo: h, ...xq }, [1, 1, 1], {
+            kernel(gu, [e("gate"), e("up"), ...Q(xq.qo)], { xo: off(x), yo: h, ...xq }, [1, 1, 1], {
               count: ffn,
               perGroup: gu.perGroup,
               weights: [],
@@ -288,7 +300,7 @@ export function buildGpuProgram(
             const hq: Record<string, number> = dq
               ? { qo: quantized(`h${j}`, ffn, h, undefined, `h${ffn}`) }
               : {};
-            kernel(down, [e("down")], { xo: h, yo, so: so + k + j, ...hq }, [1, 1, 1], {
+            kernel(down, [e("down"), ...Q(hq.qo)], { xo: h, yo, so: so + k + j, ...hq }, [1, 1, 1], {
               count: hid,
               perGroup: down.perGroup,
               weights: [],
@@ -406,12 +418,14 @@ export function buildGpuProgram(
     ...(ks.preludes ? { preludes: ks.preludes } : {}),
     steps,
     arenaFloats: top,
+    ...(q8Words ? { q8Words } : {}),
     tables,
     logits: { offset: off(result), count: width(result) },
     frameBytes,
     readbackBytes,
   };
-  return { program, manifest: { ...manifest, arenaBytes: top * 4 + frameBytes + readbackBytes } };
+  const arenaBytes = top * 4 + q8Words * 4 + frameBytes + readbackBytes;
+  return { program, manifest: { ...manifest, arenaBytes } };
 }
 
 /** The generated module for a GPU backend: the manifest and the program as data; it imports nothing. */

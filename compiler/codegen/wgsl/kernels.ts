@@ -43,12 +43,14 @@ function schemeOf(name: string): QuantScheme & { wgsl: NonNullable<QuantScheme["
   return s as QuantScheme & { wgsl: NonNullable<QuantScheme["wgsl"]> };
 }
 
-/** Renames a piece's `$name`s for the weight `tag` (`$x`, `$xq`, `$xd` are the kernel's activation readers). */
+/** Renames a piece's `$name`s for the weight `tag` (`$x`, `$xq`, `$xq4`, `$xd`, `$xs` read activations). */
 function specialize(text: string, tag: string): string {
   return text
     .replace(/\$x\(/g, "X(")
     .replace(/\$xq\(/g, "XQ(")
+    .replace(/\$xq4\(/g, "XQ4(")
     .replace(/\$xd\(/g, "XD(")
+    .replace(/\$xs\(/g, "XS(")
     .replace(/\$([A-Za-z_][A-Za-z0-9_]*)/g, `${tag}_$1`);
 }
 
@@ -118,6 +120,7 @@ export class WgslKernels implements GpuKernelSet {
         doc: `${o.norm !== undefined ? "rms_norm(x)" : "x"} of ${o.in} quantized to q8_0 blocks, for the kernels after it`,
         norm: o.norm !== undefined,
         normBinding: 2,
+        qBinding: o.norm !== undefined ? 3 : 2,
         in: o.in,
         eps: f32(o.norm ?? 0),
         blocks: o.in / 32,
@@ -155,6 +158,7 @@ export class WgslKernels implements GpuKernelSet {
         scaled: !!o.scaled,
         kv: !!o.kv,
         kvBinding: next,
+        qBinding: next + (o.kv ? 1 : 0),
         out: o.out,
         tpr,
         rpg: 64 / tpr,
@@ -176,6 +180,7 @@ export class WgslKernels implements GpuKernelSet {
         g,
         u,
         q8: g.q8 || u.q8,
+        qBinding: o.norm !== undefined ? 5 : 4,
         norm: o.norm !== undefined,
         normBinding: 4,
         in: o.in,
@@ -207,6 +212,7 @@ export class WgslKernels implements GpuKernelSet {
         experts: o.experts,
         k: o.k,
         normalize: o.normalize,
+        qBinding: o.norm !== undefined ? 4 : 3,
         norm: o.norm !== undefined,
         normBinding: 3,
         in: o.in,

@@ -2,7 +2,6 @@
 // element j + 16 its high nibble; w = d·(q − 8).
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
-import { Q8X_WGSL, q8xWgsl } from "../q8-activations.ts";
 import type { QuantScheme } from "../scheme.ts";
 import { bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
@@ -105,12 +104,12 @@ export const q4_0: QuantScheme = {
     q8: true,
     // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
     dot: `// block_q4_0: f16 d, 16 bytes; byte j holds element j (low nibble) and j + 16 (high), each q + 8.
-${Q8X_WGSL}
+// Σ (q − 8)·x = Σ q·x − 8·Σ x: the nibbles of a word are four bytes in 0..15, so dot4I8Packed takes them.
 var s: i32 = 0;
-for (var j = 0u; j < 16u; j++) {
-  let q = $u8(base + 2u + j);
-  s += (i32(q & 15u) - 8) * ${q8xWgsl("j")} + (i32(q >> 4u) - 8) * ${q8xWgsl("j + 16u")};
+for (var k = 0u; k < 16u; k += 4u) {
+  let w = $u32(base + 2u + k);
+  s += dot4I8Packed(w & 0x0f0f0f0fu, $xq4(xi + k)) + dot4I8Packed((w >> 4u) & 0x0f0f0f0fu, $xq4(xi + 16u + k));
 }
-acc += f32(s) * ($f16(base) * $dx);`,
+acc += f32(s - 8 * $xs(xi)) * ($f16(base) * $xd(xi));`,
   },
 };

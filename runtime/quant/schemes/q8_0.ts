@@ -1,7 +1,6 @@
 // Q8_0 (ggml type 8), block_q8_0: f16 d, int8 qs[32] (34 bytes). w = d·q.
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
-import { Q8X_WGSL, q8xWgsl } from "../q8-activations.ts";
 import type { QuantScheme } from "../scheme.ts";
 import { bytesAt, dotRuns, halfAt, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
@@ -71,12 +70,11 @@ export const q8_0: QuantScheme = {
   wgsl: {
     q8: true,
     // Against the block's activations quantized to q8_0, as the `q8` piece: integer products, then d_w·d_x.
-    dot: `// block_q8_0: f16 d, 32 signed bytes.
-${Q8X_WGSL}
+    dot: `// block_q8_0: f16 d, 32 signed bytes, four to a word against four activations.
 var s: i32 = 0;
-for (var j = 0u; j < 32u; j++) {
-  s += $i8(base + 2u + j) * ${q8xWgsl("j")};
+for (var k = 0u; k < 32u; k += 4u) {
+  s += dot4I8Packed($u32(base + 2u + k), $xq4(xi + k));
 }
-acc += f32(s) * ($f16(base) * $dx);`,
+acc += f32(s) * ($f16(base) * $xd(xi));`,
   },
 };

@@ -1,0 +1,90 @@
+// The webgpu backend's shared pieces on lavapipe: the quantize kernel against the reference quantizer
+// (exactly, ties included), and the subgroup prelude against the plain one (the same tokens as the CPU).
+import { afterAll, describe, expect, it } from "vitest";
+import { WgslKernels } from "../../compiler/codegen/wgsl/kernels.ts";
+import { compileGpuAndCpu, type GpuPair, greedyBoth, logitTolerance } from "../../test/gpu-harness.ts";
+import { quantizeBlocks } from "../quant/q8-activations.ts";
+import type { Backend } from "./backend.ts";
+import { createBackend } from "./model.ts";
+
+const open: { close(): void }[] = [];
+afterAll(() => {
+  for (const o of open) o.close();
+});
+
+/** Runs the quantize kernel over x on a fresh backend; the q8 buffer's words back. */
+async function quantizeOnDevice(x: Float32Array): Promise<Uint32Array> {
+  const be: Backend = await createBackend("webgpu");
+  open.push({ close: () => be.destroy() });
+  const ks = new WgslKernels();
+  const use = ks.quantize({ in: x.length });
+  const source = `${ks.preludes[""]}\n${ks.sources.get(use.name)!}`;
+  const arena = be.createBuffer(x.byteLength, "arena", "storage");
+  const frame = be.createBuffer(16, "frame", "uniform");
+  const words = (x.length / 32) * 10;
+  const q8 = be.createBuffer(words * 4, "q8", "storage");
+  const staging = be.createBuffer(words * 4, "readback", "readback");
+  be.write(arena, 0, x);
+  const p = await be.pipeline(use.name, source, { xo: 0, qo: 0 }, ["write", "uniform", "write"]);
+  be.dispatch(p, [arena, frame, q8], [Math.ceil(x.length / 32 / use.perGroup), 1, 1]);
+  const out = new Uint8Array(words * 4);
+  await be.read(q8, 0, words * 4, staging, out);
+  return new Uint32Array(out.buffer);
+}
+
+describe("webgpu kernels", () => {
+  it("the quantize kernel gives the reference's integers, d and sums exactly, ties to even", async () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+    const x = new Float32Array(32 * 64);
+    for (let i = 0; i < x.length; i++) x[i] = rand() * 3;
+    // Blocks whose amax is 127 (so 127 / amax = 1) holding exact halves: each must round to even.
+    for (let b = 0; b < 4; b++) {
+      x[b * 32] = 127;
+      for (let j = 1; j < 32; j++) x[b * 32 + j] = j - 16 + 0.5 * (b % 2 ? 1 : -1);
+    }
+    x.fill(0, 32 * 10, 32 * 11); // an all-zero block: d = 0, q = 0
+    const want = quantizeBlocks(x);
+    const got = await quantizeOnDevice(x);
+    const q = new Int8Array(got.buffer);
+    const d = new Float32Array(got.buffer);
+    const sums = new Int32Array(got.buffer);
+    let wrong = 0;
+    for (let b = 0; b < x.length / 32; b++) {
+      let sum = 0;
+      for (let j = 0; j < 32; j++) {
+        if (q[b * 40 + j] !== want.q[b * 32 + j]) wrong++;
+        sum += want.q[b * 32 + j]!;
+      }
+      expect(d[b * 10 + 8], `block ${b} d`).toBe(want.d[b]);
+      expect(sums[b * 10 + 9], `block ${b} sum`).toBe(sum);
+    }
+    expect(wrong).toBe(0);
+    expect([...want.q.subarray(1, 4)]).toEqual([-16, -14, -14]); // the ties above, to even
+  }, 60_000);
+
+  it("the subgroup prelude where the adapter offers subgroups, the plain one where not: the CPU's tokens", async () => {
+    const run = async (features: string | undefined, quant: string) => {
+      const was = process.env.MOEC_WEBGPU_FEATURES;
+      if (features === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
+      else process.env.MOEC_WEBGPU_FEATURES = features;
+      let p: GpuPair;
+      try {
+        p = await compileGpuAndCpu("specs/tiny-mixtral.moe", quant, "webgpu", { maxContext: 32 });
+      } finally {
+        if (was === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
+        else process.env.MOEC_WEBGPU_FEATURES = was;
+      }
+      open.push(p.gpu);
+      const r = await greedyBoth(p, [1, 5, 9], 6);
+      expect(r.gpuTokens, `${features} ${quant}`).toEqual(r.cpuTokens);
+      expect(r.worst, `${features} ${quant}`).toBeLessThan(logitTolerance(quant));
+      return p.gpu.backend.features ?? new Set<string>();
+    };
+    for (const quant of ["f32", "q4_0"]) {
+      // lavapipe (Mesa 25, as .ci/run installs it) offers subgroups in runs of 8.
+      expect(await run(undefined, quant)).toContain("subgroups");
+      expect(await run("none", quant)).not.toContain("subgroups");
+    }
+  }, 300_000);
+});
