@@ -45,6 +45,8 @@ export interface Manifest {
   weights: WeightEntry[];
   /** One entry per attention op; each has a cache per layer. */
   kv: KvEntry[];
+  /** Bytes per KV cache element: 4 (f32), or 2 where a GPU backend keeps them in f16 (set at load). */
+  kvElementBytes?: number;
   /** One entry per MoE op, in the order the forward pass calls `rt.experts(index, …)`. */
   moe?: MoeEntry[];
   maxContext: number;

@@ -3,7 +3,8 @@
 // being the step's result. gpu.js kernels write a fresh output per call rather than a range of an existing
 // buffer, so the gpujs backend (runtime/gpu/gpujs.ts) keeps the arena as regions, each a gpu.js result
 // (a GPU-resident pipeline handle in webgpu mode, a typed array in webasm mode): a step reads the regions
-// holding its inputs and its output becomes the region at its `yo`.
+// holding its inputs and its output becomes the region at its `yo`. A kernel that writes a KV cache returns
+// only the row, which the backend copies into the cache at the position.
 
 /** One argument of a part's kernel function, in order. */
 export type GjArg =
@@ -25,9 +26,8 @@ export type GjArg =
 export interface GjPart {
   /** A gpu.js kernel function's source: `function (a, b, …) { … return v; }`. */
   fn: string;
-  /** Threads (outputs); or, with `outputOf`, the float length of that binding (a KV cache). */
+  /** Threads (outputs). */
   output: number;
-  outputOf?: number;
   args: GjArg[];
   /** gpu.js constants: the shapes the function reads as `this.constants.*`. */
   constants: Record<string, number>;
@@ -37,6 +37,7 @@ export interface GjKernelSpec {
   parts: GjPart[];
   /** Whether the kernel takes a weight split by rows (one dispatch per chunk with params r0, r1). */
   chunked?: boolean;
-  /** Where the last part's output goes: the arena region at step param `arena`, or it replaces binding `bind`. */
-  out: { arena: string; len: number } | { bind: number };
+  /** Where the last part's output goes: the arena region at step param `arena`, or row `pos` (the frame's
+   * position) of binding `row`, a KV cache, which the backend copies it into: O(row) per token. */
+  out: { arena: string; len: number } | { row: number };
 }

@@ -193,6 +193,25 @@ describe.each(modes)("gpujs %s", (mode) => {
     120_000,
   );
 
+  it("a token's KV writes copy a row each, not the cache: the same floats per token at a context of 32 and 256", async () => {
+    setGpuJsMode(mode);
+    const per: number[] = [];
+    for (const maxContext of [32, 256]) {
+      const p = await compileGpuAndCpu("specs/tiny-mixtral.moe", "q8_0", "gpujs", { maxContext });
+      opened.push(p);
+      const r = await greedyBoth(p, [1, 7, 42], 3);
+      expect(r.gpuTokens).toEqual(r.cpuTokens);
+      expect(r.worst).toBeLessThan(logitTolerance("q8_0"));
+      const backend = p.gpu.backend as GpuJsBackend;
+      const before = backend.kvFloats;
+      await p.gpu.step(5, 5);
+      per.push(backend.kvFloats - before);
+    }
+    // tiny-mixtral: 2 layers, K and V rows of 32 floats; K written by its linear, then rotated in place.
+    expect(per[0]).toBe(2 * 3 * 32);
+    expect(per[1]).toBe(per[0]);
+  }, 120_000);
+
   it("under a VRAM budget that forces expert offload: the same tokens, and uploads only the frame and missed experts", async () => {
     // The least that runs: top-k expert slots per layer.
     const probe = await open("specs/tiny-mixtral.moe", "q8_0");

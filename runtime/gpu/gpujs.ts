@@ -7,8 +7,8 @@
 // gpu.js kernels return a fresh result instead of writing a range of a buffer, so the arena is kept as
 // regions, each a gpu.js result (a GPU-resident handle in webgpu mode; a typed array in webasm mode), and
 // a step's output becomes the region at its offset: activations stay on the device from kernel to
-// kernel. A KV cache is one handle per layer that the writing kernel replaces (it copies the cache with
-// the new row in). Weights are packed bytes, three to an f32 (gpujs-pack.ts), uploaded once into buffers
+// kernel. A KV cache is one handle per layer; a kernel that writes it returns the row, which is copied
+// into the cache at the position (a device-side buffer copy; a typed-array set in webasm mode). Weights are packed bytes, three to an f32 (gpujs-pack.ts), uploaded once into buffers
 // gpu.js binds as pipeline handles; an expert cache slot is rewritten in place on a miss.
 import {
   type Access,
@@ -151,7 +151,7 @@ interface GjBuffer extends GpuBuffer {
 interface GjPipeline extends Pipeline {
   spec: GjKernelSpec;
   params: Record<string, number>;
-  /** gpu.js kernels per part, made on first use (a KV part's output is its cache's length). */
+  /** gpu.js kernels per part, made at load in webgpu mode, on first use in webasm mode. */
   parts: (GjKernel | undefined)[];
 }
 
@@ -166,6 +166,8 @@ export class GpuJsBackend implements Backend {
   /** Bytes gpu.js itself writes per dispatch (its parameter block: argument sizes and scalars). */
   paramBytes = 0;
   dispatches = 0;
+  /** Floats copied into KV caches (a row per write). */
+  kvFloats = 0;
   private staging: GjGpuBuffer | undefined;
 
   private constructor(
@@ -377,14 +379,13 @@ export class GpuJsBackend implements Backend {
 
   /**
    * Builds a call site's kernels now (webgpu mode), so a kernel that does not compile fails at load: one run
-   * over small zero buffers, whose output nothing reads. A part whose output is a KV cache's length is built
-   * on first use; so are all of them in webasm mode, where a run needs arrays of the real sizes.
+   * over small zero buffers, whose output nothing reads. In webasm mode they are built on first use, where
+   * a run needs arrays of the real sizes.
    */
   private async warm(p: GjPipeline): Promise<void> {
     const z = this.zeros(4);
     for (let i = 0; i < p.spec.parts.length; i++) {
       const part = p.spec.parts[i]!;
-      if (part.outputOf !== undefined) continue;
       const k = this.make(p, i, part.output);
       const args = part.args.flatMap((a) =>
         "arena" in a || "prev" in a ? [z, 0] : "frame" in a || "param" in a ? [0] : [z],
@@ -401,14 +402,11 @@ export class GpuJsBackend implements Backend {
     let k = p.parts[i];
     if (k) return k;
     const part = p.spec.parts[i]!;
-    const last = i === p.spec.parts.length - 1;
     try {
       k = this.gpu.createKernel(part.fn, {
         output: [output],
         constants: part.constants,
         pipeline: true,
-        // A KV cache is replaced by each write: a fresh buffer per call, so layers do not share one.
-        immutable: last && "bind" in p.spec.out,
         dynamicArguments: true,
         loopMaxIterations: 1 << 20,
         tactic: "precision",
@@ -449,8 +447,7 @@ export class GpuJsBackend implements Backend {
     const { spec, params, kernel } = p;
     for (let i = 0; i < spec.parts.length; i++) {
       const part = spec.parts[i]!;
-      const output = part.outputOf !== undefined ? binds[part.outputOf]!.floats : part.output;
-      const k = this.make(p, i, output);
+      const k = this.make(p, i, part.output);
       const args: unknown[] = [];
       for (const a of part.args) {
         if ("arena" in a) {
@@ -491,11 +488,26 @@ export class GpuJsBackend implements Backend {
     if ("arena" in spec.out) {
       this.setRegion(arena, params[spec.out.arena]!, spec.out.len, result);
     } else {
-      const b = binds[spec.out.bind]!;
-      const old = b.h;
-      b.h = result;
-      if (old && !(old instanceof Float32Array) && old !== result) old.delete();
+      this.writeRow(binds[spec.out.row]!, frame[1]!, result, spec.parts[spec.parts.length - 1]!.output);
     }
+  }
+
+  /** Copies a kernel's result (one row of `n` floats) into row `pos` of a KV cache: O(row) per write. The
+   * copy is queued after the kernel's dispatch, so it reads the finished row, and before any later kernel. */
+  private writeRow(b: GjBuffer, pos: number, row: Handle, n: number): void {
+    const at = pos * n;
+    if (at + n > b.floats) throw new Error(`gpujs: row ${pos} is outside ${b.label}`);
+    this.kvFloats += n;
+    const h = b.h!;
+    if (h instanceof Float32Array) {
+      h.set((row as Float32Array).subarray(0, n), at);
+      return;
+    }
+    const ctx = this.ctx!;
+    if (ctx.isLost) this.fail("the device was lost");
+    const enc = ctx.device.createCommandEncoder();
+    enc.copyBufferToBuffer((row as GjHandle).buffer, 0, h.buffer, at * 4, n * 4);
+    ctx.device.queue.submit([enc.finish()]);
   }
 
   async read(

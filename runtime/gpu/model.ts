@@ -44,6 +44,8 @@ export async function createBackend(name: string): Promise<Backend> {
 export class GpuModel {
   private constructor(
     readonly module: GpuModule,
+    /** The manifest as loaded: the module's, with the KV element size the chosen prelude stores. */
+    readonly manifest: Manifest,
     readonly backend: Backend,
     readonly placed: GpuPlaced,
     private readonly fwd: GpuForward,
@@ -57,21 +59,21 @@ export class GpuModel {
     const backend = await createBackend(module.backend);
     let placed: GpuPlaced | undefined;
     try {
-      const { program } = withPrelude(module.program, backend.features ?? new Set());
-      placed = placeGpu(backend, module.manifest, program, weights, options);
-      const fwd = new GpuForward(backend, program, module.manifest, placed);
+      const { program, variant } = withPrelude(module.program, backend.features ?? new Set());
+      // A prelude for `f16` keeps the KV caches in f16: half the bytes, accounted so.
+      const manifest = variant.split(",").includes("f16")
+        ? { ...module.manifest, kvElementBytes: 2 }
+        : module.manifest;
+      placed = placeGpu(backend, manifest, program, weights, options);
+      const fwd = new GpuForward(backend, program, manifest, placed);
       await fwd.prepare();
-      return new GpuModel(module, backend, placed, fwd);
+      return new GpuModel(module, manifest, backend, placed, fwd);
     } catch (e) {
       placed?.close();
       if (placed) placed.memory.destroy();
       else backend.destroy();
       throw e;
     }
-  }
-
-  get manifest(): Manifest {
-    return this.module.manifest;
   }
 
   /** One token at `pos`; the logits array is reused by the next step. */

@@ -14,6 +14,7 @@ import {
   deviceWeightBytes,
   expertBytes,
   isResident,
+  kvRegionBytes,
 } from "../memory/device-plan.ts";
 import { ExpertCache, sumStats } from "../memory/expert-cache.ts";
 import {
@@ -212,7 +213,7 @@ export function placeGpu(
     const c = m.kv[j >> 1]!;
     return layers.map((_, l) =>
       memory.materialize(
-        m.maxContext * c.kvHeads * c.headDim * 4,
+        kvRegionBytes(c, m.maxContext, m.kvElementBytes),
         `kv ${j >> 1}${j & 1 ? "V" : "K"} layer ${l}`,
       ),
     );

@@ -2,7 +2,14 @@
 // (exactly, ties included), and the subgroup prelude against the plain one (the same tokens as the CPU).
 import { afterAll, describe, expect, it } from "vitest";
 import { WgslKernels } from "../../compiler/codegen/wgsl/kernels.ts";
-import { compileGpuAndCpu, type GpuPair, greedyBoth, logitTolerance } from "../../test/gpu-harness.ts";
+import {
+  argmax,
+  compileGpuAndCpu,
+  greedyBoth,
+  logitTolerance,
+  logitToleranceF16,
+  relativeDiff,
+} from "../../test/gpu-harness.ts";
 import { quantizeBlocks } from "../quant/q8-activations.ts";
 import type { Backend } from "./backend.ts";
 import { createBackend } from "./model.ts";
@@ -64,17 +71,11 @@ describe("webgpu kernels", () => {
   }, 60_000);
 
   it("the subgroup prelude where the adapter offers subgroups, the plain one where not: the CPU's tokens", async () => {
-    const run = async (features: string | undefined, quant: string) => {
-      const was = process.env.MOEC_WEBGPU_FEATURES;
-      if (features === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
-      else process.env.MOEC_WEBGPU_FEATURES = features;
-      let p: GpuPair;
-      try {
-        p = await compileGpuAndCpu("specs/tiny-mixtral.moe", quant, "webgpu", { maxContext: 32 });
-      } finally {
-        if (was === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
-        else process.env.MOEC_WEBGPU_FEATURES = was;
-      }
+    const run = async (features: string, quant: string) => {
+      const p = await compileGpuAndCpu("specs/tiny-mixtral.moe", quant, "webgpu", {
+        maxContext: 32,
+        features,
+      });
       open.push(p.gpu);
       const r = await greedyBoth(p, [1, 5, 9], 6);
       expect(r.gpuTokens, `${features} ${quant}`).toEqual(r.cpuTokens);
@@ -83,8 +84,45 @@ describe("webgpu kernels", () => {
     };
     for (const quant of ["f32", "q4_0"]) {
       // lavapipe (Mesa 25, as .ci/run installs it) offers subgroups in runs of 8.
-      expect(await run(undefined, quant)).toContain("subgroups");
+      expect(await run("subgroups", quant)).toContain("subgroups");
       expect(await run("none", quant)).not.toContain("subgroups");
     }
   }, 300_000);
+
+  it("KV caches in f16 where asked and offered: half the bytes, accounted, logits within the f16 bound", async () => {
+    for (const spec of ["specs/tiny-mixtral.moe", "specs/tiny-top1.moe"]) {
+      for (const quant of ["f32", "q8_0", "q4_0", "q4_k"]) {
+        const p = await compileGpuAndCpu(spec, quant, "webgpu", {
+          maxContext: 32,
+          features: "subgroups,f16",
+        });
+        open.push(p.gpu);
+        expect(p.gpu.backend.features).toContain("f16"); // lavapipe offers shader-f16
+        const m = p.gpu.manifest;
+        expect(m.kvElementBytes).toBe(2);
+        const kv = m.kv.reduce((n, c) => n + 2 * c.layers * m.maxContext * c.kvHeads * c.headDim * 2, 0);
+        expect(p.gpu.placed.memory.acct.byLabel().kv).toBe(kv);
+        // Both stepped through the CPU's greedy tokens: the logits within the f16 bound everywhere, and the
+        // greedy pick the same unless the CPU's two best are a near tie within that bound.
+        const tol = logitToleranceF16(quant);
+        let token = 1;
+        let ties = 0;
+        for (let pos = 0; pos < 10; pos++) {
+          const cpu = Float32Array.from(p.cpu.step(token, pos));
+          const gpu = await p.gpu.step(token, pos);
+          const scale = Math.max(1, ...cpu.map(Math.abs));
+          expect(relativeDiff(gpu, cpu), `${spec} ${quant} @${pos}`).toBeLessThan(tol);
+          const [c, g] = [argmax(cpu), argmax(gpu)];
+          if (c !== g) {
+            ties++;
+            expect(cpu[c]! - cpu[g]!, `${spec} ${quant} @${pos}: a token apart where no tie`).toBeLessThan(
+              2 * tol * scale,
+            );
+          }
+          token = c;
+        }
+        expect(ties, `${spec} ${quant}`).toBeLessThanOrEqual(2);
+      }
+    }
+  }, 600_000);
 });

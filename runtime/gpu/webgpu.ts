@@ -101,10 +101,14 @@ export class WebGpuBackend implements Backend {
     const cap = Number(process.env.MOEC_WEBGPU_MAX_BINDING) || Number.POSITIVE_INFINITY;
     const wanted = wantedFeatures();
     const subgroups = adapter.features.has("subgroups") && wanted.has("subgroups");
+    const f16 = adapter.features.has("shader-f16") && wanted.has("f16");
     let dev: GPUDevice;
     try {
       dev = await adapter.requestDevice({
-        requiredFeatures: subgroups ? ["subgroups"] : [],
+        requiredFeatures: [
+          ...(subgroups ? (["subgroups"] as const) : []),
+          ...(f16 ? (["shader-f16"] as const) : []),
+        ],
         requiredLimits: {
           maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
           maxBufferSize: a.maxBufferSize,
@@ -119,6 +123,7 @@ export class WebGpuBackend implements Backend {
     const sgMin = info?.subgroupMinSize ?? 4;
     const features = new Set<string>();
     if (subgroups && (await subgroupsAreRuns(dev, sgMin))) features.add("subgroups");
+    if (f16) features.add("f16");
     const name = [info?.vendor, info?.device, info?.description].filter(Boolean).join(" ") || "an adapter";
     const using = features.size ? ` (${[...features].join(", ")})` : "";
     const limits = {
@@ -301,7 +306,12 @@ export class WebGpuBackend implements Backend {
   }
 }
 
-/** The optional features to use when offered: MOEC_WEBGPU_FEATURES (comma-separated, "none"), else all. */
+/**
+ * The optional features to use where the adapter offers them: MOEC_WEBGPU_FEATURES (comma-separated, or
+ * "none"), by default `subgroups` (shuffles in the reductions: the same sums, in another order). `f16`
+ * keeps the KV caches in f16 as llama.cpp does (half the bytes), and is asked for: its rounding can change
+ * a greedy token where the f32 CPU backend has a near tie.
+ */
 function wantedFeatures(): Set<string> {
   const v = process.env.MOEC_WEBGPU_FEATURES;
   return new Set(v === undefined ? ["subgroups"] : v.split(",").filter((f) => f && f !== "none"));

@@ -33,9 +33,9 @@ export function deviceWeightBytes(w: WeightEntry): number {
   return (w.shape.reduce((a, b) => a * b, 1) / s.blockSize) * s.blockBytes;
 }
 
-/** Bytes of one K (or V) cache of one layer at the manifest's context, in f32 as the runtime stores it. */
-export function kvRegionBytes(c: KvEntry, context: number): number {
-  return context * c.kvHeads * c.headDim * 4;
+/** Bytes of one K (or V) cache of one layer at the manifest's context: f32 unless the manifest says f16. */
+export function kvRegionBytes(c: KvEntry, context: number, elementBytes = 4): number {
+  return context * c.kvHeads * c.headDim * elementBytes;
 }
 
 export interface ExpertBytes {
@@ -132,7 +132,9 @@ export function allocateDevice(
   });
   const kv = m.kv.flatMap((c) => {
     const one = () =>
-      Array.from({ length: c.layers }, () => acct.alloc(LABEL.kv, kvRegionBytes(c, m.maxContext)));
+      Array.from({ length: c.layers }, () =>
+        acct.alloc(LABEL.kv, kvRegionBytes(c, m.maxContext, m.kvElementBytes)),
+      );
     return [one(), one()];
   });
   const arena = acct.alloc(LABEL.arena, m.arenaBytes);

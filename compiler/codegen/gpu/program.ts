@@ -129,6 +129,7 @@ export function buildGpuProgram(
     return t.offset;
   };
   const hidden = new Map<number, number>();
+  const kvRows = new Map<number, number>();
   const scores = new Map<number, number>();
   const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
 
@@ -181,8 +182,8 @@ export function buildGpuProgram(
       const s: KernelStep = { op: "kernel", kernel: use.name, bind, params, grid, ...(rows ? { rows } : {}) };
       out.push(s);
     };
+    /** RoPE over a linear's output at `at`, in place, or into a KV cache row (rounded to its type once). */
     const ropeAfter = (n: Node, kv: GpuBinding | undefined, at: number) => {
-      if (n.attrs.rope_heads === undefined) return;
       const w = n.shape[0]!;
       const headDim = w / (n.attrs.rope_heads as number);
       const use = ks.rope({ width: w, headDim, interleaved: n.attrs.rope_style !== "half", kv: !!kv });
@@ -212,20 +213,34 @@ export function buildGpuProgram(
           const qo = readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
           // The norm goes into the kernel unless the quantize kernel applied it.
           const norm = qo === undefined ? normOf(n) : undefined;
+          // A K row that RoPE rotates goes through the arena first, so the cache rounds it once.
+          const rope = n.attrs.rope_heads !== undefined;
+          const direct = kv && !rope ? kv : undefined;
           const use = ks.linear({
             scheme,
             out: n.shape[0]!,
             in: width(x),
             norm: norm?.eps,
             residual: !!n.attrs.residual,
-            kv: !!kv,
+            kv: !!direct,
           });
-          const bind = [W(n.weights.w!), ...(norm ? [W(norm.key)] : []), ...(kv ? [kv] : []), ...Q(qo)];
-          const yo = kv ? 0 : off(n.id);
+          const bind = [
+            W(n.weights.w!),
+            ...(norm ? [W(norm.key)] : []),
+            ...(direct ? [direct] : []),
+            ...Q(qo),
+          ];
+          let yo = 0;
+          if (!kv) yo = off(n.id);
+          else if (rope) {
+            let row = kvRows.get(n.shape[0]!);
+            if (row === undefined) kvRows.set(n.shape[0]!, (row = scratch(n.shape[0]!)));
+            yo = row;
+          }
           const params: Record<string, number> = { xo: off(x), yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           kernel(use, bind, params, [1, 1, 1], { count: n.shape[0]!, perGroup: use.perGroup, weights: [0] });
-          ropeAfter(n, kv, yo);
+          if (rope) ropeAfter(n, kv, yo);
           break;
         }
         case "gate_up": {

@@ -131,19 +131,12 @@ export class GpuJsKernels implements GpuKernelSet {
   }
 
   /** A part: its function from the body, the parameter list from the args (an arena arg adds `<name>o`). */
-  private part(
-    body: string,
-    args: Named[],
-    output: number,
-    constants: Record<string, number> = {},
-    outputOf?: number,
-  ): GjPart {
+  private part(body: string, args: Named[], output: number, constants: Record<string, number> = {}): GjPart {
     const params = args.flatMap(([n, a]) => ("arena" in a || "prev" in a ? [n, `${n}o`] : [n]));
     const fn = `function (${params.join(", ")}) {\n${body}\n}`;
     return {
       fn,
       output,
-      ...(outputOf !== undefined ? { outputOf } : {}),
       args: args.map(([, a]) => a),
       constants,
     };
@@ -303,21 +296,17 @@ export class GpuJsKernels implements GpuKernelSet {
         `if (o > r1 - 0.5) { return ${v}; }`,
       ];
       if (o.kv) {
+        // Row `pos` of the KV cache: the backend copies it in; a chunk's other columns keep the cache's.
         args.push(["kv", { bind: kvBind }], ["pos", { frame: "pos" }], ...rows);
         const body = [
           xoDecl,
-          "const t = this.thread.x;",
-          "const row = Math.floor(t / this.constants.out);",
-          "if (Math.abs(row - pos) > 0.5) {",
-          "  return kv[t];",
-          "}",
-          "const o = t - row * this.constants.out;",
-          ...pass("kv[t]"),
+          "const o = this.thread.x;",
+          ...pass("kv[pos * this.constants.out + o]"),
           d.code,
           `return ${result};`,
         ].join("\n");
-        parts.push(this.part(body, args, 0, { out: o.out, rowBytes: rb }, kvBind));
-        return { parts, chunked: true, out: { bind: kvBind } };
+        parts.push(this.part(body, args, o.out, { out: o.out, rowBytes: rb }));
+        return { parts, chunked: true, out: { row: kvBind } };
       }
       if (!o.scaled) args.push(["prev", { prev: o.out }]);
       args.push(...rows);
@@ -543,25 +532,6 @@ export class GpuJsKernels implements GpuKernelSet {
         "const sn = tab[tabo + (pos * this.constants.half + jj) * 2 + 1];",
       ];
       const constants = { hd: o.headDim, half: o.headDim / 2, width: o.width };
-      if (o.kv) {
-        const body = [
-          "const t = this.thread.x;",
-          "const row = Math.floor(t / this.constants.width);",
-          "if (Math.abs(row - pos) > 0.5) { return x[t]; }",
-          "const i = t - row * this.constants.width;",
-          ...rot,
-          "const va = x[row * this.constants.width + a];",
-          "const vb = x[row * this.constants.width + b];",
-          "if (isb > 0.5) { return va * sn + vb * cs; }",
-          "return va * cs - vb * sn;",
-        ].join("\n");
-        const args: Named[] = [
-          ["x", { bind: 0 }],
-          ["tab", { arena: "tab", len: 1 }],
-          ["pos", { frame: "pos" }],
-        ];
-        return { parts: [this.part(body, args, 0, constants, 0)], out: { bind: 0 } };
-      }
       const body = [
         "const i = this.thread.x;",
         ...rot,
@@ -575,7 +545,9 @@ export class GpuJsKernels implements GpuKernelSet {
         ["tab", { arena: "tab", len: 1 }],
         ["pos", { frame: "pos" }],
       ];
-      return { parts: [this.part(body, args, o.width, constants)], out: { arena: "yo", len: o.width } };
+      // Into the arena at yo, or (kv) into the KV cache's row `pos`, from the linear's output in the arena.
+      const out = o.kv ? { row: 0 } : { arena: "yo", len: o.width };
+      return { parts: [this.part(body, args, o.width, constants)], out };
     });
   }
 
@@ -637,20 +609,11 @@ export class GpuJsKernels implements GpuKernelSet {
   }
 
   kvWrite(n: number): KernelUse {
-    return this.add(`kv_write_${n}`, () => {
-      const body = [
-        "const t = this.thread.x;",
-        "const row = Math.floor(t / this.constants.n);",
-        "if (Math.abs(row - pos) > 0.5) { return kv[t]; }",
-        "return x[xo + t - row * this.constants.n];",
-      ].join("\n");
-      const args: Named[] = [
-        ["x", { arena: "xo", len: n }],
-        ["kv", { bind: 0 }],
-        ["pos", { frame: "pos" }],
-      ];
-      return { parts: [this.part(body, args, 0, { n }, 0)], out: { bind: 0 } };
-    });
+    // The row itself: the backend copies it into the cache at the position.
+    return this.add(`kv_write_${n}`, () => ({
+      parts: [this.part("return x[xo + this.thread.x];", [["x", { arena: "xo", len: n }]], n)],
+      out: { row: 0 },
+    }));
   }
 }
 

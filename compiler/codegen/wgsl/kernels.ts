@@ -1,8 +1,8 @@
 // The webgpu backend's kernels: WGSL rendered from the handlebars templates beside this file, one kernel per
 // distinct specialization (op, shape, scheme, epilogue), with each quantization scheme's `wgsl` piece
 // inlined once per weight it reads. Weights stay packed as u32 words; the pieces read bytes by shifting.
-// The reductions live in a prelude the runtime puts before each kernel, in one variant per set of optional
-// adapter features (none; subgroups), so one compiled program serves any adapter.
+// The reductions and the KV caches' element type live in a prelude the runtime puts before each kernel, in
+// one variant per set of optional adapter features (subgroups, f16), so one compiled program serves any adapter.
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import { getScheme } from "../../../runtime/quant/registry.ts";
@@ -88,9 +88,12 @@ function perRow(blocks: number): number {
 export class WgslKernels implements GpuKernelSet {
   readonly backend = "webgpu";
   readonly sources = new Map<string, string>();
+  /** Keyed by the features each needs: `subgroups` for the shuffles, `f16` for KV caches in f16. */
   readonly preludes = {
-    "": template("prelude")({ subgroups: false }),
-    subgroups: template("prelude")({ subgroups: true }),
+    "": template("prelude")({ subgroups: false, f16: false }),
+    subgroups: template("prelude")({ subgroups: true, f16: false }),
+    f16: template("prelude")({ subgroups: false, f16: true }),
+    "subgroups,f16": template("prelude")({ subgroups: true, f16: true }),
   };
 
   private add(name: string, tpl: string, data: Record<string, unknown>, perGroup: number): KernelUse {
