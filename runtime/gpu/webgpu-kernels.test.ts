@@ -2,6 +2,8 @@
 // (exactly, ties included), and the subgroup prelude against the plain one (the same tokens as the CPU).
 import { afterAll, describe, expect, it } from "vitest";
 import { WgslKernels } from "../../compiler/codegen/wgsl/kernels.ts";
+import { compileModel } from "../../compiler/compile.ts";
+import { loadSpec } from "../../compiler/lang/frontend.ts";
 import {
   argmax,
   compileGpuAndCpu,
@@ -10,9 +12,11 @@ import {
   logitToleranceF16,
   relativeDiff,
 } from "../../test/gpu-harness.ts";
+import { importModuleSource } from "../model.ts";
 import { quantizeBlocks } from "../quant/q8-activations.ts";
-import type { Backend } from "./backend.ts";
-import { createBackend } from "./model.ts";
+import type { Access, Backend } from "./backend.ts";
+import { createBackend, type GpuModule } from "./model.ts";
+import { kernelSteps, withPrelude } from "./program.ts";
 
 const open: { close(): void }[] = [];
 afterAll(() => {
@@ -125,4 +129,35 @@ describe("webgpu kernels", () => {
       }
     }
   }, 600_000);
+
+  it("every kernel of Mixtral 8x7B's and 8x22B's programs compiles into a pipeline, with each prelude", async () => {
+    const be = await createBackend("webgpu");
+    open.push({ close: () => be.destroy() });
+    let made = 0;
+    for (const path of ["specs/mixtral-8x7b.moe", "specs/mixtral-8x22b.moe"]) {
+      const spec = loadSpec(path);
+      const c = compileModel(spec, spec.models[0]!, { quant: "q4_0", backend: "webgpu", maxContext: 4096 });
+      const mod = (await importModuleSource(c.files["model.js"]!)) as unknown as GpuModule;
+      for (const features of [[], ["subgroups"], ["subgroups", "f16"]]) {
+        const { program, variant } = withPrelude(mod.program, new Set(features));
+        expect(variant).toBe(features.join(","));
+        const seen = new Set<string>();
+        for (const s of kernelSteps(program.steps)) {
+          if (seen.has(s.kernel)) continue;
+          seen.add(s.kernel);
+          const access: Access[] = [
+            "write",
+            "uniform",
+            ...s.bind.map(
+              (b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read"),
+            ),
+          ];
+          const params = { ...s.params, ...(s.rows ? { r0: 0, r1: s.rows.count } : {}) };
+          await be.pipeline(`${variant} ${s.kernel}`, program.kernels[s.kernel]!, params, access);
+          made++;
+        }
+      }
+    }
+    expect(made).toBeGreaterThan(20);
+  }, 300_000);
 });
