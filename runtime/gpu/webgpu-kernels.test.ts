@@ -131,7 +131,13 @@ describe("webgpu kernels", () => {
   }, 600_000);
 
   it("every kernel of Mixtral 8x7B's and 8x22B's programs compiles into a pipeline, with each prelude", async () => {
-    const be = await createBackend("webgpu");
+    // A device with every feature the preludes may need (lavapipe offers both).
+    const was = process.env.MOEC_WEBGPU_FEATURES;
+    process.env.MOEC_WEBGPU_FEATURES = "subgroups,f16";
+    const be = await createBackend("webgpu").finally(() => {
+      if (was === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
+      else process.env.MOEC_WEBGPU_FEATURES = was;
+    });
     open.push({ close: () => be.destroy() });
     let made = 0;
     for (const path of ["specs/mixtral-8x7b.moe", "specs/mixtral-8x22b.moe"]) {
