@@ -9,6 +9,7 @@ import type { WeightSource } from "../weights.ts";
 import { type Backend, GpuError } from "./backend.ts";
 import { GpuForward } from "./forward.ts";
 import { type GpuPlaced, placeGpu } from "./place.ts";
+import { GpuPrefill } from "./prefill.ts";
 import { type GpuProgram, withPrelude } from "./program.ts";
 
 /** What a generated module for a GPU backend exports (it imports nothing). */
@@ -67,7 +68,12 @@ export class GpuModel {
       placed = placeGpu(backend, manifest, program, weights, options);
       const fwd = new GpuForward(backend, program, manifest, placed);
       await fwd.prepare();
-      return new GpuModel(module, manifest, backend, placed, fwd);
+      const model = new GpuModel(module, manifest, backend, placed, fwd);
+      if (GpuPrefill.usable(program, placed)) {
+        model.batch = new GpuPrefill(backend, program, manifest, placed);
+        await model.batch.prepare();
+      }
+      return model;
     } catch (e) {
       placed?.close();
       if (placed) placed.memory.destroy();
@@ -79,6 +85,24 @@ export class GpuModel {
   /** One token at `pos`; the logits array is reused by the next step. */
   step(token: number, pos: number): Promise<Float32Array> {
     return this.fwd.forward(token, pos);
+  }
+
+  /** The batched prefill, where the program has a batch program and the device holds its arena copies. */
+  private batch?: GpuPrefill;
+
+  /** Tokens per batch of `prefill` (1: it steps token by token). */
+  get prefillBatch(): number {
+    return this.batch?.tokens ?? 1;
+  }
+
+  /** `tokens` at positions pos0, pos0 + 1, …, their KV rows written; the last token's logits (an array the
+   * next call reuses). In batches where the backend has a batch program, else token by token. */
+  async prefill(tokens: readonly number[], pos0: number): Promise<Float32Array> {
+    if (this.batch) return this.batch.prefill(tokens, pos0);
+    if (tokens.length === 0) throw new RangeError("prefill of no tokens");
+    let logits: Float32Array = new Float32Array(0);
+    for (let i = 0; i < tokens.length; i++) logits = await this.fwd.forward(tokens[i]!, pos0 + i);
+    return logits;
   }
 
   /** Bytes uploaded since load (activations and expert cache misses). */

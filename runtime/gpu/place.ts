@@ -29,7 +29,7 @@ import { HostBudgetError } from "../memory/place.ts";
 import { getScheme } from "../quant/registry.ts";
 import type { WeightSource } from "../weights.ts";
 import { type Backend, DeviceMemory, type GpuBuffer, GpuError } from "./backend.ts";
-import { type GpuProgram, kernelSteps } from "./program.ts";
+import { arenaBuffers, batchCopies, type GpuProgram, kernelSteps } from "./program.ts";
 
 /** One layer of a weight on the device: its buffers, each holding `rowsPerChunk` whole rows (the last may
  * hold fewer). A resident expert stack: `experts` holds each expert's matrix so, and `buffers` all of them. */
@@ -68,6 +68,12 @@ export interface GpuPlaced {
   staging: GpuBuffer;
   /** Per MoE op: rows per buffer of its expert matrices (resident or cache slots alike). */
   expertRows: ExpertRows[];
+  /** Copies of the arena (and q8 activations) on the device: the prefill's tokens per batch (1: none). */
+  copies?: number;
+  /** Per MoE op: how many distinct experts `expertsFor` takes at once (the cache's slots per layer). */
+  expertGroup?: number[];
+  /** `ids` (distinct, at most expertGroup[moe]) of MoE op `moe` in `layer`, into `out`; loads the misses. */
+  expertsFor?(moe: number, layer: number, ids: readonly number[], out: ExpertBuffers[]): void;
   /** MoE op `moe`'s chosen experts in `layer`, into `out` (k entries); loads the ones that missed. */
   experts(moe: number, layer: number, ids: ArrayLike<number>, out: ExpertBuffers[]): void;
   caches: ExpertCache[];
@@ -220,8 +226,11 @@ export function placeGpu(
   });
   // The arena region holds the activations (with scratch and constant tables), the quantized activations,
   // the frame and the readback buffer.
-  const arena = memory.materialize(program.arenaFloats * 4, "arena");
-  const q8 = q8Bytes ? memory.materialize(q8Bytes, "q8 activations") : undefined;
+  // With a batch program, one copy of the arena and of the q8 activations per token of a batch.
+  const copies = batchCopies(program, limit);
+  const sizes = arenaBuffers(program, copies);
+  const arena = memory.materialize(sizes.arena, "arena");
+  const q8 = sizes.q8 ? memory.materialize(sizes.q8, "q8 activations") : undefined;
   const frame = memory.materialize(program.frameBytes, "frame", "uniform");
   const staging = memory.materialize(program.readbackBytes, "readback", "readback");
   for (const t of program.tables)
@@ -275,6 +284,26 @@ export function placeGpu(
     frame,
     ...(q8 ? { q8 } : {}),
     staging,
+    copies,
+    expertGroup: moes.map((_, i) => caches[i]?.slotsPerLayer ?? Number.POSITIVE_INFINITY),
+    expertsFor: (moe, layer, ids, out) => {
+      const e = moes[moe]!;
+      const cache = caches[moe];
+      if (!cache) {
+        const l = e.layers ? layer : 0;
+        const g = weights.get(e.gate)![l]!.experts!;
+        const u = weights.get(e.up)![l]!.experts!;
+        const d = weights.get(e.down)![l]!.experts!;
+        ids.forEach((x, j) => {
+          out[j] = { gate: g[x]!, up: u[x]!, down: d[x]! };
+        });
+        return;
+      }
+      const at = cache.locateInto(layer, ids, new Array<number>(ids.length));
+      ids.forEach((_, j) => {
+        out[j] = slots.get(at[j]!)!;
+      });
+    },
     expertRows,
     experts,
     caches: active,

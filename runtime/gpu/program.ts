@@ -86,6 +86,91 @@ export interface GpuProgram {
    * counted in the manifest's arena bytes with the arena itself. */
   frameBytes: number;
   readbackBytes: number;
+  /** The batched prefill's program (webgpu): absent where the backend has none, whose prefill steps. */
+  batch?: GpuBatch;
+}
+
+/** What a batch kernel binds: a GpuBinding, or the current expert's token list (its count, then per token
+ * its index in the batch | its pick << 16). An `expert` binding's pick is the current expert. */
+export type BatchBinding = GpuBinding | { kind: "list" };
+
+/** A kernel dispatch of the batch program. Each token t of a batch owns a copy of the arena (at t ·
+ * arenaFloats) and of the quantized activations (at t · q8Words); the constants `bstride`, `qstride` and
+ * `tko` say where. */
+export interface BatchKernelStep {
+  op: "kernel";
+  kernel: string;
+  bind: BatchBinding[];
+  params: Record<string, number>;
+  grid: [number, number, number];
+  /** Dispatched with z = the batch's token count (the kernel's token is workgroup_id.z); else z = 1 and the
+   * kernel loops over the tokens itself (a matrix-matrix product) or runs once (the tail). */
+  perToken: boolean;
+  rows?: KernelStep["rows"];
+}
+
+/** After MoE op `moe`'s router and the gather of its ids: read back the batch's n × k ids (at arena float
+ * offset `gather`) and group the tokens by expert. */
+export interface BatchPicksStep {
+  op: "picks";
+  moe: number;
+  k: number;
+  gather: number;
+}
+
+/** MoE op `moe`'s experts: `body` runs once per expert the batch chose, with its matrices and its tokens'
+ * list bound; each expert is fetched once per batch (in groups the expert cache holds at once). */
+export interface BatchExpertsStep {
+  op: "experts";
+  moe: number;
+  body: BatchStep[];
+}
+
+export interface BatchLoopStep {
+  op: "loop";
+  count: number;
+  body: BatchStep[];
+}
+
+export type BatchStep = BatchKernelStep | BatchPicksStep | BatchExpertsStep | BatchLoopStep;
+
+export interface GpuBatch {
+  /** Tokens per batch at most (the runtime takes fewer where the arena copies would not fit a binding). */
+  tokens: number;
+  /** Floats per token's copy of the arena: the per-token program's arena and the batch's own scratch. */
+  stride: number;
+  /** Words per token's copy of the quantized activations. */
+  qStride: number;
+  /** Arena float offset (in each token's copy) of the token id, as an f32. */
+  tko: number;
+  /** Every token through the layer loop. */
+  steps: BatchStep[];
+  /** After the last batch only: its last token's loop results into the first copy, then the decode
+   * program's steps after the loop (the final norm and the LM head) for that token alone. */
+  tail: BatchStep[];
+  /** Token-list buffers (one per expert id), each tokens + 1 words. */
+  lists: number;
+}
+
+/** Bytes the batch adds to the arena region: the tokens' copies of the arena and the quantized
+ * activations beyond the per-token program's, and the token lists. */
+export function batchExtraBytes(b: GpuBatch, arenaFloats: number, q8Words: number): number {
+  return (b.tokens * (b.stride + b.qStride) - arenaFloats - q8Words + b.lists * (b.tokens + 1)) * 4;
+}
+
+/** Copies of the arena the device holds: the batch's tokens where each buffer fits under `limit` bytes,
+ * else 1 (no batch program, or not even two copies fit: the prefill steps token by token). */
+export function batchCopies(p: GpuProgram, limit: number): number {
+  if (!p.batch) return 1;
+  const per = Math.max(p.batch.stride, p.batch.qStride) * 4;
+  const n = Math.min(p.batch.tokens, Math.floor(limit / per));
+  return n >= 2 ? n : 1;
+}
+
+/** Bytes of the arena buffer and of the q8 buffer for `copies` (1: the per-token program's alone). */
+export function arenaBuffers(p: GpuProgram, copies: number): { arena: number; q8: number } {
+  if (copies < 2 || !p.batch) return { arena: p.arenaFloats * 4, q8: (p.q8Words ?? 0) * 4 };
+  return { arena: copies * p.batch.stride * 4, q8: copies * p.batch.qStride * 4 };
 }
 
 /** Every kernel step, loop bodies included. */

@@ -6,12 +6,20 @@
 // Each kernel's constants (its `params`) are fixed by its call site: arena offsets in floats (xo, yo, …)
 // and, for row-parallel kernels, the row range r0..r1 the runtime sets per weight chunk.
 
-import type { GpuBinding, GpuProgram, GpuStep, GpuTable, KernelStep } from "../../../runtime/gpu/program.ts";
+import {
+  batchExtraBytes,
+  type GpuBinding,
+  type GpuProgram,
+  type GpuStep,
+  type GpuTable,
+  type KernelStep,
+} from "../../../runtime/gpu/program.ts";
 import type { Manifest } from "../../../runtime/manifest.ts";
 import type { Graph, Node } from "../../ir/graph.ts";
 import { SpecError } from "../../lang/errors.ts";
 import type { ActivationPlan } from "../../plan/activations.ts";
 import { moeOps } from "../emit.ts";
+import { buildBatch, finishBatch } from "./batch.ts";
 
 /** A kernel the backend made for a node: its name (its source is in `sources`) and, for a row-parallel
  * kernel, how many output rows one workgroup computes; for an element-parallel one, elements per workgroup. */
@@ -61,6 +69,27 @@ export interface GpuKernelSet {
   /** x (through an RMS norm, its weight bound first) quantized to q8_0: `in` integers then in/32 scales,
    * at arena float offset `qo`; one invocation per block. */
   quantize?(o: { in: number; norm?: number }): KernelUse;
+  /** Tokens per batch of the batched prefill (absent: no batch program; the prefill steps token by token). */
+  readonly batchTokens?: number;
+  /** A kernel's twin over a batch: token t = workgroup_id.z, offsets moved to its arena copy (batch.ts). */
+  batched?(use: KernelUse): KernelUse;
+  /** A matrix-matrix product over the batch's tokens (or an expert's listed ones), weights read once. */
+  matmul?(o: MatmulKind): KernelUse;
+  /** The batch's top-k ids gathered for one readback. */
+  gatherIds?(k: number): KernelUse;
+  /** n values of the batch's last token into the first arena copy. */
+  lastToken?(n: number): KernelUse;
+}
+
+/** A batched product: one weight (linear, with its epilogue) or two (gate and up); `list`: an expert's tokens. */
+export interface MatmulKind {
+  weights: string[];
+  out: number;
+  in: number;
+  residual?: boolean;
+  kv?: boolean;
+  scaled?: boolean;
+  list?: boolean;
 }
 
 export interface LinearKind {
@@ -423,6 +452,38 @@ export function buildGpuProgram(
     return out;
   };
   const steps = emitGraph(graph);
+  // The batch's own scratch and q8 regions lie past the per-token program's, in each token's copy only
+  // (the decode arena keeps its size).
+  let batchTop = top;
+  let batchQ = q8Words;
+  const batch = buildBatch({
+    graph,
+    ks,
+    decode: steps,
+    off,
+    width,
+    weightOf,
+    scratch: (floats) => {
+      const at = batchTop;
+      batchTop = align16(batchTop + floats);
+      return at;
+    },
+    ropeTable,
+    qRegion: (region, n) => {
+      let at = qRegions.get(region);
+      if (at === undefined) {
+        qRegions.set(region, (at = batchQ));
+        batchQ += (n / 32) * Q8_WORDS;
+      }
+      return at;
+    },
+    readsQ8,
+    moeOfRoute,
+    moeIndex,
+    hidden,
+    scores,
+    maxContext: manifest.maxContext,
+  });
   const result = graph.results[0]!;
   const maxK = Math.max(1, ...(manifest.moe ?? []).map((e) => e.topK));
   const frameBytes = 16;
@@ -438,8 +499,10 @@ export function buildGpuProgram(
     logits: { offset: off(result), count: width(result) },
     frameBytes,
     readbackBytes,
+    ...(batch ? { batch: finishBatch(batch, batchTop, batchQ) } : {}),
   };
-  const arenaBytes = top * 4 + q8Words * 4 + frameBytes + readbackBytes;
+  const arenaBytes =
+    top * 4 + q8Words * 4 + frameBytes + readbackBytes + (batch ? batchExtraBytes(batch, top, q8Words) : 0);
   return { program, manifest: { ...manifest, arenaBytes } };
 }
 

@@ -8,7 +8,7 @@ import Handlebars from "handlebars";
 import { getScheme } from "../../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../../runtime/quant/scheme.ts";
 import { registerGpuKernels } from "../gpu/backends.ts";
-import type { GpuKernelSet, KernelUse, LinearKind } from "../gpu/program.ts";
+import type { GpuKernelSet, KernelUse, LinearKind, MatmulKind } from "../gpu/program.ts";
 
 const hbs = Handlebars.create();
 const dir = new URL("./templates/", import.meta.url);
@@ -300,6 +300,137 @@ export class WgslKernels implements GpuKernelSet {
   kvWrite(n: number): KernelUse {
     return this.add(`kv_write_${n}`, "kv_write", { doc: `append ${n} values to a KV cache`, n }, 64);
   }
+
+  // The batched prefill (compiler/codegen/gpu/batch.ts): B tokens per dispatch, each with its own copy of
+  // the arena (`bstride` floats apart) and of the quantized activations (`qstride` words apart).
+
+  /** Tokens per batch. */
+  readonly batchTokens = BATCH_TOKENS;
+
+  /** A kernel's batched twin: the same source with token t = workgroup_id.z, its arena (and q8) offsets
+   * moved to token t's copy, its position F.pos + t and its token id read from the arena at `tko`. */
+  batched(use: KernelUse): KernelUse {
+    const name = `b_${use.name}`;
+    if (!this.sources.has(name)) this.sources.set(name, batchTwin(this.sources.get(use.name)!));
+    return { name, perGroup: use.perGroup };
+  }
+
+  /** y = W·x for every token of the batch (or, with `list`, the tokens an expert's list names), the weight
+   * staged in workgroup memory a tile of rows at a time; `weights` two: gate and up, y = silu(g) ⊙ u. */
+  matmul(o: MatmulKind): KernelUse {
+    const rt = MM_ROWS;
+    const lanes = 64 / rt;
+    const tags = o.weights.length === 2 ? ["WG", "WU"] : ["W"];
+    const ws = o.weights.map((scheme, i) => weight(tags[i]!, 2 + i, scheme, o.in));
+    // A chunk of inputs covers whole blocks of every weight, each weight's tile about 4 KiB.
+    const maxBlock = Math.max(...ws.map((w) => w.blockSize));
+    const perChunkBytes = Math.max(...ws.map((w) => (maxBlock / w.blockSize) * w.blockBytes * rt));
+    const chunk = Math.min(o.in, maxBlock * Math.max(1, Math.floor(TILE_BYTES / perChunkBytes)));
+    const q8 = ws.some((w) => w.q8);
+    let next = 2 + ws.length;
+    const kvBinding = o.kv ? next++ : 0;
+    const qBinding = q8 ? next++ : 0;
+    const listBinding = o.list ? next++ : 0;
+    const tiles = ws.map((w) => {
+      const ww = Math.ceil(((chunk / w.blockSize) * w.blockBytes) / 4) + 1;
+      const text = hbs
+        .compile(load("weight"), { noEscape: true, strict: true })(w)
+        .replace(
+          new RegExp(`^(@group\\(0\\) @binding\\(\\d+\\) var<storage, read> )${w.tag}: array<u32>;$`, "m"),
+          `$1${w.tag}_src: array<u32>;
+var<workgroup> ${w.tag}: array<u32, ${rt * ww}>;`,
+        );
+      if (!text.includes(`${w.tag}_src`)) throw new Error("the weight partial's binding was not found");
+      return { ...w, ww, tileWords: rt * ww, text };
+    });
+    const flags = [o.kv ? "kv" : "", o.scaled ? "acc" : "", o.residual ? "res" : "", o.list ? "list" : ""];
+    const name = `mm_${o.weights.join("_")}_${o.out}x${o.in}${flags
+      .filter(Boolean)
+      .map((f) => `_${f}`)
+      .join("")}_b${BATCH_TOKENS}`;
+    return this.add(
+      name,
+      "matmul",
+      {
+        doc: `${o.weights.length === 2 ? "y = silu(Wg·x) ⊙ (Wu·x)" : `y ${o.scaled ? "+= s ·" : "="} W·x`}${o.residual ? " + r" : ""}${o.kv ? " into KV cache rows" : ""} over a batch of tokens: [${o.out}, ${o.in}] ${o.weights.join("/")}`,
+        kvAlias: this.preludes[""].includes("kv_t") ? "" : "alias kv_t = f32;",
+        ws: tiles,
+        gateUp: o.weights.length === 2,
+        q8,
+        kv: !!o.kv,
+        scaled: !!o.scaled,
+        residual: !!o.residual,
+        list: !!o.list,
+        kvBinding,
+        qBinding,
+        listBinding,
+        in: o.in,
+        out: o.out,
+        chunk,
+        rt,
+        lanes,
+        tpl: BATCH_TOKENS / lanes,
+      },
+      rt,
+    );
+  }
+
+  /** The batch's top-k ids gathered into one run for the readback. */
+  gatherIds(k: number): KernelUse {
+    return this.add(
+      `batch_gather_top${k}`,
+      "batch_gather",
+      { doc: `gather the batch's top-${k} ids`, k },
+      64,
+    );
+  }
+
+  /** n values of the batch's last token copied into the first arena copy. */
+  lastToken(n: number): KernelUse {
+    return this.add(`batch_last_${n}`, "batch_last", { doc: `the last token's ${n} values`, n }, 64);
+  }
 }
 
 registerGpuKernels("webgpu", () => new WgslKernels());
+
+/** Tokens per batch of the prefill, rows per matmul workgroup, bytes of a weight's tile in workgroup memory. */
+const BATCH_TOKENS = 32;
+const MM_ROWS = 16;
+const TILE_BYTES = 4096;
+
+/** Arena offsets a kernel's constants may name, moved to token t's copy by its batched twin. */
+const PER_TOKEN = new Set(["xo", "yo", "ro", "so", "ao", "bo", "qo"]);
+
+/** See WgslKernels.batched: rewrites a kernel's source for token t = workgroup_id.z of a batch. */
+export function batchTwin(src: string): string {
+  // qo is a word offset in the quantized activations where the kernel binds them, else an arena offset.
+  const q8 = /var<storage, read(_write)?> Q: array<u32>/.test(src);
+  // Each moved constant keeps its name (the program's params are the per-token kernel's); the kernel reads
+  // a private copy, `<name>_t`, set to token t's offset.
+  const moved = [...src.matchAll(/^override (\w+): u32;$/gm)]
+    .map((m) => m[1]!)
+    .filter((n) => PER_TOKEN.has(n));
+  let out = src;
+  for (const n of moved) {
+    out = out
+      .replace(new RegExp(`\\b${n}\\b`, "g"), `${n}_t`)
+      .replace(`override ${n}_t: u32;`, `override ${n}: u32;\nvar<private> ${n}_t: u32;`);
+  }
+  out = out.replace(/F\.token/g, "u32(A[tko + bt * bstride])").replace(/F\.pos/g, "(F.pos + bt)");
+  const sig = /fn main\(([\s\S]*?)\) \{\n/.exec(out);
+  if (!sig) throw new Error("a kernel without `fn main(…) {`");
+  const wid = /@builtin\(workgroup_id\) (\w+)/.exec(sig[1]!);
+  const params = wid ? sig[1]! : `@builtin(workgroup_id) bt_wid: vec3<u32>, ${sig[1]!}`;
+  const init = [
+    `  bt = ${wid ? wid[1] : "bt_wid"}.z;`,
+    ...moved.map((n) => `  ${n}_t = ${n} + bt * ${n === "qo" && q8 ? "qstride" : "bstride"};`),
+  ];
+  out = `${out.slice(0, sig.index)}fn main(${params}) {\n${init.join("\n")}\n${out.slice(sig.index + sig[0].length)}`;
+  return `${out}
+// The batch: token bt of the dispatch's z, its arena copy bstride floats on, its q8 copy qstride words on.
+override bstride: u32;
+override qstride: u32;
+override tko: u32;
+var<private> bt: u32;
+`;
+}

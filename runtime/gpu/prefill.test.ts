@@ -1,0 +1,150 @@
+// The webgpu backend's batched prefill (runtime/gpu/prefill.ts, compiler/codegen/gpu/batch.ts) against
+// stepping the same model token by token, and the CPU backend's greedy continuation after it: on every
+// tiny spec, for f32, q8_0, q4_0 and q4_k, a prompt longer than one batch (40 tokens, B = 32) and a
+// continuation at pos0 > 0, fully resident and under a device budget that offloads experts.
+//
+// Tolerances, prefill against stepping (largest |Δ| over the largest |logit|): the two run the same
+// arithmetic per token but sum a row's products in a different order (the matrix-matrix kernel in one
+// sequence per row, the per-token kernel in a tree of partial sums), so f32 activations differ in their
+// last bits: 1e-5 for schemes that multiply f32 activations (measured about 1e-6). Schemes that quantize
+// activations to q8 (q8_0, q4_0) get the same bound as against the CPU (logitTolerance, 2e-2; see
+// test/gpu-harness.ts): an activation a last bit away from a q8 rounding boundary lands one step away.
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  argmax,
+  compileGpuAndCpu,
+  type GpuPair,
+  logitTolerance,
+  relativeDiff,
+} from "../../test/gpu-harness.ts";
+import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
+import { getScheme } from "../quant/registry.ts";
+
+const PROMPT = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 256);
+const MORE = [5, 250, 17, 3, 99, 128, 64, 1, 200];
+const NEW = 4;
+
+const open: GpuPair[] = [];
+afterAll(() => {
+  for (const p of open) p.gpu.close();
+});
+
+const stepTolerance = (quant: string) => (getScheme(quant).wgsl?.q8 ? logitTolerance(quant) : 1e-5);
+
+async function stepAll(p: GpuPair, tokens: number[], pos0: number): Promise<Float32Array> {
+  let logits = new Float32Array(0);
+  for (let i = 0; i < tokens.length; i++) logits = Float32Array.from(await p.gpu.step(tokens[i]!, pos0 + i));
+  return logits;
+}
+
+/** Prefill (prompt, then a continuation at pos0 = prompt.length) against stepping on the same model,
+ * then greedy tokens after it against the CPU's. */
+async function check(p: GpuPair, quant: string, what: string) {
+  const tol = stepTolerance(quant);
+  const stepped = await stepAll(p, PROMPT, 0);
+  const steppedMore = await stepAll(p, MORE, PROMPT.length);
+  // Every position is rewritten before it is read, so the same model serves both.
+  const pre = Float32Array.from(await p.gpu.prefill(PROMPT, 0));
+  expect(relativeDiff(pre, stepped), `${what}: prompt`).toBeLessThan(tol);
+  const preMore = Float32Array.from(await p.gpu.prefill(MORE, PROMPT.length));
+  expect(relativeDiff(preMore, steppedMore), `${what}: continuation at ${PROMPT.length}`).toBeLessThan(tol);
+
+  // Greedy after the prefill, against the CPU through the same tokens.
+  const all = [...PROMPT, ...MORE];
+  let cpu = new Float32Array(0);
+  for (let pos = 0; pos < all.length; pos++) cpu = Float32Array.from(p.cpu.step(all[pos]!, pos));
+  let gpu = preMore;
+  const cpuTokens: number[] = [];
+  const gpuTokens: number[] = [];
+  let worst = 0;
+  for (let i = 0; i < NEW; i++) {
+    worst = Math.max(worst, relativeDiff(gpu, cpu));
+    const next = argmax(cpu);
+    cpuTokens.push(next);
+    gpuTokens.push(argmax(gpu));
+    cpu = Float32Array.from(p.cpu.step(next, all.length + i));
+    gpu = Float32Array.from(await p.gpu.step(next, all.length + i));
+  }
+  expect(gpuTokens, `${what}: greedy tokens`).toEqual(cpuTokens);
+  expect(worst, `${what}: logits against the CPU`).toBeLessThan(logitTolerance(quant));
+  return { pre, stepped };
+}
+
+async function load(spec: string, quant: string, o: Parameters<typeof compileGpuAndCpu>[3] = {}) {
+  const p = await compileGpuAndCpu(spec, quant, "webgpu", { maxContext: 64, ...o });
+  open.push(p);
+  return p;
+}
+
+describe("webgpu batched prefill", () => {
+  for (const spec of ["specs/tiny-mixtral.moe", "specs/tiny-shared-expert.moe", "specs/tiny-top1.moe"]) {
+    it(`${spec}: prefill gives stepping's logits and the CPU's greedy tokens`, async () => {
+      for (const quant of ["f32", "q8_0", "q4_0", "q4_k"]) {
+        const p = await load(spec, quant);
+        expect(p.gpu.prefillBatch, "a batch of 32 fits").toBe(32);
+        await check(p, quant, `${spec} ${quant}`);
+        p.gpu.close();
+        open.splice(open.indexOf(p), 1);
+      }
+    }, 600_000);
+  }
+
+  it("under a device budget that offloads experts: each used expert fetched once per batch", async () => {
+    const probe = await load("specs/tiny-mixtral.moe", "q8_0");
+    const m = probe.gpu.manifest;
+    const budget = measureDevice(m, minimumSlots(m)).used;
+    const p = await load("specs/tiny-mixtral.moe", "q8_0", { memory: { deviceBudget: budget } });
+    expect(p.gpu.placed.caches.length).toBeGreaterThan(0);
+    await check(p, "q8_0", "offloaded");
+    expect(p.gpu.memory().peak_device_bytes).toBeLessThanOrEqual(budget);
+
+    // One batch: per MoE layer each distinct expert the batch chose is located once (a hit or a miss), so
+    // demand is at most experts × layers, where stepping demands top-k per token per layer.
+    const moe = m.moe![0]!;
+    const before = p.gpu.memory();
+    const uploaded = p.gpu.uploadedBytes;
+    await p.gpu.prefill(PROMPT.slice(0, 32), 0);
+    const after = p.gpu.memory();
+    const demand = (s: typeof before) => s.expert_hits! + s.expert_misses!;
+    expect(demand(after) - demand(before)).toBeLessThanOrEqual(moe.experts * moe.layers);
+    expect(demand(after) - demand(before)).toBeGreaterThanOrEqual(moe.topK * moe.layers);
+    // Uploads: the frame, the 32 token ids, per layer the token lists (at most 32 · k entries and a count
+    // per expert), and the experts that missed.
+    const lists = moe.layers * (32 * moe.topK + moe.experts) * 4;
+    const misses = after.bytes_loaded! - before.bytes_loaded!;
+    expect(p.gpu.uploadedBytes - uploaded).toBeLessThanOrEqual(8 + 32 * 4 + lists + misses);
+  }, 600_000);
+
+  it("weights split by rows under a lowered binding limit, and batches of what fits", async () => {
+    // f32 tiny-mixtral: the [256, 64] tables (64 KiB) in two buffers under 32 KiB, and as many copies of a
+    // token's arena (about 8 KiB with the batch's scratch) as fit 32 KiB, so the 40-token prompt runs in
+    // many short batches.
+    process.env.MOEC_WEBGPU_MAX_BINDING = "32768";
+    try {
+      const p = await load("specs/tiny-mixtral.moe", "f32");
+      expect(p.gpu.placed.weights.get("lm_head")![0]!.buffers.length).toBe(2);
+      const stride = p.gpu.module.program.batch!.stride;
+      expect(p.gpu.prefillBatch).toBe(Math.floor(32768 / (stride * 4)));
+      expect(p.gpu.prefillBatch).toBeGreaterThan(1);
+      expect(p.gpu.prefillBatch).toBeLessThan(32);
+      await check(p, "f32", "split");
+    } finally {
+      delete process.env.MOEC_WEBGPU_MAX_BINDING;
+    }
+  }, 300_000);
+
+  it("where two arena copies do not fit a binding, prefill steps token by token, with the same logits", async () => {
+    // The tiny arena is a few KiB: a 4608-byte binding limit holds one copy only (and splits the weights;
+    // a KV cache of 32 positions is 4 KiB).
+    process.env.MOEC_WEBGPU_MAX_BINDING = "4608";
+    try {
+      const p = await load("specs/tiny-mixtral.moe", "q8_0", { maxContext: 32 });
+      expect(p.gpu.prefillBatch).toBe(1);
+      const stepped = await stepAll(p, PROMPT.slice(0, 5), 0);
+      const pre = await p.gpu.prefill(PROMPT.slice(0, 5), 0);
+      expect(relativeDiff(pre, stepped)).toBe(0);
+    } finally {
+      delete process.env.MOEC_WEBGPU_MAX_BINDING;
+    }
+  }, 120_000);
+});
