@@ -62,11 +62,13 @@ export class GpuForward {
           r.grids.push(s.grid);
           r.chunks.push(0);
         } else {
-          const per = this.chunkRows(s);
+          const per = chunkRows(this.backend, this.placed, s);
           for (let c = 0, r0 = 0; r0 < s.rows.count; c++, r0 += per) {
             const r1 = Math.min(s.rows.count, r0 + per);
             r.pipelines.push(await this.backend.pipeline(s.kernel, source, { ...s.params, r0, r1 }, access));
-            r.grids.push(s.rows.perGroup ? this.grid(Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid);
+            r.grids.push(
+              s.rows.perGroup ? grid(this.backend, Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid,
+            );
             r.chunks.push(c);
           }
         }
@@ -74,31 +76,6 @@ export class GpuForward {
       }
     };
     await walk(this.program.steps);
-  }
-
-  /** Rows per chunk of a row-split step: its split weights and its experts' matrices must agree (the same
-   * rows in every chunk). */
-  private chunkRows(s: KernelStep): number {
-    const rows = s.rows!;
-    let per: number | undefined;
-    const agree = (n: number) => {
-      if (per !== undefined && per !== n) {
-        throw new GpuError(
-          this.backend.name,
-          `kernel ${s.kernel} reads weights split into different row ranges (${per} and ${n} rows per buffer) under the adapter's storage binding limit of ${this.backend.limits.maxBindingBytes} bytes`,
-          s.kernel,
-        );
-      }
-      per = n;
-    };
-    for (const i of rows.weights) {
-      const b = s.bind[i]!;
-      if (b.kind !== "weight") continue;
-      const chunks = this.placed.weights.get(b.key)?.[0];
-      if (chunks) agree(chunks.rowsPerChunk);
-    }
-    for (const b of s.bind) if (b.kind === "expert") agree(this.placed.expertRows[b.moe]![b.role]);
-    return Math.min(per ?? rows.count, rows.count);
   }
 
   /** A step that is not row-parallel (a router, a norm) reads each weight whole: one split under the
@@ -114,12 +91,6 @@ export class GpuForward {
         );
       }
     }
-  }
-
-  /** x workgroups, folded into y past the adapter's per-dimension limit (kernels index wid.x + wid.y · nwg.x). */
-  private grid(n: number): [number, number, number] {
-    const max = this.backend.limits.maxWorkgroups;
-    return n <= max ? [n, 1, 1] : [max, Math.ceil(n / max), 1];
   }
 
   private buffer(b: GpuBinding, layer: number, chunk: number, kernel: string): GpuBuffer {
@@ -189,4 +160,39 @@ export class GpuForward {
     await this.backend.read(this.placed.arena, offset * 4, count * 4, this.placed.staging, this.logitBytes);
     return this.logits;
   }
+}
+
+/** Rows per chunk of a row-split step (per token or batched): its split weights and its experts' matrices
+ * must agree (the same rows in every chunk). */
+export function chunkRows(
+  backend: Backend,
+  placed: GpuPlaced,
+  s: { kernel: string; bind: readonly { kind: string }[]; rows?: KernelStep["rows"] },
+): number {
+  const rows = s.rows!;
+  let per: number | undefined;
+  const agree = (n: number) => {
+    if (per !== undefined && per !== n) {
+      throw new GpuError(
+        backend.name,
+        `kernel ${s.kernel} reads weights split into different row ranges (${per} and ${n} rows per buffer) under the adapter's storage binding limit of ${backend.limits.maxBindingBytes} bytes`,
+        s.kernel,
+      );
+    }
+    per = n;
+  };
+  for (const i of rows.weights) {
+    const b = s.bind[i] as GpuBinding;
+    if (b.kind !== "weight") continue;
+    const chunks = placed.weights.get(b.key)?.[0];
+    if (chunks) agree(chunks.rowsPerChunk);
+  }
+  for (const b of s.bind as GpuBinding[]) if (b.kind === "expert") agree(placed.expertRows[b.moe]![b.role]);
+  return Math.min(per ?? rows.count, rows.count);
+}
+
+/** x workgroups, folded into y past the adapter's per-dimension limit (kernels index wid.x + wid.y · nwg.x). */
+export function grid(backend: Backend, n: number): [number, number, number] {
+  const max = backend.limits.maxWorkgroups;
+  return n <= max ? [n, 1, 1] : [max, Math.ceil(n / max), 1];
 }

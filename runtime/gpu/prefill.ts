@@ -7,6 +7,7 @@
 // read back once, after the last batch, for its last token.
 import type { Manifest } from "../manifest.ts";
 import { type Access, type Backend, type GpuBuffer, GpuError, type Pipeline } from "./backend.ts";
+import { chunkRows, grid } from "./forward.ts";
 import type { ExpertBuffers, GpuPlaced } from "./place.ts";
 import type { BatchBinding, BatchKernelStep, BatchStep, GpuBatch, GpuProgram } from "./program.ts";
 
@@ -72,13 +73,15 @@ export class GpuPrefill {
           ...s.bind.map((b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read")),
         ];
         const r: Ready = { pipelines: [], grids: [], chunks: [] };
-        const per = s.rows ? this.chunkRows(s) : 0;
+        const per = s.rows ? chunkRows(this.backend, this.placed, s) : 0;
         const count = s.rows?.count ?? 1;
         for (let c = 0, r0 = 0; r0 < count; c++, r0 += per || count) {
           const r1 = s.rows ? Math.min(count, r0 + per) : count;
           const params = s.rows ? { ...s.params, r0, r1 } : s.params;
           r.pipelines.push(await this.backend.pipeline(s.kernel, source, params, access));
-          r.grids.push(s.rows?.perGroup ? this.grid(Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid);
+          r.grids.push(
+            s.rows?.perGroup ? grid(this.backend, Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid,
+          );
           r.chunks.push(c);
         }
         this.ready.set(s, r);
@@ -86,30 +89,6 @@ export class GpuPrefill {
     };
     await walk(this.batch.steps);
     await walk(this.batch.tail);
-  }
-
-  /** Rows per chunk, as forward.ts: split weights and expert matrices must agree. */
-  private chunkRows(s: BatchKernelStep): number {
-    const rows = s.rows!;
-    let per: number | undefined;
-    const agree = (n: number) => {
-      if (per !== undefined && per !== n)
-        throw new GpuError(this.backend.name, `kernel ${s.kernel} reads weights split unlike`, s.kernel);
-      per = n;
-    };
-    for (const i of rows.weights) {
-      const b = s.bind[i]!;
-      if (b.kind !== "weight") continue;
-      const chunks = this.placed.weights.get(b.key)?.[0];
-      if (chunks) agree(chunks.rowsPerChunk);
-    }
-    for (const b of s.bind) if (b.kind === "expert") agree(this.placed.expertRows[b.moe]![b.role]);
-    return Math.min(per ?? rows.count, rows.count);
-  }
-
-  private grid(n: number): [number, number, number] {
-    const max = this.backend.limits.maxWorkgroups;
-    return n <= max ? [n, 1, 1] : [max, Math.ceil(n / max), 1];
   }
 
   private buffer(b: BatchBinding, layer: number, chunk: number, kernel: string): GpuBuffer {

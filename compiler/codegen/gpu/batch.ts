@@ -23,29 +23,19 @@ import type {
   GpuStep,
   KernelStep,
 } from "../../../runtime/gpu/program.ts";
-import type { WeightEntry } from "../../../runtime/manifest.ts";
 import type { Graph, Node } from "../../ir/graph.ts";
-import type { GpuKernelSet, KernelUse } from "./program.ts";
+import type { KernelUse } from "./program.ts";
+import { elements, nodeSteps, normOf, Q, type StepContext, W } from "./steps.ts";
 
-/** What buildGpuProgram shares with the batch builder: the same offsets, scratch and q8 regions. */
-export interface BatchContext {
+/** What buildGpuProgram shares with the batch builder: the same offsets, scratch, q8 regions and
+ * shared emitters' context (its `scratch` and `qRegion` the batch's, past the per-token program's). */
+export interface BatchContext extends StepContext {
   graph: Graph;
-  ks: GpuKernelSet;
   /** The per-token program's steps (its steps after the layer loop become the batch's tail). */
   decode: GpuStep[];
-  off(id: number): number;
-  width(id: number): number;
-  weightOf(key: string): WeightEntry;
-  scratch(floats: number): number;
-  ropeTable(theta: number, headDim: number): number;
-  /** Word offset of a region of the quantized activations (shared with the per-token program's). */
-  qRegion(region: string, n: number): number;
-  readsQ8(scheme: string): boolean;
   moeOfRoute: Map<number, number>;
   moeIndex: Map<number, number>;
   hidden: Map<number, number>;
-  scores: Map<number, number>;
-  maxContext: number;
 }
 
 /** The batch program, or undefined when the kernel set has no batch kernels (gpujs) or the graph has
@@ -63,13 +53,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
   const tko = c.scratch(1);
   let gather: number | undefined;
   const normed = new Map<number, number>();
-  const kvRows = new Map<number, number>();
   let lists = 0;
-  const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
-  const W = (key: string): GpuBinding => ({ kind: "weight", key });
-  const Q = (qo: number | undefined): BatchBinding[] => (qo === undefined ? [] : [{ kind: "q8" }]);
-  const normOf = (n: Node) =>
-    n.weights.norm ? { key: n.weights.norm, eps: n.attrs.norm_eps as number } : undefined;
 
   const emitGraph = (nodes: Node[]): BatchStep[] => {
     const out: BatchStep[] = [];
@@ -91,28 +75,8 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
       grid: [number, number, number],
       rows?: KernelStep["rows"],
     ) => step(twin(use), bind, params, grid, true, rows);
-    let lastQ: { key: string; at: number } | undefined;
+    const at = nodeSteps(c, each);
     let lastN: { key: string; at: number } | undefined;
-    const quantized = (
-      x: number | string,
-      n: number,
-      xo: number,
-      norm?: { key: string; eps: number },
-      region = `${n}`,
-    ) => {
-      const key = `${x} ${norm?.key ?? ""}`;
-      if (lastQ?.key === key) return lastQ.at;
-      const at = c.qRegion(region, n);
-      const use = ks.quantize!({ in: n, norm: norm?.eps });
-      each(
-        use,
-        [...(norm ? [W(norm.key)] : []), { kind: "q8", write: true }],
-        { xo, qo: at },
-        elements(n / 32, use.perGroup),
-      );
-      lastQ = { key, at };
-      return at;
-    };
     /** x through its RMS norm into scratch (a product reading f32 activations cannot fold the norm in
      * when a workgroup serves many tokens); x itself without a norm. */
     const normalized = (x: number, n: number, norm?: { key: string; eps: number }) => {
@@ -135,50 +99,18 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
       const use = matmul({ weights, ...o });
       step(use, binds, params, [1, 1, 1], false, { count: o.out, perGroup: use.perGroup, weights: splits });
     };
-    const ropeAfter = (n: Node, kv: GpuBinding | undefined, at: number) => {
-      if (n.attrs.rope_heads === undefined) return;
-      const w = n.shape[0]!;
-      const headDim = w / (n.attrs.rope_heads as number);
-      const use = ks.rope({ width: w, headDim, interleaved: n.attrs.rope_style !== "half", kv: !!kv });
-      const tab = c.ropeTable(n.attrs.rope_theta as number, headDim);
-      each(use, kv ? [kv] : [], { xo: at, yo: at, tab }, elements(w / 2, use.perGroup));
-    };
     for (const n of nodes) {
       const x = n.inputs[0]!;
-      if (n.op !== "linear" && n.op !== "gate_up" && n.op !== "route") {
-        lastQ = undefined;
-        lastN = undefined;
-      }
+      at.visit(n);
+      if (n.op !== "linear" && n.op !== "gate_up" && n.op !== "route") lastN = undefined;
+      if (at.simple(n)) continue;
       switch (n.op) {
-        case "embed": {
-          const table = c.weightOf(n.weights.table!);
-          const use = ks.embed(table.scheme, table.shape[0]!, n.shape[0]!);
-          each(use, [W(table.key)], { yo: off(n.id) }, elements(n.shape[0]!, use.perGroup), {
-            count: table.shape[0]!,
-            perGroup: 0,
-            weights: [0],
-          });
-          break;
-        }
         case "linear": {
-          const kv: GpuBinding | undefined =
-            n.attrs.kv !== undefined
-              ? { kind: "kv", cache: n.attrs.cache as number, slot: n.attrs.kv === "k" ? "k" : "v" }
-              : undefined;
           const scheme = n.attrs.scheme as string;
           const q8 = c.readsQ8(scheme);
-          const qo = q8 ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const qo = q8 ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           const xo = q8 ? off(x) : normalized(x, width(x), normOf(n));
-          // As in the per-token program: a K row that RoPE rotates goes through the arena first.
-          const rope = n.attrs.rope_heads !== undefined;
-          const direct = kv && !rope ? kv : undefined;
-          let yo = 0;
-          if (!kv) yo = off(n.id);
-          else if (rope) {
-            let row = kvRows.get(n.shape[0]!);
-            if (row === undefined) kvRows.set(n.shape[0]!, (row = c.scratch(n.shape[0]!)));
-            yo = row;
-          }
+          const { kv, direct, rope, yo } = at.linearTarget(n);
           const params: Record<string, number> = { xo, yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           product(
@@ -188,14 +120,14 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
             params,
             [0],
           );
-          if (rope) ropeAfter(n, kv, yo);
+          if (rope) at.ropeAfter(n, kv, yo);
           break;
         }
         case "gate_up": {
           const gate = n.attrs.gate_scheme as string;
           const up = n.attrs.up_scheme as string;
           const q = [c.readsQ8(gate), c.readsQ8(up)];
-          const qo = q[0] || q[1] ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const qo = q[0] || q[1] ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           const xo = q[0] && q[1] ? off(x) : normalized(x, width(x), normOf(n));
           product(
             [gate, up],
@@ -208,19 +140,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
         }
         case "route": {
           const k = n.attrs.k as number;
-          const scheme = n.attrs.scheme as string;
-          const qo = c.readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
-          const norm = qo === undefined ? normOf(n) : undefined;
-          const use = ks.route({
-            scheme,
-            experts: n.attrs.experts as number,
-            in: width(x),
-            k,
-            normalize: !!n.attrs.normalize,
-            norm: norm?.eps,
-          });
-          const bind = [W(n.weights.router!), ...(norm ? [W(norm.key)] : []), ...Q(qo)];
-          each(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1]);
+          at.route(n);
           const moe = c.moeOfRoute.get(n.id);
           if (moe !== undefined) {
             lists = Math.max(lists, n.attrs.experts as number);
@@ -239,18 +159,12 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
           let h = c.hidden.get(ffn);
           if (h === undefined) c.hidden.set(ffn, (h = c.scratch(ffn)));
           const yo = off(n.id);
-          if (n.attrs.residual) {
-            const use = ks.elementwise("copy", hid);
-            each(use, [], { ao: off(n.inputs[2]!), yo }, elements(hid, use.perGroup));
-          } else {
-            const use = ks.elementwise("zero", hid);
-            each(use, [], { yo }, elements(hid, use.perGroup));
-          }
+          at.moeInit(n);
           const gs = n.attrs.gate_scheme as string;
           const us = n.attrs.up_scheme as string;
           const ds = n.attrs.down_scheme as string;
           const gq = c.readsQ8(gs) || c.readsQ8(us);
-          const xq = gq ? quantized(x, hid, off(x)) : undefined;
+          const xq = gq ? at.quantized(x, hid, off(x)) : undefined;
           const dq = c.readsQ8(ds);
           const so = off(n.inputs[1]!);
           const E = (role: "gate" | "up" | "down"): GpuBinding => ({ kind: "expert", moe, role, pick: 0 });
@@ -265,9 +179,9 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
               { xo: off(x), yo: h, ...(xq !== undefined ? { qo: xq } : {}) },
               [],
             );
-            lastQ = undefined;
-            const hq = dq ? quantized(`h`, ffn, h, undefined, `h${ffn}`) : undefined;
-            lastQ = undefined;
+            at.forget();
+            const hq = dq ? at.quantized(`h`, ffn, h, undefined, `h${ffn}`) : undefined;
+            at.forget();
             product(
               [ds],
               [E("down"), ...Q(hq), list],
@@ -277,74 +191,6 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
             );
           });
           out.push({ op: "experts", moe, body });
-          break;
-        }
-        case "attend": {
-          const heads = n.attrs.heads as number;
-          const cache = n.attrs.cache as number;
-          let sc = c.scores.get(heads);
-          if (sc === undefined) c.scores.set(heads, (sc = c.scratch(heads * c.maxContext)));
-          const use = ks.attend({
-            heads,
-            kvHeads: n.attrs.kv_heads as number,
-            headDim: n.shape[0]! / heads,
-            window: (n.attrs.window as number) || 0,
-            maxContext: c.maxContext,
-          });
-          each(
-            use,
-            [
-              { kind: "kv", cache, slot: "k" },
-              { kind: "kv", cache, slot: "v" },
-            ],
-            { qo: off(x), yo: off(n.id), so: sc },
-            [heads, 1, 1],
-          );
-          break;
-        }
-        case "rms_norm":
-          each(
-            ks.rmsNorm({ n: n.shape[0]!, eps: n.attrs.eps as number }),
-            [W(n.weights.weight!)],
-            { xo: off(x), yo: off(n.id) },
-            [1, 1, 1],
-          );
-          break;
-        case "add":
-        case "mul": {
-          const use = ks.elementwise(n.op, n.shape[0]!);
-          each(
-            use,
-            [],
-            { ao: off(x), bo: off(n.inputs[1]!), yo: off(n.id) },
-            elements(n.shape[0]!, use.perGroup),
-          );
-          break;
-        }
-        case "silu": {
-          const use = ks.elementwise("silu", n.shape[0]!);
-          each(use, [], { ao: off(x), yo: off(n.id) }, elements(n.shape[0]!, use.perGroup));
-          break;
-        }
-        case "softmax":
-          each(ks.softmax(n.shape[0]!), [], { xo: off(x), yo: off(n.id) }, [1, 1, 1]);
-          break;
-        case "rope": {
-          const w = n.shape[0]!;
-          const headDim = w / (n.attrs.heads as number);
-          const use = ks.rope({ width: w, headDim, interleaved: n.attrs.style !== "half", kv: false });
-          const tab = c.ropeTable(n.attrs.theta as number, headDim);
-          each(use, [], { xo: off(x), yo: off(n.id), tab }, elements(w / 2, use.perGroup));
-          break;
-        }
-        case "kv_write": {
-          const use = ks.kvWrite(width(x));
-          const kv: GpuBinding = {
-            kind: "kv",
-            cache: n.attrs.cache as number,
-            slot: n.attrs.slot === "k" ? "k" : "v",
-          };
-          each(use, [kv], { xo: off(x) }, elements(width(x), use.perGroup));
           break;
         }
         case "loop": {
@@ -362,8 +208,6 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
           out.push({ op: "loop", count: n.attrs.count as number, body });
           break;
         }
-        case "loop_result":
-          break;
         default:
           throw new Error(`no batched ${ks.backend} kernel for \`${n.op}\``);
       }

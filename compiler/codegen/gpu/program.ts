@@ -12,14 +12,14 @@ import {
   type GpuProgram,
   type GpuStep,
   type GpuTable,
-  type KernelStep,
 } from "../../../runtime/gpu/program.ts";
 import type { Manifest } from "../../../runtime/manifest.ts";
-import type { Graph, Node } from "../../ir/graph.ts";
+import type { Graph } from "../../ir/graph.ts";
 import { SpecError } from "../../lang/errors.ts";
 import type { ActivationPlan } from "../../plan/activations.ts";
 import { moeOps } from "../emit.ts";
 import { buildBatch, finishBatch } from "./batch.ts";
+import { type Emit, elements, nodeSteps, normOf, Q, type StepContext, W } from "./steps.ts";
 
 /** A kernel the backend made for a node: its name (its source is in `sources`) and, for a row-parallel
  * kernel, how many output rows one workgroup computes; for an element-parallel one, elements per workgroup. */
@@ -160,7 +160,6 @@ export function buildGpuProgram(
   const hidden = new Map<number, number>();
   const kvRows = new Map<number, number>();
   const scores = new Map<number, number>();
-  const elements = (n: number, per: number): [number, number, number] => [Math.ceil(n / per), 1, 1];
 
   // Quantized activations live in a buffer of u32 words of their own: per block of 32, 8 words of packed
   // int8, the f32 d, the i32 sum of the 32 integers (what a product with an unsigned piece subtracts).
@@ -168,83 +167,45 @@ export function buildGpuProgram(
   let q8Words = 0;
   const readsQ8 = (scheme: string) => ks.readsQ8?.(scheme) ?? false;
 
+  const qRegion = (region: string, n: number) => {
+    let at = qRegions.get(region);
+    if (at === undefined) {
+      qRegions.set(region, (at = q8Words));
+      q8Words += (n / 32) * Q8_WORDS;
+    }
+    return at;
+  };
+  const context: StepContext = {
+    ks,
+    off,
+    width,
+    weightOf,
+    scratch,
+    ropeTable,
+    qRegion,
+    readsQ8,
+    scores,
+    kvRows,
+    maxContext: manifest.maxContext,
+  };
+
   const emitGraph = (g: Graph): GpuStep[] => {
     const out: GpuStep[] = [];
-    const W = (key: string): GpuBinding => ({ kind: "weight", key });
-    // The last input quantized, kept while the nodes after it read the same value (q, k and v; a router
-    // and its experts), so each input is quantized once for all of them.
-    let lastQ: { key: string; at: number } | undefined;
-    /** Emits x (of `n` values, through the norm when given) quantized to q8_0 into scratch, unless the
-     * last quantized input was the same; returns where it is (`qo`). An expert's hidden vector has a
-     * region of its own, so it never overwrites the input the next expert reads. */
-    const quantized = (
-      x: number | string,
-      n: number,
-      xo: number,
-      norm?: { key: string; eps: number },
-      region = `${n}`,
-    ) => {
-      const key = `${x} ${norm?.key ?? ""}`;
-      if (lastQ?.key === key) return lastQ.at;
-      let at = qRegions.get(region);
-      if (at === undefined) {
-        qRegions.set(region, (at = q8Words));
-        q8Words += (n / 32) * Q8_WORDS;
-      }
-      const use = ks.quantize!({ in: n, norm: norm?.eps });
-      const bind: GpuBinding[] = [...(norm ? [W(norm.key)] : []), { kind: "q8", write: true }];
-      kernel(use, bind, { xo, qo: at }, elements(n / 32, use.perGroup));
-      lastQ = { key, at };
-      return at;
+    const kernel: Emit = (use, bind, params, grid, rows) => {
+      out.push({ op: "kernel", kernel: use.name, bind, params, grid, ...(rows ? { rows } : {}) });
     };
-    /** The quantized activations' binding, last, for a kernel that reads them. */
-    const Q = (qo: number | undefined): GpuBinding[] => (qo === undefined ? [] : [{ kind: "q8" }]);
-    const normOf = (n: Node) =>
-      n.weights.norm ? { key: n.weights.norm, eps: n.attrs.norm_eps as number } : undefined;
-    const kernel = (
-      use: KernelUse,
-      bind: GpuBinding[],
-      params: Record<string, number>,
-      grid: [number, number, number],
-      rows?: KernelStep["rows"],
-    ) => {
-      const s: KernelStep = { op: "kernel", kernel: use.name, bind, params, grid, ...(rows ? { rows } : {}) };
-      out.push(s);
-    };
-    /** RoPE over a linear's output at `at`, in place, or into a KV cache row (rounded to its type once). */
-    const ropeAfter = (n: Node, kv: GpuBinding | undefined, at: number) => {
-      const w = n.shape[0]!;
-      const headDim = w / (n.attrs.rope_heads as number);
-      const use = ks.rope({ width: w, headDim, interleaved: n.attrs.rope_style !== "half", kv: !!kv });
-      const tab = ropeTable(n.attrs.rope_theta as number, headDim);
-      kernel(use, kv ? [kv] : [], { xo: at, yo: at, tab }, elements(w / 2, use.perGroup));
-    };
+    const at = nodeSteps(context, kernel);
     for (const n of g.nodes) {
       const x = n.inputs[0]!;
-      if (n.op !== "linear" && n.op !== "gate_up" && n.op !== "route") lastQ = undefined;
+      at.visit(n);
+      if (at.simple(n)) continue;
       switch (n.op) {
-        case "embed": {
-          const table = weightOf(n.weights.table!);
-          const use = ks.embed(table.scheme, table.shape[0]!, n.shape[0]!);
-          kernel(use, [W(table.key)], { yo: off(n.id) }, elements(n.shape[0]!, use.perGroup), {
-            count: table.shape[0]!,
-            perGroup: 0,
-            weights: [0],
-          });
-          break;
-        }
         case "linear": {
-          const kv: GpuBinding | undefined =
-            n.attrs.kv !== undefined
-              ? { kind: "kv", cache: n.attrs.cache as number, slot: n.attrs.kv === "k" ? "k" : "v" }
-              : undefined;
           const scheme = n.attrs.scheme as string;
-          const qo = readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const qo = readsQ8(scheme) ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           // The norm goes into the kernel unless the quantize kernel applied it.
           const norm = qo === undefined ? normOf(n) : undefined;
-          // A K row that RoPE rotates goes through the arena first, so the cache rounds it once.
-          const rope = n.attrs.rope_heads !== undefined;
-          const direct = kv && !rope ? kv : undefined;
+          const { kv, direct, rope, yo } = at.linearTarget(n);
           const use = ks.linear({
             scheme,
             out: n.shape[0]!,
@@ -259,24 +220,17 @@ export function buildGpuProgram(
             ...(direct ? [direct] : []),
             ...Q(qo),
           ];
-          let yo = 0;
-          if (!kv) yo = off(n.id);
-          else if (rope) {
-            let row = kvRows.get(n.shape[0]!);
-            if (row === undefined) kvRows.set(n.shape[0]!, (row = scratch(n.shape[0]!)));
-            yo = row;
-          }
           const params: Record<string, number> = { xo: off(x), yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           kernel(use, bind, params, [1, 1, 1], { count: n.shape[0]!, perGroup: use.perGroup, weights: [0] });
-          if (rope) ropeAfter(n, kv, yo);
+          if (rope) at.ropeAfter(n, kv, yo);
           break;
         }
         case "gate_up": {
           const gate = n.attrs.gate_scheme as string;
           const up = n.attrs.up_scheme as string;
           const q = [readsQ8(gate), readsQ8(up)];
-          const qo = q[0] || q[1] ? quantized(x, width(x), off(x), normOf(n)) : undefined;
+          const qo = q[0] || q[1] ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           const norm = q[0] && q[1] ? undefined : normOf(n);
           const use = ks.gateUp({ gate, up, out: n.shape[0]!, in: width(x), norm: norm?.eps });
           const bind = [W(n.weights.gate!), W(n.weights.up!), ...(norm ? [W(norm.key)] : []), ...Q(qo)];
@@ -288,22 +242,9 @@ export function buildGpuProgram(
           break;
         }
         case "route": {
-          const k = n.attrs.k as number;
-          const scheme = n.attrs.scheme as string;
-          const qo = readsQ8(scheme) ? quantized(x, width(x), off(x), normOf(n)) : undefined;
-          const norm = qo === undefined ? normOf(n) : undefined;
-          const use = ks.route({
-            scheme,
-            experts: n.attrs.experts as number,
-            in: width(x),
-            k,
-            normalize: !!n.attrs.normalize,
-            norm: norm?.eps,
-          });
-          const bind = [W(n.weights.router!), ...(norm ? [W(norm.key)] : []), ...Q(qo)];
-          kernel(use, bind, { xo: off(x), yo: off(n.id), ...(qo !== undefined ? { qo } : {}) }, [1, 1, 1]);
+          at.route(n);
           const moe = moeOfRoute.get(n.id);
-          if (moe !== undefined) out.push({ op: "experts", moe, ids: off(n.id), k });
+          if (moe !== undefined) out.push({ op: "experts", moe, ids: off(n.id), k: n.attrs.k as number });
           break;
         }
         case "moe_ffn": {
@@ -314,13 +255,7 @@ export function buildGpuProgram(
           let h = hidden.get(ffn);
           if (h === undefined) hidden.set(ffn, (h = scratch(ffn)));
           const yo = off(n.id);
-          if (n.attrs.residual) {
-            const use = ks.elementwise("copy", hid);
-            kernel(use, [], { ao: off(n.inputs[2]!), yo }, elements(hid, use.perGroup));
-          } else {
-            const use = ks.elementwise("zero", hid);
-            kernel(use, [], { yo }, elements(hid, use.perGroup));
-          }
+          at.moeInit(n);
           const gu = ks.gateUp({
             gate: n.attrs.gate_scheme as string,
             up: n.attrs.up_scheme as string,
@@ -330,7 +265,7 @@ export function buildGpuProgram(
           const down = ks.linear({ scheme: n.attrs.down_scheme as string, out: hid, in: ffn, scaled: true });
           const so = off(n.inputs[1]!);
           const gq = readsQ8(n.attrs.gate_scheme as string) || readsQ8(n.attrs.up_scheme as string);
-          const xq: Record<string, number> = gq ? { qo: quantized(x, hid, off(x)) } : {};
+          const xq: Record<string, number> = gq ? { qo: at.quantized(x, hid, off(x)) } : {};
           const dq = readsQ8(n.attrs.down_scheme as string);
           for (let j = 0; j < k; j++) {
             const e = (role: "gate" | "up" | "down"): GpuBinding => ({ kind: "expert", moe, role, pick: j });
@@ -340,9 +275,9 @@ export function buildGpuProgram(
               weights: [],
             });
             // Each expert's hidden vector is new: quantized afresh.
-            lastQ = undefined;
+            at.forget();
             const hq: Record<string, number> = dq
-              ? { qo: quantized(`h${j}`, ffn, h, undefined, `h${ffn}`) }
+              ? { qo: at.quantized(`h${j}`, ffn, h, undefined, `h${ffn}`) }
               : {};
             kernel(down, [e("down"), ...Q(hq.qo)], { xo: h, yo, so: so + k + j, ...hq }, [1, 1, 1], {
               count: hid,
@@ -350,75 +285,6 @@ export function buildGpuProgram(
               weights: [],
             });
           }
-          break;
-        }
-        case "attend": {
-          const heads = n.attrs.heads as number;
-          const kvHeads = n.attrs.kv_heads as number;
-          const c = n.attrs.cache as number;
-          let sc = scores.get(heads);
-          if (sc === undefined) scores.set(heads, (sc = scratch(heads * manifest.maxContext)));
-          const use = ks.attend({
-            heads,
-            kvHeads,
-            headDim: n.shape[0]! / heads,
-            window: (n.attrs.window as number) || 0,
-            maxContext: manifest.maxContext,
-          });
-          kernel(
-            use,
-            [
-              { kind: "kv", cache: c, slot: "k" },
-              { kind: "kv", cache: c, slot: "v" },
-            ],
-            { qo: off(x), yo: off(n.id), so: sc },
-            [heads, 1, 1],
-          );
-          break;
-        }
-        case "rms_norm":
-          kernel(
-            ks.rmsNorm({ n: n.shape[0]!, eps: n.attrs.eps as number }),
-            [W(n.weights.weight!)],
-            { xo: off(x), yo: off(n.id) },
-            [1, 1, 1],
-          );
-          break;
-        case "add":
-        case "mul": {
-          const use = ks.elementwise(n.op, n.shape[0]!);
-          kernel(
-            use,
-            [],
-            { ao: off(x), bo: off(n.inputs[1]!), yo: off(n.id) },
-            elements(n.shape[0]!, use.perGroup),
-          );
-          break;
-        }
-        case "silu": {
-          const use = ks.elementwise("silu", n.shape[0]!);
-          kernel(use, [], { ao: off(x), yo: off(n.id) }, elements(n.shape[0]!, use.perGroup));
-          break;
-        }
-        case "softmax":
-          kernel(ks.softmax(n.shape[0]!), [], { xo: off(x), yo: off(n.id) }, [1, 1, 1]);
-          break;
-        case "rope": {
-          const w = n.shape[0]!;
-          const headDim = w / (n.attrs.heads as number);
-          const use = ks.rope({ width: w, headDim, interleaved: n.attrs.style !== "half", kv: false });
-          const tab = ropeTable(n.attrs.theta as number, headDim);
-          kernel(use, [], { xo: off(x), yo: off(n.id), tab }, elements(w / 2, use.perGroup));
-          break;
-        }
-        case "kv_write": {
-          const use = ks.kvWrite(width(x));
-          const kv: GpuBinding = {
-            kind: "kv",
-            cache: n.attrs.cache as number,
-            slot: n.attrs.slot === "k" ? "k" : "v",
-          };
-          kernel(use, [kv], { xo: off(x) }, elements(width(x), use.perGroup));
           break;
         }
         case "loop": {
@@ -440,8 +306,6 @@ export function buildGpuProgram(
           out.push({ op: "loop", count: n.attrs.count as number, body });
           break;
         }
-        case "loop_result":
-          break;
         default:
           throw new SpecError(
             n.loc,
@@ -482,6 +346,7 @@ export function buildGpuProgram(
     moeIndex,
     hidden,
     scores,
+    kvRows,
     maxContext: manifest.maxContext,
   });
   const result = graph.results[0]!;
