@@ -353,7 +353,6 @@ var<workgroup> ${w.tag}: array<u32, ${rt * ww}>;`,
       "matmul",
       {
         doc: `${o.weights.length === 2 ? "y = silu(Wg·x) ⊙ (Wu·x)" : `y ${o.scaled ? "+= s ·" : "="} W·x`}${o.residual ? " + r" : ""}${o.kv ? " into KV cache rows" : ""} over a batch of tokens: [${o.out}, ${o.in}] ${o.weights.join("/")}`,
-        kvAlias: this.preludes[""].includes("kv_t") ? "" : "alias kv_t = f32;",
         ws: tiles,
         gateUp: o.weights.length === 2,
         q8,
