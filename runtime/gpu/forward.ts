@@ -9,8 +9,7 @@ import type { ExpertBuffers, GpuPlaced } from "./place.ts";
 import type { GpuBinding, GpuProgram, GpuStep, KernelStep } from "./program.ts";
 
 /** A kernel step made ready: one pipeline per dispatch (a split weight dispatches once per chunk). */
-interface Ready {
-  step: KernelStep;
+export interface Ready {
   pipelines: Pipeline[];
   grids: [number, number, number][];
   /** Per dispatch: the chunk index of each binding (0 unless the binding is a split weight). */
@@ -46,51 +45,10 @@ export class GpuForward {
     const walk = async (steps: GpuStep[]) => {
       for (const s of steps) {
         if (s.op === "loop") await walk(s.body);
-        if (s.op !== "kernel") continue;
-        const source = this.program.kernels[s.kernel];
-        if (source === undefined)
-          throw new GpuError(this.backend.name, `no source for kernel ${s.kernel}`, s.kernel);
-        const access: Access[] = [
-          "write",
-          "uniform",
-          ...s.bind.map((b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read")),
-        ];
-        const r: Ready = { step: s, pipelines: [], grids: [], chunks: [] };
-        if (!s.rows) {
-          this.whole(s);
-          r.pipelines.push(await this.backend.pipeline(s.kernel, source, s.params, access));
-          r.grids.push(s.grid);
-          r.chunks.push(0);
-        } else {
-          const per = chunkRows(this.backend, this.placed, s);
-          for (let c = 0, r0 = 0; r0 < s.rows.count; c++, r0 += per) {
-            const r1 = Math.min(s.rows.count, r0 + per);
-            r.pipelines.push(await this.backend.pipeline(s.kernel, source, { ...s.params, r0, r1 }, access));
-            r.grids.push(
-              s.rows.perGroup ? grid(this.backend, Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid,
-            );
-            r.chunks.push(c);
-          }
-        }
-        this.ready.set(s, r);
+        if (s.op === "kernel") this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
       }
     };
     await walk(this.program.steps);
-  }
-
-  /** A step that is not row-parallel (a router, a norm) reads each weight whole: one split under the
-   * limit cannot run. (Expert matrices are only read by row-parallel steps.) */
-  private whole(s: KernelStep): void {
-    for (const b of s.bind) {
-      const w = b.kind === "weight" ? this.placed.weights.get(b.key)?.[0] : undefined;
-      if (b.kind === "weight" && w && w.buffers.length > 1) {
-        throw new GpuError(
-          this.backend.name,
-          `kernel ${s.kernel} reads ${b.key} whole, but it is split into ${w.buffers.length} buffers under the adapter's storage binding limit of ${this.backend.limits.maxBindingBytes} bytes`,
-          s.kernel,
-        );
-      }
-    }
   }
 
   private buffer(b: GpuBinding, layer: number, chunk: number, kernel: string): GpuBuffer {
@@ -160,6 +118,65 @@ export class GpuForward {
     await this.backend.read(this.placed.arena, offset * 4, count * 4, this.placed.staging, this.logitBytes);
     return this.logits;
   }
+}
+
+/** A kernel step (per token or batched) and its bindings, as readyStep needs them. */
+interface StepLike {
+  kernel: string;
+  bind: readonly { kind: string }[];
+  params: Record<string, number>;
+  grid: [number, number, number];
+  rows?: KernelStep["rows"];
+}
+
+/** How a kernel sees each of its buffers: the arena, the frame, then its bindings (caches and the quantize
+ * kernel's output written, the rest read). */
+export function bindingAccess(bind: readonly { kind: string }[]): Access[] {
+  return [
+    "write",
+    "uniform",
+    ...(bind as GpuBinding[]).map(
+      (b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read"),
+    ),
+  ];
+}
+
+/** A step's pipelines, one per chunk of its split weights (with r0, r1) or one for a step that is not
+ * row-parallel (which must read each weight whole: one split under the limit cannot run). */
+export async function readyStep(
+  backend: Backend,
+  placed: GpuPlaced,
+  program: GpuProgram,
+  s: StepLike,
+): Promise<Ready> {
+  const source = program.kernels[s.kernel];
+  if (source === undefined) throw new GpuError(backend.name, `no source for kernel ${s.kernel}`, s.kernel);
+  const access = bindingAccess(s.bind);
+  const r: Ready = { pipelines: [], grids: [], chunks: [] };
+  if (!s.rows) {
+    for (const b of s.bind as GpuBinding[]) {
+      const w = b.kind === "weight" ? placed.weights.get(b.key)?.[0] : undefined;
+      if (b.kind === "weight" && w && w.buffers.length > 1) {
+        throw new GpuError(
+          backend.name,
+          `kernel ${s.kernel} reads ${b.key} whole, but it is split into ${w.buffers.length} buffers under the adapter's storage binding limit of ${backend.limits.maxBindingBytes} bytes`,
+          s.kernel,
+        );
+      }
+    }
+    r.pipelines.push(await backend.pipeline(s.kernel, source, s.params, access));
+    r.grids.push(s.grid);
+    r.chunks.push(0);
+    return r;
+  }
+  const per = chunkRows(backend, placed, s);
+  for (let c = 0, r0 = 0; r0 < s.rows.count; c++, r0 += per) {
+    const r1 = Math.min(s.rows.count, r0 + per);
+    r.pipelines.push(await backend.pipeline(s.kernel, source, { ...s.params, r0, r1 }, access));
+    r.grids.push(s.rows.perGroup ? grid(backend, Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid);
+    r.chunks.push(c);
+  }
+  return r;
 }
 
 /** Rows per chunk of a row-split step (per token or batched): its split weights and its experts' matrices

@@ -254,8 +254,9 @@ export function placeGpu(
   memory.loaded = true;
 
   const ids = moes.map((e) => new Int32Array(e.topK));
-  const offs = moes.map((e) => new Float64Array(e.topK));
-  const experts = (moe: number, layer: number, picks: ArrayLike<number>, out: ExpertBuffers[]) => {
+  const offs = moes.map((e) => new Float64Array(e.experts));
+  /** MoE op `moe`'s experts `picked` of `layer` (distinct, at most its slots per layer), loading misses. */
+  const expertsFor = (moe: number, layer: number, picked: ArrayLike<number>, out: ExpertBuffers[]) => {
     const e = moes[moe]!;
     const cache = caches[moe];
     if (!cache) {
@@ -263,16 +264,20 @@ export function placeGpu(
       const g = weights.get(e.gate)![l]!.experts!;
       const u = weights.get(e.up)![l]!.experts!;
       const d = weights.get(e.down)![l]!.experts!;
-      for (let j = 0; j < e.topK; j++) {
-        const x = picks[j]!;
+      for (let j = 0; j < picked.length; j++) {
+        const x = picked[j]!;
         out[j] = { gate: g[x]!, up: u[x]!, down: d[x]! };
       }
       return;
     }
+    const at = cache.locateInto(layer, picked, offs[moe]!);
+    for (let j = 0; j < picked.length; j++) out[j] = slots.get(at[j]!)!;
+  };
+  /** A token's top-k picks (the first k of `picks`): no allocation per token. */
+  const experts = (moe: number, layer: number, picks: ArrayLike<number>, out: ExpertBuffers[]) => {
     const id = ids[moe]!;
-    for (let j = 0; j < e.topK; j++) id[j] = picks[j]!;
-    cache.locateInto(layer, id, offs[moe]!);
-    for (let j = 0; j < e.topK; j++) out[j] = slots.get(offs[moe]![j]!)!;
+    for (let j = 0; j < id.length; j++) id[j] = picks[j]!;
+    expertsFor(moe, layer, id, out);
   };
   const active = caches.filter((c): c is ExpertCache => c !== undefined);
   const sum = () => sumStats(active);
@@ -286,24 +291,7 @@ export function placeGpu(
     staging,
     copies,
     expertGroup: moes.map((_, i) => caches[i]?.slotsPerLayer ?? Number.POSITIVE_INFINITY),
-    expertsFor: (moe, layer, ids, out) => {
-      const e = moes[moe]!;
-      const cache = caches[moe];
-      if (!cache) {
-        const l = e.layers ? layer : 0;
-        const g = weights.get(e.gate)![l]!.experts!;
-        const u = weights.get(e.up)![l]!.experts!;
-        const d = weights.get(e.down)![l]!.experts!;
-        ids.forEach((x, j) => {
-          out[j] = { gate: g[x]!, up: u[x]!, down: d[x]! };
-        });
-        return;
-      }
-      const at = cache.locateInto(layer, ids, new Array<number>(ids.length));
-      ids.forEach((_, j) => {
-        out[j] = slots.get(at[j]!)!;
-      });
-    },
+    expertsFor,
     expertRows,
     experts,
     caches: active,

@@ -6,16 +6,10 @@
 // between groups since a miss overwrites a slot) and uploads each expert's token list. The logits are
 // read back once, after the last batch, for its last token.
 import type { Manifest } from "../manifest.ts";
-import { type Access, type Backend, type GpuBuffer, GpuError, type Pipeline } from "./backend.ts";
-import { chunkRows, grid } from "./forward.ts";
+import { type Backend, type GpuBuffer, GpuError } from "./backend.ts";
+import { type Ready, readyStep } from "./forward.ts";
 import type { ExpertBuffers, GpuPlaced } from "./place.ts";
 import type { BatchBinding, BatchKernelStep, BatchStep, GpuBatch, GpuProgram } from "./program.ts";
-
-interface Ready {
-  pipelines: Pipeline[];
-  grids: [number, number, number][];
-  chunks: number[];
-}
 
 /** One expert's tokens in a batch: entries are the token's index | its pick << 16. */
 interface ExpertTokens {
@@ -63,28 +57,7 @@ export class GpuPrefill {
     const walk = async (steps: BatchStep[]) => {
       for (const s of steps) {
         if (s.op === "loop" || s.op === "experts") await walk(s.body);
-        if (s.op !== "kernel") continue;
-        const source = this.program.kernels[s.kernel];
-        if (source === undefined)
-          throw new GpuError(this.backend.name, `no source for kernel ${s.kernel}`, s.kernel);
-        const access: Access[] = [
-          "write",
-          "uniform",
-          ...s.bind.map((b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read")),
-        ];
-        const r: Ready = { pipelines: [], grids: [], chunks: [] };
-        const per = s.rows ? chunkRows(this.backend, this.placed, s) : 0;
-        const count = s.rows?.count ?? 1;
-        for (let c = 0, r0 = 0; r0 < count; c++, r0 += per || count) {
-          const r1 = s.rows ? Math.min(count, r0 + per) : count;
-          const params = s.rows ? { ...s.params, r0, r1 } : s.params;
-          r.pipelines.push(await this.backend.pipeline(s.kernel, source, params, access));
-          r.grids.push(
-            s.rows?.perGroup ? grid(this.backend, Math.ceil((r1 - r0) / s.rows.perGroup)) : s.grid,
-          );
-          r.chunks.push(c);
-        }
-        this.ready.set(s, r);
+        if (s.op === "kernel") this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
       }
     };
     await walk(this.batch.steps);

@@ -14,7 +14,8 @@ import {
 } from "../../test/gpu-harness.ts";
 import { importModuleSource } from "../model.ts";
 import { quantizeBlocks } from "../quant/q8-activations.ts";
-import type { Access, Backend } from "./backend.ts";
+import type { Backend } from "./backend.ts";
+import { bindingAccess } from "./forward.ts";
 import { createBackend, type GpuModule } from "./model.ts";
 import { kernelSteps, withPrelude } from "./program.ts";
 
@@ -151,13 +152,7 @@ describe("webgpu kernels", () => {
         for (const s of kernelSteps(program.steps)) {
           if (seen.has(s.kernel)) continue;
           seen.add(s.kernel);
-          const access: Access[] = [
-            "write",
-            "uniform",
-            ...s.bind.map(
-              (b): Access => (b.kind === "kv" || (b.kind === "q8" && b.write) ? "write" : "read"),
-            ),
-          ];
+          const access = bindingAccess(s.bind);
           const params = { ...s.params, ...(s.rows ? { r0: 0, r1: s.rows.count } : {}) };
           await be.pipeline(`${variant} ${s.kernel}`, program.kernels[s.kernel]!, params, access);
           made++;
