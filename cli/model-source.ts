@@ -31,12 +31,12 @@ import { tensorName } from "../runtime/manifest.ts";
 import { type CompiledModule, importModuleDir, importModuleSource } from "../runtime/model.ts";
 import { findScheme, schemeNames } from "../runtime/quant/registry.ts";
 import { tokenizerFromGguf } from "../runtime/tokenizer/from-gguf.ts";
-import { type HfTokenizer, loadHfTokenizer } from "../runtime/tokenizer/hf-json.ts";
-import type { SpmTokenizer } from "../runtime/tokenizer/spm.ts";
+import { loadHfTokenizer } from "../runtime/tokenizer/hf-json.ts";
+import type { Tokenizer } from "../runtime/tokenizer/tokenizer.ts";
 import type { WeightSource } from "../runtime/weights.ts";
 import { UserError } from "./user-error.ts";
 
-export type RunTokenizer = SpmTokenizer | HfTokenizer;
+export type RunTokenizer = Tokenizer;
 
 export interface Loaded {
   module: CompiledModule;

@@ -5,7 +5,10 @@ import { openGguf } from "../checkpoint/gguf-read.ts";
 import { type GgufValue, gv } from "../checkpoint/gguf-value.ts";
 import { randomVocabulary, writeRandomMixtralGguf } from "../checkpoint/random-gguf.ts";
 import { scratchDir } from "../checkpoint/test-support.ts";
+import { BpeTokenizer } from "./bpe.ts";
 import { TOKENIZER_KEYS as K, tokenizerFromGguf } from "./from-gguf.ts";
+import { BYTE_TO_CHAR } from "./pretokenize.ts";
+import { TokenizeError } from "./tokenizer.ts";
 
 const FILE = "model.gguf";
 const vocab = randomVocabulary(300);
@@ -89,7 +92,7 @@ describe("tokenizerFromGguf", () => {
   it("names the file and the key when something is wrong", () => {
     const cases: [Record<string, GgufValue | undefined>, string, RegExp][] = [
       [{ [K.model]: undefined }, K.model, /missing/],
-      [{ [K.model]: gv.str("gpt2") }, K.model, /"gpt2" is not supported/],
+      [{ [K.model]: gv.str("bert") }, K.model, /"bert" is not supported/],
       [{ [K.model]: gv.u32(1) }, K.model, /must be a string/],
       [{ [K.tokens]: undefined }, K.tokens, /missing/],
       [{ [K.tokens]: gv.i32s([1, 2]) }, K.tokens, /array of strings, not an array of i32/],
@@ -125,15 +128,19 @@ describe("tokenizerFromGguf", () => {
     );
   });
 
-  it("a vocabulary without a byte token is an error naming the piece, even with an unknown token", () => {
+  it("a vocabulary without a byte token loads; text needing it fails naming it, even with an unknown token", () => {
     const tokens = vocab.tokens.map((t) => (t === "<0x80>" ? "<0x80>!" : t));
-    expect(failure({ [K.tokens]: gv.strings(tokens) }).message).toBe(
-      "model.gguf: key tokenizer.ggml.tokens: no byte token <0x80> for byte fallback, and no fallback to the unknown token",
-    );
+    const t = tokenizerFromGguf(metadata({ [K.tokens]: gv.strings(tokens) }), FILE);
+    expect(t.unk).toBe(0);
+    expect(() => t.encode("\u0800")).toThrow(TokenizeError);
+    expect(() => t.encode("\u0800")).toThrow(/its byte 0x80 has no byte token <0x80>/);
+    expect(t.encode("the")[0]).toBe(1);
     // A byte whose single-character token exists needs no <0xXX> token (llama.cpp's second lookup).
     const letters = vocab.tokens.map((t) => (t === "<0x61>" ? "<0x61>!" : t));
     expect(letters).toContain("a");
-    expect(() => tokenizerFromGguf(metadata({ [K.tokens]: gv.strings(letters) }), FILE)).not.toThrow();
+    expect(() =>
+      tokenizerFromGguf(metadata({ [K.tokens]: gv.strings(letters) }), FILE).encode("a"),
+    ).not.toThrow();
   });
 
   it("reads a file written by moec's writer", () => {
@@ -162,5 +169,86 @@ describe("tokenizerFromGguf", () => {
     } finally {
       cleanup();
     }
+  });
+});
+
+describe("tokenizerFromGguf: byte-level BPE (tokenizer.ggml.model gpt2)", () => {
+  // The 256 byte characters, then merges making "Ġt", "he", "Ġthe", and two control tokens.
+  const bytes = [...BYTE_TO_CHAR];
+  const merges = ["Ġ t", "h e", "Ġt he"];
+  const tokens = [...bytes, "Ġt", "he", "Ġthe", "<|begin_of_text|>", "<|end_of_text|>"];
+  const types = tokens.map((_, i) => (i >= 259 ? 3 : 1));
+  const bpe = (patch: Record<string, GgufValue | undefined> = {}) => {
+    const m = new Map<string, GgufValue>([
+      [K.model, gv.str("gpt2")],
+      [K.pre, gv.str("llama-bpe")],
+      [K.tokens, gv.strings(tokens)],
+      [K.types, gv.i32s(types)],
+      [K.merges, gv.strings(merges)],
+      [K.bos, gv.u32(259)],
+      [K.eos, gv.u32(260)],
+    ]);
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === undefined) m.delete(k);
+      else m.set(k, v);
+    }
+    return m;
+  };
+  const failure = (patch: Record<string, GgufValue | undefined>): CheckpointError => {
+    try {
+      tokenizerFromGguf(bpe(patch), FILE);
+    } catch (e) {
+      expect(e).toBeInstanceOf(CheckpointError);
+      return e as CheckpointError;
+    }
+    throw new Error("expected a CheckpointError");
+  };
+
+  it("reads the vocabulary, merges by rank and adds BOS as llama.cpp does for llama-bpe", () => {
+    const t = tokenizerFromGguf(bpe(), FILE);
+    expect(t).toBeInstanceOf(BpeTokenizer);
+    expect(t.addBos).toBe(true);
+    expect(t.encode(" the")).toEqual([259, 258]);
+    expect(t.encode("he the", { addBos: false })).toEqual([257, 258]);
+    expect(t.decode([259, 257, 258])).toBe("he the");
+    expect(t.isEog(260)).toBe(true);
+  });
+
+  it("add_bos_token in the file wins; gpt-2 does not add BOS by default", () => {
+    expect(tokenizerFromGguf(bpe({ [K.addBos]: gv.bool(false) }), FILE).addBos).toBe(false);
+    expect(tokenizerFromGguf(bpe({ [K.pre]: gv.str("gpt-2") }), FILE).addBos).toBe(false);
+  });
+
+  it("names the file, the key and the problem for metadata it cannot use", () => {
+    const cases: [Record<string, GgufValue | undefined>, string, string][] = [
+      [{ [K.merges]: undefined }, K.merges, "missing: a BPE vocabulary needs its merges"],
+      [{ [K.merges]: gv.i32s([1]) }, K.merges, "must be an array of strings, not an array of i32"],
+      [
+        { [K.merges]: gv.strings(["Ġ t", "h x"]) },
+        K.merges,
+        'merge 1 "h x" makes "hx", which is not in the vocabulary',
+      ],
+      [
+        { [K.merges]: gv.strings(["Ġ t", "h ☃"]) },
+        K.merges,
+        'merge 1 "h ☃" names "☃", which is not in the vocabulary',
+      ],
+      [{ [K.merges]: gv.strings(["het"]) }, K.merges, 'merge 0 "het" is not "left right"'],
+      [{ [K.pre]: gv.str("no-such-pre") }, K.pre, 'pre-tokenizer "no-such-pre" is not one moec knows'],
+      [{ [K.pre]: gv.u32(1) }, K.pre, "must be a string, not u32"],
+      [{ [K.bos]: gv.u32(999) }, K.bos, "token id 999 is outside the vocabulary (0..260)"],
+    ];
+    for (const [patch, key, problem] of cases) {
+      const e = failure(patch);
+      expect(e.exitCode).toBe(2);
+      expect(e.message.startsWith(`${FILE}: key ${key}: `)).toBe(true);
+      expect(e.problem).toContain(problem);
+      expect(e.message).not.toContain("\n");
+    }
+  });
+
+  it("a pre-tokenizer named by llama.cpp's default (none in the file) is used", () => {
+    const t = tokenizerFromGguf(bpe({ [K.pre]: undefined }), FILE);
+    expect((t as BpeTokenizer).preType).toBe("default");
   });
 });

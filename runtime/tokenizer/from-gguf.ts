@@ -1,8 +1,11 @@
-// Builds the SentencePiece tokenizer from a GGUF file's metadata, reading the keys llama.cpp reads
-// (llama_vocab::load) with its defaults for `tokenizer.ggml.model` = "llama".
+// Builds the tokenizer from a GGUF file's metadata, reading the keys llama.cpp reads (llama_vocab::load)
+// with its defaults: `tokenizer.ggml.model` "llama" is SentencePiece (spm.ts), "gpt2" and "gemma4"
+// byte-level / SentencePiece-style BPE (bpe.ts) with the pre-tokenizer `tokenizer.ggml.pre` names.
 import { CheckpointError } from "../checkpoint/errors.ts";
 import { type GgufValue, plainValue } from "../checkpoint/gguf-value.ts";
+import { BpeTokenizer } from "./bpe.ts";
 import { type SpmDataField, SpmTokenizer, TokenizerDataError } from "./spm.ts";
+import type { Tokenizer } from "./tokenizer.ts";
 
 export const TOKENIZER_KEYS = {
   model: "tokenizer.ggml.model",
@@ -15,6 +18,8 @@ export const TOKENIZER_KEYS = {
   addBos: "tokenizer.ggml.add_bos_token",
   addEos: "tokenizer.ggml.add_eos_token",
   addSpacePrefix: "tokenizer.ggml.add_space_prefix",
+  merges: "tokenizer.ggml.merges",
+  pre: "tokenizer.ggml.pre",
 } as const satisfies Record<SpmDataField | "model" | "addSpacePrefix", string>;
 
 const INTEGER_TYPES = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"]);
@@ -22,7 +27,10 @@ const INTEGER_TYPES = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i
 /** llama.cpp's defaults for an SPM ("llama") vocabulary when the id keys are absent. */
 const DEFAULT_IDS = { bos: 1, eos: 2, unk: 0 } as const;
 
-export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file: string): SpmTokenizer {
+/** The tokenizer models moec reads (`tokenizer.ggml.model`). */
+export const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4"] as const;
+
+export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file: string): Tokenizer {
   const fail = (key: string, problem: string): never => {
     throw new CheckpointError({ file, what: key, whatKind: "key", problem });
   };
@@ -32,12 +40,13 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
   if (model === undefined) fail(TOKENIZER_KEYS.model, "missing: the file has no tokenizer");
   if (model!.type !== "string") fail(TOKENIZER_KEYS.model, `must be a string, not ${describe(model!)}`);
   const modelName = plainValue(model!) as string;
-  if (modelName !== "llama") {
+  if (!(TOKENIZER_MODELS as readonly string[]).includes(modelName)) {
     fail(
       TOKENIZER_KEYS.model,
-      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece BPE)`,
+      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece; "gpt2", byte-level BPE; "gemma4")`,
     );
   }
+  const bpe = modelName !== "llama";
 
   const tokensValue = get(TOKENIZER_KEYS.tokens);
   if (tokensValue === undefined) fail(TOKENIZER_KEYS.tokens, "missing: the file has no vocabulary");
@@ -72,12 +81,18 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     types = all.slice(0, n);
   }
 
-  const id = (field: "bos" | "eos" | "unk"): number | undefined => {
-    const key = TOKENIZER_KEYS[field];
+  const defaults: Record<string, number | undefined> = bpe
+    ? modelName === "gpt2"
+      ? { bos: 11, eos: 11 }
+      : {}
+    : DEFAULT_IDS;
+  const id = (field: "bos" | "eos" | "unk" | "eot" | "eom"): number | undefined => {
+    const key =
+      field === "eot" || field === "eom" ? `tokenizer.ggml.${field}_token_id` : TOKENIZER_KEYS[field];
     const v = get(key);
     if (v === undefined) {
-      const d = DEFAULT_IDS[field];
-      return d < n ? d : undefined;
+      const d = defaults[field];
+      return d !== undefined && d < n ? d : undefined;
     }
     if (!INTEGER_TYPES.has(v.type)) fail(key, `must be an integer, not ${describe(v)}`);
     const x = plainValue(v);
@@ -94,6 +109,45 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     return plainValue(v!) as boolean;
   };
 
+  const flagOrUndefined = (key: string): boolean | undefined =>
+    get(key) === undefined ? undefined : flag(key, false);
+  const stringKey = (key: string): string | undefined => {
+    const v = get(key);
+    if (v === undefined) return undefined;
+    if (v.type !== "string") fail(key, `must be a string, not ${describe(v)}`);
+    return plainValue(v) as string;
+  };
+
+  if (bpe) {
+    const mergesValue = get(TOKENIZER_KEYS.merges);
+    if (mergesValue === undefined) fail(TOKENIZER_KEYS.merges, "missing: a BPE vocabulary needs its merges");
+    if (mergesValue!.type !== "array" || mergesValue!.of !== "string") {
+      fail(TOKENIZER_KEYS.merges, `must be an array of strings, not ${describe(mergesValue!)}`);
+    }
+    try {
+      return new BpeTokenizer({
+        tokens,
+        types: typesValue === undefined ? undefined : types,
+        merges: plainValue(mergesValue!) as string[],
+        pre: stringKey(TOKENIZER_KEYS.pre),
+        model: modelName as "gpt2" | "gemma4",
+        bos: id("bos"),
+        eos: id("eos"),
+        unk: id("unk"),
+        eot: id("eot"),
+        eom: id("eom"),
+        addBos: flagOrUndefined(TOKENIZER_KEYS.addBos),
+        addEos: flagOrUndefined(TOKENIZER_KEYS.addEos),
+        addSpacePrefix: flagOrUndefined(TOKENIZER_KEYS.addSpacePrefix),
+        modelName: stringKey("general.name"),
+        architecture: stringKey("general.architecture"),
+      });
+    } catch (e) {
+      if (e instanceof TokenizerDataError) fail(TOKENIZER_KEYS[e.field], e.message);
+      throw e;
+    }
+  }
+
   const data = {
     tokens,
     scores,
@@ -104,7 +158,7 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     addBos: flag(TOKENIZER_KEYS.addBos, true),
     addEos: flag(TOKENIZER_KEYS.addEos, false),
     addSpacePrefix: flag(TOKENIZER_KEYS.addSpacePrefix, true),
-    // llama.cpp never falls back to the unknown token: every byte needs its `<0xXX>` token.
+    // llama.cpp never falls back to the unknown token: text needing a missing byte token fails.
     unkFallback: false,
   };
   try {

@@ -7,6 +7,7 @@ import {
   SPM_TOKEN_TYPE as T,
   TokenizerDataError,
 } from "./spm.ts";
+import { TokenizeError } from "./tokenizer.ts";
 
 const HEX = "0123456789ABCDEF";
 const byteName = (b: number) => `<0x${HEX[b >> 4]}${HEX[b & 15]}>`;
@@ -444,18 +445,27 @@ describe("bad data", () => {
     fails({ addEos: true, eos: undefined }, "eos", /no EOS token id/);
   });
 
-  it("a vocabulary without byte tokens needs an unknown token", () => {
+  it("a vocabulary without byte tokens, or with one missing, loads; text needing one fails naming it", () => {
     const noBytes = vocabData([["▁", -1]], { bytes: false, unk: undefined });
-    expect(() => new SpmTokenizer(noBytes)).toThrow(
-      /no byte token <0x00>, <0x01>, <0x02>, <0x03> … \(256 in all\)/,
+    const t = new SpmTokenizer(noBytes);
+    expect(t.encode("", { addBos: false })).toEqual([]);
+    expect(() => t.encode("é", { addBos: false })).toThrow(TokenizeError);
+    expect(() => t.encode("é", { addBos: false })).toThrow(
+      'cannot tokenize "é": it is not in the vocabulary and its byte 0xC3 has no byte token <0xC3>',
     );
-    const oneMissing = {
+    const oneMissing = new SpmTokenizer({
       ...base,
       tokens: base.tokens.map((x) => (x === "<0x80>" ? "x" : x)),
       unk: undefined,
-    };
-    expect(() => new SpmTokenizer(oneMissing)).toThrow(/no byte token <0x80> for byte fallback/);
-    expect(() => new SpmTokenizer({ ...noBytes, unk: 0 })).not.toThrow();
+      unkFallback: false,
+    });
+    // "é" is C3 A9: every byte it needs is there.
+    expect(oneMissing.encode("é", { addBos: false }).length).toBeGreaterThan(0);
+    // "\u0800" is E0 A0 80: 0x80 is missing.
+    expect(() => oneMissing.encode("\u0800", { addBos: false })).toThrow(/has no byte token <0x80>/);
+    // With an unknown token and the fallback allowed (tokenizer.json's behaviour), it becomes unk.
+    const withUnk = new SpmTokenizer({ ...noBytes, tokens: [...noBytes.tokens], unk: 0 });
+    expect(withUnk.encode("é", { addBos: false })).toContain(0);
   });
 
   it("empty tokens are renamed, as llama.cpp does, and never match", () => {

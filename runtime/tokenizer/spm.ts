@@ -21,6 +21,8 @@
 //   piece is removed (llama.cpp's `remove_space`); when that first token is BOS it is BOS's piece that
 //   is looked at, so text after a leading BOS keeps its space (this is what llama.cpp does).
 
+import { TokenizeError } from "./tokenizer.ts";
+
 /** `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`). */
 export const SPM_TOKEN_TYPE = {
   undefined: 0,
@@ -46,15 +48,26 @@ export interface SpmTokenizerData {
   readonly addEos?: boolean | undefined;
   readonly addSpacePrefix: boolean;
   /**
-   * Whether text needing a byte token that the vocabulary lacks may become the unknown token
-   * (default true). llama.cpp has no such fallback (it fails on such text), so the GGUF reader sets
-   * false: then every byte needs a token, or construction fails naming the first missing one.
+   * Whether text needing a byte token that the vocabulary lacks becomes the unknown token (default
+   * true, when there is one). llama.cpp has no such fallback (its tokenize fails on such text), so
+   * the GGUF reader sets false: then `encode` throws a TokenizeError naming the missing byte token.
+   * Either way a vocabulary with some or no byte tokens loads.
    */
   readonly unkFallback?: boolean | undefined;
 }
 
 /** Which part of `SpmTokenizerData` an error is about (the GGUF reader maps it to a metadata key). */
-export type SpmDataField = "tokens" | "scores" | "types" | "bos" | "eos" | "unk" | "addBos" | "addEos";
+export type SpmDataField =
+  | "tokens"
+  | "scores"
+  | "types"
+  | "bos"
+  | "eos"
+  | "unk"
+  | "addBos"
+  | "addEos"
+  | "merges"
+  | "pre";
 
 /** Bad tokenizer data. The message names the field and the piece; the caller adds the file name. */
 export class TokenizerDataError extends Error {
@@ -249,6 +262,8 @@ export class SpmTokenizer {
   private readonly specialTokens: readonly number[];
   /** Each token's piece as llama.cpp renders it with special = true. */
   private readonly pieces: readonly Uint8Array[];
+  /** Text needing a missing byte token becomes the unknown token instead of failing. */
+  private readonly unkFallback: boolean;
 
   constructor(data: SpmTokenizerData) {
     const { tokens, scores, types } = data;
@@ -338,26 +353,13 @@ export class SpmTokenizer {
     this.eogIds = eog;
 
     // Byte fallback: `<0xXX>`, else the single character (ASCII only; NUL never matches in llama.cpp).
-    const missing: string[] = [];
+    // A missing byte token is only an error when some text needs it (encode), as in llama.cpp.
     for (let b = 0; b < 256; b++) {
       const name = `<0x${HEX[b >> 4]}${HEX[b & 15]}>`;
       const id = this.ids.get(name) ?? (b > 0 && b < 0x80 ? this.ids.get(String.fromCharCode(b)) : undefined);
-      if (id === undefined) missing.push(name);
-      else this.byteTokens[b] = id;
+      if (id !== undefined) this.byteTokens[b] = id;
     }
-    const unkFallback = (data.unkFallback ?? true) && this.unk !== undefined;
-    if (missing.length > 0 && !unkFallback) {
-      const shown =
-        missing.length > 4
-          ? `${missing.slice(0, 4).join(", ")} … (${missing.length} in all)`
-          : missing.join(", ");
-      throw new TokenizerDataError(
-        "tokens",
-        `no byte token ${shown} for byte fallback, and ${
-          this.unk === undefined ? "no unknown token to use instead" : "no fallback to the unknown token"
-        }`,
-      );
-    }
+    this.unkFallback = (data.unkFallback ?? true) && this.unk !== undefined;
 
     const specials: number[] = [];
     const lengths = new Map<number, number>();
@@ -531,9 +533,14 @@ export class SpmTokenizer {
       const bytes = utf8.encode(piece);
       if (bytes.every((b) => this.byteTokens[b]! >= 0)) {
         for (const b of bytes) out.push(this.byteTokens[b]!);
-      } else {
-        // Only possible when some byte token is missing, which the constructor allows only with unk.
+      } else if (this.unkFallback) {
         out.push(this.unk!);
+      } else {
+        const b = bytes.find((x) => this.byteTokens[x]! < 0)!;
+        const name = `<0x${HEX[b >> 4]}${HEX[b & 15]}>`;
+        throw new TokenizeError(
+          `cannot tokenize ${quote(piece.replaceAll(SPACE_MARK, " "))}: it is not in the vocabulary and its byte 0x${HEX[b >> 4]}${HEX[b & 15]} has no byte token ${name}${b > 0 && b < 0x80 ? ` nor a token ${quote(String.fromCharCode(b))}` : ""}`,
+        );
       }
     }
   }

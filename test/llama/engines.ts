@@ -12,7 +12,7 @@ import { GgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
 import type { RandomMixtralOptions } from "../../runtime/checkpoint/random-gguf.ts";
 import { type CompiledModule, importModuleSource, ModelInstance } from "../../runtime/model.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
-import { SpmTokenizer } from "../../runtime/tokenizer/spm.ts";
+import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { ggmlVariant, mappedQuant, registerGgmlVariants } from "./ggml-numerics.ts";
 
 /** One run: `logits[p]` predicts the token after position p (prompt positions, then generated ones). */
@@ -28,7 +28,7 @@ export function argmax(l: Float32Array): number {
 }
 
 export interface MoecModel {
-  tokenizer: SpmTokenizer;
+  tokenizer: Tokenizer;
   model: ModelInstance;
   close(): void;
 }
@@ -62,10 +62,6 @@ export async function loadMoec(
   const threads = opts.threads ?? 1;
   if (!opts.ggml) {
     const loaded = await loadForRun(undefined, path, { maxContext });
-    if (!(loaded.tokenizer instanceof SpmTokenizer)) {
-      loaded.close();
-      throw new Error(`${path}: expected a SentencePiece tokenizer`);
-    }
     return {
       tokenizer: loaded.tokenizer,
       model: new ModelInstance(loaded.module, loaded.weights, { threads }),

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { writeRandomMixtralGguf } from "../../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
-import type { SpmTokenizer } from "../../runtime/tokenizer/spm.ts";
+import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
 import { asTokens, type LlamaCppModel, loadLlamaCpp, loadMoec, type MoecModel } from "./engines.ts";
 
 const CORPUS: readonly string[] = [
@@ -66,7 +66,7 @@ const show = (s: string) => JSON.stringify(s);
 // with longer merged pieces). The weights do not matter here.
 describe.each([1000, 32000])("moec's tokenizer against llama.cpp's, vocabulary of %i", (vocab) => {
   let moec: MoecModel;
-  let tok: SpmTokenizer;
+  let tok: Tokenizer;
   let llama: LlamaCppModel;
 
   beforeAll(async () => {

@@ -1,0 +1,714 @@
+// The byte-level BPE tokenizer llama.cpp uses for GGUF vocabularies whose `tokenizer.ggml.model` is "gpt2"
+// (Llama 3, Qwen2/3, DeepSeek, OLMoE, GPT-2, Falcon, StarCoder …) and "gemma4", written to give the same
+// ids as llama.cpp's `llm_tokenizer_bpe_session` and the same text as its `llama_vocab::detokenize`:
+//
+// encode
+//   1. Special-token partition, as for SentencePiece (llama.cpp `tokenizer_st_partition`): user-defined
+//      tokens are always cut out of the text, control and unknown ones only with `parseSpecial`; longest
+//      text first; a token marked lstrip/rstrip eats the ASCII whitespace beside it.
+//   2. Each fragment is split by the pre-tokenizer named by `tokenizer.ggml.pre` (pretokenize.ts), and each
+//      piece's UTF-8 bytes are written with GPT-2's byte map ("gemma4": spaces become "▁", pieces are
+//      lines, no byte map).
+//   3. A piece starts as one symbol per character; the adjacent pair with the lowest merge rank is merged
+//      (leftmost first on ties) until no pair has a rank. With `ignore_merges` (Llama 3) a piece that is a
+//      token is taken whole.
+//   4. A final symbol that is a token is emitted; otherwise each byte of it that is a one-character token
+//      (gemma4: `<0xXX>`) is, and the others are dropped, as llama.cpp drops them.
+//
+// decode
+//   control and unknown tokens render as nothing (as their text with `unparseSpecial`), user-defined
+//   tokens as their text, normal tokens through GPT-2's byte map back to bytes (a character outside the
+//   map renders as `[UNK_BYTE_0x…]` as in llama.cpp), byte tokens as their byte. `decode` then applies
+//   llama.cpp's clean_spaces where the pre-tokenizer has it (" ." → "." …); streaming (Detokenizer) does
+//   not, as llama.cpp's piece-by-piece output does not.
+import {
+  byteEncode,
+  CHAR_TO_BYTE,
+  codePoints,
+  type PreTokenizer,
+  preTokenizer,
+  splitText,
+} from "./pretokenize.ts";
+import {
+  type DecodeOptions,
+  Detokenizer,
+  type EncodeOptions,
+  SPM_TOKEN_TYPE,
+  TokenizerDataError,
+} from "./spm.ts";
+import { TokenizeError, type Tokenizer } from "./tokenizer.ts";
+
+/** The plain data a BPE tokenizer is built from (as read from GGUF metadata). */
+export interface BpeTokenizerData {
+  readonly tokens: readonly string[];
+  /** One SPM_TOKEN_TYPE per token (absent: every token normal). */
+  readonly types?: readonly number[] | undefined;
+  /** Merges in rank order, each "left right". */
+  readonly merges: readonly string[];
+  /** `tokenizer.ggml.pre` (absent: llama.cpp's "default"). */
+  readonly pre?: string | undefined;
+  /** "gemma4": SentencePiece-style BPE (spaces as "▁", `<0xXX>` byte tokens, no byte map). */
+  readonly model?: "gpt2" | "gemma4";
+  readonly bos?: number | undefined;
+  readonly eos?: number | undefined;
+  readonly unk?: number | undefined;
+  /** An end-of-turn / end-of-message id from the file, if it names one. */
+  readonly eot?: number | undefined;
+  readonly eom?: number | undefined;
+  /** Absent: what llama.cpp does for this pre-tokenizer (Llama 3: add BOS). */
+  readonly addBos?: boolean | undefined;
+  readonly addEos?: boolean | undefined;
+  readonly addSpacePrefix?: boolean | undefined;
+  /** `general.name`, which llama.cpp looks at for a few per-model token attributes (Phi-3). */
+  readonly modelName?: string | undefined;
+  /** `general.architecture`, likewise. */
+  readonly architecture?: string | undefined;
+}
+
+// llama.cpp's llama_token_attr bits.
+export const ATTR = {
+  undefined: 0,
+  unknown: 1 << 0,
+  unused: 1 << 1,
+  normal: 1 << 2,
+  control: 1 << 3,
+  userDefined: 1 << 4,
+  byte: 1 << 5,
+  normalized: 1 << 6,
+  lstrip: 1 << 7,
+  rstrip: 1 << 8,
+  singleWord: 1 << 9,
+} as const;
+
+const ATTR_OF_TYPE: readonly number[] = [
+  ATTR.undefined,
+  ATTR.normal,
+  ATTR.unknown,
+  ATTR.control,
+  ATTR.userDefined,
+  ATTR.unused,
+  ATTR.byte,
+];
+
+/** Token texts llama.cpp takes for end-of-generation (and makes control tokens). */
+export const EOG_TEXTS: ReadonlySet<string> = new Set([
+  "<|eot_id|>",
+  "<|im_end|>",
+  "<|end|>",
+  "<|return|>",
+  "<|call|>",
+  "<|flush|>",
+  "<|calls|>",
+  "<end_of_turn>",
+  "<|endoftext|>",
+  "</s>",
+  "<|eom_id|>",
+  "<EOT>",
+  "_<EOT>",
+  "[EOT]",
+  "[EOS]",
+  "<|end_of_text|>",
+  "<end_of_utterance>",
+  "<eos>",
+  "<turn|>",
+  "<|tool_response>",
+  "<｜end▁of▁sentence｜>",
+  "[e~[",
+]);
+
+/** Texts llama.cpp recognises as end-of-turn, fill-in-the-middle … tokens and makes control tokens. */
+const EOT_TEXTS = [
+  "<|eot_id|>",
+  "<|im_end|>",
+  "<|end|>",
+  "<end_of_turn>",
+  "<|endoftext|>",
+  "<|end_of_text|>",
+  "<EOT>",
+  "_<EOT>",
+  "[EOT]",
+  "<｜end▁of▁sentence｜>",
+  "<end_of_utterance>",
+];
+const FIM_TEXTS: readonly (readonly string[])[] = [
+  [
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+  ],
+  [
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+  ],
+  [
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+  ],
+  ["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"],
+  ["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"],
+  ["<|file_sep|>"],
+];
+
+const SPACE_MARK = "\u2581";
+const HEX = "0123456789ABCDEF";
+const utf8 = new TextEncoder();
+const EMPTY = new Uint8Array(0);
+
+const quote = (s: string) => JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
+
+/** C `isspace` in the C locale, on one UTF-16 unit (only ASCII can match). */
+const isSpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d);
+
+export interface Fragment {
+  readonly text?: string;
+  readonly token?: number;
+}
+
+/**
+ * llama.cpp's tokenizer_st_partition: cuts the given special tokens (longest first) out of the text;
+ * control and unknown tokens only when `parseSpecial`. lstrip/rstrip tokens eat ASCII whitespace beside them.
+ */
+export function partitionSpecial(
+  text: string,
+  specials: readonly number[],
+  texts: readonly string[],
+  attrs: Uint16Array | Uint8Array,
+  parseSpecial: boolean,
+): Fragment[] {
+  let buffer: Fragment[] = [{ text }];
+  for (const id of specials) {
+    const attr = attrs[id]!;
+    if (!parseSpecial && attr & (ATTR.control | ATTR.unknown)) continue;
+    const t = texts[id]!;
+    const next: Fragment[] = [];
+    for (const f of buffer) {
+      if (f.text === undefined) {
+        next.push(f);
+        continue;
+      }
+      let rest = f.text;
+      for (;;) {
+        const at = rest.indexOf(t);
+        if (at < 0) break;
+        let left = rest.slice(0, at);
+        if (attr & ATTR.lstrip) {
+          let n = left.length;
+          while (n > 0 && isSpace(left.charCodeAt(n - 1))) n--;
+          left = left.slice(0, n);
+        }
+        if (left !== "") next.push({ text: left });
+        next.push({ token: id });
+        rest = rest.slice(at + t.length);
+        if (attr & ATTR.rstrip) {
+          let n = 0;
+          while (n < rest.length && isSpace(rest.charCodeAt(n))) n++;
+          rest = rest.slice(n);
+        }
+      }
+      if (rest !== "") next.push({ text: rest });
+    }
+    buffer = next;
+  }
+  return buffer;
+}
+
+/** A min-heap of candidate merges: lowest rank first, then the leftmost symbol. */
+class MergeQueue {
+  private readonly rank: number[] = [];
+  private readonly left: number[] = [];
+  private readonly right: number[] = [];
+  private readonly text: string[] = [];
+  length = 0;
+
+  private before(a: number, b: number): boolean {
+    return this.rank[a]! < this.rank[b]! || (this.rank[a] === this.rank[b] && this.left[a]! < this.left[b]!);
+  }
+  private swap(a: number, b: number): void {
+    for (const arr of [this.rank, this.left, this.right, this.text] as unknown[][]) {
+      const t = arr[a];
+      arr[a] = arr[b];
+      arr[b] = t;
+    }
+  }
+  push(rank: number, left: number, right: number, text: string): void {
+    let i = this.length++;
+    this.rank[i] = rank;
+    this.left[i] = left;
+    this.right[i] = right;
+    this.text[i] = text;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.before(i, p)) break;
+      this.swap(i, p);
+      i = p;
+    }
+  }
+  pop(): [number, number, string] {
+    const top: [number, number, string] = [this.left[0]!, this.right[0]!, this.text[0]!];
+    const last = --this.length;
+    if (last > 0) {
+      this.swap(0, last);
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let best = i;
+        if (l < last && this.before(l, best)) best = l;
+        if (r < last && this.before(r, best)) best = r;
+        if (best === i) break;
+        this.swap(i, best);
+        i = best;
+      }
+    }
+    this.text.length = Math.max(this.length, 0) + 1;
+    return top;
+  }
+}
+
+export class BpeTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bos: number | undefined;
+  readonly eos: number | undefined;
+  readonly unk: number | undefined;
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  readonly addSpacePrefix: boolean;
+  readonly eogIds: ReadonlySet<number>;
+  /** The pre-tokenizer's llama.cpp type ("llama3", "qwen2", "gpt2" …). */
+  readonly preType: string;
+
+  private readonly texts: readonly string[];
+  private readonly attrs: Uint16Array;
+  private readonly ids = new Map<string, number>();
+  /** "left right" → rank (the first of duplicates wins, as in llama.cpp). */
+  private readonly ranks = new Map<string, number>();
+  private readonly pre: PreTokenizer;
+  private readonly byteLevel: boolean;
+  private readonly escapeSpaces: boolean;
+  private readonly specialTokens: readonly number[];
+  private readonly pieces: readonly Uint8Array[];
+
+  constructor(data: BpeTokenizerData) {
+    const { tokens } = data;
+    if (!Array.isArray(tokens) || tokens.length === 0) {
+      throw new TokenizerDataError("tokens", "the token list is missing or empty");
+    }
+    const n = tokens.length;
+    this.vocabSize = n;
+    const gemma = data.model === "gemma4";
+    const pre = preTokenizer(gemma ? "default" : data.pre);
+    if (pre === undefined) {
+      throw new TokenizerDataError(
+        "pre",
+        `pre-tokenizer ${quote(data.pre ?? "")} is not one moec knows (it knows ${listNames()})`,
+      );
+    }
+    this.pre = gemma ? { ...pre, type: "gemma4", exprs: ["[^\\n]+|[\\n]+"], ignoreMerges: false } : pre;
+    this.preType = this.pre.type;
+    this.byteLevel = !gemma;
+    this.escapeSpaces = gemma;
+
+    const types = data.types;
+    if (types !== undefined && (!Array.isArray(types) || types.length !== n)) {
+      throw new TokenizerDataError(
+        "types",
+        `${Array.isArray(types) ? types.length : "no"} token types for ${n} tokens`,
+      );
+    }
+    const texts: string[] = [];
+    this.attrs = new Uint16Array(n);
+    for (let i = 0; i < n; i++) {
+      let t = tokens[i];
+      if (typeof t !== "string") throw new TokenizerDataError("tokens", `token ${i} is not a string`);
+      if (t === "") t = `[EMPTY_${i}]`;
+      const prev = this.ids.get(t);
+      if (prev !== undefined) {
+        throw new TokenizerDataError("tokens", `duplicate token ${quote(t)} has ids ${prev} and ${i}`);
+      }
+      this.ids.set(t, i);
+      texts.push(t);
+      const ty = types === undefined ? SPM_TOKEN_TYPE.normal : types[i];
+      if (typeof ty !== "number" || !Number.isInteger(ty)) {
+        throw new TokenizerDataError("types", `type ${i} (token ${quote(t)}) is not an integer`);
+      }
+      this.attrs[i] = ATTR_OF_TYPE[ty] ?? ATTR.undefined;
+    }
+    this.texts = texts;
+
+    // Merges: each "left right" must name two tokens whose concatenation is a token.
+    data.merges.forEach((m, rank) => {
+      if (typeof m !== "string") throw new TokenizerDataError("merges", `merge ${rank} is not a string`);
+      const at = m.indexOf(" ", 1);
+      if (at < 0) throw new TokenizerDataError("merges", `merge ${rank} ${quote(m)} is not "left right"`);
+      const a = m.slice(0, at);
+      const b = m.slice(at + 1);
+      for (const [what, t] of [
+        ["names", a],
+        ["names", b],
+        ["makes", a + b],
+      ] as const) {
+        if (!this.ids.has(t)) {
+          throw new TokenizerDataError(
+            "merges",
+            `merge ${rank} ${quote(m)} ${what} ${quote(t)}, which is not in the vocabulary`,
+          );
+        }
+      }
+      if (!this.ranks.has(m)) this.ranks.set(m, rank);
+    });
+
+    const special = (field: "bos" | "eos" | "unk", id: number | undefined): number | undefined => {
+      if (id === undefined) return undefined;
+      if (!Number.isInteger(id) || id < 0 || id >= n) {
+        throw new TokenizerDataError(
+          field,
+          `${field} token id ${id} is outside the vocabulary (0..${n - 1})`,
+        );
+      }
+      return id;
+    };
+    this.bos = special("bos", data.bos);
+    this.eos = special("eos", data.eos);
+    this.unk = special("unk", data.unk);
+    this.addBos = data.addBos ?? this.pre.addBos;
+    if (gemma) this.addBos = true;
+    this.addEos = data.addEos ?? false;
+    this.addSpacePrefix = data.addSpacePrefix ?? false;
+    if (this.addBos && this.bos === undefined) {
+      throw new TokenizerDataError(
+        "bos",
+        "BOS is added to every prompt (add_bos_token) but there is no BOS token id",
+      );
+    }
+    if (this.addEos && this.eos === undefined) {
+      throw new TokenizerDataError(
+        "eos",
+        "EOS is added to every prompt (add_eos_token) but there is no EOS token id",
+      );
+    }
+
+    this.eogIds = this.markSpecialTexts(data);
+
+    const specials: number[] = [];
+    for (let i = 0; i < n; i++) {
+      if (this.attrs[i]! & (ATTR.control | ATTR.userDefined | ATTR.unknown)) specials.push(i);
+    }
+    const lengths = specials.map((i) => utf8.encode(texts[i]!).length);
+    const order = specials
+      .map((_, k) => k)
+      .sort((x, y) => lengths[y]! - lengths[x]! || specials[x]! - specials[y]!);
+    this.specialTokens = order.map((k) => specials[k]!);
+
+    const pieces: Uint8Array[] = [];
+    for (let i = 0; i < n; i++) pieces.push(this.renderPiece(i));
+    this.pieces = pieces;
+
+    this.perModelAttributes(data);
+  }
+
+  /** llama.cpp's text-based fix-ups: EOT/FIM/EOG tokens become control tokens; the EOG set. */
+  private markSpecialTexts(data: BpeTokenizerData): Set<number> {
+    const control = (id: number | undefined) => {
+      if (id !== undefined) this.attrs[id]! |= ATTR.control;
+    };
+    let eot = data.eot;
+    if (eot === undefined) {
+      for (const t of EOT_TEXTS) {
+        const id = this.ids.get(t);
+        if (id !== undefined) {
+          eot = id;
+          control(id);
+          break;
+        }
+      }
+    }
+    let eom = data.eom;
+    if (eom === undefined && this.ids.has("<|eom_id|>")) {
+      eom = this.ids.get("<|eom_id|>");
+      control(eom);
+    }
+    const fim: (number | undefined)[] = [];
+    for (const list of FIM_TEXTS) {
+      let id: number | undefined;
+      for (const t of list) {
+        id = this.ids.get(t);
+        if (id !== undefined) break;
+      }
+      control(id);
+      fim.push(id);
+    }
+    // llama.cpp also marks control tokens containing "unused" as unused (no effect on text).
+    const eog = new Set<number>();
+    for (const id of fim.slice(3)) if (id !== undefined) eog.add(id);
+    for (const t of EOG_TEXTS) {
+      const id = this.ids.get(t);
+      if (id !== undefined) {
+        eog.add(id);
+        control(id);
+      }
+    }
+    for (const t of ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"]) {
+      const id = this.ids.get(t);
+      if (id !== undefined) this.attrs[id] = ATTR.userDefined;
+    }
+    for (const id of [this.eos, eot, eom]) if (id !== undefined) eog.add(id);
+    const has = (t: string) => {
+      const id = this.ids.get(t);
+      return id !== undefined && eog.has(id);
+    };
+    if (
+      ((has("<|return|>") && has("<|call|>")) || (has("<|calls|>") && has("<|flush|>"))) &&
+      has("<|end|>")
+    ) {
+      const id = this.ids.get("<|end|>")!;
+      eog.delete(id);
+      this.attrs[id] = ATTR.userDefined;
+    }
+    if (has("<|tool_response>") && has("</s>")) {
+      const id = this.ids.get("</s>")!;
+      eog.delete(id);
+      this.attrs[id] = ATTR.normal;
+    }
+    return eog;
+  }
+
+  /** llama.cpp's per-model token attributes (after its special-token cache is built). */
+  private perModelAttributes(data: BpeTokenizerData): void {
+    const name = (data.modelName ?? "").toLowerCase();
+    const pre = data.pre ?? "";
+    const arch = data.architecture ?? "";
+    const set = (text: string, attr: number, on: boolean) => {
+      const id = this.ids.get(text);
+      if (id !== undefined) this.attrs[id] = on ? this.attrs[id]! | attr : this.attrs[id]! & ~attr;
+    };
+    if (
+      ["jina-v2-de", "jina-v2-es", "jina-v2-code"].some((p) => pre.includes(p)) ||
+      ["nomic-bert-moe", "jina-bert-v3"].some((a) => arch.includes(a))
+    ) {
+      set("<mask>", ATTR.lstrip, true);
+    } else if (name.includes("phi-3") || name.includes("phi3")) {
+      for (const id of this.specialTokens) this.attrs[id]! |= ATTR.rstrip;
+      set("</s>", ATTR.rstrip, true);
+      for (const t of ["<unk>", "<s>", "<|endoftext|>"]) set(t, ATTR.rstrip, false);
+    } else if (name.includes("modern-bert")) {
+      set("[MASK]", ATTR.lstrip, true);
+    }
+  }
+
+  tokenText(id: number): string {
+    this.checkId(id);
+    return this.texts[id]!;
+  }
+
+  tokenId(text: string): number | undefined {
+    return this.ids.get(text);
+  }
+
+  isEog(id: number): boolean {
+    return this.eogIds.has(id);
+  }
+
+  /** Text → token ids, as llama.cpp's `llama_tokenize`. */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const addBos = options.addBos ?? this.addBos;
+    const addEos = options.addEos ?? this.addEos;
+    const out: number[] = [];
+    if (addBos) {
+      if (this.bos === undefined) throw new TokenizeError("cannot add BOS: the vocabulary has no BOS token");
+      out.push(this.bos);
+    }
+    text = String.fromCodePoint(...codePoints(text));
+    const fragments =
+      text === ""
+        ? []
+        : partitionSpecial(text, this.specialTokens, this.texts, this.attrs, options.parseSpecial ?? false);
+    for (const f of fragments) {
+      if (f.text === undefined) out.push(f.token!);
+      else this.tokenizeFragment(this.escapeSpaces ? f.text.replaceAll(" ", SPACE_MARK) : f.text, out);
+    }
+    if (addEos) {
+      if (this.eos === undefined) throw new TokenizeError("cannot add EOS: the vocabulary has no EOS token");
+      out.push(this.eos);
+    }
+    return out;
+  }
+
+  /** Token ids → text, as llama.cpp's `llama_detokenize` (clean_spaces included). */
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    const d = new Detokenizer(this, options);
+    let s = "";
+    for (const id of ids) s += d.push(id);
+    s += d.flush();
+    return this.pre.cleanSpaces ? cleanSpaces(s) : s;
+  }
+
+  /** The bytes of one token as llama.cpp's `token_to_piece` gives them. Shared: do not modify. */
+  piece(id: number, special = false): Uint8Array {
+    this.checkId(id);
+    if (!special && this.attrs[id]! & (ATTR.unknown | ATTR.control)) return EMPTY;
+    return this.pieces[id]!;
+  }
+
+  private checkId(id: number): void {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+      throw new RangeError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1})`);
+    }
+  }
+
+  private renderPiece(id: number): Uint8Array {
+    const attr = this.attrs[id]!;
+    const text = this.texts[id]!;
+    if (attr & (ATTR.unknown | ATTR.control | ATTR.userDefined)) return utf8.encode(text);
+    if (attr & ATTR.normal) {
+      if (this.escapeSpaces) return utf8.encode(text.replaceAll(SPACE_MARK, " "));
+      const bytes: number[] = [];
+      for (const ch of text) {
+        const b = CHAR_TO_BYTE.get(ch);
+        if (b !== undefined) bytes.push(b);
+        else {
+          // llama.cpp's llama_decode_text writes characters outside the byte map like this.
+          const hex = [...utf8.encode(ch)].map((x) => x.toString(16).padStart(2, "0")).join("");
+          bytes.push(...utf8.encode(`[UNK_BYTE_0x${hex}${text}]`));
+        }
+      }
+      return Uint8Array.from(bytes);
+    }
+    if (attr & ATTR.byte) {
+      const m = /^\s*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)/.exec(text.slice(3, 5))!;
+      const v = m[2] === "" ? 0 : Number.parseInt(m[2]!, 16);
+      return Uint8Array.of((m[1] === "-" ? -v : v) & 0xff);
+    }
+    return EMPTY;
+  }
+
+  /** llama.cpp's llm_tokenizer_bpe_session::tokenize on one fragment. */
+  private tokenizeFragment(text: string, out: number[]): void {
+    for (const raw of splitText(text, this.pre.exprs)) {
+      const word = this.byteLevel ? byteEncode(raw) : raw;
+      if (word === "") continue;
+      if (this.pre.ignoreMerges) {
+        const id = this.ids.get(word);
+        if (id !== undefined) {
+          out.push(id);
+          continue;
+        }
+      }
+      if (this.preType === "gemma4" && /^\n+$/.test(word)) {
+        const id = this.ids.get(word);
+        if (id !== undefined) {
+          out.push(id);
+          continue;
+        }
+      }
+      for (const sym of this.merge(word)) {
+        const id = this.ids.get(sym);
+        if (id !== undefined) {
+          out.push(id);
+          continue;
+        }
+        for (const b of utf8.encode(sym)) {
+          const t = this.byteLevel
+            ? b < 0x80
+              ? this.ids.get(String.fromCharCode(b))
+              : undefined
+            : this.ids.get(`<0x${HEX[b >> 4]}${HEX[b & 15]}>`);
+          if (t !== undefined) out.push(t);
+        }
+      }
+    }
+  }
+
+  /** The symbols of a word after merging by rank. */
+  private merge(word: string): string[] {
+    const sym = Array.from(word);
+    const count = sym.length;
+    if (count < 2) return sym;
+    const prev = new Int32Array(count);
+    const next = new Int32Array(count);
+    for (let i = 0; i < count; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < count ? i + 1 : -1;
+    }
+    const queue = new MergeQueue();
+    const add = (l: number, r: number) => {
+      if (l < 0 || r < 0) return;
+      const key = `${sym[l]} ${sym[r]}`;
+      const rank = this.ranks.get(key);
+      if (rank !== undefined) queue.push(rank, l, r, sym[l]! + sym[r]!);
+    };
+    for (let i = 1; i < count; i++) add(i - 1, i);
+    while (queue.length > 0) {
+      const [l, r, text] = queue.pop();
+      if (sym[l] === "" || sym[r] === "" || sym[l]! + sym[r]! !== text) continue;
+      sym[l] = text;
+      sym[r] = "";
+      next[l] = next[r]!;
+      if (next[r]! >= 0) prev[next[r]!] = l;
+      add(prev[l]!, l);
+      add(l, next[l]!);
+    }
+    return sym.filter((s) => s !== "");
+  }
+}
+
+function listNames(): string {
+  return "llama-bpe, qwen2, qwen35, gpt-2, deepseek-llm, deepseek-coder, deepseek-v3, falcon, starcoder, refact, command-r, mpt, olmo, dbrx, smaug-bpe, stablelm2, … (see runtime/tokenizer/pretokenize.ts)";
+}
+
+/** llama.cpp's clean_spaces passes over detokenized text. */
+export function cleanSpaces(text: string): string {
+  const pass = (s: string, f: (s: string, i: number, out: string[]) => number | undefined): string => {
+    if (s.length === 0) return s;
+    const out: string[] = [s[0]!];
+    for (let i = 1; i < s.length; i++) {
+      const skip = f(s, i, out);
+      out.push(s[i]!);
+      if (skip !== undefined) i += skip;
+    }
+    return out.join("");
+  };
+  // " ?", " !", " .", " ," lose their space.
+  let s = pass(text, (s, i, out) => {
+    if (s[i - 1] === " " && "?!.,".includes(s[i]!)) out.pop();
+    return undefined;
+  });
+  // " ' " becomes "'" (llama.cpp blanks the space it skips, so it is not a space for the next check).
+  let blanked = -1;
+  s = pass(s, (s, i, out) => {
+    const before = i - 1 === blanked ? "\0" : s[i - 1];
+    if (s[i] === "'" && i + 1 < s.length && before === " " && s[i + 1] === " ") {
+      out.pop();
+      blanked = i + 1;
+      return 1;
+    }
+    return undefined;
+  });
+  // " 's", " 'm", " 're", " 've" lose their space.
+  s = pass(s, (s, i, out) => {
+    if (s[i - 1] === " " && s[i] === "'" && i + 1 < s.length) {
+      const x1 = s[i + 1];
+      if (x1 === "s" || x1 === "m") out.pop();
+      else if (i + 2 < s.length && ((x1 === "r" && s[i + 2] === "e") || (x1 === "v" && s[i + 2] === "e")))
+        out.pop();
+    }
+    return undefined;
+  });
+  return s;
+}
