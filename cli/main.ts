@@ -10,6 +10,7 @@ import { planCommand } from "./commands/plan.ts";
 import { quantizeCommand } from "./commands/quantize.ts";
 import { runCommand } from "./commands/run.ts";
 import { schemesCommand } from "./commands/schemes.ts";
+import { tokenizeCommand } from "./commands/tokenize.ts";
 import { guarded } from "./user-error.ts";
 
 // `moec ... | head` closes the pipe early; that is the reader's choice, not an error.
@@ -160,6 +161,14 @@ program
     "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
   )
   .action(guarded(runCommand));
+
+program
+  .command("tokenize")
+  .description("print the ids and pieces a model's tokenizer gives a prompt (BOS as the model adds it)")
+  .argument("<model>", "a .gguf file (vocabulary-only ones too) or a Hugging Face folder")
+  .requiredOption("-p, --prompt <text>", "the text to tokenize")
+  .option("--json", 'print {"tokens": [ids]}')
+  .action(guarded(tokenizeCommand));
 
 program
   .command("demo")

@@ -63,6 +63,18 @@ export interface BpeTokenizerData {
   readonly modelName?: string | undefined;
   /** `general.architecture`, likewise. */
   readonly architecture?: string | undefined;
+  /**
+   * A Hugging Face tokenizer.json's pre-tokenizer (hf-bpe.ts), used instead of llama.cpp's for `pre`:
+   * text → pieces before the byte map. With it, llama.cpp's text-based token fix-ups are not applied.
+   */
+  readonly split?: ((text: string) => string[]) | undefined;
+  /** Take a piece that is a token whole (tokenizer.json's `ignore_merges`); default: the pre-tokenizer's. */
+  readonly ignoreMerges?: boolean | undefined;
+  /** Added tokens that eat the whitespace before (lstrip) or after (rstrip) them. */
+  readonly strip?: ReadonlyMap<number, { readonly lstrip: boolean; readonly rstrip: boolean }> | undefined;
+  /** More end-of-generation ids (generation_config.json's eos_token_id). */
+  readonly extraEog?: readonly number[] | undefined;
+  readonly chatTemplate?: string | undefined;
 }
 
 // llama.cpp's llama_token_attr bits.
@@ -291,8 +303,10 @@ export class BpeTokenizer implements Tokenizer {
   readonly addEos: boolean;
   readonly addSpacePrefix: boolean;
   readonly eogIds: ReadonlySet<number>;
-  /** The pre-tokenizer's llama.cpp type ("llama3", "qwen2", "gpt2" …). */
+  /** The pre-tokenizer's llama.cpp type ("llama3", "qwen2", "gpt2" …), or "tokenizer.json". */
   readonly preType: string;
+  /** The chat template of a Hugging Face folder (tokenizer_config.json), if any. */
+  readonly chatTemplate: string | undefined;
 
   private readonly texts: readonly string[];
   private readonly attrs: Uint16Array;
@@ -300,6 +314,7 @@ export class BpeTokenizer implements Tokenizer {
   /** "left right" → rank (the first of duplicates wins, as in llama.cpp). */
   private readonly ranks = new Map<string, number>();
   private readonly pre: PreTokenizer;
+  private readonly split: ((text: string) => string[]) | undefined;
   private readonly byteLevel: boolean;
   private readonly escapeSpaces: boolean;
   private readonly specialTokens: readonly number[];
@@ -321,6 +336,18 @@ export class BpeTokenizer implements Tokenizer {
       );
     }
     this.pre = gemma ? { ...pre, type: "gemma4", exprs: ["[^\\n]+|[\\n]+"], ignoreMerges: false } : pre;
+    this.split = data.split;
+    if (data.split) {
+      this.pre = {
+        type: "tokenizer.json",
+        exprs: [],
+        cleanSpaces: false,
+        ignoreMerges: false,
+        addBos: false,
+      };
+    }
+    if (data.ignoreMerges !== undefined) this.pre = { ...this.pre, ignoreMerges: data.ignoreMerges };
+    this.chatTemplate = data.chatTemplate;
     this.preType = this.pre.type;
     this.byteLevel = !gemma;
     this.escapeSpaces = gemma;
@@ -404,7 +431,16 @@ export class BpeTokenizer implements Tokenizer {
       );
     }
 
-    this.eogIds = this.markSpecialTexts(data);
+    if (data.split) {
+      const eog = new Set<number>(data.extraEog ?? []);
+      if (this.eos !== undefined) eog.add(this.eos);
+      this.eogIds = eog;
+      for (const [id, st] of data.strip ?? []) {
+        this.attrs[id]! |= (st.lstrip ? ATTR.lstrip : 0) | (st.rstrip ? ATTR.rstrip : 0);
+      }
+    } else {
+      this.eogIds = this.markSpecialTexts(data);
+    }
 
     const specials: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -420,7 +456,7 @@ export class BpeTokenizer implements Tokenizer {
     for (let i = 0; i < n; i++) pieces.push(this.renderPiece(i));
     this.pieces = pieces;
 
-    this.perModelAttributes(data);
+    if (!data.split) this.perModelAttributes(data);
   }
 
   /** llama.cpp's text-based fix-ups: EOT/FIM/EOG tokens become control tokens; the EOG set. */
@@ -600,7 +636,7 @@ export class BpeTokenizer implements Tokenizer {
 
   /** llama.cpp's llm_tokenizer_bpe_session::tokenize on one fragment. */
   private tokenizeFragment(text: string, out: number[]): void {
-    for (const raw of splitText(text, this.pre.exprs)) {
+    for (const raw of this.split ? this.split(text) : splitText(text, this.pre.exprs)) {
       const word = this.byteLevel ? byteEncode(raw) : raw;
       if (word === "") continue;
       if (this.pre.ignoreMerges) {

@@ -28,6 +28,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CheckpointError, printableName } from "../checkpoint/errors.ts";
+import type { BpeTokenizer } from "./bpe.ts";
+import { hfByteLevelTokenizer, isByteLevelJson } from "./hf-bpe.ts";
 import { type DecodeOptions, decodeAll, type EncodeOptions, type PieceSource } from "./spm.ts";
 
 const SPACE_MARK = "\u2581";
@@ -514,6 +516,8 @@ export function hfTokenizerData(
   json: unknown,
   config?: unknown,
   generationConfig?: unknown,
+  /** A byte-level BPE tokenizer.json (hf-bpe.ts reads its pre-tokenizer): no SentencePiece normalization. */
+  byteLevel = false,
 ): HfTokenizerData {
   if (!isObject(json)) throw new HfTokenizerDataError("(root)", "tokenizer.json must hold one object");
   const model = own(json, "model");
@@ -596,7 +600,9 @@ export function hfTokenizerData(
     if (unk === undefined)
       throw new HfTokenizerDataError("model.unk_token", `${quote(unkText)} is not in the vocabulary`);
   }
-  const { prepend, splitWords } = normalization(json);
+  const { prepend, splitWords } = byteLevel
+    ? { prepend: "never" as const, splitWords: false }
+    : normalization(json);
 
   // BOS/EOS: tokenizer_config.json, else the post-processor's template, else <s> and </s>.
   const cfg = isObject(config) ? config : {};
@@ -616,9 +622,15 @@ export function hfTokenizerData(
   let templateBos: string | undefined;
   let templateEos: string | undefined;
   const post = own(json, "post_processor");
-  if (isObject(post) && own(post, "type") === "TemplateProcessing" && Array.isArray(own(post, "single"))) {
+  // A Sequence of processors (Llama 3: ByteLevel then TemplateProcessing) has its template inside.
+  const processors =
+    isObject(post) && Array.isArray(own(post, "processors"))
+      ? (own(post, "processors") as unknown[])
+      : [post];
+  const template = processors.find((p) => isObject(p) && own(p, "type") === "TemplateProcessing");
+  if (isObject(template) && Array.isArray(own(template, "single"))) {
     let seenA = false;
-    for (const piece of own(post, "single") as unknown[]) {
+    for (const piece of own(template, "single") as unknown[]) {
       if (!isObject(piece)) continue;
       if (isObject(own(piece, "Sequence"))) seenA = true;
       const sp = own(piece, "SpecialToken");
@@ -690,7 +702,7 @@ export function hfTokenizerData(
  * `generation_config.json` from the same folder when they exist. Problems are CheckpointErrors
  * naming the file and key.
  */
-export function loadHfTokenizer(path: string): HfTokenizer {
+export function loadHfTokenizer(path: string): HfTokenizer | BpeTokenizer {
   let file = path;
   try {
     if (statSync(path).isDirectory()) file = join(path, "tokenizer.json");
@@ -710,6 +722,7 @@ export function loadHfTokenizer(path: string): HfTokenizer {
   const config = existsSync(configPath) ? readJson(configPath, "tokenizer_config.json") : undefined;
   const gen = existsSync(genPath) ? readJson(genPath, "generation_config.json") : undefined;
   try {
+    if (isByteLevelJson(json)) return hfByteLevelTokenizer(json, config, gen);
     return new HfTokenizer(hfTokenizerData(json, config, gen));
   } catch (e) {
     if (e instanceof HfTokenizerDataError) {
