@@ -173,7 +173,7 @@ program
 program
   .command("demo")
   .description(
-    "write a small random Mixtral-shaped checkpoint (cached), compile it and generate: no download needed",
+    "upcycle the shipped stories260K (a small trained model) to a Mixtral-style MoE (cached), compile it and generate through the expert cache: no download needed",
   )
   .option("-p, --prompt <text>", "the prompt", "Once upon a time")
   .option("-n, --tokens <n>", "how many tokens to generate", "48")

@@ -1,59 +1,90 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import pc from "picocolors";
-import { writeRandomMixtralGguf } from "../../runtime/checkpoint/random-gguf.ts";
+import { writeDirAtomic } from "../../runtime/atomic.ts";
+import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { type UpcycleOptions, upcycleGguf } from "../../runtime/checkpoint/upcycle.ts";
+import { measureDevice, slotsFor } from "../../runtime/memory/device-plan.ts";
+import { formatBytes } from "../../runtime/units.ts";
+import { compileForGguf } from "../model-source.ts";
 import { runCommand } from "./run.ts";
 
-/** The demo model: Mixtral's shape (GQA, 8 experts, top-2), small enough to write and run in seconds. */
-const DEMO = {
-  hidden: 256,
-  layers: 4,
-  heads: 8,
-  kvHeads: 2,
-  ffn: 512,
+/** llama2.c's stories260K, trained on TinyStories (MIT; models/README.md), shipped with moec. */
+export const STORIES260K = fileURLToPath(new URL("../../models/stories260K.gguf", import.meta.url));
+
+/**
+ * The demo model: stories260K upcycled to a Mixtral-architecture MoE, 8 experts top-2 (the same file as the
+ * 8-expert f32 case of test/llama/stories.test.ts, which checks it against llama.cpp).
+ */
+export const DEMO_UPCYCLE: UpcycleOptions & { seed: number } = {
   experts: 8,
   topK: 2,
-  vocab: 4000,
-  context: 1024,
-  ropeTheta: 1e6,
-  eps: 1e-5,
-  type: "q8_0",
-  seed: 2024,
-  headScale: 4,
-} as const;
+  seed: 7,
+  name: "stories260K upcycled to 8 experts top-2",
+};
+/** Experts per layer kept on the device: the rest go through the expert cache. */
+const DEMO_SLOTS = 3;
+const DEMO_CONTEXT = 512;
 
 export interface DemoOptions {
   prompt: string;
   tokens: string;
 }
 
-/** Writes (once, cached) a random Mixtral-shaped GGUF with moec's own writer, then runs it. */
-export async function demoCommand(o: DemoOptions): Promise<void> {
-  const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "moec");
-  const file = join(
-    dir,
-    `demo-${DEMO.type}-h${DEMO.hidden}-l${DEMO.layers}-e${DEMO.experts}-v${DEMO.vocab}-s${DEMO.seed}.gguf`,
-  );
+/** The cache folder (`$XDG_CACHE_HOME/moec`, else `~/.cache/moec`). */
+export function demoCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "moec");
+}
+
+/** The upcycled checkpoint in the cache folder, written once. */
+export function demoCheckpoint(): string {
+  const dir = demoCacheDir();
+  const u = DEMO_UPCYCLE;
+  const file = join(dir, `demo-stories260K-e${u.experts}-top${u.topK}-s${u.seed}.gguf`);
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true });
-    process.stderr.write(pc.dim(`writing a random Mixtral-shaped checkpoint to ${file}\n`));
-    writeRandomMixtralGguf(file, { ...DEMO, name: "moec demo (random weights)" });
+    process.stderr.write(pc.dim(`upcycling stories260K to ${u.experts} experts, top-${u.topK}: ${file}\n`));
+    upcycleGguf(STORIES260K, file, u);
   }
+  return file;
+}
+
+/**
+ * Upcycles the shipped stories260K to an MoE (once, cached), compiles it, and generates greedily with only
+ * DEMO_SLOTS experts per layer on the device, so that the router's picks go through the expert cache.
+ */
+export async function demoCommand(o: DemoOptions): Promise<void> {
+  const file = demoCheckpoint();
+  // Compiled here rather than by `run`, to size the device budget from the plan: DEMO_SLOTS experts per layer.
+  const gguf = openGguf(file);
+  let budget: number;
+  const compiledDir = join(demoCacheDir(), "demo-compiled");
+  try {
+    const { compiled } = compileForGguf(undefined, gguf, file, DEMO_CONTEXT);
+    budget = measureDevice(compiled.manifest, slotsFor(compiled.manifest, DEMO_SLOTS)).used;
+    writeDirAtomic(compiledDir, compiled.files);
+  } finally {
+    gguf.close();
+  }
+  const u = DEMO_UPCYCLE;
   process.stderr.write(
     pc.dim(
-      `demo: hidden ${DEMO.hidden}, ${DEMO.layers} layers, ${DEMO.heads} heads / ${DEMO.kvHeads} KV heads, ${DEMO.experts} experts top-${DEMO.topK}, ${DEMO.type}; the weights are random, so is the text\n`,
+      `demo: llama2.c's stories260K (trained on TinyStories; hidden 64, 5 layers, f32) upcycled to a Mixtral-architecture MoE: ${u.experts} experts top-${u.topK}, each the dense FFN perturbed, a random router; ${DEMO_SLOTS} of ${u.experts} experts per layer fit the device budget of ${formatBytes(budget)}, the rest come through the expert cache; greedy, as llama.cpp decodes this file\n`,
     ),
   );
-  await runCommand(undefined, {
+  await runCommand(compiledDir, {
     weights: file,
     prompt: o.prompt,
     tokens: o.tokens,
-    temperature: "0.8",
-    topK: "40",
-    topP: "0.95",
-    minP: "0.05",
-    repeatPenalty: "1.1",
-    seed: "1",
+    temperature: "0",
+    topK: "0",
+    topP: "1",
+    minP: "0",
+    repeatPenalty: "1",
+    seed: "0",
+    vram: String(budget),
+    stats: true,
   });
 }
