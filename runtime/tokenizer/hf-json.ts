@@ -572,7 +572,8 @@ export function hfTokenizerData(
       rstrip: own(a, "rstrip") === true,
     };
   });
-  const size = byId.size === 0 ? 0 : Math.max(...byId.keys()) + 1;
+  let size = 0; // not Math.max(...ids): a spread of 150k ids overflows the stack
+  for (const id of byId.keys()) if (id >= size) size = id + 1;
   const tokens: string[] = [];
   for (let i = 0; i < size; i++) {
     const t = byId.get(i);
