@@ -11,6 +11,7 @@ import { CheckpointError } from "../checkpoint/errors.ts";
 import { randomVocabulary } from "../checkpoint/random-gguf.ts";
 import { HfTokenizer, hfTokenizerData, loadHfTokenizer } from "./hf-json.ts";
 import { Detokenizer, SpmTokenizer } from "./spm.ts";
+import { TokenizeError } from "./tokenizer.ts";
 
 const CORPUS = [
   "Once upon a time",
@@ -92,16 +93,6 @@ describe("Hugging Face tokenizer.json", () => {
     ["no vocabulary", (j) => delete (j.model as Record<string, unknown>).vocab, /key model\.vocab: missing/],
     ["no merges", (j) => delete (j.model as Record<string, unknown>).merges, /key model\.merges: missing/],
     [
-      "a byte piece missing with byte_fallback",
-      (j) => {
-        const v = (j.model as { vocab: Record<string, number> }).vocab;
-        // Swap <0x41> for another name: ids stay contiguous, the byte piece is gone.
-        v["<0xZZ>"] = v["<0x41>"]!;
-        delete v["<0x41>"];
-      },
-      /key model\.vocab: byte_fallback is set but there is no byte token <0x41>/,
-    ],
-    [
       "a merge of unknown pieces",
       (j) => ((j.model as { merges: string[] }).merges[3] = "qq zz"),
       /key model\.merges\[3\]: "qq" is not in the vocabulary/,
@@ -136,6 +127,23 @@ describe("Hugging Face tokenizer.json", () => {
       }
     });
   }
+
+  it("byte_fallback with byte tokens missing loads; a character needing one becomes unk, or fails without unk", () => {
+    const j = tokenizerJson(300) as { model: { vocab: Record<string, number>; unk_token?: string } };
+    const v = j.model.vocab;
+    // "é" is C3 A9: rename <0xA9> so that its id stays taken but the byte token is gone.
+    v["<0xZZ>"] = v["<0xA9>"]!;
+    delete v["<0xA9>"];
+    const t = loadHfTokenizer(folder(j));
+    expect(t.unk).toBeDefined();
+    expect(t.encode("é", { addBos: false })).toContain(t.unk);
+    expect(t.encode("a", { addBos: false }).length).toBeGreaterThan(0);
+    const noUnk = JSON.parse(JSON.stringify(j));
+    noUnk.model.unk_token = null;
+    const u = loadHfTokenizer(folder(noUnk));
+    expect(() => u.encode("é", { addBos: false })).toThrow(TokenizeError);
+    expect(() => u.encode("é", { addBos: false })).toThrow(/cannot tokenize "é": .*no byte token <0xA9>/);
+  });
 
   it("names tokenizer_config.json for a bad key there", () => {
     const d = folder(tokenizerJson(300), { bos_token: "<nope>" });

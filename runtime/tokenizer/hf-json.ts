@@ -31,6 +31,7 @@ import { CheckpointError, printableName } from "../checkpoint/errors.ts";
 import type { BpeTokenizer } from "./bpe.ts";
 import { hfByteLevelTokenizer, isByteLevelJson } from "./hf-bpe.ts";
 import { type DecodeOptions, decodeAll, type EncodeOptions, type PieceSource } from "./spm.ts";
+import { TokenizeError } from "./tokenizer.ts";
 
 const SPACE_MARK = "\u2581";
 const HEX = "0123456789ABCDEF";
@@ -185,23 +186,11 @@ export class HfTokenizer implements PieceSource {
       if (!row) this.merges.set(l, (row = new Map()));
       if (!row.has(r)) row.set(r, [rank, m]);
     });
+    // Byte tokens: a missing one only matters to text that needs it (tokenizers then uses unk).
     if (data.byteFallback) {
-      const missing: string[] = [];
       for (let b = 0; b < 256; b++) {
-        const name = `<0x${HEX[b >> 4]}${HEX[b & 15]}>`;
-        const id = this.ids.get(name);
-        if (id === undefined) missing.push(name);
-        else this.byteTokens[b] = id;
-      }
-      if (missing.length > 0) {
-        const shown =
-          missing.length > 4
-            ? `${missing.slice(0, 4).join(", ")} … (${missing.length} in all)`
-            : missing.join(", ");
-        throw new HfTokenizerDataError(
-          "model.vocab",
-          `byte_fallback is set but there is no byte token ${shown}`,
-        );
+        const id = this.ids.get(`<0x${HEX[b >> 4]}${HEX[b & 15]}>`);
+        if (id !== undefined) this.byteTokens[b] = id;
       }
     }
     for (const a of data.added) if (a.special) this.specialIds.add(a.id);
@@ -353,13 +342,23 @@ export class HfTokenizer implements PieceSource {
         continue;
       }
       if (this.data.byteFallback) {
-        for (const b of utf8.encode(c)) sym.push(this.byteTokens[b]!);
-        lastUnk = false;
-        continue;
+        const bytes = utf8.encode(c);
+        if (bytes.every((b) => this.byteTokens[b]! >= 0)) {
+          for (const b of bytes) sym.push(this.byteTokens[b]!);
+          lastUnk = false;
+          continue;
+        }
+        // As tokenizers does: a character whose byte tokens are not all there becomes unk.
+        if (this.unk === undefined) {
+          const b = bytes.find((x) => this.byteTokens[x]! < 0)!;
+          throw new TokenizeError(
+            `cannot tokenize ${quote(c)}: it is not in the vocabulary, byte_fallback has no byte token <0x${HEX[b >> 4]}${HEX[b & 15]}> for it, and there is no unknown token`,
+          );
+        }
       }
       if (this.unk === undefined) {
-        throw new Error(
-          `cannot encode ${quote(c)}: it is not in the vocabulary and there is no unknown token`,
+        throw new TokenizeError(
+          `cannot tokenize ${quote(c)}: it is not in the vocabulary and there is no unknown token`,
         );
       }
       if (!(this.data.fuseUnk && lastUnk)) sym.push(this.unk);
