@@ -6,7 +6,7 @@
 import type { Manifest } from "../manifest.ts";
 import { type Access, type Backend, type GpuBuffer, GpuError, type Pipeline } from "./backend.ts";
 import type { ExpertBuffers, GpuPlaced } from "./place.ts";
-import type { GpuBinding, GpuProgram, GpuStep, KernelStep } from "./program.ts";
+import { type GpuBinding, type GpuProgram, type GpuStep, innerSteps, type KernelStep } from "./program.ts";
 
 /** A kernel step made ready: one pipeline per dispatch (a split weight dispatches once per chunk). */
 export interface Ready {
@@ -44,8 +44,8 @@ export class GpuForward {
   async prepare(): Promise<void> {
     const walk = async (steps: GpuStep[]) => {
       for (const s of steps) {
-        if (s.op === "loop") await walk(s.body);
         if (s.op === "kernel") this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
+        else await walk(innerSteps(s));
       }
     };
     await walk(this.program.steps);
@@ -81,6 +81,10 @@ export class GpuForward {
     for (const s of steps) {
       if (s.op === "loop") {
         for (let l = 0; l < s.count; l++) await this.run(s.body, l);
+        continue;
+      }
+      if (s.op === "layers") {
+        await this.run(s.cases[s.table[layer]!]!, layer);
         continue;
       }
       if (s.op === "experts") {

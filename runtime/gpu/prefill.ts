@@ -9,7 +9,14 @@ import type { Manifest } from "../manifest.ts";
 import { type Backend, type GpuBuffer, GpuError } from "./backend.ts";
 import { type Ready, readyStep } from "./forward.ts";
 import type { ExpertBuffers, GpuPlaced } from "./place.ts";
-import type { BatchBinding, BatchKernelStep, BatchStep, GpuBatch, GpuProgram } from "./program.ts";
+import {
+  type BatchBinding,
+  type BatchKernelStep,
+  type BatchStep,
+  type GpuBatch,
+  type GpuProgram,
+  innerSteps,
+} from "./program.ts";
 
 /** One expert's tokens in a batch: entries are the token's index | its pick << 16. */
 interface ExpertTokens {
@@ -56,8 +63,8 @@ export class GpuPrefill {
   async prepare(): Promise<void> {
     const walk = async (steps: BatchStep[]) => {
       for (const s of steps) {
-        if (s.op === "loop" || s.op === "experts") await walk(s.body);
         if (s.op === "kernel") this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
+        else await walk(innerSteps(s));
       }
     };
     await walk(this.batch.steps);
@@ -103,6 +110,10 @@ export class GpuPrefill {
     for (const s of steps) {
       if (s.op === "loop") {
         for (let l = 0; l < s.count; l++) await this.run(s.body, l, n);
+        continue;
+      }
+      if (s.op === "layers") {
+        await this.run(s.cases[s.table[layer]!]!, layer, n);
         continue;
       }
       if (s.op === "picks") {

@@ -52,7 +52,17 @@ export interface LoopStep {
   body: GpuStep[];
 }
 
-export type GpuStep = KernelStep | ExpertsStep | LoopStep;
+/**
+ * In the layer loop, a node whose weight's scheme differs by layer: one list of steps per distinct form of
+ * it, and layer l runs `cases[table[l]]` (the choice per layer is data; the loop is still one loop).
+ */
+export interface LayersStep<S> {
+  op: "layers";
+  table: number[];
+  cases: S[][];
+}
+
+export type GpuStep = KernelStep | ExpertsStep | LoopStep | LayersStep<GpuStep>;
 
 /** A constant table the runtime computes once at load and uploads into the arena (RoPE angles). */
 export interface GpuTable {
@@ -132,7 +142,19 @@ export interface BatchLoopStep {
   body: BatchStep[];
 }
 
-export type BatchStep = BatchKernelStep | BatchPicksStep | BatchExpertsStep | BatchLoopStep;
+export type BatchStep =
+  | BatchKernelStep
+  | BatchPicksStep
+  | BatchExpertsStep
+  | BatchLoopStep
+  | LayersStep<BatchStep>;
+
+/** The steps nested in a step (a loop's body, an expert's body, every case of a per-layer choice). */
+export function innerSteps<S extends GpuStep | BatchStep>(s: S): S[] {
+  if (s.op === "loop" || (s.op === "experts" && "body" in s)) return s.body as S[];
+  if (s.op === "layers") return (s.cases as S[][]).flat();
+  return [];
+}
 
 export interface GpuBatch {
   /** Tokens per batch at most (the runtime takes fewer where the arena copies would not fit a binding). */
@@ -177,7 +199,7 @@ export function arenaBuffers(p: GpuProgram, copies: number): { arena: number; q8
 export function* kernelSteps(steps: GpuStep[]): Generator<KernelStep> {
   for (const s of steps) {
     if (s.op === "kernel") yield s;
-    else if (s.op === "loop") yield* kernelSteps(s.body);
+    else yield* kernelSteps(innerSteps(s));
   }
 }
 

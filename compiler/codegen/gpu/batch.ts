@@ -15,15 +15,16 @@
 // - The final norm and LM head run for the last token only: its loop results are copied into the first
 //   arena copy and the per-token program's steps after the loop run there.
 
-import type {
-  BatchBinding,
-  BatchStep,
-  GpuBatch,
-  GpuBinding,
-  GpuStep,
-  KernelStep,
+import {
+  type BatchBinding,
+  type BatchStep,
+  type GpuBatch,
+  type GpuBinding,
+  type GpuStep,
+  innerSteps,
+  type KernelStep,
 } from "../../../runtime/gpu/program.ts";
-import type { Graph, Node } from "../../ir/graph.ts";
+import { type Graph, layerForms, type Node } from "../../ir/graph.ts";
 import type { KernelUse } from "./program.ts";
 import { elements, nodeSteps, normOf, Q, type StepContext, W } from "./steps.ts";
 
@@ -55,7 +56,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
   const normed = new Map<number, number>();
   let lists = 0;
 
-  const emitGraph = (nodes: Node[]): BatchStep[] => {
+  const emitGraph = (nodes: Node[], layers = 0): BatchStep[] => {
     const out: BatchStep[] = [];
     const step = (
       use: KernelUse,
@@ -99,11 +100,11 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
       const use = matmul({ weights, ...o });
       step(use, binds, params, [1, 1, 1], false, { count: o.out, perGroup: use.perGroup, weights: splits });
     };
-    for (const n of nodes) {
+    const emitNode = (n: Node) => {
       const x = n.inputs[0]!;
       at.visit(n);
       if (n.op !== "linear" && n.op !== "gate_up" && n.op !== "route") lastN = undefined;
-      if (at.simple(n)) continue;
+      if (at.simple(n)) return;
       switch (n.op) {
         case "linear": {
           const scheme = n.attrs.scheme as string;
@@ -202,7 +203,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
           };
           b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!));
           const body = emitInto(() => {
-            out.push(...emitGraph(b.nodes));
+            out.push(...emitGraph(b.nodes, n.attrs.count as number));
             b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!));
           });
           out.push({ op: "loop", count: n.attrs.count as number, body });
@@ -211,6 +212,27 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
         default:
           throw new Error(`no batched ${ks.backend} kernel for \`${n.op}\``);
       }
+    };
+    // A node whose scheme differs by layer: each form's steps as a case, from a clean slate (no input
+    // counts as already quantized or normalized, since another case may have run in its place).
+    const reset = () => {
+      at.forget();
+      lastN = undefined;
+    };
+    for (const n of nodes) {
+      const { forms, table } = layerForms(n, layers);
+      if (forms.length === 1) {
+        emitNode(n);
+        continue;
+      }
+      const cases = forms.map((f) =>
+        emitInto(() => {
+          reset();
+          emitNode(f);
+        }),
+      );
+      reset();
+      out.push({ op: "layers", table, cases });
     }
     return out;
 
@@ -259,7 +281,7 @@ export function finishBatch(b: GpuBatch, stride: number, qStride: number): GpuBa
   const walk = (steps: BatchStep[]) => {
     for (const s of steps) {
       if (s.op === "kernel") Object.assign(s.params, { bstride: stride, qstride: qStride, tko: b.tko });
-      else if (s.op === "loop" || s.op === "experts") walk(s.body);
+      else walk(innerSteps(s));
     }
   };
   walk(b.steps);

@@ -14,7 +14,7 @@ import {
   type GpuTable,
 } from "../../../runtime/gpu/program.ts";
 import type { Manifest } from "../../../runtime/manifest.ts";
-import type { Graph } from "../../ir/graph.ts";
+import { type Graph, layerForms, type Node } from "../../ir/graph.ts";
 import { SpecError } from "../../lang/errors.ts";
 import type { ActivationPlan } from "../../plan/activations.ts";
 import { moeOps } from "../emit.ts";
@@ -189,16 +189,16 @@ export function buildGpuProgram(
     maxContext: manifest.maxContext,
   };
 
-  const emitGraph = (g: Graph): GpuStep[] => {
+  const emitGraph = (g: Graph, layers = 0): GpuStep[] => {
     const out: GpuStep[] = [];
     const kernel: Emit = (use, bind, params, grid, rows) => {
       out.push({ op: "kernel", kernel: use.name, bind, params, grid, ...(rows ? { rows } : {}) });
     };
     const at = nodeSteps(context, kernel);
-    for (const n of g.nodes) {
+    const emitNode = (n: Node) => {
       const x = n.inputs[0]!;
       at.visit(n);
-      if (at.simple(n)) continue;
+      if (at.simple(n)) return;
       switch (n.op) {
         case "linear": {
           const scheme = n.attrs.scheme as string;
@@ -301,7 +301,7 @@ export function buildGpuProgram(
             });
           };
           b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, out));
-          const body = emitGraph(b);
+          const body = emitGraph(b, n.attrs.count as number);
           b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!, body));
           out.push({ op: "loop", count: n.attrs.count as number, body });
           break;
@@ -312,6 +312,23 @@ export function buildGpuProgram(
             `no ${ks.backend} kernel for \`${n.op}\` (a pattern the fusion pass should have folded)`,
           );
       }
+    };
+    // A node whose scheme differs by layer: each form's steps as a case, none relying on an input another
+    // case would have quantized.
+    for (const n of g.nodes) {
+      const { forms, table } = layerForms(n, layers);
+      if (forms.length === 1) {
+        emitNode(n);
+        continue;
+      }
+      const cases = forms.map((f) => {
+        at.forget();
+        const start = out.length;
+        emitNode(f);
+        return out.splice(start);
+      });
+      at.forget();
+      out.push({ op: "layers", table, cases });
     }
     return out;
   };
