@@ -85,9 +85,15 @@ program
 
 program
   .command("quantize")
-  .description("re-quantize a GGUF checkpoint: one scheme for every matrix, or per-weight rules from a spec")
+  .description(
+    "re-quantize a GGUF checkpoint: a llama.cpp preset, one scheme for every matrix, or per-weight rules from a spec",
+  )
   .argument("<in>", "the GGUF file to read")
   .option("-o, --out <file>", "the GGUF file to write (atomically)")
+  .option(
+    "--preset <name>",
+    "llama.cpp's mix: Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, F16, BF16, F32",
+  )
   .option("--scheme <name>", "the scheme for every matrix no rule names (see `moec schemes`)")
   .option("--rules <spec>", "a .moe spec whose quantization block gives per-weight schemes")
   .option("--quant <name>", "which quantization block of --rules (default: the first for the model)")

@@ -1,4 +1,4 @@
-// `moec quantize IN -o OUT --scheme NAME [--rules SPEC]`: re-quantize a GGUF checkpoint.
+// `moec quantize IN -o OUT --scheme NAME [--rules SPEC]` or `--preset NAME`: re-quantize a GGUF checkpoint.
 import { existsSync, statSync } from "node:fs";
 import { SingleBar } from "cli-progress";
 import Table from "cli-table3";
@@ -9,6 +9,13 @@ import { ruleChoice } from "../../compiler/quantize-rules.ts";
 import { pickModel, SelectionError } from "../../compiler/select.ts";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { resolveGgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
+import {
+  findPreset,
+  PRESETS,
+  PRESETS_WITHOUT_SCHEMES,
+  type Preset,
+  presetQuantizeOptions,
+} from "../../runtime/checkpoint/presets.ts";
 import {
   type QuantizeOptions,
   type QuantizeReport,
@@ -25,6 +32,7 @@ export interface QuantizeCommandOptions {
   rules?: string;
   quant?: string;
   model?: string;
+  preset?: string;
   json?: boolean;
 }
 
@@ -34,6 +42,17 @@ function knownScheme(name: string): string {
       `--scheme: unknown quantization scheme \`${name}\` (known: ${schemeNames().join(", ")})`,
     );
   return name.toLowerCase();
+}
+
+function knownPreset(name: string): Preset {
+  const p = findPreset(name);
+  if (p) return p;
+  const names = PRESETS.map((x) => x.name).join(", ");
+  if (PRESETS_WITHOUT_SCHEMES.includes(name.toUpperCase()))
+    throw new UserError(
+      `--preset ${name}: llama.cpp's ${name.toUpperCase()} uses types moec has no scheme for (moec's presets: ${names})`,
+    );
+  throw new UserError(`--preset: unknown preset \`${name}\` (llama.cpp's presets moec has: ${names})`);
 }
 
 /** The choice function: from --rules (a spec's quantization block, --scheme replacing its default) or --scheme. */
@@ -68,14 +87,30 @@ function chooser(input: string, o: QuantizeCommandOptions): QuantizeOptions["cho
 
 export function quantizeCommand(input: string, o: QuantizeCommandOptions): void {
   if (!o.out) throw new UserError("-o OUT is required: the GGUF file to write");
-  if (o.scheme === undefined && o.rules === undefined)
-    throw new UserError(`give --scheme NAME (known: ${schemeNames().join(", ")}), --rules SPEC, or both`);
+  if (o.preset !== undefined && (o.scheme !== undefined || o.rules !== undefined))
+    throw new UserError(
+      "--preset chooses every tensor's scheme as llama.cpp does: give it without --scheme or --rules",
+    );
+  if (o.scheme === undefined && o.rules === undefined && o.preset === undefined)
+    throw new UserError(
+      `give --preset NAME (llama.cpp's: ${PRESETS.map((p) => p.name).join(", ")}), --scheme NAME (known: ${schemeNames().join(", ")}), --rules SPEC, or --scheme and --rules`,
+    );
+  const preset = o.preset === undefined ? undefined : knownPreset(o.preset);
   if (!existsSync(input)) throw new UserError(`${input}: no such file`, 2);
   if (statSync(input).isDirectory())
     throw new UserError(
       `${input} is a folder: moec quantize reads GGUF files (for a Hugging Face folder, convert it first with llama.cpp's convert_hf_to_gguf.py)`,
     );
-  const choose = chooser(input, o);
+  let choose: QuantizeOptions["choose"];
+  let fileType: number | undefined;
+  if (preset) {
+    const file = openGguf(input);
+    try {
+      ({ choose, fileType } = presetQuantizeOptions(file, preset));
+    } finally {
+      file.close();
+    }
+  } else choose = chooser(input, o);
   const bar =
     process.stderr.isTTY && !o.json
       ? new SingleBar(
@@ -93,6 +128,7 @@ export function quantizeCommand(input: string, o: QuantizeCommandOptions): void 
   try {
     report = quantizeGguf(input, o.out, {
       choose,
+      fileType,
       onProgress: bar
         ? (p) => {
             if (p.done === 1) bar.start(Math.max(1, Math.round(p.bytesTotal / 2 ** 20)), 0, { tensor: "" });
@@ -105,16 +141,18 @@ export function quantizeCommand(input: string, o: QuantizeCommandOptions): void 
   }
   const ms = performance.now() - started;
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ ...report, ms: Math.round(ms) }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...report, preset: preset?.name, ms: Math.round(ms) }, null, 2)}\n`,
+    );
     return;
   }
-  process.stdout.write(`${summary(report, ms)}\n`);
+  process.stdout.write(`${summary(report, ms, preset?.name)}\n`);
 }
 
 const rel = (rmse: number, rms: number) => (rms > 0 ? `${((100 * rmse) / rms).toFixed(2)}%` : "-");
 
 /** The per-tensor table and the totals. */
-export function summary(r: QuantizeReport, ms: number): string {
+export function summary(r: QuantizeReport, ms: number, preset?: string): string {
   const t = new Table({
     head: ["tensor", "type", "before", "after", "bits/w", "RMSE", "RMSE/RMS", "note"],
     style: { head: [], border: [] },
@@ -142,11 +180,11 @@ export function summary(r: QuantizeReport, ms: number): string {
   if (fellBack.length)
     lines.push(
       pc.yellow(
-        `${fellBack.length} tensor${fellBack.length === 1 ? "" : "s"} fell back to a scheme whose block fits their rows: ${fellBack.map((x) => `${x.name} (${x.to})`).join(", ")}`,
+        `${fellBack.length} tensor${fellBack.length === 1 ? "" : "s"} fell back to a scheme whose block fits their rows: ${fellBack.map((x) => `${x.name} (${x.to}: ${x.note!.replace(/^fell back: /, "")})`).join(", ")}`,
       ),
     );
   lines.push(
-    `${pc.green("wrote")} ${r.output} (${bytes(r.fileBytes)}${r.fileType === undefined ? "" : `, general.file_type ${r.fileType}`}) in ${(ms / 1000).toFixed(1)} s`,
+    `${pc.green("wrote")} ${r.output} (${bytes(r.fileBytes)}${r.fileType === undefined ? "" : `, general.file_type ${r.fileType}${preset ? ` (${preset})` : ""}`}) in ${(ms / 1000).toFixed(1)} s`,
   );
   return lines.join("\n");
 }

@@ -9,7 +9,7 @@
 // The reader and the writer both resolve a type id through `resolveTensorType`, so a file moec writes
 // with such a type reads back exactly when the scheme is registered (by a plugin) in the reading process.
 // llama.cpp does not know these ids and refuses such files.
-import { findScheme, schemeByGgmlType } from "../quant/index.ts";
+import { findScheme, schemeByGgmlType, schemes } from "../quant/index.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
 import { CUSTOM_GGML_TYPE_BASE } from "../quant/validate.ts";
 import { type GgufValue, gv } from "./gguf-value.ts";
@@ -26,6 +26,60 @@ export function isCustomTypeKey(key: string): boolean {
 
 export type MetadataLookup = (key: string) => GgufValue | undefined;
 
+/**
+ * ggml's names of its tensor types (`ggml_type_name`, ggml/src/ggml.c of the llama.cpp that node-llama-cpp
+ * ships), by type id, so that a type moec has no scheme for is named as llama.cpp names it.
+ */
+export const GGML_TYPE_NAMES: Readonly<Record<number, string>> = {
+  0: "f32",
+  1: "f16",
+  2: "q4_0",
+  3: "q4_1",
+  6: "q5_0",
+  7: "q5_1",
+  8: "q8_0",
+  9: "q8_1",
+  10: "q2_K",
+  11: "q3_K",
+  12: "q4_K",
+  13: "q5_K",
+  14: "q6_K",
+  15: "q8_K",
+  16: "iq2_xxs",
+  17: "iq2_xs",
+  18: "iq3_xxs",
+  19: "iq1_s",
+  20: "iq4_nl",
+  21: "iq3_s",
+  22: "iq2_s",
+  23: "iq4_xs",
+  24: "i8",
+  25: "i16",
+  26: "i32",
+  27: "i64",
+  28: "f64",
+  29: "iq1_m",
+  30: "bf16",
+  34: "tq1_0",
+  35: "tq2_0",
+  39: "mxfp4",
+  40: "nvfp4",
+  41: "q1_0",
+  42: "q2_0",
+};
+
+/** ggml's name of a type id (`q4_K`, `iq4_nl`), or undefined for an id ggml does not have. */
+export const ggmlTypeName = (type: number): string | undefined => GGML_TYPE_NAMES[type];
+
+/** The GGUF types moec reads, by ggml's names (F32, F16, …, Q8_0). */
+function readable(): string {
+  return schemes()
+    .filter((s) => s.ggmlType !== undefined)
+    .sort((a, b) => a.ggmlType! - b.ggmlType!)
+    .map((s) => (ggmlTypeName(s.ggmlType!) ?? s.name).toUpperCase())
+    .join(", ");
+}
+
 /** The scheme a tensor type id stands for in a file with this metadata, or why there is none. */
 export function resolveTensorType(
   type: number,
@@ -33,6 +87,11 @@ export function resolveTensorType(
 ): { scheme: QuantScheme } | { problem: string } {
   const builtin = type < CUSTOM_GGML_TYPE_BASE ? schemeByGgmlType(type) : undefined;
   if (builtin) return { scheme: builtin };
+  const ggml = ggmlTypeName(type);
+  if (ggml !== undefined)
+    return {
+      problem: `type ${ggml.toUpperCase()} (ggml type ${type}, \`${ggml}\` in llama.cpp) has no quantization scheme in moec, which reads ${readable()}: re-quantize the original weights to one of those, e.g. with \`moec quantize --preset Q4_K_M\` or llama.cpp's llama-quantize`,
+    };
   if (type < CUSTOM_GGML_TYPE_BASE)
     return {
       problem: `unknown tensor type ${type} (no registered quantization scheme has this ggml type id)`,

@@ -21,7 +21,7 @@ export type TensorChoice =
    * Store it as `scheme`. `explicit`: a rule named this tensor, so a row that does not fill the scheme's
    * blocks is an error; otherwise (the default) the tensor falls back to a scheme whose block fits.
    */
-  | { keep?: false; scheme: string; explicit: boolean; rule?: string };
+  | { keep?: false; scheme: string; explicit: boolean; rule?: string; note?: string };
 
 export interface QuantizeProgress {
   tensor: string;
@@ -34,6 +34,12 @@ export interface QuantizeProgress {
 
 export interface QuantizeOptions {
   choose(t: GgufTensorInfo): TensorChoice;
+  /**
+   * `general.file_type` to write (a llama.cpp preset's LLAMA_FTYPE); by default the type of the scheme that
+   * holds most quantized elements. Given, the file also gets `general.quantization_version` whatever its
+   * types, as llama-quantize writes it.
+   */
+  fileType?: number;
   onProgress?(p: QuantizeProgress): void;
 }
 
@@ -102,7 +108,7 @@ function plan(file: GgufFile, opts: QuantizeOptions, outPath: string): Planned[]
     const want = getScheme(c.scheme);
     const row = info.dims[0]!;
     if (row % want.blockSize === 0) {
-      out.push({ info, to: want, keep: want === info.scheme });
+      out.push({ info, to: want, keep: want === info.scheme, note: c.note });
       continue;
     }
     if (c.explicit) {
@@ -212,8 +218,8 @@ export function quantizeGguf(inPath: string, outPath: string, opts: QuantizeOpti
       };
     });
 
-    const fileType = fileTypeOf(planned);
-    const quantized = planned.some((p) => !isFloat(p.to));
+    const fileType = opts.fileType ?? fileTypeOf(planned);
+    const quantized = opts.fileType !== undefined || planned.some((p) => !isFloat(p.to));
     const metadata: [string, GgufValue][] = [];
     for (const [k, v] of file.metadata) {
       if (isCustomTypeKey(k)) continue;
