@@ -27,7 +27,7 @@ import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { GgufWeights, perExpertTensorNames } from "../runtime/checkpoint/gguf-weights.ts";
 import { SafetensorsCheckpoint } from "../runtime/checkpoint/safetensors.ts";
 import { SafetensorsWeights } from "../runtime/checkpoint/safetensors-weights.ts";
-import { tensorName } from "../runtime/manifest.ts";
+import { type Manifest, tensorName } from "../runtime/manifest.ts";
 import { type CompiledModule, importModuleDir, importModuleSource } from "../runtime/model.ts";
 import { findScheme, schemeNames } from "../runtime/quant/registry.ts";
 import { tokenizerFromGguf } from "../runtime/tokenizer/from-gguf.ts";
@@ -187,6 +187,42 @@ export function interleavedRopeWeights(c: Compiled): Map<string, number> {
   return out;
 }
 
+/** Hugging Face's input embedding and output head: the two tensors `tie_word_embeddings` makes one. */
+const TIED_TENSORS = ["model.embed_tokens.weight", "lm_head.weight"] as const;
+
+/** Whether the folder's config.json says `tie_word_embeddings: true` (false without one, or if unreadable). */
+function tiesEmbeddings(folder: string): boolean {
+  const path = join(folder, "config.json");
+  try {
+    if (!existsSync(path) || statSync(path).size > MAX_CONFIG_BYTES) return false;
+    return (
+      (JSON.parse(readFileSync(path, "utf8")) as { tie_word_embeddings?: unknown }).tie_word_embeddings ===
+      true
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * With tied embeddings a checkpoint may store either `model.embed_tokens.weight` or `lm_head.weight` (or
+ * both): a weight naming the one that is absent reads the other instead.
+ */
+export function tiedManifest<M extends Pick<Manifest, "weights">>(
+  manifest: M,
+  checkpoint: Pick<SafetensorsCheckpoint, "findTensor">,
+  folder: string,
+): M {
+  if (!tiesEmbeddings(folder)) return manifest;
+  const weights = manifest.weights.map((w) => {
+    const i = (TIED_TENSORS as readonly string[]).indexOf(w.tensor);
+    if (i < 0 || w.layers !== 0 || checkpoint.findTensor(w.tensor)) return w;
+    const other = TIED_TENSORS[1 - i]!;
+    return checkpoint.findTensor(other) ? { ...w, tensor: other } : w;
+  });
+  return { ...manifest, weights };
+}
+
 async function loadSafetensors(
   source: string | undefined,
   weightsPath: string,
@@ -226,7 +262,9 @@ async function loadSafetensors(
       rope = interleavedRopeWeights(c);
       module = await importModuleSource(c.files["model.js"]!);
     }
-    const weights = new SafetensorsWeights(checkpoint, module.manifest, { interleavedRope: rope });
+    const weights = new SafetensorsWeights(checkpoint, tiedManifest(module.manifest, checkpoint, folder), {
+      interleavedRope: rope,
+    });
     const chatTemplate: ChatTemplateSource | undefined =
       tokenizer.chatTemplate === undefined
         ? undefined

@@ -11,6 +11,7 @@ import {
   mixtralMetadata,
   type RandomMixtralOptions,
   randomVocabulary,
+  type Vocabulary,
 } from "../runtime/checkpoint/random-gguf.ts";
 import { toF32 } from "../runtime/checkpoint/safetensors.ts";
 import { permuteRopeRows } from "../runtime/checkpoint/safetensors-weights.ts";
@@ -55,7 +56,14 @@ export const MISTRAL_CHAT_TEMPLATE =
 
 /** tokenizer.json for moec's random SentencePiece vocabulary (transformers' LlamaConverter layout). */
 export function tokenizerJson(vocabSize: number): object {
-  const v = randomVocabulary(vocabSize);
+  return tokenizerJsonFor(randomVocabulary(vocabSize));
+}
+
+/**
+ * tokenizer.json for a SentencePiece vocabulary whose pieces are in score order with `<unk>`, `<s>`, `</s>` as
+ * ids 0, 1, 2 (moec's random ones, llama2.c's), laid out as transformers' LlamaConverter writes it.
+ */
+export function tokenizerJsonFor(v: Vocabulary): object {
   const vocab: Record<string, number> = {};
   v.tokens.forEach((t, i) => {
     vocab[t] = i;
