@@ -18,6 +18,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keptByDefault, type QuantizeOptions, quantizeGguf } from "../../runtime/checkpoint/quantize.ts";
+import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { writeGguf } from "../../runtime/checkpoint/gguf-write.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
 import { upcycleGguf } from "../../runtime/checkpoint/upcycle.ts";
 import {
@@ -47,14 +49,20 @@ const VOCAB = 512;
 
 interface Case {
   name: string;
-  type: "f32" | "q8_0";
+  type: "f32" | "q8_0" | "q4_0";
   /** Experts and top-k of the upcycled MoE; none for the dense model. */
   moe?: { experts: number; topK: number };
+  /** Leave `output.weight` out, so that both engines tie the head to `token_embd.weight`. */
+  tied?: boolean;
+  /** The greedy text must be EXPECTED (the dense model in f32, or quantized where it keeps it). */
+  expected?: boolean;
 }
 
 const CASES: Case[] = [
-  { name: "stories260K f32", type: "f32" },
-  { name: "stories260K q8_0 (ffn_down f32)", type: "q8_0" },
+  { name: "stories260K f32", type: "f32", expected: true },
+  { name: "stories260K f32, output.weight left out (tied head)", type: "f32", tied: true, expected: true },
+  { name: "stories260K q8_0 (ffn_down f32)", type: "q8_0", expected: true },
+  { name: "stories260K q4_0 (ffn_down f32)", type: "q4_0" },
   { name: "stories260K upcycled, 4 experts top-2, f32", type: "f32", moe: { experts: 4, topK: 2 } },
   { name: "stories260K upcycled, 8 experts top-2, f32", type: "f32", moe: { experts: 8, topK: 2 } },
   {
@@ -65,17 +73,32 @@ const CASES: Case[] = [
 ];
 
 /**
- * q8_0 for every matrix whose rows fill its blocks of 32; the others (ffn_down, rows of 172) stay f32 rather
- * than falling back to f16, so that the ggml-arithmetic variant reproduces llama.cpp's rounding exactly
- * (f16's activation rounding is too fine to emulate position by position, see ggml-numerics.ts).
+ * `scheme` (q8_0, q4_0: blocks of 32) for every matrix whose rows fill its blocks; the others (ffn_down, rows
+ * of 172) stay f32 rather than falling back to f16, so that the ggml-arithmetic variant reproduces llama.cpp's
+ * rounding exactly (f16's activation rounding is too fine to emulate position by position, ggml-numerics.ts).
  */
-const q8Choice: QuantizeOptions["choose"] = (t) => {
-  const why = keptByDefault(t.name, t.dims);
-  if (why) return { keep: true, why };
-  if (t.dims[0]! % 32 !== 0)
-    return { keep: true, why: `kept f32: rows of ${t.dims[0]} do not fill q8_0's blocks` };
-  return { scheme: "q8_0", explicit: true };
-};
+const blockChoice =
+  (scheme: string): QuantizeOptions["choose"] =>
+  (t) => {
+    const why = keptByDefault(t.name, t.dims);
+    if (why) return { keep: true, why };
+    if (t.dims[0]! % 32 !== 0)
+      return { keep: true, why: `kept f32: rows of ${t.dims[0]} do not fill ${scheme}'s blocks` };
+    return { scheme, explicit: true };
+  };
+
+/** A copy of the GGUF at `path` without `output.weight`. */
+function withoutHead(path: string, out: string): void {
+  const f = openGguf(path);
+  try {
+    const tensors = f.tensors
+      .filter((t) => t.name !== "output.weight")
+      .map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: f.read(t) }));
+    writeGguf(out, { metadata: f.metadata, tensors });
+  } finally {
+    f.close();
+  }
+}
 
 /** Greedy margins on f32 files must be at least this many times the largest logit difference. */
 const DECISIVE = 4;
@@ -137,13 +160,17 @@ for (const [i, c] of CASES.entries())
 
     beforeAll(async () => {
       let path = STORIES;
+      if (c.tied) {
+        path = `${dir}/tied-${i}.gguf`;
+        withoutHead(STORIES, path);
+      }
       if (c.moe) {
         path = `${dir}/moe-${i}.gguf`;
         upcycleGguf(STORIES, path, { ...c.moe, seed: 7 });
       }
       if (c.type !== "f32") {
         const q = `${dir}/case-${i}-${c.type}.gguf`;
-        quantizeGguf(path, q, { choose: q8Choice });
+        quantizeGguf(path, q, { choose: blockChoice(c.type) });
         path = q;
       }
       ({ prompt, llamaPrompt, ours, batched, theirs } = await runBoth(path, {
@@ -197,7 +224,7 @@ for (const [i, c] of CASES.entries())
         expect(ours.tokens).toEqual(theirs.tokens);
         expect(batched.tokens).toEqual(theirs.tokens);
         expect(text.ours).toBe(text.theirs);
-        if (!c.moe) expect(text.ours.startsWith(EXPECTED)).toBe(true);
+        if (c.expected) expect(text.ours.startsWith(EXPECTED)).toBe(true);
       });
 
       it(`makes decisive greedy choices (every margin ≥ ${DECISIVE}× the largest logit difference)`, () => {
@@ -213,7 +240,7 @@ for (const [i, c] of CASES.entries())
       it(`with ggml's activation rounding: llama.cpp's ${GENERATE} greedy tokens and text, logits to float rounding`, () => {
         expect(ggml!.tokens).toEqual(theirs.tokens);
         expect(ggmlText).toBe(text.theirs);
-        if (!c.moe) expect(ggmlText.startsWith(EXPECTED)).toBe(true);
+        if (c.expected) expect(ggmlText.startsWith(EXPECTED)).toBe(true);
         expect(ggmlLogit.length).toBe(prompt.length + GENERATE - 1);
         expect(quantile(ggmlLogit, 0.5)).toBeLessThanOrEqual(GGML_AGREE.median);
         expect(Math.max(...ggmlLogit)).toBeLessThanOrEqual(GGML_AGREE.worst);
@@ -232,7 +259,7 @@ for (const [i, c] of CASES.entries())
           const b = theirs.logits[prompt.length - 1 + at]!;
           expect(margin(b)).toBeLessThanOrEqual(2 * maxAbsDiff(a, b));
         }
-        if (!c.moe) {
+        if (c.expected) {
           // The dense q8_0 file has no such tie.
           expect(ours.tokens).toEqual(theirs.tokens);
           expect(batched.tokens).toEqual(theirs.tokens);
