@@ -17,9 +17,9 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keptByDefault, type QuantizeOptions, quantizeGguf } from "../../runtime/checkpoint/quantize.ts";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { writeGguf } from "../../runtime/checkpoint/gguf-write.ts";
+import { keptByDefault, type QuantizeOptions, quantizeGguf } from "../../runtime/checkpoint/quantize.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
 import { upcycleGguf } from "../../runtime/checkpoint/upcycle.ts";
 import {
