@@ -1,6 +1,6 @@
 // Small random Mixtral-shaped (or dense Mistral-shaped) GGUF files that llama.cpp can load: the
 // llama architecture's metadata, a SentencePiece-style vocabulary, f32 norms and router, and every
-// matrix in the requested type, encoded by moec's own schemes. Tests and `moec demo` use them.
+// matrix in the requested type, encoded by moec's own schemes. Tests and the benchmarks use them.
 import { getScheme } from "../quant/index.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
 import { gaussian, rng } from "../weights.ts";
