@@ -160,6 +160,11 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     addSpacePrefix: flag(TOKENIZER_KEYS.addSpacePrefix, true),
     // llama.cpp never falls back to the unknown token: text needing a missing byte token fails.
     unkFallback: false,
+    eot: id("eot"),
+    eom: id("eom"),
+    modelName: stringKey("general.name"),
+    pre: stringKey(TOKENIZER_KEYS.pre),
+    architecture: stringKey("general.architecture"),
   };
   try {
     return new SpmTokenizer(data);

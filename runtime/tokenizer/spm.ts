@@ -21,6 +21,15 @@
 //   piece is removed (llama.cpp's `remove_space`); when that first token is BOS it is BOS's piece that
 //   is looked at, so text after a leading BOS keeps its space (this is what llama.cpp does).
 
+import {
+  ATTR,
+  ATTR_OF_TYPE,
+  type Fragment,
+  markSpecialTexts,
+  partitionSpecial,
+  perModelAttributes,
+  sortSpecials,
+} from "./special.ts";
 import { TokenizeError } from "./tokenizer.ts";
 
 /** `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`). */
@@ -54,6 +63,13 @@ export interface SpmTokenizerData {
    * Either way a vocabulary with some or no byte tokens loads.
    */
   readonly unkFallback?: boolean | undefined;
+  /** End-of-turn / end-of-message ids the file names (tokenizer.ggml.eot_token_id …). */
+  readonly eot?: number | undefined;
+  readonly eom?: number | undefined;
+  /** `general.name` / `tokenizer.ggml.pre` / `general.architecture`, for llama.cpp's per-model attributes (Phi-3). */
+  readonly modelName?: string | undefined;
+  readonly pre?: string | undefined;
+  readonly architecture?: string | undefined;
 }
 
 /** Which part of `SpmTokenizerData` an error is about (the GGUF reader maps it to a metadata key). */
@@ -101,53 +117,6 @@ export interface DecodeOptions {
   readonly keepLeadingSpace?: boolean;
 }
 
-// llama.cpp's llama_token_attr bits.
-const ATTR_UNKNOWN = 1 << 0;
-const ATTR_UNUSED = 1 << 1;
-const ATTR_NORMAL = 1 << 2;
-const ATTR_CONTROL = 1 << 3;
-const ATTR_USER_DEFINED = 1 << 4;
-const ATTR_BYTE = 1 << 5;
-
-const ATTR_OF_TYPE: readonly number[] = [
-  0,
-  ATTR_NORMAL,
-  ATTR_UNKNOWN,
-  ATTR_CONTROL,
-  ATTR_USER_DEFINED,
-  ATTR_UNUSED,
-  ATTR_BYTE,
-];
-
-/**
- * Token texts llama.cpp treats as end-of-generation whatever their type, and makes control tokens
- * (so they render as nothing and are partitioned only with parseSpecial).
- */
-const EOG_TEXTS: ReadonlySet<string> = new Set([
-  "<|eot_id|>",
-  "<|im_end|>",
-  "<|end|>",
-  "<|return|>",
-  "<|call|>",
-  "<|flush|>",
-  "<|calls|>",
-  "<end_of_turn>",
-  "<|endoftext|>",
-  "</s>",
-  "<|eom_id|>",
-  "<EOT>",
-  "_<EOT>",
-  "[EOT]",
-  "[EOS]",
-  "<|end_of_text|>",
-  "<end_of_utterance>",
-  "<eos>",
-  "<turn|>",
-  "<|tool_response>",
-  "<｜end▁of▁sentence｜>",
-  "[e~[",
-]);
-
 const SPACE_MARK = "\u2581";
 const HEX = "0123456789ABCDEF";
 
@@ -156,10 +125,6 @@ const utf8 = new TextEncoder();
 /** Lone surrogates become U+FFFD, as they do when the text is encoded as UTF-8. */
 function wellFormed(s: string): string {
   return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
-}
-
-function byteLength(s: string): number {
-  return utf8.encode(s).length;
 }
 
 function quote(s: string): string {
@@ -172,11 +137,6 @@ function byteOfByteToken(text: string): number {
   const m = /^\s*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)/.exec(s)!;
   const v = m[2] === "" ? 0 : Number.parseInt(m[2]!, 16);
   return (m[1] === "-" ? -v : v) & 0xff;
-}
-
-interface Fragment {
-  readonly text?: string;
-  readonly token?: number;
 }
 
 /** A max-heap of candidate merges: higher score first, then smaller left index. */
@@ -254,7 +214,7 @@ export class SpmTokenizer {
 
   private readonly texts: readonly string[];
   private readonly scores: Float32Array;
-  private readonly attrs: Uint8Array;
+  private readonly attrs: Uint16Array;
   private readonly ids = new Map<string, number>();
   /** The token for each byte, or -1. */
   private readonly byteTokens = new Int32Array(256).fill(-1);
@@ -287,7 +247,7 @@ export class SpmTokenizer {
 
     const texts: string[] = [];
     this.scores = new Float32Array(n);
-    this.attrs = new Uint8Array(n);
+    this.attrs = new Uint16Array(n);
     for (let i = 0; i < n; i++) {
       let t = tokens[i];
       if (typeof t !== "string") throw new TokenizerDataError("tokens", `token ${i} is not a string`);
@@ -341,16 +301,14 @@ export class SpmTokenizer {
       );
     }
 
-    // End-of-generation tokens, made control tokens as llama.cpp does.
-    const eog = new Set<number>();
-    for (let i = 0; i < n; i++) {
-      if (EOG_TEXTS.has(texts[i]!)) {
-        eog.add(i);
-        this.attrs[i]! |= ATTR_CONTROL;
-      }
-    }
-    if (this.eos !== undefined) eog.add(this.eos);
-    this.eogIds = eog;
+    // End-of-generation and other special-looking tokens, made control tokens as llama.cpp does.
+    this.eogIds = markSpecialTexts({
+      ids: this.ids,
+      attrs: this.attrs,
+      eos: this.eos,
+      eot: data.eot,
+      eom: data.eom,
+    });
 
     // Byte fallback: `<0xXX>`, else the single character (ASCII only; NUL never matches in llama.cpp).
     // A missing byte token is only an error when some text needs it (encode), as in llama.cpp.
@@ -361,20 +319,12 @@ export class SpmTokenizer {
     }
     this.unkFallback = (data.unkFallback ?? true) && this.unk !== undefined;
 
-    const specials: number[] = [];
-    const lengths = new Map<number, number>();
-    for (let i = 0; i < n; i++) {
-      if (this.attrs[i]! & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)) {
-        specials.push(i);
-        lengths.set(i, byteLength(texts[i]!));
-      }
-    }
-    specials.sort((a, b) => lengths.get(b)! - lengths.get(a)! || a - b);
-    this.specialTokens = specials;
+    this.specialTokens = sortSpecials(texts, this.attrs);
 
     const pieces: Uint8Array[] = [];
     for (let i = 0; i < n; i++) pieces.push(this.renderPiece(i));
     this.pieces = pieces;
+    perModelAttributes(this.ids, this.attrs, this.specialTokens, data);
   }
 
   /** The text of a token as stored in the vocabulary (with "▁", `<0xXX>` …). */
@@ -432,7 +382,7 @@ export class SpmTokenizer {
    */
   piece(id: number, special = false): Uint8Array {
     this.checkId(id);
-    if (!special && this.attrs[id]! & (ATTR_UNKNOWN | ATTR_CONTROL)) return EMPTY;
+    if (!special && this.attrs[id]! & (ATTR.unknown | ATTR.control)) return EMPTY;
     return this.pieces[id]!;
   }
 
@@ -445,37 +395,15 @@ export class SpmTokenizer {
   private renderPiece(id: number): Uint8Array {
     const attr = this.attrs[id]!;
     const text = this.texts[id]!;
-    if (attr & (ATTR_UNKNOWN | ATTR_CONTROL | ATTR_USER_DEFINED)) return utf8.encode(text);
-    if (attr & ATTR_NORMAL) return utf8.encode(text.replaceAll(SPACE_MARK, " "));
-    if (attr & ATTR_BYTE) return Uint8Array.of(byteOfByteToken(text));
+    if (attr & (ATTR.unknown | ATTR.control | ATTR.userDefined)) return utf8.encode(text);
+    if (attr & ATTR.normal) return utf8.encode(text.replaceAll(SPACE_MARK, " "));
+    if (attr & ATTR.byte) return Uint8Array.of(byteOfByteToken(text));
     return EMPTY; // unused and undefined tokens render as nothing
   }
 
-  /** Cuts special tokens out of the text: longest first, leftmost occurrences. */
+  /** Cuts special tokens out of the text: longest first, leftmost occurrences (lstrip/rstrip as marked). */
   private partition(text: string, parseSpecial: boolean): Fragment[] {
-    let buffer: Fragment[] = [{ text }];
-    for (const id of this.specialTokens) {
-      if (!parseSpecial && this.attrs[id]! & (ATTR_CONTROL | ATTR_UNKNOWN)) continue;
-      const t = this.texts[id]!;
-      const next: Fragment[] = [];
-      for (const f of buffer) {
-        if (f.text === undefined) {
-          next.push(f);
-          continue;
-        }
-        let rest = f.text;
-        for (;;) {
-          const at = rest.indexOf(t);
-          if (at < 0) break;
-          if (at > 0) next.push({ text: rest.slice(0, at) });
-          next.push({ token: id });
-          rest = rest.slice(at + t.length);
-        }
-        if (rest !== "") next.push({ text: rest });
-      }
-      buffer = next;
-    }
-    return buffer;
+    return partitionSpecial(text, this.specialTokens, this.texts, this.attrs, parseSpecial);
   }
 
   /** llama.cpp's llm_tokenizer_spm_session::tokenize on one escaped fragment. */
