@@ -48,7 +48,10 @@ const program = new Command()
 program
   .command("inspect")
   .description("parameters, active parameters, FLOPs, KV-cache and weight bytes of a spec")
-  .argument("<spec>", "a .moe file")
+  .argument(
+    "<spec>",
+    "a .moe file, or a checkpoint (a .gguf file, a Hugging Face folder) to import the spec from",
+  )
   .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
   .option("--model <name>", "which model of the spec (default: the first)")
   .option("--json", "print one JSON object")
@@ -63,7 +66,10 @@ program
 program
   .command("compile")
   .description("compile a spec to specialized kernels, a forward pass and a memory plan")
-  .argument("<spec>", "a .moe file")
+  .argument(
+    "<spec>",
+    "a .moe file, or a checkpoint (a .gguf file, a Hugging Face folder) to import the spec from",
+  )
   .option(
     "--quant <name>",
     "a quantization block of the spec, or one scheme for every matrix (default: the spec's first block for the model, else f32)",
@@ -112,7 +118,10 @@ program
   .description(
     "what goes where on a target: weights, experts resident vs offloaded, KV cache, arena, headroom",
   )
-  .argument("<spec>", "a .moe file")
+  .argument(
+    "<spec>",
+    "a .moe file, or a checkpoint (a .gguf file, a Hugging Face folder) to import the spec from",
+  )
   .option("--quant <name>", "a quantization block of the spec, or one scheme for every matrix")
   .option("--vram <size>", "the device budget, e.g. 24GiB (default: the target's)")
   .option("--context <n>", "the context to plan the KV cache for (default: the target's max_context)")
@@ -130,9 +139,9 @@ program
 program
   .command("run")
   .description(
-    "generate text: a compiled DIR, a SPEC compiled in memory, or only --weights (the spec is imported from it)",
+    "generate text: a compiled DIR, a SPEC compiled in memory, or a checkpoint alone (FILE.gguf, a Hugging Face folder, or --weights): the spec is imported from it",
   )
-  .argument("[model]", "a directory from `moec compile`, a .moe spec, or a Hugging Face folder")
+  .argument("[model]", "a directory from `moec compile`, a .moe spec, a .gguf file or a Hugging Face folder")
   .option(
     "--weights <path>",
     "the checkpoint: a .gguf file, or a Hugging Face folder (config.json, tokenizer.json, safetensors)",

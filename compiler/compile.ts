@@ -12,7 +12,14 @@ import { walk } from "./ir/graph.ts";
 import { printGraph } from "./ir/print.ts";
 import type { CheckedModel, CheckedSpec, CheckedTarget } from "./lang/check.ts";
 import { SpecError } from "./lang/errors.ts";
-import { countOps, type Quant, runPasses, type Stage, schemeResolver } from "./pipeline.ts";
+import {
+  countOps,
+  type Quant,
+  runPasses,
+  type Stage,
+  schemeResolver,
+  type WeightScheme,
+} from "./pipeline.ts";
 import { type ActivationPlan, planActivations } from "./plan/activations.ts";
 
 export interface CompileOptions {
@@ -40,14 +47,15 @@ function modelContext(m: CheckedModel): number | undefined {
 }
 
 /** The manifest's view of a checked model's weights. */
-export function weightEntries(m: CheckedModel, schemeOf: (key: string) => string): Manifest["weights"] {
+export function weightEntries(m: CheckedModel, schemeOf: (key: string) => WeightScheme): Manifest["weights"] {
   return [...m.weights.values()].map((w) => ({
     key: w.key,
     tensor: w.tensor,
     ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
     shape: w.shape,
     layers: w.group ? m.groups.get(w.group)!.count : 0,
-    scheme: schemeOf(w.key),
+    scheme: schemeOf(w.key).scheme,
+    ...(schemeOf(w.key).layers && { schemes: schemeOf(w.key).layers }),
   }));
 }
 

@@ -181,7 +181,7 @@ describe("import from GGUF metadata", () => {
     expect(e.problem).toMatch(/dims are \[64, 96, 4\] but `layer\.w_gate` \(layer 0\) needs \[64, 128, 4\]/);
   });
 
-  it("types that differ between layers get per-layer rules first", () => {
+  it("types that differ between layers get a rule naming the layers of each type but the most common", () => {
     const f = openGguf(base);
     const path = join(dir, "mixed.gguf");
     const f16 = join(dir, "f16.gguf");
@@ -190,15 +190,22 @@ describe("import from GGUF metadata", () => {
     writeGguf(path, {
       metadata: f.metadata,
       tensors: f.tensors.map((t) => {
-        const src = t.name === "blk.1.attn_v.weight" ? g.tensor(t.name) : t;
+        const mixed = t.name === "blk.1.attn_v.weight" || t.name === "blk.0.ffn_down_exps.weight";
+        const src = mixed ? g.tensor(t.name) : t;
         return { name: t.name, dims: src.dims, type: src.type, data: (src === t ? f : g).read(src) };
       }),
     });
     f.close();
     g.close();
     const imported = importCheckpoint(path);
-    expect(imported.mixedLayers).toEqual(["layer.wv"]);
+    expect(imported.mixedLayers).toEqual(["layer.wv", "layer.w_down"]);
     expect(imported.source).toMatch(/layer\[1\]\.wv\s+: f16\n\s+layer\[\*\]\.wv\s+: q8_0/);
+    // The block compiles, and the manifest reads each layer's type as the file has it.
+    const spec = compileSource(imported.source, "mixed.moe");
+    const compiled = compileModel(spec, spec.models[0]!, { quant: spec.quants[0]! });
+    const w = (key: string) => compiled.manifest.weights.find((x) => x.key === key)!;
+    expect(w("layer.wv").schemes).toEqual(["q8_0", "f16"]);
+    expect(w("layer.w_down").schemes).toEqual(["f16", "q8_0"]);
   });
 });
 

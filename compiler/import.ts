@@ -16,6 +16,7 @@ import { type GgufFile, openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { plainValue } from "../runtime/checkpoint/gguf-value.ts";
 import { resolveGgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
 import { weightEntries } from "./compile.ts";
+import { layerRanges } from "./ir/print.ts";
 import { compileSource } from "./lang/frontend.ts";
 import { KEYWORDS } from "./lang/lexer.ts";
 
@@ -364,7 +365,7 @@ export function ggufShape(file: GgufFile, opts: ImportOptions = {}): ModelShape 
 }
 
 /** The pattern of a weight key in a quantization block: `tok_embed`, `layer[*].wq`. */
-function patternOf(key: string, layer?: number): string {
+function patternOf(key: string, layer?: number | string): string {
   const dot = key.indexOf(".");
   if (dot < 0) return key;
   return `${key.slice(0, dot)}[${layer ?? "*"}]${key.slice(dot)}`;
@@ -390,7 +391,7 @@ export function importGguf(file: GgufFile, opts: ImportOptions = {}): Imported {
   // Every tensor exists with the spec's shape; its type (per layer) becomes a quantization rule.
   const resolved = resolveGgufWeights(
     file,
-    weightEntries(model, () => "f32"),
+    weightEntries(model, () => ({ scheme: "f32" })),
     { checkTypes: false },
   );
   const types = new Map<string, string[]>();
@@ -424,16 +425,19 @@ export function importGguf(file: GgufFile, opts: ImportOptions = {}): Imported {
     const common = [...counts].sort((a, b) => b[1] - a[1])[0]![0];
     if (counts.size > 1) {
       mixedLayers.push(w.key);
-      per.forEach((t, l) => {
-        if (t !== common) rules.push({ pattern: patternOf(w.key, l), scheme: t });
-      });
+      // The layers of each other type as one rule: `layer[0-3, 7].w_down : q6_k`.
+      for (const t of counts.keys()) {
+        if (t === common) continue;
+        const layers = per.flatMap((x, l) => (x === t ? [l] : []));
+        rules.push({ pattern: patternOf(w.key, layerRanges(layers).replaceAll(",", ", ")), scheme: t });
+      }
     }
     rules.push({ pattern: patternOf(w.key), scheme: common });
   }
   const quantNotes = ["Each weight's type in the file, so that compiling with this block reads it as is."];
   if (mixedLayers.length) {
     quantNotes.push(
-      `The file's types differ between layers for ${mixedLayers.join(", ")}; moec compiles one kernel per weight for all layers, so this block does not compile yet.`,
+      `The file's types differ between layers for ${mixedLayers.join(", ")}: a rule names the layers of each type that is not the most common one.`,
     );
   }
   const source = renderSpec(shape, names, { header, quant: rules, quantNotes });

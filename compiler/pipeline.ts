@@ -20,9 +20,16 @@ export interface Stage {
 /** `--quant` is a quantization block, one scheme for every matrix, or nothing (f32). */
 export type Quant = CheckedQuant | string | undefined;
 
-/** The scheme of each weight key; per-layer rules must agree across layers, since one kernel serves them all. */
-export function schemeResolver(m: CheckedModel, quant: Quant): (key: string) => string {
-  const cache = new Map<string, string>();
+/** A weight's scheme: one for every layer, or `layers`, one per layer, where the layers differ (a llama.cpp
+ * preset gives `ffn_down` q6_k in some layers and q4_k in the rest). `scheme` is then "mixed". */
+export interface WeightScheme {
+  scheme: string;
+  layers?: string[];
+}
+
+/** The scheme of each weight key, per layer; every scheme named must be registered. */
+export function schemeResolver(m: CheckedModel, quant: Quant): (key: string) => WeightScheme {
+  const cache = new Map<string, WeightScheme>();
   return (key) => {
     const hit = cache.get(key);
     if (hit) return hit;
@@ -33,22 +40,18 @@ export function schemeResolver(m: CheckedModel, quant: Quant): (key: string) => 
         : typeof quant === "string"
           ? defaultScheme(w, quant)
           : quant.schemeFor(key, layer);
-    const s = of(w.group ? 0 : undefined);
-    if (w.group) {
-      const count = m.groups.get(w.group)!.count;
-      for (let l = 1; l < count; l++) {
-        if (of(l) !== s) {
-          const where = typeof quant === "object" ? quant.decl.loc : w.loc;
-          throw new SpecError(
-            where,
-            `\`${key}\` is ${s} in layer 0 but ${of(l)} in layer ${l}; one kernel serves every layer, so a weight's scheme must be the same in all of them`,
-          );
-        }
+    const count = w.group ? m.groups.get(w.group)!.count : 0;
+    const all = count ? Array.from({ length: count }, (_, l) => of(l)) : [of()];
+    for (const s of new Set(all)) {
+      if (!findScheme(s)) {
+        const where = typeof quant === "object" ? quant.decl.loc : w.loc;
+        throw new SpecError(where, `unknown quantization scheme \`${s}\` for \`${key}\``);
       }
     }
-    if (!findScheme(s)) throw new SpecError(w.loc, `unknown quantization scheme \`${s}\``);
-    cache.set(key, s);
-    return s;
+    const out: WeightScheme =
+      new Set(all).size === 1 ? { scheme: all[0]! } : { scheme: "mixed", layers: all };
+    cache.set(key, out);
+    return out;
   };
 }
 

@@ -11,7 +11,22 @@ export interface WeightEntry {
   shape: number[];
   /** 0 for a weight outside the layer loop, else the number of layers. */
   layers: number;
+  /** The scheme of every layer, or "mixed" when they differ: then `schemes` has each layer's. */
   scheme: string;
+  schemes?: string[];
+}
+
+/** The scheme of `w` in `layer` (ignored for a weight outside the loop). */
+export function schemeAt(w: Pick<WeightEntry, "scheme" | "schemes">, layer?: number): string {
+  if (!w.schemes) return w.scheme;
+  if (layer === undefined || w.schemes[layer] === undefined)
+    throw new RangeError(`a per-layer scheme needs a layer in 0..${w.schemes.length - 1}, not ${layer}`);
+  return w.schemes[layer]!;
+}
+
+/** The distinct schemes of a weight, in layer order. */
+export function schemesOf(w: Pick<WeightEntry, "scheme" | "schemes">): string[] {
+  return w.schemes ? [...new Set(w.schemes)] : [w.scheme];
 }
 
 export interface KvEntry {

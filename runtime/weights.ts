@@ -1,6 +1,6 @@
 // Weights as the kernels see them: each (key, layer) is the packed bytes of one tensor in its scheme.
 // Where the bytes come from (a GGUF file, random numbers for tests) is the source's business.
-import type { Manifest, WeightEntry } from "./manifest.ts";
+import { type Manifest, schemeAt, type WeightEntry } from "./manifest.ts";
 import { getScheme } from "./quant/registry.ts";
 
 export interface WeightSource {
@@ -53,8 +53,8 @@ export function randomTensor(w: WeightEntry, rand: () => number, scale = 1): Flo
   return out;
 }
 
-export function encodeTensor(w: WeightEntry, values: Float32Array): Uint8Array {
-  const s = getScheme(w.scheme);
+export function encodeTensor(w: WeightEntry, values: Float32Array, layer?: number): Uint8Array {
+  const s = getScheme(schemeAt(w, w.layers ? layer : undefined));
   const out = new Uint8Array((values.length / s.blockSize) * s.blockBytes);
   s.encode(values, out);
   return out;
@@ -66,7 +66,7 @@ export function randomWeights(m: Manifest, opts: RandomOptions = {}): MemoryWeig
   for (const w of m.weights) {
     const scale = w.key === opts.headKey ? (opts.headScale ?? 1) : 1;
     const layers = w.layers === 0 ? [undefined] : [...Array(w.layers).keys()];
-    for (const l of layers) out.set(w.key, l, encodeTensor(w, randomTensor(w, rand, scale)));
+    for (const l of layers) out.set(w.key, l, encodeTensor(w, randomTensor(w, rand, scale), l));
   }
   return out;
 }

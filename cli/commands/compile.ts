@@ -1,10 +1,10 @@
 import pc from "picocolors";
 import { compileModel, dumpStages } from "../../compiler/compile.ts";
-import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { passNames } from "../../compiler/pipeline.ts";
 import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeDirAtomic } from "../../runtime/atomic.ts";
 import { bytes } from "../format.ts";
+import { loadSpecArgument } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
 import { backendOption } from "./run.ts";
 
@@ -24,7 +24,7 @@ export function compileCommand(file: string, opts: CompileOptions): void {
   if (typeof dump === "string" && !passNames.includes(dump)) {
     throw new UserError(`--dump-ir: unknown pass \`${dump}\` (passes: ${passNames.join(", ")})`);
   }
-  const spec = loadSpec(file);
+  const { spec } = loadSpecArgument(file);
   const model = pickModel(spec, opts.model);
   const quant = pickQuant(spec, model, opts.quant, true);
   const target = pickTarget(spec, opts.target);

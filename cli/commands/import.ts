@@ -19,8 +19,8 @@ export function importCommand(checkpoint: string, opts: ImportOptions): void {
     `${pc.green("imported")} ${s.name} → ${opts.out}  ${s.layers} layers, hidden ${s.hidden}, ${s.heads}/${s.kvHeads} heads, ${ffn}, vocab ${s.vocab}${imported.format === "gguf" ? ", quantization from_file" : ""}\n`,
   );
   if (imported.mixedLayers.length) {
-    process.stderr.write(
-      `${pc.yellow("warning:")} types differ between layers for ${imported.mixedLayers.join(", ")}; moec needs one type per weight in every layer, so \`from_file\` does not compile yet\n`,
+    process.stdout.write(
+      `types differ between layers for ${imported.mixedLayers.join(", ")} (rules by layer)\n`,
     );
   }
 }

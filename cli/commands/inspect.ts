@@ -1,12 +1,17 @@
 import Table from "cli-table3";
 import pc from "picocolors";
 import { categories, inspect, weightBytes } from "../../compiler/inspect.ts";
+import { layerRanges } from "../../compiler/ir/print.ts";
+import type { CheckedModel, CheckedQuant } from "../../compiler/lang/check.ts";
 import { defaultScheme } from "../../compiler/lang/check.ts";
-import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { pickModel, pickQuant } from "../../compiler/select.ts";
+import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { plainValue } from "../../runtime/checkpoint/gguf-value.ts";
+import { presetByFileType } from "../../runtime/checkpoint/presets.ts";
 import { findScheme, schemes } from "../../runtime/quant/registry.ts";
 import { bitsPerWeight } from "../../runtime/quant/scheme.ts";
 import { bytes, count } from "../format.ts";
+import { loadSpecArgument } from "../spec-argument.ts";
 import { schemeInfo } from "./schemes.ts";
 
 export interface InspectOptions {
@@ -16,9 +21,10 @@ export interface InspectOptions {
 }
 
 export function inspectCommand(file: string, opts: InspectOptions): void {
-  const spec = loadSpec(file);
+  const { spec, checkpoint } = loadSpecArgument(file);
   const model = pickModel(spec, opts.model);
-  const quant = pickQuant(spec, model, opts.quant);
+  // A GGUF's own types (its `from_file` block) unless --quant says otherwise.
+  const quant = pickQuant(spec, model, opts.quant, checkpoint === "gguf");
   const info = inspect(model, spec.quants);
   const chosen =
     quant === undefined
@@ -29,9 +35,14 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
             typeof quant === "string" ? defaultScheme(w, quant) : quant.schemeFor(w.key, layer),
           ),
         };
+  const fileInfo =
+    checkpoint === "gguf" && typeof quant === "object" ? ggufSchemes(file, model, quant) : undefined;
   if (opts.json) {
     const registered = schemes().map(schemeInfo);
-    process.stdout.write(`${JSON.stringify({ ...info, quant: chosen, schemes: registered }, null, 2)}\n`);
+    const extra = fileInfo ? { file: fileInfo } : {};
+    process.stdout.write(
+      `${JSON.stringify({ ...info, quant: chosen, ...extra, schemes: registered }, null, 2)}\n`,
+    );
     return;
   }
   const p = info.params;
@@ -58,5 +69,57 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   }
   out.push(w.toString());
   if (chosen) out.push(`with --quant ${chosen.name}: ${pc.bold(bytes(chosen.bytes))} of weights`);
+  if (fileInfo) {
+    const preset = fileInfo.preset ?? `general.file_type ${fileInfo.file_type ?? "absent"}`;
+    out.push(`the file's schemes (llama.cpp preset ${pc.bold(preset)}):`);
+    const f = new Table({ head: ["weight", "tensor", "scheme by layer"], style: { head: [] } });
+    for (const [key, w] of Object.entries(fileInfo.weights)) {
+      f.push([
+        key,
+        w.tensor,
+        Object.entries(w.schemes)
+          .map(([s, ls]) => (ls ? `${s}: ${ls}` : s))
+          .join("  "),
+      ]);
+    }
+    out.push(f.toString());
+  }
   process.stdout.write(`${out.join("\n")}\n`);
+}
+
+interface FileSchemes {
+  /** llama.cpp's name for the file's `general.file_type` ("Q4_K_M"), when it is one of its presets. */
+  preset?: string;
+  file_type?: number;
+  /** Per weight: its tensor name and each scheme with the layers that have it ("0-3,7"; "" outside the loop
+   * or when every layer has it). */
+  weights: Record<string, { tensor: string; schemes: Record<string, string> }>;
+}
+
+/** Each weight's type in a GGUF file, by layer, and the preset llama.cpp names the file by. */
+function ggufSchemes(path: string, model: CheckedModel, quant: CheckedQuant): FileSchemes {
+  const file = openGguf(path);
+  let ftype: number | undefined;
+  try {
+    const v = file.metadata.get("general.file_type");
+    if (v !== undefined && typeof plainValue(v) === "number") ftype = plainValue(v) as number;
+  } finally {
+    file.close();
+  }
+  const weights: FileSchemes["weights"] = {};
+  for (const w of model.weights.values()) {
+    const count = w.group ? model.groups.get(w.group)!.count : 0;
+    const per = count
+      ? Array.from({ length: count }, (_, l) => quant.schemeFor(w.key, l))
+      : [quant.schemeFor(w.key)];
+    const by: Record<string, string> = {};
+    const distinct = [...new Set(per)];
+    for (const s of distinct) {
+      const layers = per.flatMap((x, l) => (x === s ? [l] : []));
+      by[s] = distinct.length === 1 ? "" : layerRanges(layers);
+    }
+    weights[w.key] = { tensor: w.tensor, schemes: by };
+  }
+  const preset = ftype === undefined ? undefined : presetByFileType(ftype)?.name;
+  return { ...(preset ? { preset } : {}), ...(ftype === undefined ? {} : { file_type: ftype }), weights };
 }

@@ -1,12 +1,12 @@
 import Table from "cli-table3";
 import pc from "picocolors";
-import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { type DevicePlan, devicePlanner } from "../../compiler/plan/device.ts";
 import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { schemes } from "../../runtime/quant/registry.ts";
 import { parseSize } from "../../runtime/units.ts";
 import { bytes } from "../format.ts";
+import { loadSpecArgument } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
 import { backendOption } from "./run.ts";
 
@@ -36,7 +36,7 @@ function budgetOf(o: PlanOptions, fallback: number | undefined): number {
 }
 
 export function planCommand(file: string, o: PlanOptions): void {
-  const spec = loadSpec(file);
+  const { spec } = loadSpecArgument(file);
   const model = pickModel(spec, o.model);
   const target = o.target ? pickTarget(spec, o.target) : spec.targets[0];
   const modelContext = model.params.get("context");

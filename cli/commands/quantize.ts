@@ -76,7 +76,7 @@ function chooser(input: string, o: QuantizeCommandOptions): QuantizeOptions["cho
   try {
     resolveGgufWeights(
       file,
-      weightEntries(model, () => "f32"),
+      weightEntries(model, () => ({ scheme: "f32" })),
       { checkTypes: false },
     );
   } finally {

@@ -14,6 +14,7 @@ import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
 import { formatBytes, parseSize } from "../../runtime/units.ts";
 import { loadForRun } from "../model-source.ts";
 import { slowProgress } from "../progress.ts";
+import { isCheckpointPath } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
 
 export interface RunOptions {
@@ -107,6 +108,11 @@ function number(name: string, text: string, integer = false): number {
 }
 
 export async function runCommand(source: string | undefined, o: RunOptions): Promise<void> {
+  // `moec run model.gguf`: a checkpoint given where the spec goes is the weights, its spec imported.
+  if (source !== undefined && o.weights === undefined && isCheckpointPath(source)) {
+    o = { ...o, weights: source };
+    source = undefined;
+  }
   if (!o.weights) {
     throw new UserError(
       "--weights is required: the checkpoint to run (a .gguf file, or a Hugging Face folder with config.json, tokenizer.json and safetensors)",

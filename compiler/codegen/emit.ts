@@ -3,7 +3,7 @@
 
 import type { Manifest } from "../../runtime/manifest.ts";
 import { q8RegionBytes } from "../../runtime/q8-kernels.ts";
-import type { Graph, Node } from "../ir/graph.ts";
+import { type Graph, layerForms, type Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
 import { KernelSet, PREFILL_BYTES, PREFILL_MAX } from "./kernels.ts";
@@ -170,6 +170,22 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   const width = (id: number) => shapes.get(id)![0]!;
   const lines: string[] = [];
 
+  // A node whose scheme differs by layer gets one kernel per distinct form and a module-level table of
+  // them by layer, which the loop indexes: still one loop, the choice per layer is data.
+  let loopCount = 0;
+  const tables = new Map<string, string>();
+  /** The kernel a node's call names: one function, or `BY_LAYERn[l]`; undefined when a form has none. */
+  const kernelOf = (n: Node, make: (form: Node) => string | undefined): string | undefined => {
+    const { forms, table } = layerForms(n, loopCount);
+    const names = forms.map(make);
+    if (names.some((k) => k === undefined)) return undefined;
+    if (names.length === 1) return names[0];
+    const entries = `[${table.map((i) => names[i]).join(", ")}]`;
+    if (!tables.has(entries)) tables.set(entries, `BY_LAYER${tables.size}`);
+    return `${tables.get(entries)}[l]`;
+  };
+  const kernel = (n: Node, make: (form: Node) => string): string => kernelOf(n, make)!;
+
   /**
    * How a node's kernel call is written. The forward pass: one token (`token`, `pos`), values at their
    * arena offsets. The prefill: `b` is the token in the batch; values at `b · STRIDE` past their offsets.
@@ -244,7 +260,9 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         };
         b.params.forEach((p, k) => copy(p.id, n.inputs[k]!, p.shape[0]!, indent));
         lines.push(`${indent}for (let l = 0; l < ${n.attrs.count}; l++) {`);
+        loopCount = n.attrs.count as number;
         emitGraph(b, true, `${indent}  `, ctx);
+        loopCount = 0;
         b.params.forEach((p, k) => copy(p.id, b.results[k]!, p.shape[0]!, `${indent}  `));
         lines.push(`${indent}}`);
         continue;
@@ -266,7 +284,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     const at = (id: number) => `A, ${off(id)}`;
     switch (n.op) {
       case "linear": {
-        const k = ks.linearBatch(n, width(x));
+        const k = kernelOf(n, (f) => ks.linearBatch(f, width(x)));
         if (!k) return false;
         const dest =
           n.attrs.kv !== undefined
@@ -279,7 +297,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         return true;
       }
       case "gate_up": {
-        const k = ks.gateUpBatch(n, width(x));
+        const k = kernelOf(n, (f) => ks.gateUpBatch(f, width(x)));
         if (!k) return false;
         call(k, [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id), "n"]);
         return true;
@@ -287,12 +305,8 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       case "moe_ffn": {
         const gate = manifest.weights.find((w) => w.key === n.weights.gate)!;
         const index = moeIndex.get(n.id)!;
-        const k = ks.moeFfnBatch(
-          n,
-          width(x),
-          gate.shape[1]!,
-          width(n.inputs[1]!) / 2,
-          manifest.moe![index]!.experts,
+        const k = kernelOf(n, (f) =>
+          ks.moeFfnBatch(f, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2, manifest.moe![index]!.experts),
         );
         if (!k) return false;
         const args = ["rt", String(index), layer, at(x), at(n.inputs[1]!), at(n.id)];
@@ -337,14 +351,23 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         const args = [W(n.weights.w!), at(x), ...normArg, dest];
         if (n.attrs.residual) args.push(at(n.inputs[1]!));
         if (n.attrs.rope_heads !== undefined) args.push(ctx.pos);
-        call(ks.linear(n, width(x)), args);
+        call(
+          kernel(n, (f) => ks.linear(f, width(x))),
+          args,
+        );
         break;
       }
       case "gate_up":
-        call(ks.gateUp(n, width(x)), [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id)]);
+        call(
+          kernel(n, (f) => ks.gateUp(f, width(x))),
+          [W(n.weights.gate!), W(n.weights.up!), at(x), ...normArg, at(n.id)],
+        );
         break;
       case "route": {
-        call(ks.route(n, width(x)), [W(n.weights.router!), at(x), ...normArg, at(n.id)]);
+        call(
+          kernel(n, (f) => ks.route(f, width(x))),
+          [W(n.weights.router!), at(x), ...normArg, at(n.id)],
+        );
         const moe = moeOfRoute.get(n.id);
         if (moe && !ctx.batch) {
           // Right after the router: the runtime finds (or loads) the chosen experts.
@@ -364,7 +387,10 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
           lines.push(`${indent}const E${index} = rt.experts(${index}, ${layer}, ${at(n.inputs[1]!)});`);
         const args = ["HP", `E${index}`, at(x), at(n.inputs[1]!), at(n.id)];
         if (n.attrs.residual) args.push(at(n.inputs[2]!));
-        call(ks.moeFfn(n, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2), args);
+        call(
+          kernel(n, (f) => ks.moeFfn(f, width(x), gate.shape[1]!, width(n.inputs[1]!) / 2)),
+          args,
+        );
         // The residual stream with this layer's experts added: the next layer's router will read it
         // after only its attention, so the runtime guesses that layer's experts from it.
         if (layered && n.attrs.residual && !ctx.batch)
@@ -478,6 +504,8 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     ...kernels.flatMap((k) => k.statics),
     "",
     ...kernels.map((k) => k.source),
+    ...(tables.size ? ["/** Kernels by layer, for ops whose weight's scheme differs by layer. */"] : []),
+    ...[...tables].map(([entries, name]) => `const ${name} = ${entries};`),
     "/** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */",
     "function bind(rt: Runtime): Float32Array {",
     "  F16 = rt.f16;",

@@ -12,6 +12,11 @@ export interface Node {
   /** Weight arguments by role (`w`, `router`, `gate`…) → weight key (`tok_embed`, `layer.wq`). */
   weights: Record<string, string>;
   attrs: Record<string, Attr>;
+  /**
+   * In a loop body, attributes that differ by layer (a weight quantized with q6_k in some layers and q4_k
+   * in others): entry l overrides `attrs` in layer l. Absent when every layer agrees.
+   */
+  layerAttrs?: Record<string, Attr>[];
   /** Per-token shape; the token dimension is implicit. */
   shape: number[];
   dtype: DType;
@@ -36,4 +41,31 @@ export function* walk(g: Graph): Generator<{ node: Node; inLoop: Node | undefine
     if (node.body)
       for (const inner of walk(node.body)) yield { node: inner.node, inLoop: inner.inLoop ?? node };
   }
+}
+
+/** The node as layer `l` runs it: its per-layer attributes applied. */
+export function atLayer(n: Node, l: number): Node {
+  const over = n.layerAttrs?.[l];
+  return over ? { ...n, attrs: { ...n.attrs, ...over }, layerAttrs: undefined } : n;
+}
+
+/**
+ * The distinct forms of a node over `count` layers, and which form each layer runs: one form (table all
+ * zeros) unless its attributes differ by layer. Code generators emit one kernel per form and index the
+ * form by the layer.
+ */
+export function layerForms(n: Node, count: number): { forms: Node[]; table: number[] } {
+  if (!n.layerAttrs) return { forms: [n], table: new Array<number>(count).fill(0) };
+  const seen = new Map<string, number>();
+  const forms: Node[] = [];
+  const table = Array.from({ length: count }, (_, l) => {
+    const key = JSON.stringify(n.layerAttrs![l] ?? {});
+    let i = seen.get(key);
+    if (i === undefined) {
+      seen.set(key, (i = forms.length));
+      forms.push(atLayer(n, l));
+    }
+    return i;
+  });
+  return { forms, table };
 }

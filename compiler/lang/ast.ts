@@ -68,10 +68,11 @@ export interface ModelDecl extends Named {
   forward?: ForwardDecl;
 }
 
-/** A weight pattern: `layer[*].w_gate`, `*_norm`, `layer[3].wq`. */
+/** A weight pattern: `layer[*].w_gate`, `*_norm`, `layer[3].wq`, `layer[0-3, 28-31].w_down`. */
 export interface Pattern {
   text: string;
-  segments: { glob: string; index?: number | "*" }[];
+  /** `index`: every layer (`*`), or the layers listed (ranges expanded, in the order written). */
+  segments: { glob: string; index?: "*" | number[] }[];
   loc: Loc;
 }
 

@@ -166,13 +166,15 @@ function matches(p: Pattern, w: WeightInfo, layer: number | undefined): boolean 
   const [a, b] = p.segments;
   if (p.segments.length === 1) return a!.index === undefined && globToRegExp(a!.glob).test(w.name);
   if (p.segments.length !== 2 || !w.group || b!.index !== undefined) return false;
-  const layerOk = a!.index === undefined || a!.index === "*" || layer === undefined || a!.index === layer;
+  const layerOk =
+    a!.index === undefined || a!.index === "*" || layer === undefined || a!.index.includes(layer);
   return layerOk && globToRegExp(a!.glob).test(w.group) && globToRegExp(b!.glob).test(w.name);
 }
 
-function patternLayers(p: Pattern): number | undefined {
+/** The layers a pattern lists (`layer[0-3]`), or undefined when it names every layer. */
+function patternLayers(p: Pattern): number[] | undefined {
   const i = p.segments[0]!.index;
-  return typeof i === "number" ? i : undefined;
+  return Array.isArray(i) ? i : undefined;
 }
 
 export function checkQuant(
@@ -217,9 +219,12 @@ export function checkQuant(
       continue;
     }
     for (const p of r.patterns) {
-      const hits = [...m.weights.values()].filter((w) => matches(p, w, patternLayers(p)));
-      const layer = patternLayers(p);
+      const listed = patternLayers(p);
+      const hits = [...m.weights.values()].filter(
+        (w) => listed?.some((l) => matches(p, w, l)) ?? matches(p, w, undefined),
+      );
       const group = hits[0]?.group ? m.groups.get(hits[0].group) : undefined;
+      const layer = group && listed?.find((l) => l >= group.count);
       if (hits.length === 0) {
         errors.push(
           new SpecError(
@@ -231,7 +236,7 @@ export function checkQuant(
             ) ?? `weights: ${weightNames.join(", ")}`,
           ),
         );
-      } else if (layer !== undefined && group && layer >= group.count) {
+      } else if (layer !== undefined && group) {
         errors.push(
           new SpecError(
             p.loc,

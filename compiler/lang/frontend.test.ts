@@ -219,6 +219,28 @@ quantization none for m { }`;
     expect(q.schemeFor("emb")).toBe("f16");
   });
 
+  it("layer lists and inclusive ranges: group[0, 2-3]", () => {
+    const spec = compileSource(
+      dense({
+        rest: `quantization q for m {
+  layer[0, 2-3].w_down : q8_0
+  layer[*].w_down : q4_0
+  default : f16
+}`,
+      }).replace("layers = 2", "layers = 5"),
+      "t.moe",
+    );
+    const q = spec.quants[0]!;
+    expect([0, 1, 2, 3, 4].map((l) => q.schemeFor("layer.w_down", l))).toEqual([
+      "q8_0",
+      "q4_0",
+      "q8_0",
+      "q8_0",
+      "q4_0",
+    ]);
+    expect(q.decl.rules[0]!.patterns[0]!.text).toBe("layer[0, 2-3].w_down");
+  });
+
   it("default: vectors stay f32, rows off the block fall back to f16", () => {
     const [, uniform, none] = compileSource(dense({ rest: rules }), "t.moe").quants;
     expect(uniform!.schemeFor("layer.w_down", 0)).toBe("q4_k"); // rows of 256

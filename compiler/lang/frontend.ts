@@ -6,7 +6,7 @@ import { type CheckedSpec, checkSpec } from "./check.ts";
 import { closest, SpecError, SpecErrors } from "./errors.ts";
 import { BadString, Identifier, KEYWORDS, moeLexer } from "./lexer.ts";
 import { parser } from "./parser.ts";
-import { AstBuilder, PatternGap } from "./to-ast.ts";
+import { AstBuilder, PatternError } from "./to-ast.ts";
 import "../../runtime/quant/index.ts";
 
 /** Specs are small; anything larger is not a spec and would only make the parser slow. */
@@ -70,7 +70,7 @@ export function parseSpec(source: string, file: string): SpecFile {
   try {
     return new AstBuilder(file).spec(cst);
   } catch (e) {
-    if (e instanceof PatternGap) throw new SpecErrors([new SpecError(e.loc, e.message)], source);
+    if (e instanceof PatternError) throw new SpecErrors([new SpecError(e.loc, e.message)], source);
     throw e;
   }
 }

@@ -319,9 +319,25 @@ class MoeParser extends CstParser {
     this.AT_LEAST_ONE(() => {
       this.OR([{ ALT: () => this.CONSUME(T.Identifier) }, { ALT: () => this.CONSUME(T.Star) }]);
     });
+    // `[*]`, or layers and inclusive ranges: `[0]`, `[0-3, 28-31]`.
     this.OPTION(() => {
       this.CONSUME(T.LBracket);
-      this.OR2([{ ALT: () => this.CONSUME2(T.Star) }, { ALT: () => this.CONSUME(T.NumberLit) }]);
+      this.OR2([
+        { ALT: () => this.CONSUME2(T.Star) },
+        {
+          ALT: () =>
+            this.AT_LEAST_ONE_SEP2({
+              SEP: T.Comma,
+              DEF: () => {
+                this.CONSUME(T.NumberLit);
+                this.OPTION2(() => {
+                  this.CONSUME(T.Minus);
+                  this.CONSUME2(T.NumberLit);
+                });
+              },
+            }),
+        },
+      ]);
       this.CONSUME(T.RBracket);
     });
   });

@@ -206,18 +206,48 @@ export class AstBuilder {
       // `w_ *` with a space would lex like `w_*`; only adjacent pieces form one glob.
       for (let i = 1; i < parts.length; i++) {
         if (parts[i]!.startOffset !== parts[i - 1]!.endOffset! + 1) {
-          throw new PatternGap(this.loc(parts[i]!), parts.map((t) => t.image).join(""));
+          const glob = parts.map((t) => t.image).join("");
+          throw new PatternError(
+            this.loc(parts[i]!),
+            `expected a pattern without spaces (\`${glob}\`), found a space before this`,
+          );
         }
       }
       const starIndex = all.some((t) => t.startOffset > bracket);
-      const num = tokens(s, "Number")[0];
+      // Layer numbers in order; one after a `-` ends a range that the number before it starts.
+      const items = [...tokens(s, "Number"), ...tokens(s, "Minus")].sort(
+        (a, b) => a.startOffset - b.startOffset,
+      );
+      const layers: number[] = [];
+      let text = "";
+      for (let i = 0; i < items.length; i++) {
+        const t = items[i]!;
+        if (t.image === "-") continue;
+        const v = Number(t.image);
+        if (!Number.isInteger(v))
+          throw new PatternError(this.loc(t), `a layer is a whole number, not ${t.image}`);
+        if (items[i - 1]?.image === "-") {
+          const from = layers.at(-1)!;
+          if (v < from) throw new PatternError(this.loc(t), `the range ${from}-${v} runs backwards`);
+          for (let l = from + 1; l <= v; l++) layers.push(l);
+          text += `-${v}`;
+        } else {
+          layers.push(v);
+          text += `${text ? ", " : ""}${v}`;
+        }
+      }
       return {
         glob: parts.map((t) => t.image).join(""),
-        index: starIndex ? ("*" as const) : num ? Number(num.image) : undefined,
+        index: starIndex ? ("*" as const) : layers.length ? layers : undefined,
+        indexText: starIndex ? "*" : text,
       };
     });
-    const text = segments.map((s) => s.glob + (s.index === undefined ? "" : `[${s.index}]`)).join(".");
-    return { text, segments, loc: this.loc(firstToken(n)) };
+    const text = segments.map((s) => s.glob + (s.index === undefined ? "" : `[${s.indexText}]`)).join(".");
+    return {
+      text,
+      segments: segments.map(({ glob, index }) => (index === undefined ? { glob } : { glob, index })),
+      loc: this.loc(firstToken(n)),
+    };
   }
 
   target(n: CstNode): A.TargetDecl {
@@ -247,13 +277,14 @@ export class AstBuilder {
   }
 }
 
-/** Raised while building the AST for a pattern like `w_ *`; turned into a SpecError by the caller. */
-export class PatternGap extends Error {
+/** Raised while building the AST for a pattern like `w_ *` or `layer[3-1]`; turned into a SpecError by the
+ * caller. */
+export class PatternError extends Error {
   constructor(
     readonly loc: A.Loc,
-    glob: string,
+    message: string,
   ) {
-    super(`expected a pattern without spaces (\`${glob}\`), found a space before this`);
+    super(message);
   }
 }
 

@@ -4,7 +4,7 @@ import type { Graph, Node } from "../ir/graph.ts";
 
 function key(n: Node, rename: Map<number, number>): string {
   const inputs = n.inputs.map((i) => rename.get(i) ?? i);
-  return JSON.stringify([n.op, inputs, n.weights, n.attrs, n.expert ?? null]);
+  return JSON.stringify([n.op, inputs, n.weights, n.attrs, n.layerAttrs ?? null, n.expert ?? null]);
 }
 
 export function cse(g: Graph, rename = new Map<number, number>()): Graph {

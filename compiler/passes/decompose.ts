@@ -6,7 +6,7 @@ import { ops } from "../lang/ops.ts";
 import { Ids, mapNodes } from "./rewrite.ts";
 
 export interface WeightSchemes {
-  schemeOf(key: string): string;
+  schemeOf(key: string): { scheme: string; layers?: string[] };
   shapeOf(key: string): number[];
 }
 
@@ -25,8 +25,15 @@ export function decompose(g: Graph, w: WeightSchemes): Graph {
       out.push({ id, op, inputs, weights: {}, attrs: {}, shape, dtype: "f32", loc: n.loc, ...patch });
       return id;
     };
-    const dq = (key: string) =>
-      emit("dequantize", [], w.shapeOf(key), { weights: { w: key }, attrs: { scheme: w.schemeOf(key) } });
+    const dq = (key: string) => {
+      const s = w.schemeOf(key);
+      const layerAttrs = s.layers?.map((scheme) => ({ scheme }));
+      return emit("dequantize", [], w.shapeOf(key), {
+        weights: { w: key },
+        attrs: { scheme: s.scheme },
+        ...(layerAttrs && { layerAttrs }),
+      });
+    };
     const matmul = (x: number, key: string, id?: number) => {
       const shape = w.shapeOf(key);
       return emit("matmul", [x, dq(key)], [shape.at(-2)!], {}, id);

@@ -9,7 +9,7 @@
 //   add(a, linear | moe_ffn)                → residual epilogue
 import type { Graph, Node } from "../ir/graph.ts";
 import { dce } from "./dce.ts";
-import { derive, mapNodes, nodeIndex, useCounts } from "./rewrite.ts";
+import { derive, mapNodes, nodeIndex, takeAttr, takeAttrs, useCounts } from "./rewrite.ts";
 
 type Rule = (n: Node, at: (id: number) => Node | undefined, uses: (id: number) => number) => Node | undefined;
 
@@ -42,7 +42,7 @@ const dequantIntoMatmul: Rule = (n, at) => {
       op: "linear",
       inputs: [n.inputs[0]!],
       weights: { w: w.weights.w! },
-      attrs: { scheme: w.attrs.scheme! },
+      ...takeAttr(w, "scheme", "scheme"),
     });
   }
   if (n.op === "expert_mix") {
@@ -53,7 +53,7 @@ const dequantIntoMatmul: Rule = (n, at) => {
       op: "moe_ffn",
       inputs: n.inputs.slice(0, 2),
       weights: Object.fromEntries(ws.map((w, i) => [roles[i], w!.weights.w!])),
-      attrs: Object.fromEntries(ws.map((w, i) => [`${roles[i]}_scheme`, w!.attrs.scheme!])),
+      ...takeAttrs(...ws.map((w, i) => takeAttr(w!, "scheme", `${roles[i]}_scheme`))),
     });
   }
   return undefined;
@@ -71,7 +71,7 @@ const gateUp: Rule = (n, at, uses) => {
     op: "gate_up",
     inputs: [g.inputs[0]!],
     weights: { gate: g.weights.w!, up: u.weights.w! },
-    attrs: { gate_scheme: g.attrs.scheme!, up_scheme: u.attrs.scheme! },
+    ...takeAttrs(takeAttr(g, "scheme", "gate_scheme"), takeAttr(u, "scheme", "up_scheme")),
   });
 };
 
@@ -84,7 +84,7 @@ const route: Rule = (n, at, uses) => {
     op: "route",
     inputs: [l.inputs[0]!],
     weights: { router: l.weights.w! },
-    attrs: { scheme: l.attrs.scheme!, experts: l.shape[0]! },
+    ...takeAttrs(takeAttr(l, "scheme", "scheme"), { attrs: { experts: l.shape[0]! } }),
   });
 };
 

@@ -58,5 +58,35 @@ export function derive(n: Node, patch: Partial<Node>): Node {
     ...patch,
     weights: { ...n.weights, ...patch.weights },
     attrs: { ...n.attrs, ...patch.attrs },
+    ...(patch.layerAttrs && { layerAttrs: mergeLayerAttrs(n.layerAttrs, patch.layerAttrs) }),
   };
+}
+
+/** Per-layer attributes of two sources, layer by layer (b's win); undefined when neither has any. */
+export function mergeLayerAttrs(
+  a: Node["layerAttrs"],
+  b: Node["layerAttrs"],
+): Node["layerAttrs"] | undefined {
+  if (!a) return b;
+  if (!b) return a;
+  return a.map((x, l) => ({ ...x, ...b[l] }));
+}
+
+/** Attribute `from` of `src` under the name `to`, with its per-layer values: what a fused node takes from a
+ * node it absorbs (a dequantize's scheme becomes a linear's `scheme` or a gate_up's `gate_scheme`). */
+export function takeAttr(src: Node, from: string, to: string): Pick<Node, "attrs" | "layerAttrs"> {
+  return {
+    attrs: { [to]: src.attrs[from]! },
+    layerAttrs: src.layerAttrs?.map((a) => (from in a ? { [to]: a[from]! } : {})),
+  };
+}
+
+/** Several takeAttr results as one patch. */
+export function takeAttrs(
+  ...parts: Pick<Node, "attrs" | "layerAttrs">[]
+): Pick<Node, "attrs" | "layerAttrs"> {
+  return parts.reduce((acc, p) => ({
+    attrs: { ...acc.attrs, ...p.attrs },
+    layerAttrs: mergeLayerAttrs(acc.layerAttrs, p.layerAttrs),
+  }));
 }

@@ -7,8 +7,8 @@
 // bytes per category here are exactly what the runtime's accountant reports (`byLabel()`), KV caches in
 // f32 as the CPU runtime stores them, the 64-byte alignment of every region included in `device_bytes`.
 import {
+  allExpertBytes,
   chooseResidency,
-  expertBytes,
   F16_TABLE_BYTES,
   LABEL,
   measureDevice,
@@ -111,7 +111,7 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
     let hostBytes = 0;
     moes.forEach((e, i) => {
       const copies = Math.max(1, e.layers);
-      const all = expertBytes(m, e).each * e.experts * copies;
+      const all = allExpertBytes(m, e);
       expertTotal += all;
       totalExperts += e.experts * copies;
       resident += Math.min(res.slots[i]!, e.experts) * copies;

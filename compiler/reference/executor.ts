@@ -2,7 +2,7 @@
 // weight decoded by its scheme's reference `decode`. Slow and obviously correct: the fused kernels
 // and the generated code are checked against it.
 
-import type { Manifest } from "../../runtime/manifest.ts";
+import { type Manifest, schemeAt } from "../../runtime/manifest.ts";
 import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { WeightSource } from "../../runtime/weights.ts";
@@ -30,9 +30,10 @@ export class ReferenceModel {
   private readonly producers = new Map<number, Node>();
 
   /** x as a product with weight `key` reads it: quantized to q8_0 where the scheme's kernels do that. */
-  private activations(x: Float32Array, key: string): Float32Array {
+  private activations(x: Float32Array, key: string, layer: number | undefined): Float32Array {
     const entry = this.manifest.weights.find((e) => e.key === key)!;
-    return getScheme(entry.scheme).wasm?.q8 === undefined ? x : quantizeActivations(x);
+    const scheme = schemeAt(entry, entry.layers ? layer : undefined);
+    return getScheme(scheme).wasm?.q8 === undefined ? x : quantizeActivations(x);
   }
 
   /** The weight key of the `dequantize` node whose output is value `id`. */
@@ -48,7 +49,8 @@ export class ReferenceModel {
     if (!w) {
       const entry = this.manifest.weights.find((e) => e.key === key)!;
       w = new Float32Array(entry.shape.reduce((a, b) => a * b, 1));
-      getScheme(entry.scheme).decode(this.weights.bytes(key, entry.layers ? layer : undefined), w);
+      const l = entry.layers ? layer : undefined;
+      getScheme(schemeAt(entry, l)).decode(this.weights.bytes(key, l), w);
       this.decoded.set(id, w);
     }
     return w;
@@ -119,7 +121,7 @@ export class ReferenceModel {
         return x.map((v, i) => v * r * w[i]!);
       }
       case "matmul":
-        return matmul(this.activations(x, this.weightOf(n.inputs[1]!)), ins[1]!, n.shape[0]!);
+        return matmul(this.activations(x, this.weightOf(n.inputs[1]!), layer), ins[1]!, n.shape[0]!);
       case "rope":
         return rope(x, pos, n.attrs.heads as number, n.attrs.theta as number, n.attrs.style as string);
       case "silu":
@@ -151,15 +153,15 @@ export class ReferenceModel {
         const out = new Float32Array(hidden);
         const k = sel.length / 2;
         const [gk, uk, dk] = n.inputs.slice(2).map((i) => this.weightOf(i));
-        const xg = this.activations(x, gk!);
-        const xu = this.activations(x, uk!);
+        const xg = this.activations(x, gk!, layer);
+        const xu = this.activations(x, uk!, layer);
         for (let j = 0; j < k; j++) {
           const e = sel[j]!;
           const g = matmul(xg, G.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
           const u = matmul(xu, U.subarray(e * ffn * hidden, (e + 1) * ffn * hidden), ffn);
           const h = g.map((v, i) => (v / (1 + Math.exp(-v))) * u[i]!);
           const d = matmul(
-            this.activations(h, dk!),
+            this.activations(h, dk!, layer),
             D.subarray(e * hidden * ffn, (e + 1) * hidden * ffn),
             hidden,
           );

@@ -6,7 +6,7 @@
 // ggml dims [in, out, experts]) and the older one 2-D tensor per expert (`blk.N.ffn_gate.E.weight`).
 // The manifest names the merged tensor; when the file lacks it, the per-expert tensors are read one
 // after the other, which is exactly the merged tensor's bytes (experts are the slowest dimension).
-import type { Manifest, WeightEntry } from "../manifest.ts";
+import { type Manifest, schemeAt, type WeightEntry } from "../manifest.ts";
 import type { WeightSource } from "../weights.ts";
 import { CheckpointError } from "./errors.ts";
 import { type GgufFile, type GgufTensorInfo, openGguf } from "./gguf-read.ts";
@@ -77,8 +77,9 @@ export function resolveGgufWeights(
         t.offset,
       );
     }
-    if (checkTypes && t.scheme.name !== w.scheme) {
-      fail(t.name, `expected type ${w.scheme} for ${where(w, layer)}, found ${t.scheme.name}`, t.offset);
+    const want = schemeAt(w, layer);
+    if (checkTypes && t.scheme.name !== want) {
+      fail(t.name, `expected type ${want} for ${where(w, layer)}, found ${t.scheme.name}`, t.offset);
     }
   };
 

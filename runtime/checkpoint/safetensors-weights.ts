@@ -18,8 +18,7 @@
 // from row p·d/2 + j.
 //
 // Opening checks every tensor the manifest needs (present, shape, dtype) before anything is read.
-import type { Manifest, WeightEntry } from "../manifest.ts";
-import { tensorName } from "../manifest.ts";
+import { type Manifest, schemeAt, schemesOf, tensorName, type WeightEntry } from "../manifest.ts";
 import { getScheme } from "../quant/registry.ts";
 import type { WeightSource } from "../weights.ts";
 import { CheckpointError } from "./errors.ts";
@@ -161,7 +160,7 @@ export class SafetensorsWeights implements WeightSource {
   ) {
     this.rope = opts.interleavedRope ?? new Map();
     for (const w of manifest.weights) {
-      getScheme(w.scheme); // an unknown scheme fails here, not at the first read
+      for (const name of schemesOf(w)) getScheme(name); // an unknown scheme fails here, not at the first read
       this.entries.set(w.key, w);
       const heads = this.rope.get(w.key);
       if (heads !== undefined && (w.shape.length !== 2 || w.shape[0]! % (2 * heads) !== 0)) {
@@ -200,8 +199,9 @@ export class SafetensorsWeights implements WeightSource {
     const r = this.byKey.get(w.layers === 0 ? key : `${key}#${layer}`);
     if (!r) throw new Error(`no weight ${key} for layer ${layer} (it has ${w.layers} layers)`);
     const heads = this.rope.get(key);
+    const scheme = schemeAt(w, w.layers === 0 ? undefined : layer);
     // Already in the manifest's scheme and nothing to permute: the bytes as stored.
-    if (heads === undefined && r.parts.every((p) => p.info.dtype.toLowerCase() === w.scheme)) {
+    if (heads === undefined && r.parts.every((p) => p.info.dtype.toLowerCase() === scheme)) {
       if (r.parts.length === 1) return r.parts[0]!.file.read(r.parts[0]!.info);
       const out = new Uint8Array(r.parts.reduce((s, p) => s + p.info.nbytes, 0));
       let at = 0;
@@ -224,7 +224,7 @@ export class SafetensorsWeights implements WeightSource {
       }
     }
     if (heads !== undefined) values = permuteRopeRows(values, w.shape[0]!, heads);
-    const s = getScheme(w.scheme);
+    const s = getScheme(scheme);
     if (values.length % s.blockSize !== 0) {
       throw new CheckpointError({
         file: r.parts[0]!.file.path,

@@ -5,14 +5,17 @@
 // expert, an expert cache slot as buffers per matrix (an expert matrix over the limit in whole rows too,
 // gate and up split alike since gate_up reads them together). Offloaded experts come from the CPU path's
 // sources (host copies or the GGUF) through its ExpertCache, uploaded on a miss and only then.
-import type { Manifest, MoeEntry, WeightEntry } from "../manifest.ts";
+import { type Manifest, type MoeEntry, schemeAt, type WeightEntry } from "../manifest.ts";
 import {
+  allExpertBytes,
   allocateDevice,
   chooseResidency,
   DeviceBudgetError,
   describeUse,
   deviceWeightBytes,
-  expertBytes,
+  deviceWeightTotal,
+  type ExpertBytes,
+  expertBytesByLayer,
   isResident,
   kvRegionBytes,
 } from "../memory/device-plan.ts";
@@ -106,10 +109,7 @@ export function placeGpu(
   const offloaded = moes.map((_, i) => !isResident(m, residency.slots, i));
   let origin: GpuPlaced["origin"] = "resident";
   if (offloaded.some(Boolean)) {
-    const hostBytes = moes.reduce(
-      (n, e, i) => n + (offloaded[i] ? expertBytes(m, e).each * e.experts * e.layers : 0),
-      0,
-    );
+    const hostBytes = moes.reduce((n, e, i) => n + (offloaded[i] ? allExpertBytes(m, e) : 0), 0);
     origin = o.hostBudget === undefined || hostBytes <= o.hostBudget ? "host" : "file";
     if (origin === "file" && o.expertFile === undefined) throw new HostBudgetError(o.hostBudget!, hostBytes);
   }
@@ -141,22 +141,26 @@ export function placeGpu(
   const late: { inner?: ExpertSource }[] = [];
   const caches: (ExpertCache | undefined)[] = moes.map(() => undefined);
   // Slot offset (the accountant's) → the slot's three buffers, made as the cache reserves each slot.
-  const slots = new Map<number, ExpertBuffers>();
+  const slots = new Map<number, ExpertBuffers & { bytes: ExpertBytes }>();
   let staging8 = new Uint8Array(0);
   const placement = allocateDevice(memory.acct, m, residency.slots, {
     makeCache: (i, e, perLayer) => {
       const src = {} as { inner?: ExpertSource };
       late[i] = src;
-      const bytes = expertBytes(m, e);
-      staging8 = staging8.length >= bytes.each ? staging8 : new Uint8Array(bytes.each);
+      const byLayer = expertBytesByLayer(m, e);
+      const most = Math.max(...byLayer.map((b) => b.each));
+      staging8 = staging8.length >= most ? staging8 : new Uint8Array(most);
+      // The cache reserves its slots layer by layer, perLayer each: the k-th is layer ⌊k / perLayer⌋'s.
+      let made = 0;
       caches[i] = new ExpertCache({
         layers: e.layers,
         experts: e.experts,
         slotsPerLayer: perLayer,
         topK: e.topK,
-        bytes,
+        bytes: byLayer,
         alloc: (label, n) => {
           const at = memory.acct.alloc(label, n);
+          const bytes = byLayer[Math.floor(made++ / perLayer)]!;
           const rows = expertRows[i]!;
           const slot = (key: string, b: number, per: number) => {
             const w = entry(key);
@@ -166,6 +170,7 @@ export function placeGpu(
             gate: slot(e.gate, bytes.gate, rows.gate),
             up: slot(e.up, bytes.up, rows.up),
             down: slot(e.down, bytes.down, rows.down),
+            bytes,
           });
           return at;
         },
@@ -179,6 +184,7 @@ export function placeGpu(
           view: (_at, n) => staging8.subarray(0, n),
           loaded: (at) => {
             const s = slots.get(at)!;
+            const bytes = s.bytes;
             uploadChunks(memory, s.gate, staging8.subarray(0, bytes.gate), "experts");
             uploadChunks(memory, s.up, staging8.subarray(bytes.gate, bytes.gate + bytes.up), "experts");
             uploadChunks(memory, s.down, staging8.subarray(bytes.gate + bytes.up, bytes.each), "experts");
@@ -194,7 +200,7 @@ export function placeGpu(
   for (const e of moes) for (const k of [e.gate, e.up, e.down]) moeOf.set(k, e);
   const weights = new Map<string, WeightChunks[]>();
   const placed = m.weights.filter((w) => placement.weights.has(w.key));
-  const total = placed.reduce((n, w) => n + deviceWeightBytes(w) * Math.max(1, w.layers), 0);
+  const total = placed.reduce((n, w) => n + deviceWeightTotal(w), 0);
   let done = 0;
   for (const w of placed) {
     const layers = w.layers === 0 ? [undefined] : [...Array(w.layers).keys()];
@@ -209,7 +215,7 @@ export function placeGpu(
               ? expertRows[moes.indexOf(moe)]![w.key === moe.gate ? "gate" : w.key === moe.up ? "up" : "down"]
               : (together.get(w.key) ?? rowsPerChunk(backend.name, w, limit));
         const chunks = placeWeight(memory, w, source, l, moe, per);
-        done += deviceWeightBytes(w);
+        done += deviceWeightBytes(w, l);
         o.onProgress?.(done, total);
         return chunks;
       }),
@@ -313,7 +319,7 @@ function placeWeight(
   moe: MoeEntry | undefined,
   per: number,
 ): WeightChunks {
-  const scheme = getScheme(w.scheme);
+  const scheme = getScheme(schemeAt(w, layer));
   const name = layer === undefined ? w.key : `${w.key} layer ${layer}`;
   if (w.shape.length === 1) {
     const out = new Float32Array(w.shape[0]!);
@@ -323,7 +329,7 @@ function placeWeight(
     return { buffers: [b], rowsPerChunk: w.shape[0]!, rowBytes: out.byteLength };
   }
   const bytes = source.bytes(w.key, layer);
-  const want = deviceWeightBytes(w);
+  const want = deviceWeightBytes(w, layer);
   if (bytes.length !== want)
     throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${want}`);
   if (moe) {
@@ -342,10 +348,13 @@ function placeWeight(
   return c;
 }
 
-/** Whole rows of a matrix (its last two dimensions; an expert stack's one expert) per buffer under `limit`. */
+/** Whole rows of a matrix (its last two dimensions; an expert stack's one expert) per buffer under `limit`:
+ * the same in every layer, so for the layer with the largest rows where the scheme differs by layer. */
 function rowsPerChunk(backend: string, w: WeightEntry, limit: number): number {
   const rows = w.shape[w.shape.length - 2]!;
-  const rowBytes = deviceWeightBytes(w) / (w.shape.length > 2 ? w.shape[0]! : 1) / rows;
+  const layers = w.layers && w.schemes ? [...Array(w.layers).keys()] : [undefined];
+  const most = Math.max(...layers.map((l) => deviceWeightBytes(w, l)));
+  const rowBytes = most / (w.shape.length > 2 ? w.shape[0]! : 1) / rows;
   if (rowBytes > limit) {
     throw new GpuError(
       backend,

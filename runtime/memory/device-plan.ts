@@ -6,7 +6,7 @@
 // The rule (issue 6): dense weights first (embeddings, attention, norms, routers, head), then experts
 // while the budget allows. When a MoE op's experts do not all fit, each of its layers gets the same
 // number of expert cache slots on the device, fed from host memory or the checkpoint file.
-import type { KvEntry, Manifest, MoeEntry, WeightEntry } from "../manifest.ts";
+import { type KvEntry, type Manifest, type MoeEntry, schemeAt, type WeightEntry } from "../manifest.ts";
 import { getScheme } from "../quant/registry.ts";
 import { formatBytes } from "../units.ts";
 import { Accountant } from "./accountant.ts";
@@ -26,11 +26,20 @@ export const LABEL = {
   arena: "arena",
 } as const;
 
-/** Bytes of one layer of a weight on the device: norm vectors decoded to f32, matrices packed in their scheme. */
-export function deviceWeightBytes(w: WeightEntry): number {
+/** Bytes of one layer of a weight on the device: norm vectors decoded to f32, matrices packed in their scheme
+ * (that layer's, where the scheme differs by layer). */
+export function deviceWeightBytes(w: WeightEntry, layer?: number): number {
   if (w.shape.length === 1) return w.shape[0]! * 4;
-  const s = getScheme(w.scheme);
+  const s = getScheme(schemeAt(w, layer));
   return (w.shape.reduce((a, b) => a * b, 1) / s.blockSize) * s.blockBytes;
+}
+
+/** Bytes of every layer of a weight on the device. */
+export function deviceWeightTotal(w: WeightEntry): number {
+  if (w.layers === 0) return deviceWeightBytes(w);
+  let n = 0;
+  for (let l = 0; l < w.layers; l++) n += deviceWeightBytes(w, l);
+  return n;
 }
 
 /** Bytes of one K (or V) cache of one layer at the manifest's context: f32 unless the manifest says f16. */
@@ -52,13 +61,26 @@ function entryOf(m: Pick<Manifest, "weights">, key: string): WeightEntry {
   return w;
 }
 
-/** One expert's packed bytes per matrix of a MoE op. */
-export function expertBytes(m: Pick<Manifest, "weights">, moe: MoeEntry): ExpertBytes {
-  const one = (key: string) => deviceWeightBytes(entryOf(m, key)) / moe.experts;
+/** One expert's packed bytes per matrix of a MoE op in `layer` (the schemes may differ by layer). */
+export function expertBytes(m: Pick<Manifest, "weights">, moe: MoeEntry, layer = 0): ExpertBytes {
+  const one = (key: string) => {
+    const w = entryOf(m, key);
+    return deviceWeightBytes(w, w.layers ? layer : undefined) / moe.experts;
+  };
   const gate = one(moe.gate);
   const up = one(moe.up);
   const down = one(moe.down);
   return { gate, up, down, each: gate + up + down };
+}
+
+/** One expert's bytes per layer of a MoE op (one entry for an op outside the loop). */
+export function expertBytesByLayer(m: Pick<Manifest, "weights">, moe: MoeEntry): ExpertBytes[] {
+  return Array.from({ length: Math.max(1, moe.layers) }, (_, l) => expertBytes(m, moe, l));
+}
+
+/** Bytes of all of a MoE op's experts in every layer: what offloading it puts on the host. */
+export function allExpertBytes(m: Pick<Manifest, "weights">, moe: MoeEntry): number {
+  return expertBytesByLayer(m, moe).reduce((n, b) => n + b.each * moe.experts, 0);
 }
 
 /** Keys of every stacked expert weight. */
@@ -113,10 +135,11 @@ export function allocateDevice(
   });
   const weights = new Map<string, number[]>();
   const place = (w: WeightEntry, label: string) => {
-    const bytes = deviceWeightBytes(w);
     weights.set(
       w.key,
-      Array.from({ length: Math.max(1, w.layers) }, () => acct.alloc(label, bytes)),
+      Array.from({ length: Math.max(1, w.layers) }, (_, l) =>
+        acct.alloc(label, deviceWeightBytes(w, w.layers ? l : undefined)),
+      ),
     );
   };
   for (const w of m.weights) if (w.shape.length > 1 && !experts.has(w.key)) place(w, LABEL.weights);
@@ -126,8 +149,11 @@ export function allocateDevice(
     if (isResident(m, slots, i)) return;
     if (opts.makeCache) opts.makeCache(i, e, slots[i]!);
     else {
-      const each = expertBytes(m, e).each;
-      for (let s = 0; s < e.layers * slots[i]!; s++) acct.alloc(LABEL.slots, each);
+      // Layer by layer, as ExpertCache reserves them: a slot holds one expert of its own layer.
+      for (let l = 0; l < e.layers; l++) {
+        const each = expertBytes(m, e, l).each;
+        for (let s = 0; s < slots[i]!; s++) acct.alloc(LABEL.slots, each);
+      }
     }
   });
   const kv = m.kv.flatMap((c) => {

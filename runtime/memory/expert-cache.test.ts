@@ -59,7 +59,7 @@ function run(c: ExpertCache, seq: number[], layer = 0): void {
 describe("ExpertCache", () => {
   it("reserves every slot through the accountant", () => {
     const { c, acct } = cache({ slotsPerLayer: 3 });
-    expect(c.slotBytes).toBe(SLOT);
+    expect(c.slotBytes).toEqual([SLOT, SLOT]);
     expect(acct.byLabel()).toEqual({ "expert slots": 2 * 3 * SLOT });
     expect(c.slotOffsets()).toEqual([0, 64, 128, 192, 256, 320]);
   });
@@ -279,7 +279,7 @@ describe("ExpertCache over a GGUF file", () => {
       const at = c.locate(l, e);
       let off = at;
       for (const role of EXPERT_ROLES) {
-        const n = layout.bytes[role];
+        const n = layout.bytes[l]![role];
         const want = w.bytes(keys[role], l).subarray(e * n, (e + 1) * n);
         expect(Buffer.compare(heap.subarray(off, off + n), want), `${l}/${e}/${role}`).toBe(0);
         off += n;

@@ -32,8 +32,9 @@ export interface ExpertCacheOptions {
   slotsPerLayer: number;
   /** Experts the router picks per token: a layer needs at least this many slots. */
   topK: number;
-  /** One expert matrix's packed bytes per role. */
-  bytes: { gate: number; up: number; down: number };
+  /** One expert matrix's packed bytes per role: the same in every layer, or one entry per layer (a
+   * weight's scheme may differ by layer, and a slot holds an expert of its own layer). */
+  bytes: ExpertSlotBytes | ExpertSlotBytes[];
   /** The device heap the offsets index; may be given later with attach() when it is made after planning. */
   heap?: Uint8Array;
   /** Reserves device bytes and returns their offset (the Accountant's alloc). Called once per slot. */
@@ -44,6 +45,12 @@ export interface ExpertCacheOptions {
   /** Instead of a heap: where a slot's bytes are staged (`view`) and then handed to the device (`loaded`),
    * for a device the host cannot address (the GPU backends upload each loaded expert). */
   sink?: SlotSink;
+}
+
+export interface ExpertSlotBytes {
+  gate: number;
+  up: number;
+  down: number;
 }
 
 /** A device slot the host cannot write directly: the cache reads an expert into `view(at, bytes)`, then
@@ -60,10 +67,10 @@ export class ExpertCache {
   readonly layers: number;
   readonly experts: number;
   readonly slotsPerLayer: number;
-  /** Bytes of one slot: gate + up + down. */
-  readonly slotBytes: number;
-  private readonly gateBytes: number;
-  private readonly upBytes: number;
+  /** Bytes of one slot per layer: gate + up + down. */
+  readonly slotBytes: number[];
+  private readonly gateBytes: number[];
+  private readonly upBytes: number[];
   private heap: Uint8Array | undefined;
   private readonly sink: SlotSink | undefined;
   private readonly source: ExpertSource;
@@ -102,9 +109,14 @@ export class ExpertCache {
     this.layers = o.layers;
     this.experts = o.experts;
     this.slotsPerLayer = o.slotsPerLayer;
-    this.gateBytes = o.bytes.gate;
-    this.upBytes = o.bytes.up;
-    this.slotBytes = o.bytes.gate + o.bytes.up + o.bytes.down;
+    const per = Array.isArray(o.bytes)
+      ? o.bytes
+      : Array.from({ length: o.layers }, () => o.bytes as ExpertSlotBytes);
+    if (per.length !== o.layers)
+      throw new RangeError(`expert cache: ${per.length} byte sizes for ${o.layers} layers`);
+    this.gateBytes = per.map((b) => b.gate);
+    this.upBytes = per.map((b) => b.up);
+    this.slotBytes = per.map((b) => b.gate + b.up + b.down);
     this.source = o.source;
     this.sink = o.sink;
     const make = typeof o.policy === "function" ? o.policy : policyByName(o.policy ?? "lru");
@@ -112,7 +124,8 @@ export class ExpertCache {
     this.policyName = this.policies[0]!.name;
     const slots = o.layers * o.slotsPerLayer;
     this.offsets = new Float64Array(slots);
-    for (let i = 0; i < slots; i++) this.offsets[i] = o.alloc(EXPERT_SLOTS_LABEL, this.slotBytes);
+    for (let i = 0; i < slots; i++)
+      this.offsets[i] = o.alloc(EXPERT_SLOTS_LABEL, this.slotBytes[Math.floor(i / o.slotsPerLayer)]!);
     this.slotOf = new Int32Array(o.layers * o.experts).fill(-1);
     this.expertIn = new Int32Array(slots).fill(-1);
     this.unusedPrefetch = new Uint8Array(slots);
@@ -123,7 +136,9 @@ export class ExpertCache {
   /** Gives the cache the heap its offsets index; every slot must lie inside it. */
   attach(heap: Uint8Array): void {
     let end = 0;
-    for (const o of this.offsets) end = Math.max(end, o + this.slotBytes);
+    this.offsets.forEach((o, i) => {
+      end = Math.max(end, o + this.slotBytes[Math.floor(i / this.slotsPerLayer)]!);
+    });
     if (end > heap.length) {
       throw new RangeError(`expert cache: slots reach byte ${end}, the heap has ${heap.length}`);
     }
@@ -250,17 +265,18 @@ export class ExpertCache {
     this.expertIn[base + slot] = -1;
     this.unusedPrefetch[base + slot] = 0;
     const at = this.offsets[base + slot]!;
-    const g = this.gateBytes;
-    const u = this.upBytes;
-    const dst = sink ? sink.view(at, this.slotBytes) : heap!.subarray(at, at + this.slotBytes);
+    const g = this.gateBytes[layer]!;
+    const u = this.upBytes[layer]!;
+    const bytes = this.slotBytes[layer]!;
+    const dst = sink ? sink.view(at, bytes) : heap!.subarray(at, at + bytes);
     this.source.read(layer, expert, "gate", dst.subarray(0, g));
     this.source.read(layer, expert, "up", dst.subarray(g, g + u));
-    this.source.read(layer, expert, "down", dst.subarray(g + u, this.slotBytes));
-    sink?.loaded(at, this.slotBytes);
+    this.source.read(layer, expert, "down", dst.subarray(g + u, bytes));
+    sink?.loaded(at, bytes);
     this.expertIn[base + slot] = expert;
     this.slotOf[layer * this.experts + expert] = slot;
     policy.insert(expert);
-    this.s.bytes_loaded += this.slotBytes;
+    this.s.bytes_loaded += bytes;
     return slot;
   }
 

@@ -67,7 +67,7 @@ function expectSameAsWeights(src: ExpertSource, weights: GgufWeights) {
   for (let l = 0; l < sizes.layers; l++) {
     for (const role of EXPERT_ROLES) {
       const stacked = weights.bytes(keys[role], l);
-      const n = layout.bytes[role];
+      const n = layout.bytes[l]![role];
       for (let e = 0; e < sizes.experts; e++) {
         const dst = new Uint8Array(n);
         src.read(l, e, role, dst);
@@ -82,12 +82,9 @@ describe("expertLayout", () => {
   it("bytes of one expert matrix per role, from shape and scheme", () => {
     const l = expertLayout(manifest, keys);
     expect(l).toMatchObject({ layers: 2, experts: 4 });
-    // q8_0: 32 values in 34 bytes
-    expect(l.bytes).toEqual({
-      gate: (96 * 64 * 34) / 32,
-      up: (96 * 64 * 34) / 32,
-      down: (64 * 96 * 34) / 32,
-    });
+    // q8_0: 32 values in 34 bytes, in each layer
+    const one = { gate: (96 * 64 * 34) / 32, up: (96 * 64 * 34) / 32, down: (64 * 96 * 34) / 32 };
+    expect(l.bytes).toEqual([one, one]);
   });
 
   it("names a missing key and a weight that is not a stack", () => {
@@ -106,7 +103,7 @@ describe("HostExpertSource", () => {
     const w = GgufWeights.open(merged, manifest);
     const layout = expertLayout(manifest, keys);
     const src = new HostExpertSource(w, layout);
-    const each = layout.bytes.gate + layout.bytes.up + layout.bytes.down;
+    const each = layout.bytes[0]!.gate + layout.bytes[0]!.up + layout.bytes[0]!.down;
     expect(src.hostBytes).toBe(sizes.layers * sizes.experts * each);
     expectSameAsWeights(src, w);
     w.close();
@@ -116,24 +113,24 @@ describe("HostExpertSource", () => {
     const w = GgufWeights.open(merged, manifest);
     const layout = expertLayout(manifest, keys);
     const src = new HostExpertSource(w, layout, { offloaded: (_, e) => e >= 2 });
-    expect(src.hostBytes).toBe(2 * 2 * (layout.bytes.gate + layout.bytes.up + layout.bytes.down));
-    expect(() => src.read(1, 0, "up", new Uint8Array(layout.bytes.up))).toThrow(
+    expect(src.hostBytes).toBe(2 * 2 * (layout.bytes[0]!.gate + layout.bytes[0]!.up + layout.bytes[0]!.down));
+    expect(() => src.read(1, 0, "up", new Uint8Array(layout.bytes[0]!.up))).toThrow(
       "layer 1 expert 0 is resident, not offloaded to the host",
     );
-    src.read(1, 3, "up", new Uint8Array(layout.bytes.up));
+    src.read(1, 3, "up", new Uint8Array(layout.bytes[0]!.up));
     w.close();
   });
 
   it("refuses a host budget too small, with the numbers, before copying", () => {
     const layout = expertLayout(manifest, keys);
-    const each = layout.bytes.gate + layout.bytes.up + layout.bytes.down;
+    const each = layout.bytes[0]!.gate + layout.bytes[0]!.up + layout.bytes[0]!.down;
     const none = {
       bytes: () => {
         throw new Error("copied anyway");
       },
     };
     expect(() => new HostExpertSource(none, layout, { hostBudgetBytes: 8 * each - 1 })).toThrow(
-      `host memory budget exceeded: 8 offloaded experts of ${each} bytes need ${8 * each} bytes, the budget is ${8 * each - 1} (1 over)`,
+      `host memory budget exceeded: 8 offloaded experts need ${8 * each} bytes, the budget is ${8 * each - 1} (1 over)`,
     );
   });
 
@@ -142,12 +139,12 @@ describe("HostExpertSource", () => {
     const layout = expertLayout(manifest, keys);
     const src = new HostExpertSource(w, layout);
     expect(() => src.read(0, 0, "gate", new Uint8Array(10))).toThrow(
-      `destination for layer 0 expert 0 gate holds 10 bytes; the matrix is ${layout.bytes.gate}`,
+      `destination for layer 0 expert 0 gate holds 10 bytes; the matrix is ${layout.bytes[0]!.gate}`,
     );
-    expect(() => src.read(2, 0, "gate", new Uint8Array(layout.bytes.gate))).toThrow(
+    expect(() => src.read(2, 0, "gate", new Uint8Array(layout.bytes[0]!.gate))).toThrow(
       /layer 2 is out of range/,
     );
-    expect(() => src.read(0, 4, "gate", new Uint8Array(layout.bytes.gate))).toThrow(
+    expect(() => src.read(0, 4, "gate", new Uint8Array(layout.bytes[0]!.gate))).toThrow(
       /expert 4 is out of range/,
     );
     w.close();
@@ -173,9 +170,9 @@ describe("FileExpertSource", () => {
     const src = FileExpertSource.open(merged, manifest, keys);
     const w = GgufWeights.open(merged, manifest);
     const mem = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-    const dst = new Uint8Array(mem.buffer, 128, layout.bytes.down);
+    const dst = new Uint8Array(mem.buffer, 128, layout.bytes[0]!.down);
     src.read(1, 2, "down", dst);
-    const n = layout.bytes.down;
+    const n = layout.bytes[0]!.down;
     expect(Buffer.compare(dst, w.bytes(keys.down, 1).subarray(2 * n, 3 * n))).toBe(0);
     src.close();
     w.close();
@@ -185,7 +182,7 @@ describe("FileExpertSource", () => {
     const src = FileExpertSource.open(merged, manifest, keys);
     const w = GgufWeights.open(merged, manifest);
     const t = w.file.tensor("blk.1.ffn_up_exps.weight");
-    const n = expertLayout(manifest, keys).bytes.up;
+    const n = expertLayout(manifest, keys).bytes[1]!.up;
     expect(src.offsetOf(1, 3, "up")).toBe(t.offset + 3 * n);
     src.close();
     w.close();
@@ -211,10 +208,10 @@ describe("FileExpertSource", () => {
     const src = FileExpertSource.open(path, manifest, keys);
     const at = src.offsetOf(1, 3, "down");
     truncateSync(path, at + 10);
-    expect(() => src.read(1, 3, "down", new Uint8Array(layout.bytes.down))).toThrow(
+    expect(() => src.read(1, 3, "down", new Uint8Array(layout.bytes[0]!.down))).toThrow(
       `shrinks.gguf: at byte ${at + 10}: file ended while reading layer 1 expert 3 down (did it shrink after it was opened?)`,
     );
     src.close();
-    expect(() => src.read(0, 0, "down", new Uint8Array(layout.bytes.down))).toThrow(/closed/);
+    expect(() => src.read(0, 0, "down", new Uint8Array(layout.bytes[0]!.down))).toThrow(/closed/);
   });
 });

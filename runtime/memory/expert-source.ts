@@ -9,7 +9,7 @@ import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { CheckpointError } from "../checkpoint/errors.ts";
 import { openGguf } from "../checkpoint/gguf-read.ts";
 import { resolveGgufWeights } from "../checkpoint/gguf-weights.ts";
-import type { Manifest, WeightEntry } from "../manifest.ts";
+import { type Manifest, schemeAt, type WeightEntry } from "../manifest.ts";
 import { getScheme } from "../quant/registry.ts";
 import type { WeightSource } from "../weights.ts";
 
@@ -28,14 +28,14 @@ export interface ExpertSource {
 export interface ExpertLayout {
   layers: number;
   experts: number;
-  bytes: Record<ExpertRole, number>;
+  /** One expert matrix's bytes per role, by layer (a weight's scheme may differ by layer). */
+  bytes: Record<ExpertRole, number>[];
   entries: Record<ExpertRole, WeightEntry>;
 }
 
 /** The expert layout from the manifest; throws when a key is missing or the three disagree. */
 export function expertLayout(manifest: Pick<Manifest, "weights">, keys: ExpertKeys): ExpertLayout {
   const entries = {} as Record<ExpertRole, WeightEntry>;
-  const bytes = {} as Record<ExpertRole, number>;
   for (const role of EXPERT_ROLES) {
     const w = manifest.weights.find((x) => x.key === keys[role]);
     if (!w) throw new Error(`no weight \`${keys[role]}\` (the experts' ${role} matrices) in the manifest`);
@@ -44,9 +44,7 @@ export function expertLayout(manifest: Pick<Manifest, "weights">, keys: ExpertKe
         `\`${w.key}\` is not a per-layer stack of expert matrices: shape [${w.shape.join(", ")}], ${w.layers} layers`,
       );
     }
-    const s = getScheme(w.scheme);
     entries[role] = w;
-    bytes[role] = ((w.shape[1]! * w.shape[2]!) / s.blockSize) * s.blockBytes;
   }
   const { gate, up, down } = entries;
   if (gate.shape[0] !== up.shape[0] || gate.shape[0] !== down.shape[0] || gate.layers !== up.layers) {
@@ -55,6 +53,13 @@ export function expertLayout(manifest: Pick<Manifest, "weights">, keys: ExpertKe
     );
   }
   if (gate.layers !== down.layers) throw new Error(`expert weights disagree on the layer count`);
+  const bytes = Array.from({ length: gate.layers }, (_, l) => {
+    const of = (w: WeightEntry) => {
+      const s = getScheme(schemeAt(w, l));
+      return ((w.shape[1]! * w.shape[2]!) / s.blockSize) * s.blockBytes;
+    };
+    return { gate: of(gate), up: of(up), down: of(down) };
+  });
   return { layers: gate.layers, experts: gate.shape[0]!, bytes, entries };
 }
 
@@ -65,7 +70,7 @@ function checkIndex(layout: ExpertLayout, layer: number, expert: number, role: E
   if (!Number.isInteger(expert) || expert < 0 || expert >= layout.experts) {
     throw new RangeError(`expert ${expert} is out of range (a layer has ${layout.experts})`);
   }
-  const want = layout.bytes[role];
+  const want = layout.bytes[layer]![role];
   if (want === undefined) throw new RangeError(`unknown expert role \`${role}\` (gate, up or down)`);
   if (dst.length !== want) {
     throw new RangeError(
@@ -95,14 +100,21 @@ export class HostExpertSource implements ExpertSource {
   ) {
     const { layers, experts, bytes, entries } = layout;
     const offloaded = opts.offloaded ?? (() => true);
-    const each = bytes.gate + bytes.up + bytes.down;
     let count = 0;
-    for (let l = 0; l < layers; l++) for (let e = 0; e < experts; e++) if (offloaded(l, e)) count++;
-    this.hostBytes = count * each;
+    let total = 0;
+    for (let l = 0; l < layers; l++) {
+      const each = bytes[l]!.gate + bytes[l]!.up + bytes[l]!.down;
+      for (let e = 0; e < experts; e++) {
+        if (!offloaded(l, e)) continue;
+        count++;
+        total += each;
+      }
+    }
+    this.hostBytes = total;
     const budget = opts.hostBudgetBytes;
     if (budget !== undefined && this.hostBytes > budget) {
       throw new RangeError(
-        `host memory budget exceeded: ${count} offloaded experts of ${each} bytes need ${this.hostBytes} bytes, the budget is ${budget} (${this.hostBytes - budget} over); read experts from the file instead`,
+        `host memory budget exceeded: ${count} offloaded experts need ${this.hostBytes} bytes, the budget is ${budget} (${this.hostBytes - budget} over); read experts from the file instead`,
       );
     }
     this.copies = Array.from({ length: layers }, () => new Array(experts).fill(undefined));
@@ -113,12 +125,13 @@ export class HostExpertSource implements ExpertSource {
       // One stacked tensor at a time: the whole layer's tensor is transient, the copies are what stays.
       for (const role of EXPERT_ROLES) {
         const stacked = weights.bytes(entries[role].key, l);
-        if (stacked.length !== experts * bytes[role]) {
+        const one = bytes[l]![role];
+        if (stacked.length !== experts * one) {
           throw new Error(
-            `\`${entries[role].key}\` layer ${l} has ${stacked.length} bytes; ${experts} experts of ${bytes[role]} need ${experts * bytes[role]}`,
+            `\`${entries[role].key}\` layer ${l} has ${stacked.length} bytes; ${experts} experts of ${one} need ${experts * one}`,
           );
         }
-        parts[role] = wanted.map((e) => stacked.slice(e * bytes[role], (e + 1) * bytes[role]));
+        parts[role] = wanted.map((e) => stacked.slice(e * one, (e + 1) * one));
       }
       wanted.forEach((e, i) => {
         this.copies[l]![e] = { gate: parts.gate[i]!, up: parts.up[i]!, down: parts.down[i]! };
@@ -169,7 +182,7 @@ export class FileExpertSource implements ExpertSource {
       );
       for (const r of resolved) {
         const role = EXPERT_ROLES.find((x) => entries[x].key === r.key)!;
-        const want = bytes[role];
+        const want = bytes[r.layer!]![role];
         const fail = (what: string, problem: string, offset?: number): never => {
           throw new CheckpointError({ file: path, what, whatKind: "tensor", offset, problem });
         };

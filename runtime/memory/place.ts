@@ -3,18 +3,20 @@
 // accountant handed out, the resident weights copied in, and the offloaded experts behind an ExpertCache
 // fed from host copies or the GGUF file. The forward pass finds each token's experts through `experts`.
 import { HEAP_LIMIT, Heap } from "../heap.ts";
-import type { Manifest, MoeEntry } from "../manifest.ts";
+import { type Manifest, type MoeEntry, schemeAt } from "../manifest.ts";
 import { getScheme } from "../quant/registry.ts";
 import type { WeightSource } from "../weights.ts";
 import { Accountant } from "./accountant.ts";
 import {
+  allExpertBytes,
   allocateDevice,
   chooseResidency,
   DeviceBudgetError,
   describeUse,
   deviceWeightBytes,
+  deviceWeightTotal,
   type ExpertBytes,
-  expertBytes,
+  expertBytesByLayer,
   isResident,
   type Residency,
 } from "./device-plan.ts";
@@ -64,7 +66,8 @@ export type ExpertOrigin = "resident" | "host" | "file";
 interface MoeState {
   entry: MoeEntry;
   k: number;
-  bytes: ExpertBytes;
+  /** One expert's bytes per matrix, by layer. */
+  bytes: ExpertBytes[];
   /** The addresses handed to the kernel: gate, up, down per pick. */
   addr: Float64Array;
   /** Resident: each layer's stacked gate/up/down tensors. */
@@ -140,10 +143,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   // Where offloaded experts come from: host copies while the host budget holds them all, else the file.
   let origin: ExpertOrigin = "resident";
   if (offloaded.some(Boolean)) {
-    const hostBytes = moes.reduce(
-      (n, e, i) => n + (offloaded[i] ? expertBytes(m, e).each * e.experts * e.layers : 0),
-      0,
-    );
+    const hostBytes = moes.reduce((n, e, i) => n + (offloaded[i] ? allExpertBytes(m, e) : 0), 0);
     origin = o.hostBudget === undefined || hostBytes <= o.hostBudget ? "host" : "file";
     if (origin === "file" && o.expertFile === undefined) throw new HostBudgetError(o.hostBudget!, hostBytes);
   }
@@ -160,7 +160,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
         experts: e.experts,
         slotsPerLayer: slots,
         topK: e.topK,
-        bytes: expertBytes(m, e),
+        bytes: expertBytesByLayer(m, e),
         alloc: (label, bytes) => acct.alloc(label, bytes),
         source: src,
         policy: o.policy,
@@ -174,30 +174,29 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   const weights: Record<string, Packed[]> = {};
   const vectors: Record<string, Float32Array[]> = {};
   const placed = m.weights.filter((w) => placement.weights.has(w.key));
-  const total = placed.reduce((n, w) => n + deviceWeightBytes(w) * Math.max(1, w.layers), 0);
+  const total = placed.reduce((n, w) => n + deviceWeightTotal(w), 0);
   let done = 0;
   for (const w of placed) {
     const at = placement.weights.get(w.key)!;
     const layers = w.layers === 0 ? [undefined] : [...Array(w.layers).keys()];
-    const scheme = getScheme(w.scheme);
-    const bytesOf = deviceWeightBytes(w);
     if (w.shape.length === 1) {
       vectors[w.key] = layers.map((l, i) => {
         const out = heap.floats(at[i]!, w.shape[0]!);
-        scheme.decode(source.bytes(w.key, l), out);
+        getScheme(schemeAt(w, l)).decode(source.bytes(w.key, l), out);
         return out;
       });
     } else {
       weights[w.key] = layers.map((l, i) => {
         const bytes = source.bytes(w.key, l);
-        if (bytes.length !== bytesOf) {
-          throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${bytesOf}`);
+        const want = deviceWeightBytes(w, l);
+        if (bytes.length !== want) {
+          throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${want}`);
         }
         heap.u8.set(bytes, at[i]!);
         return { u8: heap.u8, i8: heap.i8, f32: heap.f32, base: at[i]! };
       });
     }
-    done += bytesOf * Math.max(1, w.layers);
+    done += deviceWeightTotal(w);
     o.onProgress?.(done, total);
   }
   const kv = placement.kv.map((layers, j) => {
@@ -224,7 +223,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
 
   const prefetch = o.prefetch ?? true;
   const states: MoeState[] = moes.map((e, i) => {
-    const bytes = expertBytes(m, e);
+    const bytes = expertBytesByLayer(m, e);
     const st: MoeState = {
       entry: e,
       k: e.topK,
@@ -245,13 +244,19 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
     const norm = e.norm === undefined ? undefined : vectors[e.norm];
     if (prefetch && router && norm && e.eps !== undefined && e.layers > 1) {
       const hidden = router.shape[1]!;
-      const rb = deviceWeightBytes(router);
       const routers = weights[e.router]!;
       // Decoded once from the device copies: the guess runs in f32 on the host side of the runtime.
       st.next = Array.from({ length: e.layers }, (_, l) => {
-        const r = routers[router.layers ? l : 0]!;
+        const rl = router.layers ? l : undefined;
+        const r = routers[rl ?? 0]!;
+        const rb = deviceWeightBytes(router, rl);
         return {
-          router: decodeRouter(heap.u8.subarray(r.base, r.base + rb), router.scheme, e.experts, hidden),
+          router: decodeRouter(
+            heap.u8.subarray(r.base, r.base + rb),
+            schemeAt(router, rl),
+            e.experts,
+            hidden,
+          ),
           norm: norm[norm.length > 1 ? l : 0]!,
           eps: e.eps!,
         };
@@ -263,7 +268,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   const experts = (moe: number, layer: number, s: Float32Array, so: number) => {
     const st = states[moe]!;
     const a = st.addr;
-    const { gate: gb, up: ub, down: db } = st.bytes;
+    const { gate: gb, up: ub, down: db } = st.bytes[st.entry.layers ? layer : 0]!;
     if (st.stacks) {
       const l = st.entry.layers ? layer : 0;
       const g = st.stacks.gate[l]!.base;
@@ -290,7 +295,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   const one = new Float64Array(3);
   const expert = (moe: number, layer: number, e: number) => {
     const st = states[moe]!;
-    const { gate: gb, up: ub, down: db } = st.bytes;
+    const { gate: gb, up: ub, down: db } = st.bytes[st.entry.layers ? layer : 0]!;
     if (st.stacks) {
       const l = st.entry.layers ? layer : 0;
       one[0] = st.stacks.gate[l]!.base + e * gb;
