@@ -140,6 +140,28 @@ describe("moec tokenize", () => {
     }
   });
 
+  it("a SentencePiece vocabulary without byte tokens: text it covers tokenizes, text needing a byte token fails naming it", () => {
+    const path = join(dir, "no-bytes.gguf");
+    const tokens = ["<unk>", "<s>", "</s>", "▁", "a", "b", "▁a", "▁ab"];
+    writeGguf(path, {
+      metadata: [
+        ["tokenizer.ggml.model", gv.str("llama")],
+        ["tokenizer.ggml.tokens", gv.strings(tokens)],
+        ["tokenizer.ggml.scores", gv.f32s(tokens.map((_, i) => -i))],
+        ["tokenizer.ggml.token_type", gv.i32s([2, 3, 3, 1, 1, 1, 1, 1])],
+      ],
+    });
+    const ok = moec("tokenize", path, "-p", "ab", "--json");
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.out)).toEqual({ tokens: [1, 7] });
+    const bad = moec("tokenize", path, "-p", "aé");
+    expect(bad.code).toBe(2);
+    expect(bad.err.trim().split("\n")).toHaveLength(1);
+    expect(bad.err).toMatch(
+      /cannot tokenize "é": it is not in the vocabulary and its byte 0xC3 has no byte token <0xC3>/,
+    );
+  });
+
   it("a missing file is exit 2", () => {
     const r = moec("tokenize", join(dir, "nope.gguf"), "-p", "x");
     expect(r.code).toBe(2);
