@@ -1,18 +1,19 @@
 // moec against llama.cpp (node-llama-cpp's prebuilt CPU binaries) on real trained weights: llama2.c's
-// stories260K (models/stories260K.gguf, see models/README.md), as it is, quantized by moec's own quantizer,
-// and upcycled by runtime/checkpoint/upcycle.ts into Mixtral-architecture MoEs (top-2 of 4 and of 8 experts,
-// each expert the dense FFN perturbed, a random router), written by moec's GGUF writer. llama.cpp is the
-// oracle: on each file, the prompt's token ids, GENERATE greedy tokens, the text they decode to, and the top-5
-// next-token probabilities at every position where both engines were fed the same tokens.
+// stories260K (models/stories260K.gguf, see models/README.md) as it is, without its output head (both engines
+// then tie it to the embedding), quantized to q8_0 and q4_0 by moec's own quantizer, and upcycled by
+// runtime/checkpoint/upcycle.ts into Mixtral-architecture MoEs (top-2 of 4 and of 8 experts, each expert the
+// dense FFN perturbed, a random router), every file written by moec's GGUF writer. llama.cpp is the oracle: on
+// each file, the prompt's token ids, GENERATE greedy tokens, the text they decode to, and the top-5 next-token
+// probabilities at every position where both engines were fed the same tokens.
 //
 // Setup as in compare.test.ts (2 llama.cpp threads, no flash attention, an f32 KV cache, moec stepping one
 // token at a time and through the batched prefill). Unlike compare.test.ts's random files, nothing here is
-// shaped for decisive greedy margins: a trained model's own margins decide, so the greedy tokens must agree
-// because the engines do. The tolerances follow compare.test.ts's reasoning: f32 weights do the same
-// arithmetic on both sides; for q8_0 (and the f16 that ffn_down falls back to, its rows of 172 not filling
-// q8_0's blocks of 32) ggml rounds the activations to the weight's vec_dot_type first, which moec's stock
-// kernels do not, so the q8_0 files are also run with the ggml-arithmetic variants (ggml-numerics.ts), which
-// must then agree to float rounding.
+// shaped for decisive greedy margins: a trained model's own margins decide. f32 weights do the same arithmetic
+// on both sides, so the tokens must agree and the probabilities to f32 rounding. For q8_0 and q4_0, ggml rounds
+// the activations to q8_0 blocks before each product, which moec's stock kernels do not: those files are also
+// run with the ggml-arithmetic variants (ggml-numerics.ts), which must give llama.cpp's tokens and its logits to
+// float rounding; the stock kernels must give its tokens up to a tie that this rounding decides, if any.
+// ffn_down's rows of 172 do not fill a block of 32 and stay f32 (see blockChoice).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
