@@ -6,10 +6,12 @@
 //
 // For each input below it writes the f32 GGUF with moec's random writer, runs
 // `llama-quantize IN OUT PRESET 2` for each preset, reads OUT back with moec's GGUF reader, and records each
-// tensor's ggml type name and the general.file_type llama.cpp wrote. Nothing else about the inputs
+// tensor's ggml type name, the general.file_type llama.cpp wrote, and a SHA-256 of the tensors' bytes (in the
+// input's order), which moec's own quantization of the same input must reproduce. Nothing else about the inputs
 // matters to the rules (row lengths, layer and expert counts, heads, a tied head), so the vocabulary is
 // small; the values are random.
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -119,19 +121,25 @@ function main(): void {
       const src = openGguf(inPath);
       const tensors = src.tensors.map((t) => [t.name, t.dims]);
       src.close();
-      const presets: Record<string, { fileType: number; types: string }> = {};
+      const presets: Record<string, { fileType: number; types: string; sha256: string }> = {};
       for (const p of PRESETS) {
         const outPath = join(dir, `${input.name}.${p.name}.gguf`);
         execFileSync(tool, [inPath, outPath, p.name, "2"], { stdio: ["ignore", "ignore", "pipe"] });
         const q = openGguf(outPath);
+        const hash = createHash("sha256");
         const types = src.tensors.map((t) => {
           const info = q.tensor(t.name);
+          hash.update(q.read(info));
           return ggmlTypeName(info.type) ?? String(info.type);
         });
         const ft = q.metadata.get("general.file_type");
         q.close();
         rmSync(outPath);
-        presets[p.name] = { fileType: Number(ft?.value), types: runLength(types) };
+        presets[p.name] = {
+          fileType: Number(ft?.value),
+          types: runLength(types),
+          sha256: hash.digest("hex"),
+        };
         process.stderr.write(`${input.name} ${p.name}\n`);
       }
       rmSync(inPath);
@@ -142,7 +150,7 @@ function main(): void {
   }
   const fixture = {
     about:
-      "llama.cpp's choice of ggml type for every tensor of small f32 checkpoints under each preset: made by scripts/llama-quantize-presets.ts with `llama-quantize IN OUT PRESET 2` (no other flags); see llama-quantize-presets.md. `types` lists the types of `tensors` in order, NAME*N for N in a row.",
+      "llama.cpp's choice of ggml type for every tensor of small f32 checkpoints under each preset: made by scripts/llama-quantize-presets.ts with `llama-quantize IN OUT PRESET 2` (no other flags); see llama-quantize-presets.md. `types` lists the types of `tensors` in order, NAME*N for N in a row; `sha256` is of the tensors' data in that order.",
     llamaQuantize:
       "llama.cpp de3ff81 (node-llama-cpp's llama/gitRelease.bundle), built with -DGGML_NATIVE=ON",
     command: "llama-quantize IN OUT PRESET 2",

@@ -294,6 +294,29 @@ describe("openGguf refuses bad files", () => {
     );
   });
 
+  it("a ggml type moec has no scheme for is named as llama.cpp names it (the i-quants, TQ1_0, MXFP4, …)", () => {
+    const t = tensorAt("blk.0.b");
+    for (const [id, name] of [
+      [16, "IQ2_XXS"],
+      [21, "IQ3_S"],
+      [23, "IQ4_XS"],
+      [20, "IQ4_NL"],
+      [34, "TQ1_0"],
+      [39, "MXFP4"],
+    ] as const) {
+      expectError(
+        corrupt((b) => b.writeUInt32LE(id, t.type)),
+        {
+          tensor: "blk.0.b",
+          offset: t.type,
+          problem: new RegExp(
+            `^type ${name} \\(ggml type ${id}, \`${name.toLowerCase()}\` in llama\\.cpp\\) has no quantization scheme in moec, which reads F32, F16, Q4_0, .*, BF16: re-quantize`,
+          ),
+        },
+      );
+    }
+  });
+
   it("n_dims 0 or more than 4, and a 0-sized dim", () => {
     const t = tensorAt("blk.0.a");
     expectError(

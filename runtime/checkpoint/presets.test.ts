@@ -1,6 +1,7 @@
 // llama.cpp's presets: moec's choice of type for every tensor equals llama-quantize's own, recorded in
 // test/fixtures/llama-quantize-presets.json (scripts/llama-quantize-presets.ts made it; no llama.cpp
 // needed here), and `quantizeGguf` writes those types and llama.cpp's general.file_type.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -26,7 +27,7 @@ interface FixtureInput {
   name: string;
   options: RandomMixtralOptions;
   tensors: [string, number[]][];
-  presets: Record<string, { fileType: number; types: string }>;
+  presets: Record<string, { fileType: number; types: string; sha256: string }>;
 }
 const fixture: { command: string; inputs: FixtureInput[] } = JSON.parse(
   readFileSync(new URL("../../test/fixtures/llama-quantize-presets.json", import.meta.url), "utf8"),
@@ -156,6 +157,42 @@ describe("preset rules", () => {
       ]),
     ).toThrow(/layer/);
   });
+});
+
+describe("moec's preset files hold llama-quantize's bytes", () => {
+  // The inputs are rewritten from their recorded options (the random writer depends only on them); moec
+  // quantizes them with each preset and hashes the tensors' data in the input's order, as the script did
+  // with llama-quantize's output. Equal hashes: the same types and the same blocks, so both engines read
+  // the same numbers. Two inputs small enough to quantize here: a dense one whose rows fall back to q8_0
+  // and f16, under every preset, and an 8-expert one whose ffn_down falls back, under Q4_K_M.
+  const { dir, cleanup } = scratchDir();
+  afterAll(cleanup);
+  const cases: [string, string[]][] = [
+    ["dense-hidden200-8L", PRESETS.map((p) => p.name)],
+    ["moe8-ffn352-8L", ["Q4_K_M"]],
+  ];
+  for (const [name, presets] of cases) {
+    const input = fixture.inputs.find((i) => i.name === name)!;
+    const path = join(dir, `${name}.gguf`);
+    for (const presetName of presets) {
+      it(`${name} ${presetName}`, () => {
+        if (presetName === presets[0]) writeRandomMixtralGguf(path, input.options);
+        const out = join(dir, `${name}.${presetName}.gguf`);
+        const src = openGguf(path);
+        const opts = presetQuantizeOptions(src, findPreset(presetName)!);
+        src.close();
+        quantizeGguf(path, out, opts);
+        const f = openGguf(out);
+        const hash = createHash("sha256");
+        try {
+          for (const [t] of input.tensors) hash.update(f.read(f.tensor(t)));
+        } finally {
+          f.close();
+        }
+        expect(hash.digest("hex")).toBe(input.presets[presetName]!.sha256);
+      });
+    }
+  }
 });
 
 describe("quantizeGguf with a preset", () => {
