@@ -97,6 +97,21 @@ describe("BpeTokenizer.encode", () => {
     expect(t.isEog(257)).toBe(true);
   });
 
+  it("a long text (a million characters) tokenizes without overflowing the stack", () => {
+    const t = vocab(
+      [
+        ["Ġt", N],
+        ["he", N],
+        ["Ġthe", N],
+      ],
+      ["Ġ t", "h e", "Ġt he"],
+      { pre: "llama-bpe", addBos: false },
+    );
+    const ids = t.encode(" the".repeat(250_000));
+    expect(ids).toHaveLength(250_000);
+    expect(new Set(ids)).toEqual(new Set([id(t, "Ġthe")]));
+  });
+
   it("a symbol that is not a token keeps only its one-byte ASCII tokens, as llama.cpp does", () => {
     // Drop "Ã" (0xC3's character) from the vocabulary: "é" (C3 A9) loses that byte.
     const tokens = BYTE_TO_CHAR.map((c) => (c === "Ã" ? "[no]" : c));

@@ -25,6 +25,7 @@ import {
   byteEncode,
   CHAR_TO_BYTE,
   codePoints,
+  fromCodePoints,
   type PreTokenizer,
   preTokenizer,
   splitText,
@@ -330,7 +331,7 @@ export class BpeTokenizer implements Tokenizer {
       if (this.bos === undefined) throw new TokenizeError("cannot add BOS: the vocabulary has no BOS token");
       out.push(this.bos);
     }
-    text = String.fromCodePoint(...codePoints(text));
+    text = fromCodePoints(codePoints(text));
     const fragments =
       text === ""
         ? []

@@ -61,6 +61,14 @@ export function codePoints(text: string): number[] {
   return out;
 }
 
+/** The string of `cpts[start..end)`, in chunks (a spread of a long text would overflow the stack). */
+export function fromCodePoints(cpts: readonly number[], start = 0, end = cpts.length): string {
+  let s = "";
+  for (let i = start; i < end; i += 4096)
+    s += String.fromCodePoint(...cpts.slice(i, Math.min(end, i + 4096)));
+  return s;
+}
+
 // ---------------------------------------------------------------- the expressions per pre-tokenizer
 
 const GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
@@ -270,7 +278,7 @@ export function splitText(text: string, exprs: readonly string[]): string[] {
   const words: string[] = [];
   let start = 0;
   for (const n of offsets) {
-    words.push(String.fromCodePoint(...cpts.slice(start, start + n)));
+    words.push(fromCodePoints(cpts, start, start + n));
     start += n;
   }
   return words;
@@ -362,7 +370,7 @@ function compileCollapsed(expr: string): RegExp {
 
 /** The code points with non-ASCII whitespace as 0x0B, as llama.cpp feeds std::wregex. */
 function wideText(cpts: readonly number[]): string {
-  return String.fromCodePoint(...cpts.map((c) => (c > 0x7f && cptFlags(c) & F_WHITESPACE ? 0x0b : c)));
+  return fromCodePoints(cpts.map((c) => (c > 0x7f && cptFlags(c) & F_WHITESPACE ? 0x0b : c)));
 }
 
 /** The expression for the wide text: `\s` is ASCII whitespace only, as in std::wregex. */
