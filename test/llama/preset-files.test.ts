@@ -2,9 +2,11 @@
 // (Q4_K_M: ffn_down and attn_v q6_K in its use_more_bits layers, q4_K in the rest): moec runs them as they
 // are, on cpu, webgpu and gpujs, and its greedy tokens are llama.cpp's (node-llama-cpp, the same file).
 //
-// In CI: test/fixtures/llama-quantize/mixtral-4l.Q4_K_M.gguf (see the README there for how it was made).
-// With MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize the test also writes the same f32 input and quantizes
-// it with every preset of issue 14 (Q4_K_M, Q5_K_M, Q4_K_S, Q3_K_M, Q2_K, Q6_K) and checks each.
+// In CI: test/fixtures/llama-quantize/mixtral-4l.Q4_K_M.gguf (see the README there for how it was made),
+// and the same f32 input quantized by `moec quantize --preset` with every preset of issue 14 (Q4_K_M,
+// Q5_K_M, Q4_K_S, Q3_K_M, Q2_K, Q6_K), on the cpu. With MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize the
+// test also quantizes the input with llama-quantize itself for every preset, checks each file as the
+// fixture is checked, and that moec's file for the preset has the same type for every tensor.
 //
 // Tolerances: llama.cpp dots k-quant weights with activations rounded to q8_K, moec's k-quant kernels
 // with the f32 activations, so logits differ by that rounding (as for q4_0 in compare.test.ts); the files
@@ -14,6 +16,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
+import { findPreset, presetQuantizeOptions } from "../../runtime/checkpoint/presets.ts";
+import { quantizeGguf } from "../../runtime/checkpoint/quantize.ts";
 import { writeRandomMixtralGguf } from "../../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
 import { agreement, decisiveShape, runBoth, type Trace } from "./engines.ts";
@@ -51,19 +55,55 @@ afterAll(cleanup);
 
 const quantize = process.env.MOEC_LLAMA_QUANTIZE;
 const PRESETS = ["Q4_K_M", "Q5_K_M", "Q4_K_S", "Q3_K_M", "Q2_K", "Q6_K"];
-const files: { name: string; path: () => string }[] = [{ name: "fixture Q4_K_M", path: () => FIXTURE }];
-if (quantize) {
-  const input = join(dir, "input.f32.gguf");
-  for (const preset of PRESETS) {
-    const out = join(dir, `mixtral-4l.${preset}.gguf`);
-    files.push({
-      name: `llama-quantize ${preset}`,
-      path: () => {
-        if (!existsSync(input)) writePresetInput(input);
-        if (!existsSync(out)) execFileSync(quantize, [input, out, preset, "2"], { stdio: "ignore" });
-        return out;
-      },
-    });
+const input = join(dir, "input.f32.gguf");
+const inputFile = () => {
+  if (!existsSync(input)) writePresetInput(input);
+  return input;
+};
+/** moec's own file for a preset. */
+const moecFile = (preset: string) => {
+  const out = join(dir, `moec.${preset}.gguf`);
+  if (!existsSync(out)) {
+    const f = openGguf(inputFile());
+    const opts = presetQuantizeOptions(f, findPreset(preset)!);
+    f.close();
+    quantizeGguf(input, out, opts);
+  }
+  return out;
+};
+/** llama-quantize's file for a preset. */
+const llamaFile = (preset: string) => {
+  const out = join(dir, `llama.${preset}.gguf`);
+  if (!existsSync(out)) execFileSync(quantize!, [inputFile(), out, preset, "2"], { stdio: "ignore" });
+  return out;
+};
+
+interface File {
+  name: string;
+  path: () => string;
+  /** Also through `moec run --backend webgpu` and `gpujs` (llama-quantize's files). */
+  gpu: boolean;
+  /** The preset, where a llama-quantize file of it is there to compare types with. */
+  sameTypesAs?: string;
+}
+const files: File[] = [{ name: "llama-quantize Q4_K_M (fixture)", path: () => FIXTURE, gpu: true }];
+for (const preset of PRESETS) {
+  files.push({
+    name: `moec quantize --preset ${preset}`,
+    path: () => moecFile(preset),
+    gpu: false,
+    ...(quantize ? { sameTypesAs: preset } : {}),
+  });
+  if (quantize) files.push({ name: `llama-quantize ${preset}`, path: () => llamaFile(preset), gpu: true });
+}
+
+/** Every tensor's type, by name. */
+function typesOf(path: string): Map<string, string> {
+  const f = openGguf(path);
+  try {
+    return new Map(f.tensors.map((t) => [t.name, t.scheme.name]));
+  } finally {
+    f.close();
   }
 }
 
@@ -107,7 +147,7 @@ function cliGreedy(path: string, backend: string, env: Record<string, string> = 
   return (JSON.parse(out.trim().split("\n").at(-1)!) as { tokens: number[] }).tokens;
 }
 
-describe.each(files)("$name", ({ path }) => {
+describe.each(files)("$name", ({ path, gpu, sameTypesAs }) => {
   let file: string;
   let theirs: Trace;
 
@@ -140,7 +180,15 @@ describe.each(files)("$name", ({ path }) => {
     expect(Math.max(...m.dp)).toBeLessThan(0.1);
   }, 600_000);
 
-  it.each([
+  it.runIf(sameTypesAs !== undefined)(
+    "has llama-quantize's type for every tensor",
+    () => {
+      expect(typesOf(file)).toEqual(typesOf(llamaFile(sameTypesAs!)));
+    },
+    600_000,
+  );
+
+  it.runIf(gpu).each([
     ["webgpu", {}],
     ["gpujs", { MOEC_GPUJS_MODE: "webgpu" }],
   ] as const)(
