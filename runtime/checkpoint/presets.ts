@@ -418,7 +418,7 @@ export function presetTypes(
   };
 
   /** `tensor_type_fallback`. */
-  const fallback = (t: PresetTensor, want: number): PresetChoice["fellBack"] & { type: number } => {
+  const fallback = (t: PresetTensor, want: number): { type: number; from: number; why: string } => {
     const row = t.dims[0]!;
     let to: number;
     switch (want) {
