@@ -1,11 +1,13 @@
 // Builds the tokenizer from a GGUF file's metadata, reading the keys llama.cpp reads (llama_vocab::load)
 // with its defaults: `tokenizer.ggml.model` "llama" is SentencePiece (spm.ts), "gpt2" and "gemma4"
-// byte-level / SentencePiece-style BPE (bpe.ts) with the pre-tokenizer `tokenizer.ggml.pre` names.
+// byte-level / SentencePiece-style BPE (bpe.ts) with the pre-tokenizer `tokenizer.ggml.pre` names, "bert"
+// WordPiece (wpm.ts).
 import { CheckpointError } from "../checkpoint/errors.ts";
 import { type GgufValue, plainValue } from "../checkpoint/gguf-value.ts";
 import { BpeTokenizer } from "./bpe.ts";
 import { type SpmDataField, SpmTokenizer, TokenizerDataError } from "./spm.ts";
 import type { Tokenizer } from "./tokenizer.ts";
+import { WpmTokenizer } from "./wpm.ts";
 
 export const TOKENIZER_KEYS = {
   model: "tokenizer.ggml.model",
@@ -28,7 +30,7 @@ const INTEGER_TYPES = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i
 const DEFAULT_IDS = { bos: 1, eos: 2, unk: 0 } as const;
 
 /** The tokenizer models moec reads (`tokenizer.ggml.model`). */
-export const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4"] as const;
+export const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4", "bert"] as const;
 
 export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file: string): Tokenizer {
   const fail = (key: string, problem: string): never => {
@@ -43,10 +45,11 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
   if (!(TOKENIZER_MODELS as readonly string[]).includes(modelName)) {
     fail(
       TOKENIZER_KEYS.model,
-      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece; "gpt2", byte-level BPE; "gemma4")`,
+      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece; "gpt2", byte-level BPE; "gemma4"; "bert", WordPiece)`,
     );
   }
-  const bpe = modelName !== "llama";
+  const bpe = modelName === "gpt2" || modelName === "gemma4";
+  const wpm = modelName === "bert";
 
   const tokensValue = get(TOKENIZER_KEYS.tokens);
   if (tokensValue === undefined) fail(TOKENIZER_KEYS.tokens, "missing: the file has no vocabulary");
@@ -81,14 +84,20 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     types = all.slice(0, n);
   }
 
-  const defaults: Record<string, number | undefined> = bpe
-    ? modelName === "gpt2"
-      ? { bos: 11, eos: 11 }
-      : {}
-    : DEFAULT_IDS;
-  const id = (field: "bos" | "eos" | "unk" | "eot" | "eom"): number | undefined => {
+  const defaults: Record<string, number | undefined> = wpm
+    ? { bos: 101, unk: 100, sep: 102 }
+    : bpe
+      ? modelName === "gpt2"
+        ? { bos: 11, eos: 11 }
+        : {}
+      : DEFAULT_IDS;
+  const id = (field: "bos" | "eos" | "unk" | "eot" | "eom" | "sep"): number | undefined => {
     const key =
-      field === "eot" || field === "eom" ? `tokenizer.ggml.${field}_token_id` : TOKENIZER_KEYS[field];
+      field === "eot" || field === "eom"
+        ? `tokenizer.ggml.${field}_token_id`
+        : field === "sep"
+          ? "tokenizer.ggml.seperator_token_id"
+          : TOKENIZER_KEYS[field];
     const v = get(key);
     if (v === undefined) {
       const d = defaults[field];
@@ -117,6 +126,30 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     if (v.type !== "string") fail(key, `must be a string, not ${describe(v)}`);
     return plainValue(v) as string;
   };
+
+  if (wpm) {
+    const lowercase = flagOrUndefined("tokenizer.ggml.normalizer.lowercase");
+    try {
+      return new WpmTokenizer({
+        tokens,
+        types: typesValue === undefined ? undefined : types,
+        bos: id("bos"),
+        eos: id("eos"),
+        unk: id("unk"),
+        sep: id("sep"),
+        addBos: flagOrUndefined(TOKENIZER_KEYS.addBos),
+        addSpacePrefix: flagOrUndefined(TOKENIZER_KEYS.addSpacePrefix),
+        lowercase,
+        stripAccents: flagOrUndefined("tokenizer.ggml.normalizer.strip_accents") ?? lowercase,
+        modelName: stringKey("general.name"),
+        pre: stringKey(TOKENIZER_KEYS.pre),
+        architecture: stringKey("general.architecture"),
+      });
+    } catch (e) {
+      if (e instanceof TokenizerDataError) fail(TOKENIZER_KEYS[e.field], e.message);
+      throw e;
+    }
+  }
 
   if (bpe) {
     const mergesValue = get(TOKENIZER_KEYS.merges);

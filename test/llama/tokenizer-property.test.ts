@@ -14,9 +14,10 @@ import { llamaVocabDir } from "./vocab-files.ts";
 /**
  * One vocabulary per splitter moec has (mpt, olmo, refact and command-r share gpt-2's and starcoder's;
  * gpt-neox has no tokenizer.ggml.pre: llama.cpp's "default" expressions), and SentencePiece ones (phi-3:
- * special tokens that eat the spaces after them; baichuan: no test cases of its own).
+ * special tokens that eat the spaces after them; baichuan: no test cases of its own) and WordPiece (bert-bge).
  */
 const VOCABS = [
+  "bert-bge",
   "gpt-neox",
   "baichuan",
   "llama-bpe",
