@@ -78,10 +78,7 @@ describe("moec tokenize", () => {
     mkdirSync(folder, { recursive: true });
     const vocab: Record<string, number> = {};
     BYTE_TO_CHAR.forEach((c, i) => (vocab[c] = i));
-    vocab["Ġt"] = 256;
-    vocab.he = 257;
-    vocab["Ġthe"] = 258;
-    vocab["<|endoftext|>"] = 259;
+    Object.assign(vocab, { Ġt: 256, he: 257, Ġthe: 258, "<|endoftext|>": 259 });
     writeFileSync(
       join(folder, "tokenizer.json"),
       JSON.stringify({
