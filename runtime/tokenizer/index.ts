@@ -1,3 +1,8 @@
-// Tokenizers: llama.cpp's SentencePiece BPE ("llama" GGUF vocabularies) and its GGUF reader.
+// Tokenizers: llama.cpp's SentencePiece BPE, byte-level BPE and WordPiece, their GGUF reader, and the
+// Hugging Face tokenizer.json reader; all behind one Tokenizer interface.
+export * from "./bpe.ts";
 export * from "./from-gguf.ts";
+export * from "./hf-json.ts";
 export * from "./spm.ts";
+export * from "./tokenizer.ts";
+export * from "./wpm.ts";
