@@ -5,6 +5,8 @@ export default defineConfig({
     include: ["**/*.test.ts"],
     exclude: ["node_modules/**", "generated/**"],
     reporters: ["default", "./test/summary-reporter.ts"],
+    // Asks for a WebGPU adapter once; test/machine.ts skips the GPU tests without one (and says why).
+    globalSetup: ["./test/global-setup.ts"],
     testTimeout: 60_000,
     pool: "forks",
   },

@@ -7,6 +7,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import nf4 from "../../examples/custom-quant/nf4.ts";
 import { compileGpuAndCpu, type GpuPair, greedyBoth, logitTolerance } from "../../test/gpu-harness.ts";
+import { needsWebGpu } from "../../test/machine.ts";
 import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import { findScheme, registerScheme, schemes } from "../quant/registry.ts";
 import { GpuError } from "./backend.ts";
@@ -32,7 +33,7 @@ async function agree(spec: string, quant: string, o: Parameters<typeof compileGp
   return { p, r };
 }
 
-describe("webgpu backend", () => {
+describe("webgpu backend", needsWebGpu(), () => {
   for (const spec of ["specs/tiny-mixtral.moe", "specs/tiny-shared-expert.moe", "specs/tiny-top1.moe"]) {
     it(`${spec}: the CPU's greedy tokens`, async () => {
       await agree(spec, "f32");
@@ -119,14 +120,6 @@ describe("webgpu backend", () => {
     }
   }, 60_000);
 
-  it("a scheme without a WGSL piece: an error naming the scheme and the backend", async () => {
-    const name = "nowgsl_test";
-    if (!findScheme(name)) registerScheme({ ...nf4, name, wgsl: undefined });
-    await expect(
-      compileGpuAndCpu("specs/tiny-mixtral.moe", name, "webgpu", { maxContext: 32 }),
-    ).rejects.toThrow(/scheme `nowgsl_test` has no WGSL piece, so the webgpu backend cannot run it/);
-  });
-
   it("expert matrices over the binding limit are split by rows: resident and cache slots, the CPU's tokens", async () => {
     // f32 at 8 KiB per buffer: an expert's gate/up (96 rows of 256 bytes) in 3 buffers, its down (64 rows
     // of 384 bytes) in 4; q8_0 at 4608 bytes: gate/up (96 rows of 68 bytes) in 2, down (64 of 102) in 2.
@@ -176,4 +169,13 @@ describe("webgpu backend", () => {
       }
     }
   }, 240_000);
+});
+
+// Refused while compiling, before any device is asked for.
+it("a scheme without a WGSL piece: an error naming the scheme and the backend", async () => {
+  const name = "nowgsl_test";
+  if (!findScheme(name)) registerScheme({ ...nf4, name, wgsl: undefined });
+  await expect(
+    compileGpuAndCpu("specs/tiny-mixtral.moe", name, "webgpu", { maxContext: 32 }),
+  ).rejects.toThrow(/scheme `nowgsl_test` has no WGSL piece, so the webgpu backend cannot run it/);
 });
