@@ -89,6 +89,12 @@ describe("tokenizerFromGguf", () => {
     expect(t.vocabSize).toBe(300);
   });
 
+  it("an id of -1 (0xFFFFFFFF) means no such token, as converters write it: llama.cpp's default stays", () => {
+    const t = tokenizerFromGguf(metadata({ [K.unk]: gv.u32(0xffffffff), [K.eos]: gv.i32(-1) }), FILE);
+    expect(t.unk).toBe(0);
+    expect(t.eos).toBe(2);
+  });
+
   it("names the file and the key when something is wrong", () => {
     const cases: [Record<string, GgufValue | undefined>, string, RegExp][] = [
       [{ [K.model]: undefined }, K.model, /missing/],
@@ -103,7 +109,7 @@ describe("tokenizerFromGguf", () => {
       [{ [K.types]: gv.i32s([1]) }, K.types, /1 token types for 300 tokens/],
       [{ [K.bos]: gv.u32(300) }, K.bos, /token id 300 is outside the vocabulary \(0\.\.299\)/],
       [{ [K.eos]: gv.str("2") }, K.eos, /must be an integer/],
-      [{ [K.unk]: gv.i32(-1) }, K.unk, /token id -1/],
+      [{ [K.unk]: gv.i32(-2) }, K.unk, /token id -2/],
       [{ [K.addBos]: gv.u8(1) }, K.addBos, /must be a bool/],
       [
         { [K.addEos]: gv.bool(true), [K.eos]: undefined, [K.tokens]: gv.strings(vocab.tokens.slice(0, 2)) },

@@ -99,12 +99,15 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
           ? "tokenizer.ggml.seperator_token_id"
           : TOKENIZER_KEYS[field];
     const v = get(key);
-    if (v === undefined) {
+    const fallback = () => {
       const d = defaults[field];
       return d !== undefined && d < n ? d : undefined;
-    }
+    };
+    if (v === undefined) return fallback();
     if (!INTEGER_TYPES.has(v.type)) fail(key, `must be an integer, not ${describe(v)}`);
     const x = plainValue(v);
+    // -1 (0xFFFFFFFF as u32) is how converters write "no such token"; llama.cpp then keeps its default.
+    if (x === -1 || x === 0xffffffff || x === -1n || x === 0xffffffffffffffffn) return fallback();
     if (typeof x !== "number" || x < 0 || x >= n) {
       fail(key, `token id ${x} is outside the vocabulary (0..${n - 1})`);
     }
