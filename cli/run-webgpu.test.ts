@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { writeRandomMixtralGguf } from "../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../runtime/checkpoint/test-support.ts";
 import { measureDevice, minimumSlots } from "../runtime/memory/device-plan.ts";
+import { needsWebGpu } from "../test/machine.ts";
 import { loadForRun } from "./model-source.ts";
 
 const { dir, cleanup } = scratchDir();
@@ -36,7 +37,10 @@ function run(env: Record<string, string>, ...extra: string[]) {
 }
 
 describe("moec run --backend webgpu", () => {
-  it("generates the CPU backend's tokens, fully resident and with experts offloaded", async () => {
+  it("generates the CPU backend's tokens, fully resident and with experts offloaded", {
+    ...needsWebGpu(),
+    timeout: 600_000,
+  }, async () => {
     const cpu = run({}, "--backend", "cpu");
     expect(cpu.code, cpu.err).toBe(0);
     const gpu = run({}, "--backend", "webgpu");
@@ -53,7 +57,7 @@ describe("moec run --backend webgpu", () => {
     expect(out.tokens).toEqual(JSON.parse(cpu.out).tokens);
     expect(out.memory.expert_misses).toBeGreaterThan(0);
     expect(out.memory.peak_device_bytes).toBeLessThanOrEqual(budget);
-  }, 600_000);
+  });
 
   it("no adapter: says so, names the backend, suggests --backend cpu, exits non-zero", () => {
     const r = run({ VK_ICD_FILENAMES: "/nonexistent/icd.json" }, "--backend", "webgpu");

@@ -2,10 +2,11 @@
 // CPU backend. A file of its own: gpu.js keeps one WebGPU device per process, and this test loses it.
 import { expect, it } from "vitest";
 import { compileGpuAndCpu } from "../../test/gpu-harness.ts";
+import { needsWebGpu } from "../../test/machine.ts";
 import { GpuError } from "./backend.ts";
 import { setGpuJsMode } from "./gpujs.ts";
 
-it("a lost device: a clear error on the next token", async () => {
+it("a lost device: a clear error on the next token", { ...needsWebGpu(), timeout: 60_000 }, async () => {
   setGpuJsMode("webgpu");
   const p = await compileGpuAndCpu("specs/tiny-mixtral.moe", "q8_0", "gpujs", { maxContext: 16 });
   await p.gpu.step(1, 0);
@@ -19,4 +20,4 @@ it("a lost device: a clear error on the next token", async () => {
   expect(err).toBeInstanceOf(GpuError);
   expect(err.message).toMatch(/^gpujs backend: .*(lost|device)/);
   expect(err.message).toMatch(/--backend cpu/);
-}, 60_000);
+});

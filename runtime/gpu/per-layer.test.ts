@@ -12,6 +12,7 @@ import {
   logitTolerance,
   relativeDiff,
 } from "../../test/gpu-harness.ts";
+import { needsWebGpu } from "../../test/machine.ts";
 import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import type { MemoryOptions } from "../memory/place.ts";
 import { setGpuJsMode } from "./gpujs.ts";
@@ -47,7 +48,7 @@ function layerSteps(steps: GpuStep[]): { table: number[]; cases: number }[] {
   );
 }
 
-describe("per-layer schemes on webgpu", () => {
+describe("per-layer schemes on webgpu", needsWebGpu(), () => {
   // One resident instance serves the first two tests: its pipelines are made once, at load.
   let resident: Promise<GpuPair> | undefined;
   const base = () => (resident ??= open("webgpu"));
@@ -91,16 +92,17 @@ describe("per-layer schemes on webgpu", () => {
 });
 
 describe("per-layer schemes on gpujs", () => {
-  it.each(["webasm", "webgpu"] as const)(
-    "%s: the CPU's greedy tokens",
-    async (mode) => {
+  for (const mode of ["webasm", "webgpu"] as const) {
+    it(`${mode}: the CPU's greedy tokens`, {
+      ...needsWebGpu(mode === "webgpu"),
+      timeout: 600_000,
+    }, async () => {
       setGpuJsMode(mode);
       const p = await open("gpujs");
       expect(layerSteps(p.gpu.module.program.steps).length).toBeGreaterThanOrEqual(5);
       const { cpuTokens, gpuTokens, worst } = await greedyBoth(p, PROMPT.slice(0, 4), 6);
       expect(gpuTokens).toEqual(cpuTokens);
       expect(worst).toBeLessThan(TOLERANCE);
-    },
-    600_000,
-  );
+    });
+  }
 });

@@ -17,6 +17,7 @@ import {
   logitTolerance,
   relativeDiff,
 } from "../../test/gpu-harness.ts";
+import { needsWebGpu } from "../../test/machine.ts";
 import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import { getScheme } from "../quant/registry.ts";
 
@@ -76,7 +77,7 @@ async function load(spec: string, quant: string, o: Parameters<typeof compileGpu
   return p;
 }
 
-describe("webgpu batched prefill", () => {
+describe("webgpu batched prefill", needsWebGpu(), () => {
   for (const spec of ["specs/tiny-mixtral.moe", "specs/tiny-shared-expert.moe", "specs/tiny-top1.moe"]) {
     it(`${spec}: prefill gives stepping's logits and the CPU's greedy tokens`, async () => {
       for (const quant of ["f32", "q8_0", "q4_0", "q4_k"]) {

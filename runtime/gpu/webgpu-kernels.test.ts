@@ -12,6 +12,7 @@ import {
   logitToleranceF16,
   relativeDiff,
 } from "../../test/gpu-harness.ts";
+import { needsWebGpu } from "../../test/machine.ts";
 import { importModuleSource } from "../model.ts";
 import { quantizeBlocks } from "../quant/q8-activations.ts";
 import type { Backend } from "./backend.ts";
@@ -44,7 +45,7 @@ async function quantizeOnDevice(x: Float32Array): Promise<Uint32Array> {
   return new Uint32Array(out.buffer);
 }
 
-describe("webgpu kernels", () => {
+describe("webgpu kernels", needsWebGpu(), () => {
   it("the quantize kernel gives the reference's integers, d and sums exactly, ties to even", async () => {
     let seed = 12345;
     const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
