@@ -4,7 +4,7 @@
 // line's. Cases are read as the C++ reads them: inputs separated by "\n__ggml_vocab_test__\n", one output
 // line per input, kept in a map by input text (a repeated input counts once, its last line wins).
 // Vocabularies moec does not read are listed in UNSUPPORTED with the reason and shown as skipped.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointError } from "../../runtime/checkpoint/errors.ts";
@@ -18,6 +18,12 @@ import { llamaVocabDir, vocabsWithCases } from "./vocab-files.ts";
  * is supported). Each one named here is shown as skipped and must be refused at load.
  */
 const UNSUPPORTED: Readonly<Record<string, string>> = {};
+
+/** llama.cpp's vocabularies without test cases that moec does not read, and why. */
+const UNSUPPORTED_WITHOUT_CASES: Readonly<Record<string, string>> = {
+  "nomic-bert-moe":
+    'Unigram (tokenizer.ggml.model "t5"), an embedding model\'s vocabulary: moec has no UGM tokenizer',
+};
 
 const SEPARATOR = "\n__ggml_vocab_test__\n";
 
@@ -98,4 +104,36 @@ describe.each(vocabs.filter((v) => !(v in UNSUPPORTED)))("ggml-vocab-%s", (name)
   it.each(cases)("tokenizes $shown to llama.cpp's ids", ({ text, ids }) => {
     expect(tok.encode(text, { addBos: false, addEos: false, parseSpecial: false })).toEqual(ids);
   });
+});
+
+describe("llama.cpp's vocabularies without test cases", () => {
+  const all = readdirSync(dir)
+    .filter((f) => /^ggml-vocab-.*\.gguf$/.test(f))
+    .map((f) => f.slice("ggml-vocab-".length, -".gguf".length))
+    .filter((v) => !vocabs.includes(v));
+
+  for (const [name, why] of Object.entries(UNSUPPORTED_WITHOUT_CASES)) {
+    it.skip(`ggml-vocab-${name} is not tokenized: ${why}`, () => {});
+  }
+
+  it.each(all)(
+    "ggml-vocab-%s loads, or is one named here as unsupported and is refused naming the key",
+    (name) => {
+      const path = join(dir, `ggml-vocab-${name}.gguf`);
+      const file = openGguf(path);
+      try {
+        if (name in UNSUPPORTED_WITHOUT_CASES) {
+          expect(() => tokenizerFromGguf(file.metadata, path)).toThrow(
+            /key tokenizer\.ggml\.model: tokenizer model/,
+          );
+        } else {
+          const tok = tokenizerFromGguf(file.metadata, path);
+          expect(tok.decode(tok.encode("Hello world", { addBos: false }))).toContain("world");
+        }
+      } finally {
+        file.close();
+      }
+    },
+    120_000,
+  );
 });
