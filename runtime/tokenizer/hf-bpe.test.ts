@@ -91,6 +91,24 @@ describe("hfByteLevelTokenizer", () => {
     expect(t.encode("e\u0301")).toEqual(t.encode("é"));
   });
 
+  it("BOS from a Sequence post-processor's template (Llama 3), none from a ByteLevel one (GPT-2, Qwen2)", () => {
+    const template = {
+      type: "TemplateProcessing",
+      single: [{ SpecialToken: { id: "<|endoftext|>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
+      special_tokens: {},
+    };
+    const llama3 = hfByteLevelTokenizer(
+      json(byteLevel, {
+        post_processor: { type: "Sequence", processors: [{ type: "ByteLevel" }, template] },
+      }),
+    );
+    expect(llama3.addBos).toBe(true);
+    expect(llama3.encode("he")).toEqual([259, 257]);
+    const gpt2 = hfByteLevelTokenizer(json(byteLevel, { post_processor: { type: "ByteLevel" } }));
+    expect(gpt2.addBos).toBe(false);
+    expect(gpt2.encode("he")).toEqual([257]);
+  });
+
   it("unsupported parts are data errors naming their key", () => {
     const fails = (j: unknown, key: string) => {
       try {
