@@ -119,10 +119,10 @@ describe("moec tokenize", () => {
       [
         "bad-model.gguf",
         [
-          ["tokenizer.ggml.model", gv.str("t5")],
+          ["tokenizer.ggml.model", gv.str("rwkv")],
           ["tokenizer.ggml.tokens", gv.strings(["[PAD]", "a"])],
         ],
-        /bad-model\.gguf: key tokenizer\.ggml\.model: tokenizer model "t5" is not supported/,
+        /bad-model\.gguf: key tokenizer\.ggml\.model: tokenizer model "rwkv" is not supported/,
       ],
     ];
     for (const [name, metadata, message] of cases) {

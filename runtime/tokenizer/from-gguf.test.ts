@@ -98,7 +98,7 @@ describe("tokenizerFromGguf", () => {
   it("names the file and the key when something is wrong", () => {
     const cases: [Record<string, GgufValue | undefined>, string, RegExp][] = [
       [{ [K.model]: undefined }, K.model, /missing/],
-      [{ [K.model]: gv.str("t5") }, K.model, /"t5" is not supported/],
+      [{ [K.model]: gv.str("rwkv") }, K.model, /"rwkv" is not supported/],
       [{ [K.model]: gv.u32(1) }, K.model, /must be a string/],
       [{ [K.tokens]: undefined }, K.tokens, /missing/],
       [{ [K.tokens]: gv.i32s([1, 2]) }, K.tokens, /array of strings, not an array of i32/],

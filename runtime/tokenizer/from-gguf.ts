@@ -7,6 +7,7 @@ import { type GgufValue, plainValue } from "../checkpoint/gguf-value.ts";
 import { BpeTokenizer } from "./bpe.ts";
 import { type SpmDataField, SpmTokenizer, TokenizerDataError } from "./spm.ts";
 import type { Tokenizer } from "./tokenizer.ts";
+import { UgmTokenizer } from "./ugm.ts";
 import { WpmTokenizer } from "./wpm.ts";
 
 export const TOKENIZER_KEYS = {
@@ -30,7 +31,7 @@ const INTEGER_TYPES = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "u64", "i
 const DEFAULT_IDS = { bos: 1, eos: 2, unk: 0 } as const;
 
 /** The tokenizer models moec reads (`tokenizer.ggml.model`). */
-export const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4", "bert"] as const;
+export const TOKENIZER_MODELS = ["llama", "gpt2", "gemma4", "bert", "t5"] as const;
 
 export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file: string): Tokenizer {
   const fail = (key: string, problem: string): never => {
@@ -45,11 +46,12 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
   if (!(TOKENIZER_MODELS as readonly string[]).includes(modelName)) {
     fail(
       TOKENIZER_KEYS.model,
-      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece; "gpt2", byte-level BPE; "gemma4"; "bert", WordPiece)`,
+      `tokenizer model ${JSON.stringify(modelName)} is not supported (only "llama", SentencePiece; "gpt2", byte-level BPE; "gemma4"; "bert", WordPiece; "t5", Unigram)`,
     );
   }
   const bpe = modelName === "gpt2" || modelName === "gemma4";
   const wpm = modelName === "bert";
+  const ugm = modelName === "t5";
 
   const tokensValue = get(TOKENIZER_KEYS.tokens);
   if (tokensValue === undefined) fail(TOKENIZER_KEYS.tokens, "missing: the file has no vocabulary");
@@ -84,13 +86,15 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     types = all.slice(0, n);
   }
 
-  const defaults: Record<string, number | undefined> = wpm
-    ? { bos: 101, unk: 100, sep: 102 }
-    : bpe
-      ? modelName === "gpt2"
-        ? { bos: 11, eos: 11 }
-        : {}
-      : DEFAULT_IDS;
+  const defaults: Record<string, number | undefined> = ugm
+    ? { eos: 1, unk: 2 }
+    : wpm
+      ? { bos: 101, unk: 100, sep: 102 }
+      : bpe
+        ? modelName === "gpt2"
+          ? { bos: 11, eos: 11 }
+          : {}
+        : DEFAULT_IDS;
   const id = (field: "bos" | "eos" | "unk" | "eot" | "eom" | "sep"): number | undefined => {
     const key =
       field === "eot" || field === "eom"
@@ -129,6 +133,36 @@ export function tokenizerFromGguf(metadata: ReadonlyMap<string, GgufValue>, file
     if (v.type !== "string") fail(key, `must be a string, not ${describe(v)}`);
     return plainValue(v) as string;
   };
+
+  if (ugm) {
+    const cmKey = "tokenizer.ggml.precompiled_charsmap";
+    const cm = get(cmKey);
+    if (cm !== undefined && (cm.type !== "array" || (cm.of !== "u8" && cm.of !== "i8"))) {
+      fail(cmKey, `must be an array of u8 or i8, not ${describe(cm)}`);
+    }
+    try {
+      return new UgmTokenizer({
+        tokens,
+        scores,
+        types,
+        charsmap: cm === undefined ? undefined : Uint8Array.from(plainValue(cm) as number[], (x) => x & 0xff),
+        bos: id("bos"),
+        eos: id("eos"),
+        unk: id("unk"),
+        addBos: flagOrUndefined(TOKENIZER_KEYS.addBos),
+        addEos: flagOrUndefined(TOKENIZER_KEYS.addEos),
+        addSpacePrefix: flagOrUndefined(TOKENIZER_KEYS.addSpacePrefix),
+        removeExtraSpaces: flagOrUndefined("tokenizer.ggml.remove_extra_whitespaces"),
+        modelName: stringKey("general.name"),
+        pre: stringKey(TOKENIZER_KEYS.pre),
+        architecture: stringKey("general.architecture"),
+      });
+    } catch (e) {
+      if (e instanceof TokenizerDataError)
+        fail(e.field === "tokens" && /charsmap/.test(e.message) ? cmKey : TOKENIZER_KEYS[e.field], e.message);
+      throw e;
+    }
+  }
 
   if (wpm) {
     const lowercase = flagOrUndefined("tokenizer.ggml.normalizer.lowercase");

@@ -19,11 +19,8 @@ import { llamaVocabDir, vocabsWithCases } from "./vocab-files.ts";
  */
 const UNSUPPORTED: Readonly<Record<string, string>> = {};
 
-/** llama.cpp's vocabularies without test cases that moec does not read, and why. */
-const UNSUPPORTED_WITHOUT_CASES: Readonly<Record<string, string>> = {
-  "nomic-bert-moe":
-    'Unigram (tokenizer.ggml.model "t5"), an embedding model\'s vocabulary: moec has no UGM tokenizer',
-};
+/** llama.cpp's vocabularies without test cases that moec does not read, and why (none at present). */
+const UNSUPPORTED_WITHOUT_CASES: Readonly<Record<string, string>> = {};
 
 const SEPARATOR = "\n__ggml_vocab_test__\n";
 
