@@ -147,7 +147,8 @@ function preTokenizerSteps(p: unknown, key: string, out: Step[]): void {
   }
   if (type === "Digits") {
     const individual = own(p, "individual_digits") === true;
-    out.push(splitStep(/[0-9]/gu, individual ? "Isolated" : "Contiguous"));
+    // tokenizers' Digits splits on char::is_numeric: every Unicode number (½ too), not only 0-9.
+    out.push(splitStep(/\p{N}/gu, individual ? "Isolated" : "Contiguous"));
     return;
   }
   throw new HfTokenizerDataError(

@@ -39,6 +39,25 @@ const MODELS: Record<string, { pre_tokenizer: unknown; normalizer?: unknown; ign
   "gpt-2": {
     pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
   },
+  // DeepSeek Coder's Splits then single digits, which llama.cpp's deepseek-coder expressions copy.
+  "deepseek-coder": {
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Split", pattern: { Regex: "[\r\n]" }, behavior: "Isolated", invert: false },
+        { type: "Split", pattern: { Regex: "\\s?\\p{L}+" }, behavior: "Isolated", invert: false },
+        { type: "Split", pattern: { Regex: "\\s?\\p{P}+" }, behavior: "Isolated", invert: false },
+        {
+          type: "Split",
+          pattern: { Regex: "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+" },
+          behavior: "Isolated",
+          invert: false,
+        },
+        { type: "Digits", individual_digits: true },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+  },
 };
 
 const SEPARATOR = "\n__ggml_vocab_test__\n";
