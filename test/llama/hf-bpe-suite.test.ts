@@ -39,6 +39,22 @@ const MODELS: Record<string, { pre_tokenizer: unknown; normalizer?: unknown; ign
   "gpt-2": {
     pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
   },
+  // Qwen3.5: marks stay in words; its cases keep decomposed accents, so no NFC here.
+  qwen35: {
+    pre_tokenizer: split(
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    ),
+  },
+  // StarCoder: single digits, then GPT-2's expression.
+  starcoder: {
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        { type: "Digits", individual_digits: true },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+      ],
+    },
+  },
   // DeepSeek Coder's Splits then single digits, which llama.cpp's deepseek-coder expressions copy.
   "deepseek-coder": {
     pre_tokenizer: {
