@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import Table from "cli-table3";
+import { table as newTable } from "../cli/color.ts";
 import { quantizeGguf, uniformChoice } from "../runtime/checkpoint/quantize.ts";
 import { writeRandomMixtralGguf } from "../runtime/checkpoint/random-gguf.ts";
 import { getScheme } from "../runtime/quant/registry.ts";
@@ -177,7 +177,7 @@ export async function benchAgainstLlama(types: readonly string[]): Promise<void>
     "llama.cpp",
     "ratio",
   ];
-  const table = new Table({ head, style: { head: [] } });
+  const table = newTable({ head, style: { head: [] } });
   for (const type of types) {
     const { moec, llama } = await benchFile(benchModelPath(type));
     THREADS.forEach((threads, i) => {

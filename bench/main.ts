@@ -3,7 +3,7 @@
 // llama.cpp on the same GGUF files (bench/llama.ts).
 // A benchmark, not a test: it asserts nothing, it reports.
 import { readdirSync } from "node:fs";
-import Table from "cli-table3";
+import { table as newTable } from "../cli/color.ts";
 import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import { pickQuant, pickTarget } from "../compiler/select.ts";
@@ -29,7 +29,7 @@ function tokPerSec(step: (token: number, pos: number) => unknown, tokens: number
   return n / ((performance.now() - start) / 1000);
 }
 
-const decode = new Table({
+const decode = newTable({
   head: ["scheme", "generated tok/s", "reference tok/s", "ratio"],
   style: { head: [] },
 });
@@ -44,7 +44,7 @@ for (const scheme of schemes) {
 console.log(`decode on ${spec} (hidden 512, 8 layers, 8 experts top-2, vocab 32000), one thread`);
 console.log(decode.toString());
 
-const compile = new Table({ head: ["spec", "compile ms", "ops → fused", "kernels"], style: { head: [] } });
+const compile = newTable({ head: ["spec", "compile ms", "ops → fused", "kernels"], style: { head: [] } });
 for (const f of readdirSync("specs")
   .filter((f) => f.endsWith(".moe"))
   .sort()) {

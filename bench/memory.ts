@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Table from "cli-table3";
+import { table as newTable } from "../cli/color.ts";
 import { compileForGguf } from "../cli/model-source.ts";
 import { writeDirAtomic } from "../runtime/atomic.ts";
 import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
@@ -13,7 +13,7 @@ import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
 const MiB = 2 ** 20;
 
 export function benchMemory(files: { type: string; path: string }[], context: number): void {
-  const table = new Table({
+  const table = newTable({
     head: ["type", "heap MiB", "peak RSS MiB", "(RSS − baseline) / heap"],
     style: { head: [] },
   });

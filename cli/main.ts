@@ -61,6 +61,7 @@ program
   .command("check")
   .description("validate a spec: prints `ok` or the errors")
   .argument("<spec>", "a .moe file")
+  .option("--json", "print one JSON object: ok, the models, quantizations and targets, or the errors")
   .action(guarded(checkCommand));
 
 program
@@ -79,6 +80,7 @@ program
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
+  .option("--json", "print the summary as one JSON object (and the IR of --dump-ir as its `ir`)")
   .action(guarded(compileCommand));
 
 program
@@ -87,6 +89,7 @@ program
   .argument("<checkpoint>", "a .gguf file, a config.json, or a folder holding one")
   .option("-o, --out <spec>", "the .moe file to write (default: print the spec)")
   .option("--name <model>", "the model's name in the spec (default: from the checkpoint)")
+  .option("--json", "print one JSON object: the model's shape, and the spec (without -o) or its file")
   .action(guarded(importCommand));
 
 program
@@ -110,7 +113,7 @@ program
 program
   .command("schemes")
   .description("list the registered quantization schemes: bits per weight, block layout, description")
-  .option("--json", "print a JSON array")
+  .option("--json", 'print one JSON object: {"schemes": [...]}')
   .action(guarded(schemesCommand));
 
 program
@@ -127,7 +130,7 @@ program
   .option("--context <n>", "the context to plan the KV cache for (default: the target's max_context)")
   .option("--target <name>", "a target of the spec (default: the first)")
   .option("--model <name>", "which model of the spec (default: the first)")
-  .option("--json", "print the plan as one JSON object")
+  .option("--json", "print the plan (or --table) as one JSON object")
   .option("--table", "memory needed per scheme and context, fully resident")
   .option("--html <file>", "also draw the plan as a page")
   .option(
@@ -156,7 +159,7 @@ program
   .option("--seed <s>", "makes sampling reproducible", "0")
   .option("--context <n>", "max context (default: the target's, else the model's)")
   .option("--stop <text...>", "stop strings")
-  .option("--json", "print one JSON object: prompt_tokens, tokens, text, timings")
+  .option("--json", "print one JSON object: prompt_tokens, tokens, text, stop, timings, memory")
   .option("--chat", "the prompt is a user message, rendered with the model's chat template")
   .option("--quant <scheme>", "for a safetensors checkpoint: the scheme of every matrix (default f32)")
   .option("--threads <n>", "threads for the kernels (default: every core)")
@@ -192,6 +195,7 @@ program
   )
   .option("-p, --prompt <text>", "the prompt", "Once upon a time")
   .option("-n, --tokens <n>", "how many tokens to generate", "48")
+  .option("--json", "print run's JSON object, with a `demo` object describing the model")
   .action(guarded(demoCommand));
 
 await program.parseAsync(process.argv);

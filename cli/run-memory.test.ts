@@ -120,8 +120,8 @@ describe("moec run with a device budget", () => {
       ],
       [
         ["--vram", "1GiB", "--policy", "mru"],
-        2,
-        /^error: unknown expert cache policy `mru` \(known: lru, lfu\)/,
+        1,
+        /^error: --policy: unknown expert cache policy `mru` \(known: lru, lfu\)/,
       ],
       [
         ["--vram", String(budget - 1)],

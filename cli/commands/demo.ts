@@ -2,12 +2,12 @@ import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import pc from "picocolors";
 import { writeDirAtomic } from "../../runtime/atomic.ts";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { type UpcycleOptions, upcycleGguf } from "../../runtime/checkpoint/upcycle.ts";
 import { measureDevice, slotsFor } from "../../runtime/memory/device-plan.ts";
 import { formatBytes } from "../../runtime/units.ts";
+import { err } from "../color.ts";
 import { compileForGguf } from "../model-source.ts";
 import { runCommand } from "./run.ts";
 
@@ -31,6 +31,8 @@ const DEMO_CONTEXT = 512;
 export interface DemoOptions {
   prompt: string;
   tokens: string;
+  /** Print run's JSON object, with a `demo` object: the checkpoint, experts, top-k, slots, budget. */
+  json?: boolean;
 }
 
 /** The cache folder (`$XDG_CACHE_HOME/moec`, else `~/.cache/moec`). */
@@ -45,7 +47,7 @@ export function demoCheckpoint(): string {
   const file = join(dir, `demo-stories260K-e${u.experts}-top${u.topK}-s${u.seed}.gguf`);
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true });
-    process.stderr.write(pc.dim(`upcycling stories260K to ${u.experts} experts, top-${u.topK}: ${file}\n`));
+    process.stderr.write(err.dim(`upcycling stories260K to ${u.experts} experts, top-${u.topK}: ${file}\n`));
     upcycleGguf(STORIES260K, file, u);
   }
   return file;
@@ -69,11 +71,12 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     gguf.close();
   }
   const u = DEMO_UPCYCLE;
-  process.stderr.write(
-    pc.dim(
-      `demo: llama2.c's stories260K (trained on TinyStories; hidden 64, 5 layers, f32) upcycled to a Mixtral-architecture MoE: ${u.experts} experts top-${u.topK}, each the dense FFN perturbed, a random router; ${DEMO_SLOTS} of ${u.experts} experts per layer fit the device budget of ${formatBytes(budget)}, the rest come through the expert cache; greedy, as llama.cpp decodes this file\n`,
-    ),
-  );
+  if (!o.json)
+    process.stderr.write(
+      err.dim(
+        `demo: llama2.c's stories260K (trained on TinyStories; hidden 64, 5 layers, f32) upcycled to a Mixtral-architecture MoE: ${u.experts} experts top-${u.topK}, each the dense FFN perturbed, a random router; ${DEMO_SLOTS} of ${u.experts} experts per layer fit the device budget of ${formatBytes(budget)}, the rest come through the expert cache; greedy, as llama.cpp decodes this file\n`,
+      ),
+    );
   await runCommand(compiledDir, {
     weights: file,
     prompt: o.prompt,
@@ -85,6 +88,17 @@ export async function demoCommand(o: DemoOptions): Promise<void> {
     repeatPenalty: "1",
     seed: "0",
     vram: String(budget),
-    stats: true,
+    stats: !o.json,
+    json: o.json,
+    jsonExtra: {
+      demo: {
+        checkpoint: file,
+        experts: u.experts,
+        top_k: u.topK,
+        device_experts_per_layer: DEMO_SLOTS,
+        budget_bytes: budget,
+        context: DEMO_CONTEXT,
+      },
+    },
   });
 }

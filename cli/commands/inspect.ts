@@ -1,5 +1,3 @@
-import Table from "cli-table3";
-import pc from "picocolors";
 import { categories, inspect, weightBytes } from "../../compiler/inspect.ts";
 import { layerRanges } from "../../compiler/ir/print.ts";
 import type { CheckedModel, CheckedQuant } from "../../compiler/lang/check.ts";
@@ -10,6 +8,7 @@ import { plainValue } from "../../runtime/checkpoint/gguf-value.ts";
 import { presetByFileType } from "../../runtime/checkpoint/presets.ts";
 import { findScheme, schemes } from "../../runtime/quant/registry.ts";
 import { bitsPerWeight } from "../../runtime/quant/scheme.ts";
+import { out as color, table } from "../color.ts";
 import { bytes, count } from "../format.ts";
 import { loadSpecArgument } from "../spec-argument.ts";
 import { schemeInfo } from "./schemes.ts";
@@ -47,11 +46,11 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   }
   const p = info.params;
   const out: string[] = [];
-  out.push(`${pc.bold(info.model)}  ${pc.dim(file)}`);
+  out.push(`${color.bold(info.model)}  ${color.dim(file)}`);
   out.push(
-    `parameters: ${pc.bold(count(p.total))} total, ${pc.bold(count(p.active))} active per token (${info.layers} layers)`,
+    `parameters: ${color.bold(count(p.total))} total, ${color.bold(count(p.active))} active per token (${info.layers} layers)`,
   );
-  const t = new Table({ head: ["", "total", "active"], style: { head: [] } });
+  const t = table({ head: ["", "total", "active"], style: { head: [] } });
   for (const c of categories)
     if (p.breakdown[c].total) t.push([c, count(p.breakdown[c].total), count(p.breakdown[c].active)]);
   out.push(t.toString());
@@ -60,7 +59,7 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   );
   for (const [ctx, f] of Object.entries(info.flops.at_context)) out.push(`  at context ${ctx}: ${count(f)}`);
   out.push(`KV cache: ${bytes(info.kv_cache.bytes_per_token)} per token (${info.kv_cache.dtype})`);
-  const w = new Table({ head: ["weights as", "bits/weight", "bytes", "scheme"], style: { head: [] } });
+  const w = table({ head: ["weights as", "bits/weight", "bytes", "scheme"], style: { head: [] } });
   for (const [name, b] of Object.entries(info.weight_bytes.quantizations))
     w.push([`${name} (spec)`, "", bytes(b), ""]);
   for (const [name, b] of Object.entries(info.weight_bytes.uniform)) {
@@ -68,11 +67,11 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
     w.push([name, String(bitsPerWeight(s)), bytes(b), s.description]);
   }
   out.push(w.toString());
-  if (chosen) out.push(`with --quant ${chosen.name}: ${pc.bold(bytes(chosen.bytes))} of weights`);
+  if (chosen) out.push(`with --quant ${chosen.name}: ${color.bold(bytes(chosen.bytes))} of weights`);
   if (fileInfo) {
     const preset = fileInfo.preset ?? `general.file_type ${fileInfo.file_type ?? "absent"}`;
-    out.push(`the file's schemes (llama.cpp preset ${pc.bold(preset)}):`);
-    const f = new Table({ head: ["weight", "tensor", "scheme by layer"], style: { head: [] } });
+    out.push(`the file's schemes (llama.cpp preset ${color.bold(preset)}):`);
+    const f = table({ head: ["weight", "tensor", "scheme by layer"], style: { head: [] } });
     for (const [key, w] of Object.entries(fileInfo.weights)) {
       f.push([
         key,

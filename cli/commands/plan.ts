@@ -1,10 +1,9 @@
-import Table from "cli-table3";
-import pc from "picocolors";
 import { type DevicePlan, devicePlanner } from "../../compiler/plan/device.ts";
 import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
 import { schemes } from "../../runtime/quant/registry.ts";
 import { parseSize } from "../../runtime/units.ts";
+import { out, table } from "../color.ts";
 import { bytes } from "../format.ts";
 import { loadSpecArgument } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
@@ -50,7 +49,7 @@ export function planCommand(file: string, o: PlanOptions): void {
     throw new UserError(`--context ${context} is larger than the model's context of ${modelContext}`);
   }
   if (o.table) {
-    printTable(model, modelContext);
+    printTable(model, modelContext, o.json === true);
     return;
   }
   const quant = pickQuant(spec, model, o.quant, true);
@@ -63,7 +62,7 @@ export function planCommand(file: string, o: PlanOptions): void {
   if (o.json) {
     process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
   } else {
-    const t = new Table({ head: ["", "bytes", "share of budget"], style: { head: [] } });
+    const t = table({ head: ["", "bytes", "share of budget"], style: { head: [] } });
     const share = (n: number) => `${((100 * n) / budget).toFixed(1)}%`;
     t.push([
       "dense weights (embeddings, attention, norms, router, head)",
@@ -90,12 +89,12 @@ export function planCommand(file: string, o: PlanOptions): void {
     t.push(["activation arena and kernel scratch", bytes(plan.arena_bytes), share(plan.arena_bytes)]);
     const rest = plan.f16_table_bytes + plan.padding_bytes;
     t.push(["half-float table, alignment", bytes(rest), share(rest)]);
-    t.push([pc.bold("on the device"), pc.bold(bytes(plan.device_bytes)), share(plan.device_bytes)]);
+    t.push([out.bold("on the device"), out.bold(bytes(plan.device_bytes)), share(plan.device_bytes)]);
     t.push(["headroom", bytes(budget - plan.device_bytes), share(budget - plan.device_bytes)]);
     if (plan.host_expert_bytes)
       t.push(["experts in host memory (or read from the file)", bytes(plan.host_expert_bytes), ""]);
     process.stdout.write(
-      `${model.name} on ${bytes(budget)}: ${plan.fits ? pc.green("fits") : pc.red("does not fit")}\n${t.toString()}\n`,
+      `${model.name} on ${bytes(budget)}: ${plan.fits ? out.green("fits") : out.red("does not fit")}\n${t.toString()}\n`,
     );
     process.stdout.write(`largest context that fits: ${plan.max_context}\n`);
   }
@@ -106,8 +105,15 @@ export function planCommand(file: string, o: PlanOptions): void {
   }
 }
 
-/** Memory needed, fully resident, per scheme (rows) and context (columns): the VRAM calculators' table. */
-function printTable(model: Parameters<typeof devicePlanner>[0], modelContext: number | undefined): void {
+/**
+ * Memory needed, fully resident, per scheme (rows) and context (columns): the VRAM calculators' table. With
+ * --json, `{"model", "contexts": [N], "schemes": [{"name", "bits_per_weight", "bytes": [N per context]}]}`.
+ */
+function printTable(
+  model: Parameters<typeof devicePlanner>[0],
+  modelContext: number | undefined,
+  json: boolean,
+): void {
   const contexts = [
     1024,
     4096,
@@ -115,7 +121,19 @@ function printTable(model: Parameters<typeof devicePlanner>[0], modelContext: nu
     32768,
     ...(modelContext && ![1024, 4096, 8192, 32768].includes(modelContext) ? [modelContext] : []),
   ].filter((c) => modelContext === undefined || c <= modelContext);
-  const t = new Table({
+  if (json) {
+    const rows = schemes().map((s) => {
+      const planner = devicePlanner(model, s.name);
+      return {
+        name: s.name,
+        bits_per_weight: (s.blockBytes * 8) / s.blockSize,
+        bytes: contexts.map((c) => planner.fullyResident(c)),
+      };
+    });
+    process.stdout.write(`${JSON.stringify({ model: model.name, contexts, schemes: rows }, null, 2)}\n`);
+    return;
+  }
+  const t = table({
     head: ["scheme", "bits/w", ...contexts.map((c) => (c >= 1024 ? `${c / 1024}k` : String(c)))],
     style: { head: [] },
   });

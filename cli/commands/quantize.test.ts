@@ -192,7 +192,7 @@ quantization mixed for moec_random_mixtral {
   it("moec schemes lists built-ins and a plugin's, with bits per weight", () => {
     const r = moec("schemes", "--json", "--plugin", "examples/custom-quant/nf4.ts");
     expect(r.code, r.err).toBe(0);
-    const list = JSON.parse(r.out);
+    const list = JSON.parse(r.out).schemes;
     expect(list.find((s: { name: string }) => s.name === "q4_k")).toMatchObject({
       bits_per_weight: 4.5,
       ggml_type: 12,

@@ -1,8 +1,5 @@
 // `moec quantize IN -o OUT --scheme NAME [--rules SPEC]` or `--preset NAME`: re-quantize a GGUF checkpoint.
 import { existsSync, statSync } from "node:fs";
-import { SingleBar } from "cli-progress";
-import Table from "cli-table3";
-import pc from "picocolors";
 import { weightEntries } from "../../compiler/compile.ts";
 import { loadSpec } from "../../compiler/lang/frontend.ts";
 import { ruleChoice } from "../../compiler/quantize-rules.ts";
@@ -23,7 +20,9 @@ import {
   uniformChoice,
 } from "../../runtime/checkpoint/quantize.ts";
 import { findScheme, schemeNames } from "../../runtime/quant/registry.ts";
+import { err, out, table } from "../color.ts";
 import { bytes } from "../format.ts";
+import { terminalBar } from "../progress.ts";
 import { UserError } from "../user-error.ts";
 
 export interface QuantizeCommandOptions {
@@ -111,18 +110,9 @@ export function quantizeCommand(input: string, o: QuantizeCommandOptions): void 
       file.close();
     }
   } else choose = chooser(input, o);
-  const bar =
-    process.stderr.isTTY && !o.json
-      ? new SingleBar(
-          {
-            format: `quantizing ${pc.cyan("{bar}")} {percentage}% | {value}/{total} MiB | {tensor}`,
-            hideCursor: true,
-            clearOnComplete: true,
-            stream: process.stderr,
-          },
-          undefined,
-        )
-      : undefined;
+  const bar = o.json
+    ? undefined
+    : terminalBar(`quantizing ${err.cyan("{bar}")} {percentage}% | {value}/{total} MiB | {tensor}`);
   let report: QuantizeReport;
   const started = performance.now();
   try {
@@ -153,7 +143,7 @@ const rel = (rmse: number, rms: number) => (rms > 0 ? `${((100 * rmse) / rms).to
 
 /** The per-tensor table and the totals. */
 export function summary(r: QuantizeReport, ms: number, preset?: string): string {
-  const t = new Table({
+  const t = table({
     head: ["tensor", "type", "before", "after", "bits/w", "RMSE", "RMSE/RMS", "note"],
     style: { head: [], border: [] },
     chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
@@ -175,16 +165,16 @@ export function summary(r: QuantizeReport, ms: number, preset?: string): string 
   const fellBack = r.tensors.filter((x) => x.note?.startsWith("fell back"));
   const lines = [
     t.toString(),
-    `${r.tensors.length} tensors: ${bytes(r.bytesBefore)} → ${pc.bold(bytes(r.bytesAfter))} (${(r.bytesBefore / r.bytesAfter).toFixed(2)}×), ${((8 * r.bytesAfter) / elements).toFixed(3)} bits per weight overall`,
+    `${r.tensors.length} tensors: ${bytes(r.bytesBefore)} → ${out.bold(bytes(r.bytesAfter))} (${(r.bytesBefore / r.bytesAfter).toFixed(2)}×), ${((8 * r.bytesAfter) / elements).toFixed(3)} bits per weight overall`,
   ];
   if (fellBack.length)
     lines.push(
-      pc.yellow(
+      out.yellow(
         `${fellBack.length} tensor${fellBack.length === 1 ? "" : "s"} fell back to a scheme whose block fits their rows: ${fellBack.map((x) => `${x.name} (${x.to}: ${x.note!.replace(/^fell back: /, "")})`).join(", ")}`,
       ),
     );
   lines.push(
-    `${pc.green("wrote")} ${r.output} (${bytes(r.fileBytes)}${r.fileType === undefined ? "" : `, general.file_type ${r.fileType}${preset ? ` (${preset})` : ""}`}) in ${(ms / 1000).toFixed(1)} s`,
+    `${out.green("wrote")} ${r.output} (${bytes(r.fileBytes)}${r.fileType === undefined ? "" : `, general.file_type ${r.fileType}${preset ? ` (${preset})` : ""}`}) in ${(ms / 1000).toFixed(1)} s`,
   );
   return lines.join("\n");
 }

@@ -1,5 +1,4 @@
 import { availableParallelism } from "node:os";
-import pc from "picocolors";
 import { renderChat } from "../../runtime/chat-template.ts";
 import { generate } from "../../runtime/generate.ts";
 import { GpuError } from "../../runtime/gpu/backend.ts";
@@ -7,11 +6,12 @@ import { generateAsync } from "../../runtime/gpu/generate.ts";
 import { GpuModel, isGpuModule } from "../../runtime/gpu/model.ts";
 import { HEAP_LIMIT } from "../../runtime/heap.ts";
 import { formatMemoryStats } from "../../runtime/memory/memory-stats.ts";
-import { policyByName } from "../../runtime/memory/policy.ts";
+import { policyNames, UnknownPolicyError } from "../../runtime/memory/policy.ts";
 import { ModelInstance } from "../../runtime/model.ts";
 import { Sampler } from "../../runtime/sampler.ts";
 import { Detokenizer } from "../../runtime/tokenizer/spm.ts";
 import { formatBytes, parseSize } from "../../runtime/units.ts";
+import { err } from "../color.ts";
 import { loadForRun } from "../model-source.ts";
 import { slowProgress } from "../progress.ts";
 import { isCheckpointPath } from "../spec-argument.ts";
@@ -48,6 +48,8 @@ export interface RunOptions {
   prefetch?: boolean;
   /** cpu (default), webgpu or gpujs. */
   backend?: string;
+  /** More fields for the --json object (`moec demo` adds its own). */
+  jsonExtra?: Record<string, unknown>;
 }
 
 export const BACKENDS = ["cpu", "webgpu", "gpujs"];
@@ -82,7 +84,10 @@ export function memoryOptions(o: Pick<RunOptions, "vram" | "hostMemory" | "polic
       `${cacheFlags.join(", ")} ${cacheFlags.length === 1 ? "applies" : "apply"} to the expert cache, which --vram SIZE sets up: give --vram too`,
     );
   }
-  if (o.policy !== undefined) policyByName(o.policy);
+  // A mistake in a flag: exit 1, like the other flags (the runtime's UnknownPolicyError alone would exit 2).
+  if (o.policy !== undefined && !policyNames.includes(o.policy.toLowerCase())) {
+    throw new UserError(`--policy: ${new UnknownPolicyError(o.policy).message}`);
+  }
   return {
     deviceBudget: o.vram === undefined ? undefined : sizeOption("--vram", o.vram),
     hostBudget: o.hostMemory === undefined ? undefined : sizeOption("--host-memory", o.hostMemory),
@@ -198,11 +203,11 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
     const loadMs = performance.now() - started;
     const m = loaded.module.manifest;
     if (!o.json) {
-      process.stderr.write(pc.dim(`${m.model} (${loaded.origin}), loaded in ${loadMs.toFixed(0)} ms\n`));
-      if (gpu) process.stderr.write(pc.dim(`${gpu.backend.name} backend on ${gpu.backend.device}\n`));
+      process.stderr.write(err.dim(`${m.model} (${loaded.origin}), loaded in ${loadMs.toFixed(0)} ms\n`));
+      if (gpu) process.stderr.write(err.dim(`${gpu.backend.name} backend on ${gpu.backend.device}\n`));
       if (!gpu && memory.deviceBudget !== undefined && memory.deviceBudget > HEAP_LIMIT) {
         process.stderr.write(
-          pc.dim(
+          err.dim(
             `--vram ${o.vram}: the CPU backend's device is its heap, which holds at most ${formatBytes(HEAP_LIMIT)}\n`,
           ),
         );
@@ -211,7 +216,7 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
       const cached = placed.caches.map((c) => `${c.slotsPerLayer} of ${c.experts}`).join(", ");
       if (cached) {
         process.stderr.write(
-          pc.dim(
+          err.dim(
             `expert cache: ${cached} experts per layer on the device, the rest ${placed.origin === "file" ? `read from ${o.weights}` : "in host memory"} (${placed.caches[0]!.policyName}${memory.prefetch && !gpu ? ", prefetch" : ""})\n`,
           ),
         );
@@ -237,12 +242,13 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
         stop: result.stop,
         timings: { prefill_tok_s: t.prefill_tok_s, decode_tok_s: t.decode_tok_s, load_ms: loadMs },
         memory: (gpu ?? model!).memory(),
+        ...o.jsonExtra,
       };
       process.stdout.write(`${JSON.stringify(out)}\n`);
     } else {
       process.stdout.write("\n");
       process.stderr.write(
-        pc.dim(
+        err.dim(
           `${prompt.length} prompt tokens at ${t.prefill_tok_s.toFixed(1)} tok/s, ${result.tokens.length} generated at ${t.decode_tok_s.toFixed(1)} tok/s (stop: ${result.stop})\n`,
         ),
       );

@@ -1,7 +1,7 @@
 // `moec schemes`: every registered quantization scheme (built-ins and those --plugin added).
-import Table from "cli-table3";
 import { schemes } from "../../runtime/quant/registry.ts";
 import { bitsPerWeight, type QuantScheme } from "../../runtime/quant/scheme.ts";
+import { table } from "../color.ts";
 
 export interface SchemeInfo {
   name: string;
@@ -26,7 +26,7 @@ export function schemeInfo(s: QuantScheme): SchemeInfo {
 
 /** A table of schemes: name, bits per weight, block, GGUF type, description. */
 export function schemesTable(list: readonly QuantScheme[] = schemes()): string {
-  const t = new Table({
+  const t = table({
     head: ["scheme", "bits/weight", "block", "GGUF type", "description"],
     style: { head: [], border: [] },
     chars: { mid: "", "left-mid": "", "mid-mid": "", "right-mid": "" },
@@ -46,6 +46,6 @@ export function schemesTable(list: readonly QuantScheme[] = schemes()): string {
 }
 
 export function schemesCommand(o: { json?: boolean }): void {
-  if (o.json) process.stdout.write(`${JSON.stringify(schemes().map(schemeInfo), null, 2)}\n`);
+  if (o.json) process.stdout.write(`${JSON.stringify({ schemes: schemes().map(schemeInfo) }, null, 2)}\n`);
   else process.stdout.write(`${schemesTable()}\n`);
 }

@@ -2,11 +2,11 @@
 // added as the model adds it), each with its piece. MODEL is a GGUF file (a vocabulary-only one needs no
 // tensors) or a Hugging Face folder (its tokenizer.json), so a vocabulary can be checked without running.
 import { existsSync } from "node:fs";
-import pc from "picocolors";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
 import { loadHfTokenizer } from "../../runtime/tokenizer/hf-json.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
+import { out } from "../color.ts";
 import { isSafetensorsPath } from "../model-source.ts";
 import { UserError } from "../user-error.ts";
 
@@ -48,6 +48,6 @@ export function tokenizeCommand(model: string, opts: TokenizeOptions): void {
   }
   const width = Math.max(1, ...ids.map((id) => String(id).length));
   const lines = ids.map((id) => `${String(id).padStart(width)}  ${shownPiece(tok, id)}`);
-  lines.push(pc.dim(`${ids.length} token${ids.length === 1 ? "" : "s"}`));
+  lines.push(out.dim(`${ids.length} token${ids.length === 1 ? "" : "s"}`));
   process.stdout.write(`${lines.join("\n")}\n`);
 }
