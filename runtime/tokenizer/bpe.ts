@@ -170,7 +170,8 @@ export class BpeTokenizer implements Tokenizer {
   private readonly byteLevel: boolean;
   private readonly escapeSpaces: boolean;
   private readonly specialTokens: readonly number[];
-  private readonly pieces: readonly Uint8Array[];
+  /** Each token's piece (special = true), rendered on first use. */
+  private readonly pieces: (Uint8Array | undefined)[];
 
   constructor(data: BpeTokenizerData) {
     const { tokens } = data;
@@ -302,9 +303,7 @@ export class BpeTokenizer implements Tokenizer {
 
     this.specialTokens = sortSpecials(texts, this.attrs);
 
-    const pieces: Uint8Array[] = [];
-    for (let i = 0; i < n; i++) pieces.push(this.renderPiece(i));
-    this.pieces = pieces;
+    this.pieces = new Array<Uint8Array | undefined>(n);
 
     if (!data.split) perModelAttributes(this.ids, this.attrs, this.specialTokens, data);
   }
@@ -360,7 +359,9 @@ export class BpeTokenizer implements Tokenizer {
   piece(id: number, special = false): Uint8Array {
     this.checkId(id);
     if (!special && this.attrs[id]! & (ATTR.unknown | ATTR.control)) return EMPTY;
-    return this.pieces[id]!;
+    let p = this.pieces[id];
+    if (p === undefined) p = this.pieces[id] = this.renderPiece(id);
+    return p;
   }
 
   private checkId(id: number): void {
