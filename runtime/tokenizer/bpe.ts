@@ -21,6 +21,8 @@
 //   map renders as `[UNK_BYTE_0x…]` as in llama.cpp), byte tokens as their byte. `decode` then applies
 //   llama.cpp's clean_spaces where the pre-tokenizer has it (" ." → "." …); streaming (Detokenizer) does
 //   not, as llama.cpp's piece-by-piece output does not.
+
+import { MergeQueue } from "./merge-queue.ts";
 import {
   byteEncode,
   CHAR_TO_BYTE,
@@ -92,59 +94,6 @@ const utf8 = new TextEncoder();
 const EMPTY = new Uint8Array(0);
 
 const quote = (s: string) => JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
-
-/** A min-heap of candidate merges: lowest rank first, then the leftmost symbol. */
-class MergeQueue {
-  private readonly rank: number[] = [];
-  private readonly left: number[] = [];
-  private readonly right: number[] = [];
-  private readonly text: string[] = [];
-  length = 0;
-
-  private before(a: number, b: number): boolean {
-    return this.rank[a]! < this.rank[b]! || (this.rank[a] === this.rank[b] && this.left[a]! < this.left[b]!);
-  }
-  private swap(a: number, b: number): void {
-    for (const arr of [this.rank, this.left, this.right, this.text] as unknown[][]) {
-      const t = arr[a];
-      arr[a] = arr[b];
-      arr[b] = t;
-    }
-  }
-  push(rank: number, left: number, right: number, text: string): void {
-    let i = this.length++;
-    this.rank[i] = rank;
-    this.left[i] = left;
-    this.right[i] = right;
-    this.text[i] = text;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.before(i, p)) break;
-      this.swap(i, p);
-      i = p;
-    }
-  }
-  pop(): [number, number, string] {
-    const top: [number, number, string] = [this.left[0]!, this.right[0]!, this.text[0]!];
-    const last = --this.length;
-    if (last > 0) {
-      this.swap(0, last);
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let best = i;
-        if (l < last && this.before(l, best)) best = l;
-        if (r < last && this.before(r, best)) best = r;
-        if (best === i) break;
-        this.swap(i, best);
-        i = best;
-      }
-    }
-    this.text.length = Math.max(this.length, 0) + 1;
-    return top;
-  }
-}
 
 export class BpeTokenizer implements Tokenizer {
   readonly vocabSize: number;
@@ -444,7 +393,7 @@ export class BpeTokenizer implements Tokenizer {
       prev[i] = i - 1;
       next[i] = i + 1 < count ? i + 1 : -1;
     }
-    const queue = new MergeQueue();
+    const queue = new MergeQueue<string>();
     const add = (l: number, r: number) => {
       if (l < 0 || r < 0) return;
       const key = `${sym[l]} ${sym[r]}`;

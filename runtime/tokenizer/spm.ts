@@ -21,6 +21,7 @@
 //   piece is removed (llama.cpp's `remove_space`); when that first token is BOS it is BOS's piece that
 //   is looked at, so text after a leading BOS keeps its space (this is what llama.cpp does).
 
+import { MergeQueue } from "./merge-queue.ts";
 import {
   ATTR,
   ATTR_OF_TYPE,
@@ -137,68 +138,6 @@ function byteOfByteToken(text: string): number {
   const m = /^\s*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)/.exec(s)!;
   const v = m[2] === "" ? 0 : Number.parseInt(m[2]!, 16);
   return (m[1] === "-" ? -v : v) & 0xff;
-}
-
-/** A max-heap of candidate merges: higher score first, then smaller left index. */
-class MergeQueue {
-  private readonly left: number[] = [];
-  private readonly right: number[] = [];
-  private readonly score: number[] = [];
-  private readonly size: number[] = [];
-  private n = 0;
-
-  get length(): number {
-    return this.n;
-  }
-
-  private before(a: number, b: number): boolean {
-    const sa = this.score[a]!;
-    const sb = this.score[b]!;
-    return sa > sb || (sa === sb && this.left[a]! < this.left[b]!);
-  }
-
-  private swap(a: number, b: number): void {
-    for (const arr of [this.left, this.right, this.score, this.size]) {
-      const t = arr[a]!;
-      arr[a] = arr[b]!;
-      arr[b] = t;
-    }
-  }
-
-  push(left: number, right: number, score: number, size: number): void {
-    let i = this.n++;
-    this.left[i] = left;
-    this.right[i] = right;
-    this.score[i] = score;
-    this.size[i] = size;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.before(i, p)) break;
-      this.swap(i, p);
-      i = p;
-    }
-  }
-
-  /** Removes the best entry and returns [left, right, size]. */
-  pop(): [number, number, number] {
-    const top: [number, number, number] = [this.left[0]!, this.right[0]!, this.size[0]!];
-    const last = --this.n;
-    if (last > 0) {
-      this.swap(0, last);
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let best = i;
-        if (l < last && this.before(l, best)) best = l;
-        if (r < last && this.before(r, best)) best = r;
-        if (best === i) break;
-        this.swap(i, best);
-        i = best;
-      }
-    }
-    return top;
-  }
 }
 
 export class SpmTokenizer {
@@ -426,13 +365,14 @@ export class SpmTokenizer {
       next[i] = i + 1 < count ? i + 1 : -1;
     }
 
-    const queue = new MergeQueue();
+    // Higher score first: the queue takes the lowest key.
+    const queue = new MergeQueue<number>();
     const tryAdd = (left: number, right: number): void => {
       if (left < 0 || right < 0) return;
       const size = len[left]! + len[right]!;
       const id = this.ids.get(text.slice(start[left]!, start[left]! + size));
       if (id === undefined) return;
-      queue.push(left, right, this.scores[id]!, size);
+      queue.push(-this.scores[id]!, left, right, size);
     };
     for (let i = 1; i < count; i++) tryAdd(i - 1, i);
 
