@@ -30,6 +30,7 @@ import { dirname, join } from "node:path";
 import { CheckpointError, printableName } from "../checkpoint/errors.ts";
 import type { BpeTokenizer } from "./bpe.ts";
 import { hfByteLevelTokenizer, isByteLevelJson } from "./hf-bpe.ts";
+import { MergeQueue } from "./merge-queue.ts";
 import { type DecodeOptions, decodeAll, type EncodeOptions, type PieceSource } from "./spm.ts";
 import { TokenizeError } from "./tokenizer.ts";
 
@@ -76,57 +77,6 @@ interface Fragment {
   readonly token?: number;
   /** Offset of the text in the original input. */
   readonly at: number;
-}
-
-/** A min-heap of candidate merges: lowest rank first, then the leftmost position. */
-class RankQueue {
-  private readonly rank: number[] = [];
-  private readonly pos: number[] = [];
-  private readonly id: number[] = [];
-  length = 0;
-
-  private before(a: number, b: number): boolean {
-    return this.rank[a]! < this.rank[b]! || (this.rank[a] === this.rank[b] && this.pos[a]! < this.pos[b]!);
-  }
-  private swap(a: number, b: number): void {
-    for (const arr of [this.rank, this.pos, this.id]) {
-      const t = arr[a]!;
-      arr[a] = arr[b]!;
-      arr[b] = t;
-    }
-  }
-  push(rank: number, pos: number, id: number): void {
-    let i = this.length++;
-    this.rank[i] = rank;
-    this.pos[i] = pos;
-    this.id[i] = id;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.before(i, p)) break;
-      this.swap(i, p);
-      i = p;
-    }
-  }
-  /** Removes the best entry: [position, new id]. */
-  pop(): [number, number] {
-    const top: [number, number] = [this.pos[0]!, this.id[0]!];
-    const last = --this.length;
-    if (last > 0) {
-      this.swap(0, last);
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let best = i;
-        if (l < last && this.before(l, best)) best = l;
-        if (r < last && this.before(r, best)) best = r;
-        if (best === i) break;
-        this.swap(i, best);
-        i = best;
-      }
-    }
-    return top;
-  }
 }
 
 /** Bad tokenizer data; `key` is the JSON path the problem is at. The loader adds the file name. */
@@ -372,16 +322,16 @@ export class HfTokenizer implements PieceSource {
       prev[i] = i - 1;
       next[i] = i + 1 < count ? i + 1 : -1;
     }
-    const queue = new RankQueue();
+    const queue = new MergeQueue<number>();
     const consider = (l: number) => {
       const r = next[l]!;
       if (l < 0 || r < 0) return;
       const m = this.merges.get(sym[l]!)?.get(sym[r]!);
-      if (m) queue.push(m[0], l, m[1]);
+      if (m) queue.push(m[0], l, l, m[1]);
     };
     for (let i = 0; i + 1 < count; i++) consider(i);
     while (queue.length > 0) {
-      const [pos, id] = queue.pop();
+      const [pos, , id] = queue.pop();
       if (!alive[pos] || next[pos]! < 0) continue;
       const r = next[pos]!;
       const m = this.merges.get(sym[pos]!)?.get(sym[r]!);
