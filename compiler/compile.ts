@@ -48,15 +48,18 @@ function modelContext(m: CheckedModel): number | undefined {
 
 /** The manifest's view of a checked model's weights. */
 export function weightEntries(m: CheckedModel, schemeOf: (key: string) => WeightScheme): Manifest["weights"] {
-  return [...m.weights.values()].map((w) => ({
-    key: w.key,
-    tensor: w.tensor,
-    ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
-    shape: w.shape,
-    layers: w.group ? m.groups.get(w.group)!.count : 0,
-    scheme: schemeOf(w.key).scheme,
-    ...(schemeOf(w.key).layers && { schemes: schemeOf(w.key).layers }),
-  }));
+  return [...m.weights.values()].map((w) => {
+    const { scheme, layers } = schemeOf(w.key);
+    return {
+      key: w.key,
+      tensor: w.tensor,
+      ...(w.group ? { index: m.groups.get(w.group)!.index } : {}),
+      shape: w.shape,
+      layers: w.group ? m.groups.get(w.group)!.count : 0,
+      scheme,
+      ...(layers && { schemes: layers }),
+    };
+  });
 }
 
 export function buildManifest(
