@@ -7,6 +7,7 @@
 import { Template } from "@huggingface/jinja";
 import { CheckpointError } from "./checkpoint/errors.ts";
 import type { GgufValue } from "./checkpoint/gguf-value.ts";
+import type { Tokenizer } from "./tokenizer/tokenizer.ts";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -72,4 +73,24 @@ export function renderChat(
   } catch (e) {
     return fail(`the chat template failed: ${(e as Error).message}`);
   }
+}
+
+/**
+ * The conversation as prompt tokens: rendered with the template, whose special tokens (BOS, [INST] …)
+ * are parsed as such, with BOS added only where the model wants one and the template did not write it.
+ */
+export function encodeChat(
+  tokenizer: Pick<Tokenizer, "bos" | "eos" | "addBos" | "tokenText" | "encode">,
+  source: ChatTemplateSource,
+  messages: readonly ChatMessage[],
+): number[] {
+  const text = (id: number | undefined) => (id === undefined ? undefined : tokenizer.tokenText(id));
+  const bos = text(tokenizer.bos);
+  const rendered = renderChat(source, messages, {
+    bosToken: bos,
+    eosToken: text(tokenizer.eos),
+    addGenerationPrompt: true,
+  });
+  const hasBos = bos !== undefined && bos !== "" && rendered.startsWith(bos);
+  return tokenizer.encode(rendered, { addBos: tokenizer.addBos && !hasBos, parseSpecial: true });
 }

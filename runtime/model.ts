@@ -74,14 +74,27 @@ export async function importModuleDir(dir: string): Promise<CompiledModule> {
 export interface RuntimeOptions extends MemoryOptions {
   /** Threads for the WebAssembly kernels, the calling one included (default 1). */
   threads?: number;
+  /** Sequences decoded at once (a server's parallel slots), each with its own KV caches (default 1). */
+  sequences?: number;
+}
+
+/**
+ * The manifest with its KV caches repeated once per sequence: the device plan then places and accounts
+ * every sequence's caches like the rest (a budget that cannot hold them fails before anything loads).
+ */
+export function withSequences<M extends Pick<Manifest, "kv">>(m: M, sequences: number): M {
+  if (!Number.isInteger(sequences) || sequences < 1) {
+    throw new RangeError(`sequences: expected a whole number ≥ 1, found ${sequences}`);
+  }
+  return sequences === 1 ? m : { ...m, kv: Array.from({ length: sequences }, () => m.kv).flat() };
 }
 
 export function allocateRuntime(
   module: Pick<CompiledModule, "manifest" | "wasm" | "wasmRelaxed">,
   source: WeightSource,
-  { threads = 1, ...memoryOptions }: RuntimeOptions = {},
+  { threads = 1, sequences = 1, ...memoryOptions }: RuntimeOptions = {},
 ): Runtime & { heap: Heap; pool?: ThreadPool; relaxedSimd: boolean; placed: PlacedMemory } {
-  const placed = placeModel(module.manifest, source, memoryOptions);
+  const placed = placeModel(withSequences(module.manifest, sequences), source, memoryOptions);
   const { heap, weights, vectors, kv, arena } = placed;
   let kernels: Record<string, WasmKernel> = {};
   let pool: ThreadPool | undefined;
@@ -117,12 +130,36 @@ export function allocateRuntime(
 /** A loaded model: step one token at a time. */
 export class ModelInstance {
   readonly rt: ReturnType<typeof allocateRuntime>;
+  /** Each sequence's KV caches ([sequence][cache * 2 + k/v][layer]); `rt.kv` is the current one's. */
+  private readonly kvSets: Float32Array[][][];
+  private current = 0;
   constructor(
     readonly module: CompiledModule,
     weights: WeightSource,
     options: RuntimeOptions = {},
   ) {
     this.rt = allocateRuntime(module, weights, options);
+    const per = module.manifest.kv.length * 2;
+    const all = this.rt.kv;
+    this.kvSets = Array.from({ length: all.length / per }, (_, s) => all.slice(s * per, (s + 1) * per));
+    this.rt.kv = this.kvSets[0]!;
+  }
+
+  /** How many sequences have KV caches (RuntimeOptions.sequences). */
+  get sequences(): number {
+    return this.kvSets.length;
+  }
+
+  /**
+   * Makes `s` the sequence that prefill and step read and write the KV caches of: the generated module
+   * reads `rt.kv` on every call, so switching is a pointer swap, not a copy.
+   */
+  useSequence(s: number): void {
+    if (s === this.current) return;
+    const set = this.kvSets[s];
+    if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
+    this.rt.kv = set;
+    this.current = s;
   }
 
   /** Stops the worker threads, if any, and closes the file offloaded experts are read from. */
