@@ -34,7 +34,8 @@ function roles(m: CheckedModel): Map<string, { category: Category; activeFractio
   for (const { node } of walk(m.graph)) {
     if (node.op !== "attention") continue;
     for (let id of node.inputs) {
-      while (byId.get(id)?.op === "rope") id = byId.get(id)!.inputs[0]!;
+      // Through RoPE and a q/k norm to the projection.
+      while (byId.get(id)?.op === "rope" || byId.get(id)?.op === "rms_norm") id = byId.get(id)!.inputs[0]!;
       attentionSide.add(id);
     }
   }
@@ -60,6 +61,7 @@ function roles(m: CheckedModel): Map<string, { category: Category; activeFractio
         const readsAttention = byId.get(node.inputs[0]!)?.op === "attention";
         const cat = attentionSide.has(node.id) || readsAttention ? "attention" : inLoop ? "ffn" : "head";
         set(node.weights.w!, cat);
+        if (node.weights.bias) set(node.weights.bias, cat);
         break;
       }
     }

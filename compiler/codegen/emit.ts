@@ -416,7 +416,19 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         call(ks.elementwise(n), [at(x), at(n.inputs[1]!), at(n.id)]);
         break;
       case "silu":
+      case "scale":
         call(ks.elementwise(n), [at(x), at(n.id)]);
+        break;
+      case "bias":
+        call(ks.elementwise(n), [at(x), W(n.weights.bias!), at(n.id)]);
+        break;
+      case "sigmoid_gate":
+        call(ks.sigmoidGate(n, width(n.inputs[1]!)), [
+          at(x),
+          at(n.inputs[1]!),
+          W(n.weights.weight!),
+          at(n.id),
+        ]);
         break;
       case "softmax":
         call(ks.softmax(n), [at(x), at(n.id)]);

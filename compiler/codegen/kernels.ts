@@ -30,6 +30,10 @@ const LIST_MAX = 8 * PREFILL_MAX;
 /** A number as a TypeScript literal; String() round-trips every double exactly. */
 export const num = (v: number) => String(v);
 
+/** A number in a kernel's name: 0.015625 → 0p015625, -2 → m2, 1e-5 → 1em5. */
+export const constName = (v: number) =>
+  num(v).replace(/[-+.]/g, (c) => (c === "." ? "p" : c === "-" ? "m" : ""));
+
 export interface Kernel {
   name: string;
   source: string;
@@ -338,7 +342,9 @@ export class KernelSet {
     const kvHeads = n.attrs.kv_heads as number;
     const headDim = n.shape[0]! / heads;
     const window = n.attrs.window as number;
-    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}`;
+    const given = n.attrs.scale as number | undefined;
+    const scaleName = given === undefined ? "" : `_s${constName(given)}`;
+    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}${scaleName}`;
     const wasm = this.wasm.attention(headDim, kvHeads * headDim);
     return this.add(
       name,
@@ -349,7 +355,7 @@ export class KernelSet {
         headDim,
         group: heads / kvHeads,
         kvWidth: kvHeads * headDim,
-        scale: num(1 / Math.sqrt(headDim)),
+        scale: num(given ?? 1 / Math.sqrt(headDim)),
         window: window || undefined,
         // Scores in f64 either way (the WebAssembly pieces read them from the heap): a softmax over long
         // contexts, and expert choices downstream of it, should not hinge on f32 rounding.
@@ -374,23 +380,43 @@ export class KernelSet {
   }
 
   rmsNorm(n: Node): string {
-    const name = `rms_norm_${n.shape[0]}`;
+    const heads = n.attrs.heads as number | undefined;
+    const name = `rms_norm_${n.shape[0]}${heads ? `_h${heads}` : ""}`;
     return this.add(name, "rms_norm", {
-      doc: `rms_norm over ${n.shape[0]}`,
+      doc: `rms_norm over ${n.shape[0]}${heads ? `, each of ${heads} heads apart` : ""}`,
       n: n.shape[0],
+      heads,
+      d: n.shape[0]! / (heads ?? 1),
       eps: num(n.attrs.eps as number),
     });
   }
 
   elementwise(n: Node): string {
-    const exprs: Record<string, [string, boolean]> = {
-      add: ["v + b[bo + i]", true],
-      mul: ["v * b[bo + i]", true],
-      silu: ["v / (1 + Math.exp(-v))", false],
+    // [expression of v = a[i], reads b (another activation), reads g (a weight vector)]
+    const exprs: Record<string, [string, boolean, boolean]> = {
+      add: ["v + b[bo + i]", true, false],
+      mul: ["v * b[bo + i]", true, false],
+      silu: ["v / (1 + Math.exp(-v))", false, false],
+      bias: ["v + g[i]", false, true],
+      scale: [`v * ${num(n.attrs.by as number)}`, false, false],
     };
-    const [expr, binary] = exprs[n.op]!;
-    const name = `${n.op}_${n.shape[0]}`;
-    return this.add(name, "elementwise", { doc: `${n.op} over ${n.shape[0]}`, n: n.shape[0], expr, binary });
+    const [expr, binary, vector] = exprs[n.op]!;
+    const name = `${n.op}_${n.shape[0]}${n.op === "scale" ? `_${constName(n.attrs.by as number)}` : ""}`;
+    return this.add(name, "elementwise", {
+      doc: `${n.op} over ${n.shape[0]}`,
+      n: n.shape[0],
+      expr,
+      binary,
+      vector,
+    });
+  }
+
+  sigmoidGate(n: Node, width: number): string {
+    return this.add(`sigmoid_gate_${n.shape[0]}x${width}`, "sigmoid_gate", {
+      doc: `x · sigmoid(g · h): x of ${n.shape[0]}, h and g of ${width}`,
+      n: n.shape[0],
+      d: width,
+    });
   }
 
   softmax(n: Node): string {

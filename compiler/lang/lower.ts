@@ -205,10 +205,16 @@ export class Lowering {
               b: [b, e.right],
             });
           }
+          // A tensor times a number is a constant multiplier: `scale`.
+          if (e.op === "*" && (a.k === "tensor") !== (b.k === "tensor")) {
+            const [t, te, c, ce] = a.k === "tensor" ? [a, e.left, b, e.right] : [b, e.right, a, e.left];
+            if (c.k === "scalar" && !(t as { input?: boolean }).input)
+              return this.call(ops.scale!, [], e.loc, g, { x: [t, te], by: [c, ce] });
+          }
           if (a.k === "tensor" || b.k === "tensor") {
             throw new SpecError(
               e.loc,
-              `\`${e.op}\` on tensors: only \`+\` (add) and \`*\` (mul) of two tensors are defined`,
+              `\`${e.op}\` on tensors: only \`+\` (add) and \`*\` (mul) of two tensors, and a tensor \`*\` a number, are defined`,
             );
           }
         }

@@ -101,26 +101,81 @@ export const ops: Record<string, OpSpec> = {
   },
   rms_norm: {
     name: "rms_norm",
-    doc: "x / sqrt(mean(x²) + eps) * weight",
+    doc: "x / sqrt(mean(x²) + eps) * weight; with `heads`, each head's slice of x on its own (Qwen3's q/k norm)",
     args: [
       x(),
-      { name: "weight", kind: "weight", doc: "[d]" },
+      { name: "weight", kind: "weight", doc: "[d], or [d / heads] with heads" },
       { name: "eps", kind: "float", doc: "added to the mean square", default: 1e-5 },
+      {
+        name: "heads",
+        kind: "int",
+        doc: "normalize each of this many equal slices of x apart, all with the same weight",
+        optional: true,
+      },
     ],
     infer: (b) => {
       const d = vec(b, "x");
       const w = b.shapes.weight!;
-      want(w.length === 1 && w[0] === d, `\`weight\` has shape ${fmt(w)} but x has width ${d}`, "weight");
+      if (b.attrs.heads === undefined) {
+        want(w.length === 1 && w[0] === d, `\`weight\` has shape ${fmt(w)} but x has width ${d}`, "weight");
+        return [d];
+      }
+      const hd = headDim(d, b.attrs.heads as number, "x");
+      want(
+        w.length === 1 && w[0] === hd,
+        `\`weight\` has shape ${fmt(w)} but a head of x has width ${d} / ${b.attrs.heads} = ${hd}`,
+        "weight",
+      );
       return [d];
     },
   },
   linear: {
     name: "linear",
-    doc: "x · wᵀ (w is [out, in], as in GGUF and PyTorch)",
-    args: [x(), { name: "w", kind: "weight", doc: "[out, in]" }],
+    doc: "x · wᵀ + bias (w is [out, in], as in GGUF and PyTorch; the bias is optional)",
+    args: [
+      x(),
+      { name: "w", kind: "weight", doc: "[out, in]" },
+      { name: "bias", kind: "weight", doc: "[out], added to the product (Qwen2's q/k/v)", optional: true },
+    ],
     infer: (b) => {
       const width = vec(b, "x");
-      return [matrix(b, "w", undefined, width, `x of width ${width}`)[0]!];
+      const out = matrix(b, "w", undefined, width, `x of width ${width}`)[0]!;
+      const bias = b.shapes.bias;
+      if (bias)
+        want(
+          bias.length === 1 && bias[0] === out,
+          `\`bias\` has shape ${fmt(bias)} but the product has width ${out}`,
+          "bias",
+        );
+      return [out];
+    },
+  },
+  scale: {
+    name: "scale",
+    doc: "x · by, a constant (Granite's multipliers; also written `x * number`)",
+    args: [x(), { name: "by", kind: "float", doc: "the constant" }],
+    infer: (b) => {
+      want(Number.isFinite(b.attrs.by), `by must be a finite number, found ${b.attrs.by}`, "by");
+      return b.shapes.x!;
+    },
+  },
+  sigmoid_gate: {
+    name: "sigmoid_gate",
+    doc: "x · sigmoid(weight · by): x scaled by one gate value per token (Qwen2-MoE's shared expert)",
+    args: [
+      x("the gated value"),
+      { name: "by", kind: "tensor", doc: "what the gate reads, [d]" },
+      { name: "weight", kind: "weight", doc: "[d]" },
+    ],
+    infer: (b) => {
+      const d = vec(b, "by");
+      const w = b.shapes.weight!;
+      want(
+        w.length === 1 && w[0] === d,
+        `\`weight\` has shape ${fmt(w)} but \`by\` has width ${d}`,
+        "weight",
+      );
+      return b.shapes.x!;
     },
   },
   rope: {
@@ -160,6 +215,12 @@ export const ops: Record<string, OpSpec> = {
       { name: "kv_heads", kind: "int", doc: "key/value heads; divides heads" },
       { name: "head_dim", kind: "int", doc: "checked against q's width when given", optional: true },
       { name: "window", kind: "int", doc: "sliding window in tokens; 0 for none", default: 0 },
+      {
+        name: "scale",
+        kind: "float",
+        doc: "multiplies q·k before the softmax; 1/sqrt(head_dim) when not given (Granite sets its own)",
+        optional: true,
+      },
     ],
     infer: (b) => {
       const heads = b.attrs.heads as number;
@@ -192,6 +253,12 @@ export const ops: Record<string, OpSpec> = {
         `window must be a non-negative integer, found ${b.attrs.window}`,
         "window",
       );
+      if (b.attrs.scale !== undefined)
+        want(
+          Number.isFinite(b.attrs.scale) && (b.attrs.scale as number) > 0,
+          `scale must be a positive number, found ${b.attrs.scale}`,
+          "scale",
+        );
       return [q];
     },
   },

@@ -1,5 +1,6 @@
 // High-level ops → primitives: every weight use becomes an explicit `dequantize` feeding a `matmul`,
-// swiglu and moe unfold into their matmuls and activations, attention into cache writes and `attend`.
+// swiglu and moe unfold into their matmuls and activations, attention into cache writes and `attend`,
+// a linear's bias into a `bias` step after its product.
 // The reference executor runs this form; the fusion pass folds it back into kernels.
 import type { Graph, Node } from "../ir/graph.ts";
 import { ops } from "../lang/ops.ts";
@@ -45,7 +46,18 @@ export function decompose(g: Graph, w: WeightSchemes): Graph {
     };
     switch (n.op) {
       case "linear":
-        matmul(n.inputs[0]!, n.weights.w!, n.id);
+        if (!n.weights.bias) {
+          matmul(n.inputs[0]!, n.weights.w!, n.id);
+          return out;
+        }
+        // The bias is its own step here; the fusion pass folds it into the product's epilogue.
+        emit(
+          "bias",
+          [matmul(n.inputs[0]!, n.weights.w!)],
+          n.shape,
+          { weights: { bias: n.weights.bias } },
+          n.id,
+        );
         return out;
       case "swiglu":
         swiglu(n.inputs[0]!, n.weights.gate!, n.weights.up!, n.weights.down!, n.id);

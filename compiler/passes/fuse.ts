@@ -120,8 +120,15 @@ function normIntoMatmul(g: Graph): Graph {
   const visit = (x: Graph) => {
     for (const n of x.nodes) {
       n.inputs.forEach((id, i) => {
-        if (index.get(id)?.op !== "rms_norm") return;
-        if (i === 0 && normConsumers.has(n.op) && n.attrs.norm_eps === undefined)
+        const norm = index.get(id);
+        if (norm?.op !== "rms_norm") return;
+        // A per-head norm (q/k) is not an input prologue: it stays its own step.
+        if (
+          i === 0 &&
+          normConsumers.has(n.op) &&
+          n.attrs.norm_eps === undefined &&
+          norm.attrs.heads === undefined
+        )
           readers.set(id, [...(readers.get(id) ?? []), n]);
         else blocked.add(id);
       });

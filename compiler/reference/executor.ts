@@ -114,11 +114,31 @@ export class ReferenceModel {
       case "dequantize":
         return this.weight(n.weights.w!, layer);
       case "rms_norm": {
+        // With `heads`, each head's slice is normalized apart, all with the same weight.
         const w = this.weight(n.weights.weight!, layer);
-        let ss = 0;
-        for (const v of x) ss += v * v;
-        const r = 1 / Math.sqrt(ss / x.length + (n.attrs.eps as number));
-        return x.map((v, i) => v * r * w[i]!);
+        const d = x.length / ((n.attrs.heads as number | undefined) ?? 1);
+        const y = new Float32Array(x.length);
+        for (let h = 0; h < x.length; h += d) {
+          let ss = 0;
+          for (let i = h; i < h + d; i++) ss += x[i]! * x[i]!;
+          const r = 1 / Math.sqrt(ss / d + (n.attrs.eps as number));
+          for (let i = h; i < h + d; i++) y[i] = x[i]! * r * w[i - h]!;
+        }
+        return y;
+      }
+      case "bias": {
+        const b = this.weight(n.weights.bias!, layer);
+        return x.map((v, i) => v + b[i]!);
+      }
+      case "scale":
+        return x.map((v) => v * (n.attrs.by as number));
+      case "sigmoid_gate": {
+        const w = this.weight(n.weights.weight!, layer);
+        const by = ins[1]!;
+        let s = 0;
+        for (let i = 0; i < by.length; i++) s += w[i]! * by[i]!;
+        const gate = 1 / (1 + Math.exp(-s));
+        return x.map((v) => v * gate);
       }
       case "matmul":
         return matmul(this.activations(x, this.weightOf(n.inputs[1]!), layer), ins[1]!, n.shape[0]!);
@@ -182,6 +202,7 @@ export class ReferenceModel {
         const V = this.cache(n, layer ?? 0, "v", width);
         const window = n.attrs.window as number;
         const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
+        const scale = n.attrs.scale as number | undefined;
         const out = new Float32Array(x.length);
         for (let h = 0; h < heads; h++) {
           const kvh = Math.floor(h / (heads / kvHeads));
@@ -189,7 +210,7 @@ export class ReferenceModel {
           for (let p = first; p <= pos; p++) {
             let s = 0;
             for (let d = 0; d < hd; d++) s += x[h * hd + d]! * K[p * width + kvh * hd + d]!;
-            scores[p - first] = s / Math.sqrt(hd);
+            scores[p - first] = scale === undefined ? s / Math.sqrt(hd) : s * scale;
           }
           const a = softmax(scores);
           for (let p = first; p <= pos; p++) {
