@@ -1,7 +1,7 @@
 // Encode → decode error of every built-in on Gaussian weights (σ = 1) and on heavy-tailed weights
 // (Student's t, 3 degrees of freedom, scaled to unit variance: rare outliers up to ~70σ), 4096 rows ×
 // 256 each, against a bound stated per scheme (the measured value plus about 10%), and the ordering
-// by bits. The README's RMSE table is these figures.
+// by bits. The RMSE table in docs/quantization.md is these figures.
 import { describe, expect, it } from "vitest";
 import { getScheme } from "../index.ts";
 import { bitsPerWeight } from "../scheme.ts";
