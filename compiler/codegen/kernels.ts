@@ -200,7 +200,8 @@ export class KernelSet {
       rope: rope.heads !== undefined,
       out: n.shape[0],
       mm,
-      ...(q ? { qx: q.qx, q: this.heapScratch(`QX_${inWidth}`, q.qBytes / 4) } : {}),
+      // One quantized copy of the input per quantizer (q8_0 and q8_K blocks differ in size).
+      ...(q ? { qx: q.qx, q: this.heapScratch(`QX_${q.qx}`, q.qBytes / 4) } : {}),
       ...this.lists(),
       ...this.normData(n, inWidth, step),
       ...rope,
@@ -238,7 +239,8 @@ export class KernelSet {
     const qGate = this.wasm.matmulQ8(sch("gate"), hidden);
     const qUp = this.wasm.matmulQ8(sch("up"), hidden);
     const qDown = this.wasm.matmulQ8(sch("down"), ffn);
-    const qIn = qGate && qUp ? qGate : undefined;
+    // (Only when both read the same blocks: one quantized input serves both.)
+    const qIn = qGate && qUp && qGate.qx === qUp.qx ? qGate : undefined;
     const mmGate = qIn ? qGate!.mm : this.wasm.matmul(sch("gate"), hidden);
     const mmUp = qIn ? qUp!.mm : this.wasm.matmul(sch("up"), hidden);
     const mmDown = qDown?.mm ?? this.wasm.matmul(sch("down"), ffn);
@@ -264,7 +266,7 @@ export class KernelSet {
         // Each token's hidden vectors and down projections, one per pick.
         h: this.heapScratch(`HB_${step}`, k * ffn),
         d: this.heapScratch(`DB_${step}`, k * hidden),
-        ...(qIn ? { qx: qIn.qx, qh: this.heapScratch(`QX_${hidden}`, qIn.qBytes / 4) } : {}),
+        ...(qIn ? { qx: qIn.qx, qh: this.heapScratch(`QX_${qIn.qx}`, qIn.qBytes / 4) } : {}),
         ...(qDown
           ? {
               qxDown: qDown.qx,

@@ -29,11 +29,12 @@ export class ReferenceModel {
 
   private readonly producers = new Map<number, Node>();
 
-  /** x as a product with weight `key` reads it: quantized to q8_0 where the scheme's kernels do that. */
+  /** x as a product with weight `key` reads it: quantized to q8_0 or q8_K where the scheme's kernels do that. */
   private activations(x: Float32Array, key: string, layer: number | undefined): Float32Array {
     const entry = this.manifest.weights.find((e) => e.key === key)!;
     const scheme = schemeAt(entry, entry.layers ? layer : undefined);
-    return getScheme(scheme).wasm?.q8 === undefined ? x : quantizeActivations(x);
+    const { wasm } = getScheme(scheme);
+    return wasm?.q8 === undefined ? x : quantizeActivations(x, wasm.step);
   }
 
   /** The weight key of the `dequantize` node whose output is value `id`. */
