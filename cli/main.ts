@@ -10,6 +10,7 @@ import { planCommand } from "./commands/plan.ts";
 import { quantizeCommand } from "./commands/quantize.ts";
 import { runCommand } from "./commands/run.ts";
 import { schemesCommand } from "./commands/schemes.ts";
+import { MAX_BODY_DEFAULT, serveCommand } from "./commands/serve.ts";
 import { tokenizeCommand } from "./commands/tokenize.ts";
 import { guarded } from "./user-error.ts";
 
@@ -54,10 +55,6 @@ program
   )
   .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
   .option("--model <name>", "which model of the spec (default: the first)")
-  .option(
-    "--kv-type <type>",
-    "the KV cache type its bytes per token are counted in: f16 (default), f32 or q8_0",
-  )
   .option("--json", "print one JSON object")
   .action(guarded(inspectCommand));
 
@@ -84,10 +81,6 @@ program
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
-  .option(
-    "--kv-type <type>",
-    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
-  )
   .option("--json", "print the summary as one JSON object (and the IR of --dump-ir as its `ir`)")
   .action(guarded(compileCommand));
 
@@ -145,10 +138,6 @@ program
     "--backend <name>",
     "plan the allocations of cpu, webgpu or gpujs (default: the target's, else cpu)",
   )
-  .option(
-    "--kv-type <type>",
-    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
-  )
   .action(guarded(planCommand));
 
 program
@@ -190,11 +179,37 @@ program
     "--backend <name>",
     "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
   )
-  .option(
-    "--kv-type <type>",
-    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
-  )
   .action(guarded(runCommand));
+
+/** The model flags `serve` and `chat` share with `run` (same meanings and defaults). */
+const withModelFlags = (c: Command) =>
+  c
+    .argument("<model>", "a .gguf file, a Hugging Face folder, or a compiled DIR / .moe spec with --weights")
+    .option("--weights <path>", "the checkpoint, when MODEL is a compiled directory or a spec")
+    .option("--context <n>", "max context per sequence (default: the target's, else the model's)")
+    .option("--chat-template <file>", "a Jinja chat template to use instead of the model's")
+    .option("--quant <scheme>", "for a safetensors checkpoint: the scheme of every matrix (default f32)")
+    .option("--threads <n>", "threads for the kernels (default: every core)")
+    .option("--vram <size>", "device memory budget; experts that do not fit go to an expert cache")
+    .option("--host-memory <size>", "host memory for the offloaded experts")
+    .option("--policy <name>", "expert cache eviction: lru (default) or lfu")
+    .option("--no-prefetch", "do not load the next layer's guessed experts ahead of their use")
+    .option("--backend <name>", "cpu (default), webgpu or gpujs (GPU backends: --parallel 1)");
+
+withModelFlags(
+  program
+    .command("serve")
+    .description(
+      "serve a model over OpenAI's HTTP API: /v1/chat/completions, /v1/completions, /v1/models, /health",
+    ),
+)
+  .option("--host <host>", "the address to listen on", "127.0.0.1")
+  .option("--port <n>", "the port (0: any free one)", "8080")
+  .option("--parallel <n>", "requests generated at once, each with its own KV cache", "1")
+  .option("--max-queue <n>", "requests waiting for a slot before 503", "64")
+  .option("--api-key <key>", "require Authorization: Bearer KEY on /v1/*")
+  .option("--max-body <size>", "largest request body; larger is 413", MAX_BODY_DEFAULT)
+  .action(guarded(serveCommand));
 
 program
   .command("tokenize")

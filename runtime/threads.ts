@@ -74,9 +74,10 @@ export class ThreadPool {
     module: WebAssembly.Module,
     exportNames: string[],
   ) {
-    // Only matrix-vector products (mv_*) and the prefill's matrix-matrix products (mm_*, mmq_*) split by rows;
-    // the other kernels run on the calling thread. A row's result never depends on the split.
-    this.names = exportNames.filter((n) => n.startsWith("mv_") || n.startsWith("mm"));
+    // Only matrix-vector products (mv_*, and mvq_*, mvqk_* over quantized x) and the prefill's matrix-matrix
+    // products (mm_*, mmq_*, mmqk_*) split by rows; the other kernels run on the calling thread (the
+    // quantizers qx_*, qxk_* among them). A row's result never depends on the split.
+    this.names = exportNames.filter((n) => n.startsWith("mv") || n.startsWith("mm"));
     const names = this.names;
     const control = new SharedArrayBuffer(SLOTS * 4);
     this.c = new Int32Array(control);
@@ -93,7 +94,7 @@ export class ThreadPool {
     });
   }
 
-  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv_*`, `mm_*`, `mmq_*`: the same seven
+  /** The exported kernels, the matrix-vector and matrix-matrix products (`mv*_*`, `mm*_*`: the same seven
    * arguments, the sixth alpha or the column count) split by rows over the pool. */
   wrap(exports: Record<string, unknown>): Record<string, WasmKernel> {
     const out = { ...exports } as Record<string, WasmKernel>;

@@ -1,6 +1,8 @@
 // Which of a compiled model's two WebAssembly builds runs here: the relaxed-SIMD one (fused
 // multiply-adds) when this engine validates it (Node 22+, or Node 20 with
-// --experimental-wasm-relaxed-simd), else the plain-SIMD one. Decided once, at load time.
+// --experimental-wasm-relaxed-simd, which relaxed-simd.ts sets), else the plain-SIMD one. Decided once, at
+// load time.
+import "./relaxed-simd.ts";
 
 export interface WasmBuilds {
   /** Base64 of the plain-SIMD module; empty when the model has no WebAssembly kernels. */

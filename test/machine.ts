@@ -6,6 +6,7 @@
 //   describe("webgpu backend", needsWebGpu(), () => { … });
 //   it("…", { ...needsWebGpu(), timeout: 60_000 }, async () => { … });
 //   describe(`gpujs ${mode}`, needsWebGpu(mode === "webgpu"), () => { … });
+import "../runtime/relaxed-simd.ts";
 import { inject, type TestOptions } from "vitest";
 import { WasmKernels } from "../compiler/codegen/wasm.ts";
 
@@ -45,8 +46,8 @@ export function needsWebGpu(when = true): TestOptions {
   return when ? skipUnless("adapter" in webgpu, WITHOUT_ADAPTER, gpuRequired) : {};
 }
 
-/** Whether this engine validates relaxed-SIMD WebAssembly (Node 22+, or Node 20 with
- * --experimental-wasm-relaxed-simd): the kernels' relaxed build. */
+/** Whether this engine validates relaxed-SIMD WebAssembly (Node 22+, or Node 20 with the flag that
+ * runtime/relaxed-simd.ts sets): the kernels' relaxed build. */
 export const relaxedSimd = (() => {
   const k = new WasmKernels();
   k.matvec("q8_0", 32);

@@ -2,10 +2,8 @@
 // asks for a kernel by its specialization; equal specializations share one function.
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
-import { KV_Q8_BLOCK, type KvType, kvRowBytes } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
-import { SpecError } from "../lang/errors.ts";
 import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
@@ -51,12 +49,7 @@ function rowOf(scheme: string, n: number) {
   return { nb, rowBytes: nb * s.blockBytes, dot: s.cpu.dot };
 }
 
-/** Keys per tile of the CPU attention: a tile's scores for a query-head group stay in the first cache level. */
-export const ATTEND_TILE = 256;
-
 export class KernelSet {
-  /** The KV caches' element type, which the attention and cache-write kernels are specialized for. */
-  kvType: KvType = "f32";
   readonly kernels = new Map<string, Kernel>();
   readonly wasm = new WasmKernels();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
@@ -207,7 +200,8 @@ export class KernelSet {
       rope: rope.heads !== undefined,
       out: n.shape[0],
       mm,
-      ...(q ? { qx: q.qx, q: this.heapScratch(`QX_${inWidth}`, q.qBytes / 4) } : {}),
+      // One quantized copy of the input per quantizer (q8_0 and q8_K blocks differ in size).
+      ...(q ? { qx: q.qx, q: this.heapScratch(`QX_${q.qx}`, q.qBytes / 4) } : {}),
       ...this.lists(),
       ...this.normData(n, inWidth, step),
       ...rope,
@@ -245,7 +239,8 @@ export class KernelSet {
     const qGate = this.wasm.matmulQ8(sch("gate"), hidden);
     const qUp = this.wasm.matmulQ8(sch("up"), hidden);
     const qDown = this.wasm.matmulQ8(sch("down"), ffn);
-    const qIn = qGate && qUp ? qGate : undefined;
+    // (Only when both read the same blocks: one quantized input serves both.)
+    const qIn = qGate && qUp && qGate.qx === qUp.qx ? qGate : undefined;
     const mmGate = qIn ? qGate!.mm : this.wasm.matmul(sch("gate"), hidden);
     const mmUp = qIn ? qUp!.mm : this.wasm.matmul(sch("up"), hidden);
     const mmDown = qDown?.mm ?? this.wasm.matmul(sch("down"), ffn);
@@ -271,7 +266,7 @@ export class KernelSet {
         // Each token's hidden vectors and down projections, one per pick.
         h: this.heapScratch(`HB_${step}`, k * ffn),
         d: this.heapScratch(`DB_${step}`, k * hidden),
-        ...(qIn ? { qx: qIn.qx, qh: this.heapScratch(`QX_${hidden}`, qIn.qBytes / 4) } : {}),
+        ...(qIn ? { qx: qIn.qx, qh: this.heapScratch(`QX_${qIn.qx}`, qIn.qBytes / 4) } : {}),
         ...(qDown
           ? {
               qxDown: qDown.qx,
@@ -344,49 +339,32 @@ export class KernelSet {
     });
   }
 
-  attend(n: Node): string {
+  attend(n: Node, maxContext: number): string {
     const heads = n.attrs.heads as number;
     const kvHeads = n.attrs.kv_heads as number;
     const headDim = n.shape[0]! / heads;
     const window = n.attrs.window as number;
-    const group = heads / kvHeads;
     const given = n.attrs.scale as number | undefined;
     const scaleName = given === undefined ? "" : `_s${constName(given)}`;
-    const type = this.kvType;
-    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}${scaleName}_${type}`;
-    if (headDim % 4 !== 0)
-      throw new SpecError(
-        n.loc,
-        `the cpu backend's attention needs heads of a multiple of 4 values, not ${headDim}`,
-      );
-    const rowBytes = kvRowBytes(kvHeads * headDim, type);
-    const wasm = this.wasm.attention(type, headDim, rowBytes, group, ATTEND_TILE);
+    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}${scaleName}`;
+    const wasm = this.wasm.attention(headDim, kvHeads * headDim);
     return this.add(
       name,
       "attend",
       {
-        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}, a ${type} cache`,
+        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}`,
         heads,
-        kvHeads,
         headDim,
-        group,
-        groupWidth: group * headDim,
-        rowBytes,
-        headRowBytes: rowBytes / kvHeads,
-        tile: ATTEND_TILE,
-        scale: num(Math.fround(given ?? 1 / Math.sqrt(headDim))),
+        group: heads / kvHeads,
+        kvWidth: kvHeads * headDim,
+        scale: num(given ?? 1 / Math.sqrt(headDim)),
         window: window || undefined,
-        // Per token of a batch: the scores (then the softmax weights) of a tile for each query head of a
-        // group, and each row's correction; one widened row for the pieces.
-        scores: this.heapScratch(`SC_${name}`, group * ATTEND_TILE),
-        corr: this.heapScratch(`CR_${name}`, group),
-        buf: this.heapScratch(`KB_${headDim}`, headDim),
+        // Scores in f64 either way (the WebAssembly pieces read them from the heap): a softmax over long
+        // contexts, and expert choices downstream of it, should not hinge on f32 rounding.
+        scores: wasm ? this.heapScratch(`SC_${name}`, maxContext, "f64") : `SC_${name}`,
         ...wasm,
       },
-      (kn) => [
-        `const M_${kn} = new Float64Array(${PREFILL_MAX * group});`,
-        `const L_${kn} = new Float64Array(${PREFILL_MAX * group});`,
-      ],
+      (kn) => (wasm ? [] : [`const SC_${kn} = new Float64Array(${maxContext});`]),
     );
   }
 
@@ -459,26 +437,10 @@ export class KernelSet {
     );
   }
 
-  /** The kernel that stores `width` values (one token's K or V) into a cache row of the model's KV type. */
   kvWrite(width: number): string {
-    const type = this.kvType;
-    if (type === "f32")
-      return this.add(`kv_write_${width}`, "kv_write", { doc: `append ${width} values to a KV cache`, n: width });
-    // The f32 → f16 conversion every narrower store shares, defined once.
-    this.add("to_half", "to_half", {});
-    return this.add(`kv_write_${width}_${type}`, "kv_write_narrow", {
-      doc: `append ${width} values to a ${type} KV cache`,
+    return this.add(`kv_write_${width}`, "kv_write", {
+      doc: `append ${width} values to a KV cache`,
       n: width,
-      rowBytes: kvRowBytes(width, type),
-      f16: type === "f16",
-      q8: type === "q8_0",
-      blocks: width / KV_Q8_BLOCK,
     });
-  }
-
-  /** A row of `width` floats per token in the arena's scratch, where a product whose result goes to a
-   * narrower cache puts it first (the cache write converts from there). */
-  kvStaging(width: number): string {
-    return this.heapScratch(`KX_${width}`, width);
   }
 }

@@ -5,6 +5,7 @@
 // relaxed-SIMD build.
 import { describe, expect, it } from "vitest";
 import { f16Table, schemes } from "../../runtime/quant/index.ts";
+import { q8Format } from "../../runtime/quant/q8-activations.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian } from "../../runtime/quant/test-support.ts";
 import { needsRelaxedSimd } from "../../test/machine.ts";
@@ -17,11 +18,12 @@ const ROWS = 37;
 const N = 11;
 
 /** The kernels of one scheme over a memory holding a matrix and N activation vectors. With an integer
- * piece the pair is `mvq_`/`mmq_` over the vectors quantized once by `qx_`; otherwise `mv_`/`mm_`. */
+ * piece the pair is `mvq_`/`mmq_` (or `mvqk_`/`mmqk_`) over the vectors quantized once by the quantizer;
+ * otherwise `mv_`/`mm_`. */
 function setup(s: QuantScheme, relaxed: boolean) {
   const kernels = new WasmKernels();
   const q = kernels.matmulQ8(s.name, COLS);
-  const mv = q ? `mvq_${s.name}_${COLS}` : kernels.matvec(s.name, COLS)!;
+  const mv = q?.mv ?? kernels.matvec(s.name, COLS)!;
   const mm = q?.mm ?? kernels.matmul(s.name, COLS);
   expect(mm, `${s.name}: no matrix-matrix kernel`).toBeDefined();
   const rowBytes = (COLS / s.blockSize) * s.blockBytes;
@@ -124,10 +126,11 @@ describe("matrix-matrix kernels equal the matrix-vector kernel per column, bit f
         for (let j = 0; j < N; j++) {
           let exact = 0;
           let bound = 1e-6;
-          for (let b = 0; b < COLS; b += 32) {
+          const block = q8Format(s.wasm!.step)!.block;
+          for (let b = 0; b < COLS; b += block) {
             let amax = 0;
-            for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(x[j * COLS + i]!));
-            for (let i = b; i < b + 32; i++) {
+            for (let i = b; i < b + block; i++) amax = Math.max(amax, Math.abs(x[j * COLS + i]!));
+            for (let i = b; i < b + block; i++) {
               const v = x[j * COLS + i]!;
               exact += w[i]! * v;
               // Half a step of the block's int8 grid, and f32 rounding of the products and sums.

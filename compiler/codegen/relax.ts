@@ -1,6 +1,9 @@
 // The relaxed-SIMD twin of a WAT module: every `acc + a × b` on f32x4 becomes one fused multiply-add
 // (`f32x4.relaxed_madd`). The schemes and templates are written once, in plain SIMD; this rewrite is
 // the only place that knows about relaxed SIMD. The runtime picks the twin when the engine validates it.
+// The integer pieces' 8-bit dot products stay plain SIMD in both builds: Node 20's V8 (11.3) computes
+// `i32x4.relaxed_dot_i8x16_i7x16_add_s` wrongly (twice the sum) once a function holds eight or more of
+// them live, which every matrix-matrix kernel does.
 
 export type Sexp = string | Sexp[];
 

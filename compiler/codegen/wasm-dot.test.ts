@@ -92,7 +92,7 @@ function run(s: QuantScheme, weights: Uint8Array, x: Float32Array, relaxed: bool
 
 /** dot(decode(row r), x) in f64 (x as the scheme's kernels read it), and Σ|w·x| for the tolerance. */
 function reference(s: QuantScheme, weights: Uint8Array, xIn: Float32Array, r: number) {
-  const x = s.wasm?.q8 === undefined ? xIn : quantizeActivations(xIn);
+  const x = s.wasm?.q8 === undefined ? xIn : quantizeActivations(xIn, s.wasm.step);
   const rowBytes = (COLS / s.blockSize) * s.blockBytes;
   const w = new Float32Array(COLS);
   s.decode(weights.subarray(r * rowBytes, (r + 1) * rowBytes), w);

@@ -1,6 +1,7 @@
 // A WasmKernels module instantiated over a memory as the runtime does it, integer kernels composed
 // (runtime/q8-kernels.ts): what the kernel tests call. `q8At` is a free region of the memory of
 // q8Region(kernels) bytes.
+import "../../runtime/relaxed-simd.ts";
 import { composeQ8Kernels, q8RegionBytes } from "../../runtime/q8-kernels.ts";
 import type { WasmKernels } from "./wasm.ts";
 

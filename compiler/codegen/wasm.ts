@@ -6,8 +6,15 @@
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
-import { Q8_BLOCK, Q8_BLOCK_BYTES } from "../../runtime/quant/q8-activations.ts";
-import type { KvType } from "../../runtime/kv-type.ts";
+import {
+  Q8_BLOCK,
+  Q8_BLOCK_BYTES,
+  Q8K_BLOCK,
+  Q8K_BLOCK_BYTES,
+  Q8K_D,
+  Q8K_SUMS,
+  q8Format,
+} from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
@@ -58,7 +65,7 @@ function quantizer(name: string, steps: number): string {
   const lane = (i: number) => `(f32x4.extract_lane ${i} (local.get $m))`;
   const q = (k: number) =>
     `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul (v128.load offset=${16 * k} align=4 (local.get $x)) (local.get $s))))`;
-  return `  ;; ${name}: for j < n, the ${steps * 32} floats at xl[j] quantized to ${steps} int8 blocks of 32 at ql[j].
+  return `  ;; ${name}: for j < n, the ${steps * Q8_BLOCK} floats at xl[j] quantized to ${steps} int8 blocks of 32 at ql[j].
   (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
     (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $m v128) (local $s v128) (local $a f32) (local $d f32)
     (block $done
@@ -83,10 +90,62 @@ function quantizer(name: string, steps: number): string {
 `;
 }
 
-/** A scheme's integer piece (activations quantized to q8 blocks), when it has one and can use it. */
-function q8Piece(s: QuantScheme): string | undefined {
-  return s.wasm?.step === Q8_BLOCK ? s.wasm.q8 : undefined;
+/**
+ * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8_K blocks at ql[j], exactly as
+ * runtime/quant/q8-activations.ts says (its reference, after llama.cpp's quantize_row_q8_K_ref):
+ * iscale = 127 / max|x|, q = x · iscale rounded half to even, the 16 sums of 16 q, d = 1 / iscale.
+ */
+function quantizerK(name: string, steps: number): string {
+  const at = (k: number) => `(v128.load offset=${16 * k} align=4 (i32.add (local.get $x) (local.get $i)))`;
+  const q = (k: number) => `(i32x4.trunc_sat_f32x4_s (f32x4.nearest (f32x4.mul ${at(k)} (local.get $s))))`;
+  const lane = (v: string, i: number, t = "f32x4") => `(${t}.extract_lane ${i} (local.get ${v}))`;
+  return `  ;; ${name}: for j < n, the ${steps * Q8K_BLOCK} floats at xl[j] quantized to ${steps} q8_K blocks at ql[j].
+  (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
+    (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $i i32) (local $m v128) (local $s v128) (local $t v128) (local $a f32)
+    (block $done
+      (loop $vectors
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $x (i32.load (i32.add (local.get $xl) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $q (i32.load (i32.add (local.get $ql) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $b (i32.const 0))
+        (loop $blocks
+          (local.set $m (v128.const i32x4 0 0 0 0))
+          (local.set $i (i32.const 0))
+          (loop $amax
+            ${[0, 1, 2, 3].map((k) => `(local.set $m (f32x4.max (local.get $m) (f32x4.abs ${at(k)})))`).join("\n            ")}
+            (br_if $amax (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 64))) (i32.const ${4 * Q8K_BLOCK}))))
+          (local.set $a (f32.max (f32.max ${lane("$m", 0)} ${lane("$m", 1)}) (f32.max ${lane("$m", 2)} ${lane("$m", 3)})))
+          (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
+          (f32.store offset=${Q8K_D} align=4 (local.get $q)
+            (select (f32.div (f32.const 1) ${lane("$s", 0)}) (f32.const 0) (f32.gt (local.get $a) (f32.const 0))))
+          (local.set $i (i32.const 0))
+          (loop $groups
+            (local.set $t (i8x16.narrow_i16x8_s (i16x8.narrow_i32x4_s ${q(0)} ${q(1)}) (i16x8.narrow_i32x4_s ${q(2)} ${q(3)})))
+            (v128.store align=1 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 2))) (local.get $t))
+            (local.set $t (i32x4.extadd_pairwise_i16x8_s (i16x8.extadd_pairwise_i8x16_s (local.get $t))))
+            (i32.store16 offset=${Q8K_SUMS} align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 5)))
+              (i32.add (i32.add ${lane("$t", 0, "i32x4")} ${lane("$t", 1, "i32x4")}) (i32.add ${lane("$t", 2, "i32x4")} ${lane("$t", 3, "i32x4")})))
+            (br_if $groups (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 64))) (i32.const ${4 * Q8K_BLOCK}))))
+          (local.set $x (i32.add (local.get $x) (i32.const ${4 * Q8K_BLOCK})))
+          (local.set $q (i32.add (local.get $q) (i32.const ${Q8K_BLOCK_BYTES})))
+          (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $vectors)))
+  )
+`;
 }
+
+/** A scheme's integer piece (activations quantized to the q8 blocks of its step), when it has one. */
+function q8Piece(s: QuantScheme): string | undefined {
+  return s.wasm && q8Format(s.wasm.step) ? s.wasm.q8 : undefined;
+}
+
+/** The names of a q8 piece's product over quantized x (`mvq_` over q8_0, `mvqk_` over q8_K) and of the
+ * quantizer it runs after (`qx_` or `qxk_`); runtime/q8-kernels.ts pairs them by these prefixes. */
+const q8Names = (step: number, scheme: string, cols: number) =>
+  step === Q8K_BLOCK
+    ? { product: `mvqk_${scheme}_${cols}`, quantizer: `qxk_${cols}` }
+    : { product: `mvq_${scheme}_${cols}`, quantizer: `qx_${cols}` };
 
 export class WasmKernels {
   private readonly funcs = new Map<string, string>();
@@ -101,9 +160,9 @@ export class WasmKernels {
     if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
     const name = `mv_${scheme}_${cols}`;
     const q8 = q8Piece(s);
-    // With an integer piece the export is `mvq_…` over quantized x, and runtime/q8-kernels.ts composes
-    // the `mv_…` the generated code calls: quantize (`qx_…`) on the calling thread, then the rows.
-    const exported = q8 ? `mvq_${scheme}_${cols}` : name;
+    // With an integer piece the export is the product over quantized x, and runtime/q8-kernels.ts
+    // composes the `mv_…` the generated code calls: quantize on the calling thread, then the rows.
+    const exported = q8 ? q8Names(s.wasm.step, scheme, cols).product : name;
     if (!this.funcs.has(exported)) {
       const steps = cols / s.wasm.step;
       this.funcs.set(
@@ -113,21 +172,23 @@ export class WasmKernels {
           doc: `rows of ${cols} ${scheme} weights${q8 ? ", x quantized to q8 blocks (integer products)" : ""}`,
           steps,
           bytes: s.wasm.bytes,
-          xBytes: q8 ? Q8_BLOCK_BYTES : s.wasm.step * 4,
+          xBytes: q8 ? q8Format(s.wasm.step)!.bytes : s.wasm.step * 4,
           rowBytes: steps * s.wasm.bytes,
           dot: q8 ?? s.wasm.dot,
         }),
       );
-      if (q8) this.quantizer(cols);
+      if (q8) this.quantizer(s.wasm.step, cols);
     }
     return name;
   }
 
-  /** `qx_C`, the quantizer of activation vectors of C values; returns its name. */
-  private quantizer(cols: number): string {
-    const qx = `qx_${cols}`;
-    if (!this.funcs.has(qx)) this.funcs.set(qx, quantizer(qx, cols / Q8_BLOCK));
-    this.q8Bytes = Math.max(this.q8Bytes, (cols / Q8_BLOCK) * Q8_BLOCK_BYTES);
+  /** The quantizer of activation vectors of `cols` values to the q8 blocks of `step`; returns its name. */
+  private quantizer(step: number, cols: number): string {
+    const { quantizer: qx } = q8Names(step, "", cols);
+    const format = q8Format(step)!;
+    const steps = cols / format.block;
+    if (!this.funcs.has(qx)) this.funcs.set(qx, (step === Q8K_BLOCK ? quantizerK : quantizer)(qx, steps));
+    this.q8Bytes = Math.max(this.q8Bytes, steps * format.bytes);
     return qx;
   }
 
@@ -222,47 +283,32 @@ export class WasmKernels {
    * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 68` bytes each), and
    * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
    */
-  matmulQ8(scheme: string, cols: number): { mm: string; qx: string; qBytes: number } | undefined {
+  matmulQ8(scheme: string, cols: number): { mm: string; mv: string; qx: string; qBytes: number } | undefined {
     const s = getScheme(scheme);
     const piece = q8Piece(s);
-    if (!piece || cols % Q8_BLOCK !== 0 || !this.matvec(scheme, cols)) return undefined;
-    const name = `mmq_${scheme}_${cols}`;
-    const qx = this.quantizer(cols);
-    if (!this.widened(name, `mvq_${scheme}_${cols}`, s, cols, piece, Q8_BLOCK_BYTES)) return undefined;
-    return { mm: name, qx, qBytes: (cols / Q8_BLOCK) * Q8_BLOCK_BYTES };
+    if (!piece || !this.matvec(scheme, cols)) return undefined;
+    const step = s.wasm!.step;
+    const format = q8Format(step)!;
+    const mv = q8Names(step, scheme, cols).product;
+    const name = `mm${mv.slice(2)}`;
+    const qx = this.quantizer(step, cols);
+    if (!this.widened(name, mv, s, cols, piece, format.bytes)) return undefined;
+    return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
   }
 
-  /** Export names of the attention pieces for heads of `headDim` (a multiple of 4) in cache rows of
-   * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys: scores (q·k) and the
-   * weighted sum of values, each with the cache's widening inlined. Softmax stays in TypeScript, which has exp. */
-  attention(
-    type: KvType,
-    headDim: number,
-    rowBytes: number,
-    group: number,
-    tile: number,
-  ): { qk: string; av: string } {
-    const key = `${type}_${headDim}_${rowBytes}_g${group}`;
-    const names = { qk: `qk_${key}`, av: `av_${key}`, widen: `widen_${key}` };
+  /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:
+   * scores (q·k over positions) and the weighted sum of values; undefined when headDim is not whole
+   * f32x4 vectors. Softmax stays in TypeScript, which has exp. */
+  attention(headDim: number, kvWidth: number): { qk: string; av: string } | undefined {
+    if (headDim % 4 !== 0) return undefined;
+    const names = { qk: `qk_${headDim}_${kvWidth}`, av: `av_${headDim}_${kvWidth}` };
     if (!this.funcs.has(names.qk)) {
       this.funcs.set(
         names.qk,
-        attention({
-          ...names,
-          type,
-          f32: type === "f32",
-          f16: type === "f16",
-          q8: type === "q8_0",
-          headDim,
-          headBytes: headDim * 4,
-          rowBytes,
-          group,
-          tile,
-          tileBytes: tile * 4,
-        }),
+        attention({ ...names, headDim, kvWidth, headBytes: headDim * 4, rowBytes: kvWidth * 4 }),
       );
     }
-    return { qk: names.qk, av: names.av };
+    return names;
   }
 
   get size(): number {

@@ -2,7 +2,6 @@
 // weight decoded by its scheme's reference `decode`. Slow and obviously correct: the fused kernels
 // and the generated code are checked against it.
 
-import { roundKv } from "../../runtime/kv-type.ts";
 import { type Manifest, schemeAt } from "../../runtime/manifest.ts";
 import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
@@ -30,11 +29,12 @@ export class ReferenceModel {
 
   private readonly producers = new Map<number, Node>();
 
-  /** x as a product with weight `key` reads it: quantized to q8_0 where the scheme's kernels do that. */
+  /** x as a product with weight `key` reads it: quantized to q8_0 or q8_K where the scheme's kernels do that. */
   private activations(x: Float32Array, key: string, layer: number | undefined): Float32Array {
     const entry = this.manifest.weights.find((e) => e.key === key)!;
     const scheme = schemeAt(entry, entry.layers ? layer : undefined);
-    return getScheme(scheme).wasm?.q8 === undefined ? x : quantizeActivations(x);
+    const { wasm } = getScheme(scheme);
+    return wasm?.q8 === undefined ? x : quantizeActivations(x, wasm.step);
   }
 
   /** The weight key of the `dequantize` node whose output is value `id`. */
@@ -191,9 +191,7 @@ export class ReferenceModel {
         return out;
       }
       case "kv_write": {
-        // Stored as the cache's type stores it, so the kernels are checked against the same K and V.
-        const row = roundKv(Float32Array.from(x), this.manifest.kvType ?? "f32");
-        this.cache(n, layer ?? 0, n.attrs.slot as string, x.length).set(row, pos * x.length);
+        this.cache(n, layer ?? 0, n.attrs.slot as string, x.length).set(x, pos * x.length);
         return new Float32Array(0);
       }
       case "attend": {

@@ -1,12 +1,32 @@
-// Activations quantized to q8_0 blocks, for the integer dot products of the schemes whose WebAssembly
-// piece has a `q8` form (q8_0, q4_0): what llama.cpp does for the same weights, and twice the speed of
-// widening every weight to f32. Per 32 values: amax = max |x|, d = amax / 127, q = x · (127 / amax)
-// rounded half to even (as x86's round instruction does). One block in the heap is the 32 values widened
-// to int16 (so a product of 8 pairs is one `i32x4.dot_i16x8_s`), then d as an f32: 68 bytes. This file is the reference the kernels are checked against; the kernels
-// quantize in WebAssembly (`quantizer` in compiler/codegen/wasm.ts).
+// Activations quantized to 8-bit blocks, for the integer dot products of the schemes whose WebAssembly
+// piece has a `q8` form: what llama.cpp does for the same weights, and several times the speed of widening
+// every weight to f32. A piece reads the blocks of its own step:
+//
+// - q8_0 (step 32: q8_0, q4_0): per 32 values amax = max |x|, d = amax / 127, q = x · (127 / amax) rounded
+//   half to even (as x86's round instruction does). In the heap: the 32 values widened to int16 (so a
+//   product of 8 pairs is one `i32x4.dot_i16x8_s`), then d as an f32: 68 bytes.
+// - q8_K (step 256: the k-quants), llama.cpp's block_q8_K (quantize_row_q8_K_ref): per 256 values
+//   iscale = 127 / amax, q = iscale · x rounded half to even, d = 1 / iscale (llama.cpp divides by the
+//   signed value of largest magnitude, which negates q and d together: every product is the same), and
+//   the sums of each 16 q. In the heap: 256 int8, 16 int16 sums, d as an f32, 12 bytes of padding: 304.
+//
+// This file is the reference the kernels are checked against; the kernels quantize in WebAssembly
+// (`quantizer` in compiler/codegen/wasm.ts).
 
 export const Q8_BLOCK = 32;
 export const Q8_BLOCK_BYTES = 68;
+export const Q8K_BLOCK = 256;
+export const Q8K_BLOCK_BYTES = 304;
+/** Byte offsets in a q8_K block: the 16 sums of 16, then d. */
+export const Q8K_SUMS = 256;
+export const Q8K_D = 288;
+
+/** The activation blocks a `q8` piece of this step reads: [values, bytes in the heap], or undefined. */
+export function q8Format(step: number): { block: number; bytes: number } | undefined {
+  if (step === Q8_BLOCK) return { block: Q8_BLOCK, bytes: Q8_BLOCK_BYTES };
+  if (step === Q8K_BLOCK) return { block: Q8K_BLOCK, bytes: Q8K_BLOCK_BYTES };
+  return undefined;
+}
 
 const f = Math.fround;
 
@@ -29,11 +49,35 @@ export function quantizeBlocks(x: Float32Array): { q: Int8Array; d: Float32Array
   return { q, d };
 }
 
-/** x as the integer kernels see it: each value replaced by q · d of its block. x.length is a multiple of 32. */
-export function quantizeActivations(x: Float32Array): Float32Array {
-  const { q, d } = quantizeBlocks(x);
+/** x's q8_K blocks: the integers q, each block's d and its 16 sums of 16. x.length is a multiple of 256. */
+export function quantizeBlocksK(x: Float32Array): { q: Int8Array; d: Float32Array; sums: Int16Array } {
+  const q = new Int8Array(x.length);
+  const d = new Float32Array(x.length / Q8K_BLOCK);
+  const sums = new Int16Array(x.length / 16);
+  for (let b = 0; b < x.length; b += Q8K_BLOCK) {
+    let amax = 0;
+    for (let j = 0; j < Q8K_BLOCK; j++) amax = Math.max(amax, Math.abs(x[b + j]!));
+    if (!amax) continue; // d = 0, q = 0
+    const iscale = f(127 / amax);
+    d[b / Q8K_BLOCK] = f(1 / iscale);
+    for (let j = 0; j < Q8K_BLOCK; j++) q[b + j] = roundHalfEven(f(x[b + j]! * iscale));
+  }
+  for (let i = 0; i < sums.length; i++) {
+    let s = 0;
+    for (let j = 0; j < 16; j++) s += q[16 * i + j]!;
+    sums[i] = s;
+  }
+  return { q, d, sums };
+}
+
+/** x as the integer kernels of a `q8` piece with this step see it: each value replaced by q · d of its
+ * block (q8_0 for step 32, q8_K for 256). x.length is a multiple of the step. */
+export function quantizeActivations(x: Float32Array, step = Q8_BLOCK): Float32Array {
+  const k = step === Q8K_BLOCK;
+  const { q, d } = k ? quantizeBlocksK(x) : quantizeBlocks(x);
+  const shift = k ? 8 : 5;
   const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = f(q[i]! * d[i >> 5]!);
+  for (let i = 0; i < x.length; i++) out[i] = f(q[i]! * d[i >> shift]!);
   return out;
 }
 

@@ -263,3 +263,138 @@ export function quadsOf16(o: {
     ].join("\n"),
   });
 }
+
+// The k-quants' integer pieces (`q8`): activations in q8_K blocks (runtime/quant/q8-activations.ts): 256
+// int8 at `$x`, their 16 sums of 16 as int16 at byte 256, d as an f32 at byte 288. Weights are taken as
+// unsigned (0..63): a scheme whose values are q − c subtracts c·Σ scale·(sum of the sub-block's
+// activations) once per block, from the sums, as llama.cpp's bsums do. Sub-block totals are scaled in
+// integers; one float multiply per block turns them into f32.
+
+const ZERO = "(v128.const i32x4 0 0 0 0)";
+
+/**
+ * Statements: `into` (i32x4) += scale × Σ over `runs` (at most 2) of [16 activations, 16 weights] (v128
+ * expressions), scale an i32 expression (|scale| < 2^15). Each run's 16 products (|x| ≤ 127, 0 ≤ w ≤ 63)
+ * are added in pairs as int16, the two runs' pairs together (4 × 127 × 63 = 32004 fits), and one 16-bit
+ * dot product with the scale widens and scales them. Scratch: `$v6`, `$v7` (activations), `$v8`, `$v9`.
+ */
+export function scaledRuns(
+  runs: readonly (readonly [string, string])[],
+  scale: string,
+  into: string,
+): string {
+  const sets: string[] = [];
+  const pairs = runs.map(([x, w], r) => {
+    sets.push(`(local.set $v${6 + r} ${x})`, `(local.set $v${8 + r} ${w})`);
+    const xw = `(local.get $v${6 + r}) (local.get $v${8 + r})`;
+    return `(i16x8.add (i16x8.extmul_low_i8x16_s ${xw}) (i16x8.extmul_high_i8x16_s ${xw}))`;
+  });
+  const sum = pairs.reduce((a, b) => `(i16x8.add ${a} ${b})`);
+  return [
+    ...sets,
+    `(local.set ${into} (i32x4.add (local.get ${into}) (i32x4.dot_i16x8_s ${sum} (i16x8.splat ${scale}))))`,
+  ].join("\n");
+}
+
+/** `$acc` (+ or −)= f32(sum) × f32(d × the q8_K block's d), sum an i32x4 local, d an f32 expression. */
+export const q8kScaleInto = (sum: string, d: string, minus = false) =>
+  `(local.set $acc (f32x4.${minus ? "sub" : "add"} (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${d} (f32.load offset=288 align=4 ${X}))))))`;
+
+/** An i32x4 whose lanes sum to Σ_j f_j · (sum of sub-block j's activations), j < 16: `lo` and `hi` i16x8
+ * expressions holding f_0..f_7 and f_8..f_15. */
+export const bySums = (lo: string, hi: string) =>
+  `(i32x4.add (i32x4.dot_i16x8_s ${lo} (v128.load offset=256 align=2 ${X})) (i32x4.dot_i16x8_s ${hi} (v128.load offset=272 align=2 ${X})))`;
+
+/** The q8_K block's activation bytes at `off` from the group's start in `$i2`. */
+const xq = (off: number) => `(v128.load offset=${off} align=1 (local.get $i2))`;
+
+/**
+ * q4_k and q5_k's integer piece (8 sub-blocks of 32, w = d·scale·q − dmin·min): as pairsK4, with the
+ * weights of pair k (the 32 bytes at `qs` + 32k, in `$v0`, `$v1`) against int8 activations; the mins
+ * through the sums. `fifth.bits(s, r)` adds q5_k's fifth bit (bit 4) to run r of the pair's sub-block s.
+ */
+export function pairsK4Q8(o: {
+  qs: number;
+  fifth?: { setup: string; bits: (s: number, r: number) => string; next: string };
+}): string {
+  const scale = (s: number) => `(i8x16.extract_lane_u ${s} (local.get $v5))`;
+  const run = (s: number, r: number) => {
+    const q = field(`(local.get $v${r})`, 4 * s, 4, 0);
+    return o.fifth ? `(v128.or ${q} ${o.fifth.bits(s, r)})` : q;
+  };
+  // Each min twice, as int16, against the sums of 16 in pairs: lane j of the dot is min_j · (sum of 32).
+  const mins = (from: number) =>
+    `(i8x16.shuffle ${[0, 1, 2, 3].map((j) => `${from + j} 16 ${from + j} 16`).join(" ")} (local.get $v5) ${ZERO})`;
+  return [
+    scalesMinsK4(4, "$v5"),
+    `(local.set $v11 ${bySums(mins(8), mins(12))})`,
+    o.fifth?.setup ?? "",
+    `(local.set $v10 ${ZERO})`,
+    "(local.set $i1 (i32.const 0))",
+    "(loop $pair",
+    `(local.set $v0 ${bytesAt(o.qs, wAddr([I, 32]))})`,
+    `(local.set $v1 ${bytesAt(o.qs + 16, wAddr([I, 32]))})`,
+    `(local.set $i2 ${xAddr([I, 64])})`,
+    ...[0, 1].map((s) =>
+      scaledRuns(
+        [0, 1].map((r) => [xq(32 * s + 16 * r), run(s, r)] as const),
+        scale(s),
+        "$v10",
+      ),
+    ),
+    "(local.set $v5 (i64x2.shr_u (local.get $v5) (i32.const 16)))",
+    o.fifth?.next ?? "",
+    "(br_if $pair (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))",
+    q8kScaleInto("$v10", halfAt(0)),
+    q8kScaleInto("$v11", halfAt(2), true),
+  ]
+    .filter(Boolean)
+    .join("\n");
+}
+
+/**
+ * q2_k, q3_k and q6_k's integer piece (16 sub-blocks of 16): as quadsOf16, sub-block 8h + 2k + g of the
+ * (h, g) loop's four giving its unsigned weights (`run`, 0..127) and scale (an i32 expression, held in
+ * `$i0`); activations 128h + 32k + 16g. The block's integer total less `offset.times` × Σ scale ×
+ * (sum of the sub-block's activations): from `offset.factors` (the 16 scales as two i16x8 expressions)
+ * once per block, or without them per sub-block. `mins`: `$acc` −= dmin × Σ min_j × sum_j.
+ */
+export function quadsOf16Q8(o: {
+  d: number;
+  prepare: string;
+  sub: (k: number) => { run: string; scale: string };
+  offset?: { times: number; factors?: readonly [string, string] };
+  mins?: { dmin: number; factors: readonly [string, string] };
+}): string {
+  const perSub = o.offset && !o.offset.factors;
+  const sumAt = (k: number) => `(i32.load16_s offset=${256 + 4 * k} align=2 ${xAddr([H, 16], [G, 2])})`;
+  const times = (n: number) => `(v128.const i32x4 ${n} ${n} ${n} ${n})`;
+  return [
+    `(local.set $v10 ${ZERO})`,
+    perSub ? "(local.set $i3 (i32.const 0))" : "",
+    "(local.set $i1 (i32.const 0))",
+    "(loop $quad",
+    o.prepare,
+    `(local.set $i2 ${xAddr([H, 128], [G, 16])})`,
+    ...[0, 1, 2, 3].flatMap((k) => {
+      const { run, scale } = o.sub(k);
+      return [
+        `(local.set $i0 ${scale})`,
+        scaledRuns([[xq(32 * k), run]], "(local.get $i0)", "$v10"),
+        perSub ? `(local.set $i3 (i32.add (local.get $i3) (i32.mul (local.get $i0) ${sumAt(k)})))` : "",
+      ];
+    }),
+    "(br_if $quad (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))",
+    o.offset?.factors
+      ? `(local.set $v10 (i32x4.sub (local.get $v10) (i32x4.mul ${bySums(...o.offset.factors)} ${times(o.offset.times)})))`
+      : "",
+    perSub
+      ? `(local.set $v10 (i32x4.sub (local.get $v10) (i32x4.replace_lane 0 ${ZERO} (i32.mul (local.get $i3) (i32.const ${o.offset!.times})))))`
+      : "",
+    q8kScaleInto("$v10", halfAt(o.d)),
+    o.mins ? `(local.set $v11 ${bySums(...o.mins.factors)})` : "",
+    o.mins ? q8kScaleInto("$v11", halfAt(o.mins.dmin), true) : "",
+  ]
+    .filter(Boolean)
+    .join("\n");
+}

@@ -6,7 +6,7 @@ import { readF16, writeF16 } from "../half.ts";
 import { makeQkx2Quants } from "../kquant-fit.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { byteAt, bytesAt, field, G, H, quadsOf16, wAddr } from "../wat.ts";
+import { byteAt, bytesAt, field, G, H, quadsOf16, quadsOf16Q8, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -44,6 +44,13 @@ const dot = `{
     acc += f16[u8[qo + 80] | (u8[qo + 81] << 8)] * sq - f16[u8[qo + 82] | (u8[qo + 83] << 8)] * sm;
   }
 }`;
+
+// Per (h, g): qs's 16 bytes in $v2; sub-block k's 2-bit q, and its scale and min (byte 8h + 2k + g's nibbles).
+const Q2_PREPARE = `(local.set $v2 ${bytesAt(16, wAddr([H, 32], [G, 16]))})`;
+const q2 = (k: number) => field("(local.get $v2)", 2 * k, 2, 0);
+const q2Byte = (k: number) => byteAt(2 * k, false, wAddr([H, 8], [G, 1]));
+const q2Scale = (k: number) => `(i32.and ${q2Byte(k)} (i32.const 15))`;
+const q2Min = (k: number) => `(i32.shr_u ${q2Byte(k)} (i32.const 4))`;
 
 const L = new Uint8Array(QK);
 const Laux = new Uint8Array(16);
@@ -156,13 +163,20 @@ export const q2_k: QuantScheme = {
     dot: quadsOf16({
       d: 80,
       dmin: 82,
-      prepare: `(local.set $v2 ${bytesAt(16, wAddr([H, 32], [G, 16]))})`,
-      sub: (k) => ({
-        runs: [field("(local.get $v2)", 2 * k, 2, 0)],
-        unsigned: true,
-        scale: `(i32.and ${byteAt(2 * k, false, wAddr([H, 8], [G, 1]))} (i32.const 15))`,
-        min: `(i32.shr_u ${byteAt(2 * k, false, wAddr([H, 8], [G, 1]))} (i32.const 4))`,
-      }),
+      prepare: Q2_PREPARE,
+      sub: (k) => ({ runs: [q2(k)], unsigned: true, scale: q2Scale(k), min: q2Min(k) }),
+    }),
+    // Against int8 activations; the mins once per block, through the sums.
+    q8: quadsOf16Q8({
+      d: 80,
+      prepare: Q2_PREPARE,
+      sub: (k) => ({ run: q2(k), scale: q2Scale(k) }),
+      mins: {
+        dmin: 82,
+        factors: ["low", "high"].map(
+          (hl) => `(i16x8.extend_${hl}_i8x16_u (i8x16.shr_u ${bytesAt(0)} (i32.const 4)))`,
+        ) as [string, string],
+      },
     }),
   },
   wgsl: {

@@ -7,7 +7,7 @@ import { makeQ3Quants } from "../kquant-fit.ts";
 import { packScaleQ3K, scaleQ3K } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, wAddr } from "../wat.ts";
+import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, quadsOf16Q8, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -51,6 +51,14 @@ function wasmScale(k: number): string {
   const high = bits(8 + 2 * (k % 2), `(i32.add ${h4} (i32.const ${2 * (k >> 1)}))`, 3);
   return `(i32.sub (i32.or ${low} (i32.shl ${high} (i32.const 4))) (i32.const 32))`;
 }
+
+// Per (h, g): qs's 16 bytes in $v2, hmask's shifted right by 4h in $v3; sub-block k's q + 4 (0..7).
+const Q3_PREPARE = [
+  `(local.set $v2 ${bytesAt(32, wAddr([H, 32], [G, 16]))})`,
+  `(local.set $v3 (i8x16.shr_u ${bytesAt(0, wAddr([G, 16]))} (i32.shl ${H} (i32.const 2))))`,
+].join("\n");
+const q3 = (k: number) =>
+  `(v128.or ${field("(local.get $v2)", 2 * k, 2, 0)} ${field("(local.get $v3)", k, 1, 2)})`;
 
 const L = new Int8Array(QK);
 const scales = new Float32Array(QK / 16);
@@ -144,17 +152,15 @@ export const q3_k: QuantScheme = {
     // q − 4: two bits of qs under the hmask bit 4h + k (hmask shifted right by 4h once per (h, g)).
     dot: quadsOf16({
       d: 108,
-      prepare: [
-        `(local.set $v2 ${bytesAt(32, wAddr([H, 32], [G, 16]))})`,
-        `(local.set $v3 (i8x16.shr_u ${bytesAt(0, wAddr([G, 16]))} (i32.shl ${H} (i32.const 2))))`,
-      ].join("\n"),
-      sub: (k) => ({
-        runs: [
-          `(i8x16.sub (v128.or ${field("(local.get $v2)", 2 * k, 2, 0)} ${field("(local.get $v3)", k, 1, 2)}) ${i8s(4)})`,
-        ],
-        scale: wasmScale(k),
-        signedScale: true,
-      }),
+      prepare: Q3_PREPARE,
+      sub: (k) => ({ runs: [`(i8x16.sub ${q3(k)} ${i8s(4)})`], scale: wasmScale(k), signedScale: true }),
+    }),
+    // q as the unsigned 0..7 against int8 activations; the 4 comes off through the sums.
+    q8: quadsOf16Q8({
+      d: 108,
+      prepare: Q3_PREPARE,
+      sub: (k) => ({ run: q3(k), scale: wasmScale(k) }),
+      offset: { times: 4 },
     }),
   },
   wgsl: {

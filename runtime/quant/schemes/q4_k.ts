@@ -7,7 +7,7 @@ import { makeQkx2Quants } from "../kquant-fit.ts";
 import { minK4, packScaleMinK4, scaleK4 } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { pairsK4 } from "../wat.ts";
+import { pairsK4, pairsK4Q8 } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -150,7 +150,7 @@ export const q4_k: QuantScheme = {
     }
   },
   cpu: { dot },
-  wasm: { step: 256, bytes: 144, dot: pairsK4({ qs: 16 }) },
+  wasm: { step: 256, bytes: 144, dot: pairsK4({ qs: 16 }), q8: pairsK4Q8({ qs: 16 }) },
   wgsl: {
     helpers: `/** The 6-bit scale and min of sub-block j of a q4_K/q5_K block whose 12 scale bytes start at byte o. */
 fn $sc(o: u32, j: u32) -> u32 {

@@ -7,7 +7,7 @@ import { makeQkx2Quants } from "../kquant-fit.ts";
 import { minK4, packScaleMinK4, scaleK4 } from "../kquant-scales.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, field, pairsK4 } from "../wat.ts";
+import { bytesAt, field, pairsK4, pairsK4Q8 } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -60,6 +60,13 @@ const dot = `{
     acc += f16[u8[qo] | (u8[qo + 1] << 8)] * sq - f16[u8[qo + 2] | (u8[qo + 3] << 8)] * sm;
   }
 }`;
+
+// The WebAssembly pieces' fifth bits: bit 2k + s of qh[l] (qh in $v3, $v4, shifted right by 2 per pair).
+const fifth = {
+  setup: `(local.set $v3 ${bytesAt(16)})\n(local.set $v4 ${bytesAt(32)})`,
+  bits: (s: number, r: number) => field(`(local.get $v${3 + r})`, s, 1, 4),
+  next: [3, 4].map((v) => `(local.set $v${v} (i8x16.shr_u (local.get $v${v}) (i32.const 2)))`).join("\n"),
+};
 
 const L = new Uint8Array(QK);
 const Laux = new Uint8Array(32);
@@ -174,16 +181,8 @@ export const q5_k: QuantScheme = {
     bytes: 176,
     // As q4_k, with bit 2k + s of qh[l] as the fifth bit of weight l of sub-block 2k + s: qh (in $v3, $v4)
     // shifts right by 2 after each pair.
-    dot: pairsK4({
-      qs: 48,
-      fifth: {
-        setup: `(local.set $v3 ${bytesAt(16)})\n(local.set $v4 ${bytesAt(32)})`,
-        bits: (s, r) => field(`(local.get $v${3 + r})`, s, 1, 4),
-        next: [3, 4]
-          .map((v) => `(local.set $v${v} (i8x16.shr_u (local.get $v${v}) (i32.const 2)))`)
-          .join("\n"),
-      },
-    }),
+    dot: pairsK4({ qs: 48, fifth }),
+    q8: pairsK4Q8({ qs: 48, fifth }),
   },
   wgsl: {
     helpers: `/** The 6-bit scale and min of sub-block j of a q4_K/q5_K block whose 12 scale bytes start at byte o. */

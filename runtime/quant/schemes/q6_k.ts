@@ -7,7 +7,7 @@ import { readF16, writeF16 } from "../half.ts";
 import { GROUP_MAX_EPS, makeQxQuants } from "../kquant-fit.ts";
 import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, wAddr } from "../wat.ts";
+import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, quadsOf16Q8, wAddr } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 256;
@@ -43,6 +43,19 @@ const dot = `{
     acc += f16[u8[qo + 208] | (u8[qo + 209] << 8)] * sq;
   }
 }`;
+
+// The WebAssembly pieces, per (h, g) of the loop: ql, ql + 32 and qh's 16 bytes in $v2, $v3, $v4; sub-block k's
+// 6-bit q (0..63) and its int8 scale.
+const Q6_PREPARE = [
+  bytesAt(0, wAddr([H, 64], [G, 16])),
+  bytesAt(32, wAddr([H, 64], [G, 16])),
+  bytesAt(128, wAddr([H, 32], [G, 16])),
+]
+  .map((b, n) => `(local.set $v${2 + n} ${b})`)
+  .join("\n");
+const q6 = (k: number) =>
+  `(v128.or ${field(`(local.get $v${2 + (k % 2)})`, 4 * (k >> 1), 4, 0)} ${field("(local.get $v4)", 2 * k, 2, 4)})`;
+const q6Scale = (k: number) => byteAt(192 + 2 * k, true, wAddr([H, 8], [G, 1]));
 
 const L = new Int8Array(QK);
 const scales = new Float32Array(QK / 16);
@@ -135,20 +148,21 @@ export const q6_k: QuantScheme = {
     // Per (h, g): 16 bytes of ql, of ql + 32 and of qh hold the four sub-blocks; each minus 32, scaled by its int8.
     dot: quadsOf16({
       d: 208,
-      prepare: [
-        bytesAt(0, wAddr([H, 64], [G, 16])),
-        bytesAt(32, wAddr([H, 64], [G, 16])),
-        bytesAt(128, wAddr([H, 32], [G, 16])),
-      ]
-        .map((b, n) => `(local.set $v${2 + n} ${b})`)
-        .join("\n"),
-      sub: (k) => ({
-        runs: [
-          `(i8x16.sub (v128.or ${field(`(local.get $v${2 + (k % 2)})`, 4 * (k >> 1), 4, 0)} ${field("(local.get $v4)", 2 * k, 2, 4)}) ${i8s(32)})`,
+      prepare: Q6_PREPARE,
+      sub: (k) => ({ runs: [`(i8x16.sub ${q6(k)} ${i8s(32)})`], scale: q6Scale(k), signedScale: true }),
+    }),
+    // The same 6-bit q against int8 activations; the 32 comes off once per block, through the sums.
+    q8: quadsOf16Q8({
+      d: 208,
+      prepare: Q6_PREPARE,
+      sub: (k) => ({ run: q6(k), scale: q6Scale(k) }),
+      offset: {
+        times: 32,
+        factors: ["low", "high"].map((hl) => `(i16x8.extend_${hl}_i8x16_s ${bytesAt(192)})`) as [
+          string,
+          string,
         ],
-        scale: byteAt(192 + 2 * k, true, wAddr([H, 8], [G, 1])),
-        signedScale: true,
-      }),
+      },
     }),
   },
   wgsl: {
