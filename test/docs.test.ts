@@ -10,9 +10,11 @@
 //   ```moe           a complete spec: it must pass the checker. ```moe fragment is a part of one, not checked.
 //
 // The README's 60-second tour is run by test/readme-tour.test.ts, with its own checks, so it is left out here.
-// docs/language.md must describe every built-in op of compiler/lang/ops.ts and each of its arguments.
+// docs/language.md must describe every built-in op of compiler/lang/ops.ts and each of its arguments, and every
+// relative link must lead to a file and, with #anchor, to one of its headings.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileSource } from "../compiler/lang/frontend.ts";
 import { ops } from "../compiler/lang/ops.ts";
@@ -119,6 +121,26 @@ describe("the docs' specs and ops", () => {
       expect(() => compileSource(b.body, `${b.file}:${b.line}`)).not.toThrow();
     });
   }
+
+  it("every relative link leads to a file and a heading", () => {
+    const slug = (h: string) =>
+      h
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, "")
+        .replace(/ /g, "-");
+    for (const file of files) {
+      const text = readFileSync(file, "utf8").replace(/```[\s\S]*?```/g, "");
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target!)) continue;
+        const [path, anchor] = target!.split("#");
+        const to = path ? join(dirname(file), path) : file;
+        expect(existsSync(to), `${file}: link to ${target}`).toBe(true);
+        if (!anchor) continue;
+        const headings = [...readFileSync(to, "utf8").matchAll(/^#+ (.*)$/gm)].map((m) => slug(m[1]!));
+        expect(headings, `${file}: link to ${target}`).toContain(anchor);
+      }
+    }
+  });
 
   it("docs/language.md describes every built-in op and its arguments", () => {
     const guide = readFileSync("docs/language.md", "utf8");
