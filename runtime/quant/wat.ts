@@ -109,6 +109,12 @@ export function q8Runs(runs: readonly string[], into: string): string {
 export const q8ScaleInto = (sum: string, scale: string) =>
   `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${scale} (f32.load offset=64 ${X}))))))`;
 
+/** Statements: `into` (i32x4) = lanes that add up to the sum of the q8 block's 32 integers (for a min). */
+export const q8SumX = (into: string) => {
+  const at = (k: number) => `(v128.load offset=${16 * k} align=4 ${X})`;
+  return `(local.set ${into} (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add ${at(0)} ${at(1)}) (i16x8.add ${at(2)} ${at(3)}))))`;
+};
+
 /** `into` (+ or −)= `sum` × `scale`, sum a v128 local and scale an f32 expression. */
 export const addScaled = (sum: string, scale: string, into = "$acc", minus = false) =>
   `(local.set ${into} (f32x4.${minus ? "sub" : "add"} (local.get ${into}) (f32x4.mul (local.get ${sum}) (f32x4.splat ${scale}))))`;

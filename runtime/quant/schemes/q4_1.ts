@@ -2,7 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { addScaled, bytesAt, dotRuns, field, halfAt } from "../wat.ts";
+import { addScaled, bytesAt, dotRuns, field, halfAt, q8Runs, q8ScaleInto, q8SumX } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -92,6 +92,17 @@ export const q4_1: QuantScheme = {
       ),
       addScaled("$v3", halfAt(0)),
       addScaled("$v4", halfAt(2)),
+    ].join("\n"),
+    // Against q8_0 activations: d·dx·Σ q·qx + m·dx·Σ qx, both sums in integers.
+    q8: [
+      `(local.set $v2 ${bytesAt(4)})`,
+      q8Runs(
+        [0, 4].map((from) => field("(local.get $v2)", from, 4, 0)),
+        "$v3",
+      ),
+      q8SumX("$v4"),
+      q8ScaleInto("$v3", halfAt(0)),
+      q8ScaleInto("$v4", halfAt(2)),
     ].join("\n"),
   },
   wgsl: {

@@ -3,7 +3,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bitBytes, bytesAt, dotRuns, field, i8s, scaleInto } from "../wat.ts";
+import { bitBytes, bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -25,6 +25,16 @@ const dot = `{
     acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1);
   }
 }`;
+
+// The WebAssembly pieces: qh splatted in $v4, qs in $v2; elements j and j + 16 (runs 0 and 1) as q − 16.
+const Q5_LOAD = [
+  "(local.set $v4 (v128.load32_splat offset=2 align=1 (local.get $w)))",
+  `(local.set $v2 ${bytesAt(6)})`,
+].join("\n");
+const Q5_RUNS = ([0, 1] as const).map(
+  (h) =>
+    `(i8x16.sub ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.andnot ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
+);
 
 export const q5_0: QuantScheme = {
   name: "q5_0",
@@ -88,19 +98,9 @@ export const q5_0: QuantScheme = {
     step: 32,
     bytes: 22,
     // q − 16 = nibble − 16 where the high bit is clear, the nibble itself where it is set.
-    dot: [
-      "(local.set $v4 (v128.load32_splat offset=2 align=1 (local.get $w)))",
-      `(local.set $v2 ${bytesAt(6)})`,
-      dotRuns(
-        ([0, 1] as const).map(
-          (h) =>
-            `(i8x16.sub ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.andnot ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
-        ),
-        0,
-        "$v3",
-      ),
-      scaleInto(0),
-    ].join("\n"),
+    dot: [Q5_LOAD, dotRuns(Q5_RUNS, 0, "$v3"), scaleInto(0)].join("\n"),
+    // The same q − 16 against q8_0 activations, in integers.
+    q8: [Q5_LOAD, q8Runs(Q5_RUNS, "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
   },
   wgsl: {
     dot: `// block_q5_0: f16 d, qh (u32, unaligned), 16 bytes of nibbles; the 5th bit of element j is bit j of qh.

@@ -2,7 +2,18 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { addScaled, bitBytes, bytesAt, dotRuns, field, halfAt, i8s } from "../wat.ts";
+import {
+  addScaled,
+  bitBytes,
+  bytesAt,
+  dotRuns,
+  field,
+  halfAt,
+  i8s,
+  q8Runs,
+  q8ScaleInto,
+  q8SumX,
+} from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -30,6 +41,16 @@ const dot = `{
     acc += f16[u8[qo] | (u8[qo + 1] << 8)] * (s0 + s1) + f16[u8[qo + 2] | (u8[qo + 3] << 8)] * (t0 + t1);
   }
 }`;
+
+// The WebAssembly pieces: qh splatted in $v4, qs in $v2; elements j and j + 16 (runs 0 and 1) as q (0..31).
+const Q5_LOAD = [
+  "(local.set $v4 (v128.load32_splat offset=4 align=1 (local.get $w)))",
+  `(local.set $v2 ${bytesAt(8)})`,
+].join("\n");
+const Q5_RUNS = ([0, 1] as const).map(
+  (h) =>
+    `(v128.or ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.and ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
+);
 
 export const q5_1: QuantScheme = {
   name: "q5_1",
@@ -94,19 +115,19 @@ export const q5_1: QuantScheme = {
     bytes: 24,
     // d·Σ q·x + m·Σ x, q the nibble with 16 added where its high bit is set.
     dot: [
-      "(local.set $v4 (v128.load32_splat offset=4 align=1 (local.get $w)))",
-      `(local.set $v2 ${bytesAt(8)})`,
-      dotRuns(
-        ([0, 1] as const).map(
-          (h) =>
-            `(v128.or ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.and ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
-        ),
-        0,
-        "$v3",
-        { sumX: "$v5", unsigned: true },
-      ),
+      Q5_LOAD,
+      dotRuns(Q5_RUNS, 0, "$v3", { sumX: "$v5", unsigned: true }),
       addScaled("$v3", halfAt(0)),
       addScaled("$v5", halfAt(2)),
+    ].join("\n"),
+    // Against q8_0 activations: d·dx·Σ q·qx + m·dx·Σ qx, both sums in integers (llama.cpp's q8_1 carries
+    // dx·Σ qx with the block; here the kernel adds the integers up).
+    q8: [
+      Q5_LOAD,
+      q8Runs(Q5_RUNS, "$v3"),
+      q8SumX("$v5"),
+      q8ScaleInto("$v3", halfAt(0)),
+      q8ScaleInto("$v5", halfAt(2)),
     ].join("\n"),
   },
   wgsl: {
