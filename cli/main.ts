@@ -55,6 +55,10 @@ program
   )
   .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
   .option("--model <name>", "which model of the spec (default: the first)")
+  .option(
+    "--kv-type <type>",
+    "the KV cache type its bytes per token are counted in: f16 (default), f32 or q8_0",
+  )
   .option("--json", "print one JSON object")
   .action(guarded(inspectCommand));
 
@@ -81,6 +85,10 @@ program
   .option("-o, --out <dir>", "output directory (default: generated/<model>)")
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
+  .option(
+    "--kv-type <type>",
+    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
+  )
   .option("--json", "print the summary as one JSON object (and the IR of --dump-ir as its `ir`)")
   .action(guarded(compileCommand));
 
@@ -138,6 +146,10 @@ program
     "--backend <name>",
     "plan the allocations of cpu, webgpu or gpujs (default: the target's, else cpu)",
   )
+  .option(
+    "--kv-type <type>",
+    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
+  )
   .action(guarded(planCommand));
 
 program
@@ -178,6 +190,10 @@ program
   .option(
     "--backend <name>",
     "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
+  )
+  .option(
+    "--kv-type <type>",
+    "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .action(guarded(runCommand));
 

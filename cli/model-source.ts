@@ -27,6 +27,7 @@ import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { GgufWeights, perExpertTensorNames } from "../runtime/checkpoint/gguf-weights.ts";
 import { SafetensorsCheckpoint } from "../runtime/checkpoint/safetensors.ts";
 import { SafetensorsWeights } from "../runtime/checkpoint/safetensors-weights.ts";
+import type { KvType } from "../runtime/kv-type.ts";
 import { type Manifest, tensorName } from "../runtime/manifest.ts";
 import { type CompiledModule, importModuleDir, importModuleSource } from "../runtime/model.ts";
 import { findScheme, schemeNames } from "../runtime/quant/registry.ts";
@@ -57,6 +58,8 @@ export interface LoadOptions {
   quant?: string | undefined;
   /** `--backend`: what a spec compiled here is compiled for (default: the cpu). */
   backend?: string | undefined;
+  /** `--kv-type`: the KV caches' element type of a spec compiled here (default: the backend's). */
+  kvType?: KvType | undefined;
 }
 
 /** A quantization that gives each weight the type its tensor has in the file. */
@@ -92,13 +95,19 @@ export function compileForGguf(
   weightsPath: string,
   maxContext?: number,
   backend?: string,
+  kvType?: KvType,
 ): { compiled: Compiled; origin: string } {
   const spec =
     source === undefined
       ? compileSource(importGguf(file).source, `${weightsPath} (imported)`)
       : loadSpec(source);
   const model = pickModel(spec);
-  const compiled = compileModel(spec, model, { quant: fromFile(model, file), maxContext, backend });
+  const compiled = compileModel(spec, model, {
+    quant: fromFile(model, file),
+    maxContext,
+    backend,
+    kvType,
+  });
   return { compiled, origin: source ?? `imported from ${weightsPath}` };
 }
 
@@ -129,7 +138,7 @@ export async function loadForRun(
       module = await importModuleDir(source);
       origin = `compiled ${source}`;
     } else {
-      const c = compileForGguf(source, file, weightsPath, opts.maxContext, opts.backend);
+      const c = compileForGguf(source, file, weightsPath, opts.maxContext, opts.backend, opts.kvType);
       origin = c.origin;
       module = await importModuleSource(c.compiled.files["model.js"]!);
     }
@@ -258,6 +267,7 @@ async function loadSafetensors(
         quant,
         maxContext: opts.maxContext,
         backend: opts.backend,
+        kvType: opts.kvType,
       });
       rope = interleavedRopeWeights(c);
       module = await importModuleSource(c.files["model.js"]!);

@@ -1,5 +1,6 @@
 // spec → generated module: passes, activation plan, manifest, code generation, assembly.
 // Pure: returns the files; writing them (atomically) is the caller's job.
+import { DEFAULT_KV_TYPE, type KvType, KvTypeError, kvTypeProblem } from "../runtime/kv-type.ts";
 import type { Manifest } from "../runtime/manifest.ts";
 import { assemble } from "./codegen/assemble.ts";
 import { emitModule, moeOps } from "./codegen/emit.ts";
@@ -29,6 +30,32 @@ export interface CompileOptions {
   maxContext?: number;
   /** Overrides the target's backend (default cpu): `--backend`. */
   backend?: string;
+  /** Overrides the target's `kv_type:` (default f16, f32 on gpujs): `--kv-type`. */
+  kvType?: KvType;
+}
+
+/** The KV types each backend's kernels can hold; the first is its default. */
+const KV_TYPES_OF: Record<string, readonly KvType[]> = {
+  cpu: [DEFAULT_KV_TYPE, "f32", "q8_0"],
+  webgpu: [DEFAULT_KV_TYPE, "f32"],
+  // gpu.js keeps every buffer in f32 textures: no narrower element to store in.
+  gpujs: ["f32"],
+};
+
+/** The KV type a compile for `backend` stores (`asked`, or the backend's default); a type the backend or the
+ * model's head size cannot hold is refused, saying which and why. */
+export function kvTypeFor(backend: string, asked: KvType | undefined, headDims: readonly number[]): KvType {
+  const can = KV_TYPES_OF[backend] ?? ["f32"];
+  const type = asked ?? can[0]!;
+  if (!can.includes(type))
+    throw new KvTypeError(
+      `the ${backend} backend cannot hold a ${type} KV cache (it holds ${can.join(", ")}); choose one with --kv-type or the target's kv_type`,
+    );
+  for (const d of headDims) {
+    const why = kvTypeProblem(type, d);
+    if (why) throw new KvTypeError(`${why}; choose another with --kv-type or the target's kv_type`);
+  }
+  return type;
 }
 
 export interface Compiled {
@@ -44,6 +71,13 @@ export interface Compiled {
 /** The context a model can hold: its `context` param when it has one. */
 function modelContext(m: CheckedModel): number | undefined {
   return m.params.get("context") ?? m.params.get("max_context");
+}
+
+/** The head size of every attention op of a graph. */
+function headDims(graph: Graph): number[] {
+  return [...walk(graph)]
+    .filter(({ node }) => node.op === "attend")
+    .map(({ node }) => node.shape[0]! / (node.attrs.heads as number));
 }
 
 /** The manifest's view of a checked model's weights. */
@@ -68,6 +102,7 @@ export function buildManifest(
   quant: Quant,
   maxContext: number,
   arenaBytes: number,
+  kvType: KvType = "f32",
 ): Manifest {
   const schemeOf = schemeResolver(m, quant);
   const kv: Manifest["kv"] = [];
@@ -98,6 +133,7 @@ export function buildManifest(
     model: m.name,
     weights,
     kv,
+    kvType,
     ...(moe.length ? { moe } : {}),
     maxContext,
     vocab: result.shape[0]!,
@@ -114,14 +150,16 @@ export function manifestsFor(
   m: CheckedModel,
   quant: Quant,
   backend = "cpu",
+  kvType?: KvType,
 ): (maxContext: number) => Manifest {
   const graph = runPasses(m, quant).at(-1)!.graph;
   const plan = planActivations(graph);
+  const type = kvTypeFor(backend, kvType, headDims(graph));
   const memo = new Map<number, Manifest>();
   return (maxContext) => {
     let out = memo.get(maxContext);
     if (!out) {
-      const planned = buildManifest(m, graph, quant, maxContext, plan.arena.size);
+      const planned = buildManifest(m, graph, quant, maxContext, plan.arena.size, type);
       const gpu = backend === "cpu" ? undefined : gpuKernelSet(backend);
       out = gpu
         ? buildGpuProgram(graph, plan, planned, gpu).manifest
@@ -150,7 +188,17 @@ export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOp
   const stages = runPasses(m, opts.quant);
   const graph = stages.at(-1)!.graph;
   const plan = planActivations(graph);
-  const planned = buildManifest(m, graph, opts.quant, maxContext, plan.arena.size);
+  let kvType: KvType;
+  try {
+    kvType = kvTypeFor(backend, opts.kvType ?? opts.target?.kvType, headDims(graph));
+  } catch (e) {
+    const where = opts.kvType
+      ? undefined
+      : opts.target?.decl.props.find((p) => p.key === "kv_type")?.valueLoc;
+    if (where) throw new SpecError(where, (e as Error).message);
+    throw e;
+  }
+  const planned = buildManifest(m, graph, opts.quant, maxContext, plan.arena.size, kvType);
   const quantName =
     opts.quant === undefined ? "f32" : typeof opts.quant === "string" ? opts.quant : opts.quant.name;
   const header = [
@@ -170,6 +218,7 @@ export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOp
     model: m.name,
     quantization: quantName,
     max_context: maxContext,
+    kv_type: kvType,
     arena: {
       bytes: plan.arena.size,
       buffers: plan.buffers.map((b) => ({
@@ -244,6 +293,7 @@ function compileGpu(c: {
     backend: build.program.backend,
     quantization: c.quantName,
     max_context: c.maxContext,
+    kv_type: c.planned.kvType,
     arena: { bytes: c.plan.arena.size, device_bytes: build.manifest.arenaBytes },
     weights: build.manifest.weights,
   };

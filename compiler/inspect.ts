@@ -1,5 +1,6 @@
 // What a spec costs, computed from its graph: parameters (total and active per token), a
 // breakdown by role, FLOPs and KV-cache bytes per decoded token, and weight bytes per scheme.
+import { DEFAULT_KV_TYPE, type KvType, kvBytesPerValue } from "../runtime/kv-type.ts";
 import { findScheme, schemes } from "../runtime/quant/registry.ts";
 import { walk } from "./ir/graph.ts";
 import type { CheckedModel, CheckedQuant } from "./lang/check.ts";
@@ -15,7 +16,7 @@ export interface Inspection {
   layers: number;
   /** Matmul FLOPs per decoded token, plus what each position of context adds (QKᵀ and AV). */
   flops: { per_token: number; per_context_position: number; at_context: Record<string, number> };
-  kv_cache: { bytes_per_token: number; dtype: "f16" };
+  kv_cache: { bytes_per_token: number; dtype: KvType };
   /** Weight bytes when every matrix uses one scheme (vectors stay f32), and under each of the spec's rules. */
   weight_bytes: { uniform: Record<string, number>; quantizations: Record<string, number> };
 }
@@ -85,7 +86,12 @@ export function weightBytes(m: CheckedModel, schemeOf: (w: WeightInfo, layer?: n
   return bytes;
 }
 
-export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 4096, 32768]): Inspection {
+export function inspect(
+  m: CheckedModel,
+  quants: CheckedQuant[],
+  contexts = [1, 4096, 32768],
+  kvType: KvType = DEFAULT_KV_TYPE,
+): Inspection {
   const role = roles(m);
   const breakdown = Object.fromEntries(
     categories.map((c) => [c, { total: 0, active: 0 }]),
@@ -112,7 +118,7 @@ export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 
     const times = inLoop ? (inLoop.attrs.count as number) : 1;
     const heads = node.attrs.heads as number;
     const headDim = node.shape[0]! / heads;
-    kvPerToken += times * 2 * (node.attrs.kv_heads as number) * headDim * 2;
+    kvPerToken += times * 2 * (node.attrs.kv_heads as number) * headDim * kvBytesPerValue(kvType);
     attnPerPosition += times * 4 * heads * headDim;
   }
   const uniform: Record<string, number> = {};
@@ -132,7 +138,7 @@ export function inspect(m: CheckedModel, quants: CheckedQuant[], contexts = [1, 
         contexts.map((c) => [String(c), Math.round(matmulFlops + c * attnPerPosition)]),
       ),
     },
-    kv_cache: { bytes_per_token: kvPerToken, dtype: "f16" },
+    kv_cache: { bytes_per_token: kvPerToken, dtype: kvType },
     weight_bytes: { uniform, quantizations },
   };
 }

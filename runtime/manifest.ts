@@ -1,5 +1,6 @@
 // What a compiled model needs to know about its weights and caches, without the compiler:
 // written into the generated module and plan.json.
+import type { KvType } from "./kv-type.ts";
 
 export interface WeightEntry {
   /** `tok_embed`, `layer.wq`. */
@@ -60,8 +61,8 @@ export interface Manifest {
   weights: WeightEntry[];
   /** One entry per attention op; each has a cache per layer. */
   kv: KvEntry[];
-  /** Bytes per KV cache element: 4 (f32), or 2 where a GPU backend keeps them in f16 (set at load). */
-  kvElementBytes?: number;
+  /** The KV caches' element type (runtime/kv-type.ts); absent in modules compiled before the choice: f32. */
+  kvType?: KvType;
   /** One entry per MoE op, in the order the forward pass calls `rt.experts(index, …)`. */
   moe?: MoeEntry[];
   maxContext: number;

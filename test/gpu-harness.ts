@@ -5,6 +5,7 @@ import { loadSpec } from "../compiler/lang/frontend.ts";
 import type { Quant } from "../compiler/pipeline.ts";
 import type { GpuModule } from "../runtime/gpu/model.ts";
 import { GpuModel } from "../runtime/gpu/model.ts";
+import type { KvType } from "../runtime/kv-type.ts";
 import type { MemoryOptions } from "../runtime/memory/place.ts";
 import { importModuleSource, ModelInstance } from "../runtime/model.ts";
 import { getScheme } from "../runtime/quant/registry.ts";
@@ -20,13 +21,17 @@ export async function compileGpuAndCpu(
   specPath: string,
   quant: Quant,
   backend: string,
-  o: { seed?: number; maxContext?: number; memory?: MemoryOptions; features?: string } = {},
+  o: { seed?: number; maxContext?: number; memory?: MemoryOptions; features?: string; kvType?: KvType } = {},
 ): Promise<GpuPair> {
   const spec = loadSpec(specPath);
   const model = spec.models[0]!;
-  const cpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext });
+  // Features named without f16 cannot hold the default f16 cache: then f32, unless the test says.
+  const asked = o.kvType ?? (o.features !== undefined && !o.features.includes("f16") ? "f32" : undefined);
+  const gpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext, backend, kvType: asked });
+  // The CPU twin stores the same KV type, so the two differ only in their arithmetic.
+  const kvType = gpuCompiled.manifest.kvType;
+  const cpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext, kvType });
   const weights = randomWeights(cpuCompiled.manifest, { seed: o.seed ?? 7 });
-  const gpuCompiled = compileModel(spec, model, { quant, maxContext: o.maxContext, backend });
   const gpuModule = (await importModuleSource(gpuCompiled.files["model.js"]!)) as unknown as GpuModule;
   const cpu = new ModelInstance(await importModuleSource(cpuCompiled.files["model.js"]!), weights);
   // The webgpu features to use (MOEC_WEBGPU_FEATURES), when a test names them.

@@ -4,6 +4,7 @@ import { type Compiled, compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import type { Quant } from "../compiler/pipeline.ts";
 import { ReferenceModel } from "../compiler/reference/executor.ts";
+import type { KvType } from "../runtime/kv-type.ts";
 import { importModuleSource, ModelInstance } from "../runtime/model.ts";
 import { randomWeights } from "../runtime/weights.ts";
 
@@ -19,9 +20,10 @@ export async function compileAndLoad(
   seed = 7,
   maxContext?: number,
   threads = 1,
+  kvType?: KvType,
 ): Promise<Pair> {
   const spec = loadSpec(specPath);
-  const compiled = compileModel(spec, spec.models[0]!, { quant, maxContext });
+  const compiled = compileModel(spec, spec.models[0]!, { quant, maxContext, kvType });
   const weights = randomWeights(compiled.manifest, { seed });
   const module = await importModuleSource(compiled.files["model.js"]!);
   const generated = new ModelInstance(module, weights, { threads });

@@ -6,7 +6,7 @@ import { out as color } from "../color.ts";
 import { bytes } from "../format.ts";
 import { loadSpecArgument } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
-import { backendOption } from "./run.ts";
+import { backendOption, kvTypeOption } from "./run.ts";
 
 export interface CompileOptions {
   quant?: string;
@@ -16,6 +16,8 @@ export interface CompileOptions {
   dumpIr?: string | boolean;
   /** cpu, webgpu or gpujs (default: the target's, else cpu). */
   backend?: string;
+  /** f32, f16 or q8_0 (default: the target's kv_type, else the backend's). */
+  kvType?: string;
   /** Print the report as one JSON object (and the IR of --dump-ir as its `ir`). */
   json?: boolean;
 }
@@ -31,7 +33,7 @@ export function compileCommand(file: string, opts: CompileOptions): void {
   const quant = pickQuant(spec, model, opts.quant, true);
   const target = pickTarget(spec, opts.target);
   const backend = backendOption(opts.backend);
-  const c = compileModel(spec, model, { quant, target, backend });
+  const c = compileModel(spec, model, { quant, target, backend, kvType: kvTypeOption(opts.kvType) });
   const ir = opts.dumpIr ? dumpStages(c.stages, dump, c.manifest.maxContext, target?.batch) : undefined;
   if (ir !== undefined && !opts.json) process.stdout.write(`${ir}\n\n`);
   const out = opts.out ?? `generated/${model.name}`;
@@ -45,6 +47,7 @@ export function compileCommand(file: string, opts: CompileOptions): void {
       quantization: quant === undefined ? "f32" : typeof quant === "string" ? quant : quant.name,
       backend: backend ?? target?.backend ?? "cpu",
       max_context: c.manifest.maxContext,
+      kv_type: c.manifest.kvType,
       ops_before: s.opsBefore,
       ops_after: s.opsAfter,
       kernels: s.kernels,
@@ -57,6 +60,6 @@ export function compileCommand(file: string, opts: CompileOptions): void {
   }
   const ms = (performance.now() - started).toFixed(0);
   process.stdout.write(
-    `${color.green("compiled")} ${model.name} → ${out}/  ${s.opsBefore} ops → ${s.opsAfter} after fusion, ${s.kernels} kernels, arena ${bytes(s.arenaBytes)} per token, ${ms} ms\n`,
+    `${color.green("compiled")} ${model.name} → ${out}/  ${s.opsBefore} ops → ${s.opsAfter} after fusion, ${s.kernels} kernels, arena ${bytes(s.arenaBytes)} per token, ${c.manifest.kvType} KV cache, ${ms} ms\n`,
   );
 }

@@ -11,12 +11,15 @@ import { bitsPerWeight } from "../../runtime/quant/scheme.ts";
 import { out as color, table } from "../color.ts";
 import { bytes, count } from "../format.ts";
 import { loadSpecArgument } from "../spec-argument.ts";
+import { kvTypeOption } from "./run.ts";
 import { schemeInfo } from "./schemes.ts";
 
 export interface InspectOptions {
   quant?: string;
   model?: string;
   json?: boolean;
+  /** The KV cache type to count bytes per token in (default f16). */
+  kvType?: string;
 }
 
 export function inspectCommand(file: string, opts: InspectOptions): void {
@@ -24,7 +27,7 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   const model = pickModel(spec, opts.model);
   // A GGUF's own types (its `from_file` block) unless --quant says otherwise.
   const quant = pickQuant(spec, model, opts.quant, checkpoint === "gguf");
-  const info = inspect(model, spec.quants);
+  const info = inspect(model, spec.quants, undefined, kvTypeOption(opts.kvType));
   const chosen =
     quant === undefined
       ? undefined

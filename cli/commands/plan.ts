@@ -1,13 +1,14 @@
 import { type DevicePlan, devicePlanner } from "../../compiler/plan/device.ts";
 import { pickModel, pickQuant, pickTarget } from "../../compiler/select.ts";
 import { writeFileAtomic } from "../../runtime/atomic.ts";
+import type { KvType } from "../../runtime/kv-type.ts";
 import { schemes } from "../../runtime/quant/registry.ts";
 import { parseSize } from "../../runtime/units.ts";
 import { out, table } from "../color.ts";
 import { bytes } from "../format.ts";
 import { loadSpecArgument } from "../spec-argument.ts";
 import { UserError } from "../user-error.ts";
-import { backendOption } from "./run.ts";
+import { backendOption, kvTypeOption } from "./run.ts";
 
 export interface PlanOptions {
   quant?: string;
@@ -20,6 +21,8 @@ export interface PlanOptions {
   html?: string;
   /** The backend whose allocations to plan (default: the target's, else cpu). */
   backend?: string;
+  /** f32, f16 or q8_0 (default: the target's kv_type, else the backend's). */
+  kvType?: string;
 }
 
 function budgetOf(o: PlanOptions, fallback: number | undefined): number {
@@ -48,13 +51,15 @@ export function planCommand(file: string, o: PlanOptions): void {
   if (modelContext !== undefined && context > modelContext) {
     throw new UserError(`--context ${context} is larger than the model's context of ${modelContext}`);
   }
+  const backend = backendOption(o.backend) ?? target?.backend ?? "cpu";
+  const kvType = kvTypeOption(o.kvType) ?? target?.kvType;
   if (o.table) {
-    printTable(model, modelContext, o.json === true);
+    printTable(model, modelContext, o.json === true, backend, kvType);
     return;
   }
   const quant = pickQuant(spec, model, o.quant, true);
   const budget = budgetOf(o, target?.memoryBytes);
-  const plan = devicePlanner(model, quant, backendOption(o.backend) ?? target?.backend ?? "cpu").plan({
+  const plan = devicePlanner(model, quant, backend, kvType).plan({
     budgetBytes: budget,
     context,
   });
@@ -82,7 +87,7 @@ export function planCommand(file: string, o: PlanOptions): void {
       ]);
     }
     t.push([
-      `KV cache (${plan.context} tokens, f32)`,
+      `KV cache (${plan.context} tokens, ${plan.kv_type})`,
       bytes(plan.kv_cache_bytes),
       share(plan.kv_cache_bytes),
     ]);
@@ -113,7 +118,11 @@ function printTable(
   model: Parameters<typeof devicePlanner>[0],
   modelContext: number | undefined,
   json: boolean,
+  backend: string,
+  kvType: KvType | undefined,
 ): void {
+  const plannerFor = (scheme: string) => devicePlanner(model, scheme, backend, kvType);
+  const type = plannerFor(schemes()[0]!.name).manifestAt(1).kvType ?? "f32";
   const contexts = [
     1024,
     4096,
@@ -123,14 +132,16 @@ function printTable(
   ].filter((c) => modelContext === undefined || c <= modelContext);
   if (json) {
     const rows = schemes().map((s) => {
-      const planner = devicePlanner(model, s.name);
+      const planner = plannerFor(s.name);
       return {
         name: s.name,
         bits_per_weight: (s.blockBytes * 8) / s.blockSize,
         bytes: contexts.map((c) => planner.fullyResident(c)),
       };
     });
-    process.stdout.write(`${JSON.stringify({ model: model.name, contexts, schemes: rows }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ model: model.name, kv_type: type, contexts, schemes: rows }, null, 2)}\n`,
+    );
     return;
   }
   const t = table({
@@ -138,12 +149,12 @@ function printTable(
     style: { head: [] },
   });
   for (const s of schemes()) {
-    const planner = devicePlanner(model, s.name);
+    const planner = plannerFor(s.name);
     const row = contexts.map((c) => bytes(planner.fullyResident(c)));
     t.push([s.name, ((s.blockBytes * 8) / s.blockSize).toFixed(2), ...row]);
   }
   process.stdout.write(
-    `${model.name}: memory to hold everything on the device (weights + f32 KV cache + arena), as moec run allocates it\n${t.toString()}\n`,
+    `${model.name}: memory to hold everything on the device (weights + ${type} KV cache + arena), as moec run allocates it\n${t.toString()}\n`,
   );
 }
 

@@ -5,6 +5,7 @@ import { GpuError } from "../../runtime/gpu/backend.ts";
 import { generateAsync } from "../../runtime/gpu/generate.ts";
 import { GpuModel, isGpuModule } from "../../runtime/gpu/model.ts";
 import { HEAP_LIMIT } from "../../runtime/heap.ts";
+import { isKvType, KV_TYPES, type KvType } from "../../runtime/kv-type.ts";
 import { formatMemoryStats } from "../../runtime/memory/memory-stats.ts";
 import { policyNames, UnknownPolicyError } from "../../runtime/memory/policy.ts";
 import { ModelInstance } from "../../runtime/model.ts";
@@ -48,6 +49,8 @@ export interface RunOptions {
   prefetch?: boolean;
   /** cpu (default), webgpu or gpujs. */
   backend?: string;
+  /** f32, f16 or q8_0: the KV caches' element type (default: the backend's, f16 where it can). */
+  kvType?: string;
   /** More fields for the --json object (`moec demo` adds its own). */
   jsonExtra?: Record<string, unknown>;
 }
@@ -58,6 +61,14 @@ export const BACKENDS = ["cpu", "webgpu", "gpujs"];
 export function backendOption(text: string | undefined): string | undefined {
   if (text !== undefined && !BACKENDS.includes(text)) {
     throw new UserError(`--backend: unknown backend \`${text}\` (backends: ${BACKENDS.join(", ")})`);
+  }
+  return text;
+}
+
+/** `--kv-type`: one of KV_TYPES. */
+export function kvTypeOption(text: string | undefined): KvType | undefined {
+  if (text !== undefined && !isKvType(text)) {
+    throw new UserError(`--kv-type: unknown KV cache type \`${text}\` (types: ${KV_TYPES.join(", ")})`);
   }
   return text;
 }
@@ -136,8 +147,21 @@ export async function runCommand(source: string | undefined, o: RunOptions): Pro
   const threads = threadCount(o.threads);
   const memory = memoryOptions(o);
   const backend = backendOption(o.backend);
+  const kvType = kvTypeOption(o.kvType);
   const started = performance.now();
-  const loaded = await loadForRun(source, o.weights, { maxContext: context, quant: o.quant, backend });
+  const loaded = await loadForRun(source, o.weights, {
+    maxContext: context,
+    quant: o.quant,
+    backend,
+    kvType,
+  });
+  const compiledKv = loaded.module.manifest.kvType ?? "f32";
+  if (kvType !== undefined && kvType !== compiledKv) {
+    loaded.close();
+    throw new UserError(
+      `${source} was compiled with a ${compiledKv} KV cache; compile it again with --kv-type ${kvType}, or run it without --kv-type`,
+    );
+  }
   const gpuModule = isGpuModule(loaded.module) ? loaded.module : undefined;
   const compiledFor = gpuModule?.backend ?? "cpu";
   if (backend !== undefined && backend !== compiledFor) {

@@ -131,6 +131,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
   manifest: Manifest;
 } {
   const ks = new KernelSet();
+  ks.kvType = planned.kvType ?? "f32";
   const vars: string[] = [];
   const varOf = new Map<string, string>();
   const manifest = planned;
@@ -185,6 +186,10 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     return `${tables.get(entries)}[l]`;
   };
   const kernel = (n: Node, make: (form: Node) => string): string => kernelOf(n, make)!;
+  /** The cache a K or V product writes. */
+  const cacheOf = (n: Node, layer: string) => `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}]`;
+  /** The arena index of the staging row for a product of `width` into a narrower cache. */
+  const staging = (width: number) => `((${ks.kvStaging(width)}.byteOffset - A.byteOffset) >> 2)`;
 
   /**
    * How a node's kernel call is written. The forward pass: one token (`token`, `pos`), values at their
@@ -286,14 +291,21 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       case "linear": {
         const k = kernelOf(n, (f) => ks.linearBatch(f, width(x)));
         if (!k) return false;
-        const dest =
-          n.attrs.kv !== undefined
-            ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], pos0 * ${n.shape[0]}, ${n.shape[0]}`
+        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer);
+        const staged = cache && ks.kvType !== "f32" ? staging(n.shape[0]!) : undefined;
+        const dest = staged
+          ? `A, ${staged}, STRIDE`
+          : cache
+            ? `${cache}, pos0 * ${n.shape[0]}, ${n.shape[0]}`
             : `${at(n.id)}, STRIDE`;
         const args = [W(n.weights.w!), at(x), ...normArg, dest];
         if (n.attrs.residual) args.push(at(n.inputs[1]!));
         if (n.attrs.rope_heads !== undefined) args.push("pos0");
         call(k, [...args, "n"]);
+        if (staged)
+          lines.push(
+            `${indent}for (let b = 0; b < n; b++) ${ks.kvWrite(n.shape[0]!)}(A, ${staged} + b * STRIDE, ${cache}, pos0 + b);`,
+          );
         return true;
       }
       case "gate_up": {
@@ -312,6 +324,11 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         const args = ["rt", String(index), layer, at(x), at(n.inputs[1]!), at(n.id)];
         if (n.attrs.residual) args.push(at(n.inputs[2]!));
         call(k, [...args, "n"]);
+        return true;
+      }
+      case "attend": {
+        const c = n.attrs.cache;
+        call(ks.attend(n), [at(x), `KV${c}K[${layer}]`, `KV${c}V[${layer}]`, "pos0", at(n.id), "n"]);
         return true;
       }
       default:
@@ -344,9 +361,13 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
         break;
       }
       case "linear": {
-        const dest =
-          n.attrs.kv !== undefined
-            ? `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}], ${ctx.pos} * ${n.shape[0]}`
+        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer);
+        // A narrower cache gets the row through f32 staging in the arena, converted by the cache write.
+        const staged = cache && ks.kvType !== "f32" ? staging(n.shape[0]!) : undefined;
+        const dest = staged
+          ? `A, ${staged}${ctx.batch ? " + b * STRIDE" : ""}`
+          : cache
+            ? `${cache}, ${ctx.pos} * ${n.shape[0]}`
             : at(n.id);
         const args = [W(n.weights.w!), at(x), ...normArg, dest];
         if (n.attrs.residual) args.push(at(n.inputs[1]!));
@@ -355,6 +376,8 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
           kernel(n, (f) => ks.linear(f, width(x))),
           args,
         );
+        if (staged)
+          call(ks.kvWrite(n.shape[0]!), [`A, ${staged}${ctx.batch ? " + b * STRIDE" : ""}`, cache!, ctx.pos]);
         break;
       }
       case "gate_up":
@@ -399,13 +422,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       }
       case "attend": {
         const c = n.attrs.cache;
-        call(ks.attend(n, manifest.maxContext), [
-          at(x),
-          `KV${c}K[${layer}]`,
-          `KV${c}V[${layer}]`,
-          ctx.pos,
-          at(n.id),
-        ]);
+        call(ks.attend(n), [at(x), `KV${c}K[${layer}]`, `KV${c}V[${layer}]`, ctx.pos, at(n.id), "1"]);
         break;
       }
       case "rms_norm":

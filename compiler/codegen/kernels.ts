@@ -2,8 +2,10 @@
 // asks for a kernel by its specialization; equal specializations share one function.
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
+import { KV_Q8_BLOCK, type KvType, kvRowBytes } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
+import { SpecError } from "../lang/errors.ts";
 import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
@@ -49,7 +51,12 @@ function rowOf(scheme: string, n: number) {
   return { nb, rowBytes: nb * s.blockBytes, dot: s.cpu.dot };
 }
 
+/** Keys per tile of the CPU attention: a tile's scores for a query-head group stay in the first cache level. */
+export const ATTEND_TILE = 256;
+
 export class KernelSet {
+  /** The KV caches' element type, which the attention and cache-write kernels are specialized for. */
+  kvType: KvType = "f32";
   readonly kernels = new Map<string, Kernel>();
   readonly wasm = new WasmKernels();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
@@ -339,32 +346,49 @@ export class KernelSet {
     });
   }
 
-  attend(n: Node, maxContext: number): string {
+  attend(n: Node): string {
     const heads = n.attrs.heads as number;
     const kvHeads = n.attrs.kv_heads as number;
     const headDim = n.shape[0]! / heads;
     const window = n.attrs.window as number;
+    const group = heads / kvHeads;
     const given = n.attrs.scale as number | undefined;
     const scaleName = given === undefined ? "" : `_s${constName(given)}`;
-    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}${scaleName}`;
-    const wasm = this.wasm.attention(headDim, kvHeads * headDim);
+    const type = this.kvType;
+    const name = `attend_${heads}x${headDim}_kv${kvHeads}${window ? `_w${window}` : ""}${scaleName}_${type}`;
+    if (headDim % 4 !== 0)
+      throw new SpecError(
+        n.loc,
+        `the cpu backend's attention needs heads of a multiple of 4 values, not ${headDim}`,
+      );
+    const rowBytes = kvRowBytes(kvHeads * headDim, type);
+    const wasm = this.wasm.attention(type, headDim, rowBytes, group, ATTEND_TILE);
     return this.add(
       name,
       "attend",
       {
-        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}`,
+        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}, a ${type} cache`,
         heads,
+        kvHeads,
         headDim,
-        group: heads / kvHeads,
-        kvWidth: kvHeads * headDim,
-        scale: num(given ?? 1 / Math.sqrt(headDim)),
+        group,
+        groupWidth: group * headDim,
+        rowBytes,
+        headRowBytes: rowBytes / kvHeads,
+        tile: ATTEND_TILE,
+        scale: num(Math.fround(given ?? 1 / Math.sqrt(headDim))),
         window: window || undefined,
-        // Scores in f64 either way (the WebAssembly pieces read them from the heap): a softmax over long
-        // contexts, and expert choices downstream of it, should not hinge on f32 rounding.
-        scores: wasm ? this.heapScratch(`SC_${name}`, maxContext, "f64") : `SC_${name}`,
+        // Per token of a batch: the scores (then the softmax weights) of a tile for each query head of a
+        // group, and each row's correction; one widened row for the pieces.
+        scores: this.heapScratch(`SC_${name}`, group * ATTEND_TILE),
+        corr: this.heapScratch(`CR_${name}`, group),
+        buf: this.heapScratch(`KB_${headDim}`, headDim),
         ...wasm,
       },
-      (kn) => (wasm ? [] : [`const SC_${kn} = new Float64Array(${maxContext});`]),
+      (kn) => [
+        `const M_${kn} = new Float64Array(${PREFILL_MAX * group});`,
+        `const L_${kn} = new Float64Array(${PREFILL_MAX * group});`,
+      ],
     );
   }
 
@@ -437,10 +461,26 @@ export class KernelSet {
     );
   }
 
+  /** The kernel that stores `width` values (one token's K or V) into a cache row of the model's KV type. */
   kvWrite(width: number): string {
-    return this.add(`kv_write_${width}`, "kv_write", {
-      doc: `append ${width} values to a KV cache`,
+    const type = this.kvType;
+    if (type === "f32")
+      return this.add(`kv_write_${width}`, "kv_write", { doc: `append ${width} values to a KV cache`, n: width });
+    // The f32 → f16 conversion every narrower store shares, defined once.
+    this.add("to_half", "to_half", {});
+    return this.add(`kv_write_${width}_${type}`, "kv_write_narrow", {
+      doc: `append ${width} values to a ${type} KV cache`,
       n: width,
+      rowBytes: kvRowBytes(width, type),
+      f16: type === "f16",
+      q8: type === "q8_0",
+      blocks: width / KV_Q8_BLOCK,
     });
+  }
+
+  /** A row of `width` floats per token in the arena's scratch, where a product whose result goes to a
+   * narrower cache puts it first (the cache write converts from there). */
+  kvStaging(width: number): string {
+    return this.heapScratch(`KX_${width}`, width);
   }
 }

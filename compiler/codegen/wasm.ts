@@ -15,6 +15,7 @@ import {
   Q8K_SUMS,
   q8Format,
 } from "../../runtime/quant/q8-activations.ts";
+import type { KvType } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
@@ -296,19 +297,37 @@ export class WasmKernels {
     return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
   }
 
-  /** Export names of the attention pieces for heads of `headDim` in cache rows of `kvWidth` floats:
-   * scores (q·k over positions) and the weighted sum of values; undefined when headDim is not whole
-   * f32x4 vectors. Softmax stays in TypeScript, which has exp. */
-  attention(headDim: number, kvWidth: number): { qk: string; av: string } | undefined {
-    if (headDim % 4 !== 0) return undefined;
-    const names = { qk: `qk_${headDim}_${kvWidth}`, av: `av_${headDim}_${kvWidth}` };
+  /** Export names of the attention pieces for heads of `headDim` (a multiple of 4) in cache rows of
+   * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys: scores (q·k) and the
+   * weighted sum of values, each with the cache's widening inlined. Softmax stays in TypeScript, which has exp. */
+  attention(
+    type: KvType,
+    headDim: number,
+    rowBytes: number,
+    group: number,
+    tile: number,
+  ): { qk: string; av: string } {
+    const key = `${type}_${headDim}_${rowBytes}_g${group}`;
+    const names = { qk: `qk_${key}`, av: `av_${key}`, widen: `widen_${key}` };
     if (!this.funcs.has(names.qk)) {
       this.funcs.set(
         names.qk,
-        attention({ ...names, headDim, kvWidth, headBytes: headDim * 4, rowBytes: kvWidth * 4 }),
+        attention({
+          ...names,
+          type,
+          f32: type === "f32",
+          f16: type === "f16",
+          q8: type === "q8_0",
+          headDim,
+          headBytes: headDim * 4,
+          rowBytes,
+          group,
+          tile,
+          tileBytes: tile * 4,
+        }),
       );
     }
-    return names;
+    return { qk: names.qk, av: names.av };
   }
 
   get size(): number {

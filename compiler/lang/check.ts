@@ -1,6 +1,7 @@
 // Semantic checks: a parsed spec becomes checked models (params evaluated, weights shaped,
 // forward lowered to the graph IR), quantization rules resolved and targets validated.
 // Errors are collected, not thrown one at a time, so a user sees them all at once.
+import { isKvType, KV_TYPES, type KvType } from "../../runtime/kv-type.ts";
 import { findScheme, schemeNames } from "../../runtime/quant/registry.ts";
 import { bytesOf, sizeUnits } from "../../runtime/units.ts";
 import { type Graph, walk } from "../ir/graph.ts";
@@ -40,6 +41,8 @@ export interface CheckedTarget {
   hostMemoryBytes?: number;
   maxContext: number;
   batch: number;
+  /** `kv_type:`, the KV caches' element type; absent: the default (runtime/kv-type.ts). */
+  kvType?: KvType;
 }
 
 export interface CheckedSpec {
@@ -289,7 +292,7 @@ export function defaultScheme(w: Pick<WeightInfo, "shape" | "router">, scheme: s
   return s && w.shape.at(-1)! % s.blockSize === 0 ? scheme : "f16";
 }
 
-const targetKeys = ["backend", "vram", "memory", "host_memory", "max_context", "batch"];
+const targetKeys = ["backend", "vram", "memory", "host_memory", "max_context", "batch", "kv_type"];
 
 export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget | undefined {
   const before = errors.length;
@@ -357,6 +360,19 @@ export function checkTarget(t: TargetDecl, errors: SpecError[]): CheckedTarget |
       case "batch":
         out.batch = int();
         break;
+      case "kv_type": {
+        const name = v.kind === "ident" ? v.name : v.kind === "str" ? v.value : "";
+        if (isKvType(name)) out.kvType = name;
+        else
+          errors.push(
+            new SpecError(
+              p.valueLoc,
+              `unknown KV cache type \`${name}\``,
+              didYouMean(name, KV_TYPES) ?? `KV types: ${KV_TYPES.join(", ")}`,
+            ),
+          );
+        break;
+      }
       default:
         errors.push(
           new SpecError(

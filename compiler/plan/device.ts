@@ -5,11 +5,14 @@
 // The plan is the runtime's own layout: the manifest a compile would write (its arena includes the
 // kernels' scratch) laid out by runtime/memory/device-plan.ts, the code `moec run` allocates with. So the
 // bytes per category here are exactly what the runtime's accountant reports (`byLabel()`), KV caches in
-// f32 as the CPU runtime stores them, the 64-byte alignment of every region included in `device_bytes`.
+// the compile's KV type (f16 unless asked), the 64-byte alignment of every region included in `device_bytes`.
+
+import type { KvType } from "../../runtime/kv-type.ts";
 import {
   allExpertBytes,
   chooseResidency,
   F16_TABLE_BYTES,
+  kvBytesPerToken,
   LABEL,
   measureDevice,
   minimumSlots,
@@ -24,6 +27,7 @@ export interface DevicePlanInput {
   budgetBytes: number;
   /** Context to plan the KV cache (and the attention scratch) for. */
   context: number;
+  kvType?: KvType;
 }
 
 export interface DevicePlan {
@@ -32,6 +36,9 @@ export interface DevicePlan {
   /** Device memory the runtime makes: every allocation below plus the f16 table and alignment. */
   device_bytes: number;
   kv_cache_bytes: number;
+  /** The KV caches' element type, and their bytes per position (every layer, K and V). */
+  kv_type: KvType;
+  kv_bytes_per_token: number;
   /** Activations and kernel scratch: the compiled manifest's arenaBytes. */
   arena_bytes: number;
   weights: { resident_bytes: number; offloaded_bytes: number; dense_bytes: number; expert_bytes: number };
@@ -60,8 +67,8 @@ export interface DevicePlan {
 }
 
 /** Plans for one model and quantization at any budget and context; compiles each context once. */
-export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu") {
-  const manifestAt = manifestsFor(model, quant, backend);
+export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu", kvType?: KvType) {
+  const manifestAt = manifestsFor(model, quant, backend, kvType);
   const limit = model.params.get("context") ?? model.params.get("max_context");
 
   /** Bytes of everything resident, no budget: the VRAM calculators' figure. */
@@ -80,7 +87,7 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
       return measureDevice(m, minimumSlots(m)).used <= budget;
     };
     const probe = manifestAt(1);
-    const kvPerToken = probe.kv.reduce((n, c) => n + c.layers * 2 * c.kvHeads * c.headDim * 4, 0);
+    const kvPerToken = kvBytesPerToken(probe);
     if (!fitsAt(1)) return 0;
     const cap = limit ?? Number.MAX_SAFE_INTEGER;
     if (kvPerToken === 0) return cap;
@@ -99,7 +106,10 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
     return lo;
   };
 
-  const plan = ({ budgetBytes: budget, context }: Omit<DevicePlanInput, "model" | "quant">): DevicePlan => {
+  const plan = ({
+    budgetBytes: budget,
+    context,
+  }: Omit<DevicePlanInput, "model" | "quant" | "kvType">): DevicePlan => {
     const m = manifestAt(context);
     const res = chooseResidency(m, budget);
     const by = res.use.byLabel;
@@ -124,6 +134,8 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
       budget_bytes: budget,
       device_bytes: res.use.used,
       kv_cache_bytes: by[LABEL.kv] ?? 0,
+      kv_type: m.kvType ?? "f32",
+      kv_bytes_per_token: kvBytesPerToken(m),
       arena_bytes: m.arenaBytes,
       weights: {
         resident_bytes: dense + onDevice,
@@ -160,5 +172,5 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
 }
 
 export function planDevice(p: DevicePlanInput): DevicePlan {
-  return devicePlanner(p.model, p.quant).plan(p);
+  return devicePlanner(p.model, p.quant, "cpu", p.kvType).plan(p);
 }

@@ -2,6 +2,7 @@
 // weight decoded by its scheme's reference `decode`. Slow and obviously correct: the fused kernels
 // and the generated code are checked against it.
 
+import { roundKv } from "../../runtime/kv-type.ts";
 import { type Manifest, schemeAt } from "../../runtime/manifest.ts";
 import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
@@ -191,7 +192,9 @@ export class ReferenceModel {
         return out;
       }
       case "kv_write": {
-        this.cache(n, layer ?? 0, n.attrs.slot as string, x.length).set(x, pos * x.length);
+        // Stored as the cache's type stores it, so the kernels are checked against the same K and V.
+        const row = roundKv(Float32Array.from(x), this.manifest.kvType ?? "f32");
+        this.cache(n, layer ?? 0, n.attrs.slot as string, x.length).set(row, pos * x.length);
         return new Float32Array(0);
       }
       case "attend": {

@@ -42,6 +42,26 @@ export async function createBackend(name: string): Promise<Backend> {
   return make();
 }
 
+/**
+ * The program with the prelude for the manifest's KV type: the `f16` preludes store the caches in f16, the
+ * others in f32. A backend that cannot hold the type (an adapter without shader-f16, a backend without
+ * preludes) is refused here, naming both, rather than silently storing another type than the plan counted.
+ */
+export function withKvType(module: GpuModule, features: ReadonlySet<string>): GpuProgram {
+  const type = module.manifest.kvType ?? "f32";
+  const offered = new Set(features);
+  if (type === "f16") {
+    if (!module.program.preludes || !offered.has("f16"))
+      throw new GpuError(
+        module.backend,
+        `${module.program.preludes ? "this adapter offers no shader-f16, so it" : "it"} cannot hold an f16 KV cache; compile with --kv-type f32`,
+      );
+  } else if (type === "f32") offered.delete("f16");
+  else
+    throw new GpuError(module.backend, `cannot hold a ${type} KV cache; compile with --kv-type f32 or f16`);
+  return withPrelude(module.program, offered).program;
+}
+
 export class GpuModel {
   private constructor(
     readonly module: GpuModule,
@@ -60,11 +80,8 @@ export class GpuModel {
     const backend = await createBackend(module.backend);
     let placed: GpuPlaced | undefined;
     try {
-      const { program, variant } = withPrelude(module.program, backend.features ?? new Set());
-      // A prelude for `f16` keeps the KV caches in f16: half the bytes, accounted so.
-      const manifest = variant.split(",").includes("f16")
-        ? { ...module.manifest, kvElementBytes: 2 }
-        : module.manifest;
+      const manifest = module.manifest;
+      const program = withKvType(module, backend.features ?? new Set());
       placed = placeGpu(backend, manifest, program, weights, options);
       const fwd = new GpuForward(backend, program, manifest, placed);
       await fwd.prepare();

@@ -225,7 +225,7 @@ export function placeGpu(
     const c = m.kv[j >> 1]!;
     return layers.map((_, l) =>
       memory.materialize(
-        kvRegionBytes(c, m.maxContext, m.kvElementBytes),
+        kvRegionBytes(c, m.maxContext, m.kvType),
         `kv ${j >> 1}${j & 1 ? "V" : "K"} layer ${l}`,
       ),
     );

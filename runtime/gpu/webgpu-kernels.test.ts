@@ -105,7 +105,7 @@ describe("webgpu kernels", needsWebGpu(), () => {
         open.push(p.gpu);
         expect(p.gpu.backend.features).toContain("f16"); // lavapipe offers shader-f16
         const m = p.gpu.manifest;
-        expect(m.kvElementBytes).toBe(2);
+        expect(m.kvType).toBe("f16");
         const kv = m.kv.reduce((n, c) => n + 2 * c.layers * m.maxContext * c.kvHeads * c.headDim * 2, 0);
         expect(p.gpu.placed.memory.acct.byLabel().kv).toBe(kv);
         // Both stepped through the CPU's greedy tokens: the logits within the f16 bound everywhere, and the

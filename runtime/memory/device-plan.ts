@@ -6,6 +6,7 @@
 // The rule (issue 6): dense weights first (embeddings, attention, norms, routers, head), then experts
 // while the budget allows. When a MoE op's experts do not all fit, each of its layers gets the same
 // number of expert cache slots on the device, fed from host memory or the checkpoint file.
+import { type KvType, kvRowBytes } from "../kv-type.ts";
 import { type KvEntry, type Manifest, type MoeEntry, schemeAt, type WeightEntry } from "../manifest.ts";
 import { getScheme } from "../quant/registry.ts";
 import { formatBytes } from "../units.ts";
@@ -42,9 +43,14 @@ export function deviceWeightTotal(w: WeightEntry): number {
   return n;
 }
 
-/** Bytes of one K (or V) cache of one layer at the manifest's context: f32 unless the manifest says f16. */
-export function kvRegionBytes(c: KvEntry, context: number, elementBytes = 4): number {
-  return context * c.kvHeads * c.headDim * elementBytes;
+/** Bytes of one K (or V) cache of one layer at `context` positions, stored as `type`. */
+export function kvRegionBytes(c: KvEntry, context: number, type: KvType = "f32"): number {
+  return context * kvRowBytes(c.kvHeads * c.headDim, type);
+}
+
+/** Bytes the KV caches of a model take per position: every cache, K and V, every layer. */
+export function kvBytesPerToken(m: Pick<Manifest, "kv" | "kvType">): number {
+  return m.kv.reduce((n, c) => n + 2 * c.layers * kvRegionBytes(c, 1, m.kvType), 0);
 }
 
 export interface ExpertBytes {
@@ -158,9 +164,7 @@ export function allocateDevice(
   });
   const kv = m.kv.flatMap((c) => {
     const one = () =>
-      Array.from({ length: c.layers }, () =>
-        acct.alloc(LABEL.kv, kvRegionBytes(c, m.maxContext, m.kvElementBytes)),
-      );
+      Array.from({ length: c.layers }, () => acct.alloc(LABEL.kv, kvRegionBytes(c, m.maxContext, m.kvType)));
     return [one(), one()];
   });
   const arena = acct.alloc(LABEL.arena, m.arenaBytes);

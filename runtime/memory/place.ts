@@ -18,6 +18,7 @@ import {
   type ExpertBytes,
   expertBytesByLayer,
   isResident,
+  kvRegionBytes,
   type Residency,
 } from "./device-plan.ts";
 import { ExpertCache, sumStats } from "./expert-cache.ts";
@@ -201,7 +202,8 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
   }
   const kv = placement.kv.map((layers, j) => {
     const c = m.kv[j >> 1]!;
-    return layers.map((at) => heap.floats(at, m.maxContext * c.kvHeads * c.headDim));
+    // A narrower cache is bytes the kernels address: the view only carries its place in the heap.
+    return layers.map((at) => heap.floats(at, Math.floor(kvRegionBytes(c, m.maxContext, m.kvType) / 4)));
   });
   const arena = heap.floats(placement.arena, Math.ceil(m.arenaBytes / 4));
 
