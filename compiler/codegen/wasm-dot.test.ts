@@ -6,7 +6,13 @@
 // multiply-adds) runs too where this engine has relaxed SIMD (Node 22+, or --experimental-wasm-relaxed-simd).
 import { describe, expect, it } from "vitest";
 import { f16Table, getScheme, schemes } from "../../runtime/quant/index.ts";
-import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
+import {
+  Q8K_BLOCK_BYTES,
+  Q8K_D,
+  Q8K_SUMS,
+  quantizeActivations,
+  quantizeBlocksK,
+} from "../../runtime/quant/q8-activations.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { gaussian, rng } from "../../runtime/quant/test-support.ts";
 import { needsRelaxedSimd } from "../../test/machine.ts";
@@ -174,6 +180,39 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
     // (+ 0: an integer product has no −0)
     expect([...y.subarray(0, 9)].map((v) => v + 0)).toEqual([127, 2, 4, -2, -4, 0, 0, 2, 126]);
     for (let r = 0; r < ROWS; r++) expect(y[r]! + 0).toBe(want[r]! + 0);
+  });
+
+  it("the q8_K quantizer writes llama.cpp's block_q8_K exactly: int8 q, the sums of 16, d", () => {
+    const kernels = new WasmKernels();
+    const q = kernels.matmulQ8("q4_k", COLS)!;
+    expect(q.qx).toBe(`qxk_${COLS}`);
+    const x = gaussian(COLS, 9);
+    x.fill(0, 256, 512); // a block of zeros: d = 0, q = 0
+    x.set([100, -2.5, 2.5, 0.5, -0.5, 1.5], 0); // iscale = 1.27: no ties, but the extremes
+    const xAt = 64;
+    const qAt = xAt + 4 * COLS;
+    const lAt = qAt + q.qBytes;
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    new Float32Array(memory.buffer, xAt, COLS).set(x);
+    new Int32Array(memory.buffer, lAt, 2).set([xAt, qAt]);
+    const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), {
+      env: { memory },
+    });
+    (exports[q.qx] as (xl: number, ql: number, n: number) => void)(lAt, lAt + 4, 1);
+    const want = quantizeBlocksK(x);
+    expect(q.qBytes).toBe((COLS / 256) * Q8K_BLOCK_BYTES);
+    for (let b = 0; b < COLS / 256; b++) {
+      const at = qAt + b * Q8K_BLOCK_BYTES;
+      expect([...new Int8Array(memory.buffer, at, 256)]).toEqual([
+        ...want.q.subarray(256 * b, 256 * (b + 1)),
+      ]);
+      expect([...new Int16Array(memory.buffer, at + Q8K_SUMS, 16)]).toEqual([
+        ...want.sums.subarray(16 * b, 16 * (b + 1)),
+      ]);
+      expect(new Float32Array(memory.buffer, at + Q8K_D, 1)[0]).toBe(want.d[b]);
+    }
+    expect(want.d[1]).toBe(0);
+    expect(Math.max(...want.q.subarray(0, 256).map(Math.abs))).toBe(127);
   });
 
   it("no kernel when the step does not divide the row", () => {
