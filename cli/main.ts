@@ -1,6 +1,7 @@
 // moec's command line. Each command lives in cli/commands/; this file only wires flags to them.
 import { Command } from "commander";
 import { loadSchemePlugins } from "../runtime/quant/plugin.ts";
+import { CHAT_DEFAULTS, chatCommand } from "./commands/chat.ts";
 import { checkCommand } from "./commands/check.ts";
 import { compileCommand } from "./commands/compile.ts";
 import { demoCommand } from "./commands/demo.ts";
@@ -56,7 +57,6 @@ program
   .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
   .option("--model <name>", "which model of the spec (default: the first)")
   .option(
-    "--kv-type <type>",
     "the KV cache type its bytes per token are counted in: f16 (default), f32 or q8_0",
   )
   .option("--json", "print one JSON object")
@@ -86,7 +86,6 @@ program
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
   .option(
-    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .option("--json", "print the summary as one JSON object (and the IR of --dump-ir as its `ir`)")
@@ -147,7 +146,6 @@ program
     "plan the allocations of cpu, webgpu or gpujs (default: the target's, else cpu)",
   )
   .option(
-    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .action(guarded(planCommand));
@@ -192,7 +190,6 @@ program
     "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
   )
   .option(
-    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .action(guarded(runCommand));
@@ -226,6 +223,25 @@ withModelFlags(
   .option("--api-key <key>", "require Authorization: Bearer KEY on /v1/*")
   .option("--max-body <size>", "largest request body; larger is 413", MAX_BODY_DEFAULT)
   .action(guarded(serveCommand));
+
+withModelFlags(
+  program
+    .command("chat")
+    .description("chat with a model in the terminal: its chat template, history and streaming"),
+)
+  .option("--system <text>", "the system message")
+  .option("-n, --tokens <n>", "the longest reply in tokens", String(CHAT_DEFAULTS.maxTokens))
+  .option("--temperature <t>", "0 is greedy", String(CHAT_DEFAULTS.temperature))
+  .option("--top-k <k>", "keep the k most likely tokens (0: all)", String(CHAT_DEFAULTS.topK))
+  .option("--top-p <p>", "keep the smallest set whose probability reaches p", String(CHAT_DEFAULTS.topP))
+  .option("--min-p <p>", "drop tokens below p × the best one's probability", String(CHAT_DEFAULTS.minP))
+  .option(
+    "--repeat-penalty <r>",
+    "divide the logits of recent tokens by r",
+    String(CHAT_DEFAULTS.repeatPenalty),
+  )
+  .option("--seed <s>", "makes sampling reproducible", String(CHAT_DEFAULTS.seed))
+  .action(guarded(chatCommand));
 
 program
   .command("tokenize")
