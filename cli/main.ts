@@ -57,6 +57,7 @@ program
   .option("--quant <name>", "a quantization block of the spec, or a scheme applied to every matrix")
   .option("--model <name>", "which model of the spec (default: the first)")
   .option(
+    "--kv-type <type>",
     "the KV cache type its bytes per token are counted in: f16 (default), f32 or q8_0",
   )
   .option("--json", "print one JSON object")
@@ -86,6 +87,7 @@ program
   .option("--dump-ir [pass]", "print the IR after every pass, or after one")
   .option("--backend <name>", "cpu, webgpu or gpujs (default: the target's, else cpu)")
   .option(
+    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .option("--json", "print the summary as one JSON object (and the IR of --dump-ir as its `ir`)")
@@ -146,6 +148,7 @@ program
     "plan the allocations of cpu, webgpu or gpujs (default: the target's, else cpu)",
   )
   .option(
+    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .action(guarded(planCommand));
@@ -190,6 +193,7 @@ program
     "cpu (default), webgpu (WGSL through dawn.node) or gpujs; a GPU backend that cannot run says why, it never falls back",
   )
   .option(
+    "--kv-type <type>",
     "the KV cache's element type: f16 (default), f32 or q8_0 (default: the target's kv_type)",
   )
   .action(guarded(runCommand));
