@@ -89,7 +89,7 @@ describe("batched prefill against stepping token by token", () => {
         // The tokens' copies of the arena, then (integer kernels) the matrix-vector kernels' q8 region.
         const copies = manifest.prefill!.tokens * manifest.prefill!.strideBytes;
         const q8 = manifest.q8Scratch;
-        expect(q8 !== undefined).toBe(quant === "q8_0" || quant === "q4_0");
+        expect(q8 !== undefined).toBe(getScheme(quant).wasm?.q8 !== undefined);
         if (q8) expect(q8.offset).toBe(copies);
         expect(manifest.arenaBytes).toBe(q8 ? copies + q8RegionBytes(q8.bytes) : copies);
         // One token, a partial batch, and more than a batch (the second batch starts at pos0 > 0).
