@@ -31,12 +31,12 @@ const BENCH = {
   eps: 1e-5,
   seed: 2024,
 } as const;
-const PROMPT_TOKENS = 64;
+export const PROMPT_TOKENS = 64;
 const DECODE_TOKENS = 32;
 /** Each figure is the best of this many rounds: the machine is shared, and a ratio is what counts. */
 const ROUNDS = 3;
 /** Decode is also timed this deep into the context, where attention reads a long KV cache. */
-const LONG = 2048;
+export const LONG = 2048;
 export const CONTEXT = LONG + PROMPT_TOKENS + DECODE_TOKENS;
 /** Both engines at each thread count; 2 is the comparison the issues set their bars on. */
 const THREADS = [1, 2] as const;
@@ -65,7 +65,7 @@ export function benchModelPath(type: string): string {
 /** A fixed prompt of ordinary pieces (no BOS/EOS/byte tokens), the same for both engines. */
 const prompt = Array.from({ length: PROMPT_TOKENS }, (_, i) => 300 + ((i * 7919) % 30000));
 
-interface Speed {
+export interface Speed {
   prefill: number;
   decode: number;
   /** Decode at position LONG. */
@@ -146,7 +146,7 @@ async function llamaEngine(path: string, threads: number): Promise<Engine> {
 }
 
 /** moec and llama.cpp at each thread count on one file, their rounds interleaved so all see the same machine. */
-async function benchFile(path: string): Promise<{ moec: Speed[]; llama: Speed[] }> {
+export async function benchFile(path: string): Promise<{ moec: Speed[]; llama: Speed[] }> {
   const engines: Engine[] = [];
   try {
     for (const threads of THREADS) engines.push(await moecEngine(path, threads));
