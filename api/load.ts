@@ -8,6 +8,7 @@ import { isCheckpointPath } from "../cli/spec-argument.ts";
 import { SpecError, SpecErrors } from "../compiler/lang/errors.ts";
 import type { ChatTemplateSource } from "../runtime/chat-template.ts";
 import { GpuModel, isGpuModule } from "../runtime/gpu/model.ts";
+import { isKvType, KV_TYPES } from "../runtime/kv-type.ts";
 import { policyNames } from "../runtime/memory/policy.ts";
 import { ModelInstance } from "../runtime/model.ts";
 import { parseSize } from "../runtime/units.ts";
@@ -35,6 +36,12 @@ function checkLoad(o: LoadOptions) {
     throw new InvalidOptionError(
       "backend",
       `expected one of ${BACKENDS.join(", ")}, found ${JSON.stringify(o.backend)}`,
+    );
+  }
+  if (o.kvType !== undefined && !isKvType(o.kvType)) {
+    throw new InvalidOptionError(
+      "kvType",
+      `expected one of ${KV_TYPES.join(", ")}, found ${JSON.stringify(o.kvType)}`,
     );
   }
   if (o.policy !== undefined && !policyNames.includes(o.policy)) {
@@ -108,6 +115,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     maxContext: o.context,
     quant: options.quant,
     backend: options.backend,
+    kvType: options.kvType,
   }).catch((e) => {
     throw loadError(e);
   });
@@ -121,6 +129,12 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     if (options.backend !== undefined && options.backend !== compiledFor) {
       throw new ModelLoadError(
         `${path} was compiled for the ${compiledFor} backend; compile it again for ${options.backend}, or load it with backend ${compiledFor}`,
+      );
+    }
+    const compiledKv = loaded.module.manifest.kvType ?? "f32";
+    if (options.kvType !== undefined && options.kvType !== compiledKv) {
+      throw new ModelLoadError(
+        `${path} was compiled with a ${compiledKv} KV cache; compile it again with kv type ${options.kvType}, or load it without kvType`,
       );
     }
     if (compiledFor !== "cpu" && o.parallel > 1) {

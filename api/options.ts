@@ -21,6 +21,8 @@ export interface LoadOptions {
   policy?: "lru" | "lfu";
   /** Load the next layer's guessed experts ahead of use (default true; `--no-prefetch`). */
   prefetch?: boolean;
+  /** The KV caches' element type (`--kv-type`: f32, f16 or q8_0; default f16, as llama.cpp). */
+  kvType?: "f32" | "f16" | "q8_0";
   /** `--backend` (default cpu). A GPU backend runs one sequence at a time. */
   backend?: Backend;
   /** Sequences generated at once, each with its own KV cache (`moec serve --parallel`, default 1). */

@@ -7,7 +7,7 @@ import { type LoadOptions, loadModel, type Model, MoecError } from "../../api/in
 import { err } from "../color.ts";
 import { createMoecServer, DEFAULT_MAX_BODY } from "../serve/server.ts";
 import { UserError } from "../user-error.ts";
-import { backendOption, memoryOptions, sizeOption, threadCount } from "./run.ts";
+import { backendOption, kvTypeOption, memoryOptions, sizeOption, threadCount } from "./run.ts";
 
 export interface ModelFlags {
   weights?: string;
@@ -19,6 +19,7 @@ export interface ModelFlags {
   policy?: string;
   prefetch?: boolean;
   backend?: string;
+  kvType?: string;
   chatTemplate?: string;
 }
 
@@ -66,6 +67,7 @@ export function loadOptionsOf(o: ModelFlags): LoadOptions {
     policy: memory.policy as LoadOptions["policy"],
     prefetch: o.vram === undefined ? undefined : memory.prefetch,
     backend: backendOption(o.backend) as LoadOptions["backend"],
+    kvType: kvTypeOption(o.kvType),
     chatTemplate,
   };
 }
