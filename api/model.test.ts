@@ -59,7 +59,9 @@ describe("loadModel", () => {
     );
     await expect(loadModel(GGUF, { policy: "lfu" })).rejects.toThrow(/policy: applies to the expert cache/);
     await expect(loadModel(GGUF, { vram: "lots" })).rejects.toThrow(/vram: expected a size above 0/);
-    await expect(loadModel(GGUF, { kvType: "q4" as never })).rejects.toThrow(/kvType: expected one of f32, f16, q8_0/);
+    await expect(loadModel(GGUF, { kvType: "q4" as never })).rejects.toThrow(
+      /kvType: expected one of f32, f16, q8_0/,
+    );
     await expect(loadModel(GGUF, { parallel: 2, backend: "webgpu" })).rejects.toThrow(
       /parallel: the webgpu backend runs one sequence at a time/,
     );
