@@ -1,6 +1,6 @@
 // Plans for the real Mixtral specs checked against figures worked out by hand here, from the
 // published shapes, GGUF's block sizes (q4_k: 144 bytes per 256 weights; f16: 2 bytes) and what the CPU
-// runtime allocates: KV caches in f32, the half-float table, the arena with the kernels' scratch.
+// runtime allocates: KV caches in f16 (the default), the half-float table, the arena with the kernels' scratch.
 import { describe, expect, it } from "vitest";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import { loadSpec } from "../lang/frontend.ts";
@@ -12,6 +12,7 @@ const F16_TABLE = 65536 * 4;
 interface Shape {
   hidden: number;
   layers: number;
+  heads: number;
   kvHeads: number;
   headDim: number;
   ffn: number;
@@ -29,13 +30,17 @@ function handFigures(o: Shape, quant: string, context: number) {
     2 * o.vocab * o.hidden * bpw + // embeddings, head
     o.hidden * 4; // out_norm
   const expertEach = 3 * o.ffn * o.hidden * bpw;
-  const kv = o.layers * 2 * o.kvHeads * o.headDim * 4 * context; // f32 K and V
+  const kv = o.layers * 2 * o.kvHeads * o.headDim * 2 * context; // f16 K and V
   // Activations at their peak: the last step holds the final hidden state and the logits. Kernel scratch
   // (f32 unless said): the normed input of each kernel that fuses an RMS norm (q, k, v and the head: 4 ×
   // hidden), the MoE kernel's hidden vector (ffn) and, where the scheme has a WebAssembly matrix-vector
-  // product, its gate and up outputs (2 × ffn), and the attention scores (context, in f64).
+  // product, its gate and up outputs (2 × ffn); attention's scores for a tile of 256 keys per query head of a
+  // group, each head's correction (in 16 floats), a widened row (headDim), and the f32 staging row of a K or V
+  // product on its way into the f16 cache (kvHeads × headDim). None of it grows with the context.
   const wasm = getScheme(quant).wasm !== undefined;
-  const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + 8 * context;
+  const group = o.heads / o.kvHeads;
+  const attention = 4 * (group * 256 + 16 + o.headDim + o.kvHeads * o.headDim);
+  const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
   // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
   const batch = wasm ? 4 * (2 * o.ffn + 2 * o.hidden) + 4 * 2 * 512 : 0;
@@ -45,8 +50,26 @@ function handFigures(o: Shape, quant: string, context: number) {
   return { dense, expertEach, experts: expertEach * o.experts * o.layers, kv, arena };
 }
 
-const m87 = { hidden: 4096, layers: 32, kvHeads: 8, headDim: 128, ffn: 14336, experts: 8, vocab: 32000 };
-const m822 = { hidden: 6144, layers: 56, kvHeads: 8, headDim: 128, ffn: 16384, experts: 8, vocab: 32000 };
+const m87 = {
+  hidden: 4096,
+  layers: 32,
+  heads: 32,
+  kvHeads: 8,
+  headDim: 128,
+  ffn: 14336,
+  experts: 8,
+  vocab: 32000,
+};
+const m822 = {
+  hidden: 6144,
+  layers: 56,
+  heads: 48,
+  kvHeads: 8,
+  headDim: 128,
+  ffn: 16384,
+  experts: 8,
+  vocab: 32000,
+};
 
 describe("device plans for Mixtral", () => {
   const cases = [
@@ -78,27 +101,37 @@ describe("device plans for Mixtral", () => {
       if (p.fits) expect(p.device_bytes).toBeLessThanOrEqual(c.budget);
       expect(p.weights.offloaded_bytes).toBe(h.experts - slots * c.shape.layers * h.expertEach);
       expect(p.host_expert_bytes).toBe(slots < 8 ? h.experts : 0);
-      // The largest context beside the minimum (top-2 slots per layer): its KV cache and its attention
-      // scores (f64, in 64-byte steps of 8 tokens) must fit; at most the model's own context.
+      // The largest context beside the minimum (top-2 slots per layer): its KV cache must fit (each cache in
+      // 64-byte steps, one per layer, K and V); at most the model's own context.
       const kvPerToken = h.kv / context;
-      const fixed = F16_TABLE + h.dense + 2 * h.expertEach * c.shape.layers + h.arena - 8 * context;
-      const needs = (n: number) => fixed + n * kvPerToken + 64 * Math.ceil(n / 8);
-      let most = Math.floor((c.budget - fixed) / (kvPerToken + 8));
+      const caches = 2 * c.shape.layers;
+      const fixed = F16_TABLE + h.dense + 2 * h.expertEach * c.shape.layers + h.arena;
+      const needs = (n: number) => fixed + caches * 64 * Math.ceil((n * kvPerToken) / caches / 64);
+      let most = Math.floor((c.budget - fixed) / kvPerToken);
       while (needs(most) > c.budget) most--;
       expect(p.max_context).toBe(Math.min(c.limit, most));
     });
   }
 
-  it("the 24 GiB cards: 8x7B keeps 7 of 8 experts per layer at q4_k; 8x22B runs 2 at 4k, not at 8k", () => {
+  it("the 24 GiB cards: 8x7B keeps 7 of 8 experts per layer at q4_k; 8x22B runs 2 at 8k with the f16 cache, not with f32", () => {
     const x7 = devicePlanner(loadSpec("specs/mixtral-8x7b.moe").models[0]!, "q4_k");
     expect(x7.plan({ budgetBytes: 24 * GiB, context: 4096 }).experts.cache_slots_per_layer).toBe(7);
-    const x22 = devicePlanner(loadSpec("specs/mixtral-8x22b.moe").models[0]!, "q4_k");
-    const at4k = x22.plan({ budgetBytes: 24 * GiB, context: 4096 });
-    expect([at4k.fits, at4k.experts.cache_slots_per_layer]).toEqual([true, 2]);
-    const at8k = x22.plan({ budgetBytes: 24 * GiB, context: 8192 });
-    expect([at8k.fits, at8k.experts.cache_slots_per_layer]).toEqual([false, 1]);
-    expect(at8k.max_context).toBeLessThan(8192);
-    expect(at8k.shortfall!.advice).toContain(`a context of at most ${at8k.max_context}`);
+    const model = loadSpec("specs/mixtral-8x22b.moe").models[0]!;
+    const f16 = devicePlanner(model, "q4_k").plan({ budgetBytes: 24 * GiB, context: 8192 });
+    expect([f16.fits, f16.experts.cache_slots_per_layer, f16.kv_type]).toEqual([true, 2, "f16"]);
+    expect(f16.kv_cache_bytes).toBe(56 * 2 * 8 * 128 * 2 * 8192);
+    expect(f16.kv_bytes_per_token).toBe(56 * 2 * 8 * 128 * 2);
+    const f32 = devicePlanner(model, "q4_k", "cpu", "f32").plan({ budgetBytes: 24 * GiB, context: 8192 });
+    expect([f32.fits, f32.experts.cache_slots_per_layer, f32.kv_cache_bytes]).toEqual([
+      false,
+      1,
+      2 * f16.kv_cache_bytes,
+    ]);
+    expect(f32.max_context).toBeLessThan(8192);
+    expect(f32.shortfall!.advice).toContain(`a context of at most ${f32.max_context}`);
+    // q8_0: 34 bytes per 32 values.
+    const q8 = devicePlanner(model, "q4_k", "cpu", "q8_0").plan({ budgetBytes: 24 * GiB, context: 8192 });
+    expect(q8.kv_cache_bytes).toBe((f16.kv_cache_bytes / 2 / 32) * 34);
   });
 
   it("8x22B at f16 does not fit in 24 GiB, and says what is needed", () => {

@@ -10,6 +10,7 @@ import { pickModel, pickQuant } from "../../compiler/select.ts";
 import { type GgufFile, openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { GgufWeights } from "../../runtime/checkpoint/gguf-weights.ts";
 import type { RandomMixtralOptions } from "../../runtime/checkpoint/random-gguf.ts";
+import type { KvType } from "../../runtime/kv-type.ts";
 import { type CompiledModule, importModuleSource, ModelInstance } from "../../runtime/model.ts";
 import { tokenizerFromGguf } from "../../runtime/tokenizer/from-gguf.ts";
 import type { Tokenizer } from "../../runtime/tokenizer/tokenizer.ts";
@@ -37,12 +38,13 @@ export interface MoecModel {
 async function compileGgml(
   file: GgufFile,
   maxContext: number,
+  kvType?: KvType,
 ): Promise<{ module: CompiledModule; weights: GgufWeights }> {
   const spec = compileSource(importGguf(file).source, `${file.path}.moe`);
   const model = pickModel(spec);
   registerGgmlVariants();
   const quant = mappedQuant(pickQuant(spec, model, undefined, true) as CheckedQuant, model, ggmlVariant);
-  const compiled = compileModel(spec, model, { quant, maxContext });
+  const compiled = compileModel(spec, model, { quant, maxContext, kvType });
   const module = await importModuleSource(compiled.files["model.js"]!);
   // The file holds the stock types; the variants read the same bytes.
   const stock = compiled.manifest.weights.map((w) => ({ ...w, scheme: w.scheme.replace(/_ggml$/, "") }));
@@ -52,16 +54,18 @@ async function compileGgml(
 /**
  * The model `moec run --weights FILE` runs: the architecture imported from the file's metadata,
  * compiled in memory, each weight in its type in the file. With `ggml: true`, the q8_0, q4_0 and
- * f16 weights use the test-only variants that round activations the way ggml does.
+ * f16 weights use the test-only variants that round activations the way ggml does. The KV cache is f32
+ * unless `kvType` says otherwise, as the comparisons' llama.cpp contexts keep theirs (loadLlamaCpp).
  */
 export async function loadMoec(
   path: string,
   maxContext: number,
-  opts: { ggml?: boolean; threads?: number } = {},
+  opts: { ggml?: boolean; threads?: number; kvType?: KvType } = {},
 ): Promise<MoecModel> {
   const threads = opts.threads ?? 1;
+  const kvType = opts.kvType ?? "f32";
   if (!opts.ggml) {
-    const loaded = await loadForRun(undefined, path, { maxContext });
+    const loaded = await loadForRun(undefined, path, { maxContext, kvType });
     return {
       tokenizer: loaded.tokenizer,
       model: new ModelInstance(loaded.module, loaded.weights, { threads }),
@@ -70,7 +74,7 @@ export async function loadMoec(
   }
   const file = openGguf(path);
   try {
-    const { module, weights } = await compileGgml(file, maxContext);
+    const { module, weights } = await compileGgml(file, maxContext, kvType);
     return {
       tokenizer: tokenizerFromGguf(file.metadata, path),
       model: new ModelInstance(module, weights, { threads }),
@@ -137,9 +141,15 @@ export function getLlamaCpu(): Promise<Llama> {
 export interface LlamaCppOptions {
   contextSize: number;
   threads: number;
-  /** K and V cache type; "F32" (default) removes llama.cpp's default f16 rounding of K and V. */
-  kvType?: "F32" | "F16";
+  /** K and V cache type; "F32" (default) removes llama.cpp's default f16 rounding of K and V. A quantized
+   * V cache needs flash attention, which then is on. */
+  kvType?: "F32" | "F16" | "Q8_0";
   batchSize?: number;
+}
+
+/** moec's name for a llama.cpp cache type. */
+export function moecKvType(t: LlamaCppOptions["kvType"]): KvType {
+  return t === "F16" ? "f16" : t === "Q8_0" ? "q8_0" : "f32";
 }
 
 export interface LlamaCppModel {
@@ -160,7 +170,7 @@ export async function loadLlamaCpp(path: string, o: LlamaCppOptions): Promise<Ll
       batchSize: o.batchSize ?? Math.min(o.contextSize, 512),
       sequences: 1,
       threads: o.threads,
-      flashAttention: false,
+      flashAttention: kv === "Q8_0",
       experimentalKvCacheKeyType: kv,
       experimentalKvCacheValueType: kv,
     });
@@ -297,7 +307,8 @@ export async function runBoth(
   path: string,
   o: { text: string; generate: number; vocab: number } & LlamaCppOptions,
 ): Promise<BothRuns> {
-  const moec = await loadMoec(path, o.contextSize);
+  // moec stores the KV cache as llama.cpp does here: f32 unless the comparison asks for f16 or q8_0.
+  const moec = await loadMoec(path, o.contextSize, { kvType: moecKvType(o.kvType) });
   try {
     const llama = await loadLlamaCpp(path, o);
     try {
