@@ -10,6 +10,7 @@ import { pickQuant, pickTarget } from "../compiler/select.ts";
 import { compileAndLoad } from "../test/harness.ts";
 import { benchAgainstLlama, benchModelPath, CONTEXT } from "./llama.ts";
 import { benchMemory } from "./memory.ts";
+import { benchServeLoad } from "./serve-load.ts";
 
 const args = process.argv.slice(2);
 const schemes = args.length ? args : ["f32", "q8_0", "q4_0"];
@@ -65,3 +66,5 @@ benchMemory(
   llamaTypes.map((type) => ({ type, path: benchModelPath(type) })),
   CONTEXT,
 );
+console.log();
+await benchServeLoad(benchModelPath("q8_0"));
