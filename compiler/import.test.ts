@@ -9,7 +9,11 @@ import { openGguf } from "../runtime/checkpoint/gguf-read.ts";
 import { gv } from "../runtime/checkpoint/gguf-value.ts";
 import { GgufWeights } from "../runtime/checkpoint/gguf-weights.ts";
 import { writeGguf } from "../runtime/checkpoint/gguf-write.ts";
-import { type RandomMixtralOptions, writeRandomMixtralGguf } from "../runtime/checkpoint/random-gguf.ts";
+import {
+  type RandomFamily,
+  type RandomMixtralOptions,
+  writeRandomMixtralGguf,
+} from "../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../runtime/checkpoint/test-support.ts";
 import { importModuleSource, ModelInstance } from "../runtime/model.ts";
 import { relativeError } from "../test/harness.ts";
@@ -115,6 +119,38 @@ describe("import a random GGUF, compile it, run it on the file's weights", () =>
   });
 });
 
+describe("the MoE families after Mixtral: import a random GGUF of each, compile it, run it", () => {
+  const cases: [RandomFamily, Partial<RandomMixtralOptions>, string[]][] = [
+    ["qwen3moe", { headDim: 32 }, ["heads: heads)", '"blk.{i}.attn_q_norm.weight"', "style: half"]],
+    [
+      "qwen2moe",
+      { sharedFfn: 64 },
+      ["bias: layer[i].bq", "normalize: false", "sigmoid_gate(shared, by: h, weight: layer[i].sh_gate_in)"],
+    ],
+    ["olmoe", { kvHeads: 4 }, ["layer[i].q_norm, eps)", "[heads * head_dim]", "normalize: false"]],
+    [
+      "granitemoe",
+      { multipliers: { embedding: 12, residual: 0.22, attention: 0.015625, logits: 6 }, tiedHead: true },
+      [
+        "* embedding_multiplier",
+        "scale: attention_multiplier",
+        "* residual_multiplier",
+        "* (1 / logits_scaling)",
+      ],
+    ],
+  ];
+  for (const [family, extra, wants] of cases) {
+    it(`${family}: its spec from the metadata; generated matches the reference within ${TOLERANCE}`, async () => {
+      const path = join(dir, `${family}.gguf`);
+      writeRandomMixtralGguf(path, { ...sizes, ...extra, family, type: "q8_0", seed: 9 });
+      const { imported, worst } = await importAndRun(path);
+      expect(imported.shape.family).toBe(family);
+      for (const w of wants) expect(imported.source).toContain(w);
+      expect(worst).toBeLessThanOrEqual(TOLERANCE);
+    });
+  }
+});
+
 function rewrite(from: string, to: string, edit: (md: Map<string, unknown>) => void, drop?: string) {
   const f = openGguf(from);
   const md = new Map(f.metadata) as Map<string, unknown>;
@@ -167,7 +203,7 @@ describe("import from GGUF metadata", () => {
     const gpt2 = join(dir, "gpt2.gguf");
     rewrite(base, gpt2, (md) => md.set("general.architecture", gv.str("gpt2")));
     expect(importError(gpt2).message).toMatch(
-      /key general\.architecture: architecture "gpt2" is not supported/,
+      /key general\.architecture: architecture "gpt2" is not supported \(moec reads llama, qwen3moe, qwen2moe, olmoe, granitemoe/,
     );
 
     const noWo = join(dir, "no-wo.gguf");
@@ -264,6 +300,84 @@ describe("import from a Hugging Face config.json", () => {
     compileSource(source, "c.moe");
   });
 
+  const qwen3 = {
+    architectures: ["Qwen3MoeForCausalLM"],
+    model_type: "qwen3_moe",
+    hidden_size: 2048,
+    head_dim: 128,
+    moe_intermediate_size: 768,
+    intermediate_size: 6144,
+    max_position_embeddings: 40960,
+    num_attention_heads: 32,
+    num_key_value_heads: 4,
+    num_experts: 128,
+    num_experts_per_tok: 8,
+    norm_topk_prob: true,
+    num_hidden_layers: 48,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    rms_norm_eps: 1e-6,
+    rope_theta: 1e6,
+    tie_word_embeddings: false,
+    torch_dtype: "bfloat16",
+    vocab_size: 151936,
+  };
+
+  it("Qwen3-MoE, Qwen2-MoE and OLMoE: their Hugging Face names and ops; Granite MoE says why not", () => {
+    const q3 = importHfConfig(JSON.stringify(qwen3), "/m/Qwen3-30B-A3B/config.json");
+    expect(q3.shape).toMatchObject({ family: "qwen3moe", qkNorm: "head", normalize: true, ffn: 768 });
+    expect(q3.source).toContain('"model.layers.{i}.mlp.experts.gate_proj.weight"');
+    expect(q3.source).toContain('"model.layers.{i}.self_attn.q_norm.weight"');
+    expect(compileSource(q3.source, "q3.moe").models[0]!.weights.get("layer.q_norm")!.shape).toEqual([128]);
+
+    const { model_type: _, ...byClass } = { ...qwen3, architectures: ["Qwen2MoeForCausalLM"] };
+    const q2 = importHfConfig(
+      JSON.stringify({
+        ...byClass,
+        head_dim: undefined,
+        num_attention_heads: 16,
+        num_key_value_heads: 16,
+        moe_intermediate_size: 1408,
+        shared_expert_intermediate_size: 5632,
+        num_experts: 60,
+        num_experts_per_tok: 4,
+        norm_topk_prob: false,
+        num_hidden_layers: 24,
+      }),
+      "/m/Qwen1.5-MoE-A2.7B/config.json",
+    );
+    expect(q2.shape).toMatchObject({ family: "qwen2moe", qkvBias: true, sharedFfn: 5632, normalize: false });
+    expect(q2.source).toContain('"model.layers.{i}.mlp.shared_expert_gate.weight"');
+    expect(q2.source).toContain('"model.layers.{i}.self_attn.k_proj.bias"');
+    compileSource(q2.source, "q2.moe");
+
+    const olmoe = importHfConfig(
+      JSON.stringify({
+        architectures: ["OlmoeForCausalLM"],
+        model_type: "olmoe",
+        hidden_size: 2048,
+        intermediate_size: 1024,
+        num_attention_heads: 16,
+        num_key_value_heads: 16,
+        num_experts: 64,
+        num_experts_per_tok: 8,
+        num_hidden_layers: 16,
+        vocab_size: 50304,
+        clip_qkv: null,
+      }),
+      "/m/OLMoE-1B-7B/config.json",
+    );
+    expect(olmoe.shape).toMatchObject({ family: "olmoe", qkNorm: "full", normalize: false, eps: 1e-5 });
+    compileSource(olmoe.source, "o.moe");
+
+    expect(() =>
+      importHfConfig(JSON.stringify({ ...mixtral, model_type: "granitemoe" }), "g/config.json"),
+    ).toThrow(/granitemoe: .*input_linear.*convert it to GGUF/);
+    expect(() => importHfConfig(JSON.stringify({ ...qwen3, mlp_only_layers: [0] }), "q/config.json")).toThrow(
+      /key mlp_only_layers: dense layers/,
+    );
+  });
+
   it("bad configs name the key", () => {
     const bad = (cfg: unknown, re: RegExp) => {
       expect(() => importHfConfig(typeof cfg === "string" ? cfg : JSON.stringify(cfg), "c.json")).toThrow(re);
@@ -272,7 +386,10 @@ describe("import from a Hugging Face config.json", () => {
     bad([1], /one JSON object/);
     bad({ ...mixtral, hidden_size: "4096" }, /key hidden_size: is "4096", expected a whole number/);
     bad({ ...mixtral, num_hidden_layers: undefined }, /key num_hidden_layers: missing/);
-    bad({ ...mixtral, model_type: "gpt2" }, /key model_type: "gpt2" is not supported/);
+    bad(
+      { ...mixtral, model_type: "gpt2" },
+      /key model_type: "gpt2" is not supported \(moec import reads mixtral, mistral, llama, qwen3_moe, qwen2_moe, olmoe configs\)/,
+    );
     bad({ ...mixtral, num_key_value_heads: 7 }, /key num_key_value_heads: 7 does not divide/);
     bad({ ...mixtral, torch_dtype: "int8" }, /key torch_dtype: "int8" is not one of/);
     bad(`{"__proto__": {"hidden_size": 1}, "model_type": "mixtral"}`, /key hidden_size: missing/);

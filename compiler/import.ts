@@ -1,8 +1,9 @@
 // `moec import`: a .moe spec from a checkpoint, so a person who only has a checkpoint can start from a
-// spec. From a GGUF file (llama architecture: Llama, Mistral, Mixtral) the hyperparameters come from
-// its metadata, the vocabulary size from `token_embd.weight`, and a `quantization from_file` block
-// gives each weight the type it has in the file; from a Hugging Face `config.json` (Mixtral, Mistral,
-// Llama) the spec names the Hugging Face tensors and uses the half-split RoPE they need.
+// spec. From a GGUF file (architectures llama: Llama, Mistral, Mixtral; qwen3moe, qwen2moe, olmoe,
+// granitemoe) the hyperparameters come from its metadata, the vocabulary size from `token_embd.weight`,
+// and a `quantization from_file` block gives each weight the type it has in the file; from a Hugging
+// Face `config.json` (Mixtral, Mistral, Llama, Qwen3-MoE, Qwen2-MoE, OLMoE) the spec names the Hugging
+// Face tensors and uses the half-split RoPE they need.
 //
 // Nothing from the checkpoint reaches the spec as raw text: the model name is reduced to
 // [A-Za-z_][A-Za-z0-9_]*, numbers are checked and printed by us, tensor names come from fixed
@@ -20,9 +21,14 @@ import { layerRanges } from "./ir/print.ts";
 import { compileSource } from "./lang/frontend.ts";
 import { KEYWORDS } from "./lang/lexer.ts";
 
-/** What a spec needs to know about a llama-style model. */
+/** The architectures moec imports, by llama.cpp's `general.architecture` name. */
+export const FAMILIES = ["llama", "qwen3moe", "qwen2moe", "olmoe", "granitemoe"] as const;
+export type Family = (typeof FAMILIES)[number];
+
+/** What a spec needs to know about a llama-style model and the MoE families built on it. */
 export interface ModelShape {
   name: string;
+  family: Family;
   vocab: number;
   hidden: number;
   layers: number;
@@ -41,6 +47,17 @@ export interface ModelShape {
   /** No separate output head: logits use `tok_embed`. */
   tied: boolean;
   rope: "interleaved" | "half";
+  /** Renormalize the top-k router weights (Mixtral, Qwen3, Granite); Qwen2-MoE and OLMoE do not. */
+  normalize: boolean;
+  /** An RMS norm of q and k before RoPE: per head (Qwen3) or over the whole projection (OLMoE). */
+  qkNorm?: "head" | "full";
+  /** Biases on q, k and v (Qwen2). */
+  qkvBias?: boolean;
+  /** A shared expert of this width beside the routed ones, scaled by a sigmoid gate (Qwen2-MoE). */
+  sharedFfn?: number;
+  /** Granite's multipliers: embeddings, each residual branch, attention scores (in place of
+   * 1/sqrt(head_dim)), and the logits' divisor. */
+  multipliers?: { embedding?: number; residual?: number; attention?: number; logits?: number };
 }
 
 /** Checkpoint tensor names of each weight; `{i}` is the layer. */
@@ -58,6 +75,15 @@ export interface TensorNames {
   w_down: string;
   out_norm: string;
   lm_head: string;
+  q_norm: string;
+  k_norm: string;
+  bq: string;
+  bk: string;
+  bv: string;
+  sh_gate_in: string;
+  sh_gate: string;
+  sh_up: string;
+  sh_down: string;
 }
 
 export const GGUF_NAMES = (moe: boolean): TensorNames => ({
@@ -74,6 +100,15 @@ export const GGUF_NAMES = (moe: boolean): TensorNames => ({
   w_down: moe ? "blk.{i}.ffn_down_exps.weight" : "blk.{i}.ffn_down.weight",
   out_norm: "output_norm.weight",
   lm_head: "output.weight",
+  q_norm: "blk.{i}.attn_q_norm.weight",
+  k_norm: "blk.{i}.attn_k_norm.weight",
+  bq: "blk.{i}.attn_q.bias",
+  bk: "blk.{i}.attn_k.bias",
+  bv: "blk.{i}.attn_v.bias",
+  sh_gate_in: "blk.{i}.ffn_gate_inp_shexp.weight",
+  sh_gate: "blk.{i}.ffn_gate_shexp.weight",
+  sh_up: "blk.{i}.ffn_up_shexp.weight",
+  sh_down: "blk.{i}.ffn_down_shexp.weight",
 });
 
 /**
@@ -82,7 +117,8 @@ export const GGUF_NAMES = (moe: boolean): TensorNames => ({
  * gathers experts 0…E-1 by inserting the index before `.w1` (runtime/checkpoint/gguf-weights.ts,
  * perExpertTensorNames). w1 is the gate, w3 the up and w2 the down projection.
  */
-export const HF_NAMES = (moe: boolean): TensorNames => ({
+export const HF_NAMES = (moe: boolean, family: Family = "llama"): TensorNames => ({
+  ...(family === "llama" ? HF_MIXTRAL_NAMES(moe) : HF_QWEN_NAMES),
   tok_embed: "model.embed_tokens.weight",
   attn_norm: "model.layers.{i}.input_layernorm.weight",
   wq: "model.layers.{i}.self_attn.q_proj.weight",
@@ -90,6 +126,21 @@ export const HF_NAMES = (moe: boolean): TensorNames => ({
   wv: "model.layers.{i}.self_attn.v_proj.weight",
   wo: "model.layers.{i}.self_attn.o_proj.weight",
   ffn_norm: "model.layers.{i}.post_attention_layernorm.weight",
+  out_norm: "model.norm.weight",
+  lm_head: "lm_head.weight",
+  q_norm: "model.layers.{i}.self_attn.q_norm.weight",
+  k_norm: "model.layers.{i}.self_attn.k_norm.weight",
+  bq: "model.layers.{i}.self_attn.q_proj.bias",
+  bk: "model.layers.{i}.self_attn.k_proj.bias",
+  bv: "model.layers.{i}.self_attn.v_proj.bias",
+  sh_gate_in: "model.layers.{i}.mlp.shared_expert_gate.weight",
+  sh_gate: "model.layers.{i}.mlp.shared_expert.gate_proj.weight",
+  sh_up: "model.layers.{i}.mlp.shared_expert.up_proj.weight",
+  sh_down: "model.layers.{i}.mlp.shared_expert.down_proj.weight",
+});
+
+/** Mixtral's experts (w1 gate, w3 up, w2 down) under block_sparse_moe; a dense model's mlp. */
+const HF_MIXTRAL_NAMES = (moe: boolean) => ({
   router: "model.layers.{i}.block_sparse_moe.gate.weight",
   w_gate: moe
     ? "model.layers.{i}.block_sparse_moe.experts.w1.weight"
@@ -98,9 +149,15 @@ export const HF_NAMES = (moe: boolean): TensorNames => ({
   w_down: moe
     ? "model.layers.{i}.block_sparse_moe.experts.w2.weight"
     : "model.layers.{i}.mlp.down_proj.weight",
-  out_norm: "model.norm.weight",
-  lm_head: "lm_head.weight",
 });
+
+/** Qwen2-MoE, Qwen3-MoE and OLMoE: the router and experts under mlp, each expert gate_proj/up_proj/down_proj. */
+const HF_QWEN_NAMES = {
+  router: "model.layers.{i}.mlp.gate.weight",
+  w_gate: "model.layers.{i}.mlp.experts.gate_proj.weight",
+  w_up: "model.layers.{i}.mlp.experts.up_proj.weight",
+  w_down: "model.layers.{i}.mlp.experts.down_proj.weight",
+};
 
 /** A model name from free text: lower case, runs of other characters → `_`, never a keyword. */
 export function sanitizeIdentifier(text: string, fallback = "imported"): string {
@@ -156,10 +213,12 @@ export interface RenderOptions {
   quantNotes?: string[];
 }
 
-/** The .moe source of a llama-style model (Mixtral when experts > 0, else dense Mistral/Llama). */
+/** The .moe source of a llama-style model (Mixtral when experts > 0, else dense Mistral/Llama) or of one
+ * of the MoE families built on it (its q/k norms, biases, shared expert and multipliers). */
 export function renderSpec(s: ModelShape, names: TensorNames, opts: RenderOptions): string {
   const moe = s.experts > 0;
   const num = (x: number) => formatNumber(x);
+  const m = s.multipliers ?? {};
   const lines: string[] = opts.header.map((h) => `// ${h}`);
   lines.push("");
   lines.push(`model ${s.name} {`);
@@ -168,11 +227,21 @@ export function renderSpec(s: ModelShape, names: TensorNames, opts: RenderOption
   );
   const headDim = s.hidden === s.heads * s.headDim ? "hidden / heads" : String(s.headDim);
   lines.push(
-    `  param head_dim = ${headDim}, ffn = ${s.ffn}${moe ? `, experts = ${s.experts}, top_k = ${s.topK}` : ""}`,
+    `  param head_dim = ${headDim}, ffn = ${s.ffn}${s.sharedFfn ? `, shared_ffn = ${s.sharedFfn}` : ""}${moe ? `, experts = ${s.experts}, top_k = ${s.topK}` : ""}`,
   );
   lines.push(
     `  param context = ${s.context}${s.window !== undefined ? `, window = ${s.window}` : ""}, rope_theta = ${num(s.ropeTheta)}, eps = ${num(s.eps)}`,
   );
+  const multiplierParams = (
+    [
+      ["embedding_multiplier", m.embedding],
+      ["residual_multiplier", m.residual],
+      ["attention_multiplier", m.attention],
+      ["logits_scaling", m.logits],
+    ] as const
+  ).filter(([, v]) => v !== undefined);
+  if (multiplierParams.length)
+    lines.push(`  param ${multiplierParams.map(([k, v]) => `${k} = ${num(v!)}`).join(", ")}`);
   lines.push("");
   const w = (indent: string, name: string, shape: string, tensor: string) =>
     `${indent}${`${name.padEnd(9)} : ${shape}`.padEnd(48 - indent.length)} <- ${JSON.stringify(tensor)}`;
@@ -181,9 +250,19 @@ export function renderSpec(s: ModelShape, names: TensorNames, opts: RenderOption
   lines.push("    layer[i < layers] {");
   const l = "      ";
   lines.push(w(l, "attn_norm", "[hidden]", names.attn_norm));
-  lines.push(w(l, "wq", "[heads * head_dim, hidden]", names.wq));
-  lines.push(w(l, "wk", "[kv_heads * head_dim, hidden]", names.wk));
-  lines.push(w(l, "wv", "[kv_heads * head_dim, hidden]", names.wv));
+  for (const [p, width, wname] of [
+    ["q", "heads * head_dim", "wq"],
+    ["k", "kv_heads * head_dim", "wk"],
+    ["v", "kv_heads * head_dim", "wv"],
+  ] as const) {
+    lines.push(w(l, wname, `[${width}, hidden]`, names[wname]));
+    if (s.qkvBias) lines.push(w(l, `b${p}`, `[${width}]`, names[`b${p}`]));
+  }
+  if (s.qkNorm) {
+    const head = s.qkNorm === "head";
+    lines.push(w(l, "q_norm", head ? "[head_dim]" : "[heads * head_dim]", names.q_norm));
+    lines.push(w(l, "k_norm", head ? "[head_dim]" : "[kv_heads * head_dim]", names.k_norm));
+  }
   lines.push(w(l, "wo", "[hidden, heads * head_dim]", names.wo));
   lines.push(w(l, "ffn_norm", "[hidden]", names.ffn_norm));
   if (moe) {
@@ -196,6 +275,12 @@ export function renderSpec(s: ModelShape, names: TensorNames, opts: RenderOption
     lines.push(w(l, "w_up", "[ffn, hidden]", names.w_up));
     lines.push(w(l, "w_down", "[hidden, ffn]", names.w_down));
   }
+  if (s.sharedFfn) {
+    lines.push(w(l, "sh_gate_in", "[hidden]", names.sh_gate_in));
+    lines.push(w(l, "sh_gate", "[shared_ffn, hidden]", names.sh_gate));
+    lines.push(w(l, "sh_up", "[shared_ffn, hidden]", names.sh_up));
+    lines.push(w(l, "sh_down", "[hidden, shared_ffn]", names.sh_down));
+  }
   lines.push("    }");
   lines.push(w("    ", "out_norm", "[hidden]", names.out_norm));
   if (!s.tied) lines.push(w("    ", "lm_head", "[vocab, hidden]", names.lm_head));
@@ -203,27 +288,55 @@ export function renderSpec(s: ModelShape, names: TensorNames, opts: RenderOption
   lines.push("");
   const style = s.rope === "half" ? ", style: half" : "";
   const window = s.window !== undefined ? ", window: window" : "";
+  const scale = m.attention !== undefined ? ", scale: attention_multiplier" : "";
+  const residual = m.residual !== undefined ? " * residual_multiplier" : "";
+  const bias = (p: string) => (s.qkvBias ? `, bias: layer[i].b${p}` : "");
   lines.push("  forward(tokens) {");
-  lines.push("    x = embed(tok_embed, tokens)");
+  lines.push(`    x = embed(tok_embed, tokens)${m.embedding !== undefined ? " * embedding_multiplier" : ""}`);
   lines.push("    for i < layers {");
   lines.push("      a = rms_norm(x, layer[i].attn_norm, eps)");
-  lines.push(`      q = rope(linear(a, layer[i].wq), heads: heads, theta: rope_theta${style})`);
-  lines.push(`      k = rope(linear(a, layer[i].wk), heads: kv_heads, theta: rope_theta${style})`);
-  lines.push("      v = linear(a, layer[i].wv)");
+  if (s.qkNorm) {
+    const heads = (h: string) => (s.qkNorm === "head" ? `, heads: ${h}` : "");
+    lines.push(
+      `      q = rms_norm(linear(a, layer[i].wq${bias("q")}), layer[i].q_norm, eps${heads("heads")})`,
+    );
+    lines.push(
+      `      k = rms_norm(linear(a, layer[i].wk${bias("k")}), layer[i].k_norm, eps${heads("kv_heads")})`,
+    );
+    lines.push(`      q = rope(q, heads: heads, theta: rope_theta${style})`);
+    lines.push(`      k = rope(k, heads: kv_heads, theta: rope_theta${style})`);
+  } else {
+    lines.push(`      q = rope(linear(a, layer[i].wq${bias("q")}), heads: heads, theta: rope_theta${style})`);
+    lines.push(
+      `      k = rope(linear(a, layer[i].wk${bias("k")}), heads: kv_heads, theta: rope_theta${style})`,
+    );
+  }
+  lines.push(`      v = linear(a, layer[i].wv${bias("v")})`);
   lines.push(
-    `      x = x + linear(attention(q, k, v, heads: heads, kv_heads: kv_heads${window}), layer[i].wo)`,
+    `      x = x + linear(attention(q, k, v, heads: heads, kv_heads: kv_heads${window}${scale}), layer[i].wo)${residual}`,
   );
-  if (moe) {
+  const expert = "expert: swiglu(layer[i].w_gate, layer[i].w_up, layer[i].w_down))";
+  const normalize = s.normalize ? "" : ", normalize: false";
+  if (moe && s.sharedFfn) {
     lines.push("      h = rms_norm(x, layer[i].ffn_norm, eps)");
-    lines.push("      x = x + moe(h, router: layer[i].router, top_k: top_k,");
-    lines.push("                  expert: swiglu(layer[i].w_gate, layer[i].w_up, layer[i].w_down))");
+    lines.push(`      routed = moe(h, router: layer[i].router, top_k: top_k${normalize},`);
+    lines.push(`                   ${expert}`);
+    lines.push("      shared = swiglu(h, layer[i].sh_gate, layer[i].sh_up, layer[i].sh_down)");
+    const sum = "routed + sigmoid_gate(shared, by: h, weight: layer[i].sh_gate_in)";
+    lines.push(`      x = x + ${residual ? `(${sum})${residual}` : sum}`);
+  } else if (moe) {
+    lines.push("      h = rms_norm(x, layer[i].ffn_norm, eps)");
+    lines.push(`      x = x + moe(h, router: layer[i].router, top_k: top_k${normalize},`);
+    lines.push(`                  ${expert}${residual}`);
   } else {
     lines.push(
-      "      x = x + swiglu(rms_norm(x, layer[i].ffn_norm, eps), layer[i].w_gate, layer[i].w_up, layer[i].w_down)",
+      `      x = x + swiglu(rms_norm(x, layer[i].ffn_norm, eps), layer[i].w_gate, layer[i].w_up, layer[i].w_down)${residual}`,
     );
   }
   lines.push("    }");
-  lines.push(`    return linear(rms_norm(x, out_norm, eps), ${s.tied ? "tok_embed" : "lm_head"})`);
+  lines.push(
+    `    return linear(rms_norm(x, out_norm, eps), ${s.tied ? "tok_embed" : "lm_head"})${m.logits !== undefined ? " * (1 / logits_scaling)" : ""}`,
+  );
   lines.push("  }");
   lines.push("}");
   if (opts.quant) {
@@ -286,44 +399,54 @@ function metaReader(file: GgufFile) {
   return { get, fail };
 }
 
-/** Hyperparameters of a llama-architecture GGUF file. */
+/** Hyperparameters of a GGUF file of one of the FAMILIES (its `general.architecture`). */
 export function ggufShape(file: GgufFile, opts: ImportOptions = {}): ModelShape {
   const { get, fail } = metaReader(file);
   const arch = get("general.architecture", "string");
-  if (arch !== "llama") {
+  if (!(FAMILIES as readonly string[]).includes(arch)) {
     fail(
       "general.architecture",
-      `architecture ${JSON.stringify(printableName(arch, 40))} is not supported (moec import reads llama-architecture files: Llama, Mistral, Mixtral)`,
+      `architecture ${JSON.stringify(printableName(arch, 40))} is not supported (moec reads ${FAMILIES.join(", ")}: Llama, Mistral, Mixtral, Qwen3-MoE, Qwen2-MoE, OLMoE, Granite MoE)`,
     );
   }
+  const family = arch as Family;
+  const k = (key: string) => `${arch}.${key}`;
   const positive = (key: string, kind: "int" | "float" = "int") => {
-    const n = get(key, kind);
-    if (!(n > 0)) fail(key, `is ${n}, expected more than 0`);
+    const n = get(k(key), kind);
+    if (!(n > 0)) fail(k(key), `is ${n}, expected more than 0`);
     return n;
   };
-  const hidden = positive("llama.embedding_length");
-  const layers = positive("llama.block_count");
-  const heads = positive("llama.attention.head_count");
-  const kvHeads = get("llama.attention.head_count_kv", "int", true) ?? heads;
+  const hidden = positive("embedding_length");
+  const layers = positive("block_count");
+  const heads = positive("attention.head_count");
+  const kvHeads = get(k("attention.head_count_kv"), "int", true) ?? heads;
   if (kvHeads < 1 || heads % kvHeads !== 0) {
-    fail("llama.attention.head_count_kv", `${kvHeads} does not divide the ${heads} query heads`);
+    fail(k("attention.head_count_kv"), `${kvHeads} does not divide the ${heads} query heads`);
   }
-  const keyLength = get("llama.attention.key_length", "int", true);
+  const keyLength = get(k("attention.key_length"), "int", true);
   if (keyLength === undefined && hidden % heads !== 0) {
-    fail("llama.attention.head_count", `${heads} heads do not divide embedding_length ${hidden}`);
+    fail(k("attention.head_count"), `${heads} heads do not divide embedding_length ${hidden}`);
   }
   const headDim = keyLength ?? hidden / heads;
   if (headDim < 2 || headDim % 2 !== 0) {
-    fail("llama.attention.key_length", `head size ${headDim} must be even for RoPE`);
+    fail(k("attention.key_length"), `head size ${headDim} must be even for RoPE`);
   }
-  const ffn = positive("llama.feed_forward_length");
-  const experts = get("llama.expert_count", "int", true) ?? 0;
-  const topK = experts > 0 ? positive("llama.expert_used_count") : 0;
-  if (topK > experts) fail("llama.expert_used_count", `${topK} is more than the ${experts} experts`);
-  const context = positive("llama.context_length");
-  const ropeTheta = get("llama.rope.freq_base", "float", true) ?? 10000;
-  if (!(ropeTheta > 0)) fail("llama.rope.freq_base", `is ${ropeTheta}, expected more than 0`);
-  const eps = positive("llama.attention.layer_norm_rms_epsilon", "float");
+  const experts = get(k("expert_count"), "int", true) ?? 0;
+  if (family !== "llama" && !(experts > 0)) fail(k("expert_count"), `missing: a ${arch} model has experts`);
+  const topK = experts > 0 ? positive("expert_used_count") : 0;
+  if (topK > experts) fail(k("expert_used_count"), `${topK} is more than the ${experts} experts`);
+  // The Qwens give the experts' width apart from the (dense) feed_forward_length, as llama.cpp reads it.
+  const qwen = family === "qwen3moe" || family === "qwen2moe";
+  const ffn = qwen
+    ? (get(k("expert_feed_forward_length"), "int", true) ??
+      Math.floor(positive("feed_forward_length") / topK))
+    : positive("feed_forward_length");
+  if (!(ffn > 0)) fail(k("expert_feed_forward_length"), `is ${ffn}, expected more than 0`);
+  const context = positive("context_length");
+  const ropeTheta = get(k("rope.freq_base"), "float", true) ?? 10000;
+  if (!(ropeTheta > 0)) fail(k("rope.freq_base"), `is ${ropeTheta}, expected more than 0`);
+  const eps = positive("attention.layer_norm_rms_epsilon", "float");
+  const f32 = (x: number) => Number(formatNumber(x, true));
 
   const embd = file.findTensor("token_embd.weight");
   if (!embd) {
@@ -345,8 +468,9 @@ export function ggufShape(file: GgufFile, opts: ImportOptions = {}): ModelShape 
   }
   const name =
     opts.name ?? get("general.name", "string", true) ?? basename(file.path).replace(/\.gguf$/i, "");
-  return {
+  const shape: ModelShape = {
     name: sanitizeIdentifier(name),
+    family,
     vocab: embd.dims[1]!,
     hidden,
     layers,
@@ -357,11 +481,33 @@ export function ggufShape(file: GgufFile, opts: ImportOptions = {}): ModelShape 
     experts,
     topK,
     context,
-    ropeTheta: Number(formatNumber(ropeTheta, true)),
-    eps: Number(formatNumber(eps, true)),
+    ropeTheta: f32(ropeTheta),
+    eps: f32(eps),
     tied: file.findTensor("output.weight") === undefined,
-    rope: "interleaved",
+    // llama.cpp's rope type: NEOX (halves) for the Qwens and OLMoE, NORM (pairs) for llama and Granite.
+    rope: qwen || family === "olmoe" ? "half" : "interleaved",
+    normalize: family !== "qwen2moe" && family !== "olmoe",
   };
+  if (family === "qwen3moe") shape.qkNorm = "head";
+  if (family === "olmoe") shape.qkNorm = "full";
+  if (family === "qwen2moe") {
+    shape.qkvBias = file.findTensor("blk.0.attn_q.bias") !== undefined;
+    shape.sharedFfn = get(k("expert_shared_feed_forward_length"), "int", true) ?? ffn * topK;
+  }
+  if (family === "granitemoe") {
+    // llama.cpp: a scale of 0 (or none) is no scaling; the logits are divided by logit_scale.
+    const scale = (key: string) => {
+      const v = get(k(key), "float", true);
+      return v ? f32(v) : undefined;
+    };
+    shape.multipliers = {
+      embedding: scale("embedding_scale"),
+      residual: scale("residual_scale"),
+      attention: scale("attention.scale"),
+      logits: scale("logit_scale"),
+    };
+  }
+  return shape;
 }
 
 /** The pattern of a weight key in a quantization block: `tok_embed`, `layer[*].wq`. */
@@ -377,7 +523,7 @@ export function importGguf(file: GgufFile, opts: ImportOptions = {}): Imported {
   const names = GGUF_NAMES(shape.experts > 0);
   const header = [
     `Imported by \`moec import\` from ${quoted(basename(file.path))}, general.name ${quoted(String(plainValue(file.metadata.get("general.name") ?? { type: "string", value: "" })))}.`,
-    "Hyperparameters from the llama.* metadata; the vocabulary size from token_embd.weight.",
+    `Hyperparameters from the ${shape.family}.* metadata; the vocabulary size from token_embd.weight.`,
   ];
   if (shape.experts > 0) {
     header.push(
@@ -451,6 +597,25 @@ const MAX_CONFIG_BYTES = 1 << 20;
 
 const DTYPES: Record<string, string> = { bfloat16: "bf16", float16: "f16", float32: "f32" };
 
+/** Hugging Face model_type → family, and each family's class in `architectures`. */
+const HF_FAMILIES: Record<string, Family> = {
+  mixtral: "llama",
+  mistral: "llama",
+  llama: "llama",
+  qwen3_moe: "qwen3moe",
+  qwen2_moe: "qwen2moe",
+  olmoe: "olmoe",
+};
+const HF_CLASSES: Record<string, string> = {
+  mixtral: "MixtralForCausalLM",
+  mistral: "MistralForCausalLM",
+  llama: "LlamaForCausalLM",
+  qwen3_moe: "Qwen3MoeForCausalLM",
+  qwen2_moe: "Qwen2MoeForCausalLM",
+  olmoe: "OlmoeForCausalLM",
+  granitemoe: "GraniteMoeForCausalLM",
+};
+
 /** A spec from a Hugging Face config.json (its text, and the path errors should name). */
 export function importHfConfig(text: string, path: string, opts: ImportOptions = {}): Imported {
   const fail = (key: string | undefined, problem: string): never => {
@@ -488,13 +653,27 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
     if (n < 1) fail(k, `is ${n}, expected more than 0`);
     return n;
   };
-  const typeName = has("model_type") ? obj.model_type : undefined;
-  if (typeName !== undefined && typeName !== "mixtral" && typeName !== "mistral" && typeName !== "llama") {
+  // The family from model_type, else from the class in `architectures`.
+  const arch = Array.isArray(obj.architectures) ? obj.architectures[0] : undefined;
+  const typeName = has("model_type")
+    ? obj.model_type
+    : typeof arch === "string"
+      ? Object.entries(HF_CLASSES).find(([, c]) => c === arch)?.[0]
+      : undefined;
+  const family: Family | undefined = typeName === undefined ? "llama" : HF_FAMILIES[typeName as string];
+  if (typeName === "granitemoe") {
     fail(
       "model_type",
-      `${printableName(JSON.stringify(typeName), 40)} is not supported (moec import reads mixtral, mistral and llama configs)`,
+      "granitemoe: GraniteMoeForCausalLM stores each layer's expert gate and up projections as one tensor (input_linear), which moec's loader does not split; convert it to GGUF (llama.cpp's convert_hf_to_gguf.py splits it) and import that",
     );
   }
+  if (family === undefined) {
+    fail(
+      "model_type",
+      `${printableName(JSON.stringify(typeName), 40)} is not supported (moec import reads ${Object.keys(HF_FAMILIES).join(", ")} configs)`,
+    );
+  }
+  const qwen = family === "qwen3moe" || family === "qwen2moe";
   const hidden = positive("hidden_size");
   const layers = positive("num_hidden_layers");
   const heads = positive("num_attention_heads");
@@ -506,14 +685,29 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
   }
   const headDim = positive("head_dim", hidden / heads);
   if (headDim % 2 !== 0) fail("head_dim", `head size ${headDim} must be even for RoPE`);
-  const ffn = positive("intermediate_size");
-  const experts = int("num_local_experts", 0);
+  const ffn = positive(qwen ? "moe_intermediate_size" : "intermediate_size");
+  const experts = family === "llama" ? int("num_local_experts", 0) : positive("num_experts");
+  if (
+    qwen &&
+    (int("decoder_sparse_step", 1) !== 1 ||
+      (Array.isArray(obj.mlp_only_layers) && obj.mlp_only_layers.length > 0))
+  ) {
+    fail(
+      "mlp_only_layers",
+      "dense layers among the MoE layers are not supported: every layer must be an MoE layer",
+    );
+  }
+  if (family === "olmoe" && has("clip_qkv")) fail("clip_qkv", "clipping q, k and v is not supported");
+  const normalizeDefault = family !== "qwen2moe" && family !== "olmoe";
+  if (has("norm_topk_prob") && typeof obj.norm_topk_prob !== "boolean")
+    fail("norm_topk_prob", "expected true or false");
+  const normalize = has("norm_topk_prob") ? obj.norm_topk_prob === true : normalizeDefault;
   const topK = experts > 0 ? positive("num_experts_per_tok", 2) : 0;
   if (topK > experts) fail("num_experts_per_tok", `${topK} is more than the ${experts} experts`);
   const vocab = positive("vocab_size");
   const context = positive("max_position_embeddings", 4096);
   const ropeTheta = float("rope_theta", 10000);
-  const eps = float("rms_norm_eps", typeName === "mixtral" ? 1e-5 : 1e-6);
+  const eps = float("rms_norm_eps", typeName === "mixtral" || family === "olmoe" ? 1e-5 : 1e-6);
   let window: number | undefined;
   if (has("sliding_window")) {
     window = positive("sliding_window");
@@ -543,6 +737,7 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
     basename(dirname(path));
   const shape: ModelShape = {
     name: sanitizeIdentifier(given ?? "", typeof typeName === "string" ? typeName : "model"),
+    family: family!,
     vocab,
     hidden,
     layers,
@@ -558,22 +753,34 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
     ...(window !== undefined ? { window } : {}),
     tied,
     rope: "half",
+    normalize,
+    ...(family === "qwen3moe" ? { qkNorm: "head" as const } : {}),
+    ...(family === "olmoe" ? { qkNorm: "full" as const } : {}),
+    ...(family === "qwen2moe"
+      ? { qkvBias: true, sharedFfn: positive("shared_expert_intermediate_size") }
+      : {}),
+    ...(family === "qwen3moe" && obj.attention_bias === true ? { qkvBias: true } : {}),
   };
   const header = [
     `Imported by \`moec import\` from ${quoted(basename(path))}${typeof typeName === "string" ? ` (model_type ${typeName})` : ""}.`,
     "Hugging Face tensor names; RoPE pairs the halves of each head (style: half), as these checkpoints need.",
   ];
-  if (experts > 0) {
+  if (experts > 0 && shape.family === "llama") {
     header.push(
       "Hugging Face stores each expert apart (….experts.E.w1.weight); the language has no expert index, so",
       "w_gate/w_up/w_down name ….experts.w1/w3/w2.weight and the loader gathers experts 0…E-1 in order.",
     );
+  } else if (experts > 0) {
+    header.push(
+      "Hugging Face stores each expert apart (….experts.E.gate_proj.weight); the language has no expert index,",
+      "so w_gate/w_up/w_down name ….experts.gate_proj/up_proj/down_proj.weight and the loader gathers them.",
+    );
   }
   if (tied) header.push("tie_word_embeddings: the output head is tied to tok_embed.");
-  const bare = renderSpec(shape, HF_NAMES(experts > 0), { header });
+  const bare = renderSpec(shape, HF_NAMES(experts > 0, shape.family), { header });
   const model = compileSource(bare, `${path}.moe`).models[0]!;
   const rules = [...model.weights.values()].map((w) => ({ pattern: patternOf(w.key), scheme }));
-  const source = renderSpec(shape, HF_NAMES(experts > 0), {
+  const source = renderSpec(shape, HF_NAMES(experts > 0, shape.family), {
     header,
     quant: rules,
     quantNotes: [`${dtypeKey ?? "torch_dtype"}: every tensor of the checkpoint is ${scheme}.`],

@@ -1,6 +1,8 @@
 // Small random Mixtral-shaped (or dense Mistral-shaped) GGUF files that llama.cpp can load: the
 // llama architecture's metadata, a SentencePiece-style vocabulary, f32 norms and router, and every
 // matrix in the requested type, encoded by moec's own schemes. Tests and the benchmarks use them.
+// `family` writes the MoE architectures built on it instead (qwen3moe, qwen2moe, olmoe, granitemoe:
+// their q/k norms, biases, shared expert and multipliers), usually with a real vocabulary (`tokenizer`).
 import { getScheme } from "../quant/index.ts";
 import type { QuantScheme } from "../quant/scheme.ts";
 import { gaussian, rng } from "../weights.ts";
@@ -9,7 +11,21 @@ import type { GgufValue } from "./gguf-value.ts";
 import { gv } from "./gguf-value.ts";
 import { type GgufTensorInput, type GgufWriteResult, writeGguf } from "./gguf-write.ts";
 
+/** llama.cpp's `general.architecture` of the file. */
+export type RandomFamily = "llama" | "qwen3moe" | "qwen2moe" | "olmoe" | "granitemoe";
+
 export interface RandomMixtralOptions {
+  /** Default "llama". */
+  family?: RandomFamily;
+  /** Width of a head (default hidden / heads); Qwen3's heads are wider than hidden / heads. */
+  headDim?: number;
+  /** qwen2moe: the shared expert's width (default 2 · ffn). */
+  sharedFfn?: number;
+  /** granitemoe: embedding_scale, residual_scale, attention.scale, logit_scale. */
+  multipliers?: { embedding: number; residual: number; attention: number; logits: number };
+  /** The tokenizer.* metadata of a real vocabulary (its token count must be `vocab`); default a random
+   * SentencePiece-style one. */
+  tokenizer?: [string, GgufValue][];
   hidden: number;
   layers: number;
   heads: number;
@@ -181,31 +197,49 @@ export const FILE_TYPE: Record<string, number> = {
   bf16: 32,
 };
 
-/** The metadata llama.cpp reads to load a llama-architecture model (Mistral, Mixtral). */
+/** The metadata llama.cpp reads to load a llama-architecture model (Mistral, Mixtral), or one of the
+ * families built on it under its own prefix. */
 export function mixtralMetadata(o: RandomMixtralOptions, vocab: Vocabulary): [string, GgufValue][] {
-  const headDim = o.hidden / o.heads;
+  const arch = o.family ?? "llama";
+  const headDim = o.headDim ?? o.hidden / o.heads;
   const md: [string, GgufValue][] = [
-    ["general.architecture", gv.str("llama")],
+    ["general.architecture", gv.str(arch)],
     ["general.name", gv.str(o.name ?? "moec random mixtral")],
     ["general.alignment", gv.u32(32)],
   ];
   const ft = FILE_TYPE[o.type];
   if (ft !== undefined) md.push(["general.file_type", gv.u32(ft)]);
+  const k = (key: string) => `${arch}.${key}`;
   md.push(
-    ["llama.vocab_size", gv.u32(o.vocab)],
-    ["llama.context_length", gv.u32(o.context ?? 2048)],
-    ["llama.embedding_length", gv.u32(o.hidden)],
-    ["llama.block_count", gv.u32(o.layers)],
-    ["llama.feed_forward_length", gv.u32(o.ffn)],
-    ["llama.attention.head_count", gv.u32(o.heads)],
-    ["llama.attention.head_count_kv", gv.u32(o.kvHeads)],
-    ["llama.rope.dimension_count", gv.u32(headDim)],
-    ["llama.rope.freq_base", gv.f32(o.ropeTheta ?? 10000)],
-    ["llama.attention.layer_norm_rms_epsilon", gv.f32(o.eps ?? 1e-5)],
+    [k("vocab_size"), gv.u32(o.vocab)],
+    [k("context_length"), gv.u32(o.context ?? 2048)],
+    [k("embedding_length"), gv.u32(o.hidden)],
+    [k("block_count"), gv.u32(o.layers)],
+    [k("feed_forward_length"), gv.u32(o.ffn)],
+    [k("attention.head_count"), gv.u32(o.heads)],
+    [k("attention.head_count_kv"), gv.u32(o.kvHeads)],
+    [k("rope.dimension_count"), gv.u32(headDim)],
+    [k("rope.freq_base"), gv.f32(o.ropeTheta ?? 10000)],
+    [k("attention.layer_norm_rms_epsilon"), gv.f32(o.eps ?? 1e-5)],
   );
+  if (o.headDim !== undefined)
+    md.push([k("attention.key_length"), gv.u32(headDim)], [k("attention.value_length"), gv.u32(headDim)]);
   if (o.experts > 0) {
-    md.push(["llama.expert_count", gv.u32(o.experts)], ["llama.expert_used_count", gv.u32(o.topK)]);
+    md.push([k("expert_count"), gv.u32(o.experts)], [k("expert_used_count"), gv.u32(o.topK)]);
   }
+  if (arch === "qwen3moe" || arch === "qwen2moe") md.push([k("expert_feed_forward_length"), gv.u32(o.ffn)]);
+  if (arch === "qwen2moe")
+    md.push([k("expert_shared_feed_forward_length"), gv.u32(o.sharedFfn ?? 2 * o.ffn)]);
+  if (arch === "granitemoe" && o.multipliers) {
+    const m = o.multipliers;
+    md.push(
+      [k("embedding_scale"), gv.f32(m.embedding)],
+      [k("residual_scale"), gv.f32(m.residual)],
+      [k("attention.scale"), gv.f32(m.attention)],
+      [k("logit_scale"), gv.f32(m.logits)],
+    );
+  }
+  if (o.tokenizer) return [...md, ...o.tokenizer];
   md.push(
     ["tokenizer.ggml.model", gv.str("llama")],
     ["tokenizer.ggml.tokens", gv.strings(vocab.tokens)],
@@ -231,9 +265,16 @@ function checkOptions(path: string, o: RandomMixtralOptions, scheme: QuantScheme
   if (o.experts > 0 && (!Number.isInteger(o.topK) || o.topK < 1 || o.topK > o.experts)) {
     fail(`topK must be from 1 to experts (${o.experts}), not ${o.topK}`);
   }
-  if (o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0) {
+  if (
+    o.headDim !== undefined ? o.headDim % 2 !== 0 : o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0
+  ) {
     fail(`hidden ${o.hidden} must split into ${o.heads} heads of an even size`);
   }
+  const tokens = o.tokenizer?.find(([key]) => key === "tokenizer.ggml.tokens")?.[1];
+  if (o.tokenizer && (tokens?.type !== "array" || tokens.value.length !== o.vocab))
+    fail(
+      `the tokenizer has ${tokens?.type === "array" ? tokens.value.length : "no"} tokens, but vocab is ${o.vocab}`,
+    );
   if (o.heads % o.kvHeads !== 0) fail(`heads ${o.heads} must be a multiple of kvHeads ${o.kvHeads}`);
   for (const [what, row] of [
     ["hidden", o.hidden],
@@ -278,14 +319,16 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
   const f32 = getScheme("f32");
   const rand = rng(o.seed ?? 1);
   const g = gaussian(rand);
-  const headDim = o.hidden / o.heads;
+  const headDim = o.headDim ?? o.hidden / o.heads;
+  const family = o.family ?? "llama";
   const tensors: GgufTensorInput[] = [];
 
-  /** `shape` in spec order ([out, in], experts first); stored with dims reversed. */
-  const values = (shape: number[], scale = 1): Float32Array => {
+  /** `shape` in spec order ([out, in], experts first); stored with dims reversed. A vector is a norm
+   * (1 + N(0, 0.1²)) unless `plain`: a bias or a gate, drawn like a matrix row. */
+  const values = (shape: number[], scale = 1, plain = false): Float32Array => {
     const n = shape.reduce((a, b) => a * b, 1);
     const out = new Float32Array(n);
-    const vector = shape.length === 1;
+    const vector = shape.length === 1 && !plain;
     const std = vector ? 0.1 : scale / Math.sqrt(shape.at(-1)!);
     for (let i = 0; i < n; i++) out[i] = (vector ? 1 : 0) + std * g();
     return out;
@@ -330,9 +373,23 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
   for (let i = 0; i < o.layers; i++) {
     const b = `blk.${i}`;
     add(`${b}.attn_norm.weight`, [o.hidden], f32);
-    add(`${b}.attn_q.weight`, [o.heads * headDim, o.hidden], scheme);
-    add(`${b}.attn_k.weight`, [o.kvHeads * headDim, o.hidden], scheme);
-    add(`${b}.attn_v.weight`, [o.kvHeads * headDim, o.hidden], scheme);
+    for (const [p, heads] of [
+      ["q", o.heads],
+      ["k", o.kvHeads],
+      ["v", o.kvHeads],
+    ] as const) {
+      add(`${b}.attn_${p}.weight`, [heads * headDim, o.hidden], scheme);
+      if (family === "qwen2moe")
+        add(`${b}.attn_${p}.bias`, [heads * headDim], f32, 1, values([heads * headDim], 1, true));
+    }
+    if (family === "qwen3moe") {
+      add(`${b}.attn_q_norm.weight`, [headDim], f32);
+      add(`${b}.attn_k_norm.weight`, [headDim], f32);
+    }
+    if (family === "olmoe") {
+      add(`${b}.attn_q_norm.weight`, [o.heads * headDim], f32);
+      add(`${b}.attn_k_norm.weight`, [o.kvHeads * headDim], f32);
+    }
     add(`${b}.attn_output.weight`, [o.hidden, o.heads * headDim], scheme);
     add(`${b}.ffn_norm.weight`, [o.hidden], f32);
     if (o.experts > 0) {
@@ -340,6 +397,13 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
       addExperts(`${b}.ffn_gate_exps.weight`, (e) => `${b}.ffn_gate.${e}.weight`, [o.ffn, o.hidden]);
       addExperts(`${b}.ffn_down_exps.weight`, (e) => `${b}.ffn_down.${e}.weight`, [o.hidden, o.ffn]);
       addExperts(`${b}.ffn_up_exps.weight`, (e) => `${b}.ffn_up.${e}.weight`, [o.ffn, o.hidden]);
+      if (family === "qwen2moe") {
+        const sh = o.sharedFfn ?? 2 * o.ffn;
+        add(`${b}.ffn_gate_inp_shexp.weight`, [o.hidden], f32, 1, values([o.hidden], 1, true));
+        add(`${b}.ffn_gate_shexp.weight`, [sh, o.hidden], scheme);
+        add(`${b}.ffn_up_shexp.weight`, [sh, o.hidden], scheme);
+        add(`${b}.ffn_down_shexp.weight`, [o.hidden, sh], scheme);
+      }
     } else {
       add(`${b}.ffn_gate.weight`, [o.ffn, o.hidden], scheme);
       add(`${b}.ffn_down.weight`, [o.hidden, o.ffn], scheme);
@@ -353,5 +417,8 @@ export function writeRandomMixtralGguf(path: string, o: RandomMixtralOptions): G
     add("output.weight", [o.vocab, o.hidden], scheme, 1, head);
   }
 
-  return writeGguf(path, { metadata: mixtralMetadata(o, randomVocabulary(o.vocab)), tensors });
+  const vocab = o.tokenizer
+    ? { tokens: [], scores: [], types: [], bos: 0, eos: 0, unk: 0 }
+    : randomVocabulary(o.vocab);
+  return writeGguf(path, { metadata: mixtralMetadata(o, vocab), tensors });
 }

@@ -55,8 +55,16 @@ export interface ResolvedSafetensorsWeight {
 }
 
 const shapeText = (s: readonly number[]) => `[${s.join(", ")}]`;
-const sameShape = (a: readonly number[], b: readonly number[]) =>
-  a.length === b.length && a.every((d, i) => d === b[i]);
+/** Leading dimensions of 1 do not count: Qwen2-MoE's shared expert gate is a [1, hidden] Linear that a spec
+ * (and GGUF) calls a [hidden] vector. */
+const squeeze = (s: readonly number[]) => {
+  const first = s.findIndex((d) => d !== 1);
+  return first < 0 ? s : s.slice(first);
+};
+const sameShape = (a: readonly number[], b: readonly number[]) => {
+  const [x, y] = [squeeze(a), squeeze(b)];
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+};
 
 /** Finds every manifest weight in the checkpoint and checks its shape and dtype. */
 export function resolveSafetensorsWeights(
