@@ -28,8 +28,10 @@ describe("moec inspect", () => {
     expect(info.params.total / 1e9).toBeLessThanOrEqual(142);
     expect(info.params.active / 1e9).toBeGreaterThanOrEqual(38.5);
     expect(info.params.active / 1e9).toBeLessThanOrEqual(39.5);
-    // 56 layers × 2 (K and V) × 8 KV heads × 128 × 2 bytes (f16)
-    expect(info.kv_cache.bytes_per_token).toBe(56 * 2 * 8 * 128 * 2);
+    // 56 layers × 2 (K and V) × 8 KV heads × 128 × 2 bytes (f16, the default cache)
+    expect([info.kv_cache.bytes_per_token, info.kv_cache.dtype]).toEqual([56 * 2 * 8 * 128 * 2, "f16"]);
+    const q8 = JSON.parse(moec("inspect", "specs/mixtral-8x22b.moe", "--kv-type", "q8_0", "--json").out);
+    expect(q8.kv_cache).toEqual({ bytes_per_token: (56 * 2 * 8 * 128 * 34) / 32, dtype: "q8_0" });
   });
 
   it("a dense model has as many active parameters as total", () => {
@@ -106,7 +108,7 @@ describe("moec compile", () => {
 
 describe("moec plan", () => {
   it("--json has the planned figures", () => {
-    // 8x22B at q4_k in 24 GiB: its f32 KV cache fits beside two expert slots per layer up to ~8.1k tokens.
+    // 8x22B at q4_k in 24 GiB: its f16 KV cache fits beside two expert slots per layer up to ~14.8k tokens.
     const r = moec(
       "plan",
       "specs/mixtral-8x22b.moe",
@@ -126,12 +128,30 @@ describe("moec plan", () => {
     expect(p.device_bytes).toBeLessThanOrEqual(p.budget_bytes);
     expect(p.experts.total).toBe(56 * 8);
     expect(p.experts.resident).toBe(56 * p.experts.cache_slots_per_layer);
+    expect([p.kv_type, p.kv_bytes_per_token]).toEqual(["f16", 56 * 2 * 8 * 128 * 2]);
+    expect(p.kv_cache_bytes).toBe(4096 * p.kv_bytes_per_token);
+    // --kv-type sizes the cache it names: q8_0, 34 bytes per 32 values, on the cpu (the spec's target is
+    // webgpu, which cannot hold q8_0 and says so).
+    const args = ["specs/mixtral-8x22b.moe", "--quant", "q4_k", "--vram", "24GiB", "--context", "4096"];
+    const q8 = JSON.parse(moec("plan", ...args, "--kv-type", "q8_0", "--backend", "cpu", "--json").out);
+    const gpu = moec("plan", ...args, "--kv-type", "q8_0");
+    expect([gpu.code, gpu.err]).toEqual([
+      1,
+      expect.stringContaining("the webgpu backend cannot hold a q8_0 KV cache"),
+    ]);
+    expect([q8.kv_type, q8.kv_cache_bytes]).toEqual(["q8_0", (p.kv_cache_bytes / 64) * 34]);
   });
 
-  it("--table lists every scheme against contexts up to the model's", () => {
+  it("--table lists every scheme against contexts up to the model's, with the f16 cache", () => {
     const r = moec("plan", "specs/mixtral-8x7b.moe", "--table");
     expect(r.code).toBe(0);
-    for (const s of ["q2_k", "q4_k", "q8_0", "f16", "1k", "4k", "8k", "32k"]) expect(r.out).toContain(s);
+    for (const s of ["q2_k", "q4_k", "q8_0", "f16 KV cache", "1k", "4k", "8k", "32k"])
+      expect(r.out).toContain(s);
+    const bad = moec("plan", "specs/mixtral-8x7b.moe", "--table", "--kv-type", "f8");
+    expect([bad.code, bad.err.trim()]).toEqual([
+      1,
+      "error: --kv-type: unknown KV cache type `f8` (types: f32, f16, q8_0)",
+    ]);
   });
 
   it("--html draws the plan as a page", () => {
