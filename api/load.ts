@@ -9,6 +9,7 @@ import { SpecError, SpecErrors } from "../compiler/lang/errors.ts";
 import type { ChatTemplateSource } from "../runtime/chat-template.ts";
 import { GpuModel, isGpuModule } from "../runtime/gpu/model.ts";
 import { isKvType, KV_TYPES } from "../runtime/kv-type.ts";
+import { DeviceBudgetError } from "../runtime/memory/device-plan.ts";
 import { policyNames } from "../runtime/memory/policy.ts";
 import { ModelInstance } from "../runtime/model.ts";
 import { parseSize } from "../runtime/units.ts";
@@ -171,7 +172,15 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
           expertFile,
         });
       } catch (e) {
-        throw loadError(e);
+        const le = loadError(e);
+        if (le instanceof ModelLoadError && o.parallel > 1 && e instanceof DeviceBudgetError) {
+          // The figure counts every slot's KV caches: say so, since --parallel is what multiplies them.
+          throw new ModelLoadError(
+            `${le.message} (the KV cache is ${o.parallel} sequences' caches: parallel ${o.parallel} × context ${m.maxContext}; fewer slots or a shorter context need less)`,
+            e,
+          );
+        }
+        throw le;
       }
       close.push(() => cpu.close());
       stepper = {

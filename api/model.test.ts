@@ -70,6 +70,13 @@ describe("loadModel", () => {
     );
     await expect(loadModel("models/README.md")).rejects.toThrow(InvalidOptionError);
     await expect(loadModel(GGUF, { vram: 1000 })).rejects.toThrow(ModelLoadError);
+    // Every slot's KV caches are planned with the rest: a budget that holds one sequence but not 64 refuses.
+    await expect(
+      loadModel(GGUF, { vram: "8MiB", threads: 1 }).then((m) => m.close()),
+    ).resolves.toBeUndefined();
+    await expect(loadModel(GGUF, { vram: "8MiB", parallel: 64 })).rejects.toThrow(
+      /needs at least .* KV cache for 2048 tokens .*parallel 64 × context 2048/,
+    );
   });
 });
 
