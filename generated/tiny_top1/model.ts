@@ -205,6 +205,7 @@ export const manifest = {
       "headDim": 16
     }
   ],
+  "kvType": "f16",
   "moe": [
     {
       "gate": "layer.w_gate",
@@ -220,21 +221,21 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 655360,
+  "arenaBytes": 671744,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 10240
+    "strideBytes": 10496
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 2560;
+const STRIDE = 2624;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHRwYJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECW1tX2YzMl82NAAFCW1tX2YzMl85NgAGCtEaBwoAIABBAnQqAgALgAIFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIBQgB/0AAgAgCP0AAgD95gH95AEhFCAUIAf9AAIQIAj9AAIQ/eYB/eQBIRQgFCAH/QACICAI/QACIP3mAf3kASEUIBQgB/0AAjAgCP0AAjD95gH95AEhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6EJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtICkgLSAl/QACAP3mAf3kASEpICogLSAm/QACAP3mAf3kASEqICsgLSAn/QACAP3mAf3kASErICwgLSAo/QACAP3mAf3kASEsIAf9AAIQIS4gKSAuICX9AAIQ/eYB/eQBISkgKiAuICb9AAIQ/eYB/eQBISogKyAuICf9AAIQ/eYB/eQBISsgLCAuICj9AAIQ/eYB/eQBISwgB/0AAiAhLyApIC8gJf0AAiD95gH95AEhKSAqIC8gJv0AAiD95gH95AEhKiArIC8gJ/0AAiD95gH95AEhKyAsIC8gKP0AAiD95gH95AEhLCAH/QACMCEwICkgMCAl/QACMP3mAf3kASEpICogMCAm/QACMP3mAf3kASEqICsgMCAn/QACMP3mAf3kASErICwgMCAo/QACMP3mAf3kASEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIBggB/0AAgAgCP0AAgD95gH95AEhGCAYIAf9AAIQIAj9AAIQ/eYB/eQBIRggGCAH/QACICAI/QACIP3mAf3kASEYIBggB/0AAjAgCP0AAjD95gH95AEhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLoAkICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
-export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/f39/AGAHf39/f39/fwACEgEDZW52Bm1lbW9yeQIDAYCABAMIBwABAgMBBAQHRwYJbXZfZjMyXzY0AAEIcWtfMTZfMzIAAghhdl8xNl8zMgADCW12X2YzMl85NgAECW1tX2YzMl82NAAFCW1tX2YzMl85NgAGCsEZBwoAIABBAnQqAgAL9AEFBH8BfQR/BH0NeyADIQkgACADQYACbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAIAIAj9AAIAIBT9hQIhFCAH/QACECAI/QACECAU/YUCIRQgB/0AAiAgCP0AAiAgFP2FAiEUIAf9AAIwIAj9AAIwIBT9hQIhFCAHQcAAaiEHIAhBwABqIQggCkEBaiIKQQRJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsL8wECA38EeyADIQYgASADQYABbGohBwJAA0AgBiAESg0B/QwAAAAAAAAAAAAAAAAAAAAAIQn9DAAAAAAAAAAAAAAAAAAAAAAhCkEAIQgDQCAAIAhq/QACACELIAcgCGr9AAIAIQwgCSAL/V8gDP1f/fIB/fABIQkgCiALIAv9DQgJCgsMDQ4PCAkKCwwNDg/9XyAMIAz9DQgJCgsMDQ4PCAkKCwwNDg/9X/3yAf3wASEKIAhBEGoiCEHAAEkNAAsgCSAK/fABIQkgAiAGQQN0aiAFIAn9IQAgCf0hAaCiOQMAIAdBgAFqIQcgBkEBaiEGDAALCwuFAgMDfwN7AX9BACEHA0AgAiAHav0MAAAAAAAAAAAAAAAAAAAAAP0LAgAgB0EQaiIHQcAASQ0ACyADIQUgASADQYABbGohBgJAA0AgBSAESg0BIAAgBUEDdGorAwD9FCEIQQAhBwNAIAIgB2ohCyAGIAdq/QACACEJIAv9AAIAIQogCyAK/V8gCCAJ/V/98gH98AH9XiAKIAr9DQgJCgsMDQ4PCAkKCwwNDg/9XyAIIAkgCf0NCAkKCwwNDg8ICQoLDA0OD/1f/fIB/fAB/V79DQABAgMEBQYHEBESExQVFhf9CwIAIAdBEGoiB0HAAEkNAAsgBkGAAWohBiAFQQFqIQUMAAsLC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC+UICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtIC0gJf0AAgAgKf2FAiEpIC0gJv0AAgAgKv2FAiEqIC0gJ/0AAgAgK/2FAiErIC0gKP0AAgAgLP2FAiEsIAf9AAIQIS4gLiAl/QACECAp/YUCISkgLiAm/QACECAq/YUCISogLiAn/QACECAr/YUCISsgLiAo/QACECAs/YUCISwgB/0AAiAhLyAvICX9AAIgICn9hQIhKSAvICb9AAIgICr9hQIhKiAvICf9AAIgICv9hQIhKyAvICj9AAIgICz9hQIhLCAH/QACMCEwIDAgJf0AAjAgKf2FAiEpIDAgJv0AAjAgKv2FAiEqIDAgJ/0AAjAgK/2FAiErIDAgKP0AAjAgLP2FAiEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAIAIAj9AAIAIBj9hQIhGCAH/QACECAI/QACECAY/YUCIRggB/0AAiAgCP0AAiAgGP2FAiEYIAf9AAIwIAj9AAIwIBj9hQIhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsL5AgICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasm = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCQgAAQIDBAEFBQdVBgltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABAltdl9mMzJfOTYABQltbV9mMzJfNjQABgltbV9mMzJfOTYABwr/GwgKACAAQQJ0KgIAC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC4EBAgF/AXsDQCAAIAJBAXZq/V0BACEDIAP9qQEhAyABIAJqIANBDf2rAf0MAOD/DwDg/w8A4P8PAOD/D/1O/QwAAIB3AACAdwAAgHcAAIB3/eYBIAP9DACAAAAAgAAAAIAAAACAAAD9TkEQ/asB/VD9CwIAIAJBEGoiAkHAAEkNAAsL4QECB38BewJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogACAJIAFsaiENIAUgCSABbGogCEECdGohDgNA/QwAAAAAAAAAAAAAAAAAAAAAIQ9BACELA0AgDyANIAtq/QACACAMIAtq/QACAP3mAf3kASEPIAtBEGoiC0HAAEkNAAsgDiAGIA/9HwAgD/0fAZIgD/0fAiAP/R8DkpKUOAIAIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwvCAgMHfwF7AX8DQCAFIAkgAWxqIQ0gBiAJIAFsaiEOQQAhCgNAIA4qAgD9EyEPQQAhCwNAIA0gC2ohECAQIA8gEP0AAgD95gH9CwIAIAtBEGoiC0HAAEkNAAsgDUHAAGohDSAOQQRqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogBSAJIAFsaiENIAAgCSABbGogCEECdGohDgNAIA4qAgD9EyEPIA/9UwRAQQAhCwNAIA0gC2ohECAQIBD9AAIAIA8gDCALav0AAgD95gH95AH9CwIAIAtBEGoiC0HAAEkNAAsLIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuhCQgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC6AJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0EqaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhMSABIA1BAnRqKAIEITIgASANQQJ0aigCCCEzIAEgDUECdGooAgwhNCALIQogACALQYADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgMSEl/QwAAAAAAAAAAAAAAAAAAAAAISogMiEm/QwAAAAAAAAAAAAAAAAAAAAAISsgMyEn/QwAAAAAAAAAAAAAAAAAAAAAISwgNCEoQQAhCQNAIAf9AAIAIS0gKSAtICX9AAIA/eYB/eQBISkgKiAtICb9AAIA/eYB/eQBISogKyAtICf9AAIA/eYB/eQBISsgLCAtICj9AAIA/eYB/eQBISwgB/0AAhAhLiApIC4gJf0AAhD95gH95AEhKSAqIC4gJv0AAhD95gH95AEhKiArIC4gJ/0AAhD95gH95AEhKyAsIC4gKP0AAhD95gH95AEhLCAH/QACICEvICkgLyAl/QACIP3mAf3kASEpICogLyAm/QACIP3mAf3kASEqICsgLyAn/QACIP3mAf3kASErICwgLyAo/QACIP3mAf3kASEsIAf9AAIwITAgKSAwICX9AAIw/eYB/eQBISkgKiAwICb9AAIw/eYB/eQBISogKyAwICf9AAIw/eYB/eQBISsgLCAwICj9AAIw/eYB/eQBISwgB0HAAGohByAlQcAAaiElICZBwABqISYgJ0HAAGohJyAoQcAAaiEoIAlBAWoiCUEGSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgGCAH/QACACAI/QACAP3mAf3kASEYIBggB/0AAhAgCP0AAhD95gH95AEhGCAYIAf9AAIgIAj9AAIg/eYB/eQBIRggGCAH/QACMCAI/QACMP3mAf3kASEYIAdBwABqIQcgCEHAAGohCCAJQQFqIglBBkkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCws=";
+export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCQgAAQIDBAEFBQdVBgltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABAltdl9mMzJfOTYABQltbV9mMzJfNjQABgltbV9mMzJfOTYABwrpGggKACAAQQJ0KgIAC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC4EBAgF/AXsDQCAAIAJBAXZq/V0BACEDIAP9qQEhAyABIAJqIANBDf2rAf0MAOD/DwDg/w8A4P8PAOD/D/1O/QwAAIB3AACAdwAAgHcAAIB3/eYBIAP9DACAAAAAgAAAAIAAAACAAAD9TkEQ/asB/VD9CwIAIAJBEGoiAkHAAEkNAAsL3gECB38BewJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogACAJIAFsaiENIAUgCSABbGogCEECdGohDgNA/QwAAAAAAAAAAAAAAAAAAAAAIQ9BACELA0AgDSALav0AAgAgDCALav0AAgAgD/2FAiEPIAtBEGoiC0HAAEkNAAsgDiAGIA/9HwAgD/0fAZIgD/0fAiAP/R8DkpKUOAIAIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwu/AgMHfwF7AX8DQCAFIAkgAWxqIQ0gBiAJIAFsaiEOQQAhCgNAIA4qAgD9EyEPQQAhCwNAIA0gC2ohECAQIA8gEP0AAgD95gH9CwIAIAtBEGoiC0HAAEkNAAsgDUHAAGohDSAOQQRqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogBSAJIAFsaiENIAAgCSABbGogCEECdGohDgNAIA4qAgD9EyEPIA/9UwRAQQAhCwNAIA0gC2ohECAQIA8gDCALav0AAgAgEP0AAgD9hQL9CwIAIAtBEGoiC0HAAEkNAAsLIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvlCAgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC+QICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0EqaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhMSABIA1BAnRqKAIEITIgASANQQJ0aigCCCEzIAEgDUECdGooAgwhNCALIQogACALQYADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgMSEl/QwAAAAAAAAAAAAAAAAAAAAAISogMiEm/QwAAAAAAAAAAAAAAAAAAAAAISsgMyEn/QwAAAAAAAAAAAAAAAAAAAAAISwgNCEoQQAhCQNAIAf9AAIAIS0gLSAl/QACACAp/YUCISkgLSAm/QACACAq/YUCISogLSAn/QACACAr/YUCISsgLSAo/QACACAs/YUCISwgB/0AAhAhLiAuICX9AAIQICn9hQIhKSAuICb9AAIQICr9hQIhKiAuICf9AAIQICv9hQIhKyAuICj9AAIQICz9hQIhLCAH/QACICEvIC8gJf0AAiAgKf2FAiEpIC8gJv0AAiAgKv2FAiEqIC8gJ/0AAiAgK/2FAiErIC8gKP0AAiAgLP2FAiEsIAf9AAIwITAgMCAl/QACMCAp/YUCISkgMCAm/QACMCAq/YUCISogMCAn/QACMCAr/YUCISsgMCAo/QACMCAs/YUCISwgB0HAAGohByAlQcAAaiElICZBwABqISYgJ0HAAGohJyAoQcAAaiEoIAlBAWoiCUEGSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAgAgCP0AAgAgGP2FAiEYIAf9AAIQIAj9AAIQIBj9hQIhGCAH/QACICAI/QACICAY/YUCIRggB/0AAjAgCP0AAjAgGP2FAiEYIAdBwABqIQcgCEHAAGohCCAJQQFqIglBBkkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCws=";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -275,64 +276,107 @@ export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
         (br $rows)))
   )
 
-  ;; Attention over one KV head's cache (rows of 32 floats; k and v point at the head's 16).
-  ;; Products and sums in f64, as the TypeScript kernel and the reference executor compute them, so that a
-  ;; long context's softmax (and the expert choices after it) does not hinge on f32 rounding.
-  ;; qk_16_32: s[p] = scale · q·k_p (f64 scores) for first ≤ p ≤ last.
-  (func (export "qk_16_32") (param $q i32) (param $k i32) (param $s i32) (param $first i32) (param $last i32) (param $scale f64)
-    (local $p i32) (local $row i32) (local $d i32) (local $lo v128) (local $hi v128) (local $a v128) (local $b v128)
-    (local.set $p (local.get $first))
-    (local.set $row (i32.add (local.get $k) (i32.mul (local.get $first) (i32.const 128))))
-    (block $done
-      (loop $positions
-        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $lo (v128.const i32x4 0 0 0 0))
-        (local.set $hi (v128.const i32x4 0 0 0 0))
-        (local.set $d (i32.const 0))
-        (loop $dims
-          (local.set $a (v128.load align=4 (i32.add (local.get $q) (local.get $d))))
-          (local.set $b (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
-          (local.set $lo (f64x2.add (local.get $lo) (f64x2.mul
-            (f64x2.promote_low_f32x4 (local.get $a)) (f64x2.promote_low_f32x4 (local.get $b)))))
-          (local.set $hi (f64x2.add (local.get $hi) (f64x2.mul
-            (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $a) (local.get $a))) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $b) (local.get $b))))))
-          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-        (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
-        (f64.store (i32.add (local.get $s) (i32.shl (local.get $p) (i32.const 3)))
-          (f64.mul (local.get $scale)
-            (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo)))))
-        (local.set $row (i32.add (local.get $row) (i32.const 128)))
-        (local.set $p (i32.add (local.get $p) (i32.const 1)))
-        (br $positions)))
+  ;; Attention over one KV head's cache, for the 2 query heads that share it and n tokens at once
+  ;; (1 when decoding, a prefill batch otherwise), one tile of keys at a time: each key (and each value) is
+  ;; read from the cache once per tile for every query head and token, f16 widened to f32 in SIMD
+  ;; registers into a row of 16 floats at $buf (f32 rows are read in place). Cache rows are
+  ;; 64 bytes; a token's query, scores, output and corrections are `$stride` bytes after the
+  ;; previous token's. Scores sit 256 floats apart per head. The online softmax between the two pieces
+  ;; (max, exp, the running sum) is TypeScript's, which has exp.
+  ;; widen_f16_16_64_g2: the 16 f16 values at $src as f32 at $dst.
+  (func $widen_f16_16_64_g2 (param $src i32) (param $dst i32)
+    (local $d i32) (local $h v128)
+    ;; |h| << 13 is the f32 whose exponent is the half's, 112 short: × 2^112 puts it right (subnormal
+    ;; halves included, wasm keeps f32 subnormals); then the sign. Infinities and NaNs are not stored.
+    (loop $dims
+      (local.set $h (v128.load64_zero align=2 (i32.add (local.get $src) (i32.shr_u (local.get $d) (i32.const 1)))))
+      (local.set $h (i32x4.extend_low_i16x8_u (local.get $h)))
+      (v128.store align=4 (i32.add (local.get $dst) (local.get $d))
+        (v128.or
+          (f32x4.mul (v128.and (i32x4.shl (local.get $h) (i32.const 13)) (v128.const i32x4 0x0fffe000 0x0fffe000 0x0fffe000 0x0fffe000))
+            (v128.const f32x4 0x1p112 0x1p112 0x1p112 0x1p112))
+          (i32x4.shl (v128.and (local.get $h) (v128.const i32x4 0x8000 0x8000 0x8000 0x8000)) (i32.const 16))))
+      (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
   )
-  ;; av_16_32: y = Σ a[p] · v_p for first ≤ p ≤ last (a in f64; y is 16 floats, overwritten), each
-  ;; step y ← f32(y + a·v) with the product in f64, as the TypeScript kernel does.
-  (func (export "av_16_32") (param $a i32) (param $v i32) (param $y i32) (param $first i32) (param $last i32)
-    (local $p i32) (local $row i32) (local $d i32) (local $w v128) (local $x v128) (local $t v128) (local $at i32)
-    (local.set $d (i32.const 0))
-    (loop $clear
-      (v128.store align=4 (i32.add (local.get $y) (local.get $d)) (v128.const i32x4 0 0 0 0))
-      (br_if $clear (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-    (local.set $p (local.get $first))
-    (local.set $row (i32.add (local.get $v) (i32.mul (local.get $first) (i32.const 128))))
-    (block $done
-      (loop $positions
-        (br_if $done (i32.gt_s (local.get $p) (local.get $last)))
-        (local.set $w (f64x2.splat (f64.load (i32.add (local.get $a) (i32.shl (local.get $p) (i32.const 3))))))
+  ;; qk_f16_16_64_g2: s[t][h][j] = scale · q[t][h] · k_j for j < cnt, t < n, h < 2.
+  (func (export "qk_f16_16_64_g2") (param $q i32) (param $stride i32) (param $n i32) (param $k i32) (param $cnt i32) (param $s i32) (param $scale f32) (param $buf i32)
+    (local $j i32) (local $t i32) (local $h i32) (local $d i32) (local $row i32) (local $qp i32) (local $sp i32) (local $acc v128)
+    (block $keysDone
+      (loop $keys
+        (br_if $keysDone (i32.ge_u (local.get $j) (local.get $cnt)))
+        (call $widen_f16_16_64_g2 (local.get $k) (local.get $buf))
+        (local.set $row (local.get $buf))
+        (local.set $t (i32.const 0))
+        (loop $tokens
+          (local.set $h (i32.const 0))
+          (local.set $qp (i32.add (local.get $q) (i32.mul (local.get $t) (local.get $stride))))
+          (local.set $sp (i32.add (i32.add (local.get $s) (i32.mul (local.get $t) (local.get $stride))) (i32.shl (local.get $j) (i32.const 2))))
+          (loop $heads
+            (local.set $acc (v128.const i32x4 0 0 0 0))
+            (local.set $d (i32.const 0))
+            (loop $dims
+              (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul
+                (v128.load align=4 (i32.add (local.get $qp) (local.get $d)))
+                (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+              (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+            (f32.store align=4 (local.get $sp) (f32.mul (local.get $scale)
+              (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+                (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
+            (local.set $qp (i32.add (local.get $qp) (i32.const 64)))
+            (local.set $sp (i32.add (local.get $sp) (i32.const 1024)))
+            (br_if $heads (i32.lt_u (local.tee $h (i32.add (local.get $h) (i32.const 1))) (i32.const 2))))
+          (br_if $tokens (i32.lt_u (local.tee $t (i32.add (local.get $t) (i32.const 1))) (local.get $n))))
+        (local.set $k (i32.add (local.get $k) (i32.const 64)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $keys)))
+  )
+  ;; av_f16_16_64_g2: y[t][h] ← c[t][h] · y[t][h] + Σ_j e[t][h][j] · v_j (e laid out as the scores; a weight of 0, a
+  ;; masked key, is skipped).
+  (func (export "av_f16_16_64_g2") (param $e i32) (param $stride i32) (param $n i32) (param $v i32) (param $cnt i32) (param $y i32) (param $c i32) (param $buf i32)
+    (local $j i32) (local $t i32) (local $h i32) (local $d i32) (local $row i32) (local $yp i32) (local $ep i32) (local $w v128) (local $at i32)
+    ;; The corrections first: the rows' running sums were taken against an older max.
+    (loop $tokens
+      (local.set $yp (i32.add (local.get $y) (i32.mul (local.get $t) (local.get $stride))))
+      (local.set $ep (i32.add (local.get $c) (i32.mul (local.get $t) (local.get $stride))))
+      (local.set $h (i32.const 0))
+      (loop $heads
+        (local.set $w (f32x4.splat (f32.load align=4 (local.get $ep))))
         (local.set $d (i32.const 0))
         (loop $dims
-          (local.set $at (i32.add (local.get $y) (local.get $d)))
-          (local.set $x (v128.load align=4 (i32.add (local.get $row) (local.get $d))))
-          (local.set $t (v128.load align=4 (local.get $at)))
-          (v128.store align=4 (local.get $at) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
-            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (local.get $t))
-              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (local.get $x)))))
-            (f32x4.demote_f64x2_zero (f64x2.add (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $t) (local.get $t)))
-              (f64x2.mul (local.get $w) (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 (local.get $x) (local.get $x))))))))
+          (local.set $at (i32.add (local.get $yp) (local.get $d)))
+          (v128.store align=4 (local.get $at) (f32x4.mul (local.get $w) (v128.load align=4 (local.get $at))))
           (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
-        (local.set $row (i32.add (local.get $row) (i32.const 128)))
-        (local.set $p (i32.add (local.get $p) (i32.const 1)))
-        (br $positions)))
+        (local.set $yp (i32.add (local.get $yp) (i32.const 64)))
+        (local.set $ep (i32.add (local.get $ep) (i32.const 4)))
+        (br_if $heads (i32.lt_u (local.tee $h (i32.add (local.get $h) (i32.const 1))) (i32.const 2))))
+      (br_if $tokens (i32.lt_u (local.tee $t (i32.add (local.get $t) (i32.const 1))) (local.get $n))))
+    (block $keysDone
+      (loop $keys
+        (br_if $keysDone (i32.ge_u (local.get $j) (local.get $cnt)))
+        (call $widen_f16_16_64_g2 (local.get $v) (local.get $buf))
+        (local.set $row (local.get $buf))
+        (local.set $t (i32.const 0))
+        (loop $tokens
+          (local.set $h (i32.const 0))
+          (local.set $yp (i32.add (local.get $y) (i32.mul (local.get $t) (local.get $stride))))
+          (local.set $ep (i32.add (i32.add (local.get $e) (i32.mul (local.get $t) (local.get $stride))) (i32.shl (local.get $j) (i32.const 2))))
+          (loop $heads
+            (local.set $w (f32x4.splat (f32.load align=4 (local.get $ep))))
+            (if (v128.any_true (local.get $w))
+              (then
+                (local.set $d (i32.const 0))
+                (loop $dims
+                  (local.set $at (i32.add (local.get $yp) (local.get $d)))
+                  (v128.store align=4 (local.get $at) (f32x4.add (v128.load align=4 (local.get $at))
+                    (f32x4.mul (local.get $w) (v128.load align=4 (i32.add (local.get $row) (local.get $d))))))
+                  (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))))
+            (local.set $yp (i32.add (local.get $yp) (i32.const 64)))
+            (local.set $ep (i32.add (local.get $ep) (i32.const 1024)))
+            (br_if $heads (i32.lt_u (local.tee $h (i32.add (local.get $h) (i32.const 1))) (i32.const 2))))
+          (br_if $tokens (i32.lt_u (local.tee $t (i32.add (local.get $t) (i32.const 1))) (local.get $n))))
+        (local.set $v (i32.add (local.get $v) (i32.const 64)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $keys)))
   )
 
   ;; rows of 96 f32 weights
@@ -617,10 +661,13 @@ export const wasmRelaxed = "AGFzbQEAAAABKwVgAX8BfWAHf39/f399fwBgBn9/f39/fABgBX9/
 )
 */
 
+let KX_32: Float32Array = LOGITS;
 let S_linear_f32_32x64_n_r: Float32Array = LOGITS;
 let S_linear_f32_32x64_n: Float32Array = LOGITS;
 let S_linear_f32_64x64_n_r: Float32Array = LOGITS;
-let SC_attend_4x16_kv2: Float64Array = new Float64Array(0);
+let SC_attend_4x16_kv2_f16: Float32Array = LOGITS;
+let CR_attend_4x16_kv2_f16: Float32Array = LOGITS;
+let KB_16: Float32Array = LOGITS;
 let H_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let U_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
@@ -634,6 +681,8 @@ const SIN_linear_f32_32x64_n_r = new Float64Array(8);
 const FREQ_linear_f32_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10000 ** ((-2 * j) / 16));
 const COS_linear_f32_64x64_n_r = new Float64Array(8);
 const SIN_linear_f32_64x64_n_r = new Float64Array(8);
+const M_attend_4x16_kv2_f16 = new Float64Array(128);
+const L_attend_4x16_kv2_f16 = new Float64Array(128);
 const P_route_f32_8x64_top1_norm = new Float64Array(8);
 const CNT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(8);
 const AT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(64);
@@ -670,6 +719,48 @@ function linear_f32_32x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
       y[a] = va * COS_linear_f32_32x64_n_r[j] - vb * SIN_linear_f32_32x64_n_r[j];
       y[b] = va * SIN_linear_f32_32x64_n_r[j] + vb * COS_linear_f32_32x64_n_r[j];
     }
+  }
+}
+
+const HALF_F = new Float32Array(1);
+const HALF_U = new Uint32Array(HALF_F.buffer);
+/** f32 → f16 bits, round to nearest even, subnormals kept, overflow to ±Inf: ggml's GGML_FP32_TO_FP16, as
+ * runtime/quant/half.ts has it (the module imports nothing, so it carries its own copy; a test compares). */
+function to_half(v: number): number {
+  HALF_F[0] = v;
+  const x = HALF_U[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | (mant ? 0x7e00 : 0x7c00);
+  const e = exp - 112;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+let B_kv_write_32_f16: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+/** append 32 values to a f16 KV cache: row `pos` of the cache (64 bytes). */
+function kv_write_32_f16(x: Float32Array, xo: number, cache: Float32Array, pos: number): void {
+  if (B_kv_write_32_f16.buffer !== cache.buffer) B_kv_write_32_f16 = new Uint8Array(cache.buffer);
+  const u8 = B_kv_write_32_f16;
+  const at = cache.byteOffset + pos * 64;
+  for (let i = 0; i < 32; i++) {
+    const h = to_half(x[xo + i]);
+    u8[at + 2 * i] = h & 0xff;
+    u8[at + 2 * i + 1] = h >>> 8;
   }
 }
 
@@ -713,20 +804,69 @@ function linear_f32_64x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
   }
 }
 
-/** causal attention: 4 heads of 16, 2 KV heads */
-function attend_4x16_kv2(q: Float32Array, qo: number, k: Float32Array, v: Float32Array, pos: number, y: Float32Array, yo: number): void {
-  const sc = SC_attend_4x16_kv2;
-  const first = 0;
-  for (let h = 0; h < 4; h++) {
-    const kvo = ((h / 2) | 0) * 16;
-    const qh = qo + h * 16;
-    K.qk_16_32(q.byteOffset + 4 * qh, k.byteOffset + 4 * kvo, sc.byteOffset, first, pos, 0.25);
-    let max = -Infinity;
-    for (let p = first; p <= pos; p++) if (sc[p] > max) max = sc[p];
-    let sum = 0;
-    for (let p = first; p <= pos; p++) sum += sc[p] = Math.exp(sc[p] - max);
-    for (let p = first; p <= pos; p++) sc[p] /= sum;
-    K.av_16_32(sc.byteOffset, v.byteOffset + 4 * kvo, y.byteOffset + 4 * (yo + h * 16), first, pos);
+/** causal attention: 4 heads of 16, 2 KV heads, a f16 cache. Token b of n (at position pos0 + b) reads its queries at qo + b·STRIDE and writes its output at
+ * yo + b·STRIDE; q and y are the arena. Per KV head, the keys from the first any token sees to the last
+ * token's position are read in tiles of 256, once per tile for every query head of the group and every
+ * token, with an online softmax (a running max and sum per row, the output rescaled as the max grows). */
+function attend_4x16_kv2_f16(q: Float32Array, qo: number, kc: Float32Array, vc: Float32Array, pos0: number, y: Float32Array, yo: number, n: number): void {
+  const s0 = (SC_attend_4x16_kv2_f16.byteOffset - q.byteOffset) >> 2;
+  const c0 = (CR_attend_4x16_kv2_f16.byteOffset - q.byteOffset) >> 2;
+  const buf = KB_16.byteOffset;
+  const M = M_attend_4x16_kv2_f16;
+  const L = L_attend_4x16_kv2_f16;
+  const lo = 0;
+  const hi = pos0 + n - 1;
+  for (let kh = 0; kh < 2; kh++) {
+    const qh = qo + kh * 32;
+    const yh = yo + kh * 32;
+    for (let b = 0; b < n; b++) {
+      y.fill(0, yh + b * STRIDE, yh + b * STRIDE + 32);
+      for (let h = 0; h < 2; h++) {
+        M[b * 2 + h] = -Infinity;
+        L[b * 2 + h] = 0;
+      }
+    }
+    for (let p0 = lo; p0 <= hi; p0 += 256) {
+      const cnt = Math.min(256, hi - p0 + 1);
+      const k = kc.byteOffset + p0 * 64 + kh * 32;
+      K.qk_f16_16_64_g2(q.byteOffset + 4 * qh, 4 * STRIDE, n, k, cnt, q.byteOffset + 4 * s0, 0.25, buf);
+      for (let b = 0; b < n; b++) {
+        const pos = pos0 + b;
+        // The keys of this tile token b sees: causal, and inside the window.
+        const a = Math.max(p0, 0) - p0;
+        const z = Math.min(p0 + cnt - 1, pos) - p0;
+        for (let h = 0; h < 2; h++) {
+          const r = b * 2 + h;
+          const so = s0 + b * STRIDE + h * 256;
+          if (a > z) {
+            q.fill(0, so, so + cnt);
+            q[c0 + b * STRIDE + h] = 1;
+            continue;
+          }
+          let max = M[r];
+          for (let j = a; j <= z; j++) if (q[so + j] > max) max = q[so + j];
+          let sum = 0;
+          for (let j = 0; j < cnt; j++) {
+            const e = j >= a && j <= z ? Math.fround(Math.exp(q[so + j] - max)) : 0;
+            q[so + j] = e;
+            sum += e;
+          }
+          const corr = Math.exp(M[r] - max);
+          L[r] = L[r] * corr + sum;
+          M[r] = max;
+          q[c0 + b * STRIDE + h] = corr;
+        }
+      }
+      const v = vc.byteOffset + p0 * 64 + kh * 32;
+      K.av_f16_16_64_g2(q.byteOffset + 4 * s0, 4 * STRIDE, n, v, cnt, y.byteOffset + 4 * yh, q.byteOffset + 4 * c0, buf);
+    }
+    for (let b = 0; b < n; b++) {
+      for (let h = 0; h < 2; h++) {
+        const inv = 1 / L[b * 2 + h];
+        const o = yh + b * STRIDE + h * 16;
+        for (let d = 0; d < 16; d++) y[o + d] *= inv;
+      }
+    }
   }
 }
 
@@ -1016,17 +1156,20 @@ function bind(rt: Runtime): Float32Array {
   if (A !== ARENA) {
     ARENA = A;
     LOGITS = A.subarray(0, 256);
-    S_linear_f32_32x64_n_r = A.subarray(320, 384);
-    S_linear_f32_32x64_n = A.subarray(384, 448);
-    S_linear_f32_64x64_n_r = A.subarray(448, 512);
-    SC_attend_4x16_kv2 = new Float64Array(A.buffer, A.byteOffset + 2048, 256);
-    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1024, 1120);
-    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1120, 1216);
-    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1216, 1312);
-    S_linear_f32_256x64_n = A.subarray(1312, 1376);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 5504, 1024);
-    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2400, 2496);
-    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2496, 2560);
+    KX_32 = A.subarray(320, 352);
+    S_linear_f32_32x64_n_r = A.subarray(352, 416);
+    S_linear_f32_32x64_n = A.subarray(416, 480);
+    S_linear_f32_64x64_n_r = A.subarray(480, 544);
+    SC_attend_4x16_kv2_f16 = A.subarray(544, 1056);
+    CR_attend_4x16_kv2_f16 = A.subarray(1056, 1058);
+    KB_16 = A.subarray(1072, 1088);
+    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1088, 1184);
+    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1184, 1280);
+    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1280, 1376);
+    S_linear_f32_256x64_n = A.subarray(1376, 1440);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 5760, 1024);
+    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2464, 2560);
+    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2560, 2624);
   }
   return A;
 }
@@ -1050,10 +1193,12 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   embed_f32_256x64(W0[0], token, A, 0, rt.decode);
   A.copyWithin(256, 0, 64);
   for (let l = 0; l < 2; l++) {
-    linear_f32_32x64_n_r(W5[l], A, 256, V3[l], KV0K[l], pos * 32, pos);
-    linear_f32_32x64_n(W6[l], A, 256, V3[l], KV0V[l], pos * 32);
+    linear_f32_32x64_n_r(W5[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), pos);
+    kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
+    linear_f32_32x64_n(W6[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2));
+    kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
     linear_f32_64x64_n_r(W4[l], A, 256, V3[l], A, 0, pos);
-    attend_4x16_kv2(A, 0, KV0K[l], KV0V[l], pos, A, 64);
+    attend_4x16_kv2_f16(A, 0, KV0K[l], KV0V[l], pos, A, 64, 1);
     linear_f32_64x64_res(W7[l], A, 64, A, 0, A, 256);
     rms_norm_64(A, 0, V8[l], A, 64);
     route_f32_8x64_top1_norm(W9[l], A, 64, A, 192);
@@ -1094,12 +1239,12 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
   for (let l = 0; l < 2; l++) {
-    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], KV0K[l], pos0 * 32, 32, pos0, n);
-    linear_f32_32x64_n_batch(W6[l], A, 256, V3[l], KV0V[l], pos0 * 32, 32, n);
+    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+    linear_f32_32x64_n_batch(W6[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
     linear_f32_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, pos0, n);
-    for (let b = 0; b < n; b++) {
-      attend_4x16_kv2(A, 0 + b * STRIDE, KV0K[l], KV0V[l], (pos0 + b), A, 64 + b * STRIDE);
-    }
+    attend_4x16_kv2_f16(A, 0, KV0K[l], KV0V[l], pos0, A, 64, n);
     linear_f32_64x64_res_batch(W7[l], A, 64, A, 0, STRIDE, A, 256, n);
     for (let b = 0; b < n; b++) {
       rms_norm_64(A, 0 + b * STRIDE, V8[l], A, 64 + b * STRIDE);
