@@ -38,6 +38,28 @@ const matvec = template("matvec");
 const attention = template("attention");
 const matmul = template("matmul");
 
+/**
+ * The pieces' vector constants (masks, bit patterns, zeros) moved into locals set once per call: V8 builds a
+ * `v128.const` with several instructions wherever it appears, so one inside the step loop costs that every
+ * step. Returns the texts with `(local.get $kN)` in their place, and the locals' declarations and sets.
+ */
+function hoistConstants(...texts: string[]): { texts: string[]; locals: string; sets: string } {
+  const consts = new Map<string, string>();
+  const out = texts.map((t) =>
+    t.replace(/\(v128\.const [^()]*\)/g, (c) => {
+      const norm = c.replace(/\s+/g, " ");
+      if (!consts.has(norm)) consts.set(norm, `$k${consts.size}`);
+      return `(local.get ${consts.get(norm)})`;
+    }),
+  );
+  const entries = [...consts];
+  return {
+    texts: out,
+    locals: entries.map(([, n]) => `    (local ${n} v128)`).join("\n"),
+    sets: entries.map(([c, n]) => `    (local.set ${n} ${c})`).join("\n"),
+  };
+}
+
 /** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
 export const MM_COLUMNS = 4;
 /** About the bytes of weight rows a matrix-matrix kernel keeps in cache while it runs every column. */
@@ -166,6 +188,7 @@ export class WasmKernels {
     const exported = q8 ? q8Names(s.wasm.step, scheme, cols).product : name;
     if (!this.funcs.has(exported)) {
       const steps = cols / s.wasm.step;
+      const k = hoistConstants(q8 ?? s.wasm.dot);
       this.funcs.set(
         exported,
         matvec({
@@ -175,7 +198,9 @@ export class WasmKernels {
           bytes: s.wasm.bytes,
           xBytes: q8 ? q8Format(s.wasm.step)!.bytes : s.wasm.step * 4,
           rowBytes: steps * s.wasm.bytes,
-          dot: q8 ?? s.wasm.dot,
+          dot: k.texts[0],
+          constLocals: k.locals,
+          constSets: k.sets,
         }),
       );
       if (q8) this.quantizer(s.wasm.step, cols);
@@ -235,6 +260,7 @@ export class WasmKernels {
     const steps = cols / s.wasm!.step;
     const rowBytes = steps * s.wasm!.bytes;
     const js = [...Array(MM_COLUMNS).keys()];
+    const k = hoistConstants(wide.text, piece);
     const locals = [
       ...wide.locals,
       ...js.map((j) => [`$xs_${j}`, "i32"] as const),
@@ -266,12 +292,14 @@ export class WasmKernels {
               `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
           )
           .join("\n"),
-        wide: wide.text,
+        wide: k.texts[0],
+        constLocals: k.locals,
+        constSets: k.sets,
         advances: js
           .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
           .join("\n"),
         stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-        dot: piece,
+        dot: k.texts[1],
         store1: storeColumn("$acc", 0),
       }),
     );
