@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
+import type { KvType } from "../../runtime/kv-type.ts";
 import {
   Q8_BLOCK,
   Q8_BLOCK_BYTES,
@@ -15,7 +16,6 @@ import {
   Q8K_SUMS,
   q8Format,
 } from "../../runtime/quant/q8-activations.ts";
-import type { KvType } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
