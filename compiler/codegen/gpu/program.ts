@@ -56,12 +56,20 @@ export interface GpuKernelSet {
     headDim: number;
     window: number;
     maxContext: number;
+    /** Multiplies q·k in place of 1/sqrt(headDim) (Granite). */
+    scale?: number;
   }): KernelUse;
   /** RoPE over `width` values (heads of headDim), from the table at `tab`: arena → arena, or a KV row in place. */
   rope(o: { width: number; headDim: number; interleaved: boolean; kv: boolean }): KernelUse;
-  rmsNorm(o: { n: number; eps: number }): KernelUse;
-  /** add, mul (binary), silu (unary), copy (y = a), zero (y = 0). */
-  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse;
+  /** RMS norm over n floats; with `heads`, each of that many equal slices apart (one weight of n / heads),
+   * one workgroup per head. */
+  rmsNorm(o: { n: number; eps: number; heads?: number }): KernelUse;
+  /** add, mul (binary), silu (unary), copy (y = a), zero (y = 0), scale (y = a · by). */
+  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero" | "scale", n: number, by?: number): KernelUse;
+  /** y = a + g, g a weight vector bound first (a linear's bias). */
+  bias(n: number): KernelUse;
+  /** y = a · sigmoid(g · b): a of n, b and g (a weight vector bound first) of d; one workgroup. */
+  sigmoidGate(n: number, d: number): KernelUse;
   softmax(n: number): KernelUse;
   kvWrite(n: number): KernelUse;
   /** Whether the scheme's piece reads its input quantized to q8_0 (`quantize` before it); absent: never. */

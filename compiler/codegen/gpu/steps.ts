@@ -167,6 +167,7 @@ export function nodeSteps(c: StepContext, emit: Emit) {
             headDim: n.shape[0]! / heads,
             window: (n.attrs.window as number) || 0,
             maxContext: c.maxContext,
+            ...(n.attrs.scale !== undefined ? { scale: n.attrs.scale as number } : {}),
           });
           const kv: GpuBinding[] = [
             { kind: "kv", cache, slot: "k" },
@@ -175,14 +176,32 @@ export function nodeSteps(c: StepContext, emit: Emit) {
           emit(use, kv, { qo: off(x), yo: off(n.id), so: sc }, [heads, 1, 1]);
           return true;
         }
-        case "rms_norm":
+        case "rms_norm": {
+          const heads = n.attrs.heads as number | undefined;
           emit(
-            ks.rmsNorm({ n: n.shape[0]!, eps: n.attrs.eps as number }),
+            ks.rmsNorm({ n: n.shape[0]!, eps: n.attrs.eps as number, ...(heads ? { heads } : {}) }),
             [W(n.weights.weight!)],
             { xo: off(x), yo: off(n.id) },
-            [1, 1, 1],
+            [heads ?? 1, 1, 1],
           );
           return true;
+        }
+        case "bias": {
+          const use = ks.bias(n.shape[0]!);
+          emit(use, [W(n.weights.bias!)], { ao: off(x), yo: off(n.id) }, elements(n.shape[0]!, use.perGroup));
+          return true;
+        }
+        case "scale": {
+          const use = ks.elementwise("scale", n.shape[0]!, n.attrs.by as number);
+          emit(use, [], { ao: off(x), yo: off(n.id) }, elements(n.shape[0]!, use.perGroup));
+          return true;
+        }
+        case "sigmoid_gate": {
+          const by = n.inputs[1]!;
+          const use = ks.sigmoidGate(n.shape[0]!, width(by));
+          emit(use, [W(n.weights.weight!)], { ao: off(x), bo: off(by), yo: off(n.id) }, [1, 1, 1]);
+          return true;
+        }
         case "add":
         case "mul": {
           const use = ks.elementwise(n.op, n.shape[0]!);

@@ -9,6 +9,7 @@ import { getScheme } from "../../../runtime/quant/registry.ts";
 import type { GpuJsKernel, QuantScheme } from "../../../runtime/quant/scheme.ts";
 import { registerGpuKernels } from "../gpu/backends.ts";
 import type { GpuKernelSet, KernelUse, LinearKind } from "../gpu/program.ts";
+import { constName } from "../kernels.ts";
 
 /** A scheme without a gpujs piece cannot run on the gpujs backend: names the scheme and the backend. */
 export class NoGpuJsError extends Error {
@@ -431,8 +432,9 @@ export class GpuJsKernels implements GpuKernelSet {
     headDim: number;
     window: number;
     maxContext: number;
+    scale?: number;
   }): KernelUse {
-    const name = `attend_${o.heads}x${o.headDim}_kv${o.kvHeads}${o.window ? `_w${o.window}` : ""}_ctx${o.maxContext}`;
+    const name = `attend_${o.heads}x${o.headDim}_kv${o.kvHeads}${o.window ? `_w${o.window}` : ""}_ctx${o.maxContext}${o.scale !== undefined ? `_s${constName(o.scale)}` : ""}`;
     return this.add(
       name,
       () => {
@@ -458,7 +460,7 @@ export class GpuJsKernels implements GpuKernelSet {
             "for (let d = 0; d < this.constants.hd; d++) {",
             "  s += q[qo + h * this.constants.hd + d] * k[p * this.constants.kvw + kvo + d];",
             "}",
-            `return s * ${lit(1 / Math.sqrt(o.headDim))};`,
+            `return s * ${lit(o.scale ?? 1 / Math.sqrt(o.headDim))};`,
           ].join("\n"),
           [
             ["q", { arena: "qo", len: o.heads * o.headDim }],
@@ -551,14 +553,61 @@ export class GpuJsKernels implements GpuKernelSet {
     });
   }
 
-  rmsNorm(o: { n: number; eps: number }): KernelUse {
+  rmsNorm(o: { n: number; eps: number; heads?: number }): KernelUse {
+    if (o.heads) return this.headNorm(o.n, o.eps, o.heads);
     return this.add(`rms_norm_${o.n}`, () => ({
       parts: this.normParts(o.n, o.eps, "xo", 0),
       out: { arena: "yo", len: o.n },
     }));
   }
 
-  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse {
+  /** A per-head RMS norm in one kernel (a kernel writes its output whole): each head's factor, then x. */
+  private headNorm(n: number, eps: number, heads: number): KernelUse {
+    return this.add(`rms_norm_${n}_h${heads}`, () => {
+      const x: Named = ["x", { arena: "xo", len: n }];
+      const rms = this.part(
+        [
+          "const h = this.thread.x;",
+          "let ss = 0;",
+          "for (let i = 0; i < this.constants.d; i++) {",
+          "  const t = x[xo + h * this.constants.d + i];",
+          "  ss += t * t;",
+          "}",
+          `return 1 / Math.sqrt(ss / this.constants.d + ${lit(eps)});`,
+        ].join("\n"),
+        [x],
+        heads,
+        { d: n / heads },
+      );
+      const site = `s${this.site++}`;
+      const norm = this.part(
+        [
+          "const i = this.thread.x;",
+          "const h = Math.floor(i / this.constants.d);",
+          "const j = i - h * this.constants.d;",
+          specialize("@f32($gv, 4 * j);", site, "g"),
+          `return x[xo + i] * r[h] * gv_${site};`,
+        ].join("\n"),
+        [x, ["r", { part: 0 }], ["g", { bind: 0 }]],
+        n,
+        { d: n / heads },
+      );
+      return { parts: [rms, norm], out: { arena: "yo", len: n } };
+    });
+  }
+
+  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero" | "scale", n: number, by = 1): KernelUse {
+    if (op === "scale")
+      return this.add(`scale_${n}_${constName(by)}`, () => ({
+        parts: [
+          this.part(
+            `const i = this.thread.x;\nreturn a[ao + i] * ${lit(by)};`,
+            [["a", { arena: "ao", len: n }]],
+            n,
+          ),
+        ],
+        out: { arena: "yo", len: n },
+      }));
     return this.add(`${op}_${n}`, () => {
       const a: Named = ["a", { arena: "ao", len: n }];
       const b: Named = ["b", { arena: "bo", len: n }];
@@ -576,6 +625,53 @@ export class GpuJsKernels implements GpuKernelSet {
         parts: [this.part(`const i = this.thread.x;\nreturn ${expr};`, args, n)],
         out: { arena: "yo", len: n },
       };
+    });
+  }
+
+  bias(n: number): KernelUse {
+    return this.add(`bias_${n}`, () => {
+      const site = `s${this.site++}`;
+      const code = [
+        "const i = this.thread.x;",
+        specialize("@f32($gv, 4 * i);", site, "g"),
+        `return a[ao + i] + gv_${site};`,
+      ].join("\n");
+      const args: Named[] = [
+        ["a", { arena: "ao", len: n }],
+        ["g", { bind: 0 }],
+      ];
+      return { parts: [this.part(code, args, n)], out: { arena: "yo", len: n } };
+    });
+  }
+
+  sigmoidGate(n: number, d: number): KernelUse {
+    return this.add(`sigmoid_gate_${n}x${d}`, () => {
+      const site = `s${this.site++}`;
+      const gate = this.part(
+        [
+          "let s = 0;",
+          "for (let i = 0; i < this.constants.d; i++) {",
+          `  ${specialize("@f32($gv, 4 * i);", site, "g")}`,
+          `  s += gv_${site} * b[bo + i];`,
+          "}",
+          "return 1 / (1 + Math.exp(-s));",
+        ].join("\n"),
+        [
+          ["b", { arena: "bo", len: d }],
+          ["g", { bind: 0 }],
+        ],
+        1,
+        { d },
+      );
+      const out = this.part(
+        "const i = this.thread.x;\nreturn a[ao + i] * r[0];",
+        [
+          ["a", { arena: "ao", len: n }],
+          ["r", { part: 0 }],
+        ],
+        n,
+      );
+      return { parts: [gate, out], out: { arena: "yo", len: n } };
     });
   }
 

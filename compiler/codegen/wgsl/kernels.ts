@@ -9,6 +9,7 @@ import { getScheme } from "../../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../../runtime/quant/scheme.ts";
 import { registerGpuKernels } from "../gpu/backends.ts";
 import type { GpuKernelSet, KernelUse, LinearKind, MatmulKind } from "../gpu/program.ts";
+import { constName } from "../kernels.ts";
 
 const hbs = Handlebars.create();
 const dir = new URL("./templates/", import.meta.url);
@@ -231,8 +232,9 @@ export class WgslKernels implements GpuKernelSet {
     headDim: number;
     window: number;
     maxContext: number;
+    scale?: number;
   }): KernelUse {
-    const name = `attend_${o.heads}x${o.headDim}_kv${o.kvHeads}${o.window ? `_w${o.window}` : ""}_ctx${o.maxContext}`;
+    const name = `attend_${o.heads}x${o.headDim}_kv${o.kvHeads}${o.window ? `_w${o.window}` : ""}_ctx${o.maxContext}${o.scale !== undefined ? `_s${constName(o.scale)}` : ""}`;
     return this.add(
       name,
       "attend",
@@ -241,7 +243,7 @@ export class WgslKernels implements GpuKernelSet {
         headDim: o.headDim,
         group: o.heads / o.kvHeads,
         kvWidth: o.kvHeads * o.headDim,
-        scale: f32(1 / Math.sqrt(o.headDim)),
+        scale: f32(o.scale ?? 1 / Math.sqrt(o.headDim)),
         window: o.window || undefined,
         maxContext: o.maxContext,
       },
@@ -268,28 +270,48 @@ export class WgslKernels implements GpuKernelSet {
     );
   }
 
-  rmsNorm(o: { n: number; eps: number }): KernelUse {
+  rmsNorm(o: { n: number; eps: number; heads?: number }): KernelUse {
+    const d = o.n / (o.heads ?? 1);
     return this.add(
-      `rms_norm_${o.n}`,
+      `rms_norm_${o.n}${o.heads ? `_h${o.heads}` : ""}`,
       "rms_norm",
-      { doc: `rms_norm over ${o.n}`, n: o.n, eps: f32(o.eps) },
+      {
+        doc: `rms_norm over ${o.n}${o.heads ? `, each of ${o.heads} heads apart` : ""}`,
+        n: d,
+        heads: o.heads,
+        eps: f32(o.eps),
+      },
       1,
     );
   }
 
-  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero", n: number): KernelUse {
+  elementwise(op: "add" | "mul" | "silu" | "copy" | "zero" | "scale", n: number, by = 1): KernelUse {
     const exprs = {
       add: "A[ao + i] + A[bo + i]",
       mul: "A[ao + i] * A[bo + i]",
       silu: "A[ao + i] / (1.0 + exp(-A[ao + i]))",
       copy: "A[ao + i]",
       zero: "0.0",
+      scale: `A[ao + i] * ${f32(by)}`,
     };
     return this.add(
-      `${op}_${n}`,
+      `${op}_${n}${op === "scale" ? `_${constName(by)}` : ""}`,
       "elementwise",
       { doc: `${op} over ${n}`, n, expr: exprs[op], a: op !== "zero", b: op === "add" || op === "mul" },
       64,
+    );
+  }
+
+  bias(n: number): KernelUse {
+    return this.add(`bias_${n}`, "bias", { doc: `y = x + b over ${n}`, n }, 64);
+  }
+
+  sigmoidGate(n: number, d: number): KernelUse {
+    return this.add(
+      `sigmoid_gate_${n}x${d}`,
+      "sigmoid_gate",
+      { doc: `y = x · sigmoid(g · h): x of ${n}, h of ${d}`, n, d },
+      1,
     );
   }
 
