@@ -142,6 +142,10 @@ program
   .option("--model <name>", "which model of the spec (default: the first)")
   .option("--json", "print the plan (or --table) as one JSON object")
   .option("--table", "memory needed per scheme and context, fully resident")
+  .option(
+    "--parallel <n>",
+    "sequences with their own KV caches, as `moec serve --parallel` keeps (default 1)",
+  )
   .option("--html <file>", "also draw the plan as a page")
   .option(
     "--backend <name>",

@@ -23,6 +23,8 @@ export interface PlanOptions {
   backend?: string;
   /** f32, f16 or q8_0 (default: the target's kv_type, else the backend's). */
   kvType?: string;
+  /** Sequences with their own KV caches (`moec serve --parallel`, default 1). */
+  parallel?: string;
 }
 
 function budgetOf(o: PlanOptions, fallback: number | undefined): number {
@@ -59,7 +61,11 @@ export function planCommand(file: string, o: PlanOptions): void {
   }
   const quant = pickQuant(spec, model, o.quant, true);
   const budget = budgetOf(o, target?.memoryBytes);
-  const plan = devicePlanner(model, quant, backend, kvType).plan({
+  const parallel = o.parallel === undefined ? 1 : Number(o.parallel);
+  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 256) {
+    throw new UserError(`--parallel: expected a whole number from 1 to 256, found \`${o.parallel}\``);
+  }
+  const plan = devicePlanner(model, quant, backend, kvType, parallel).plan({
     budgetBytes: budget,
     context,
   });
@@ -87,7 +93,7 @@ export function planCommand(file: string, o: PlanOptions): void {
       ]);
     }
     t.push([
-      `KV cache (${plan.context} tokens, ${plan.kv_type})`,
+      `KV cache (${parallel > 1 ? `${parallel} sequences × ` : ""}${plan.context} tokens, ${plan.kv_type})`,
       bytes(plan.kv_cache_bytes),
       share(plan.kv_cache_bytes),
     ]);
@@ -105,7 +111,7 @@ export function planCommand(file: string, o: PlanOptions): void {
   }
   if (!plan.fits) {
     throw new UserError(
-      `${model.name} needs at least ${bytes(plan.shortfall!.needed_bytes)} (dense weights, ${plan.experts.top_k} expert slots per layer, KV for ${context} tokens, arena) but the budget is ${bytes(budget)}; try ${plan.shortfall!.advice}`,
+      `${model.name} needs at least ${bytes(plan.shortfall!.needed_bytes)} (dense weights, ${plan.experts.top_k} expert slots per layer, KV for ${parallel > 1 ? `${parallel} sequences × ` : ""}${context} tokens, arena) but the budget is ${bytes(budget)}; try ${plan.shortfall!.advice}`,
     );
   }
 }

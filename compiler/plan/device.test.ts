@@ -134,6 +134,26 @@ describe("device plans for Mixtral", () => {
     expect(q8.kv_cache_bytes).toBe((f16.kv_cache_bytes / 2 / 32) * 34);
   });
 
+  it("--parallel N plans N sequences' KV caches: 8x7B at q4_k, 4 slots of 8k on 24 GiB", () => {
+    const model = loadSpec("specs/mixtral-8x7b.moe").models[0]!;
+    const one = devicePlanner(model, "q4_k").plan({ budgetBytes: 24 * GiB, context: 8192 });
+    const four = devicePlanner(model, "q4_k", "cpu", undefined, 4).plan({
+      budgetBytes: 24 * GiB,
+      context: 8192,
+    });
+    expect([one.sequences, four.sequences]).toEqual([1, 4]);
+    expect(four.kv_cache_bytes).toBe(4 * one.kv_cache_bytes);
+    // The slots' caches take device memory the expert cache had: fewer experts stay per layer.
+    expect(four.experts.cache_slots_per_layer).toBeLessThan(one.experts.cache_slots_per_layer);
+    // The largest context is per sequence: 8 slots of 32k (the model's) do not fit beside the minimum.
+    expect(one.max_context).toBe(32768);
+    const eight = devicePlanner(model, "q4_k", "cpu", undefined, 8).plan({
+      budgetBytes: 24 * GiB,
+      context: 8192,
+    });
+    expect(eight.max_context).toBeLessThan(32768);
+  });
+
   it("8x22B at f16 does not fit in 24 GiB, and says what is needed", () => {
     const model = loadSpec("specs/mixtral-8x22b.moe").models[0]!;
     const p = planDevice({ model, quant: "f16", budgetBytes: 24 * GiB, context: 8192 });

@@ -17,6 +17,7 @@ import {
   measureDevice,
   minimumSlots,
 } from "../../runtime/memory/device-plan.ts";
+import { withSequences } from "../../runtime/model.ts";
 import { manifestsFor } from "../compile.ts";
 import type { CheckedModel } from "../lang/check.ts";
 import type { Quant } from "../pipeline.ts";
@@ -36,6 +37,8 @@ export interface DevicePlan {
   /** Device memory the runtime makes: every allocation below plus the f16 table and alignment. */
   device_bytes: number;
   kv_cache_bytes: number;
+  /** Sequences whose KV caches kv_cache_bytes holds (each of `context` tokens). */
+  sequences: number;
   /** The KV caches' element type, and their bytes per position (every layer, K and V). */
   kv_type: KvType;
   kv_bytes_per_token: number;
@@ -67,8 +70,16 @@ export interface DevicePlan {
 }
 
 /** Plans for one model and quantization at any budget and context; compiles each context once. */
-export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu", kvType?: KvType) {
-  const manifestAt = manifestsFor(model, quant, backend, kvType);
+export function devicePlanner(
+  model: CheckedModel,
+  quant: Quant,
+  backend = "cpu",
+  kvType?: KvType,
+  /** Sequences generated at once (`moec serve --parallel`), each with its own KV caches. */
+  sequences = 1,
+) {
+  const compiled = manifestsFor(model, quant, backend, kvType);
+  const manifestAt = (context: number) => withSequences(compiled(context), sequences);
   const limit = model.params.get("context") ?? model.params.get("max_context");
 
   /** Bytes of everything resident, no budget: the VRAM calculators' figure. */
@@ -134,6 +145,7 @@ export function devicePlanner(model: CheckedModel, quant: Quant, backend = "cpu"
       budget_bytes: budget,
       device_bytes: res.use.used,
       kv_cache_bytes: by[LABEL.kv] ?? 0,
+      sequences,
       kv_type: m.kvType ?? "f32",
       kv_bytes_per_token: kvBytesPerToken(m),
       arena_bytes: m.arenaBytes,
