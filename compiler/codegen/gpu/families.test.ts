@@ -5,7 +5,7 @@
 // the CPU) everywhere. The webgpu batched prefill must give stepping's last logits.
 import { afterAll, describe, expect, it } from "vitest";
 import { setGpuJsMode } from "../../../runtime/gpu/gpujs.ts";
-import { type GpuModule, GpuModel } from "../../../runtime/gpu/model.ts";
+import { GpuModel, type GpuModule } from "../../../runtime/gpu/model.ts";
 import { importModuleSource, ModelInstance } from "../../../runtime/model.ts";
 import { randomWeights } from "../../../runtime/weights.ts";
 import { FAMILY_SPECS, tinySpec } from "../../../test/families.ts";
