@@ -82,6 +82,7 @@ describe("cpu attention", () => {
           const t = (pos * 11) % 64;
           worst = Math.max(worst, relativeError(p.generated.step(t, pos), p.reference.step(t, pos)));
         }
+        if (process.env.MOEC_ATTEND_REPORT) console.log(kvType, window, worst);
         expect(worst).toBeLessThan(BOUND[kvType]);
       }, 60_000);
     }

@@ -362,7 +362,7 @@ export class KernelSet {
         `the cpu backend's attention needs heads of a multiple of 4 values, not ${headDim}`,
       );
     const rowBytes = kvRowBytes(kvHeads * headDim, type);
-    const wasm = this.wasm.attention(type, headDim, rowBytes, group, ATTEND_TILE);
+    const wasm = this.wasm.attention(type, headDim, rowBytes, group, ATTEND_TILE, window);
     return this.add(
       name,
       "attend",
@@ -379,16 +379,13 @@ export class KernelSet {
         scale: num(Math.fround(given ?? 1 / Math.sqrt(headDim))),
         window: window || undefined,
         // Per token of a batch: the scores (then the softmax weights) of a tile for each query head of a
-        // group, and each row's correction; one widened row for the pieces.
+        // group, each row's correction, its running max and sum (f64); one widened row for the pieces.
         scores: this.heapScratch(`SC_${name}`, group * ATTEND_TILE),
         corr: this.heapScratch(`CR_${name}`, group),
+        ml: this.heapScratch(`ML_${name}`, 2 * group, "f64"),
         buf: this.heapScratch(`KB_${headDim}`, headDim),
         ...wasm,
       },
-      (kn) => [
-        `const M_${kn} = new Float64Array(${PREFILL_MAX * group});`,
-        `const L_${kn} = new Float64Array(${PREFILL_MAX * group});`,
-      ],
     );
   }
 

@@ -326,17 +326,19 @@ export class WasmKernels {
   }
 
   /** Export names of the attention pieces for heads of `headDim` (a multiple of 4) in cache rows of
-   * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys: scores (q·k) and the
-   * weighted sum of values, each with the cache's widening inlined. Softmax stays in TypeScript, which has exp. */
+   * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys, a sliding `window` (0:
+   * none): scores (q·k), the online softmax over a tile, the weighted sum of values, and the final division,
+   * each with the cache's widening inlined. */
   attention(
     type: KvType,
     headDim: number,
     rowBytes: number,
     group: number,
     tile: number,
-  ): { qk: string; av: string } {
-    const key = `${type}_${headDim}_${rowBytes}_g${group}`;
-    const names = { qk: `qk_${key}`, av: `av_${key}`, widen: `widen_${key}` };
+    window: number,
+  ): { qk: string; sm: string; av: string; fin: string } {
+    const key = `${type}_${headDim}_${rowBytes}_g${group}${window ? `_w${window}` : ""}`;
+    const names = { qk: `qk_${key}`, sm: `sm_${key}`, av: `av_${key}`, fin: `fin_${key}`, widen: `widen_${key}` };
     if (!this.funcs.has(names.qk)) {
       this.funcs.set(
         names.qk,
@@ -352,10 +354,13 @@ export class WasmKernels {
           group,
           tile,
           tileBytes: tile * 4,
+          window: window || undefined,
+          windowLess: window - 1,
+          sumOffset: 8 * group,
         }),
       );
     }
-    return { qk: names.qk, av: names.av };
+    return { qk: names.qk, sm: names.sm, av: names.av, fin: names.fin };
   }
 
   get size(): number {
