@@ -221,21 +221,21 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 671744,
+  "arenaBytes": 675840,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 10496
+    "strideBytes": 10560
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 2624;
+const STRIDE = 2640;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
-export const wasm = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCQgAAQIDBAEFBQdVBgltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABAltdl9mMzJfOTYABQltbV9mMzJfNjQABgltbV9mMzJfOTYABwr/GwgKACAAQQJ0KgIAC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC4EBAgF/AXsDQCAAIAJBAXZq/V0BACEDIAP9qQEhAyABIAJqIANBDf2rAf0MAOD/DwDg/w8A4P8PAOD/D/1O/QwAAIB3AACAdwAAgHcAAIB3/eYBIAP9DACAAAAAgAAAAIAAAACAAAD9TkEQ/asB/VD9CwIAIAJBEGoiAkHAAEkNAAsL4QECB38BewJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogACAJIAFsaiENIAUgCSABbGogCEECdGohDgNA/QwAAAAAAAAAAAAAAAAAAAAAIQ9BACELA0AgDyANIAtq/QACACAMIAtq/QACAP3mAf3kASEPIAtBEGoiC0HAAEkNAAsgDiAGIA/9HwAgD/0fAZIgD/0fAiAP/R8DkpKUOAIAIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwvCAgMHfwF7AX8DQCAFIAkgAWxqIQ0gBiAJIAFsaiEOQQAhCgNAIA4qAgD9EyEPQQAhCwNAIA0gC2ohECAQIA8gEP0AAgD95gH9CwIAIAtBEGoiC0HAAEkNAAsgDUHAAGohDSAOQQRqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogBSAJIAFsaiENIAAgCSABbGogCEECdGohDgNAIA4qAgD9EyEPIA/9UwRAQQAhCwNAIA0gC2ohECAQIBD9AAIAIA8gDCALav0AAgD95gH95AH9CwIAIAtBEGoiC0HAAEkNAAsLIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuhCQgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC6AJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0EqaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhMSABIA1BAnRqKAIEITIgASANQQJ0aigCCCEzIAEgDUECdGooAgwhNCALIQogACALQYADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgMSEl/QwAAAAAAAAAAAAAAAAAAAAAISogMiEm/QwAAAAAAAAAAAAAAAAAAAAAISsgMyEn/QwAAAAAAAAAAAAAAAAAAAAAISwgNCEoQQAhCQNAIAf9AAIAIS0gKSAtICX9AAIA/eYB/eQBISkgKiAtICb9AAIA/eYB/eQBISogKyAtICf9AAIA/eYB/eQBISsgLCAtICj9AAIA/eYB/eQBISwgB/0AAhAhLiApIC4gJf0AAhD95gH95AEhKSAqIC4gJv0AAhD95gH95AEhKiArIC4gJ/0AAhD95gH95AEhKyAsIC4gKP0AAhD95gH95AEhLCAH/QACICEvICkgLyAl/QACIP3mAf3kASEpICogLyAm/QACIP3mAf3kASEqICsgLyAn/QACIP3mAf3kASErICwgLyAo/QACIP3mAf3kASEsIAf9AAIwITAgKSAwICX9AAIw/eYB/eQBISkgKiAwICb9AAIw/eYB/eQBISogKyAwICf9AAIw/eYB/eQBISsgLCAwICj9AAIw/eYB/eQBISwgB0HAAGohByAlQcAAaiElICZBwABqISYgJ0HAAGohJyAoQcAAaiEoIAlBAWoiCUEGSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgGCAH/QACACAI/QACAP3mAf3kASEYIBggB/0AAhAgCP0AAhD95gH95AEhGCAYIAf9AAIgIAj9AAIg/eYB/eQBIRggGCAH/QACMCAI/QACMP3mAf3kASEYIAdBwABqIQcgCEHAAGohCCAJQQFqIglBBkkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCws=";
-export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDCQgAAQIDBAEFBQdVBgltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABAltdl9mMzJfOTYABQltbV9mMzJfNjQABgltbV9mMzJfOTYABwrpGggKACAAQQJ0KgIAC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAAmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEESQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC4EBAgF/AXsDQCAAIAJBAXZq/V0BACEDIAP9qQEhAyABIAJqIANBDf2rAf0MAOD/DwDg/w8A4P8PAOD/D/1O/QwAAIB3AACAdwAAgHcAAIB3/eYBIAP9DACAAAAAgAAAAIAAAACAAAD9TkEQ/asB/VD9CwIAIAJBEGoiAkHAAEkNAAsL3gECB38BewJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogACAJIAFsaiENIAUgCSABbGogCEECdGohDgNA/QwAAAAAAAAAAAAAAAAAAAAAIQ9BACELA0AgDSALav0AAgAgDCALav0AAgAgD/2FAiEPIAtBEGoiC0HAAEkNAAsgDiAGIA/9HwAgD/0fAZIgD/0fAiAP/R8DkpKUOAIAIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwu/AgMHfwF7AX8DQCAFIAkgAWxqIQ0gBiAJIAFsaiEOQQAhCgNAIA4qAgD9EyEPQQAhCwNAIA0gC2ohECAQIA8gEP0AAgD95gH9CwIAIAtBEGoiC0HAAEkNAAsgDUHAAGohDSAOQQRqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwJAA0AgCCAETw0BIAMgBxACIAchDEEAIQkDQEEAIQogBSAJIAFsaiENIAAgCSABbGogCEECdGohDgNAIA4qAgD9EyEPIA/9UwRAQQAhCwNAIA0gC2ohECAQIA8gDCALav0AAgAgEP0AAgD9hQL9CwIAIAtBEGoiC0HAAEkNAAsLIA1BwABqIQ0gDkGACGohDiAKQQFqIgpBAkkNAAsgCUEBaiIJIAJJDQALIANBwABqIQMgCEEBaiEIDAALCwv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgANsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBkkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvlCAgIfwF9BH8EfQ17BH8IewR/IAMhCwJAA0AgCyAETw0BIAtBwABqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgAJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQRJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC+QICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0EqaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhMSABIA1BAnRqKAIEITIgASANQQJ0aigCCCEzIAEgDUECdGooAgwhNCALIQogACALQYADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgMSEl/QwAAAAAAAAAAAAAAAAAAAAAISogMiEm/QwAAAAAAAAAAAAAAAAAAAAAISsgMyEn/QwAAAAAAAAAAAAAAAAAAAAAISwgNCEoQQAhCQNAIAf9AAIAIS0gLSAl/QACACAp/YUCISkgLSAm/QACACAq/YUCISogLSAn/QACACAr/YUCISsgLSAo/QACACAs/YUCISwgB/0AAhAhLiAuICX9AAIQICn9hQIhKSAuICb9AAIQICr9hQIhKiAuICf9AAIQICv9hQIhKyAuICj9AAIQICz9hQIhLCAH/QACICEvIC8gJf0AAiAgKf2FAiEpIC8gJv0AAiAgKv2FAiEqIC8gJ/0AAiAgK/2FAiErIC8gKP0AAiAgLP2FAiEsIAf9AAIwITAgMCAl/QACMCAp/YUCISkgMCAm/QACMCAq/YUCISogMCAn/QACMCAr/YUCISsgMCAo/QACMCAs/YUCISwgB0HAAGohByAlQcAAaiElICZBwABqISYgJ0HAAGohJyAoQcAAaiEoIAlBAWoiCUEGSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAgAgCP0AAgAgGP2FAiEYIAf9AAIQIAj9AAIQIBj9hQIhGCAH/QACICAI/QACICAY/YUCIRggB/0AAjAgCP0AAjAgGP2FAiEYIAdBwABqIQcgCEHAAGohCCAJQQFqIglBBkkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCws=";
+export const wasm = "AGFzbQEAAAABTQlgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgAXsBe2AJf39/f39/f39/AGAEf39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDDAsAAQIDBAUGBwEICAd6CAltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABA9zbV9mMTZfMTZfNjRfZzIABhBmaW5fZjE2XzE2XzY0X2cyAAcJbXZfZjMyXzk2AAgJbW1fZjMyXzY0AAkJbW1fZjMyXzk2AAoK1SMLCgAgAEECdCoCAAuAAgUEfwF9BH8EfQ17IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgFCAH/QACACAI/QACAP3mAf3kASEUIBQgB/0AAhAgCP0AAhD95gH95AEhFCAUIAf9AAIgIAj9AAIg/eYB/eQBIRQgFCAH/QACMCAI/QACMP3mAf3kASEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuBAQIBfwF7A0AgACACQQF2av1dAQAhAyAD/akBIQMgASACaiADQQ39qwH9DADg/w8A4P8PAOD/DwDg/w/9Tv0MAACAdwAAgHcAAIB3AACAd/3mASAD/QwAgAAAAIAAAACAAAAAgAAA/U5BEP2rAf1Q/QsCACACQRBqIgJBwABJDQALC+EBAgd/AXsCQANAIAggBE8NASADIAcQAiAHIQxBACEJA0BBACEKIAAgCSABbGohDSAFIAkgAWxqIAhBAnRqIQ4DQP0MAAAAAAAAAAAAAAAAAAAAACEPQQAhCwNAIA8gDSALav0AAgAgDCALav0AAgD95gH95AEhDyALQRBqIgtBwABJDQALIA4gBiAP/R8AIA/9HwGSIA/9HwIgD/0fA5KSlDgCACANQcAAaiENIA5BgAhqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACyADQcAAaiEDIAhBAWohCAwACwsLwgIDB38BewF/A0AgBSAJIAFsaiENIAYgCSABbGohDkEAIQoDQCAOKgIA/RMhD0EAIQsDQCANIAtqIRAgECAPIBD9AAIA/eYB/QsCACALQRBqIgtBwABJDQALIA1BwABqIQ0gDkEEaiEOIApBAWoiCkECSQ0ACyAJQQFqIgkgAkkNAAsCQANAIAggBE8NASADIAcQAiAHIQxBACEJA0BBACEKIAUgCSABbGohDSAAIAkgAWxqIAhBAnRqIQ4DQCAOKgIA/RMhDyAP/VMEQEEAIQsDQCANIAtqIRAgECAQ/QACACAPIAwgC2r9AAIA/eYB/eQB/QsCACALQRBqIgtBwABJDQALCyANQcAAaiENIA5BgAhqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACyADQcAAaiEDIAhBAWohCAwACwsL5QIBBnsgAP0MAACuwgAArsIAAK7CAACuwv3pAf0MAAAAAAAAAAAAAAAAAAAAAP3oASEA/QwAAEBLAABASwAAQEsAAEBLIAD9DDuquD87qrg/O6q4PzuquD/95gH95AEhASAB/QwAAEBLAABASwAAQEsAAEBL/eUBIQIgACAC/QwAcjE/AHIxPwByMT8AcjE//eYB/eUBIAL9DI6+vzWOvr81jr6/NY6+vzX95gH95QEhAyABQRf9qwH9DAAAgD8AAIA/AACAPwAAgD/9rgEhBSADIAP95gEhBP0M9v9/P/b/fz/2/38/9v9/PyAD/eYB/Qzb/v8+2/7/Ptv+/z7b/v8+/Qwzryo+M68qPjOvKj4zryo+IAP95gH95AH9DBefKz0Xnys9F58rPRefKz39DBAgBzwQIAc8ECAHPBAgBzwgA/3mAf3kASAE/eYB/eQBIAT95gH95AEhBiAFIAYgBf3mAf3kAQveAwMIfwR9BXsDQCAFIAlqIQ5BACEMIA4gBCADakEBayAOIAQgA2pBAWtIGyAEayENIAz9ESEYIA39ESEZQQAhCgNAIAAgCSABbGogCkGACGxqIQ8gBiAJIAFsaiAKQQN0aiEQIAgEQCAQRAAAAAAAAPD/OQMAIBBEAAAAAAAAAAA5AxALIBArAwC2IRJDAACA/yERIAwhCwJAA0AgCyANSg0BIBEgDyALQQJ0aioCAJchESALQQFqIQsMAAsLIBIgEZcgEiAMIA1MGyETIBIgE5P9ExAF/R8AQwAAgD8gEiATXRshFP0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAQAAAAIAAAADAAAAIRdBACELAkADQCALIANODQEgDyALQQJ0av0AAgAgE/0T/eUBEAUhFSAVIBcgGP0/IBcgGf09/U79TiEVIA8gC0ECdGogFf0LAgAgFiAV/eQBIRYgF/0MBAAAAAQAAAAEAAAABAAAAP2uASEXIAtBBGohCwwACwsgECATuzkDACAQIBArAxAgFLuiIBb9HwAgFv0fAZIgFv0fAiAW/R8DkpK7oDkDECAHIAkgAWxqIApBAnRqIBQ4AgAgCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwuNAQMFfwF7AX8DQCAAIAQgAWxqIQcgAyAEIAFsaiEIQQAhBQNARAAAAAAAAPA/IAgrAxCjtv0TIQlBACEGA0AgByAGaiEKIAogCSAK/QACAP3mAf0LAgAgBkEQaiIGQcAASQ0ACyAHQcAAaiEHIAhBCGohCCAFQQFqIgVBAkkNAAsgBEEBaiIEIAJJDQALC4ACBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAUIAf9AAIAIAj9AAIA/eYB/eQBIRQgFCAH/QACECAI/QACEP3mAf3kASEUIBQgB/0AAiAgCP0AAiD95gH95AEhFCAUIAf9AAIwIAj9AAIw/eYB/eQBIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC6EJCAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtICkgLSAl/QACAP3mAf3kASEpICogLSAm/QACAP3mAf3kASEqICsgLSAn/QACAP3mAf3kASErICwgLSAo/QACAP3mAf3kASEsIAf9AAIQIS4gKSAuICX9AAIQ/eYB/eQBISkgKiAuICb9AAIQ/eYB/eQBISogKyAuICf9AAIQ/eYB/eQBISsgLCAuICj9AAIQ/eYB/eQBISwgB/0AAiAhLyApIC8gJf0AAiD95gH95AEhKSAqIC8gJv0AAiD95gH95AEhKiArIC8gJ/0AAiD95gH95AEhKyAsIC8gKP0AAiD95gH95AEhLCAH/QACMCEwICkgMCAl/QACMP3mAf3kASEpICogMCAm/QACMP3mAf3kASEqICsgMCAn/QACMP3mAf3kASErICwgMCAo/QACMP3mAf3kASEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIBggB/0AAgAgCP0AAgD95gH95AEhGCAYIAf9AAIQIAj9AAIQ/eYB/eQBIRggGCAH/QACICAI/QACIP3mAf3kASEYIBggB/0AAjAgCP0AAjD95gH95AEhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLoAkICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAH/QACECEuICkgLiAl/QACEP3mAf3kASEpICogLiAm/QACEP3mAf3kASEqICsgLiAn/QACEP3mAf3kASErICwgLiAo/QACEP3mAf3kASEsIAf9AAIgIS8gKSAvICX9AAIg/eYB/eQBISkgKiAvICb9AAIg/eYB/eQBISogKyAvICf9AAIg/eYB/eQBISsgLCAvICj9AAIg/eYB/eQBISwgB/0AAjAhMCApIDAgJf0AAjD95gH95AEhKSAqIDAgJv0AAjD95gH95AEhKiArIDAgJ/0AAjD95gH95AEhKyAsIDAgKP0AAjD95gH95AEhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAYIAf9AAIAIAj9AAIA/eYB/eQBIRggGCAH/QACECAI/QACEP3mAf3kASEYIBggB/0AAiAgCP0AAiD95gH95AEhGCAYIAf9AAIwIAj9AAIw/eYB/eQBIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
+export const wasmRelaxed = "AGFzbQEAAAABTQlgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgAXsBe2AJf39/f39/f39/AGAEf39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDDAsAAQIDBAUGBwEICAd6CAltdl9mMzJfNjQAAQ9xa19mMTZfMTZfNjRfZzIAAw9hdl9mMTZfMTZfNjRfZzIABA9zbV9mMTZfMTZfNjRfZzIABhBmaW5fZjE2XzE2XzY0X2cyAAcJbXZfZjMyXzk2AAgJbW1fZjMyXzY0AAkJbW1fZjMyXzk2AAoKrSILCgAgAEECdCoCAAv0AQUEfwF9BH8EfQ17IAMhCSAAIANBgAJsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAgAgCP0AAgAgFP2FAiEUIAf9AAIQIAj9AAIQIBT9hQIhFCAH/QACICAI/QACICAU/YUCIRQgB/0AAjAgCP0AAjAgFP2FAiEUIAdBwABqIQcgCEHAAGohCCAKQQFqIgpBBEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwuBAQIBfwF7A0AgACACQQF2av1dAQAhAyAD/akBIQMgASACaiADQQ39qwH9DADg/w8A4P8PAOD/DwDg/w/9Tv0MAACAdwAAgHcAAIB3AACAd/3mASAD/QwAgAAAAIAAAACAAAAAgAAA/U5BEP2rAf1Q/QsCACACQRBqIgJBwABJDQALC94BAgd/AXsCQANAIAggBE8NASADIAcQAiAHIQxBACEJA0BBACEKIAAgCSABbGohDSAFIAkgAWxqIAhBAnRqIQ4DQP0MAAAAAAAAAAAAAAAAAAAAACEPQQAhCwNAIA0gC2r9AAIAIAwgC2r9AAIAIA/9hQIhDyALQRBqIgtBwABJDQALIA4gBiAP/R8AIA/9HwGSIA/9HwIgD/0fA5KSlDgCACANQcAAaiENIA5BgAhqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACyADQcAAaiEDIAhBAWohCAwACwsLvwIDB38BewF/A0AgBSAJIAFsaiENIAYgCSABbGohDkEAIQoDQCAOKgIA/RMhD0EAIQsDQCANIAtqIRAgECAPIBD9AAIA/eYB/QsCACALQRBqIgtBwABJDQALIA1BwABqIQ0gDkEEaiEOIApBAWoiCkECSQ0ACyAJQQFqIgkgAkkNAAsCQANAIAggBE8NASADIAcQAiAHIQxBACEJA0BBACEKIAUgCSABbGohDSAAIAkgAWxqIAhBAnRqIQ4DQCAOKgIA/RMhDyAP/VMEQEEAIQsDQCANIAtqIRAgECAPIAwgC2r9AAIAIBD9AAIA/YUC/QsCACALQRBqIgtBwABJDQALCyANQcAAaiENIA5BgAhqIQ4gCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACyADQcAAaiEDIAhBAWohCAwACwsL0wIBBnsgAP0MAACuwgAArsIAAK7CAACuwv3pAf0MAAAAAAAAAAAAAAAAAAAAAP3oASEAIAD9DDuquD87qrg/O6q4PzuquD/9DAAAQEsAAEBLAABASwAAQEv9hQIhASAB/QwAAEBLAABASwAAQEsAAEBL/eUBIQIgACAC/QwAcjE/AHIxPwByMT8AcjE//eYB/eUBIAL9DI6+vzWOvr81jr6/NY6+vzX95gH95QEhAyABQRf9qwH9DAAAgD8AAIA/AACAPwAAgD/9rgEhBSADIAP95gEhBP0MECAHPBAgBzwQIAc8ECAHPCAD/QwXnys9F58rPRefKz0Xnys9/YUCIAT9DDOvKj4zryo+M68qPjOvKj4gA/0M2/7/Ptv+/z7b/v8+2/7/Pv2FAv2FAiAE/Qz2/38/9v9/P/b/fz/2/38/IAP95gH9hQIhBiAGIAUgBf2FAgveAwMIfwR9BXsDQCAFIAlqIQ5BACEMIA4gBCADakEBayAOIAQgA2pBAWtIGyAEayENIAz9ESEYIA39ESEZQQAhCgNAIAAgCSABbGogCkGACGxqIQ8gBiAJIAFsaiAKQQN0aiEQIAgEQCAQRAAAAAAAAPD/OQMAIBBEAAAAAAAAAAA5AxALIBArAwC2IRJDAACA/yERIAwhCwJAA0AgCyANSg0BIBEgDyALQQJ0aioCAJchESALQQFqIQsMAAsLIBIgEZcgEiAMIA1MGyETIBIgE5P9ExAF/R8AQwAAgD8gEiATXRshFP0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAQAAAAIAAAADAAAAIRdBACELAkADQCALIANODQEgDyALQQJ0av0AAgAgE/0T/eUBEAUhFSAVIBcgGP0/IBcgGf09/U79TiEVIA8gC0ECdGogFf0LAgAgFiAV/eQBIRYgF/0MBAAAAAQAAAAEAAAABAAAAP2uASEXIAtBBGohCwwACwsgECATuzkDACAQIBArAxAgFLuiIBb9HwAgFv0fAZIgFv0fAiAW/R8DkpK7oDkDECAHIAkgAWxqIApBAnRqIBQ4AgAgCkEBaiIKQQJJDQALIAlBAWoiCSACSQ0ACwuNAQMFfwF7AX8DQCAAIAQgAWxqIQcgAyAEIAFsaiEIQQAhBQNARAAAAAAAAPA/IAgrAxCjtv0TIQlBACEGA0AgByAGaiEKIAogCSAK/QACAP3mAf0LAgAgBkEQaiIGQcAASQ0ACyAHQcAAaiEHIAhBCGohCCAFQQFqIgVBAkkNAAsgBEEBaiIEIAJJDQALC/QBBQR/AX0EfwR9DXsgAyEJIAAgA0GAA2xqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QACACAI/QACACAU/YUCIRQgB/0AAhAgCP0AAhAgFP2FAiEUIAf9AAIgIAj9AAIgIBT9hQIhFCAH/QACMCAI/QACMCAU/YUCIRQgB0HAAGohByAIQcAAaiEIIApBAWoiCkEGSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC+UICAh/AX0EfwR9DXsEfwh7BH8gAyELAkADQCALIARPDQEgC0HAAGohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAITEgASANQQJ0aigCBCEyIAEgDUECdGooAgghMyABIA1BAnRqKAIMITQgCyEKIAAgC0GAAmxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIDEhJf0MAAAAAAAAAAAAAAAAAAAAACEqIDIhJv0MAAAAAAAAAAAAAAAAAAAAACErIDMhJ/0MAAAAAAAAAAAAAAAAAAAAACEsIDQhKEEAIQkDQCAH/QACACEtIC0gJf0AAgAgKf2FAiEpIC0gJv0AAgAgKv2FAiEqIC0gJ/0AAgAgK/2FAiErIC0gKP0AAgAgLP2FAiEsIAf9AAIQIS4gLiAl/QACECAp/YUCISkgLiAm/QACECAq/YUCISogLiAn/QACECAr/YUCISsgLiAo/QACECAs/YUCISwgB/0AAiAhLyAvICX9AAIgICn9hQIhKSAvICb9AAIgICr9hQIhKiAvICf9AAIgICv9hQIhKyAvICj9AAIgICz9hQIhLCAH/QACMCEwIDAgJf0AAjAgKf2FAiEpIDAgJv0AAjAgKv2FAiEqIDAgJ/0AAjAgK/2FAiErIDAgKP0AAjAgLP2FAiEsIAdBwABqIQcgJUHAAGohJSAmQcAAaiEmICdBwABqIScgKEHAAGohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYACbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAIAIAj9AAIAIBj9hQIhGCAH/QACECAI/QACECAY/YUCIRggB/0AAiAgCP0AAiAgGP2FAiEYIAf9AAIwIAj9AAIwIBj9hQIhGCAHQcAAaiEHIAhBwABqIQggCUEBaiIJQQRJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsL5AgICH8BfQR/BH0NewR/CHsEfyADIQsCQANAIAsgBE8NASALQSpqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACExIAEgDUECdGooAgQhMiABIA1BAnRqKAIIITMgASANQQJ0aigCDCE0IAshCiAAIAtBgANsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAxISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAyISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAzISf9DAAAAAAAAAAAAAAAAAAAAAAhLCA0IShBACEJA0AgB/0AAgAhLSAtICX9AAIAICn9hQIhKSAtICb9AAIAICr9hQIhKiAtICf9AAIAICv9hQIhKyAtICj9AAIAICz9hQIhLCAH/QACECEuIC4gJf0AAhAgKf2FAiEpIC4gJv0AAhAgKv2FAiEqIC4gJ/0AAhAgK/2FAiErIC4gKP0AAhAgLP2FAiEsIAf9AAIgIS8gLyAl/QACICAp/YUCISkgLyAm/QACICAq/YUCISogLyAn/QACICAr/YUCISsgLyAo/QACICAs/YUCISwgB/0AAjAhMCAwICX9AAIwICn9hQIhKSAwICb9AAIwICr9hQIhKiAwICf9AAIwICv9hQIhKyAwICj9AAIwICz9hQIhLCAHQcAAaiEHICVBwABqISUgJkHAAGohJiAnQcAAaiEnIChBwABqISggCUEBaiIJQQZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GAA2xqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QACACAI/QACACAY/YUCIRggB/0AAhAgCP0AAhAgGP2FAiEYIAf9AAIgIAj9AAIgIBj9hQIhGCAH/QACMCAI/QACMCAY/YUCIRggB0HAAGohByAIQcAAaiEIIAlBAWoiCUEGSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
 /*
 (module
   (import "env" "memory" (memory 1 65536 shared))
@@ -248,6 +248,8 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
     (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+
+
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 256))))
     (block $done
@@ -281,8 +283,9 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
   ;; read from the cache once per tile for every query head and token, f16 widened to f32 in SIMD
   ;; registers into a row of 16 floats at $buf (f32 rows are read in place). Cache rows are
   ;; 64 bytes; a token's query, scores, output and corrections are `$stride` bytes after the
-  ;; previous token's. Scores sit 256 floats apart per head. The online softmax between the two pieces
-  ;; (max, exp, the running sum) is TypeScript's, which has exp.
+  ;; previous token's. Scores sit 256 floats apart per head. Between the two pieces, sm_f16_16_64_g2 turns a tile's
+  ;; scores into weights (the online softmax: a running max and sum per row, in f64 at $ml), and fin_f16_16_64_g2
+  ;; divides each row by its sum at the end.
   ;; widen_f16_16_64_g2: the 16 f16 values at $src as f32 at $dst.
   (func $widen_f16_16_64_g2 (param $src i32) (param $dst i32)
     (local $d i32) (local $h v128)
@@ -378,6 +381,115 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $keys)))
   )
+  ;; e^x for x in [-87, 0] (clamped; the callers' x are ≤ 0, and e^-87 is as good as 0 beside a sum ≥ 1): ggml's
+  ;; ggml_v_expf, a degree-5 polynomial on the remainder after x·log2(e)'s integer part, which goes in the exponent.
+  (func $exp_sm_f16_16_64_g2 (param $x v128) (result v128)
+    (local $z v128) (local $n v128) (local $b v128) (local $u v128) (local $k v128) (local $j v128)
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) (v128.const f32x4 -87 -87 -87 -87)) (v128.const f32x4 0 0 0 0)))
+    (local.set $z (f32x4.add (v128.const f32x4 0x1.8p23 0x1.8p23 0x1.8p23 0x1.8p23)
+      (f32x4.mul (local.get $x) (v128.const f32x4 0x1.715476p+0 0x1.715476p+0 0x1.715476p+0 0x1.715476p+0))))
+    (local.set $n (f32x4.sub (local.get $z) (v128.const f32x4 0x1.8p23 0x1.8p23 0x1.8p23 0x1.8p23)))
+    (local.set $b (f32x4.sub
+      (f32x4.sub (local.get $x) (f32x4.mul (local.get $n) (v128.const f32x4 0x1.62e4p-1 0x1.62e4p-1 0x1.62e4p-1 0x1.62e4p-1)))
+      (f32x4.mul (local.get $n) (v128.const f32x4 0x1.7f7d1cp-20 0x1.7f7d1cp-20 0x1.7f7d1cp-20 0x1.7f7d1cp-20))))
+    (local.set $k (i32x4.add (i32x4.shl (local.get $z) (i32.const 23)) (v128.const i32x4 0x3f800000 0x3f800000 0x3f800000 0x3f800000)))
+    (local.set $u (f32x4.mul (local.get $b) (local.get $b)))
+    (local.set $j (f32x4.add
+      (f32x4.mul (v128.const f32x4 0x1.ffffecp-1 0x1.ffffecp-1 0x1.ffffecp-1 0x1.ffffecp-1) (local.get $b))
+      (f32x4.mul
+        (f32x4.add
+          (f32x4.add (v128.const f32x4 0x1.fffdb6p-2 0x1.fffdb6p-2 0x1.fffdb6p-2 0x1.fffdb6p-2)
+            (f32x4.mul (v128.const f32x4 0x1.555e66p-3 0x1.555e66p-3 0x1.555e66p-3 0x1.555e66p-3) (local.get $b)))
+          (f32x4.mul
+            (f32x4.add (v128.const f32x4 0x1.573e2ep-5 0x1.573e2ep-5 0x1.573e2ep-5 0x1.573e2ep-5)
+              (f32x4.mul (v128.const f32x4 0x1.0e402p-7 0x1.0e402p-7 0x1.0e402p-7 0x1.0e402p-7) (local.get $b)))
+            (local.get $u)))
+        (local.get $u))))
+    (f32x4.add (local.get $k) (f32x4.mul (local.get $j) (local.get $k)))
+  )
+  ;; sm_f16_16_64_g2: for each token t < n (at position pos0 + t) and head h < 2, the tile's scores s[t][h][j] (keys
+  ;; p0 + j, j < cnt) become e^(s − m) for the keys t sees (causal), 0 for
+  ;; the others; m is the row's running max (f64 at $ml + t·stride + 8h), its running sum (at + 8·2) grows
+  ;; by the tile's, rescaled by c = e^(m_old − m) as m grows, and c goes to $c + t·stride + 4h for av_f16_16_64_g2. With
+  ;; $fresh, the rows start here (no max, a sum of 0).
+  (func (export "sm_f16_16_64_g2") (param $s i32) (param $stride i32) (param $n i32) (param $cnt i32) (param $p0 i32) (param $pos0 i32) (param $ml i32) (param $c i32) (param $fresh i32)
+    (local $t i32) (local $h i32) (local $j i32) (local $a i32) (local $z i32) (local $pos i32) (local $row i32) (local $mp i32)
+    (local $mt f32) (local $old f32) (local $new f32) (local $corr f32) (local $e v128) (local $sum v128) (local $idx v128) (local $va v128) (local $vz v128)
+    (loop $tokens
+      (local.set $pos (i32.add (local.get $pos0) (local.get $t)))
+      (local.set $a (i32.const 0))
+      (local.set $z (i32.sub (select (local.get $pos) (i32.sub (i32.add (local.get $p0) (local.get $cnt)) (i32.const 1))
+        (i32.lt_s (local.get $pos) (i32.sub (i32.add (local.get $p0) (local.get $cnt)) (i32.const 1)))) (local.get $p0)))
+      (local.set $va (i32x4.splat (local.get $a)))
+      (local.set $vz (i32x4.splat (local.get $z)))
+      (local.set $h (i32.const 0))
+      (loop $heads
+        (local.set $row (i32.add (i32.add (local.get $s) (i32.mul (local.get $t) (local.get $stride))) (i32.mul (local.get $h) (i32.const 1024))))
+        (local.set $mp (i32.add (i32.add (local.get $ml) (i32.mul (local.get $t) (local.get $stride))) (i32.shl (local.get $h) (i32.const 3))))
+        (if (local.get $fresh)
+          (then
+            (f64.store (local.get $mp) (f64.const -inf))
+            (f64.store offset=16 (local.get $mp) (f64.const 0))))
+        (local.set $old (f32.demote_f64 (f64.load (local.get $mp))))
+        (local.set $mt (f32.const -inf))
+        (local.set $j (local.get $a))
+        (block $maxDone
+          (loop $max
+            (br_if $maxDone (i32.gt_s (local.get $j) (local.get $z)))
+            (local.set $mt (f32.max (local.get $mt) (f32.load (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $max)))
+        ;; No key of the tile for this row (a later token's tile): weights 0, nothing to rescale.
+        (local.set $new (select (f32.max (local.get $old) (local.get $mt)) (local.get $old) (i32.le_s (local.get $a) (local.get $z))))
+        (local.set $corr (select
+          (f32x4.extract_lane 0 (call $exp_sm_f16_16_64_g2 (f32x4.splat (f32.sub (local.get $old) (local.get $new)))))
+          (f32.const 1)
+          (f32.lt (local.get $old) (local.get $new))))
+        (local.set $sum (v128.const i32x4 0 0 0 0))
+        (local.set $idx (v128.const i32x4 0 1 2 3))
+        (local.set $j (i32.const 0))
+        (block $expDone
+          (loop $exps
+            (br_if $expDone (i32.ge_s (local.get $j) (local.get $cnt)))
+            (local.set $e (call $exp_sm_f16_16_64_g2 (f32x4.sub (v128.load align=4 (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))))
+              (f32x4.splat (local.get $new)))))
+            (local.set $e (v128.and (local.get $e)
+              (v128.and (i32x4.ge_s (local.get $idx) (local.get $va)) (i32x4.le_s (local.get $idx) (local.get $vz)))))
+            (v128.store align=4 (i32.add (local.get $row) (i32.shl (local.get $j) (i32.const 2))) (local.get $e))
+            (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+            (local.set $idx (i32x4.add (local.get $idx) (v128.const i32x4 4 4 4 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $exps)))
+        (f64.store (local.get $mp) (f64.promote_f32 (local.get $new)))
+        (f64.store offset=16 (local.get $mp) (f64.add
+          (f64.mul (f64.load offset=16 (local.get $mp)) (f64.promote_f32 (local.get $corr)))
+          (f64.promote_f32 (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $sum)) (f32x4.extract_lane 1 (local.get $sum)))
+            (f32.add (f32x4.extract_lane 2 (local.get $sum)) (f32x4.extract_lane 3 (local.get $sum)))))))
+        (f32.store (i32.add (i32.add (local.get $c) (i32.mul (local.get $t) (local.get $stride))) (i32.shl (local.get $h) (i32.const 2)))
+          (local.get $corr))
+        (br_if $heads (i32.lt_u (local.tee $h (i32.add (local.get $h) (i32.const 1))) (i32.const 2))))
+      (br_if $tokens (i32.lt_u (local.tee $t (i32.add (local.get $t) (i32.const 1))) (local.get $n))))
+  )
+  ;; fin_f16_16_64_g2: each output row y[t][h] divided by its sum (f64 at $ml + t·stride + 8·2 + 8h).
+  (func (export "fin_f16_16_64_g2") (param $y i32) (param $stride i32) (param $n i32) (param $ml i32)
+    (local $t i32) (local $h i32) (local $d i32) (local $yp i32) (local $mp i32) (local $w v128) (local $at i32)
+    (loop $tokens
+      (local.set $yp (i32.add (local.get $y) (i32.mul (local.get $t) (local.get $stride))))
+      (local.set $mp (i32.add (local.get $ml) (i32.mul (local.get $t) (local.get $stride))))
+      (local.set $h (i32.const 0))
+      (loop $heads
+        (local.set $w (f32x4.splat (f32.demote_f64 (f64.div (f64.const 1) (f64.load offset=16 (local.get $mp))))))
+        (local.set $d (i32.const 0))
+        (loop $dims
+          (local.set $at (i32.add (local.get $yp) (local.get $d)))
+          (v128.store align=4 (local.get $at) (f32x4.mul (local.get $w) (v128.load align=4 (local.get $at))))
+          (br_if $dims (i32.lt_u (local.tee $d (i32.add (local.get $d) (i32.const 16))) (i32.const 64))))
+        (local.set $yp (i32.add (local.get $yp) (i32.const 64)))
+        (local.set $mp (i32.add (local.get $mp) (i32.const 8)))
+        (br_if $heads (i32.lt_u (local.tee $h (i32.add (local.get $h) (i32.const 1))) (i32.const 2))))
+      (br_if $tokens (i32.lt_u (local.tee $t (i32.add (local.get $t) (i32.const 1))) (local.get $n))))
+  )
 
   ;; rows of 96 f32 weights
   ;; y[r] = alpha · dot(row r, x) (+ y[r] when accumulate) for rows r0 ≤ r < r1; a row is 6 steps.
@@ -386,6 +498,8 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
     (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $f0 f32) (local $f1 f32) (local $f2 f32) (local $f3 f32)
     (local $acc v128) (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $v5 v128)
     (local $v6 v128) (local $v7 v128) (local $v8 v128) (local $v9 v128) (local $v10 v128) (local $v11 v128)
+
+
     (local.set $r (local.get $r0))
     (local.set $w (i32.add (local.get $w0) (i32.mul (local.get $r0) (i32.const 384))))
     (block $done
@@ -440,6 +554,8 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
     (local $xs_1 i32)
     (local $xs_2 i32)
     (local $xs_3 i32)
+
+
     (local.set $rb (local.get $r0))
     (block $done
       (loop $blocks
@@ -562,6 +678,8 @@ export const wasmRelaxed = "AGFzbQEAAAABNQZgAX8BfWAHf39/f399fwBgAn9/AGAIf39/f39/
     (local $xs_1 i32)
     (local $xs_2 i32)
     (local $xs_3 i32)
+
+
     (local.set $rb (local.get $r0))
     (block $done
       (loop $blocks
@@ -667,6 +785,7 @@ let S_linear_f32_32x64_n: Float32Array = LOGITS;
 let S_linear_f32_64x64_n_r: Float32Array = LOGITS;
 let SC_attend_4x16_kv2_f16: Float32Array = LOGITS;
 let CR_attend_4x16_kv2_f16: Float32Array = LOGITS;
+let ML_attend_4x16_kv2_f16: Float64Array = new Float64Array(0);
 let KB_16: Float32Array = LOGITS;
 let H_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
 let G_moe_ffn_f32_f32_f32_64x96_top1_res: Float32Array = LOGITS;
@@ -681,8 +800,6 @@ const SIN_linear_f32_32x64_n_r = new Float64Array(8);
 const FREQ_linear_f32_64x64_n_r = Float64Array.from({ length: 8 }, (_, j) => 10000 ** ((-2 * j) / 16));
 const COS_linear_f32_64x64_n_r = new Float64Array(8);
 const SIN_linear_f32_64x64_n_r = new Float64Array(8);
-const M_attend_4x16_kv2_f16 = new Float64Array(128);
-const L_attend_4x16_kv2_f16 = new Float64Array(128);
 const P_route_f32_8x64_top1_norm = new Float64Array(8);
 const CNT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(8);
 const AT_moe_ffn_f32_f32_f32_64x96_top1_res_batch = new Int32Array(64);
@@ -809,64 +926,26 @@ function linear_f32_64x64_n_r(w: Packed, xin: Float32Array, xino: number, g: Flo
  * token's position are read in tiles of 256, once per tile for every query head of the group and every
  * token, with an online softmax (a running max and sum per row, the output rescaled as the max grows). */
 function attend_4x16_kv2_f16(q: Float32Array, qo: number, kc: Float32Array, vc: Float32Array, pos0: number, y: Float32Array, yo: number, n: number): void {
-  const s0 = (SC_attend_4x16_kv2_f16.byteOffset - q.byteOffset) >> 2;
-  const c0 = (CR_attend_4x16_kv2_f16.byteOffset - q.byteOffset) >> 2;
+  const s = SC_attend_4x16_kv2_f16.byteOffset;
+  const c = CR_attend_4x16_kv2_f16.byteOffset;
+  const ml = ML_attend_4x16_kv2_f16.byteOffset;
   const buf = KB_16.byteOffset;
-  const M = M_attend_4x16_kv2_f16;
-  const L = L_attend_4x16_kv2_f16;
+  const stride = 4 * STRIDE;
   const lo = 0;
   const hi = pos0 + n - 1;
   for (let kh = 0; kh < 2; kh++) {
-    const qh = qo + kh * 32;
     const yh = yo + kh * 32;
-    for (let b = 0; b < n; b++) {
-      y.fill(0, yh + b * STRIDE, yh + b * STRIDE + 32);
-      for (let h = 0; h < 2; h++) {
-        M[b * 2 + h] = -Infinity;
-        L[b * 2 + h] = 0;
-      }
-    }
+    for (let b = 0; b < n; b++) y.fill(0, yh + b * STRIDE, yh + b * STRIDE + 32);
+    const qa = q.byteOffset + 4 * (qo + kh * 32);
+    const ya = y.byteOffset + 4 * yh;
     for (let p0 = lo; p0 <= hi; p0 += 256) {
       const cnt = Math.min(256, hi - p0 + 1);
-      const k = kc.byteOffset + p0 * 64 + kh * 32;
-      K.qk_f16_16_64_g2(q.byteOffset + 4 * qh, 4 * STRIDE, n, k, cnt, q.byteOffset + 4 * s0, 0.25, buf);
-      for (let b = 0; b < n; b++) {
-        const pos = pos0 + b;
-        // The keys of this tile token b sees: causal, and inside the window.
-        const a = Math.max(p0, 0) - p0;
-        const z = Math.min(p0 + cnt - 1, pos) - p0;
-        for (let h = 0; h < 2; h++) {
-          const r = b * 2 + h;
-          const so = s0 + b * STRIDE + h * 256;
-          if (a > z) {
-            q.fill(0, so, so + cnt);
-            q[c0 + b * STRIDE + h] = 1;
-            continue;
-          }
-          let max = M[r];
-          for (let j = a; j <= z; j++) if (q[so + j] > max) max = q[so + j];
-          let sum = 0;
-          for (let j = 0; j < cnt; j++) {
-            const e = j >= a && j <= z ? Math.fround(Math.exp(q[so + j] - max)) : 0;
-            q[so + j] = e;
-            sum += e;
-          }
-          const corr = Math.exp(M[r] - max);
-          L[r] = L[r] * corr + sum;
-          M[r] = max;
-          q[c0 + b * STRIDE + h] = corr;
-        }
-      }
-      const v = vc.byteOffset + p0 * 64 + kh * 32;
-      K.av_f16_16_64_g2(q.byteOffset + 4 * s0, 4 * STRIDE, n, v, cnt, y.byteOffset + 4 * yh, q.byteOffset + 4 * c0, buf);
+      const at = p0 * 64 + kh * 32;
+      K.qk_f16_16_64_g2(qa, stride, n, kc.byteOffset + at, cnt, s, 0.25, buf);
+      K.sm_f16_16_64_g2(s, stride, n, cnt, p0, pos0, ml, c, p0 === lo ? 1 : 0);
+      K.av_f16_16_64_g2(s, stride, n, vc.byteOffset + at, cnt, ya, c, buf);
     }
-    for (let b = 0; b < n; b++) {
-      for (let h = 0; h < 2; h++) {
-        const inv = 1 / L[b * 2 + h];
-        const o = yh + b * STRIDE + h * 16;
-        for (let d = 0; d < 16; d++) y[o + d] *= inv;
-      }
-    }
+    K.fin_f16_16_64_g2(ya, stride, n, ml);
   }
 }
 
@@ -1162,14 +1241,15 @@ function bind(rt: Runtime): Float32Array {
     S_linear_f32_64x64_n_r = A.subarray(480, 544);
     SC_attend_4x16_kv2_f16 = A.subarray(544, 1056);
     CR_attend_4x16_kv2_f16 = A.subarray(1056, 1058);
-    KB_16 = A.subarray(1072, 1088);
-    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1088, 1184);
-    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1184, 1280);
-    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1280, 1376);
-    S_linear_f32_256x64_n = A.subarray(1376, 1440);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 5760, 1024);
-    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2464, 2560);
-    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2560, 2624);
+    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 4288, 4);
+    KB_16 = A.subarray(1088, 1104);
+    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1104, 1200);
+    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1200, 1296);
+    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(1296, 1392);
+    S_linear_f32_256x64_n = A.subarray(1392, 1456);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 5824, 1024);
+    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2480, 2576);
+    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2576, 2640);
   }
   return A;
 }
