@@ -68,6 +68,14 @@ function spec(window: number): string {
 }
 
 describe("cpu attention", () => {
+  it("refuses positions past the compiled context, with the numbers", async () => {
+    const p = await compileAndLoad(spec(0), "f32", 3, 64, 1, "f16");
+    expect(() => p.generated.prefill([1, 2, 3, 4], 62)).toThrow(
+      "positions 62 to 65 are outside the context of 64",
+    );
+    expect(() => p.generated.step(1, 64)).toThrow("position 64 is outside the context of 64");
+  });
+
   for (const window of [0, 40]) {
     for (const kvType of KV_TYPES) {
       it(`${kvType} cache${window ? `, window ${window}` : ""}: prefill past a tile, then decode, as the reference`, async () => {
