@@ -362,31 +362,31 @@ export class KernelSet {
         `the cpu backend's attention needs heads of a multiple of 4 values, not ${headDim}`,
       );
     const rowBytes = kvRowBytes(kvHeads * headDim, type);
-    const wasm = this.wasm.attention(type, headDim, rowBytes, group, ATTEND_TILE, window);
-    return this.add(
-      name,
-      "attend",
-      {
-        doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}, a ${type} cache`,
-        heads,
-        kvHeads,
-        headDim,
-        group,
-        groupWidth: group * headDim,
-        rowBytes,
-        headRowBytes: rowBytes / kvHeads,
-        tile: ATTEND_TILE,
-        scale: num(Math.fround(given ?? 1 / Math.sqrt(headDim))),
-        window: window || undefined,
-        // Per token of a batch: the scores (then the softmax weights) of a tile for each query head of a
-        // group, each row's correction, its running max and sum (f64); one widened row for the pieces.
-        scores: this.heapScratch(`SC_${name}`, group * ATTEND_TILE),
-        corr: this.heapScratch(`CR_${name}`, group),
-        ml: this.heapScratch(`ML_${name}`, 2 * group, "f64"),
-        buf: this.heapScratch(`KB_${headDim}`, headDim),
-        ...wasm,
-      },
-    );
+    const wasm = this.wasm.attention(type, headDim, rowBytes, kvHeads, group, ATTEND_TILE, window);
+    const scale = new Float32Array([given ?? 1 / Math.sqrt(headDim)]);
+    return this.add(name, "attend", {
+      doc: `causal attention: ${heads} heads of ${headDim}, ${kvHeads} KV heads${window ? `, window ${window}` : ""}, a ${type} cache`,
+      heads,
+      kvHeads,
+      headDim,
+      group,
+      groupWidth: group * headDim,
+      rowBytes,
+      headRowBytes: rowBytes / kvHeads,
+      tile: ATTEND_TILE,
+      // The f32 scale's bits, for the parameter block.
+      scaleBits: new Int32Array(scale.buffer)[0],
+      window: window || undefined,
+      // Per token of a batch and per KV head (each thread takes whole KV heads): the scores (then the
+      // softmax weights) of a tile for each query head of a group, each row's correction, its running max
+      // and sum (f64); one widened row; and the parameter block of the call.
+      scores: this.heapScratch(`SC_${name}`, kvHeads * group * ATTEND_TILE),
+      corr: this.heapScratch(`CR_${name}`, kvHeads * group),
+      ml: this.heapScratch(`ML_${name}`, kvHeads * 2 * group, "f64"),
+      buf: this.heapScratch(`KB_${name}`, kvHeads * headDim),
+      params: this.heapScratch(`AP_${name}`, 16, "i32"),
+      ...wasm,
+    });
   }
 
   embed(n: Node, vocab: number, scheme: string): string {
