@@ -182,7 +182,7 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
     for (let r = 0; r < ROWS; r++) expect(y[r]! + 0).toBe(want[r]! + 0);
   });
 
-  it("the q8_K quantizer writes llama.cpp's block_q8_K exactly: int8 q, the sums of 16, d", () => {
+  it("the q8_K quantizer writes llama.cpp's block_q8_K exactly (its q widened to int16): q, the sums of 16, d", () => {
     const kernels = new WasmKernels();
     const q = kernels.matmulQ8("q4_k", COLS)!;
     expect(q.qx).toBe(`qxk_${COLS}`);
@@ -203,7 +203,7 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
     expect(q.qBytes).toBe((COLS / 256) * Q8K_BLOCK_BYTES);
     for (let b = 0; b < COLS / 256; b++) {
       const at = qAt + b * Q8K_BLOCK_BYTES;
-      expect([...new Int8Array(memory.buffer, at, 256)]).toEqual([
+      expect([...new Int16Array(memory.buffer, at, 256)]).toEqual([
         ...want.q.subarray(256 * b, 256 * (b + 1)),
       ]);
       expect([...new Int16Array(memory.buffer, at + Q8K_SUMS, 16)]).toEqual([

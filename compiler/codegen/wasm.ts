@@ -124,7 +124,7 @@ function quantizerK(name: string, steps: number): string {
   const lane = (v: string, i: number, t = "f32x4") => `(${t}.extract_lane ${i} (local.get ${v}))`;
   return `  ;; ${name}: for j < n, the ${steps * Q8K_BLOCK} floats at xl[j] quantized to ${steps} q8_K blocks at ql[j].
   (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
-    (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $i i32) (local $m v128) (local $s v128) (local $t v128) (local $a f32)
+    (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $i i32) (local $m v128) (local $s v128) (local $t v128) (local $u v128) (local $a f32)
     (block $done
       (loop $vectors
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
@@ -143,9 +143,9 @@ function quantizerK(name: string, steps: number): string {
             (select (f32.div (f32.const 1) ${lane("$s", 0)}) (f32.const 0) (f32.gt (local.get $a) (f32.const 0))))
           (local.set $i (i32.const 0))
           (loop $groups
-            (local.set $t (i8x16.narrow_i16x8_s (i16x8.narrow_i32x4_s ${q(0)} ${q(1)}) (i16x8.narrow_i32x4_s ${q(2)} ${q(3)})))
-            (v128.store align=1 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 2))) (local.get $t))
-            (local.set $t (i32x4.extadd_pairwise_i16x8_s (i16x8.extadd_pairwise_i8x16_s (local.get $t))))
+            (v128.store align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 1))) (local.tee $t (i16x8.narrow_i32x4_s ${q(0)} ${q(1)})))
+            (v128.store offset=16 align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 1))) (local.tee $u (i16x8.narrow_i32x4_s ${q(2)} ${q(3)})))
+            (local.set $t (i32x4.add (i32x4.extadd_pairwise_i16x8_s (local.get $t)) (i32x4.extadd_pairwise_i16x8_s (local.get $u))))
             (i32.store16 offset=${Q8K_SUMS} align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 5)))
               (i32.add (i32.add ${lane("$t", 0, "i32x4")} ${lane("$t", 1, "i32x4")}) (i32.add ${lane("$t", 2, "i32x4")} ${lane("$t", 3, "i32x4")})))
             (br_if $groups (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 64))) (i32.const ${4 * Q8K_BLOCK}))))
@@ -325,27 +325,25 @@ export class WasmKernels {
     return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
   }
 
-  /** Export name of the attention of `kvHeads` KV heads of `headDim` (a multiple of 4) in cache rows of
+  /** Export names of the attention pieces for heads of `headDim` (a multiple of 4) in cache rows of
    * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys, a sliding `window` (0:
-   * none), split by KV heads over the threads; its pieces (scores, the online softmax over a tile, the weighted
-   * sum of values, the final division) each have the cache's widening inlined. */
+   * none): scores (q·k), the online softmax over a tile, the weighted sum of values, and the final division,
+   * each with the cache's widening inlined. */
   attention(
     type: KvType,
     headDim: number,
     rowBytes: number,
-    kvHeads: number,
     group: number,
     tile: number,
     window: number,
-  ): { mva: string } {
-    const key = `${type}_${headDim}_${rowBytes}_h${kvHeads}_g${group}${window ? `_w${window}` : ""}`;
+  ): { qk: string; sm: string; av: string; fin: string } {
+    const key = `${type}_${headDim}_${rowBytes}_g${group}${window ? `_w${window}` : ""}`;
     const names = {
       qk: `qk_${key}`,
       sm: `sm_${key}`,
       av: `av_${key}`,
       fin: `fin_${key}`,
       widen: `widen_${key}`,
-      mva: `mva_${key}`,
     };
     if (!this.funcs.has(names.qk)) {
       this.funcs.set(
@@ -365,15 +363,10 @@ export class WasmKernels {
           window: window || undefined,
           windowLess: window - 1,
           sumOffset: 8 * group,
-          groupBytes: group * headDim * 4,
-          groupScoreBytes: group * tile * 4,
-          groupCorrBytes: group * 4,
-          groupMlBytes: group * 16,
-          headRowBytes: rowBytes / kvHeads,
         }),
       );
     }
-    return { mva: names.mva };
+    return { qk: names.qk, sm: names.sm, av: names.av, fin: names.fin };
   }
 
   get size(): number {

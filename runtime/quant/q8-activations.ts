@@ -8,7 +8,8 @@
 // - q8_K (step 256: the k-quants), llama.cpp's block_q8_K (quantize_row_q8_K_ref): per 256 values
 //   iscale = 127 / amax, q = iscale · x rounded half to even, d = 1 / iscale (llama.cpp divides by the
 //   signed value of largest magnitude, which negates q and d together: every product is the same), and
-//   the sums of each 16 q. In the heap: 256 int8, 16 int16 sums, d as an f32, 12 bytes of padding: 304.
+//   the sums of each 16 q. In the heap: the 256 q widened to int16 (as q8_0's, for `i32x4.dot_i16x8_s`, which
+//   V8 makes one instruction with its load folded in), 16 int16 sums, d as an f32, 12 bytes of padding: 560.
 //
 // This file is the reference the kernels are checked against; the kernels quantize in WebAssembly
 // (`quantizer` in compiler/codegen/wasm.ts).
@@ -16,10 +17,10 @@
 export const Q8_BLOCK = 32;
 export const Q8_BLOCK_BYTES = 68;
 export const Q8K_BLOCK = 256;
-export const Q8K_BLOCK_BYTES = 304;
+export const Q8K_BLOCK_BYTES = 560;
 /** Byte offsets in a q8_K block: the 16 sums of 16, then d. */
-export const Q8K_SUMS = 256;
-export const Q8K_D = 288;
+export const Q8K_SUMS = 512;
+export const Q8K_D = 544;
 
 /** The activation blocks a `q8` piece of this step reads: [values, bytes in the heap], or undefined. */
 export function q8Format(step: number): { block: number; bytes: number } | undefined {

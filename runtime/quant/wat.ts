@@ -271,48 +271,46 @@ export function quadsOf16(o: {
 }
 
 // The k-quants' integer pieces (`q8`): activations in q8_K blocks (runtime/quant/q8-activations.ts): 256
-// int8 at `$x`, their 16 sums of 16 as int16 at byte 256, d as an f32 at byte 288. Weights are taken as
-// unsigned (0..63): a scheme whose values are q − c subtracts c·Σ scale·(sum of the sub-block's
-// activations) once per block, from the sums, as llama.cpp's bsums do. Sub-block totals are scaled in
-// integers; one float multiply per block turns them into f32.
+// integers as int16 at `$x`, their 16 sums of 16 as int16 at byte 512, d as an f32 at byte 544. Weights are
+// taken as unsigned (0..63): a scheme whose values are q − c subtracts c·Σ scale·(sum of the sub-block's
+// activations) once per block, from the sums, as llama.cpp's bsums do. Each weight is multiplied by its
+// sub-block's scale as an int16 (|q·scale| ≤ 63 · 128 fits), then by the activations in 16-bit dot products
+// (`i32x4.dot_i16x8_s`); one float multiply per block turns the integer total into f32. In a matrix-matrix
+// kernel the weights' part is done once for all columns, and each column costs its dot products alone.
 
 const ZERO = "(v128.const i32x4 0 0 0 0)";
 
 /**
- * Statements: `into` (i32x4) += scale × Σ over `runs` (at most 2) of [16 activations, 16 weights] (v128
- * expressions), scale an i32 expression (|scale| < 2^15). Each run's 16 products (|x| ≤ 127, 0 ≤ w ≤ 63)
- * are added in pairs as int16, the two runs' pairs together (4 × 127 × 63 = 32004 fits), and one 16-bit
- * dot product with the scale widens and scales them. Scratch: `$v6`, `$v7` (activations), `$v8`, `$v9`.
+ * Statements: `into` (i32x4) += scale × Σ over `runs` of [byte offset from `$i2` of 16 int16 activations,
+ * 16 unsigned weights (a v128 expression)], scale an i32 expression. Scratch: `$v8`, `$v9`.
  */
 export function scaledRuns(
-  runs: readonly (readonly [string, string])[],
+  runs: readonly (readonly [number, string])[],
   scale: string,
   into: string,
 ): string {
-  const sets: string[] = [];
-  const pairs = runs.map(([x, w], r) => {
-    sets.push(`(local.set $v${6 + r} ${x})`, `(local.set $v${8 + r} ${w})`);
-    const xw = `(local.get $v${6 + r}) (local.get $v${8 + r})`;
-    return `(i16x8.add (i16x8.extmul_low_i8x16_s ${xw}) (i16x8.extmul_high_i8x16_s ${xw}))`;
-  });
-  const sum = pairs.reduce((a, b) => `(i16x8.add ${a} ${b})`);
-  return [
-    ...sets,
-    `(local.set ${into} (i32x4.add (local.get ${into}) (i32x4.dot_i16x8_s ${sum} (i16x8.splat ${scale}))))`,
-  ].join("\n");
+  const s = `(i16x8.splat ${scale})`;
+  return runs
+    .flatMap(([off, w], r) => {
+      const v = `$v${8 + (r % 2)}`;
+      const half = (hl: string, at: number) =>
+        `(i32x4.dot_i16x8_s (i16x8.mul (i16x8.extend_${hl}_i8x16_u (local.get ${v})) ${s}) (v128.load offset=${at} align=2 (local.get $i2)))`;
+      return [
+        `(local.set ${v} ${w})`,
+        `(local.set ${into} (i32x4.add (local.get ${into}) (i32x4.add ${half("low", off)} ${half("high", off + 16)})))`,
+      ];
+    })
+    .join("\n");
 }
 
 /** `$acc` (+ or −)= f32(sum) × f32(d × the q8_K block's d), sum an i32x4 local, d an f32 expression. */
 export const q8kScaleInto = (sum: string, d: string, minus = false) =>
-  `(local.set $acc (f32x4.${minus ? "sub" : "add"} (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${d} (f32.load offset=288 align=4 ${X}))))))`;
+  `(local.set $acc (f32x4.${minus ? "sub" : "add"} (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${d} (f32.load offset=544 align=4 ${X}))))))`;
 
 /** An i32x4 whose lanes sum to Σ_j f_j · (sum of sub-block j's activations), j < 16: `lo` and `hi` i16x8
  * expressions holding f_0..f_7 and f_8..f_15. */
 export const bySums = (lo: string, hi: string) =>
-  `(i32x4.add (i32x4.dot_i16x8_s ${lo} (v128.load offset=256 align=2 ${X})) (i32x4.dot_i16x8_s ${hi} (v128.load offset=272 align=2 ${X})))`;
-
-/** The q8_K block's activation bytes at `off` from the group's start in `$i2`. */
-const xq = (off: number) => `(v128.load offset=${off} align=1 (local.get $i2))`;
+  `(i32x4.add (i32x4.dot_i16x8_s ${lo} (v128.load offset=512 align=2 ${X})) (i32x4.dot_i16x8_s ${hi} (v128.load offset=528 align=2 ${X})))`;
 
 /**
  * q4_k and q5_k's integer piece (8 sub-blocks of 32, w = d·scale·q − dmin·min): as pairsK4, with the
@@ -340,10 +338,10 @@ export function pairsK4Q8(o: {
     "(loop $pair",
     `(local.set $v0 ${bytesAt(o.qs, wAddr([I, 32]))})`,
     `(local.set $v1 ${bytesAt(o.qs + 16, wAddr([I, 32]))})`,
-    `(local.set $i2 ${xAddr([I, 64])})`,
+    `(local.set $i2 ${xAddr([I, 128])})`,
     ...[0, 1].map((s) =>
       scaledRuns(
-        [0, 1].map((r) => [xq(32 * s + 16 * r), run(s, r)] as const),
+        [0, 1].map((r) => [64 * s + 32 * r, run(s, r)] as const),
         scale(s),
         "$v10",
       ),
@@ -373,7 +371,7 @@ export function quadsOf16Q8(o: {
   mins?: { dmin: number; factors: readonly [string, string] };
 }): string {
   const perSub = o.offset && !o.offset.factors;
-  const sumAt = (k: number) => `(i32.load16_s offset=${256 + 4 * k} align=2 ${xAddr([H, 16], [G, 2])})`;
+  const sumAt = (k: number) => `(i32.load16_s offset=${512 + 4 * k} align=2 ${xAddr([H, 16], [G, 2])})`;
   const times = (n: number) => `(v128.const i32x4 ${n} ${n} ${n} ${n})`;
   return [
     `(local.set $v10 ${ZERO})`,
@@ -381,12 +379,12 @@ export function quadsOf16Q8(o: {
     "(local.set $i1 (i32.const 0))",
     "(loop $quad",
     o.prepare,
-    `(local.set $i2 ${xAddr([H, 128], [G, 16])})`,
+    `(local.set $i2 ${xAddr([H, 256], [G, 32])})`,
     ...[0, 1, 2, 3].flatMap((k) => {
       const { run, scale } = o.sub(k);
       return [
         `(local.set $i0 ${scale})`,
-        scaledRuns([[xq(32 * k), run]], "(local.get $i0)", "$v10"),
+        scaledRuns([[64 * k, run]], "(local.get $i0)", "$v10"),
         perSub ? `(local.set $i3 (i32.add (local.get $i3) (i32.mul (local.get $i0) ${sumAt(k)})))` : "",
       ];
     }),
