@@ -325,25 +325,27 @@ export class WasmKernels {
     return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
   }
 
-  /** Export names of the attention pieces for heads of `headDim` (a multiple of 4) in cache rows of
+  /** Export name of the attention of `kvHeads` KV heads of `headDim` (a multiple of 4) in cache rows of
    * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys, a sliding `window` (0:
-   * none): scores (q·k), the online softmax over a tile, the weighted sum of values, and the final division,
-   * each with the cache's widening inlined. */
+   * none), split by KV heads over the threads; its pieces (scores, the online softmax over a tile, the weighted
+   * sum of values, the final division) each have the cache's widening inlined. */
   attention(
     type: KvType,
     headDim: number,
     rowBytes: number,
+    kvHeads: number,
     group: number,
     tile: number,
     window: number,
-  ): { qk: string; sm: string; av: string; fin: string } {
-    const key = `${type}_${headDim}_${rowBytes}_g${group}${window ? `_w${window}` : ""}`;
+  ): { mva: string } {
+    const key = `${type}_${headDim}_${rowBytes}_h${kvHeads}_g${group}${window ? `_w${window}` : ""}`;
     const names = {
       qk: `qk_${key}`,
       sm: `sm_${key}`,
       av: `av_${key}`,
       fin: `fin_${key}`,
       widen: `widen_${key}`,
+      mva: `mva_${key}`,
     };
     if (!this.funcs.has(names.qk)) {
       this.funcs.set(
@@ -363,10 +365,15 @@ export class WasmKernels {
           window: window || undefined,
           windowLess: window - 1,
           sumOffset: 8 * group,
+          groupBytes: group * headDim * 4,
+          groupScoreBytes: group * tile * 4,
+          groupCorrBytes: group * 4,
+          groupMlBytes: group * 16,
+          headRowBytes: rowBytes / kvHeads,
         }),
       );
     }
-    return { qk: names.qk, sm: names.sm, av: names.av, fin: names.fin };
+    return { mva: names.mva };
   }
 
   get size(): number {
