@@ -10,6 +10,7 @@ import { pickQuant, pickTarget } from "../compiler/select.ts";
 import { compileAndLoad } from "../test/harness.ts";
 import { benchAgainstLlama, benchModelPath, CONTEXT } from "./llama.ts";
 import { benchMemory } from "./memory.ts";
+import { benchPresets, PRESETS } from "./presets.ts";
 import { benchServeLoad } from "./serve-load.ts";
 
 const args = process.argv.slice(2);
@@ -62,6 +63,11 @@ console.log(compile.toString());
 console.log();
 await benchAgainstLlama(llamaTypes);
 console.log();
+// The files people download: llama-quantize's presets (bench/presets.ts), unless types were named.
+if (!args.length) {
+  await benchPresets(PRESETS);
+  console.log();
+}
 benchMemory(
   llamaTypes.map((type) => ({ type, path: benchModelPath(type) })),
   CONTEXT,
