@@ -3,12 +3,10 @@
 // the batched prefill (blocks of queries against tiles of keys) as well as one token at a time. The
 // reference stores K and V rounded as the cache does (runtime/kv-type.ts roundKv), so what is left is the
 // kernels' f32 arithmetic against the reference's f64.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { KV_TYPES } from "../../runtime/kv-type.ts";
 import { compileAndLoad, relativeError } from "../../test/harness.ts";
+import { windowSpec } from "../../test/window-spec.ts";
 import { ATTEND_TILE } from "./kernels.ts";
 
 const CONTEXT = ATTEND_TILE + 64;
@@ -23,53 +21,9 @@ const CONTEXT = ATTEND_TILE + 64;
  */
 const BOUND = { f32: 2e-5, f16: 2e-3, q8_0: 1e-2 } as const;
 
-/** tiny-mixtral with heads of 32 (whole q8_0 blocks), 3 query heads per KV head and an optional window. */
-function spec(window: number): string {
-  const dir = mkdtempSync(join(tmpdir(), "moec-attend-"));
-  const file = join(dir, `attend-w${window}.moe`);
-  writeFileSync(
-    file,
-    `model attend_test {
-  param vocab = 64, hidden = 96, layers = 2, heads = 6, kv_heads = 2, head_dim = 32, ffn = 64
-  param context = ${CONTEXT}, theta = 10000, eps = 1e-5
-  weights {
-    tok_embed : [vocab, hidden] <- "token_embd.weight"
-    layer[i < layers] {
-      attn_norm : [hidden] <- "blk.{i}.attn_norm.weight"
-      wq : [heads * head_dim, hidden] <- "blk.{i}.attn_q.weight"
-      wk : [kv_heads * head_dim, hidden] <- "blk.{i}.attn_k.weight"
-      wv : [kv_heads * head_dim, hidden] <- "blk.{i}.attn_v.weight"
-      wo : [hidden, heads * head_dim] <- "blk.{i}.attn_output.weight"
-      ffn_norm : [hidden] <- "blk.{i}.ffn_norm.weight"
-      w_gate : [ffn, hidden] <- "blk.{i}.ffn_gate.weight"
-      w_up : [ffn, hidden] <- "blk.{i}.ffn_up.weight"
-      w_down : [hidden, ffn] <- "blk.{i}.ffn_down.weight"
-    }
-    out_norm : [hidden] <- "output_norm.weight"
-    lm_head : [vocab, hidden] <- "output.weight"
-  }
-  forward(tokens) {
-    x = embed(tok_embed, tokens)
-    for i < layers {
-      a = rms_norm(x, layer[i].attn_norm, eps)
-      q = rope(linear(a, layer[i].wq), heads: heads, theta: theta)
-      k = rope(linear(a, layer[i].wk), heads: kv_heads, theta: theta)
-      v = linear(a, layer[i].wv)
-      x = x + linear(attention(q, k, v, heads: heads, kv_heads: kv_heads, window: ${window}), layer[i].wo)
-      h = rms_norm(x, layer[i].ffn_norm, eps)
-      x = x + swiglu(h, layer[i].w_gate, layer[i].w_up, layer[i].w_down)
-    }
-    return linear(rms_norm(x, out_norm, eps), lm_head)
-  }
-}
-`,
-  );
-  return file;
-}
-
 describe("cpu attention", () => {
   it("refuses positions past the compiled context, with the numbers", async () => {
-    const p = await compileAndLoad(spec(0), "f32", 3, 64, 1, "f16");
+    const p = await compileAndLoad(windowSpec(0, CONTEXT), "f32", 3, 64, 1, "f16");
     expect(() => p.generated.prefill([1, 2, 3, 4], 62)).toThrow(
       "positions 62 to 65 are outside the context of 64",
     );
@@ -79,7 +33,7 @@ describe("cpu attention", () => {
   for (const window of [0, 40]) {
     for (const kvType of KV_TYPES) {
       it(`${kvType} cache${window ? `, window ${window}` : ""}: prefill past a tile, then decode, as the reference`, async () => {
-        const p = await compileAndLoad(spec(window), "f32", 3, CONTEXT, 1, kvType);
+        const p = await compileAndLoad(windowSpec(window, CONTEXT), "f32", 3, CONTEXT, 1, kvType);
         expect(p.compiled.manifest.kvType).toBe(kvType);
         const prompt = Array.from({ length: ATTEND_TILE + 20 }, (_, i) => (i * 37 + 5) % 64);
         let want: Float32Array = new Float32Array(0);

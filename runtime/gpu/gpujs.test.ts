@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { GpuJsKernels } from "../../compiler/codegen/gpujs/kernels.ts";
 import { compileGpuAndCpu, type GpuPair, greedyBoth, logitTolerance } from "../../test/gpu-harness.ts";
 import { needsWebGpu } from "../../test/machine.ts";
+import { windowSpec } from "../../test/window-spec.ts";
 import { chooseResidency, measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import type { MemoryOptions } from "../memory/place.ts";
 import { builtinSchemes } from "../quant/builtins.ts";
@@ -121,6 +122,17 @@ for (const mode of modes) {
       },
       120_000,
     );
+
+    it("a sliding window (its f32 KV cache, all gpujs holds): the CPU backend's greedy tokens", async () => {
+      setGpuJsMode(mode);
+      const p = await compileGpuAndCpu(windowSpec(12, 64), "f32", "gpujs", { maxContext: 64 });
+      opened.push(p);
+      expect(p.gpu.manifest.kvType).toBe("f32");
+      // Past the window: the last 12 positions only, on both.
+      const r = await greedyBoth(p, [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57], 8);
+      expect(r.gpuTokens).toEqual(r.cpuTokens);
+      expect(r.worst).toBeLessThan(logitTolerance("f32"));
+    }, 120_000);
 
     if (mode === "webgpu") {
       // Every scheme once, on rows of 256 so the k-quants apply (webasm runs the same kernel text).

@@ -13,6 +13,7 @@ import {
   relativeDiff,
 } from "../../test/gpu-harness.ts";
 import { needsWebGpu } from "../../test/machine.ts";
+import { windowSpec } from "../../test/window-spec.ts";
 import { importModuleSource } from "../model.ts";
 import { quantizeBlocks } from "../quant/q8-activations.ts";
 import type { Backend } from "./backend.ts";
@@ -131,6 +132,24 @@ describe("webgpu kernels", needsWebGpu(), () => {
       }
     }
   }, 600_000);
+
+  it("a sliding window with each KV type webgpu holds (f32, f16): the CPU's greedy tokens, logits within the bound", async () => {
+    for (const kvType of ["f32", "f16"] as const) {
+      const p = await compileGpuAndCpu(windowSpec(12, 64), "f32", "webgpu", {
+        maxContext: 64,
+        features: "subgroups,f16",
+        kvType,
+      });
+      open.push(p.gpu);
+      expect(p.gpu.manifest.kvType).toBe(kvType);
+      // Past the window: the last 12 positions only, on both.
+      const r = await greedyBoth(p, [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57], 24);
+      expect(r.gpuTokens, kvType).toEqual(r.cpuTokens);
+      expect(r.worst, kvType).toBeLessThan(
+        kvType === "f16" ? logitToleranceF16("f32") : logitTolerance("f32"),
+      );
+    }
+  }, 300_000);
 
   it("every kernel of Mixtral 8x7B's and 8x22B's programs compiles into a pipeline, with each prelude", async () => {
     // A device with every feature the preludes may need (lavapipe offers both).
