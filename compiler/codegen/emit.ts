@@ -289,6 +289,8 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
     const at = (id: number) => `A, ${off(id)}`;
     switch (n.op) {
       case "linear": {
+        // A bias or q/k norm epilogue runs with the one-token kernel, token by token.
+        if (n.weights.bias || n.weights.post_norm) return false;
         const k = kernelOf(n, (f) => ks.linearBatch(f, width(x)));
         if (!k) return false;
         const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer);
@@ -369,7 +371,8 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
           : cache
             ? `${cache}, ${ctx.pos} * ${n.shape[0]}`
             : at(n.id);
-        const args = [W(n.weights.w!), at(x), ...normArg, dest];
+        const post = [n.weights.bias, n.weights.post_norm].filter((k) => k !== undefined).map(W);
+        const args = [W(n.weights.w!), at(x), ...normArg, ...post, dest];
         if (n.attrs.residual) args.push(at(n.inputs[1]!));
         if (n.attrs.rope_heads !== undefined) args.push(ctx.pos);
         call(

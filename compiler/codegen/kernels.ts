@@ -117,8 +117,11 @@ export class KernelSet {
     const scheme = n.attrs.scheme as string;
     const outWidth = n.shape[0]!;
     const r = rowOf(scheme, inWidth);
+    const postHeads = n.weights.post_norm ? ((n.attrs.post_norm_heads as number | undefined) ?? 1) : 0;
     const flags = [
       n.weights.norm ? "n" : "",
+      n.weights.bias ? "b" : "",
+      postHeads ? `qk${postHeads}` : "",
       n.attrs.rope_heads !== undefined ? "r" : "",
       n.attrs.residual ? "res" : "",
     ].filter(Boolean);
@@ -128,8 +131,12 @@ export class KernelSet {
       name,
       "linear",
       {
-        doc: `y = W·x${n.weights.norm ? " over rms_norm(x)" : ""}${n.attrs.residual ? " + r" : ""}${rope.heads ? ", then RoPE" : ""}: W is [${outWidth}, ${inWidth}] ${scheme}`,
+        doc: `y = W·x${n.weights.norm ? " over rms_norm(x)" : ""}${n.attrs.residual ? " + r" : ""}${n.weights.bias ? " + b" : ""}${postHeads ? `, then rms_norm over ${postHeads} head(s)` : ""}${rope.heads ? ", then RoPE" : ""}: W is [${outWidth}, ${inWidth}] ${scheme}`,
         norm: !!n.weights.norm,
+        bias: !!n.weights.bias,
+        post: postHeads > 0,
+        postD: postHeads ? outWidth / postHeads : 0,
+        postEps: postHeads ? num(n.attrs.post_norm_eps as number) : "",
         residual: !!n.attrs.residual,
         rope: rope.heads !== undefined,
         out: outWidth,
@@ -462,7 +469,10 @@ export class KernelSet {
   kvWrite(width: number): string {
     const type = this.kvType;
     if (type === "f32")
-      return this.add(`kv_write_${width}`, "kv_write", { doc: `append ${width} values to a KV cache`, n: width });
+      return this.add(`kv_write_${width}`, "kv_write", {
+        doc: `append ${width} values to a KV cache`,
+        n: width,
+      });
     // The f32 → f16 conversion every narrower store shares, defined once.
     this.add("to_half", "to_half", {});
     return this.add(`kv_write_${width}_${type}`, "kv_write_narrow", {

@@ -4,6 +4,7 @@
 //   expert_mix(x, sel, dequantize …)        → moe_ffn     (touches only the selected experts)
 //   mul(silu(linear g), linear u)           → gate_up     (one pass over both matrices)
 //   topk(softmax(linear router))            → route
+//   bias(linear), rms_norm(linear)         → linear with a bias / q-k norm epilogue
 //   kv_write(rope(linear)), rope(linear)    → linear with rope / cache-write epilogue
 //   linear(rms_norm(x)) …                   → linear with the norm folded into its input
 //   add(a, linear | moe_ffn)                → residual epilogue
@@ -88,6 +89,27 @@ const route: Rule = (n, at, uses) => {
   });
 };
 
+/** A bias, then a q/k norm (per head or over the whole output), into the product's epilogue: before RoPE,
+ * which ropeAndCache then folds in after them. */
+const epilogue: Rule = (n, at, uses) => {
+  if (n.op !== "bias" && n.op !== "rms_norm") return undefined;
+  const src = at(n.inputs[0]!);
+  if (
+    src?.op !== "linear" ||
+    uses(src.id) !== 1 ||
+    src.attrs.residual ||
+    src.attrs.kv !== undefined ||
+    src.attrs.rope_heads !== undefined ||
+    src.weights.post_norm
+  )
+    return undefined;
+  if (n.op === "bias")
+    return src.weights.bias ? undefined : derive(src, { id: n.id, weights: { bias: n.weights.bias! } });
+  const attrs: Node["attrs"] = { post_norm_eps: n.attrs.eps! };
+  if (n.attrs.heads !== undefined) attrs.post_norm_heads = n.attrs.heads;
+  return derive(src, { id: n.id, weights: { post_norm: n.weights.weight! }, attrs });
+};
+
 const ropeAndCache: Rule = (n, at, uses) => {
   if (n.op !== "kv_write" && n.op !== "rope") return undefined;
   let src = at(n.inputs[0]!);
@@ -162,6 +184,7 @@ const residual: Rule = (n, at, uses) => {
     if (
       (p?.op === "linear" || p?.op === "moe_ffn") &&
       uses(p.id) === 1 &&
+      !p.weights.post_norm &&
       !p.attrs.residual &&
       p.attrs.kv === undefined
     ) {
@@ -175,6 +198,7 @@ export function fuse(g: Graph): Graph {
   g = apply(g, dequantIntoMatmul);
   g = apply(g, gateUp);
   g = apply(g, route);
+  g = apply(g, epilogue);
   g = apply(g, ropeAndCache);
   g = normIntoMatmul(g);
   g = apply(g, residual);

@@ -192,19 +192,19 @@ export const manifest = {
     ],
     "maxContext": 4096,
     "vocab": 50304,
-    "arenaBytes": 16591552,
+    "arenaBytes": 16549824,
     "prefill": {
-        "tokens": 43,
-        "strideBytes": 385792
+        "tokens": 42,
+        "strideBytes": 393984
     },
     "q8Scratch": {
-        "offset": 16589056,
+        "offset": 16547328,
         "bytes": 2432
     }
 };
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 43;
-const STRIDE = 96448;
+export const PREFILL = 42;
+const STRIDE = 98496;
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
 export const wasm = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgAXsBe2AJf39/f39/f39/AGAEf39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDDw4AAQIDBAUGBwgBAQIJCQfaAQsObXZxa19xNF9rXzIwNDgAAQhxeGtfMjA0OAACFnFrX2YxNl8xMjhfNDA5Nl9oMTZfZzEABBZhdl9mMTZfMTI4XzQwOTZfaDE2X2cxAAUWc21fZjE2XzEyOF80MDk2X2gxNl9nMQAHF2Zpbl9mMTZfMTI4XzQwOTZfaDE2X2cxAAgXbXZhX2YxNl8xMjhfNDA5Nl9oMTZfZzEACQ5tdnFrX3E0X2tfMTAyNAAKCHF4a18xMDI0AAsObW1xa19xNF9rXzIwNDgADA5tbXFrX3E0X2tfMTAyNAANCvRJDgoAIABBAnQqAgAL3AUFBH8BfQR/BH0Se/0MAAAAADAwMDAAAAAAMDAwMCEh/Qw/Pz8/Dw8PDz8/Pz8AAAAAISL9DAAAAAAAAAAAAAAAAP////8hI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwPDw8PDw8PDw8PDw8PDw8PISUgAyEJIAAgA0GACWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAABCEaIBogGv0NAAECAwABAgMEBQYHBAUGB0EC/W0gIf1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIaICL9TiAaQQT9bSAj/U79UP1QIRogGiAk/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAaICT9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISAgJCEfQQAhDQNAIAcgDUEgbGr9AAAQIRUgByANQSBsav0AACAhFiAIIA1BwABsaiEOIA79AAAAIRsgFSAl/U4hHSAO/QAAECEcIBYgJf1OIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAP0Q/boB/a4BIR8gDv0AACAhGyAVQQT9bSEdIA79AAAwIRwgFkEE/W0hHiAfIBsgHf2cASAbIB39nQH9jgEgHCAe/ZwBIBwgHv2dAf2OAf2OASAa/RYB/RD9ugH9rgEhHyAaQRD9zQEhGiANQQFqIg1BBEkNAAsgFCAf/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhFCAUICD9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEUIAdBkAFqIQcgCEGwAmohCCAKQQFqIgpBCEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvGAwMFfwN7AX0CQANAIAMgAk8NASAAIANBAnRqKAIAIQQgASADQQJ0aigCACEFQQAhBgNA/QwAAAAAAAAAAAAAAAAAAAAAIQhBACEHA0AgCCAEIAdq/QACAP3gAf3pASEIIAggBCAHav0AAhD94AH96QEhCCAIIAQgB2r9AAIg/eAB/ekBIQggCCAEIAdq/QACMP3gAf3pASEIIAdBwABqIgdBgAhJDQALIAj9HwAgCP0fAZcgCP0fAiAI/R8Dl5chC0MAAP5CIAuVQwAAAAAgC0MAAAAAXhv9EyEJIAVDAACAPyAJ/R8AlUMAAAAAIAtDAAAAAF4bOAKgAkEAIQcDQCAEIAdq/QACACAJ/eYB/Wr9+AEgBCAHav0AAhAgCf3mAf1q/fgB/YUBIAQgB2r9AAIgIAn95gH9av34ASAEIAdq/QACMCAJ/eYB/Wr9+AH9hQH9ZSEKIAUgB0ECdmogCv0LAAAgCv18/X4hCiAFIAdBBXZqIAr9GwAgCv0bAWogCv0bAiAK/RsDamo7AYACIAdBwABqIgdBgAhJDQALIARBgAhqIQQgBUGwAmohBSAGQQFqIgZBCEkNAAsgA0EBaiEDDAALCwuBAQIBfwF7A0AgACACQQF2av1dAQAhAyAD/akBIQMgASACaiADQQ39qwH9DADg/w8A4P8PAOD/DwDg/w/9Tv0MAACAdwAAgHcAAIB3AACAd/3mASAD/QwAgAAAAIAAAACAAAAAgAAA/U5BEP2rAf1Q/QsCACACQRBqIgJBgARJDQALC+EBAgd/AXsCQANAIAggBE8NASADIAcQAyAHIQxBACEJA0BBACEKIAAgCSABbGohDSAFIAkgAWxqIAhBAnRqIQ4DQP0MAAAAAAAAAAAAAAAAAAAAACEPQQAhCwNAIA8gDSALav0AAgAgDCALav0AAgD95gH95AEhDyALQRBqIgtBgARJDQALIA4gBiAP/R8AIA/9HwGSIA/9HwIgD/0fA5KSlDgCACANQYAEaiENIA5BgAhqIQ4gCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACyADQYAgaiEDIAhBAWohCAwACwsLwgIDB38BewF/A0AgBSAJIAFsaiENIAYgCSABbGohDkEAIQoDQCAOKgIA/RMhD0EAIQsDQCANIAtqIRAgECAPIBD9AAIA/eYB/QsCACALQRBqIgtBgARJDQALIA1BgARqIQ0gDkEEaiEOIApBAWoiCkEBSQ0ACyAJQQFqIgkgAkkNAAsCQANAIAggBE8NASADIAcQAyAHIQxBACEJA0BBACEKIAUgCSABbGohDSAAIAkgAWxqIAhBAnRqIQ4DQCAOKgIA/RMhDyAP/VMEQEEAIQsDQCANIAtqIRAgECAQ/QACACAPIAwgC2r9AAIA/eYB/eQB/QsCACALQRBqIgtBgARJDQALCyANQYAEaiENIA5BgAhqIQ4gCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACyADQYAgaiEDIAhBAWohCAwACwsL5QIBBnsgAP0MAACuwgAArsIAAK7CAACuwv3pAf0MAAAAAAAAAAAAAAAAAAAAAP3oASEA/QwAAEBLAABASwAAQEsAAEBLIAD9DDuquD87qrg/O6q4PzuquD/95gH95AEhASAB/QwAAEBLAABASwAAQEsAAEBL/eUBIQIgACAC/QwAcjE/AHIxPwByMT8AcjE//eYB/eUBIAL9DI6+vzWOvr81jr6/NY6+vzX95gH95QEhAyABQRf9qwH9DAAAgD8AAIA/AACAPwAAgD/9rgEhBSADIAP95gEhBP0M9v9/P/b/fz/2/38/9v9/PyAD/eYB/Qzb/v8+2/7/Ptv+/z7b/v8+/Qwzryo+M68qPjOvKj4zryo+IAP95gH95AH9DBefKz0Xnys9F58rPRefKz39DBAgBzwQIAc8ECAHPBAgBzwgA/3mAf3kASAE/eYB/eQBIAT95gH95AEhBiAFIAYgBf3mAf3kAQveAwMIfwR9BXsDQCAFIAlqIQ5BACEMIA4gBCADakEBayAOIAQgA2pBAWtIGyAEayENIAz9ESEYIA39ESEZQQAhCgNAIAAgCSABbGogCkGACGxqIQ8gBiAJIAFsaiAKQQN0aiEQIAgEQCAQRAAAAAAAAPD/OQMAIBBEAAAAAAAAAAA5AwgLIBArAwC2IRJDAACA/yERIAwhCwJAA0AgCyANSg0BIBEgDyALQQJ0aioCAJchESALQQFqIQsMAAsLIBIgEZcgEiAMIA1MGyETIBIgE5P9ExAG/R8AQwAAgD8gEiATXRshFP0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAQAAAAIAAAADAAAAIRdBACELAkADQCALIANODQEgDyALQQJ0av0AAgAgE/0T/eUBEAYhFSAVIBcgGP0/IBcgGf09/U79TiEVIA8gC0ECdGogFf0LAgAgFiAV/eQBIRYgF/0MBAAAAAQAAAAEAAAABAAAAP2uASEXIAtBBGohCwwACwsgECATuzkDACAQIBArAwggFLuiIBb9HwAgFv0fAZIgFv0fAiAW/R8DkpK7oDkDCCAHIAkgAWxqIApBAnRqIBQ4AgAgCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACwuNAQMFfwF7AX8DQCAAIAQgAWxqIQcgAyAEIAFsaiEIQQAhBQNARAAAAAAAAPA/IAgrAwijtv0TIQlBACEGA0AgByAGaiEKIAogCSAK/QACAP3mAf0LAgAgBkEQaiIGQYAESQ0ACyAHQYAEaiEHIAhBCGohCCAFQQFqIgVBAUkNAAsgBEEBaiIEIAJJDQALC/oCARJ/IAAoAgQhCSAAKAIIIQogACgCFCELIAAoAhwhDSALIApqQQFrIQ4gAyEHAkADQCAHIARPDQEgACgCACAHQYAEbGohCCAAKAIYIAdBgARsaiEMIAAoAiAgB0GACGxqIRIgACgCJCAHQQRsaiETIAAoAiggB0EQbGohFCAAKAIsIAdBgARsaiEVQQAhFgNAIAwgFiAJbGohGEEAIRcDQCAYIBdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAXQRBqIhdBgARJDQALIBZBAWoiFiAKSQ0ACyANIQ8CQANAIA8gDkoNAUGAAiAOIA9rQQFqQYACIA4gD2tBAWpIGyEQIA9BgCBsIAdBgAJsaiERIAggCSAKIAAoAgwgEWogECASIAAqAjAgFRAEIBIgCSAKIBAgDyALIBQgEyAPIA1GEAcgEiAJIAogACgCECARaiAQIAwgEyAVEAUgD0GAAmohDwwACwsgDCAJIAogFBAIIAdBAWohBwwACwsL3AUFBH8BfQR/BH0Se/0MAAAAADAwMDAAAAAAMDAwMCEh/Qw/Pz8/Dw8PDz8/Pz8AAAAAISL9DAAAAAAAAAAAAAAAAP////8hI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwPDw8PDw8PDw8PDw8PDw8PISUgAyEJIAAgA0HABGxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAABCEaIBogGv0NAAECAwABAgMEBQYHBAUGB0EC/W0gIf1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIaICL9TiAaQQT9bSAj/U79UP1QIRogGiAk/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAaICT9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISAgJCEfQQAhDQNAIAcgDUEgbGr9AAAQIRUgByANQSBsav0AACAhFiAIIA1BwABsaiEOIA79AAAAIRsgFSAl/U4hHSAO/QAAECEcIBYgJf1OIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAP0Q/boB/a4BIR8gDv0AACAhGyAVQQT9bSEdIA79AAAwIRwgFkEE/W0hHiAfIBsgHf2cASAbIB39nQH9jgEgHCAe/ZwBIBwgHv2dAf2OAf2OASAa/RYB/RD9ugH9rgEhHyAaQRD9zQEhGiANQQFqIg1BBEkNAAsgFCAf/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhFCAUICD9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEUIAdBkAFqIQcgCEGwAmohCCAKQQFqIgpBBEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvGAwMFfwN7AX0CQANAIAMgAk8NASAAIANBAnRqKAIAIQQgASADQQJ0aigCACEFQQAhBgNA/QwAAAAAAAAAAAAAAAAAAAAAIQhBACEHA0AgCCAEIAdq/QACAP3gAf3pASEIIAggBCAHav0AAhD94AH96QEhCCAIIAQgB2r9AAIg/eAB/ekBIQggCCAEIAdq/QACMP3gAf3pASEIIAdBwABqIgdBgAhJDQALIAj9HwAgCP0fAZcgCP0fAiAI/R8Dl5chC0MAAP5CIAuVQwAAAAAgC0MAAAAAXhv9EyEJIAVDAACAPyAJ/R8AlUMAAAAAIAtDAAAAAF4bOAKgAkEAIQcDQCAEIAdq/QACACAJ/eYB/Wr9+AEgBCAHav0AAhAgCf3mAf1q/fgB/YUBIAQgB2r9AAIgIAn95gH9av34ASAEIAdq/QACMCAJ/eYB/Wr9+AH9hQH9ZSEKIAUgB0ECdmogCv0LAAAgCv18/X4hCiAFIAdBBXZqIAr9GwAgCv0bAWogCv0bAiAK/RsDamo7AYACIAdBwABqIgdBgAhJDQALIARBgAhqIQQgBUGwAmohBSAGQQFqIgZBBEkNAAsgA0EBaiEDDAALCwvOEw4IfwF9BH8EfQ17BH8IewR/DnsBfwJ7An0EfwV7/QwAAAAAMDAwMAAAAAAwMDAwIUz9DD8/Pz8PDw8PPz8/PwAAAAAhTf0MAAAAAAAAAAAAAAAA/////yFO/QwAAAAAAAAAAAAAAAAAAAAAIU/9DA8PDw8PDw8PDw8PDw8PDw8hUCADIQsCQANAIAsgBE8NASALQQ5qIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACFIIAEgDUECdGooAgQhSSABIA1BAnRqKAIIIUogASANQQJ0aigCDCFLIAshCiAAIAtBgAlsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSBIISX9DAAAAAAAAAAAAAAAAAAAAAAhKiBJISb9DAAAAAAAAAAAAAAAAAAAAAAhKyBKISf9DAAAAAAAAAAAAAAAAAAAAAAhLCBLIShBACEJA0AgB/0AAAQhHiAeIB79DQABAgMAAQIDBAUGBwQFBgdBAv1tIEz9TiAeIB79DQABAgMICQoLBAUGBwgJCgsiHiBN/U4gHkEE/W0gTv1O/VD9UCEeIB4gT/0NCBAIEAkQCRAKEAoQCxALECFBIB4gT/0NDBAMEA0QDRAOEA4QDxAPECFCIEEgJf0AAYAC/boBIEIgJf0AAZAC/boB/a4BIS0gQSAm/QABgAL9ugEgQiAm/QABkAL9ugH9rgEhLiBBICf9AAGAAv26ASBCICf9AAGQAv26Af2uASEvIEEgKP0AAYAC/boBIEIgKP0AAZAC/boB/a4BITAgTyE9IE8hPiBPIT8gTyFAQQAhEQNAIAcgEUEgbGr9AAAQIRkgByARQSBsav0AACAhGiARQcAAbCFDICUgQ2ohMSAmIENqITIgJyBDaiEzICggQ2ohNCAx/QAAACE1IDL9AAAAITYgM/0AAAAhNyA0/QAAACE4IBkgUP1OISEgMf0AABAhOSAy/QAAECE6IDP9AAAQITsgNP0AABAhPCAaIFD9TiEiIB79FgD9ECFEID0gNSAh/ZwBIDUgIf2dAf2OASA5ICL9nAEgOSAi/Z0B/Y4B/Y4BIET9ugH9rgEhPSA+IDYgIf2cASA2ICH9nQH9jgEgOiAi/ZwBIDogIv2dAf2OAf2OASBE/boB/a4BIT4gPyA3ICH9nAEgNyAh/Z0B/Y4BIDsgIv2cASA7ICL9nQH9jgH9jgEgRP26Af2uASE/IEAgOCAh/ZwBIDggIf2dAf2OASA8ICL9nAEgPCAi/Z0B/Y4B/Y4BIET9ugH9rgEhQCAx/QAAICE1IDL9AAAgITYgM/0AACAhNyA0/QAAICE4IBlBBP1tISEgMf0AADAhOSAy/QAAMCE6IDP9AAAwITsgNP0AADAhPCAaQQT9bSEiIB79FgH9ECFFID0gNSAh/ZwBIDUgIf2dAf2OASA5ICL9nAEgOSAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPSA+IDYgIf2cASA2ICH9nQH9jgEgOiAi/ZwBIDogIv2dAf2OAf2OASBF/boB/a4BIT4gPyA3ICH9nAEgNyAh/Z0B/Y4BIDsgIv2cASA7ICL9nQH9jgH9jgEgRf26Af2uASE/IEAgOCAh/ZwBIDggIf2dAf2OASA8ICL9nAEgPCAi/Z0B/Y4B/Y4BIEX9ugH9rgEhQCAeQRD9zQEhHiARQQFqIhFBBEkNAAsgBy8AAEECdCoCACFGICkgPf36ASBGICUqAqAClP0T/eYB/eQBISkgKiA+/foBIEYgJioCoAKU/RP95gH95AEhKiArID/9+gEgRiAnKgKgApT9E/3mAf3kASErICwgQP36ASBGICgqAqAClP0T/eYB/eQBISwgBy8AAkECdCoCACFHICkgLf36ASBHICUqAqAClP0T/eYB/eUBISkgKiAu/foBIEcgJioCoAKU/RP95gH95QEhKiArIC/9+gEgRyAnKgKgApT9E/3mAf3lASErICwgMP36ASBHICgqAqAClP0T/eYB/eUBISwgB0GQAWohByAlQbACaiElICZBsAJqISYgJ0GwAmohJyAoQbACaiEoIAlBAWoiCUEISQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgAlsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAAQhHiAeIB79DQABAgMAAQIDBAUGBwQFBgdBAv1tIEz9TiAeIB79DQABAgMICQoLBAUGBwgJCgsiHiBN/U4gHkEE/W0gTv1O/VD9UCEeIB4gT/0NCBAIEAkQCRAKEAoQCxALECAI/QABgAL9ugEgHiBP/Q0MEAwQDRANEA4QDhAPEA8QIAj9AAGQAv26Af2uASEkIE8hI0EAIREDQCAHIBFBIGxq/QAAECEZIAcgEUEgbGr9AAAgIRogCCARQcAAbGohEiAS/QAAACEfIBkgUP1OISEgEv0AABAhICAaIFD9TiEiICMgHyAh/ZwBIB8gIf2dAf2OASAgICL9nAEgICAi/Z0B/Y4B/Y4BIB79FgD9EP26Af2uASEjIBL9AAAgIR8gGUEE/W0hISAS/QAAMCEgIBpBBP1tISIgIyAfICH9nAEgHyAh/Z0B/Y4BICAgIv2cASAgICL9nQH9jgH9jgEgHv0WAf0Q/boB/a4BISMgHkEQ/c0BIR4gEUEBaiIRQQRJDQALIBggI/36ASAHLwAAQQJ0KgIAIAgqAqAClP0T/eYB/eQBIRggGCAk/foBIAcvAAJBAnQqAgAgCCoCoAKU/RP95gH95QEhGCAHQZABaiEHIAhBsAJqIQggCUEBaiIJQQhJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLzhMOCH8BfQR/BH0NewR/CHsEfw57AX8CewJ9BH8Fe/0MAAAAADAwMDAAAAAAMDAwMCFM/Qw/Pz8/Dw8PDz8/Pz8AAAAAIU39DAAAAAAAAAAAAAAAAP////8hTv0MAAAAAAAAAAAAAAAAAAAAACFP/QwPDw8PDw8PDw8PDw8PDw8PIVAgAyELAkADQCALIARPDQEgC0EcaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhSCABIA1BAnRqKAIEIUkgASANQQJ0aigCCCFKIAEgDUECdGooAgwhSyALIQogACALQcAEbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgSCEl/QwAAAAAAAAAAAAAAAAAAAAAISogSSEm/QwAAAAAAAAAAAAAAAAAAAAAISsgSiEn/QwAAAAAAAAAAAAAAAAAAAAAISwgSyEoQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAhQSAeIE/9DQwQDBANEA0QDhAOEA8QDxAhQiBBICX9AAGAAv26ASBCICX9AAGQAv26Af2uASEtIEEgJv0AAYAC/boBIEIgJv0AAZAC/boB/a4BIS4gQSAn/QABgAL9ugEgQiAn/QABkAL9ugH9rgEhLyBBICj9AAGAAv26ASBCICj9AAGQAv26Af2uASEwIE8hPSBPIT4gTyE/IE8hQEEAIREDQCAHIBFBIGxq/QAAECEZIAcgEUEgbGr9AAAgIRogEUHAAGwhQyAlIENqITEgJiBDaiEyICcgQ2ohMyAoIENqITQgMf0AAAAhNSAy/QAAACE2IDP9AAAAITcgNP0AAAAhOCAZIFD9TiEhIDH9AAAQITkgMv0AABAhOiAz/QAAECE7IDT9AAAQITwgGiBQ/U4hIiAe/RYA/RAhRCA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBE/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRP26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIET9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBE/boB/a4BIUAgMf0AACAhNSAy/QAAICE2IDP9AAAgITcgNP0AACAhOCAZQQT9bSEhIDH9AAAwITkgMv0AADAhOiAz/QAAMCE7IDT9AAAwITwgGkEE/W0hIiAe/RYB/RAhRSA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBF/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRf26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBF/boB/a4BIUAgHkEQ/c0BIR4gEUEBaiIRQQRJDQALIAcvAABBAnQqAgAhRiApID39+gEgRiAlKgKgApT9E/3mAf3kASEpICogPv36ASBGICYqAqAClP0T/eYB/eQBISogKyA//foBIEYgJyoCoAKU/RP95gH95AEhKyAsIED9+gEgRiAoKgKgApT9E/3mAf3kASEsIAcvAAJBAnQqAgAhRyApIC39+gEgRyAlKgKgApT9E/3mAf3lASEpICogLv36ASBHICYqAqAClP0T/eYB/eUBISogKyAv/foBIEcgJyoCoAKU/RP95gH95QEhKyAsIDD9+gEgRyAoKgKgApT9E/3mAf3lASEsIAdBkAFqIQcgJUGwAmohJSAmQbACaiEmICdBsAJqIScgKEGwAmohKCAJQQFqIglBBEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQcAEbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAgCP0AAYAC/boBIB4gT/0NDBAMEA0QDRAOEA4QDxAPECAI/QABkAL9ugH9rgEhJCBPISNBACERA0AgByARQSBsav0AABAhGSAHIBFBIGxq/QAAICEaIAggEUHAAGxqIRIgEv0AAAAhHyAZIFD9TiEhIBL9AAAQISAgGiBQ/U4hIiAjIB8gIf2cASAfICH9nQH9jgEgICAi/ZwBICAgIv2dAf2OAf2OASAe/RYA/RD9ugH9rgEhIyAS/QAAICEfIBlBBP1tISEgEv0AADAhICAaQQT9bSEiICMgHyAh/ZwBIB8gIf2dAf2OASAgICL9nAEgICAi/Z0B/Y4B/Y4BIB79FgH9EP26Af2uASEjIB5BEP3NASEeIBFBAWoiEUEESQ0ACyAYICP9+gEgBy8AAEECdCoCACAIKgKgApT9E/3mAf3kASEYIBggJP36ASAHLwACQQJ0KgIAIAgqAqAClP0T/eYB/eUBIRggB0GQAWohByAIQbACaiEIIAlBAWoiCUEESQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
@@ -1045,8 +1045,9 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 
 )
 */
-let S_linear_q4_k_2048x2048_n = LOGITS;
+let S_linear_q4_k_2048x2048_n_qk1_r = LOGITS;
 let KX_2048 = LOGITS;
+let S_linear_q4_k_2048x2048_n = LOGITS;
 let SC_attend_16x128_kv16_f16 = LOGITS;
 let CR_attend_16x128_kv16_f16 = LOGITS;
 let ML_attend_16x128_kv16_f16 = new Float64Array(0);
@@ -1061,9 +1062,9 @@ let LISTS = new Int32Array(0);
 let HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = LOGITS;
 let QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = LOGITS;
-const FREQ_rope_2048_h16_half = Float64Array.from({ length: 64 }, (_, j) => 10000 ** ((-2 * j) / 128));
-const COS_rope_2048_h16_half = new Float64Array(64);
-const SIN_rope_2048_h16_half = new Float64Array(64);
+const FREQ_linear_q4_k_2048x2048_n_qk1_r = Float64Array.from({ length: 64 }, (_, j) => 10000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_2048x2048_n_qk1_r = new Float64Array(64);
+const SIN_linear_q4_k_2048x2048_n_qk1_r = new Float64Array(64);
 const P_route_f32_64x2048_top8 = new Float64Array(64);
 const CNT_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch = new Int32Array(64);
 const AT_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch = new Int32Array(512);
@@ -1074,37 +1075,32 @@ function embed_q4_k_50304x2048(w, token, y, yo, decode) {
     // One row, decoded by the scheme's reference decoder into the arena.
     decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
-/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
-function linear_q4_k_2048x2048_n(w, xin, xino, g, y, yo) {
+/** y = W·x over rms_norm(x), then rms_norm over 1 head(s), then RoPE: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_qk1_r(w, xin, xino, g, pn, y, yo, pos) {
     // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
     let ss = 0;
     for (let i = 0; i < 2048; i++)
         ss += xin[xino + i] * xin[xino + i];
     const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
-    const x = S_linear_q4_k_2048x2048_n;
+    const x = S_linear_q4_k_2048x2048_n_qk1_r;
     const xo = 0;
     for (let i = 0; i < 2048; i++)
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
-}
-/** rms_norm over 2048 */
-function rms_norm_2048(x, xo, g, y, yo) {
-    let ss = 0;
-    for (let i = 0; i < 2048; i++)
-        ss += x[xo + i] * x[xo + i];
-    const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
-    for (let i = 0; i < 2048; i++)
-        y[yo + i] = x[xo + i] * rms * g[i];
-}
-/** RoPE over 2048 */
-function rope_2048_h16_half(x, xo, y, yo, pos) {
-    for (let i = 0; i < 2048; i++)
-        y[yo + i] = x[xo + i];
+    // The q/k norm epilogue: each 2048 outputs normalized with the one weight.
+    for (let h = yo; h < yo + 2048; h += 2048) {
+        let ss = 0;
+        for (let i = h; i < h + 2048; i++)
+            ss += y[i] * y[i];
+        const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+        for (let i = h; i < h + 2048; i++)
+            y[i] = y[i] * rms * pn[i - h];
+    }
     // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
-        const angle = pos * FREQ_rope_2048_h16_half[j];
-        COS_rope_2048_h16_half[j] = Math.cos(angle);
-        SIN_rope_2048_h16_half[j] = Math.sin(angle);
+        const angle = pos * FREQ_linear_q4_k_2048x2048_n_qk1_r[j];
+        COS_linear_q4_k_2048x2048_n_qk1_r[j] = Math.cos(angle);
+        SIN_linear_q4_k_2048x2048_n_qk1_r[j] = Math.sin(angle);
     }
     for (let h = 0; h < 16; h++) {
         for (let j = 0; j < 64; j++) {
@@ -1112,8 +1108,8 @@ function rope_2048_h16_half(x, xo, y, yo, pos) {
             const b = a + 64;
             const va = y[a];
             const vb = y[b];
-            y[a] = va * COS_rope_2048_h16_half[j] - vb * SIN_rope_2048_h16_half[j];
-            y[b] = va * SIN_rope_2048_h16_half[j] + vb * COS_rope_2048_h16_half[j];
+            y[a] = va * COS_linear_q4_k_2048x2048_n_qk1_r[j] - vb * SIN_linear_q4_k_2048x2048_n_qk1_r[j];
+            y[b] = va * SIN_linear_q4_k_2048x2048_n_qk1_r[j] + vb * COS_linear_q4_k_2048x2048_n_qk1_r[j];
         }
     }
 }
@@ -1163,6 +1159,19 @@ function kv_write_2048_f16(x, xo, cache, pos) {
         u8[at + 2 * i + 1] = h >>> 8;
     }
 }
+/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n(w, xin, xino, g, y, yo) {
+    // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+    let ss = 0;
+    for (let i = 0; i < 2048; i++)
+        ss += xin[xino + i] * xin[xino + i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+    const x = S_linear_q4_k_2048x2048_n;
+    const xo = 0;
+    for (let i = 0; i < 2048; i++)
+        x[i] = xin[xino + i] * rms * g[i];
+    K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
+}
 /** causal attention: 16 heads of 128, 16 KV heads, a f16 cache. Token b of n (at position pos0 + b) reads its queries at qo + b·STRIDE and writes its output at
  * yo + b·STRIDE; q and y are the arena. Per KV head (split over the threads), the keys from the first any
  * token sees to the last token's position are read in tiles of 256, once per tile for every query head of
@@ -1191,6 +1200,15 @@ function linear_q4_k_2048x2048_res(w, x, xo, y, yo, r, ro) {
     if (y !== r || yo !== ro)
         y.set(r.subarray(ro, ro + 2048), yo);
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 1);
+}
+/** rms_norm over 2048 */
+function rms_norm_2048(x, xo, g, y, yo) {
+    let ss = 0;
+    for (let i = 0; i < 2048; i++)
+        ss += x[xo + i] * x[xo + i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+    for (let i = 0; i < 2048; i++)
+        y[yo + i] = x[xo + i] * rms * g[i];
 }
 /** router: softmax(Wr·x), top-8; Wr is [64, 2048] f32 */
 function route_f32_64x2048_top8(w, x, xo, y, yo) {
@@ -1428,22 +1446,23 @@ function bind(rt) {
     if (A !== ARENA) {
         ARENA = A;
         LOGITS = A.subarray(2048, 52352);
-        S_linear_q4_k_2048x2048_n = A.subarray(52352, 54400);
+        S_linear_q4_k_2048x2048_n_qk1_r = A.subarray(52352, 54400);
         KX_2048 = A.subarray(54400, 56448);
-        SC_attend_16x128_kv16_f16 = A.subarray(56448, 60544);
-        CR_attend_16x128_kv16_f16 = A.subarray(60544, 60560);
-        ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 242240, 32);
-        KB_attend_16x128_kv16_f16 = A.subarray(60624, 62672);
-        AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 250688, 16);
-        H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(62688, 63712);
-        G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(63712, 64736);
-        U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(64736, 65760);
-        S_linear_q4_k_50304x2048_n = A.subarray(65760, 67808);
-        QX_qxk_2048 = A.subarray(67808, 68416);
-        LISTS = new Int32Array(A.buffer, A.byteOffset + 273664, 1024);
-        HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(69440, 77632);
-        DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(77632, 94016);
-        QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(94016, 96448);
+        S_linear_q4_k_2048x2048_n = A.subarray(56448, 58496);
+        SC_attend_16x128_kv16_f16 = A.subarray(58496, 62592);
+        CR_attend_16x128_kv16_f16 = A.subarray(62592, 62608);
+        ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 250432, 32);
+        KB_attend_16x128_kv16_f16 = A.subarray(62672, 64720);
+        AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 258880, 16);
+        H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(64736, 65760);
+        G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(65760, 66784);
+        U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(66784, 67808);
+        S_linear_q4_k_50304x2048_n = A.subarray(67808, 69856);
+        QX_qxk_2048 = A.subarray(69856, 70464);
+        LISTS = new Int32Array(A.buffer, A.byteOffset + 281856, 1024);
+        HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(71488, 79680);
+        DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(79680, 96064);
+        QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(96064, 98496);
     }
     return A;
 }
@@ -1468,13 +1487,9 @@ export function forward(rt, token, pos) {
     embed_q4_k_50304x2048(W0[0], token, A, 2048, rt.decode);
     A.copyWithin(0, 2048, 4096);
     for (let l = 0; l < 16; l++) {
-        linear_q4_k_2048x2048_n(W4[l], A, 0, V3[l], A, 2048);
-        rms_norm_2048(A, 2048, V7[l], A, 4096);
-        rope_2048_h16_half(A, 4096, A, 2048, pos);
-        linear_q4_k_2048x2048_n(W5[l], A, 0, V3[l], A, 4096);
-        rms_norm_2048(A, 4096, V8[l], A, 6144);
-        rope_2048_h16_half(A, 6144, A, 4096, pos);
-        kv_write_2048_f16(A, 4096, KV0K[l], pos);
+        linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0, V3[l], V7[l], A, 2048, pos);
+        linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), pos);
+        kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
         linear_q4_k_2048x2048_n(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2));
         kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
         attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 4096, 1);
@@ -1521,22 +1536,12 @@ export function prefill(rt, tokens, pos0) {
     for (let b = 0; b < n; b++)
         A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
     for (let l = 0; l < 16; l++) {
-        linear_q4_k_2048x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
         for (let b = 0; b < n; b++) {
-            rms_norm_2048(A, 2048 + b * STRIDE, V7[l], A, 4096 + b * STRIDE);
+            linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, (pos0 + b));
         }
         for (let b = 0; b < n; b++) {
-            rope_2048_h16_half(A, 4096 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-        }
-        linear_q4_k_2048x2048_n_batch(W5[l], A, 0, V3[l], A, 4096, STRIDE, n);
-        for (let b = 0; b < n; b++) {
-            rms_norm_2048(A, 4096 + b * STRIDE, V8[l], A, 6144 + b * STRIDE);
-        }
-        for (let b = 0; b < n; b++) {
-            rope_2048_h16_half(A, 6144 + b * STRIDE, A, 4096 + b * STRIDE, (pos0 + b));
-        }
-        for (let b = 0; b < n; b++) {
-            kv_write_2048_f16(A, 4096 + b * STRIDE, KV0K[l], (pos0 + b));
+            linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
         }
         linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), STRIDE, n);
         for (let b = 0; b < n; b++)

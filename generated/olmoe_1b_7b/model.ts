@@ -241,20 +241,20 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 50304,
-  "arenaBytes": 16591552,
+  "arenaBytes": 16549824,
   "prefill": {
-    "tokens": 43,
-    "strideBytes": 385792
+    "tokens": 42,
+    "strideBytes": 393984
   },
   "q8Scratch": {
-    "offset": 16589056,
+    "offset": 16547328,
     "bytes": 2432
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 43;
-const STRIDE = 96448;
+export const PREFILL = 42;
+const STRIDE = 98496;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1097,8 +1097,9 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 )
 */
 
-let S_linear_q4_k_2048x2048_n: Float32Array = LOGITS;
+let S_linear_q4_k_2048x2048_n_qk1_r: Float32Array = LOGITS;
 let KX_2048: Float32Array = LOGITS;
+let S_linear_q4_k_2048x2048_n: Float32Array = LOGITS;
 let SC_attend_16x128_kv16_f16: Float32Array = LOGITS;
 let CR_attend_16x128_kv16_f16: Float32Array = LOGITS;
 let ML_attend_16x128_kv16_f16: Float64Array = new Float64Array(0);
@@ -1113,9 +1114,9 @@ let LISTS: Int32Array = new Int32Array(0);
 let HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res: Float32Array = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res: Float32Array = LOGITS;
 let QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res: Float32Array = LOGITS;
-const FREQ_rope_2048_h16_half = Float64Array.from({ length: 64 }, (_, j) => 10000 ** ((-2 * j) / 128));
-const COS_rope_2048_h16_half = new Float64Array(64);
-const SIN_rope_2048_h16_half = new Float64Array(64);
+const FREQ_linear_q4_k_2048x2048_n_qk1_r = Float64Array.from({ length: 64 }, (_, j) => 10000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_2048x2048_n_qk1_r = new Float64Array(64);
+const SIN_linear_q4_k_2048x2048_n_qk1_r = new Float64Array(64);
 const P_route_f32_64x2048_top8 = new Float64Array(64);
 const CNT_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch = new Int32Array(64);
 const AT_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch = new Int32Array(512);
@@ -1127,34 +1128,28 @@ function embed_q4_k_50304x2048(w: Packed, token: number, y: Float32Array, yo: nu
   decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
 
-/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
-function linear_q4_k_2048x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
+/** y = W·x over rms_norm(x), then rms_norm over 1 head(s), then RoPE: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_qk1_r(w: Packed, xin: Float32Array, xino: number, g: Float32Array, pn: Float32Array, y: Float32Array, yo: number, pos: number): void {
   // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
   let ss = 0;
   for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
   const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
-  const x = S_linear_q4_k_2048x2048_n;
+  const x = S_linear_q4_k_2048x2048_n_qk1_r;
   const xo = 0;
   for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
-}
-
-/** rms_norm over 2048 */
-function rms_norm_2048(x: Float32Array, xo: number, g: Float32Array, y: Float32Array, yo: number): void {
-  let ss = 0;
-  for (let i = 0; i < 2048; i++) ss += x[xo + i] * x[xo + i];
-  const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
-  for (let i = 0; i < 2048; i++) y[yo + i] = x[xo + i] * rms * g[i];
-}
-
-/** RoPE over 2048 */
-function rope_2048_h16_half(x: Float32Array, xo: number, y: Float32Array, yo: number, pos: number): void {
-  for (let i = 0; i < 2048; i++) y[yo + i] = x[xo + i];
+  // The q/k norm epilogue: each 2048 outputs normalized with the one weight.
+  for (let h = yo; h < yo + 2048; h += 2048) {
+    let ss = 0;
+    for (let i = h; i < h + 2048; i++) ss += y[i] * y[i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+    for (let i = h; i < h + 2048; i++) y[i] = y[i] * rms * pn[i - h];
+  }
   // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
-    const angle = pos * FREQ_rope_2048_h16_half[j];
-    COS_rope_2048_h16_half[j] = Math.cos(angle);
-    SIN_rope_2048_h16_half[j] = Math.sin(angle);
+    const angle = pos * FREQ_linear_q4_k_2048x2048_n_qk1_r[j];
+    COS_linear_q4_k_2048x2048_n_qk1_r[j] = Math.cos(angle);
+    SIN_linear_q4_k_2048x2048_n_qk1_r[j] = Math.sin(angle);
   }
   for (let h = 0; h < 16; h++) {
     for (let j = 0; j < 64; j++) {
@@ -1162,8 +1157,8 @@ function rope_2048_h16_half(x: Float32Array, xo: number, y: Float32Array, yo: nu
       const b = a + 64;
       const va = y[a];
       const vb = y[b];
-      y[a] = va * COS_rope_2048_h16_half[j] - vb * SIN_rope_2048_h16_half[j];
-      y[b] = va * SIN_rope_2048_h16_half[j] + vb * COS_rope_2048_h16_half[j];
+      y[a] = va * COS_linear_q4_k_2048x2048_n_qk1_r[j] - vb * SIN_linear_q4_k_2048x2048_n_qk1_r[j];
+      y[b] = va * SIN_linear_q4_k_2048x2048_n_qk1_r[j] + vb * COS_linear_q4_k_2048x2048_n_qk1_r[j];
     }
   }
 }
@@ -1210,6 +1205,18 @@ function kv_write_2048_f16(x: Float32Array, xo: number, cache: Float32Array, pos
   }
 }
 
+/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
+  // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+  let ss = 0;
+  for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
+  const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+  const x = S_linear_q4_k_2048x2048_n;
+  const xo = 0;
+  for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
+  K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
+}
+
 /** causal attention: 16 heads of 128, 16 KV heads, a f16 cache. Token b of n (at position pos0 + b) reads its queries at qo + b·STRIDE and writes its output at
  * yo + b·STRIDE; q and y are the arena. Per KV head (split over the threads), the keys from the first any
  * token sees to the last token's position are read in tiles of 256, once per tile for every query head of
@@ -1238,6 +1245,14 @@ function linear_q4_k_2048x2048_res(w: Packed, x: Float32Array, xo: number, y: Fl
   // The residual first, then the product accumulates onto it (y and r may be the same buffer).
   if (y !== r || yo !== ro) y.set(r.subarray(ro, ro + 2048), yo);
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 1);
+}
+
+/** rms_norm over 2048 */
+function rms_norm_2048(x: Float32Array, xo: number, g: Float32Array, y: Float32Array, yo: number): void {
+  let ss = 0;
+  for (let i = 0; i < 2048; i++) ss += x[xo + i] * x[xo + i];
+  const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+  for (let i = 0; i < 2048; i++) y[yo + i] = x[xo + i] * rms * g[i];
 }
 
 /** router: softmax(Wr·x), top-8; Wr is [64, 2048] f32 */
@@ -1464,22 +1479,23 @@ function bind(rt: Runtime): Float32Array {
   if (A !== ARENA) {
     ARENA = A;
     LOGITS = A.subarray(2048, 52352);
-    S_linear_q4_k_2048x2048_n = A.subarray(52352, 54400);
+    S_linear_q4_k_2048x2048_n_qk1_r = A.subarray(52352, 54400);
     KX_2048 = A.subarray(54400, 56448);
-    SC_attend_16x128_kv16_f16 = A.subarray(56448, 60544);
-    CR_attend_16x128_kv16_f16 = A.subarray(60544, 60560);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 242240, 32);
-    KB_attend_16x128_kv16_f16 = A.subarray(60624, 62672);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 250688, 16);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(62688, 63712);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(63712, 64736);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(64736, 65760);
-    S_linear_q4_k_50304x2048_n = A.subarray(65760, 67808);
-    QX_qxk_2048 = A.subarray(67808, 68416);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 273664, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(69440, 77632);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(77632, 94016);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(94016, 96448);
+    S_linear_q4_k_2048x2048_n = A.subarray(56448, 58496);
+    SC_attend_16x128_kv16_f16 = A.subarray(58496, 62592);
+    CR_attend_16x128_kv16_f16 = A.subarray(62592, 62608);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 250432, 32);
+    KB_attend_16x128_kv16_f16 = A.subarray(62672, 64720);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 258880, 16);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(64736, 65760);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(65760, 66784);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(66784, 67808);
+    S_linear_q4_k_50304x2048_n = A.subarray(67808, 69856);
+    QX_qxk_2048 = A.subarray(69856, 70464);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 281856, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(71488, 79680);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(79680, 96064);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(96064, 98496);
   }
   return A;
 }
@@ -1505,13 +1521,9 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   embed_q4_k_50304x2048(W0[0], token, A, 2048, rt.decode);
   A.copyWithin(0, 2048, 4096);
   for (let l = 0; l < 16; l++) {
-    linear_q4_k_2048x2048_n(W4[l], A, 0, V3[l], A, 2048);
-    rms_norm_2048(A, 2048, V7[l], A, 4096);
-    rope_2048_h16_half(A, 4096, A, 2048, pos);
-    linear_q4_k_2048x2048_n(W5[l], A, 0, V3[l], A, 4096);
-    rms_norm_2048(A, 4096, V8[l], A, 6144);
-    rope_2048_h16_half(A, 6144, A, 4096, pos);
-    kv_write_2048_f16(A, 4096, KV0K[l], pos);
+    linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0, V3[l], V7[l], A, 2048, pos);
+    linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), pos);
+    kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
     linear_q4_k_2048x2048_n(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2));
     kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
     attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 4096, 1);
@@ -1557,22 +1569,12 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
   for (let l = 0; l < 16; l++) {
-    linear_q4_k_2048x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
-      rms_norm_2048(A, 2048 + b * STRIDE, V7[l], A, 4096 + b * STRIDE);
+      linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, (pos0 + b));
     }
     for (let b = 0; b < n; b++) {
-      rope_2048_h16_half(A, 4096 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-    }
-    linear_q4_k_2048x2048_n_batch(W5[l], A, 0, V3[l], A, 4096, STRIDE, n);
-    for (let b = 0; b < n; b++) {
-      rms_norm_2048(A, 4096 + b * STRIDE, V8[l], A, 6144 + b * STRIDE);
-    }
-    for (let b = 0; b < n; b++) {
-      rope_2048_h16_half(A, 6144 + b * STRIDE, A, 4096 + b * STRIDE, (pos0 + b));
-    }
-    for (let b = 0; b < n; b++) {
-      kv_write_2048_f16(A, 4096 + b * STRIDE, KV0K[l], (pos0 + b));
+      linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
     }
     linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), STRIDE, n);
     for (let b = 0; b < n; b++) kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);

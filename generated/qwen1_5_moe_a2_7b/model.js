@@ -245,19 +245,19 @@ export const manifest = {
     ],
     "maxContext": 8192,
     "vocab": 151936,
-    "arenaBytes": 16550080,
+    "arenaBytes": 16089984,
     "prefill": {
-        "tokens": 21,
-        "strideBytes": 787776
+        "tokens": 20,
+        "strideBytes": 804160
     },
     "q8Scratch": {
-        "offset": 16543296,
+        "offset": 16083200,
         "bytes": 6720
     }
 };
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 21;
-const STRIDE = 196944;
+export const PREFILL = 20;
+const STRIDE = 201040;
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
 export const wasm = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgAXsBe2AJf39/f39/f39/AGAEf39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDERAAAQIDBAUGBwgBAQECCQkJB/YBDQ5tdnFrX3E0X2tfMjA0OAABCHF4a18yMDQ4AAIWcWtfZjE2XzEyOF80MDk2X2gxNl9nMQAEFmF2X2YxNl8xMjhfNDA5Nl9oMTZfZzEABRZzbV9mMTZfMTI4XzQwOTZfaDE2X2cxAAcXZmluX2YxNl8xMjhfNDA5Nl9oMTZfZzEACBdtdmFfZjE2XzEyOF80MDk2X2gxNl9nMQAJC212X2YxNl8xNDA4AAoObXZxa19xNF9rXzU2MzIACwhxeGtfNTYzMgAMDm1tcWtfcTRfa18yMDQ4AA0LbW1fZjE2XzE0MDgADg5tbXFrX3E0X2tfNTYzMgAPCtRVEAoAIABBAnQqAgAL3AUFBH8BfQR/BH0Se/0MAAAAADAwMDAAAAAAMDAwMCEh/Qw/Pz8/Dw8PDz8/Pz8AAAAAISL9DAAAAAAAAAAAAAAAAP////8hI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwPDw8PDw8PDw8PDw8PDw8PISUgAyEJIAAgA0GACWxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAABCEaIBogGv0NAAECAwABAgMEBQYHBAUGB0EC/W0gIf1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIaICL9TiAaQQT9bSAj/U79UP1QIRogGiAk/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAaICT9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISAgJCEfQQAhDQNAIAcgDUEgbGr9AAAQIRUgByANQSBsav0AACAhFiAIIA1BwABsaiEOIA79AAAAIRsgFSAl/U4hHSAO/QAAECEcIBYgJf1OIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAP0Q/boB/a4BIR8gDv0AACAhGyAVQQT9bSEdIA79AAAwIRwgFkEE/W0hHiAfIBsgHf2cASAbIB39nQH9jgEgHCAe/ZwBIBwgHv2dAf2OAf2OASAa/RYB/RD9ugH9rgEhHyAaQRD9zQEhGiANQQFqIg1BBEkNAAsgFCAf/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhFCAUICD9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEUIAdBkAFqIQcgCEGwAmohCCAKQQFqIgpBCEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvGAwMFfwN7AX0CQANAIAMgAk8NASAAIANBAnRqKAIAIQQgASADQQJ0aigCACEFQQAhBgNA/QwAAAAAAAAAAAAAAAAAAAAAIQhBACEHA0AgCCAEIAdq/QACAP3gAf3pASEIIAggBCAHav0AAhD94AH96QEhCCAIIAQgB2r9AAIg/eAB/ekBIQggCCAEIAdq/QACMP3gAf3pASEIIAdBwABqIgdBgAhJDQALIAj9HwAgCP0fAZcgCP0fAiAI/R8Dl5chC0MAAP5CIAuVQwAAAAAgC0MAAAAAXhv9EyEJIAVDAACAPyAJ/R8AlUMAAAAAIAtDAAAAAF4bOAKgAkEAIQcDQCAEIAdq/QACACAJ/eYB/Wr9+AEgBCAHav0AAhAgCf3mAf1q/fgB/YUBIAQgB2r9AAIgIAn95gH9av34ASAEIAdq/QACMCAJ/eYB/Wr9+AH9hQH9ZSEKIAUgB0ECdmogCv0LAAAgCv18/X4hCiAFIAdBBXZqIAr9GwAgCv0bAWogCv0bAiAK/RsDamo7AYACIAdBwABqIgdBgAhJDQALIARBgAhqIQQgBUGwAmohBSAGQQFqIgZBCEkNAAsgA0EBaiEDDAALCwuBAQIBfwF7A0AgACACQQF2av1dAQAhAyAD/akBIQMgASACaiADQQ39qwH9DADg/w8A4P8PAOD/DwDg/w/9Tv0MAACAdwAAgHcAAIB3AACAd/3mASAD/QwAgAAAAIAAAACAAAAAgAAA/U5BEP2rAf1Q/QsCACACQRBqIgJBgARJDQALC+EBAgd/AXsCQANAIAggBE8NASADIAcQAyAHIQxBACEJA0BBACEKIAAgCSABbGohDSAFIAkgAWxqIAhBAnRqIQ4DQP0MAAAAAAAAAAAAAAAAAAAAACEPQQAhCwNAIA8gDSALav0AAgAgDCALav0AAgD95gH95AEhDyALQRBqIgtBgARJDQALIA4gBiAP/R8AIA/9HwGSIA/9HwIgD/0fA5KSlDgCACANQYAEaiENIA5BgAhqIQ4gCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACyADQYAgaiEDIAhBAWohCAwACwsLwgIDB38BewF/A0AgBSAJIAFsaiENIAYgCSABbGohDkEAIQoDQCAOKgIA/RMhD0EAIQsDQCANIAtqIRAgECAPIBD9AAIA/eYB/QsCACALQRBqIgtBgARJDQALIA1BgARqIQ0gDkEEaiEOIApBAWoiCkEBSQ0ACyAJQQFqIgkgAkkNAAsCQANAIAggBE8NASADIAcQAyAHIQxBACEJA0BBACEKIAUgCSABbGohDSAAIAkgAWxqIAhBAnRqIQ4DQCAOKgIA/RMhDyAP/VMEQEEAIQsDQCANIAtqIRAgECAQ/QACACAPIAwgC2r9AAIA/eYB/eQB/QsCACALQRBqIgtBgARJDQALCyANQYAEaiENIA5BgAhqIQ4gCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACyADQYAgaiEDIAhBAWohCAwACwsL5QIBBnsgAP0MAACuwgAArsIAAK7CAACuwv3pAf0MAAAAAAAAAAAAAAAAAAAAAP3oASEA/QwAAEBLAABASwAAQEsAAEBLIAD9DDuquD87qrg/O6q4PzuquD/95gH95AEhASAB/QwAAEBLAABASwAAQEsAAEBL/eUBIQIgACAC/QwAcjE/AHIxPwByMT8AcjE//eYB/eUBIAL9DI6+vzWOvr81jr6/NY6+vzX95gH95QEhAyABQRf9qwH9DAAAgD8AAIA/AACAPwAAgD/9rgEhBSADIAP95gEhBP0M9v9/P/b/fz/2/38/9v9/PyAD/eYB/Qzb/v8+2/7/Ptv+/z7b/v8+/Qwzryo+M68qPjOvKj4zryo+IAP95gH95AH9DBefKz0Xnys9F58rPRefKz39DBAgBzwQIAc8ECAHPBAgBzwgA/3mAf3kASAE/eYB/eQBIAT95gH95AEhBiAFIAYgBf3mAf3kAQveAwMIfwR9BXsDQCAFIAlqIQ5BACEMIA4gBCADakEBayAOIAQgA2pBAWtIGyAEayENIAz9ESEYIA39ESEZQQAhCgNAIAAgCSABbGogCkGACGxqIQ8gBiAJIAFsaiAKQQN0aiEQIAgEQCAQRAAAAAAAAPD/OQMAIBBEAAAAAAAAAAA5AwgLIBArAwC2IRJDAACA/yERIAwhCwJAA0AgCyANSg0BIBEgDyALQQJ0aioCAJchESALQQFqIQsMAAsLIBIgEZcgEiAMIA1MGyETIBIgE5P9ExAG/R8AQwAAgD8gEiATXRshFP0MAAAAAAAAAAAAAAAAAAAAACEW/QwAAAAAAQAAAAIAAAADAAAAIRdBACELAkADQCALIANODQEgDyALQQJ0av0AAgAgE/0T/eUBEAYhFSAVIBcgGP0/IBcgGf09/U79TiEVIA8gC0ECdGogFf0LAgAgFiAV/eQBIRYgF/0MBAAAAAQAAAAEAAAABAAAAP2uASEXIAtBBGohCwwACwsgECATuzkDACAQIBArAwggFLuiIBb9HwAgFv0fAZIgFv0fAiAW/R8DkpK7oDkDCCAHIAkgAWxqIApBAnRqIBQ4AgAgCkEBaiIKQQFJDQALIAlBAWoiCSACSQ0ACwuNAQMFfwF7AX8DQCAAIAQgAWxqIQcgAyAEIAFsaiEIQQAhBQNARAAAAAAAAPA/IAgrAwijtv0TIQlBACEGA0AgByAGaiEKIAogCSAK/QACAP3mAf0LAgAgBkEQaiIGQYAESQ0ACyAHQYAEaiEHIAhBCGohCCAFQQFqIgVBAUkNAAsgBEEBaiIEIAJJDQALC/oCARJ/IAAoAgQhCSAAKAIIIQogACgCFCELIAAoAhwhDSALIApqQQFrIQ4gAyEHAkADQCAHIARPDQEgACgCACAHQYAEbGohCCAAKAIYIAdBgARsaiEMIAAoAiAgB0GACGxqIRIgACgCJCAHQQRsaiETIAAoAiggB0EQbGohFCAAKAIsIAdBgARsaiEVQQAhFgNAIAwgFiAJbGohGEEAIRcDQCAYIBdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAXQRBqIhdBgARJDQALIBZBAWoiFiAKSQ0ACyANIQ8CQANAIA8gDkoNAUGAAiAOIA9rQQFqQYACIA4gD2tBAWpIGyEQIA9BgCBsIAdBgAJsaiERIAggCSAKIAAoAgwgEWogECASIAAqAjAgFRAEIBIgCSAKIBAgDyALIBQgEyAPIA1GEAcgEiAJIAogACgCECARaiAQIAwgEyAVEAUgD0GAAmohDwwACwsgDCAJIAogFBAIIAdBAWohBwwACwsLzwIFBH8BfQR/BH0Qe/0M/38AAP9/AAD/fwAA/38AACEh/QwAAIB3AACAdwAAgHcAAIB3ISL9DACAAAAAgAAAAIAAAACAAAAhIyADIQkgACADQYAWbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAEAIRcgFCAX/akBIhUgIf1OQQ39qwEgIv3mASAVICP9TkEQ/asB/VAgCP0AAgD95gH95AEhFCAUIBf9qgEiFSAh/U5BDf2rASAi/eYBIBUgI/1OQRD9qwH9UCAI/QACEP3mAf3kASEUIAdBEGohByAIQSBqIQggCkEBaiIKQbABSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC9wFBQR/AX0EfwR9Env9DAAAAAAwMDAwAAAAADAwMDAhIf0MPz8/Pw8PDw8/Pz8/AAAAACEi/QwAAAAAAAAAAAAAAAD/////ISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MDw8PDw8PDw8PDw8PDw8PDyElIAMhCSAAIANB4BhsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAQhGiAaIBr9DQABAgMAAQIDBAUGBwQFBgdBAv1tICH9TiAaIBr9DQABAgMICQoLBAUGBwgJCgsiGiAi/U4gGkEE/W0gI/1O/VD9UCEaIBogJP0NCBAIEAkQCRAKEAoQCxALECAI/QABgAL9ugEgGiAk/Q0MEAwQDRANEA4QDhAPEA8QIAj9AAGQAv26Af2uASEgICQhH0EAIQ0DQCAHIA1BIGxq/QAAECEVIAcgDUEgbGr9AAAgIRYgCCANQcAAbGohDiAO/QAAACEbIBUgJf1OIR0gDv0AABAhHCAWICX9TiEeIB8gGyAd/ZwBIBsgHf2dAf2OASAcIB79nAEgHCAe/Z0B/Y4B/Y4BIBr9FgD9EP26Af2uASEfIA79AAAgIRsgFUEE/W0hHSAO/QAAMCEcIBZBBP1tIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAf0Q/boB/a4BIR8gGkEQ/c0BIRogDUEBaiINQQRJDQALIBQgH/36ASAHLwAAQQJ0KgIAIAgqAqAClP0T/eYB/eQBIRQgFCAg/foBIAcvAAJBAnQqAgAgCCoCoAKU/RP95gH95QEhFCAHQZABaiEHIAhBsAJqIQggCkEBaiIKQRZJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLxgMDBX8DewF9AkADQCADIAJPDQEgACADQQJ0aigCACEEIAEgA0ECdGooAgAhBUEAIQYDQP0MAAAAAAAAAAAAAAAAAAAAACEIQQAhBwNAIAggBCAHav0AAgD94AH96QEhCCAIIAQgB2r9AAIQ/eAB/ekBIQggCCAEIAdq/QACIP3gAf3pASEIIAggBCAHav0AAjD94AH96QEhCCAHQcAAaiIHQYAISQ0ACyAI/R8AIAj9HwGXIAj9HwIgCP0fA5eXIQtDAAD+QiALlUMAAAAAIAtDAAAAAF4b/RMhCSAFQwAAgD8gCf0fAJVDAAAAACALQwAAAABeGzgCoAJBACEHA0AgBCAHav0AAgAgCf3mAf1q/fgBIAQgB2r9AAIQIAn95gH9av34Af2FASAEIAdq/QACICAJ/eYB/Wr9+AEgBCAHav0AAjAgCf3mAf1q/fgB/YUB/WUhCiAFIAdBAnZqIAr9CwAAIAr9fP1+IQogBSAHQQV2aiAK/RsAIAr9GwFqIAr9GwIgCv0bA2pqOwGAAiAHQcAAaiIHQYAISQ0ACyAEQYAIaiEEIAVBsAJqIQUgBkEBaiIGQRZJDQALIANBAWohAwwACwsLzhMOCH8BfQR/BH0NewR/CHsEfw57AX8CewJ9BH8Fe/0MAAAAADAwMDAAAAAAMDAwMCFM/Qw/Pz8/Dw8PDz8/Pz8AAAAAIU39DAAAAAAAAAAAAAAAAP////8hTv0MAAAAAAAAAAAAAAAAAAAAACFP/QwPDw8PDw8PDw8PDw8PDw8PIVAgAyELAkADQCALIARPDQEgC0EOaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhSCABIA1BAnRqKAIEIUkgASANQQJ0aigCCCFKIAEgDUECdGooAgwhSyALIQogACALQYAJbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgSCEl/QwAAAAAAAAAAAAAAAAAAAAAISogSSEm/QwAAAAAAAAAAAAAAAAAAAAAISsgSiEn/QwAAAAAAAAAAAAAAAAAAAAAISwgSyEoQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAhQSAeIE/9DQwQDBANEA0QDhAOEA8QDxAhQiBBICX9AAGAAv26ASBCICX9AAGQAv26Af2uASEtIEEgJv0AAYAC/boBIEIgJv0AAZAC/boB/a4BIS4gQSAn/QABgAL9ugEgQiAn/QABkAL9ugH9rgEhLyBBICj9AAGAAv26ASBCICj9AAGQAv26Af2uASEwIE8hPSBPIT4gTyE/IE8hQEEAIREDQCAHIBFBIGxq/QAAECEZIAcgEUEgbGr9AAAgIRogEUHAAGwhQyAlIENqITEgJiBDaiEyICcgQ2ohMyAoIENqITQgMf0AAAAhNSAy/QAAACE2IDP9AAAAITcgNP0AAAAhOCAZIFD9TiEhIDH9AAAQITkgMv0AABAhOiAz/QAAECE7IDT9AAAQITwgGiBQ/U4hIiAe/RYA/RAhRCA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBE/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRP26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIET9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBE/boB/a4BIUAgMf0AACAhNSAy/QAAICE2IDP9AAAgITcgNP0AACAhOCAZQQT9bSEhIDH9AAAwITkgMv0AADAhOiAz/QAAMCE7IDT9AAAwITwgGkEE/W0hIiAe/RYB/RAhRSA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBF/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRf26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBF/boB/a4BIUAgHkEQ/c0BIR4gEUEBaiIRQQRJDQALIAcvAABBAnQqAgAhRiApID39+gEgRiAlKgKgApT9E/3mAf3kASEpICogPv36ASBGICYqAqAClP0T/eYB/eQBISogKyA//foBIEYgJyoCoAKU/RP95gH95AEhKyAsIED9+gEgRiAoKgKgApT9E/3mAf3kASEsIAcvAAJBAnQqAgAhRyApIC39+gEgRyAlKgKgApT9E/3mAf3lASEpICogLv36ASBHICYqAqAClP0T/eYB/eUBISogKyAv/foBIEcgJyoCoAKU/RP95gH95QEhKyAsIDD9+gEgRyAoKgKgApT9E/3mAf3lASEsIAdBkAFqIQcgJUGwAmohJSAmQbACaiEmICdBsAJqIScgKEGwAmohKCAJQQFqIglBCEkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYAJbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAgCP0AAYAC/boBIB4gT/0NDBAMEA0QDRAOEA4QDxAPECAI/QABkAL9ugH9rgEhJCBPISNBACERA0AgByARQSBsav0AABAhGSAHIBFBIGxq/QAAICEaIAggEUHAAGxqIRIgEv0AAAAhHyAZIFD9TiEhIBL9AAAQISAgGiBQ/U4hIiAjIB8gIf2cASAfICH9nQH9jgEgICAi/ZwBICAgIv2dAf2OAf2OASAe/RYA/RD9ugH9rgEhIyAS/QAAICEfIBlBBP1tISEgEv0AADAhICAaQQT9bSEiICMgHyAh/ZwBIB8gIf2dAf2OASAgICL9nAEgICAi/Z0B/Y4B/Y4BIB79FgH9EP26Af2uASEjIB5BEP3NASEeIBFBAWoiEUEESQ0ACyAYICP9+gEgBy8AAEECdCoCACAIKgKgApT9E/3mAf3kASEYIBggJP36ASAHLwACQQJ0KgIAIAgqAqAClP0T/eYB/eUBIRggB0GQAWohByAIQbACaiEIIAlBAWoiCUEISQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC40JCQh/AX0EfwR9DXsEfwZ7BH8De/0M/38AAP9/AAD/fwAA/38AACEz/QwAAIB3AACAdwAAgHcAAIB3ITT9DACAAAAAgAAAAIAAAACAAAAhNSADIQsCQANAIAsgBE8NASALQQVqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACEvIAEgDUECdGooAgQhMCABIA1BAnRqKAIIITEgASANQQJ0aigCDCEyIAshCiAAIAtBgBZsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSAvISX9DAAAAAAAAAAAAAAAAAAAAAAhKiAwISb9DAAAAAAAAAAAAAAAAAAAAAAhKyAxISf9DAAAAAAAAAAAAAAAAAAAAAAhLCAyIShBACEJA0AgB/0AAQAhGyAb/akBIhkgM/1OQQ39qwEgNP3mASAZIDX9TkEQ/asB/VAhLSApIC0gJf0AAgD95gH95AEhKSAqIC0gJv0AAgD95gH95AEhKiArIC0gJ/0AAgD95gH95AEhKyAsIC0gKP0AAgD95gH95AEhLCAb/aoBIhkgM/1OQQ39qwEgNP3mASAZIDX9TkEQ/asB/VAhLiApIC4gJf0AAhD95gH95AEhKSAqIC4gJv0AAhD95gH95AEhKiArIC4gJ/0AAhD95gH95AEhKyAsIC4gKP0AAhD95gH95AEhLCAHQRBqIQcgJUEgaiElICZBIGohJiAnQSBqIScgKEEgaiEoIAlBAWoiCUGwAUkNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQYAWbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAEAIRsgGCAb/akBIhkgM/1OQQ39qwEgNP3mASAZIDX9TkEQ/asB/VAgCP0AAgD95gH95AEhGCAYIBv9qgEiGSAz/U5BDf2rASA0/eYBIBkgNf1OQRD9qwH9UCAI/QACEP3mAf3kASEYIAdBEGohByAIQSBqIQggCUEBaiIJQbABSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLC84TDgh/AX0EfwR9DXsEfwh7BH8OewF/AnsCfQR/BXv9DAAAAAAwMDAwAAAAADAwMDAhTP0MPz8/Pw8PDw8/Pz8/AAAAACFN/QwAAAAAAAAAAAAAAAD/////IU79DAAAAAAAAAAAAAAAAAAAAAAhT/0MDw8PDw8PDw8PDw8PDw8PDyFQIAMhCwJAA0AgCyAETw0BIAtBBWohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAIUggASANQQJ0aigCBCFJIAEgDUECdGooAgghSiABIA1BAnRqKAIMIUsgCyEKIAAgC0HgGGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIEghJf0MAAAAAAAAAAAAAAAAAAAAACEqIEkhJv0MAAAAAAAAAAAAAAAAAAAAACErIEohJ/0MAAAAAAAAAAAAAAAAAAAAACEsIEshKEEAIQkDQCAH/QAABCEeIB4gHv0NAAECAwABAgMEBQYHBAUGB0EC/W0gTP1OIB4gHv0NAAECAwgJCgsEBQYHCAkKCyIeIE39TiAeQQT9bSBO/U79UP1QIR4gHiBP/Q0IEAgQCRAJEAoQChALEAsQIUEgHiBP/Q0MEAwQDRANEA4QDhAPEA8QIUIgQSAl/QABgAL9ugEgQiAl/QABkAL9ugH9rgEhLSBBICb9AAGAAv26ASBCICb9AAGQAv26Af2uASEuIEEgJ/0AAYAC/boBIEIgJ/0AAZAC/boB/a4BIS8gQSAo/QABgAL9ugEgQiAo/QABkAL9ugH9rgEhMCBPIT0gTyE+IE8hPyBPIUBBACERA0AgByARQSBsav0AABAhGSAHIBFBIGxq/QAAICEaIBFBwABsIUMgJSBDaiExICYgQ2ohMiAnIENqITMgKCBDaiE0IDH9AAAAITUgMv0AAAAhNiAz/QAAACE3IDT9AAAAITggGSBQ/U4hISAx/QAAECE5IDL9AAAQITogM/0AABAhOyA0/QAAECE8IBogUP1OISIgHv0WAP0QIUQgPSA1ICH9nAEgNSAh/Z0B/Y4BIDkgIv2cASA5ICL9nQH9jgH9jgEgRP26Af2uASE9ID4gNiAh/ZwBIDYgIf2dAf2OASA6ICL9nAEgOiAi/Z0B/Y4B/Y4BIET9ugH9rgEhPiA/IDcgIf2cASA3ICH9nQH9jgEgOyAi/ZwBIDsgIv2dAf2OAf2OASBE/boB/a4BIT8gQCA4ICH9nAEgOCAh/Z0B/Y4BIDwgIv2cASA8ICL9nQH9jgH9jgEgRP26Af2uASFAIDH9AAAgITUgMv0AACAhNiAz/QAAICE3IDT9AAAgITggGUEE/W0hISAx/QAAMCE5IDL9AAAwITogM/0AADAhOyA0/QAAMCE8IBpBBP1tISIgHv0WAf0QIUUgPSA1ICH9nAEgNSAh/Z0B/Y4BIDkgIv2cASA5ICL9nQH9jgH9jgEgRf26Af2uASE9ID4gNiAh/ZwBIDYgIf2dAf2OASA6ICL9nAEgOiAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPiA/IDcgIf2cASA3ICH9nQH9jgEgOyAi/ZwBIDsgIv2dAf2OAf2OASBF/boB/a4BIT8gQCA4ICH9nAEgOCAh/Z0B/Y4BIDwgIv2cASA8ICL9nQH9jgH9jgEgRf26Af2uASFAIB5BEP3NASEeIBFBAWoiEUEESQ0ACyAHLwAAQQJ0KgIAIUYgKSA9/foBIEYgJSoCoAKU/RP95gH95AEhKSAqID79+gEgRiAmKgKgApT9E/3mAf3kASEqICsgP/36ASBGICcqAqAClP0T/eYB/eQBISsgLCBA/foBIEYgKCoCoAKU/RP95gH95AEhLCAHLwACQQJ0KgIAIUcgKSAt/foBIEcgJSoCoAKU/RP95gH95QEhKSAqIC79+gEgRyAmKgKgApT9E/3mAf3lASEqICsgL/36ASBHICcqAqAClP0T/eYB/eUBISsgLCAw/foBIEcgKCoCoAKU/RP95gH95QEhLCAHQZABaiEHICVBsAJqISUgJkGwAmohJiAnQbACaiEnIChBsAJqISggCUEBaiIJQRZJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0HgGGxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QAABCEeIB4gHv0NAAECAwABAgMEBQYHBAUGB0EC/W0gTP1OIB4gHv0NAAECAwgJCgsEBQYHCAkKCyIeIE39TiAeQQT9bSBO/U79UP1QIR4gHiBP/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAeIE/9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISQgTyEjQQAhEQNAIAcgEUEgbGr9AAAQIRkgByARQSBsav0AACAhGiAIIBFBwABsaiESIBL9AAAAIR8gGSBQ/U4hISAS/QAAECEgIBogUP1OISIgIyAfICH9nAEgHyAh/Z0B/Y4BICAgIv2cASAgICL9nQH9jgH9jgEgHv0WAP0Q/boB/a4BISMgEv0AACAhHyAZQQT9bSEhIBL9AAAwISAgGkEE/W0hIiAjIB8gIf2cASAfICH9nQH9jgEgICAi/ZwBICAgIv2dAf2OAf2OASAe/RYB/RD9ugH9rgEhIyAeQRD9zQEhHiARQQFqIhFBBEkNAAsgGCAj/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhGCAYICT9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEYIAdBkAFqIQcgCEGwAmohCCAJQQFqIglBFkkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCws=";
@@ -1254,7 +1254,9 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 
 )
 */
-let S_linear_q4_k_2048x2048_n = LOGITS;
+let S_linear_q4_k_2048x2048_n_b_r = LOGITS;
+let KX_2048 = LOGITS;
+let S_linear_q4_k_2048x2048_n_b = LOGITS;
 let SC_attend_16x128_kv16_f16 = LOGITS;
 let CR_attend_16x128_kv16_f16 = LOGITS;
 let ML_attend_16x128_kv16_f16 = new Float64Array(0);
@@ -1271,9 +1273,9 @@ let LISTS = new Int32Array(0);
 let HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = LOGITS;
 let QX_qxk_5632 = LOGITS;
-const FREQ_rope_2048_h16_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_2048_h16_half = new Float64Array(64);
-const SIN_rope_2048_h16_half = new Float64Array(64);
+const FREQ_linear_q4_k_2048x2048_n_b_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_2048x2048_n_b_r = new Float64Array(64);
+const SIN_linear_q4_k_2048x2048_n_b_r = new Float64Array(64);
 const P_route_f32_60x2048_top4 = new Float64Array(60);
 const CNT_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res_batch = new Int32Array(60);
 const AT_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res_batch = new Int32Array(256);
@@ -1284,35 +1286,25 @@ function embed_q4_k_151936x2048(w, token, y, yo, decode) {
     // One row, decoded by the scheme's reference decoder into the arena.
     decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
-/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
-function linear_q4_k_2048x2048_n(w, xin, xino, g, y, yo) {
+/** y = W·x over rms_norm(x) + b, then RoPE: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_b_r(w, xin, xino, g, b, y, yo, pos) {
     // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
     let ss = 0;
     for (let i = 0; i < 2048; i++)
         ss += xin[xino + i] * xin[xino + i];
     const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-    const x = S_linear_q4_k_2048x2048_n;
+    const x = S_linear_q4_k_2048x2048_n_b_r;
     const xo = 0;
     for (let i = 0; i < 2048; i++)
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
-}
-/** bias over 2048 */
-function bias_2048(a, ao, g, y, yo) {
-    for (let i = 0; i < 2048; i++) {
-        const v = a[ao + i];
-        y[yo + i] = v + g[i];
-    }
-}
-/** RoPE over 2048 */
-function rope_2048_h16_half(x, xo, y, yo, pos) {
-    for (let i = 0; i < 2048; i++)
-        y[yo + i] = x[xo + i];
+    for (let o = 0; o < 2048; o++)
+        y[yo + o] += b[o];
     // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
-        const angle = pos * FREQ_rope_2048_h16_half[j];
-        COS_rope_2048_h16_half[j] = Math.cos(angle);
-        SIN_rope_2048_h16_half[j] = Math.sin(angle);
+        const angle = pos * FREQ_linear_q4_k_2048x2048_n_b_r[j];
+        COS_linear_q4_k_2048x2048_n_b_r[j] = Math.cos(angle);
+        SIN_linear_q4_k_2048x2048_n_b_r[j] = Math.sin(angle);
     }
     for (let h = 0; h < 16; h++) {
         for (let j = 0; j < 64; j++) {
@@ -1320,8 +1312,8 @@ function rope_2048_h16_half(x, xo, y, yo, pos) {
             const b = a + 64;
             const va = y[a];
             const vb = y[b];
-            y[a] = va * COS_rope_2048_h16_half[j] - vb * SIN_rope_2048_h16_half[j];
-            y[b] = va * SIN_rope_2048_h16_half[j] + vb * COS_rope_2048_h16_half[j];
+            y[a] = va * COS_linear_q4_k_2048x2048_n_b_r[j] - vb * SIN_linear_q4_k_2048x2048_n_b_r[j];
+            y[b] = va * SIN_linear_q4_k_2048x2048_n_b_r[j] + vb * COS_linear_q4_k_2048x2048_n_b_r[j];
         }
     }
 }
@@ -1370,6 +1362,21 @@ function kv_write_2048_f16(x, xo, cache, pos) {
         u8[at + 2 * i] = h & 0xff;
         u8[at + 2 * i + 1] = h >>> 8;
     }
+}
+/** y = W·x over rms_norm(x) + b: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_b(w, xin, xino, g, b, y, yo) {
+    // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+    let ss = 0;
+    for (let i = 0; i < 2048; i++)
+        ss += xin[xino + i] * xin[xino + i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
+    const x = S_linear_q4_k_2048x2048_n_b;
+    const xo = 0;
+    for (let i = 0; i < 2048; i++)
+        x[i] = xin[xino + i] * rms * g[i];
+    K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
+    for (let o = 0; o < 2048; o++)
+        y[yo + o] += b[o];
 }
 /** causal attention: 16 heads of 128, 16 KV heads, a f16 cache. Token b of n (at position pos0 + b) reads its queries at qo + b·STRIDE and writes its output at
  * yo + b·STRIDE; q and y are the arena. Per KV head (split over the threads), the keys from the first any
@@ -1521,34 +1528,6 @@ function linear_q4_k_151936x2048_n(w, xin, xino, g, y, yo) {
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 151936, 1, 0);
 }
-/** linear_q4_k_2048x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_2048x2048_n_batch(w, x, xo, g, y, y0, ys, n) {
-    const L = LISTS;
-    const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
-    const s0 = (S_linear_q4_k_2048x2048_n.byteOffset - x.byteOffset) / 4;
-    for (let b = 0; b < n; b++) {
-        const xino = xo + b * STRIDE;
-        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-        const so = s0 + b * STRIDE;
-        let ss = 0;
-        for (let i = 0; i < 2048; i++)
-            ss += x[xino + i] * x[xino + i];
-        const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-        for (let i = 0; i < 2048; i++)
-            x[so + i] = x[xino + i] * rms * g[i];
-        L[b] = x.byteOffset + 4 * so;
-        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-    }
-    // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
-    K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
-    for (let b = 0; b < n; b++) {
-        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-        const yo = y0 + b * ys;
-        L[512 + b] = y.byteOffset + 4 * yo;
-    }
-    K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 2048, n, 0);
-}
 /** linear_q4_k_2048x2048_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q4_k_2048x2048_res_batch(w, x, xo, y, y0, ys, r, ro, n) {
@@ -1680,23 +1659,25 @@ function bind(rt) {
     if (A !== ARENA) {
         ARENA = A;
         LOGITS = A.subarray(2048, 153984);
-        S_linear_q4_k_2048x2048_n = A.subarray(153984, 156032);
-        SC_attend_16x128_kv16_f16 = A.subarray(156032, 160128);
-        CR_attend_16x128_kv16_f16 = A.subarray(160128, 160144);
-        ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 640576, 32);
-        KB_attend_16x128_kv16_f16 = A.subarray(160208, 162256);
-        AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 649024, 16);
-        H_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(162272, 163680);
-        G_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(163680, 165088);
-        U_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(165088, 166496);
-        G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(166496, 172128);
-        U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(172128, 177760);
-        S_linear_q4_k_151936x2048_n = A.subarray(177760, 179808);
-        QX_qxk_2048 = A.subarray(179808, 180416);
-        LISTS = new Int32Array(A.buffer, A.byteOffset + 721664, 1024);
-        HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(181440, 187072);
-        DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(187072, 195264);
-        QX_qxk_5632 = A.subarray(195264, 196936);
+        S_linear_q4_k_2048x2048_n_b_r = A.subarray(153984, 156032);
+        KX_2048 = A.subarray(156032, 158080);
+        S_linear_q4_k_2048x2048_n_b = A.subarray(158080, 160128);
+        SC_attend_16x128_kv16_f16 = A.subarray(160128, 164224);
+        CR_attend_16x128_kv16_f16 = A.subarray(164224, 164240);
+        ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 656960, 32);
+        KB_attend_16x128_kv16_f16 = A.subarray(164304, 166352);
+        AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 665408, 16);
+        H_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(166368, 167776);
+        G_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(167776, 169184);
+        U_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(169184, 170592);
+        G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(170592, 176224);
+        U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(176224, 181856);
+        S_linear_q4_k_151936x2048_n = A.subarray(181856, 183904);
+        QX_qxk_2048 = A.subarray(183904, 184512);
+        LISTS = new Int32Array(A.buffer, A.byteOffset + 738048, 1024);
+        HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(185536, 191168);
+        DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(191168, 199360);
+        QX_qxk_5632 = A.subarray(199360, 201032);
     }
     return A;
 }
@@ -1726,16 +1707,11 @@ export function forward(rt, token, pos) {
     embed_q4_k_151936x2048(W0[0], token, A, 2048, rt.decode);
     A.copyWithin(0, 2048, 4096);
     for (let l = 0; l < 24; l++) {
-        linear_q4_k_2048x2048_n(W4[l], A, 0, V3[l], A, 2048);
-        bias_2048(A, 2048, V5[l], A, 4096);
-        rope_2048_h16_half(A, 4096, A, 2048, pos);
-        linear_q4_k_2048x2048_n(W6[l], A, 0, V3[l], A, 4096);
-        bias_2048(A, 4096, V7[l], A, 6144);
-        rope_2048_h16_half(A, 6144, A, 4096, pos);
-        kv_write_2048_f16(A, 4096, KV0K[l], pos);
-        linear_q4_k_2048x2048_n(W8[l], A, 0, V3[l], A, 4096);
-        bias_2048(A, 4096, V9[l], A, 6144);
-        kv_write_2048_f16(A, 6144, KV0V[l], pos);
+        linear_q4_k_2048x2048_n_b_r(W4[l], A, 0, V3[l], V5[l], A, 2048, pos);
+        linear_q4_k_2048x2048_n_b_r(W6[l], A, 0, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), pos);
+        kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
+        linear_q4_k_2048x2048_n_b(W8[l], A, 0, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2));
+        kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
         attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 4096, 1);
         linear_q4_k_2048x2048_res(W10[l], A, 4096, A, 2048, A, 0);
         rms_norm_2048(A, 2048, V11[l], A, 4096);
@@ -1789,29 +1765,16 @@ export function prefill(rt, tokens, pos0) {
     for (let b = 0; b < n; b++)
         A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
     for (let l = 0; l < 24; l++) {
-        linear_q4_k_2048x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
         for (let b = 0; b < n; b++) {
-            bias_2048(A, 2048 + b * STRIDE, V5[l], A, 4096 + b * STRIDE);
+            linear_q4_k_2048x2048_n_b_r(W4[l], A, 0 + b * STRIDE, V3[l], V5[l], A, 2048 + b * STRIDE, (pos0 + b));
         }
         for (let b = 0; b < n; b++) {
-            rope_2048_h16_half(A, 4096 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-        }
-        linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, 4096, STRIDE, n);
-        for (let b = 0; b < n; b++) {
-            bias_2048(A, 4096 + b * STRIDE, V7[l], A, 6144 + b * STRIDE);
+            linear_q4_k_2048x2048_n_b_r(W6[l], A, 0 + b * STRIDE, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
         }
         for (let b = 0; b < n; b++) {
-            rope_2048_h16_half(A, 6144 + b * STRIDE, A, 4096 + b * STRIDE, (pos0 + b));
-        }
-        for (let b = 0; b < n; b++) {
-            kv_write_2048_f16(A, 4096 + b * STRIDE, KV0K[l], (pos0 + b));
-        }
-        linear_q4_k_2048x2048_n_batch(W8[l], A, 0, V3[l], A, 4096, STRIDE, n);
-        for (let b = 0; b < n; b++) {
-            bias_2048(A, 4096 + b * STRIDE, V9[l], A, 6144 + b * STRIDE);
-        }
-        for (let b = 0; b < n; b++) {
-            kv_write_2048_f16(A, 6144 + b * STRIDE, KV0V[l], (pos0 + b));
+            linear_q4_k_2048x2048_n_b(W8[l], A, 0 + b * STRIDE, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE);
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], (pos0 + b));
         }
         attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 4096, n);
         linear_q4_k_2048x2048_res_batch(W10[l], A, 4096, A, 2048, STRIDE, A, 0, n);

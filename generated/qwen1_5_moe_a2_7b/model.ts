@@ -294,20 +294,20 @@ export const manifest = {
   ],
   "maxContext": 8192,
   "vocab": 151936,
-  "arenaBytes": 16550080,
+  "arenaBytes": 16089984,
   "prefill": {
-    "tokens": 21,
-    "strideBytes": 787776
+    "tokens": 20,
+    "strideBytes": 804160
   },
   "q8Scratch": {
-    "offset": 16543296,
+    "offset": 16083200,
     "bytes": 6720
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 21;
-const STRIDE = 196944;
+export const PREFILL = 20;
+const STRIDE = 201040;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1306,7 +1306,9 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 )
 */
 
-let S_linear_q4_k_2048x2048_n: Float32Array = LOGITS;
+let S_linear_q4_k_2048x2048_n_b_r: Float32Array = LOGITS;
+let KX_2048: Float32Array = LOGITS;
+let S_linear_q4_k_2048x2048_n_b: Float32Array = LOGITS;
 let SC_attend_16x128_kv16_f16: Float32Array = LOGITS;
 let CR_attend_16x128_kv16_f16: Float32Array = LOGITS;
 let ML_attend_16x128_kv16_f16: Float64Array = new Float64Array(0);
@@ -1323,9 +1325,9 @@ let LISTS: Int32Array = new Int32Array(0);
 let HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res: Float32Array = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res: Float32Array = LOGITS;
 let QX_qxk_5632: Float32Array = LOGITS;
-const FREQ_rope_2048_h16_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_2048_h16_half = new Float64Array(64);
-const SIN_rope_2048_h16_half = new Float64Array(64);
+const FREQ_linear_q4_k_2048x2048_n_b_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_2048x2048_n_b_r = new Float64Array(64);
+const SIN_linear_q4_k_2048x2048_n_b_r = new Float64Array(64);
 const P_route_f32_60x2048_top4 = new Float64Array(60);
 const CNT_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res_batch = new Int32Array(60);
 const AT_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res_batch = new Int32Array(256);
@@ -1337,34 +1339,22 @@ function embed_q4_k_151936x2048(w: Packed, token: number, y: Float32Array, yo: n
   decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
 
-/** y = W·x over rms_norm(x): W is [2048, 2048] q4_k */
-function linear_q4_k_2048x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
+/** y = W·x over rms_norm(x) + b, then RoPE: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_b_r(w: Packed, xin: Float32Array, xino: number, g: Float32Array, b: Float32Array, y: Float32Array, yo: number, pos: number): void {
   // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
   let ss = 0;
   for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
   const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-  const x = S_linear_q4_k_2048x2048_n;
+  const x = S_linear_q4_k_2048x2048_n_b_r;
   const xo = 0;
   for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
-}
-
-/** bias over 2048 */
-function bias_2048(a: Float32Array, ao: number, g: Float32Array, y: Float32Array, yo: number): void {
-  for (let i = 0; i < 2048; i++) {
-    const v = a[ao + i];
-    y[yo + i] = v + g[i];
-  }
-}
-
-/** RoPE over 2048 */
-function rope_2048_h16_half(x: Float32Array, xo: number, y: Float32Array, yo: number, pos: number): void {
-  for (let i = 0; i < 2048; i++) y[yo + i] = x[xo + i];
+  for (let o = 0; o < 2048; o++) y[yo + o] += b[o];
   // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
-    const angle = pos * FREQ_rope_2048_h16_half[j];
-    COS_rope_2048_h16_half[j] = Math.cos(angle);
-    SIN_rope_2048_h16_half[j] = Math.sin(angle);
+    const angle = pos * FREQ_linear_q4_k_2048x2048_n_b_r[j];
+    COS_linear_q4_k_2048x2048_n_b_r[j] = Math.cos(angle);
+    SIN_linear_q4_k_2048x2048_n_b_r[j] = Math.sin(angle);
   }
   for (let h = 0; h < 16; h++) {
     for (let j = 0; j < 64; j++) {
@@ -1372,8 +1362,8 @@ function rope_2048_h16_half(x: Float32Array, xo: number, y: Float32Array, yo: nu
       const b = a + 64;
       const va = y[a];
       const vb = y[b];
-      y[a] = va * COS_rope_2048_h16_half[j] - vb * SIN_rope_2048_h16_half[j];
-      y[b] = va * SIN_rope_2048_h16_half[j] + vb * COS_rope_2048_h16_half[j];
+      y[a] = va * COS_linear_q4_k_2048x2048_n_b_r[j] - vb * SIN_linear_q4_k_2048x2048_n_b_r[j];
+      y[b] = va * SIN_linear_q4_k_2048x2048_n_b_r[j] + vb * COS_linear_q4_k_2048x2048_n_b_r[j];
     }
   }
 }
@@ -1418,6 +1408,19 @@ function kv_write_2048_f16(x: Float32Array, xo: number, cache: Float32Array, pos
     u8[at + 2 * i] = h & 0xff;
     u8[at + 2 * i + 1] = h >>> 8;
   }
+}
+
+/** y = W·x over rms_norm(x) + b: W is [2048, 2048] q4_k */
+function linear_q4_k_2048x2048_n_b(w: Packed, xin: Float32Array, xino: number, g: Float32Array, b: Float32Array, y: Float32Array, yo: number): void {
+  // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+  let ss = 0;
+  for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
+  const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
+  const x = S_linear_q4_k_2048x2048_n_b;
+  const xo = 0;
+  for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
+  K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 2048, 1, 0);
+  for (let o = 0; o < 2048; o++) y[yo + o] += b[o];
 }
 
 /** causal attention: 16 heads of 128, 16 KV heads, a f16 cache. Token b of n (at position pos0 + b) reads its queries at qo + b·STRIDE and writes its output at
@@ -1566,33 +1569,6 @@ function linear_q4_k_151936x2048_n(w: Packed, xin: Float32Array, xino: number, g
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 151936, 1, 0);
 }
 
-/** linear_q4_k_2048x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_2048x2048_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
-  const L = LISTS;
-  const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
-  const s0 = (S_linear_q4_k_2048x2048_n.byteOffset - x.byteOffset) / 4;
-  for (let b = 0; b < n; b++) {
-    const xino = xo + b * STRIDE;
-    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-    const so = s0 + b * STRIDE;
-    let ss = 0;
-    for (let i = 0; i < 2048; i++) ss += x[xino + i] * x[xino + i];
-    const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-    for (let i = 0; i < 2048; i++) x[so + i] = x[xino + i] * rms * g[i];
-    L[b] = x.byteOffset + 4 * so;
-    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-  }
-  // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
-  K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
-  for (let b = 0; b < n; b++) {
-    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-    const yo = y0 + b * ys;
-    L[512 + b] = y.byteOffset + 4 * yo;
-  }
-  K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 2048, n, 0);
-}
-
 /** linear_q4_k_2048x2048_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q4_k_2048x2048_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
@@ -1720,23 +1696,25 @@ function bind(rt: Runtime): Float32Array {
   if (A !== ARENA) {
     ARENA = A;
     LOGITS = A.subarray(2048, 153984);
-    S_linear_q4_k_2048x2048_n = A.subarray(153984, 156032);
-    SC_attend_16x128_kv16_f16 = A.subarray(156032, 160128);
-    CR_attend_16x128_kv16_f16 = A.subarray(160128, 160144);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 640576, 32);
-    KB_attend_16x128_kv16_f16 = A.subarray(160208, 162256);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 649024, 16);
-    H_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(162272, 163680);
-    G_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(163680, 165088);
-    U_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(165088, 166496);
-    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(166496, 172128);
-    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(172128, 177760);
-    S_linear_q4_k_151936x2048_n = A.subarray(177760, 179808);
-    QX_qxk_2048 = A.subarray(179808, 180416);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 721664, 1024);
-    HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(181440, 187072);
-    DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(187072, 195264);
-    QX_qxk_5632 = A.subarray(195264, 196936);
+    S_linear_q4_k_2048x2048_n_b_r = A.subarray(153984, 156032);
+    KX_2048 = A.subarray(156032, 158080);
+    S_linear_q4_k_2048x2048_n_b = A.subarray(158080, 160128);
+    SC_attend_16x128_kv16_f16 = A.subarray(160128, 164224);
+    CR_attend_16x128_kv16_f16 = A.subarray(164224, 164240);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 656960, 32);
+    KB_attend_16x128_kv16_f16 = A.subarray(164304, 166352);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 665408, 16);
+    H_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(166368, 167776);
+    G_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(167776, 169184);
+    U_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(169184, 170592);
+    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(170592, 176224);
+    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(176224, 181856);
+    S_linear_q4_k_151936x2048_n = A.subarray(181856, 183904);
+    QX_qxk_2048 = A.subarray(183904, 184512);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 738048, 1024);
+    HB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(185536, 191168);
+    DB_moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res = A.subarray(191168, 199360);
+    QX_qxk_5632 = A.subarray(199360, 201032);
   }
   return A;
 }
@@ -1767,16 +1745,11 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   embed_q4_k_151936x2048(W0[0], token, A, 2048, rt.decode);
   A.copyWithin(0, 2048, 4096);
   for (let l = 0; l < 24; l++) {
-    linear_q4_k_2048x2048_n(W4[l], A, 0, V3[l], A, 2048);
-    bias_2048(A, 2048, V5[l], A, 4096);
-    rope_2048_h16_half(A, 4096, A, 2048, pos);
-    linear_q4_k_2048x2048_n(W6[l], A, 0, V3[l], A, 4096);
-    bias_2048(A, 4096, V7[l], A, 6144);
-    rope_2048_h16_half(A, 6144, A, 4096, pos);
-    kv_write_2048_f16(A, 4096, KV0K[l], pos);
-    linear_q4_k_2048x2048_n(W8[l], A, 0, V3[l], A, 4096);
-    bias_2048(A, 4096, V9[l], A, 6144);
-    kv_write_2048_f16(A, 6144, KV0V[l], pos);
+    linear_q4_k_2048x2048_n_b_r(W4[l], A, 0, V3[l], V5[l], A, 2048, pos);
+    linear_q4_k_2048x2048_n_b_r(W6[l], A, 0, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), pos);
+    kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
+    linear_q4_k_2048x2048_n_b(W8[l], A, 0, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2));
+    kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
     attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 4096, 1);
     linear_q4_k_2048x2048_res(W10[l], A, 4096, A, 2048, A, 0);
     rms_norm_2048(A, 2048, V11[l], A, 4096);
@@ -1829,29 +1802,16 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
   for (let l = 0; l < 24; l++) {
-    linear_q4_k_2048x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
-      bias_2048(A, 2048 + b * STRIDE, V5[l], A, 4096 + b * STRIDE);
+      linear_q4_k_2048x2048_n_b_r(W4[l], A, 0 + b * STRIDE, V3[l], V5[l], A, 2048 + b * STRIDE, (pos0 + b));
     }
     for (let b = 0; b < n; b++) {
-      rope_2048_h16_half(A, 4096 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-    }
-    linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, 4096, STRIDE, n);
-    for (let b = 0; b < n; b++) {
-      bias_2048(A, 4096 + b * STRIDE, V7[l], A, 6144 + b * STRIDE);
+      linear_q4_k_2048x2048_n_b_r(W6[l], A, 0 + b * STRIDE, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
     }
     for (let b = 0; b < n; b++) {
-      rope_2048_h16_half(A, 6144 + b * STRIDE, A, 4096 + b * STRIDE, (pos0 + b));
-    }
-    for (let b = 0; b < n; b++) {
-      kv_write_2048_f16(A, 4096 + b * STRIDE, KV0K[l], (pos0 + b));
-    }
-    linear_q4_k_2048x2048_n_batch(W8[l], A, 0, V3[l], A, 4096, STRIDE, n);
-    for (let b = 0; b < n; b++) {
-      bias_2048(A, 4096 + b * STRIDE, V9[l], A, 6144 + b * STRIDE);
-    }
-    for (let b = 0; b < n; b++) {
-      kv_write_2048_f16(A, 6144 + b * STRIDE, KV0V[l], (pos0 + b));
+      linear_q4_k_2048x2048_n_b(W8[l], A, 0 + b * STRIDE, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE);
+      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], (pos0 + b));
     }
     attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 4096, n);
     linear_q4_k_2048x2048_res_batch(W10[l], A, 4096, A, 2048, STRIDE, A, 0, n);

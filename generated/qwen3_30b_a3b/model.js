@@ -192,19 +192,19 @@ export const manifest = {
     ],
     "maxContext": 32768,
     "vocab": 151936,
-    "arenaBytes": 16722944,
+    "arenaBytes": 16090688,
     "prefill": {
-        "tokens": 21,
-        "strideBytes": 796096
+        "tokens": 20,
+        "strideBytes": 804288
     },
     "q8Scratch": {
-        "offset": 16718016,
+        "offset": 16085760,
         "bytes": 4864
     }
 };
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 21;
-const STRIDE = 199024;
+export const PREFILL = 20;
+const STRIDE = 201072;
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
 export const wasm = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAIf39/f39/fX8AYAh/f39/f39/fwBgAXsBe2AJf39/f39/f39/AGAEf39/fwBgB39/f39/f38AAhIBA2VudgZtZW1vcnkCAwGAgAQDEhEAAQIDBAUGBwgBAQIBAgkJCQf/AQ4ObXZxa19xNF9rXzIwNDgAAQhxeGtfMjA0OAACFXFrX2YxNl8xMjhfMTAyNF9oNF9nOAAEFWF2X2YxNl8xMjhfMTAyNF9oNF9nOAAFFXNtX2YxNl8xMjhfMTAyNF9oNF9nOAAHFmZpbl9mMTZfMTI4XzEwMjRfaDRfZzgACBZtdmFfZjE2XzEyOF8xMDI0X2g0X2c4AAkObXZxa19xNF9rXzQwOTYACghxeGtfNDA5NgALDW12cWtfcTRfa183NjgADAdxeGtfNzY4AA0ObW1xa19xNF9rXzIwNDgADg5tbXFrX3E0X2tfNDA5NgAPDW1tcWtfcTRfa183NjgAEArsZhEKACAAQQJ0KgIAC9wFBQR/AX0EfwR9Env9DAAAAAAwMDAwAAAAADAwMDAhIf0MPz8/Pw8PDw8/Pz8/AAAAACEi/QwAAAAAAAAAAAAAAAD/////ISP9DAAAAAAAAAAAAAAAAAAAAAAhJP0MDw8PDw8PDw8PDw8PDw8PDyElIAMhCSAAIANBgAlsaiEHAkADQCAJIARPDQH9DAAAAAAAAAAAAAAAAAAAAAAhFCABIQhBACEKA0AgB/0AAAQhGiAaIBr9DQABAgMAAQIDBAUGBwQFBgdBAv1tICH9TiAaIBr9DQABAgMICQoLBAUGBwgJCgsiGiAi/U4gGkEE/W0gI/1O/VD9UCEaIBogJP0NCBAIEAkQCRAKEAoQCxALECAI/QABgAL9ugEgGiAk/Q0MEAwQDRANEA4QDhAPEA8QIAj9AAGQAv26Af2uASEgICQhH0EAIQ0DQCAHIA1BIGxq/QAAECEVIAcgDUEgbGr9AAAgIRYgCCANQcAAbGohDiAO/QAAACEbIBUgJf1OIR0gDv0AABAhHCAWICX9TiEeIB8gGyAd/ZwBIBsgHf2dAf2OASAcIB79nAEgHCAe/Z0B/Y4B/Y4BIBr9FgD9EP26Af2uASEfIA79AAAgIRsgFUEE/W0hHSAO/QAAMCEcIBZBBP1tIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAf0Q/boB/a4BIR8gGkEQ/c0BIRogDUEBaiINQQRJDQALIBQgH/36ASAHLwAAQQJ0KgIAIAgqAqAClP0T/eYB/eQBIRQgFCAg/foBIAcvAAJBAnQqAgAgCCoCoAKU/RP95gH95QEhFCAHQZABaiEHIAhBsAJqIQggCkEBaiIKQQhJDQALIAUgFP0fACAU/R8BkiAU/R8CIBT9HwOSkpQhCyACIAlBAnRqIQwgBgRAIAsgDCoCAJIhCwsgDCALOAIAIAlBAWohCQwACwsLxgMDBX8DewF9AkADQCADIAJPDQEgACADQQJ0aigCACEEIAEgA0ECdGooAgAhBUEAIQYDQP0MAAAAAAAAAAAAAAAAAAAAACEIQQAhBwNAIAggBCAHav0AAgD94AH96QEhCCAIIAQgB2r9AAIQ/eAB/ekBIQggCCAEIAdq/QACIP3gAf3pASEIIAggBCAHav0AAjD94AH96QEhCCAHQcAAaiIHQYAISQ0ACyAI/R8AIAj9HwGXIAj9HwIgCP0fA5eXIQtDAAD+QiALlUMAAAAAIAtDAAAAAF4b/RMhCSAFQwAAgD8gCf0fAJVDAAAAACALQwAAAABeGzgCoAJBACEHA0AgBCAHav0AAgAgCf3mAf1q/fgBIAQgB2r9AAIQIAn95gH9av34Af2FASAEIAdq/QACICAJ/eYB/Wr9+AEgBCAHav0AAjAgCf3mAf1q/fgB/YUB/WUhCiAFIAdBAnZqIAr9CwAAIAr9fP1+IQogBSAHQQV2aiAK/RsAIAr9GwFqIAr9GwIgCv0bA2pqOwGAAiAHQcAAaiIHQYAISQ0ACyAEQYAIaiEEIAVBsAJqIQUgBkEBaiIGQQhJDQALIANBAWohAwwACwsLgQECAX8BewNAIAAgAkEBdmr9XQEAIQMgA/2pASEDIAEgAmogA0EN/asB/QwA4P8PAOD/DwDg/w8A4P8P/U79DAAAgHcAAIB3AACAdwAAgHf95gEgA/0MAIAAAACAAAAAgAAAAIAAAP1OQRD9qwH9UP0LAgAgAkEQaiICQYAESQ0ACwvhAQIHfwF7AkADQCAIIARPDQEgAyAHEAMgByEMQQAhCQNAQQAhCiAAIAkgAWxqIQ0gBSAJIAFsaiAIQQJ0aiEOA0D9DAAAAAAAAAAAAAAAAAAAAAAhD0EAIQsDQCAPIA0gC2r9AAIAIAwgC2r9AAIA/eYB/eQBIQ8gC0EQaiILQYAESQ0ACyAOIAYgD/0fACAP/R8BkiAP/R8CIA/9HwOSkpQ4AgAgDUGABGohDSAOQYAIaiEOIApBAWoiCkEISQ0ACyAJQQFqIgkgAkkNAAsgA0GACGohAyAIQQFqIQgMAAsLC8ICAwd/AXsBfwNAIAUgCSABbGohDSAGIAkgAWxqIQ5BACEKA0AgDioCAP0TIQ9BACELA0AgDSALaiEQIBAgDyAQ/QACAP3mAf0LAgAgC0EQaiILQYAESQ0ACyANQYAEaiENIA5BBGohDiAKQQFqIgpBCEkNAAsgCUEBaiIJIAJJDQALAkADQCAIIARPDQEgAyAHEAMgByEMQQAhCQNAQQAhCiAFIAkgAWxqIQ0gACAJIAFsaiAIQQJ0aiEOA0AgDioCAP0TIQ8gD/1TBEBBACELA0AgDSALaiEQIBAgEP0AAgAgDyAMIAtq/QACAP3mAf3kAf0LAgAgC0EQaiILQYAESQ0ACwsgDUGABGohDSAOQYAIaiEOIApBAWoiCkEISQ0ACyAJQQFqIgkgAkkNAAsgA0GACGohAyAIQQFqIQgMAAsLC+UCAQZ7IAD9DAAArsIAAK7CAACuwgAArsL96QH9DAAAAAAAAAAAAAAAAAAAAAD96AEhAP0MAABASwAAQEsAAEBLAABASyAA/Qw7qrg/O6q4PzuquD87qrg//eYB/eQBIQEgAf0MAABASwAAQEsAAEBLAABAS/3lASECIAAgAv0MAHIxPwByMT8AcjE/AHIxP/3mAf3lASAC/QyOvr81jr6/NY6+vzWOvr81/eYB/eUBIQMgAUEX/asB/QwAAIA/AACAPwAAgD8AAIA//a4BIQUgAyAD/eYBIQT9DPb/fz/2/38/9v9/P/b/fz8gA/3mAf0M2/7/Ptv+/z7b/v8+2/7/Pv0MM68qPjOvKj4zryo+M68qPiAD/eYB/eQB/QwXnys9F58rPRefKz0Xnys9/QwQIAc8ECAHPBAgBzwQIAc8IAP95gH95AEgBP3mAf3kASAE/eYB/eQBIQYgBSAGIAX95gH95AEL3gMDCH8EfQV7A0AgBSAJaiEOQQAhDCAOIAQgA2pBAWsgDiAEIANqQQFrSBsgBGshDSAM/REhGCAN/REhGUEAIQoDQCAAIAkgAWxqIApBgAhsaiEPIAYgCSABbGogCkEDdGohECAIBEAgEEQAAAAAAADw/zkDACAQRAAAAAAAAAAAOQNACyAQKwMAtiESQwAAgP8hESAMIQsCQANAIAsgDUoNASARIA8gC0ECdGoqAgCXIREgC0EBaiELDAALCyASIBGXIBIgDCANTBshEyASIBOT/RMQBv0fAEMAAIA/IBIgE10bIRT9DAAAAAAAAAAAAAAAAAAAAAAhFv0MAAAAAAEAAAACAAAAAwAAACEXQQAhCwJAA0AgCyADTg0BIA8gC0ECdGr9AAIAIBP9E/3lARAGIRUgFSAXIBj9PyAXIBn9Pf1O/U4hFSAPIAtBAnRqIBX9CwIAIBYgFf3kASEWIBf9DAQAAAAEAAAABAAAAAQAAAD9rgEhFyALQQRqIQsMAAsLIBAgE7s5AwAgECAQKwNAIBS7oiAW/R8AIBb9HwGSIBb9HwIgFv0fA5KSu6A5A0AgByAJIAFsaiAKQQJ0aiAUOAIAIApBAWoiCkEISQ0ACyAJQQFqIgkgAkkNAAsLjQEDBX8BewF/A0AgACAEIAFsaiEHIAMgBCABbGohCEEAIQUDQEQAAAAAAADwPyAIKwNAo7b9EyEJQQAhBgNAIAcgBmohCiAKIAkgCv0AAgD95gH9CwIAIAZBEGoiBkGABEkNAAsgB0GABGohByAIQQhqIQggBUEBaiIFQQhJDQALIARBAWoiBCACSQ0ACwv8AgESfyAAKAIEIQkgACgCCCEKIAAoAhQhCyAAKAIcIQ0gCyAKakEBayEOIAMhBwJAA0AgByAETw0BIAAoAgAgB0GAIGxqIQggACgCGCAHQYAgbGohDCAAKAIgIAdBgMAAbGohEiAAKAIkIAdBIGxqIRMgACgCKCAHQYABbGohFCAAKAIsIAdBgARsaiEVQQAhFgNAIAwgFiAJbGohGEEAIRcDQCAYIBdq/QwAAAAAAAAAAAAAAAAAAAAA/QsCACAXQRBqIhdBgCBJDQALIBZBAWoiFiAKSQ0ACyANIQ8CQANAIA8gDkoNAUGAAiAOIA9rQQFqQYACIA4gD2tBAWpIGyEQIA9BgAhsIAdBgAJsaiERIAggCSAKIAAoAgwgEWogECASIAAqAjAgFRAEIBIgCSAKIBAgDyALIBQgEyAPIA1GEAcgEiAJIAogACgCECARaiAQIAwgEyAVEAUgD0GAAmohDwwACwsgDCAJIAogFBAIIAdBAWohBwwACwsL3AUFBH8BfQR/BH0Se/0MAAAAADAwMDAAAAAAMDAwMCEh/Qw/Pz8/Dw8PDz8/Pz8AAAAAISL9DAAAAAAAAAAAAAAAAP////8hI/0MAAAAAAAAAAAAAAAAAAAAACEk/QwPDw8PDw8PDw8PDw8PDw8PISUgAyEJIAAgA0GAEmxqIQcCQANAIAkgBE8NAf0MAAAAAAAAAAAAAAAAAAAAACEUIAEhCEEAIQoDQCAH/QAABCEaIBogGv0NAAECAwABAgMEBQYHBAUGB0EC/W0gIf1OIBogGv0NAAECAwgJCgsEBQYHCAkKCyIaICL9TiAaQQT9bSAj/U79UP1QIRogGiAk/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAaICT9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISAgJCEfQQAhDQNAIAcgDUEgbGr9AAAQIRUgByANQSBsav0AACAhFiAIIA1BwABsaiEOIA79AAAAIRsgFSAl/U4hHSAO/QAAECEcIBYgJf1OIR4gHyAbIB39nAEgGyAd/Z0B/Y4BIBwgHv2cASAcIB79nQH9jgH9jgEgGv0WAP0Q/boB/a4BIR8gDv0AACAhGyAVQQT9bSEdIA79AAAwIRwgFkEE/W0hHiAfIBsgHf2cASAbIB39nQH9jgEgHCAe/ZwBIBwgHv2dAf2OAf2OASAa/RYB/RD9ugH9rgEhHyAaQRD9zQEhGiANQQFqIg1BBEkNAAsgFCAf/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhFCAUICD9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEUIAdBkAFqIQcgCEGwAmohCCAKQQFqIgpBEEkNAAsgBSAU/R8AIBT9HwGSIBT9HwIgFP0fA5KSlCELIAIgCUECdGohDCAGBEAgCyAMKgIAkiELCyAMIAs4AgAgCUEBaiEJDAALCwvGAwMFfwN7AX0CQANAIAMgAk8NASAAIANBAnRqKAIAIQQgASADQQJ0aigCACEFQQAhBgNA/QwAAAAAAAAAAAAAAAAAAAAAIQhBACEHA0AgCCAEIAdq/QACAP3gAf3pASEIIAggBCAHav0AAhD94AH96QEhCCAIIAQgB2r9AAIg/eAB/ekBIQggCCAEIAdq/QACMP3gAf3pASEIIAdBwABqIgdBgAhJDQALIAj9HwAgCP0fAZcgCP0fAiAI/R8Dl5chC0MAAP5CIAuVQwAAAAAgC0MAAAAAXhv9EyEJIAVDAACAPyAJ/R8AlUMAAAAAIAtDAAAAAF4bOAKgAkEAIQcDQCAEIAdq/QACACAJ/eYB/Wr9+AEgBCAHav0AAhAgCf3mAf1q/fgB/YUBIAQgB2r9AAIgIAn95gH9av34ASAEIAdq/QACMCAJ/eYB/Wr9+AH9hQH9ZSEKIAUgB0ECdmogCv0LAAAgCv18/X4hCiAFIAdBBXZqIAr9GwAgCv0bAWogCv0bAiAK/RsDamo7AYACIAdBwABqIgdBgAhJDQALIARBgAhqIQQgBUGwAmohBSAGQQFqIgZBEEkNAAsgA0EBaiEDDAALCwvcBQUEfwF9BH8EfRJ7/QwAAAAAMDAwMAAAAAAwMDAwISH9DD8/Pz8PDw8PPz8/PwAAAAAhIv0MAAAAAAAAAAAAAAAA/////yEj/QwAAAAAAAAAAAAAAAAAAAAAIST9DA8PDw8PDw8PDw8PDw8PDw8hJSADIQkgACADQbADbGohBwJAA0AgCSAETw0B/QwAAAAAAAAAAAAAAAAAAAAAIRQgASEIQQAhCgNAIAf9AAAEIRogGiAa/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSAh/U4gGiAa/Q0AAQIDCAkKCwQFBgcICQoLIhogIv1OIBpBBP1tICP9Tv1Q/VAhGiAaICT9DQgQCBAJEAkQChAKEAsQCxAgCP0AAYAC/boBIBogJP0NDBAMEA0QDRAOEA4QDxAPECAI/QABkAL9ugH9rgEhICAkIR9BACENA0AgByANQSBsav0AABAhFSAHIA1BIGxq/QAAICEWIAggDUHAAGxqIQ4gDv0AAAAhGyAVICX9TiEdIA79AAAQIRwgFiAl/U4hHiAfIBsgHf2cASAbIB39nQH9jgEgHCAe/ZwBIBwgHv2dAf2OAf2OASAa/RYA/RD9ugH9rgEhHyAO/QAAICEbIBVBBP1tIR0gDv0AADAhHCAWQQT9bSEeIB8gGyAd/ZwBIBsgHf2dAf2OASAcIB79nAEgHCAe/Z0B/Y4B/Y4BIBr9FgH9EP26Af2uASEfIBpBEP3NASEaIA1BAWoiDUEESQ0ACyAUIB/9+gEgBy8AAEECdCoCACAIKgKgApT9E/3mAf3kASEUIBQgIP36ASAHLwACQQJ0KgIAIAgqAqAClP0T/eYB/eUBIRQgB0GQAWohByAIQbACaiEIIApBAWoiCkEDSQ0ACyAFIBT9HwAgFP0fAZIgFP0fAiAU/R8DkpKUIQsgAiAJQQJ0aiEMIAYEQCALIAwqAgCSIQsLIAwgCzgCACAJQQFqIQkMAAsLC8YDAwV/A3sBfQJAA0AgAyACTw0BIAAgA0ECdGooAgAhBCABIANBAnRqKAIAIQVBACEGA0D9DAAAAAAAAAAAAAAAAAAAAAAhCEEAIQcDQCAIIAQgB2r9AAIA/eAB/ekBIQggCCAEIAdq/QACEP3gAf3pASEIIAggBCAHav0AAiD94AH96QEhCCAIIAQgB2r9AAIw/eAB/ekBIQggB0HAAGoiB0GACEkNAAsgCP0fACAI/R8BlyAI/R8CIAj9HwOXlyELQwAA/kIgC5VDAAAAACALQwAAAABeG/0TIQkgBUMAAIA/IAn9HwCVQwAAAAAgC0MAAAAAXhs4AqACQQAhBwNAIAQgB2r9AAIAIAn95gH9av34ASAEIAdq/QACECAJ/eYB/Wr9+AH9hQEgBCAHav0AAiAgCf3mAf1q/fgBIAQgB2r9AAIwIAn95gH9av34Af2FAf1lIQogBSAHQQJ2aiAK/QsAACAK/Xz9fiEKIAUgB0EFdmogCv0bACAK/RsBaiAK/RsCIAr9GwNqajsBgAIgB0HAAGoiB0GACEkNAAsgBEGACGohBCAFQbACaiEFIAZBAWoiBkEDSQ0ACyADQQFqIQMMAAsLC84TDgh/AX0EfwR9DXsEfwh7BH8OewF/AnsCfQR/BXv9DAAAAAAwMDAwAAAAADAwMDAhTP0MPz8/Pw8PDw8/Pz8/AAAAACFN/QwAAAAAAAAAAAAAAAD/////IU79DAAAAAAAAAAAAAAAAAAAAAAhT/0MDw8PDw8PDw8PDw8PDw8PDyFQIAMhCwJAA0AgCyAETw0BIAtBDmohDCAMIARLBEAgBCEMC0EAIQ0CQANAIA1BBGogBUsNASABIA1BAnRqKAIAIUggASANQQJ0aigCBCFJIAEgDUECdGooAgghSiABIA1BAnRqKAIMIUsgCyEKIAAgC0GACWxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEpIEghJf0MAAAAAAAAAAAAAAAAAAAAACEqIEkhJv0MAAAAAAAAAAAAAAAAAAAAACErIEohJ/0MAAAAAAAAAAAAAAAAAAAAACEsIEshKEEAIQkDQCAH/QAABCEeIB4gHv0NAAECAwABAgMEBQYHBAUGB0EC/W0gTP1OIB4gHv0NAAECAwgJCgsEBQYHCAkKCyIeIE39TiAeQQT9bSBO/U79UP1QIR4gHiBP/Q0IEAgQCRAJEAoQChALEAsQIUEgHiBP/Q0MEAwQDRANEA4QDhAPEA8QIUIgQSAl/QABgAL9ugEgQiAl/QABkAL9ugH9rgEhLSBBICb9AAGAAv26ASBCICb9AAGQAv26Af2uASEuIEEgJ/0AAYAC/boBIEIgJ/0AAZAC/boB/a4BIS8gQSAo/QABgAL9ugEgQiAo/QABkAL9ugH9rgEhMCBPIT0gTyE+IE8hPyBPIUBBACERA0AgByARQSBsav0AABAhGSAHIBFBIGxq/QAAICEaIBFBwABsIUMgJSBDaiExICYgQ2ohMiAnIENqITMgKCBDaiE0IDH9AAAAITUgMv0AAAAhNiAz/QAAACE3IDT9AAAAITggGSBQ/U4hISAx/QAAECE5IDL9AAAQITogM/0AABAhOyA0/QAAECE8IBogUP1OISIgHv0WAP0QIUQgPSA1ICH9nAEgNSAh/Z0B/Y4BIDkgIv2cASA5ICL9nQH9jgH9jgEgRP26Af2uASE9ID4gNiAh/ZwBIDYgIf2dAf2OASA6ICL9nAEgOiAi/Z0B/Y4B/Y4BIET9ugH9rgEhPiA/IDcgIf2cASA3ICH9nQH9jgEgOyAi/ZwBIDsgIv2dAf2OAf2OASBE/boB/a4BIT8gQCA4ICH9nAEgOCAh/Z0B/Y4BIDwgIv2cASA8ICL9nQH9jgH9jgEgRP26Af2uASFAIDH9AAAgITUgMv0AACAhNiAz/QAAICE3IDT9AAAgITggGUEE/W0hISAx/QAAMCE5IDL9AAAwITogM/0AADAhOyA0/QAAMCE8IBpBBP1tISIgHv0WAf0QIUUgPSA1ICH9nAEgNSAh/Z0B/Y4BIDkgIv2cASA5ICL9nQH9jgH9jgEgRf26Af2uASE9ID4gNiAh/ZwBIDYgIf2dAf2OASA6ICL9nAEgOiAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPiA/IDcgIf2cASA3ICH9nQH9jgEgOyAi/ZwBIDsgIv2dAf2OAf2OASBF/boB/a4BIT8gQCA4ICH9nAEgOCAh/Z0B/Y4BIDwgIv2cASA8ICL9nQH9jgH9jgEgRf26Af2uASFAIB5BEP3NASEeIBFBAWoiEUEESQ0ACyAHLwAAQQJ0KgIAIUYgKSA9/foBIEYgJSoCoAKU/RP95gH95AEhKSAqID79+gEgRiAmKgKgApT9E/3mAf3kASEqICsgP/36ASBGICcqAqAClP0T/eYB/eQBISsgLCBA/foBIEYgKCoCoAKU/RP95gH95AEhLCAHLwACQQJ0KgIAIUcgKSAt/foBIEcgJSoCoAKU/RP95gH95QEhKSAqIC79+gEgRyAmKgKgApT9E/3mAf3lASEqICsgL/36ASBHICcqAqAClP0T/eYB/eUBISsgLCAw/foBIEcgKCoCoAKU/RP95gH95QEhLCAHQZABaiEHICVBsAJqISUgJkGwAmohJiAnQbACaiEnIChBsAJqISggCUEBaiIJQQhJDQALICn9HwAgKf0fAZIgKf0fAiAp/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICr9HwAgKv0fAZIgKv0fAiAq/R8DkpIhDyACIA1BAnRqKAIEIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICv9HwAgK/0fAZIgK/0fAiAr/R8DkpIhDyACIA1BAnRqKAIIIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAICz9HwAgLP0fAZIgLP0fAiAs/R8DkpIhDyACIA1BAnRqKAIMIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQRqIQ0MAAsLAkADQCANIAVPDQEgCyEKIAAgC0GACWxqIQcDQP0MAAAAAAAAAAAAAAAAAAAAACEYIAEgDUECdGooAgAhCEEAIQkDQCAH/QAABCEeIB4gHv0NAAECAwABAgMEBQYHBAUGB0EC/W0gTP1OIB4gHv0NAAECAwgJCgsEBQYHCAkKCyIeIE39TiAeQQT9bSBO/U79UP1QIR4gHiBP/Q0IEAgQCRAJEAoQChALEAsQIAj9AAGAAv26ASAeIE/9DQwQDBANEA0QDhAOEA8QDxAgCP0AAZAC/boB/a4BISQgTyEjQQAhEQNAIAcgEUEgbGr9AAAQIRkgByARQSBsav0AACAhGiAIIBFBwABsaiESIBL9AAAAIR8gGSBQ/U4hISAS/QAAECEgIBogUP1OISIgIyAfICH9nAEgHyAh/Z0B/Y4BICAgIv2cASAgICL9nQH9jgH9jgEgHv0WAP0Q/boB/a4BISMgEv0AACAhHyAZQQT9bSEhIBL9AAAwISAgGkEE/W0hIiAjIB8gIf2cASAfICH9nQH9jgEgICAi/ZwBICAgIv2dAf2OAf2OASAe/RYB/RD9ugH9rgEhIyAeQRD9zQEhHiARQQFqIhFBBEkNAAsgGCAj/foBIAcvAABBAnQqAgAgCCoCoAKU/RP95gH95AEhGCAYICT9+gEgBy8AAkECdCoCACAIKgKgApT9E/3mAf3lASEYIAdBkAFqIQcgCEGwAmohCCAJQQFqIglBCEkNAAsgGP0fACAY/R8BkiAY/R8CIBj9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BAWohDQwACwsgDCELDAALCwvOEw4IfwF9BH8EfQ17BH8IewR/DnsBfwJ7An0EfwV7/QwAAAAAMDAwMAAAAAAwMDAwIUz9DD8/Pz8PDw8PPz8/PwAAAAAhTf0MAAAAAAAAAAAAAAAA/////yFO/QwAAAAAAAAAAAAAAAAAAAAAIU/9DA8PDw8PDw8PDw8PDw8PDw8hUCADIQsCQANAIAsgBE8NASALQQdqIQwgDCAESwRAIAQhDAtBACENAkADQCANQQRqIAVLDQEgASANQQJ0aigCACFIIAEgDUECdGooAgQhSSABIA1BAnRqKAIIIUogASANQQJ0aigCDCFLIAshCiAAIAtBgBJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhKSBIISX9DAAAAAAAAAAAAAAAAAAAAAAhKiBJISb9DAAAAAAAAAAAAAAAAAAAAAAhKyBKISf9DAAAAAAAAAAAAAAAAAAAAAAhLCBLIShBACEJA0AgB/0AAAQhHiAeIB79DQABAgMAAQIDBAUGBwQFBgdBAv1tIEz9TiAeIB79DQABAgMICQoLBAUGBwgJCgsiHiBN/U4gHkEE/W0gTv1O/VD9UCEeIB4gT/0NCBAIEAkQCRAKEAoQCxALECFBIB4gT/0NDBAMEA0QDRAOEA4QDxAPECFCIEEgJf0AAYAC/boBIEIgJf0AAZAC/boB/a4BIS0gQSAm/QABgAL9ugEgQiAm/QABkAL9ugH9rgEhLiBBICf9AAGAAv26ASBCICf9AAGQAv26Af2uASEvIEEgKP0AAYAC/boBIEIgKP0AAZAC/boB/a4BITAgTyE9IE8hPiBPIT8gTyFAQQAhEQNAIAcgEUEgbGr9AAAQIRkgByARQSBsav0AACAhGiARQcAAbCFDICUgQ2ohMSAmIENqITIgJyBDaiEzICggQ2ohNCAx/QAAACE1IDL9AAAAITYgM/0AAAAhNyA0/QAAACE4IBkgUP1OISEgMf0AABAhOSAy/QAAECE6IDP9AAAQITsgNP0AABAhPCAaIFD9TiEiIB79FgD9ECFEID0gNSAh/ZwBIDUgIf2dAf2OASA5ICL9nAEgOSAi/Z0B/Y4B/Y4BIET9ugH9rgEhPSA+IDYgIf2cASA2ICH9nQH9jgEgOiAi/ZwBIDogIv2dAf2OAf2OASBE/boB/a4BIT4gPyA3ICH9nAEgNyAh/Z0B/Y4BIDsgIv2cASA7ICL9nQH9jgH9jgEgRP26Af2uASE/IEAgOCAh/ZwBIDggIf2dAf2OASA8ICL9nAEgPCAi/Z0B/Y4B/Y4BIET9ugH9rgEhQCAx/QAAICE1IDL9AAAgITYgM/0AACAhNyA0/QAAICE4IBlBBP1tISEgMf0AADAhOSAy/QAAMCE6IDP9AAAwITsgNP0AADAhPCAaQQT9bSEiIB79FgH9ECFFID0gNSAh/ZwBIDUgIf2dAf2OASA5ICL9nAEgOSAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPSA+IDYgIf2cASA2ICH9nQH9jgEgOiAi/ZwBIDogIv2dAf2OAf2OASBF/boB/a4BIT4gPyA3ICH9nAEgNyAh/Z0B/Y4BIDsgIv2cASA7ICL9nQH9jgH9jgEgRf26Af2uASE/IEAgOCAh/ZwBIDggIf2dAf2OASA8ICL9nAEgPCAi/Z0B/Y4B/Y4BIEX9ugH9rgEhQCAeQRD9zQEhHiARQQFqIhFBBEkNAAsgBy8AAEECdCoCACFGICkgPf36ASBGICUqAqAClP0T/eYB/eQBISkgKiA+/foBIEYgJioCoAKU/RP95gH95AEhKiArID/9+gEgRiAnKgKgApT9E/3mAf3kASErICwgQP36ASBGICgqAqAClP0T/eYB/eQBISwgBy8AAkECdCoCACFHICkgLf36ASBHICUqAqAClP0T/eYB/eUBISkgKiAu/foBIEcgJioCoAKU/RP95gH95QEhKiArIC/9+gEgRyAnKgKgApT9E/3mAf3lASErICwgMP36ASBHICgqAqAClP0T/eYB/eUBISwgB0GQAWohByAlQbACaiElICZBsAJqISYgJ0GwAmohJyAoQbACaiEoIAlBAWoiCUEQSQ0ACyAp/R8AICn9HwGSICn9HwIgKf0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAq/R8AICr9HwGSICr9HwIgKv0fA5KSIQ8gAiANQQJ0aigCBCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAr/R8AICv9HwGSICv9HwIgK/0fA5KSIQ8gAiANQQJ0aigCCCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAs/R8AICz9HwGSICz9HwIgLP0fA5KSIQ8gAiANQQJ0aigCDCAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEEaiENDAALCwJAA0AgDSAFTw0BIAshCiAAIAtBgBJsaiEHA0D9DAAAAAAAAAAAAAAAAAAAAAAhGCABIA1BAnRqKAIAIQhBACEJA0AgB/0AAAQhHiAeIB79DQABAgMAAQIDBAUGBwQFBgdBAv1tIEz9TiAeIB79DQABAgMICQoLBAUGBwgJCgsiHiBN/U4gHkEE/W0gTv1O/VD9UCEeIB4gT/0NCBAIEAkQCRAKEAoQCxALECAI/QABgAL9ugEgHiBP/Q0MEAwQDRANEA4QDhAPEA8QIAj9AAGQAv26Af2uASEkIE8hI0EAIREDQCAHIBFBIGxq/QAAECEZIAcgEUEgbGr9AAAgIRogCCARQcAAbGohEiAS/QAAACEfIBkgUP1OISEgEv0AABAhICAaIFD9TiEiICMgHyAh/ZwBIB8gIf2dAf2OASAgICL9nAEgICAi/Z0B/Y4B/Y4BIB79FgD9EP26Af2uASEjIBL9AAAgIR8gGUEE/W0hISAS/QAAMCEgIBpBBP1tISIgIyAfICH9nAEgHyAh/Z0B/Y4BICAgIv2cASAgICL9nQH9jgH9jgEgHv0WAf0Q/boB/a4BISMgHkEQ/c0BIR4gEUEBaiIRQQRJDQALIBggI/36ASAHLwAAQQJ0KgIAIAgqAqAClP0T/eYB/eQBIRggGCAk/foBIAcvAAJBAnQqAgAgCCoCoAKU/RP95gH95QEhGCAHQZABaiEHIAhBsAJqIQggCUEBaiIJQRBJDQALIBj9HwAgGP0fAZIgGP0fAiAY/R8DkpIhDyACIA1BAnRqKAIAIApBAnRqIQ4gBgRAIA8gDioCAJIhDwsgDiAPOAIAIApBAWoiCiAMSQ0ACyANQQFqIQ0MAAsLIAwhCwwACwsLzhMOCH8BfQR/BH0NewR/CHsEfw57AX8CewJ9BH8Fe/0MAAAAADAwMDAAAAAAMDAwMCFM/Qw/Pz8/Dw8PDz8/Pz8AAAAAIU39DAAAAAAAAAAAAAAAAP////8hTv0MAAAAAAAAAAAAAAAAAAAAACFP/QwPDw8PDw8PDw8PDw8PDw8PIVAgAyELAkADQCALIARPDQEgC0ElaiEMIAwgBEsEQCAEIQwLQQAhDQJAA0AgDUEEaiAFSw0BIAEgDUECdGooAgAhSCABIA1BAnRqKAIEIUkgASANQQJ0aigCCCFKIAEgDUECdGooAgwhSyALIQogACALQbADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAISkgSCEl/QwAAAAAAAAAAAAAAAAAAAAAISogSSEm/QwAAAAAAAAAAAAAAAAAAAAAISsgSiEn/QwAAAAAAAAAAAAAAAAAAAAAISwgSyEoQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAhQSAeIE/9DQwQDBANEA0QDhAOEA8QDxAhQiBBICX9AAGAAv26ASBCICX9AAGQAv26Af2uASEtIEEgJv0AAYAC/boBIEIgJv0AAZAC/boB/a4BIS4gQSAn/QABgAL9ugEgQiAn/QABkAL9ugH9rgEhLyBBICj9AAGAAv26ASBCICj9AAGQAv26Af2uASEwIE8hPSBPIT4gTyE/IE8hQEEAIREDQCAHIBFBIGxq/QAAECEZIAcgEUEgbGr9AAAgIRogEUHAAGwhQyAlIENqITEgJiBDaiEyICcgQ2ohMyAoIENqITQgMf0AAAAhNSAy/QAAACE2IDP9AAAAITcgNP0AAAAhOCAZIFD9TiEhIDH9AAAQITkgMv0AABAhOiAz/QAAECE7IDT9AAAQITwgGiBQ/U4hIiAe/RYA/RAhRCA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBE/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRP26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIET9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBE/boB/a4BIUAgMf0AACAhNSAy/QAAICE2IDP9AAAgITcgNP0AACAhOCAZQQT9bSEhIDH9AAAwITkgMv0AADAhOiAz/QAAMCE7IDT9AAAwITwgGkEE/W0hIiAe/RYB/RAhRSA9IDUgIf2cASA1ICH9nQH9jgEgOSAi/ZwBIDkgIv2dAf2OAf2OASBF/boB/a4BIT0gPiA2ICH9nAEgNiAh/Z0B/Y4BIDogIv2cASA6ICL9nQH9jgH9jgEgRf26Af2uASE+ID8gNyAh/ZwBIDcgIf2dAf2OASA7ICL9nAEgOyAi/Z0B/Y4B/Y4BIEX9ugH9rgEhPyBAIDggIf2cASA4ICH9nQH9jgEgPCAi/ZwBIDwgIv2dAf2OAf2OASBF/boB/a4BIUAgHkEQ/c0BIR4gEUEBaiIRQQRJDQALIAcvAABBAnQqAgAhRiApID39+gEgRiAlKgKgApT9E/3mAf3kASEpICogPv36ASBGICYqAqAClP0T/eYB/eQBISogKyA//foBIEYgJyoCoAKU/RP95gH95AEhKyAsIED9+gEgRiAoKgKgApT9E/3mAf3kASEsIAcvAAJBAnQqAgAhRyApIC39+gEgRyAlKgKgApT9E/3mAf3lASEpICogLv36ASBHICYqAqAClP0T/eYB/eUBISogKyAv/foBIEcgJyoCoAKU/RP95gH95QEhKyAsIDD9+gEgRyAoKgKgApT9E/3mAf3lASEsIAdBkAFqIQcgJUGwAmohJSAmQbACaiEmICdBsAJqIScgKEGwAmohKCAJQQFqIglBA0kNAAsgKf0fACAp/R8BkiAp/R8CICn9HwOSkiEPIAIgDUECdGooAgAgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgKv0fACAq/R8BkiAq/R8CICr9HwOSkiEPIAIgDUECdGooAgQgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgK/0fACAr/R8BkiAr/R8CICv9HwOSkiEPIAIgDUECdGooAgggCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgLP0fACAs/R8BkiAs/R8CICz9HwOSkiEPIAIgDUECdGooAgwgCkECdGohDiAGBEAgDyAOKgIAkiEPCyAOIA84AgAgCkEBaiIKIAxJDQALIA1BBGohDQwACwsCQANAIA0gBU8NASALIQogACALQbADbGohBwNA/QwAAAAAAAAAAAAAAAAAAAAAIRggASANQQJ0aigCACEIQQAhCQNAIAf9AAAEIR4gHiAe/Q0AAQIDAAECAwQFBgcEBQYHQQL9bSBM/U4gHiAe/Q0AAQIDCAkKCwQFBgcICQoLIh4gTf1OIB5BBP1tIE79Tv1Q/VAhHiAeIE/9DQgQCBAJEAkQChAKEAsQCxAgCP0AAYAC/boBIB4gT/0NDBAMEA0QDRAOEA4QDxAPECAI/QABkAL9ugH9rgEhJCBPISNBACERA0AgByARQSBsav0AABAhGSAHIBFBIGxq/QAAICEaIAggEUHAAGxqIRIgEv0AAAAhHyAZIFD9TiEhIBL9AAAQISAgGiBQ/U4hIiAjIB8gIf2cASAfICH9nQH9jgEgICAi/ZwBICAgIv2dAf2OAf2OASAe/RYA/RD9ugH9rgEhIyAS/QAAICEfIBlBBP1tISEgEv0AADAhICAaQQT9bSEiICMgHyAh/ZwBIB8gIf2dAf2OASAgICL9nAEgICAi/Z0B/Y4B/Y4BIB79FgH9EP26Af2uASEjIB5BEP3NASEeIBFBAWoiEUEESQ0ACyAYICP9+gEgBy8AAEECdCoCACAIKgKgApT9E/3mAf3kASEYIBggJP36ASAHLwACQQJ0KgIAIAgqAqAClP0T/eYB/eUBIRggB0GQAWohByAIQbACaiEIIAlBAWoiCUEDSQ0ACyAY/R8AIBj9HwGSIBj9HwIgGP0fA5KSIQ8gAiANQQJ0aigCACAKQQJ0aiEOIAYEQCAPIA4qAgCSIQ8LIA4gDzgCACAKQQFqIgogDEkNAAsgDUEBaiENDAALCyAMIQsMAAsLCw==";
@@ -1328,9 +1328,10 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 
 )
 */
-let S_linear_q4_k_512x2048_n = LOGITS;
 let KX_512 = LOGITS;
-let S_linear_q4_k_4096x2048_n = LOGITS;
+let S_linear_q4_k_512x2048_n_qk4_r = LOGITS;
+let S_linear_q4_k_512x2048_n = LOGITS;
+let S_linear_q4_k_4096x2048_n_qk32_r = LOGITS;
 let SC_attend_32x128_kv4_f16 = LOGITS;
 let CR_attend_32x128_kv4_f16 = LOGITS;
 let ML_attend_32x128_kv4_f16 = new Float64Array(0);
@@ -1346,12 +1347,12 @@ let QX_qxk_4096 = LOGITS;
 let HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = LOGITS;
 let QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = LOGITS;
-const FREQ_rope_512_h4_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_512_h4_half = new Float64Array(64);
-const SIN_rope_512_h4_half = new Float64Array(64);
-const FREQ_rope_4096_h32_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_4096_h32_half = new Float64Array(64);
-const SIN_rope_4096_h32_half = new Float64Array(64);
+const FREQ_linear_q4_k_512x2048_n_qk4_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_512x2048_n_qk4_r = new Float64Array(64);
+const SIN_linear_q4_k_512x2048_n_qk4_r = new Float64Array(64);
+const FREQ_linear_q4_k_4096x2048_n_qk32_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_4096x2048_n_qk32_r = new Float64Array(64);
+const SIN_linear_q4_k_4096x2048_n_qk32_r = new Float64Array(64);
 const P_route_f32_128x2048_top8_norm = new Float64Array(128);
 const CNT_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res_batch = new Int32Array(128);
 const AT_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res_batch = new Int32Array(512);
@@ -1362,40 +1363,32 @@ function embed_q4_k_151936x2048(w, token, y, yo, decode) {
     // One row, decoded by the scheme's reference decoder into the arena.
     decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
-/** y = W·x over rms_norm(x): W is [512, 2048] q4_k */
-function linear_q4_k_512x2048_n(w, xin, xino, g, y, yo) {
+/** y = W·x over rms_norm(x), then rms_norm over 4 head(s), then RoPE: W is [512, 2048] q4_k */
+function linear_q4_k_512x2048_n_qk4_r(w, xin, xino, g, pn, y, yo, pos) {
     // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
     let ss = 0;
     for (let i = 0; i < 2048; i++)
         ss += xin[xino + i] * xin[xino + i];
     const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-    const x = S_linear_q4_k_512x2048_n;
+    const x = S_linear_q4_k_512x2048_n_qk4_r;
     const xo = 0;
     for (let i = 0; i < 2048; i++)
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 512, 1, 0);
-}
-/** rms_norm over 512, each of 4 heads apart */
-function rms_norm_512_h4(x, xo, g, y, yo) {
-    // Each head's 128 values on their own, all with the same weight.
-    for (let h = 0; h < 512; h += 128) {
+    // The q/k norm epilogue: each 128 outputs normalized with the one weight.
+    for (let h = yo; h < yo + 512; h += 128) {
         let ss = 0;
         for (let i = h; i < h + 128; i++)
-            ss += x[xo + i] * x[xo + i];
+            ss += y[i] * y[i];
         const rms = 1 / Math.sqrt(ss / 128 + 0.000001);
         for (let i = h; i < h + 128; i++)
-            y[yo + i] = x[xo + i] * rms * g[i - h];
+            y[i] = y[i] * rms * pn[i - h];
     }
-}
-/** RoPE over 512 */
-function rope_512_h4_half(x, xo, y, yo, pos) {
-    for (let i = 0; i < 512; i++)
-        y[yo + i] = x[xo + i];
     // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
-        const angle = pos * FREQ_rope_512_h4_half[j];
-        COS_rope_512_h4_half[j] = Math.cos(angle);
-        SIN_rope_512_h4_half[j] = Math.sin(angle);
+        const angle = pos * FREQ_linear_q4_k_512x2048_n_qk4_r[j];
+        COS_linear_q4_k_512x2048_n_qk4_r[j] = Math.cos(angle);
+        SIN_linear_q4_k_512x2048_n_qk4_r[j] = Math.sin(angle);
     }
     for (let h = 0; h < 4; h++) {
         for (let j = 0; j < 64; j++) {
@@ -1403,8 +1396,8 @@ function rope_512_h4_half(x, xo, y, yo, pos) {
             const b = a + 64;
             const va = y[a];
             const vb = y[b];
-            y[a] = va * COS_rope_512_h4_half[j] - vb * SIN_rope_512_h4_half[j];
-            y[b] = va * SIN_rope_512_h4_half[j] + vb * COS_rope_512_h4_half[j];
+            y[a] = va * COS_linear_q4_k_512x2048_n_qk4_r[j] - vb * SIN_linear_q4_k_512x2048_n_qk4_r[j];
+            y[b] = va * SIN_linear_q4_k_512x2048_n_qk4_r[j] + vb * COS_linear_q4_k_512x2048_n_qk4_r[j];
         }
     }
 }
@@ -1454,40 +1447,45 @@ function kv_write_512_f16(x, xo, cache, pos) {
         u8[at + 2 * i + 1] = h >>> 8;
     }
 }
-/** y = W·x over rms_norm(x): W is [4096, 2048] q4_k */
-function linear_q4_k_4096x2048_n(w, xin, xino, g, y, yo) {
+/** y = W·x over rms_norm(x): W is [512, 2048] q4_k */
+function linear_q4_k_512x2048_n(w, xin, xino, g, y, yo) {
     // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
     let ss = 0;
     for (let i = 0; i < 2048; i++)
         ss += xin[xino + i] * xin[xino + i];
     const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-    const x = S_linear_q4_k_4096x2048_n;
+    const x = S_linear_q4_k_512x2048_n;
+    const xo = 0;
+    for (let i = 0; i < 2048; i++)
+        x[i] = xin[xino + i] * rms * g[i];
+    K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 512, 1, 0);
+}
+/** y = W·x over rms_norm(x), then rms_norm over 32 head(s), then RoPE: W is [4096, 2048] q4_k */
+function linear_q4_k_4096x2048_n_qk32_r(w, xin, xino, g, pn, y, yo, pos) {
+    // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+    let ss = 0;
+    for (let i = 0; i < 2048; i++)
+        ss += xin[xino + i] * xin[xino + i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
+    const x = S_linear_q4_k_4096x2048_n_qk32_r;
     const xo = 0;
     for (let i = 0; i < 2048; i++)
         x[i] = xin[xino + i] * rms * g[i];
     K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 4096, 1, 0);
-}
-/** rms_norm over 4096, each of 32 heads apart */
-function rms_norm_4096_h32(x, xo, g, y, yo) {
-    // Each head's 128 values on their own, all with the same weight.
-    for (let h = 0; h < 4096; h += 128) {
+    // The q/k norm epilogue: each 128 outputs normalized with the one weight.
+    for (let h = yo; h < yo + 4096; h += 128) {
         let ss = 0;
         for (let i = h; i < h + 128; i++)
-            ss += x[xo + i] * x[xo + i];
+            ss += y[i] * y[i];
         const rms = 1 / Math.sqrt(ss / 128 + 0.000001);
         for (let i = h; i < h + 128; i++)
-            y[yo + i] = x[xo + i] * rms * g[i - h];
+            y[i] = y[i] * rms * pn[i - h];
     }
-}
-/** RoPE over 4096 */
-function rope_4096_h32_half(x, xo, y, yo, pos) {
-    for (let i = 0; i < 4096; i++)
-        y[yo + i] = x[xo + i];
     // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
-        const angle = pos * FREQ_rope_4096_h32_half[j];
-        COS_rope_4096_h32_half[j] = Math.cos(angle);
-        SIN_rope_4096_h32_half[j] = Math.sin(angle);
+        const angle = pos * FREQ_linear_q4_k_4096x2048_n_qk32_r[j];
+        COS_linear_q4_k_4096x2048_n_qk32_r[j] = Math.cos(angle);
+        SIN_linear_q4_k_4096x2048_n_qk32_r[j] = Math.sin(angle);
     }
     for (let h = 0; h < 32; h++) {
         for (let j = 0; j < 64; j++) {
@@ -1495,8 +1493,8 @@ function rope_4096_h32_half(x, xo, y, yo, pos) {
             const b = a + 64;
             const va = y[a];
             const vb = y[b];
-            y[a] = va * COS_rope_4096_h32_half[j] - vb * SIN_rope_4096_h32_half[j];
-            y[b] = va * SIN_rope_4096_h32_half[j] + vb * COS_rope_4096_h32_half[j];
+            y[a] = va * COS_linear_q4_k_4096x2048_n_qk32_r[j] - vb * SIN_linear_q4_k_4096x2048_n_qk32_r[j];
+            y[b] = va * SIN_linear_q4_k_4096x2048_n_qk32_r[j] + vb * COS_linear_q4_k_4096x2048_n_qk32_r[j];
         }
     }
 }
@@ -1651,34 +1649,6 @@ function linear_q4_k_512x2048_n_batch(w, x, xo, g, y, y0, ys, n) {
     }
     K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
 }
-/** linear_q4_k_4096x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_4096x2048_n_batch(w, x, xo, g, y, y0, ys, n) {
-    const L = LISTS;
-    const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
-    const s0 = (S_linear_q4_k_4096x2048_n.byteOffset - x.byteOffset) / 4;
-    for (let b = 0; b < n; b++) {
-        const xino = xo + b * STRIDE;
-        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-        const so = s0 + b * STRIDE;
-        let ss = 0;
-        for (let i = 0; i < 2048; i++)
-            ss += x[xino + i] * x[xino + i];
-        const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-        for (let i = 0; i < 2048; i++)
-            x[so + i] = x[xino + i] * rms * g[i];
-        L[b] = x.byteOffset + 4 * so;
-        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-    }
-    // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
-    K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
-    for (let b = 0; b < n; b++) {
-        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-        const yo = y0 + b * ys;
-        L[512 + b] = y.byteOffset + 4 * yo;
-    }
-    K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 0);
-}
 /** linear_q4_k_2048x4096_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q4_k_2048x4096_res_batch(w, x, xo, y, y0, ys, r, ro, n) {
@@ -1804,24 +1774,25 @@ function bind(rt) {
     if (A !== ARENA) {
         ARENA = A;
         LOGITS = A.subarray(2048, 153984);
-        S_linear_q4_k_512x2048_n = A.subarray(153984, 156032);
-        KX_512 = A.subarray(156032, 156544);
-        S_linear_q4_k_4096x2048_n = A.subarray(156544, 158592);
-        SC_attend_32x128_kv4_f16 = A.subarray(158592, 166784);
-        CR_attend_32x128_kv4_f16 = A.subarray(166784, 166816);
-        ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 667264, 64);
-        KB_attend_32x128_kv4_f16 = A.subarray(166944, 167456);
-        AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 669824, 16);
-        H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(167472, 168240);
-        G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(168240, 169008);
-        U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(169008, 169776);
-        S_linear_q4_k_151936x2048_n = A.subarray(169776, 171824);
-        QX_qxk_2048 = A.subarray(171824, 172432);
-        LISTS = new Int32Array(A.buffer, A.byteOffset + 689728, 1024);
-        QX_qxk_4096 = A.subarray(173456, 174672);
-        HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(174672, 180816);
-        DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(180816, 197200);
-        QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(197200, 199024);
+        KX_512 = A.subarray(153984, 154496);
+        S_linear_q4_k_512x2048_n_qk4_r = A.subarray(154496, 156544);
+        S_linear_q4_k_512x2048_n = A.subarray(156544, 158592);
+        S_linear_q4_k_4096x2048_n_qk32_r = A.subarray(158592, 160640);
+        SC_attend_32x128_kv4_f16 = A.subarray(160640, 168832);
+        CR_attend_32x128_kv4_f16 = A.subarray(168832, 168864);
+        ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 675456, 64);
+        KB_attend_32x128_kv4_f16 = A.subarray(168992, 169504);
+        AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 678016, 16);
+        H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(169520, 170288);
+        G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(170288, 171056);
+        U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(171056, 171824);
+        S_linear_q4_k_151936x2048_n = A.subarray(171824, 173872);
+        QX_qxk_2048 = A.subarray(173872, 174480);
+        LISTS = new Int32Array(A.buffer, A.byteOffset + 697920, 1024);
+        QX_qxk_4096 = A.subarray(175504, 176720);
+        HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(176720, 182864);
+        DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(182864, 199248);
+        QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(199248, 201072);
     }
     return A;
 }
@@ -1846,15 +1817,11 @@ export function forward(rt, token, pos) {
     embed_q4_k_151936x2048(W0[0], token, A, 2048, rt.decode);
     A.copyWithin(0, 2048, 4096);
     for (let l = 0; l < 48; l++) {
-        linear_q4_k_512x2048_n(W5[l], A, 0, V3[l], A, 2048);
-        rms_norm_512_h4(A, 2048, V8[l], A, 2560);
-        rope_512_h4_half(A, 2560, A, 2048, pos);
-        kv_write_512_f16(A, 2048, KV0K[l], pos);
+        linear_q4_k_512x2048_n_qk4_r(W5[l], A, 0, V3[l], V8[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), pos);
+        kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
         linear_q4_k_512x2048_n(W6[l], A, 0, V3[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2));
         kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
-        linear_q4_k_4096x2048_n(W4[l], A, 0, V3[l], A, 2048);
-        rms_norm_4096_h32(A, 2048, V7[l], A, 6144);
-        rope_4096_h32_half(A, 6144, A, 2048, pos);
+        linear_q4_k_4096x2048_n_qk32_r(W4[l], A, 0, V3[l], V7[l], A, 2048, pos);
         attend_32x128_kv4_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 6144, 1);
         linear_q4_k_2048x4096_res(W9[l], A, 6144, A, 2048, A, 0);
         rms_norm_2048(A, 2048, V10[l], A, 4096);
@@ -1899,25 +1866,15 @@ export function prefill(rt, tokens, pos0) {
     for (let b = 0; b < n; b++)
         A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
     for (let l = 0; l < 48; l++) {
-        linear_q4_k_512x2048_n_batch(W5[l], A, 0, V3[l], A, 2048, STRIDE, n);
         for (let b = 0; b < n; b++) {
-            rms_norm_512_h4(A, 2048 + b * STRIDE, V8[l], A, 2560 + b * STRIDE);
-        }
-        for (let b = 0; b < n; b++) {
-            rope_512_h4_half(A, 2560 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-        }
-        for (let b = 0; b < n; b++) {
-            kv_write_512_f16(A, 2048 + b * STRIDE, KV0K[l], (pos0 + b));
+            linear_q4_k_512x2048_n_qk4_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
         }
         linear_q4_k_512x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, n);
         for (let b = 0; b < n; b++)
             kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-        linear_q4_k_4096x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
         for (let b = 0; b < n; b++) {
-            rms_norm_4096_h32(A, 2048 + b * STRIDE, V7[l], A, 6144 + b * STRIDE);
-        }
-        for (let b = 0; b < n; b++) {
-            rope_4096_h32_half(A, 6144 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
+            linear_q4_k_4096x2048_n_qk32_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, (pos0 + b));
         }
         attend_32x128_kv4_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 6144, n);
         linear_q4_k_2048x4096_res_batch(W9[l], A, 6144, A, 2048, STRIDE, A, 0, n);

@@ -241,20 +241,20 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 151936,
-  "arenaBytes": 16722944,
+  "arenaBytes": 16090688,
   "prefill": {
-    "tokens": 21,
-    "strideBytes": 796096
+    "tokens": 20,
+    "strideBytes": 804288
   },
   "q8Scratch": {
-    "offset": 16718016,
+    "offset": 16085760,
     "bytes": 4864
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 21;
-const STRIDE = 199024;
+export const PREFILL = 20;
+const STRIDE = 201072;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1380,9 +1380,10 @@ export const wasmRelaxed = "AGFzbQEAAAABUwpgAX8BfWAHf39/f399fwBgA39/fwBgAn9/AGAI
 )
 */
 
-let S_linear_q4_k_512x2048_n: Float32Array = LOGITS;
 let KX_512: Float32Array = LOGITS;
-let S_linear_q4_k_4096x2048_n: Float32Array = LOGITS;
+let S_linear_q4_k_512x2048_n_qk4_r: Float32Array = LOGITS;
+let S_linear_q4_k_512x2048_n: Float32Array = LOGITS;
+let S_linear_q4_k_4096x2048_n_qk32_r: Float32Array = LOGITS;
 let SC_attend_32x128_kv4_f16: Float32Array = LOGITS;
 let CR_attend_32x128_kv4_f16: Float32Array = LOGITS;
 let ML_attend_32x128_kv4_f16: Float64Array = new Float64Array(0);
@@ -1398,12 +1399,12 @@ let QX_qxk_4096: Float32Array = LOGITS;
 let HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res: Float32Array = LOGITS;
 let DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res: Float32Array = LOGITS;
 let QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res: Float32Array = LOGITS;
-const FREQ_rope_512_h4_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_512_h4_half = new Float64Array(64);
-const SIN_rope_512_h4_half = new Float64Array(64);
-const FREQ_rope_4096_h32_half = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
-const COS_rope_4096_h32_half = new Float64Array(64);
-const SIN_rope_4096_h32_half = new Float64Array(64);
+const FREQ_linear_q4_k_512x2048_n_qk4_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_512x2048_n_qk4_r = new Float64Array(64);
+const SIN_linear_q4_k_512x2048_n_qk4_r = new Float64Array(64);
+const FREQ_linear_q4_k_4096x2048_n_qk32_r = Float64Array.from({ length: 64 }, (_, j) => 1000000 ** ((-2 * j) / 128));
+const COS_linear_q4_k_4096x2048_n_qk32_r = new Float64Array(64);
+const SIN_linear_q4_k_4096x2048_n_qk32_r = new Float64Array(64);
 const P_route_f32_128x2048_top8_norm = new Float64Array(128);
 const CNT_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res_batch = new Int32Array(128);
 const AT_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res_batch = new Int32Array(512);
@@ -1415,37 +1416,28 @@ function embed_q4_k_151936x2048(w: Packed, token: number, y: Float32Array, yo: n
   decode("q4_k", w.u8.subarray(w.base + token * 1152, w.base + (token + 1) * 1152), y.subarray(yo, yo + 2048));
 }
 
-/** y = W·x over rms_norm(x): W is [512, 2048] q4_k */
-function linear_q4_k_512x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
+/** y = W·x over rms_norm(x), then rms_norm over 4 head(s), then RoPE: W is [512, 2048] q4_k */
+function linear_q4_k_512x2048_n_qk4_r(w: Packed, xin: Float32Array, xino: number, g: Float32Array, pn: Float32Array, y: Float32Array, yo: number, pos: number): void {
   // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
   let ss = 0;
   for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
   const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-  const x = S_linear_q4_k_512x2048_n;
+  const x = S_linear_q4_k_512x2048_n_qk4_r;
   const xo = 0;
   for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 512, 1, 0);
-}
-
-/** rms_norm over 512, each of 4 heads apart */
-function rms_norm_512_h4(x: Float32Array, xo: number, g: Float32Array, y: Float32Array, yo: number): void {
-  // Each head's 128 values on their own, all with the same weight.
-  for (let h = 0; h < 512; h += 128) {
+  // The q/k norm epilogue: each 128 outputs normalized with the one weight.
+  for (let h = yo; h < yo + 512; h += 128) {
     let ss = 0;
-    for (let i = h; i < h + 128; i++) ss += x[xo + i] * x[xo + i];
+    for (let i = h; i < h + 128; i++) ss += y[i] * y[i];
     const rms = 1 / Math.sqrt(ss / 128 + 0.000001);
-    for (let i = h; i < h + 128; i++) y[yo + i] = x[xo + i] * rms * g[i - h];
+    for (let i = h; i < h + 128; i++) y[i] = y[i] * rms * pn[i - h];
   }
-}
-
-/** RoPE over 512 */
-function rope_512_h4_half(x: Float32Array, xo: number, y: Float32Array, yo: number, pos: number): void {
-  for (let i = 0; i < 512; i++) y[yo + i] = x[xo + i];
   // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
-    const angle = pos * FREQ_rope_512_h4_half[j];
-    COS_rope_512_h4_half[j] = Math.cos(angle);
-    SIN_rope_512_h4_half[j] = Math.sin(angle);
+    const angle = pos * FREQ_linear_q4_k_512x2048_n_qk4_r[j];
+    COS_linear_q4_k_512x2048_n_qk4_r[j] = Math.cos(angle);
+    SIN_linear_q4_k_512x2048_n_qk4_r[j] = Math.sin(angle);
   }
   for (let h = 0; h < 4; h++) {
     for (let j = 0; j < 64; j++) {
@@ -1453,8 +1445,8 @@ function rope_512_h4_half(x: Float32Array, xo: number, y: Float32Array, yo: numb
       const b = a + 64;
       const va = y[a];
       const vb = y[b];
-      y[a] = va * COS_rope_512_h4_half[j] - vb * SIN_rope_512_h4_half[j];
-      y[b] = va * SIN_rope_512_h4_half[j] + vb * COS_rope_512_h4_half[j];
+      y[a] = va * COS_linear_q4_k_512x2048_n_qk4_r[j] - vb * SIN_linear_q4_k_512x2048_n_qk4_r[j];
+      y[b] = va * SIN_linear_q4_k_512x2048_n_qk4_r[j] + vb * COS_linear_q4_k_512x2048_n_qk4_r[j];
     }
   }
 }
@@ -1501,37 +1493,40 @@ function kv_write_512_f16(x: Float32Array, xo: number, cache: Float32Array, pos:
   }
 }
 
-/** y = W·x over rms_norm(x): W is [4096, 2048] q4_k */
-function linear_q4_k_4096x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
+/** y = W·x over rms_norm(x): W is [512, 2048] q4_k */
+function linear_q4_k_512x2048_n(w: Packed, xin: Float32Array, xino: number, g: Float32Array, y: Float32Array, yo: number): void {
   // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
   let ss = 0;
   for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
   const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-  const x = S_linear_q4_k_4096x2048_n;
+  const x = S_linear_q4_k_512x2048_n;
+  const xo = 0;
+  for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
+  K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 512, 1, 0);
+}
+
+/** y = W·x over rms_norm(x), then rms_norm over 32 head(s), then RoPE: W is [4096, 2048] q4_k */
+function linear_q4_k_4096x2048_n_qk32_r(w: Packed, xin: Float32Array, xino: number, g: Float32Array, pn: Float32Array, y: Float32Array, yo: number, pos: number): void {
+  // RMSNorm folded in: normalize the input once into scratch, then every row reads the scratch.
+  let ss = 0;
+  for (let i = 0; i < 2048; i++) ss += xin[xino + i] * xin[xino + i];
+  const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
+  const x = S_linear_q4_k_4096x2048_n_qk32_r;
   const xo = 0;
   for (let i = 0; i < 2048; i++) x[i] = xin[xino + i] * rms * g[i];
   K.mv_q4_k_2048(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 4096, 1, 0);
-}
-
-/** rms_norm over 4096, each of 32 heads apart */
-function rms_norm_4096_h32(x: Float32Array, xo: number, g: Float32Array, y: Float32Array, yo: number): void {
-  // Each head's 128 values on their own, all with the same weight.
-  for (let h = 0; h < 4096; h += 128) {
+  // The q/k norm epilogue: each 128 outputs normalized with the one weight.
+  for (let h = yo; h < yo + 4096; h += 128) {
     let ss = 0;
-    for (let i = h; i < h + 128; i++) ss += x[xo + i] * x[xo + i];
+    for (let i = h; i < h + 128; i++) ss += y[i] * y[i];
     const rms = 1 / Math.sqrt(ss / 128 + 0.000001);
-    for (let i = h; i < h + 128; i++) y[yo + i] = x[xo + i] * rms * g[i - h];
+    for (let i = h; i < h + 128; i++) y[i] = y[i] * rms * pn[i - h];
   }
-}
-
-/** RoPE over 4096 */
-function rope_4096_h32_half(x: Float32Array, xo: number, y: Float32Array, yo: number, pos: number): void {
-  for (let i = 0; i < 4096; i++) y[yo + i] = x[xo + i];
   // RoPE epilogue (half pairs), rotating the freshly computed rows in place.
   for (let j = 0; j < 64; j++) {
-    const angle = pos * FREQ_rope_4096_h32_half[j];
-    COS_rope_4096_h32_half[j] = Math.cos(angle);
-    SIN_rope_4096_h32_half[j] = Math.sin(angle);
+    const angle = pos * FREQ_linear_q4_k_4096x2048_n_qk32_r[j];
+    COS_linear_q4_k_4096x2048_n_qk32_r[j] = Math.cos(angle);
+    SIN_linear_q4_k_4096x2048_n_qk32_r[j] = Math.sin(angle);
   }
   for (let h = 0; h < 32; h++) {
     for (let j = 0; j < 64; j++) {
@@ -1539,8 +1534,8 @@ function rope_4096_h32_half(x: Float32Array, xo: number, y: Float32Array, yo: nu
       const b = a + 64;
       const va = y[a];
       const vb = y[b];
-      y[a] = va * COS_rope_4096_h32_half[j] - vb * SIN_rope_4096_h32_half[j];
-      y[b] = va * SIN_rope_4096_h32_half[j] + vb * COS_rope_4096_h32_half[j];
+      y[a] = va * COS_linear_q4_k_4096x2048_n_qk32_r[j] - vb * SIN_linear_q4_k_4096x2048_n_qk32_r[j];
+      y[b] = va * SIN_linear_q4_k_4096x2048_n_qk32_r[j] + vb * COS_linear_q4_k_4096x2048_n_qk32_r[j];
     }
   }
 }
@@ -1688,33 +1683,6 @@ function linear_q4_k_512x2048_n_batch(w: Packed, x: Float32Array, xo: number, g:
   K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
 }
 
-/** linear_q4_k_4096x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_4096x2048_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
-  const L = LISTS;
-  const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
-  const s0 = (S_linear_q4_k_4096x2048_n.byteOffset - x.byteOffset) / 4;
-  for (let b = 0; b < n; b++) {
-    const xino = xo + b * STRIDE;
-    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
-    const so = s0 + b * STRIDE;
-    let ss = 0;
-    for (let i = 0; i < 2048; i++) ss += x[xino + i] * x[xino + i];
-    const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
-    for (let i = 0; i < 2048; i++) x[so + i] = x[xino + i] * rms * g[i];
-    L[b] = x.byteOffset + 4 * so;
-    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-  }
-  // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
-  K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
-  for (let b = 0; b < n; b++) {
-    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
-    const yo = y0 + b * ys;
-    L[512 + b] = y.byteOffset + 4 * yo;
-  }
-  K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 0);
-}
-
 /** linear_q4_k_2048x4096_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q4_k_2048x4096_res_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, r: Float32Array, ro: number, n: number): void {
@@ -1835,24 +1803,25 @@ function bind(rt: Runtime): Float32Array {
   if (A !== ARENA) {
     ARENA = A;
     LOGITS = A.subarray(2048, 153984);
-    S_linear_q4_k_512x2048_n = A.subarray(153984, 156032);
-    KX_512 = A.subarray(156032, 156544);
-    S_linear_q4_k_4096x2048_n = A.subarray(156544, 158592);
-    SC_attend_32x128_kv4_f16 = A.subarray(158592, 166784);
-    CR_attend_32x128_kv4_f16 = A.subarray(166784, 166816);
-    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 667264, 64);
-    KB_attend_32x128_kv4_f16 = A.subarray(166944, 167456);
-    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 669824, 16);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(167472, 168240);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(168240, 169008);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(169008, 169776);
-    S_linear_q4_k_151936x2048_n = A.subarray(169776, 171824);
-    QX_qxk_2048 = A.subarray(171824, 172432);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 689728, 1024);
-    QX_qxk_4096 = A.subarray(173456, 174672);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(174672, 180816);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(180816, 197200);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(197200, 199024);
+    KX_512 = A.subarray(153984, 154496);
+    S_linear_q4_k_512x2048_n_qk4_r = A.subarray(154496, 156544);
+    S_linear_q4_k_512x2048_n = A.subarray(156544, 158592);
+    S_linear_q4_k_4096x2048_n_qk32_r = A.subarray(158592, 160640);
+    SC_attend_32x128_kv4_f16 = A.subarray(160640, 168832);
+    CR_attend_32x128_kv4_f16 = A.subarray(168832, 168864);
+    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 675456, 64);
+    KB_attend_32x128_kv4_f16 = A.subarray(168992, 169504);
+    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 678016, 16);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(169520, 170288);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(170288, 171056);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(171056, 171824);
+    S_linear_q4_k_151936x2048_n = A.subarray(171824, 173872);
+    QX_qxk_2048 = A.subarray(173872, 174480);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 697920, 1024);
+    QX_qxk_4096 = A.subarray(175504, 176720);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(176720, 182864);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(182864, 199248);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(199248, 201072);
   }
   return A;
 }
@@ -1878,15 +1847,11 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
   embed_q4_k_151936x2048(W0[0], token, A, 2048, rt.decode);
   A.copyWithin(0, 2048, 4096);
   for (let l = 0; l < 48; l++) {
-    linear_q4_k_512x2048_n(W5[l], A, 0, V3[l], A, 2048);
-    rms_norm_512_h4(A, 2048, V8[l], A, 2560);
-    rope_512_h4_half(A, 2560, A, 2048, pos);
-    kv_write_512_f16(A, 2048, KV0K[l], pos);
+    linear_q4_k_512x2048_n_qk4_r(W5[l], A, 0, V3[l], V8[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), pos);
+    kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2), KV0K[l], pos);
     linear_q4_k_512x2048_n(W6[l], A, 0, V3[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2));
     kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2), KV0V[l], pos);
-    linear_q4_k_4096x2048_n(W4[l], A, 0, V3[l], A, 2048);
-    rms_norm_4096_h32(A, 2048, V7[l], A, 6144);
-    rope_4096_h32_half(A, 6144, A, 2048, pos);
+    linear_q4_k_4096x2048_n_qk32_r(W4[l], A, 0, V3[l], V7[l], A, 2048, pos);
     attend_32x128_kv4_f16(A, 2048, KV0K[l], KV0V[l], pos, A, 6144, 1);
     linear_q4_k_2048x4096_res(W9[l], A, 6144, A, 2048, A, 0);
     rms_norm_2048(A, 2048, V10[l], A, 4096);
@@ -1930,24 +1895,14 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
   for (let l = 0; l < 48; l++) {
-    linear_q4_k_512x2048_n_batch(W5[l], A, 0, V3[l], A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
-      rms_norm_512_h4(A, 2048 + b * STRIDE, V8[l], A, 2560 + b * STRIDE);
-    }
-    for (let b = 0; b < n; b++) {
-      rope_512_h4_half(A, 2560 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
-    }
-    for (let b = 0; b < n; b++) {
-      kv_write_512_f16(A, 2048 + b * STRIDE, KV0K[l], (pos0 + b));
+      linear_q4_k_512x2048_n_qk4_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
+      kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
     }
     linear_q4_k_512x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, n);
     for (let b = 0; b < n; b++) kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-    linear_q4_k_4096x2048_n_batch(W4[l], A, 0, V3[l], A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
-      rms_norm_4096_h32(A, 2048 + b * STRIDE, V7[l], A, 6144 + b * STRIDE);
-    }
-    for (let b = 0; b < n; b++) {
-      rope_4096_h32_half(A, 6144 + b * STRIDE, A, 2048 + b * STRIDE, (pos0 + b));
+      linear_q4_k_4096x2048_n_qk32_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, (pos0 + b));
     }
     attend_32x128_kv4_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 6144, n);
     linear_q4_k_2048x4096_res_batch(W9[l], A, 6144, A, 2048, STRIDE, A, 0, n);

@@ -111,7 +111,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
           const q8 = c.readsQ8(scheme);
           const qo = q8 ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           const xo = q8 ? off(x) : normalized(x, width(x), normOf(n));
-          const { kv, direct, rope, yo } = at.linearTarget(n);
+          const { kv, direct, yo } = at.linearTarget(n);
           const params: Record<string, number> = { xo, yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           product(
@@ -121,7 +121,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
             params,
             [0],
           );
-          if (rope) at.ropeAfter(n, kv, yo);
+          at.after(n, kv, yo);
           break;
         }
         case "gate_up": {

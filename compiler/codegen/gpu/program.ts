@@ -213,7 +213,7 @@ export function buildGpuProgram(
           const qo = readsQ8(scheme) ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           // The norm goes into the kernel unless the quantize kernel applied it.
           const norm = qo === undefined ? normOf(n) : undefined;
-          const { kv, direct, rope, yo } = at.linearTarget(n);
+          const { kv, direct, yo } = at.linearTarget(n);
           const use = ks.linear({
             scheme,
             out: n.shape[0]!,
@@ -231,7 +231,7 @@ export function buildGpuProgram(
           const params: Record<string, number> = { xo: off(x), yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           kernel(use, bind, params, [1, 1, 1], { count: n.shape[0]!, perGroup: use.perGroup, weights: [0] });
-          if (rope) at.ropeAfter(n, kv, yo);
+          at.after(n, kv, yo);
           break;
         }
         case "gate_up": {

@@ -86,9 +86,29 @@ export function nodeSteps(c: StepContext, emit: Emit) {
     emit(use, kv ? [kv] : [], { xo: at, yo: at, tab }, elements(w / 2, use.perGroup));
   };
 
+  /** A linear's epilogue after its product at `yo`: its bias, its q/k norm, then RoPE (or the KV row). */
+  const after = (n: Node, kv: GpuBinding | undefined, yo: number) => {
+    const w = n.shape[0]!;
+    if (n.weights.bias) {
+      const use = ks.bias(w);
+      emit(use, [W(n.weights.bias)], { ao: yo, yo }, elements(w, use.perGroup));
+    }
+    if (n.weights.post_norm) {
+      const heads = n.attrs.post_norm_heads as number | undefined;
+      const use = ks.rmsNorm({ n: w, eps: n.attrs.post_norm_eps as number, ...(heads ? { heads } : {}) });
+      emit(use, [W(n.weights.post_norm)], { xo: yo, yo }, [heads ?? 1, 1, 1]);
+    }
+    if (n.attrs.rope_heads !== undefined) ropeAfter(n, kv, yo);
+    else if (kv && (n.weights.bias || n.weights.post_norm)) {
+      const use = ks.kvWrite(w);
+      emit(use, [kv], { xo: yo }, elements(w, use.perGroup));
+    }
+  };
+
   return {
     quantized,
     ropeAfter,
+    after,
 
     /** Before each node: a node other than a product forgets the last quantized input. */
     visit(n: Node): void {
@@ -99,12 +119,13 @@ export function nodeSteps(c: StepContext, emit: Emit) {
     },
 
     /** Where a linear writes: the arena, its KV cache row directly (`direct`), or, for a K row that RoPE
-     * rotates, the arena first so the cache rounds it once (then `ropeAfter` writes the row). */
+     * rotates (or a bias or q/k norm epilogue changes), the arena first so the cache rounds it once (then
+     * `after` writes the row). */
     linearTarget(n: Node): { kv?: GpuBinding; direct?: GpuBinding; rope: boolean; yo: number } {
       const kv = n.attrs.kv !== undefined ? kvOf(n) : undefined;
       const rope = n.attrs.rope_heads !== undefined;
       if (!kv) return { rope, yo: off(n.id) };
-      if (!rope) return { kv, direct: kv, rope, yo: 0 };
+      if (!rope && !n.weights.bias && !n.weights.post_norm) return { kv, direct: kv, rope, yo: 0 };
       let row = c.kvRows.get(n.shape[0]!);
       if (row === undefined) c.kvRows.set(n.shape[0]!, (row = c.scratch(n.shape[0]!)));
       return { kv, rope, yo: row };
