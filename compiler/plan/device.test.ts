@@ -34,12 +34,15 @@ function handFigures(o: Shape, quant: string, context: number) {
   // Activations at their peak: the last step holds the final hidden state and the logits. Kernel scratch
   // (f32 unless said): the normed input of each kernel that fuses an RMS norm (q, k, v and the head: 4 ×
   // hidden), the MoE kernel's hidden vector (ffn) and, where the scheme has a WebAssembly matrix-vector
-  // product, its gate and up outputs (2 × ffn); attention's scores for a tile of 256 keys per query head of a
-  // group, each head's correction (in 16 floats), a widened row (headDim), and the f32 staging row of a K or V
-  // product on its way into the f16 cache (kvHeads × headDim). None of it grows with the context.
+  // product, its gate and up outputs (2 × ffn); attention's, per KV head (the threads take whole KV heads): the
+  // scores for a tile of 256 keys per query head of its group, each head's correction, running max and sum (f64),
+  // a widened row (headDim), and the call's parameter block (16); the f32 staging row of a K or V product on its
+  // way into the f16 cache (kvHeads × headDim). Each scratch array in whole 64 bytes; none grows with the context.
   const wasm = getScheme(quant).wasm !== undefined;
   const group = o.heads / o.kvHeads;
-  const attention = 4 * (group * 256 + 16 + o.headDim + o.kvHeads * o.headDim);
+  const whole = (floats: number) => Math.ceil(floats / 16) * 16;
+  const rows = o.kvHeads * group;
+  const attention = 4 * (rows * 256 + whole(rows) + whole(4 * rows) + 2 * o.kvHeads * o.headDim + 16);
   const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
   // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
