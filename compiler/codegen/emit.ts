@@ -442,14 +442,12 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
       case "bias":
         call(ks.elementwise(n), [at(x), W(n.weights.bias!), at(n.id)]);
         break;
-      case "sigmoid_gate":
-        call(ks.sigmoidGate(n, width(n.inputs[1]!)), [
-          at(x),
-          at(n.inputs[1]!),
-          W(n.weights.weight!),
-          at(n.id),
-        ]);
+      case "sigmoid_gate": {
+        const args = [at(x), at(n.inputs[1]!), W(n.weights.weight!), at(n.id)];
+        if (n.attrs.residual) args.push(at(n.inputs[2]!));
+        call(ks.sigmoidGate(n, width(n.inputs[1]!)), args);
         break;
+      }
       case "softmax":
         call(ks.softmax(n), [at(x), at(n.id)]);
         break;

@@ -442,8 +442,10 @@ export class KernelSet {
   }
 
   sigmoidGate(n: Node, width: number): string {
-    return this.add(`sigmoid_gate_${n.shape[0]}x${width}`, "sigmoid_gate", {
-      doc: `x · sigmoid(g · h): x of ${n.shape[0]}, h and g of ${width}`,
+    const residual = !!n.attrs.residual;
+    return this.add(`sigmoid_gate_${n.shape[0]}x${width}${residual ? "_res" : ""}`, "sigmoid_gate", {
+      doc: `${residual ? "r + " : ""}x · sigmoid(g · h): x of ${n.shape[0]}, h and g of ${width}`,
+      residual,
       n: n.shape[0],
       d: width,
     });

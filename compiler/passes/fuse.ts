@@ -7,7 +7,7 @@
 //   bias(linear), rms_norm(linear)         → linear with a bias / q-k norm epilogue
 //   kv_write(rope(linear)), rope(linear)    → linear with rope / cache-write epilogue
 //   linear(rms_norm(x)) …                   → linear with the norm folded into its input
-//   add(a, linear | moe_ffn)                → residual epilogue
+//   add(a, linear | moe_ffn | sigmoid_gate) → residual epilogue (a gated shared expert onto the MoE's sum)
 import type { Graph, Node } from "../ir/graph.ts";
 import { dce } from "./dce.ts";
 import { derive, mapNodes, nodeIndex, takeAttr, takeAttrs, useCounts } from "./rewrite.ts";
@@ -182,7 +182,7 @@ const residual: Rule = (n, at, uses) => {
   ] as const) {
     const p = at(n.inputs[mine]!);
     if (
-      (p?.op === "linear" || p?.op === "moe_ffn") &&
+      (p?.op === "linear" || p?.op === "moe_ffn" || p?.op === "sigmoid_gate") &&
       uses(p.id) === 1 &&
       !p.weights.post_norm &&
       !p.attrs.residual &&

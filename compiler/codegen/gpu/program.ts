@@ -68,8 +68,9 @@ export interface GpuKernelSet {
   elementwise(op: "add" | "mul" | "silu" | "copy" | "zero" | "scale", n: number, by?: number): KernelUse;
   /** y = a + g, g a weight vector bound first (a linear's bias). */
   bias(n: number): KernelUse;
-  /** y = a · sigmoid(g · b): a of n, b and g (a weight vector bound first) of d; one workgroup. */
-  sigmoidGate(n: number, d: number): KernelUse;
+  /** y = a · sigmoid(g · b): a of n, b and g (a weight vector bound first) of d; one workgroup. With
+   * `residual`, y = r + that (the gated shared expert added onto the MoE's sum at `ro`). */
+  sigmoidGate(n: number, d: number, residual?: boolean): KernelUse;
   softmax(n: number): KernelUse;
   kvWrite(n: number): KernelUse;
   /** Whether the scheme's piece reads its input quantized to q8_0 (`quantize` before it); absent: never. */

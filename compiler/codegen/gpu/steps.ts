@@ -219,8 +219,14 @@ export function nodeSteps(c: StepContext, emit: Emit) {
         }
         case "sigmoid_gate": {
           const by = n.inputs[1]!;
-          const use = ks.sigmoidGate(n.shape[0]!, width(by));
-          emit(use, [W(n.weights.weight!)], { ao: off(x), bo: off(by), yo: off(n.id) }, [1, 1, 1]);
+          const use = ks.sigmoidGate(n.shape[0]!, width(by), !!n.attrs.residual);
+          const params = { ao: off(x), bo: off(by), yo: off(n.id) };
+          emit(
+            use,
+            [W(n.weights.weight!)],
+            n.attrs.residual ? { ...params, ro: off(n.inputs[2]!) } : params,
+            [1, 1, 1],
+          );
           return true;
         }
         case "add":

@@ -644,8 +644,8 @@ export class GpuJsKernels implements GpuKernelSet {
     });
   }
 
-  sigmoidGate(n: number, d: number): KernelUse {
-    return this.add(`sigmoid_gate_${n}x${d}`, () => {
+  sigmoidGate(n: number, d: number, residual = false): KernelUse {
+    return this.add(`sigmoid_gate_${n}x${d}${residual ? "_res" : ""}`, () => {
       const site = `s${this.site++}`;
       const gate = this.part(
         [
@@ -664,10 +664,12 @@ export class GpuJsKernels implements GpuKernelSet {
         { d },
       );
       const out = this.part(
-        "const i = this.thread.x;\nreturn a[ao + i] * r[0];",
+        `const i = this.thread.x;\nreturn ${residual ? "s[so + i] + " : ""}a[ao + i] * r[0];`,
         [
           ["a", { arena: "ao", len: n }],
           ["r", { part: 0 }],
+          // The residual (the MoE's sum) at ro, read as s[so + i].
+          ...(residual ? [["s", { arena: "ro", len: n }] as Named] : []),
         ],
         n,
       );

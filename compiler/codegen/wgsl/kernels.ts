@@ -306,11 +306,11 @@ export class WgslKernels implements GpuKernelSet {
     return this.add(`bias_${n}`, "bias", { doc: `y = x + b over ${n}`, n }, 64);
   }
 
-  sigmoidGate(n: number, d: number): KernelUse {
+  sigmoidGate(n: number, d: number, residual = false): KernelUse {
     return this.add(
-      `sigmoid_gate_${n}x${d}`,
+      `sigmoid_gate_${n}x${d}${residual ? "_res" : ""}`,
       "sigmoid_gate",
-      { doc: `y = x · sigmoid(g · h): x of ${n}, h of ${d}`, n, d },
+      { doc: `y = ${residual ? "r + " : ""}x · sigmoid(g · h): x of ${n}, h of ${d}`, n, d, residual },
       1,
     );
   }
