@@ -308,13 +308,12 @@ export class WebGpuBackend implements Backend {
 
 /**
  * The optional features to use where the adapter offers them: MOEC_WEBGPU_FEATURES (comma-separated, or
- * "none"), by default `subgroups` (shuffles in the reductions: the same sums, in another order). `f16`
- * keeps the KV caches in f16 as llama.cpp does (half the bytes), and is asked for: its rounding can change
- * a greedy token where the f32 CPU backend has a near tie.
+ * "none"), by default `subgroups` (shuffles in the reductions: the same sums, in another order) and `f16`
+ * (shader-f16, which a module compiled with an f16 KV cache, the default, needs; an f32 one never uses it).
  */
 function wantedFeatures(): Set<string> {
   const v = process.env.MOEC_WEBGPU_FEATURES;
-  return new Set(v === undefined ? ["subgroups"] : v.split(",").filter((f) => f && f !== "none"));
+  return new Set(v === undefined ? ["subgroups", "f16"] : v.split(",").filter((f) => f && f !== "none"));
 }
 
 /**
