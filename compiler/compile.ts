@@ -32,6 +32,10 @@ export interface CompileOptions {
   backend?: string;
   /** Overrides the target's `kv_type:` (default f16, f32 on gpujs): `--kv-type`. */
   kvType?: KvType;
+  /** Which schemes' CPU products use their integer piece (activations quantized as llama.cpp's CPU does);
+   * default every scheme that has one. The GPU tests turn it off where the GPU multiplies by f32 activations,
+   * so both sides compute the same numbers. */
+  integerProducts?: (scheme: string) => boolean;
 }
 
 /** The KV types each backend's kernels can hold; the first is its default. */
@@ -206,7 +210,13 @@ export function compileModel(spec: CheckedSpec, m: CheckedModel, opts: CompileOp
     "// Do not edit: `moec compile` writes it, and a test checks that it is reproducible byte for byte.",
   ].join("\n");
   if (gpu) return compileGpu({ spec, m, stages, graph, plan, planned, header, quantName, maxContext, gpu });
-  const { source, kernels, manifest } = emitModule({ graph, plan, manifest: planned, header });
+  const { source, kernels, manifest } = emitModule({
+    graph,
+    plan,
+    manifest: planned,
+    header,
+    integer: opts.integerProducts,
+  });
   const { ts, js } = assemble(source);
   const summary = {
     opsBefore: countOps(stages[1]!.graph),

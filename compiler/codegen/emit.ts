@@ -122,9 +122,11 @@ export interface EmitInput {
   plan: ActivationPlan;
   manifest: Manifest;
   header: string;
+  /** Which schemes' products use their integer piece (CompileOptions.integerProducts); default all. */
+  integer?: (scheme: string) => boolean;
 }
 
-export function emitModule({ graph, plan, manifest: planned, header }: EmitInput): {
+export function emitModule({ graph, plan, manifest: planned, header, integer }: EmitInput): {
   source: string;
   kernels: number;
   /** The manifest with the arena grown by the kernels' scratch. */
@@ -132,6 +134,7 @@ export function emitModule({ graph, plan, manifest: planned, header }: EmitInput
 } {
   const ks = new KernelSet();
   ks.kvType = planned.kvType ?? "f32";
+  if (integer) ks.wasm.integer = integer;
   const vars: string[] = [];
   const varOf = new Map<string, string>();
   const manifest = planned;

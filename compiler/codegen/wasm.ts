@@ -158,10 +158,6 @@ function quantizerK(name: string, steps: number): string {
 `;
 }
 
-/** A scheme's integer piece (activations quantized to the q8 blocks of its step), when it has one. */
-function q8Piece(s: QuantScheme): string | undefined {
-  return s.wasm && q8Format(s.wasm.step) ? s.wasm.q8 : undefined;
-}
 
 /** The names of a q8 piece's product over quantized x (`mvq_` over q8_0, `mvqk_` over q8_K) and of the
  * quantizer it runs after (`qx_` or `qxk_`); runtime/q8-kernels.ts pairs them by these prefixes. */
@@ -171,6 +167,15 @@ const q8Names = (step: number, scheme: string, cols: number) =>
     : { product: `mvq_${scheme}_${cols}`, quantizer: `qx_${cols}` };
 
 export class WasmKernels {
+  /** Whether a scheme's products use its integer piece (default: wherever it has one). A compile that must
+   * match a backend multiplying by f32 activations turns it off (CompileOptions.integerProducts). */
+  integer: (scheme: string) => boolean = () => true;
+
+  /** A scheme's integer piece (activations quantized to the q8 blocks of its step), when it has one and it is
+   * used. */
+  private q8Piece(s: QuantScheme): string | undefined {
+    return s.wasm && q8Format(s.wasm.step) && this.integer(s.name) ? s.wasm.q8 : undefined;
+  }
   private readonly funcs = new Map<string, string>();
   private readonly unwidened = new Set<string>();
   /** Bytes of one quantized activation vector for the widest integer matrix-vector kernel (0: none). */
@@ -182,7 +187,7 @@ export class WasmKernels {
     const s = getScheme(scheme);
     if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
     const name = `mv_${scheme}_${cols}`;
-    const q8 = q8Piece(s);
+    const q8 = this.q8Piece(s);
     // With an integer piece the export is the product over quantized x, and runtime/q8-kernels.ts
     // composes the `mv_…` the generated code calls: quantize on the calling thread, then the rows.
     const exported = q8 ? q8Names(s.wasm.step, scheme, cols).product : name;
@@ -229,7 +234,7 @@ export class WasmKernels {
     const mv = this.matvec(scheme, cols);
     const s = getScheme(scheme);
     // A scheme with an integer piece runs matmulQ8: its products must be the matrix-vector kernel's.
-    if (!mv || q8Piece(s)) return undefined;
+    if (!mv || this.q8Piece(s)) return undefined;
     const name = `mm_${scheme}_${cols}`;
     return this.widened(name, mv, s, cols, s.wasm!.dot, s.wasm!.step * 4) ? name : undefined;
   }
@@ -314,7 +319,7 @@ export class WasmKernels {
    */
   matmulQ8(scheme: string, cols: number): { mm: string; mv: string; qx: string; qBytes: number } | undefined {
     const s = getScheme(scheme);
-    const piece = q8Piece(s);
+    const piece = this.q8Piece(s);
     if (!piece || !this.matvec(scheme, cols)) return undefined;
     const step = s.wasm!.step;
     const format = q8Format(step)!;
