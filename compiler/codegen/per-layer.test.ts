@@ -56,7 +56,9 @@ describe("per-layer schemes", () => {
   });
 
   it("decode matches the reference executor", async () => {
-    const { generated, reference, compiled } = await compileAndLoad(SPEC, quant, 3);
+    // An f32 KV cache: the f16 cache's rounding can differ from the reference's by an ulp at a midpoint
+    // (compiler/codegen/attend.test.ts bounds that), which the q8 activations downstream then amplify.
+    const { generated, reference, compiled } = await compileAndLoad(SPEC, quant, 3, undefined, 1, "f32");
     let worst = 0;
     for (let pos = 0; pos < 8; pos++) {
       const token = (pos * 37 + 5) % compiled.manifest.vocab;
