@@ -303,22 +303,23 @@ target small { backend: "gpujs" memory: 1 GB max_context: 16 }`,
   });
 });
 
-describe("README", () => {
-  const readme = readFileSync(`${root}README.md`, "utf8");
-  const section = readme.slice(readme.indexOf("## The .moe language"));
+describe("the language guide (docs/language.md)", () => {
+  const section = readFileSync(`${root}docs/language.md`, "utf8");
 
   it("documents every built-in op, its arguments, and every scheme", () => {
     for (const op of Object.values(ops)) {
-      const row = section.split("\n").find((l) => new RegExp(`^\\| \`${op.name}\` +\\|`).test(l));
-      expect(row, op.name).toBeDefined();
-      for (const a of op.args) expect(row).toContain(`\`${a.name}\``);
+      // The op's item in the list: from its "- **`name`**" to the next item.
+      const at = section.indexOf(`- **\`${op.name}\`**`);
+      expect(at, op.name).toBeGreaterThanOrEqual(0);
+      const item = section.slice(at, section.indexOf("\n- **", at + 1));
+      for (const a of op.args) expect(item, `${op.name}(${a.name})`).toContain(`\`${a.name}\``);
     }
     for (const s of schemeNames()) expect(section).toContain(s);
   });
 
   it("its complete example checks clean", () => {
-    const example = /```\n([\s\S]*?)```/.exec(section)![1]!;
-    const spec = compileSource(example, "README.md");
+    const example = /```moe\n([\s\S]*?)```/.exec(section)![1]!;
+    const spec = compileSource(example, "docs/language.md");
     expect(spec.models.map((m) => m.name)).toEqual(["tiny_moe"]);
     expect(spec.quants[0]!.schemeFor("layer.wq", 0)).toBe("q8_0");
     expect(spec.quants[0]!.schemeFor("layer.w_up", 1)).toBe("q4_0");
