@@ -1,7 +1,9 @@
 // `moec import` end to end: a random GGUF → a spec that compiles with its `from_file` quantization →
 // the generated model run on the file's own weights (GgufWeights) beside the reference executor.
-// Tolerance as in compiler/codegen/generated.test.ts: both decode the same packed bytes, so only f32
-// summation order differs: max |generated − reference| ≤ 1e-4 × max(1, max |reference|).
+// Both decode the same packed bytes, so only f32 summation order differs: max |generated − reference| ≤ 1e-4 ×
+// max(1, max |reference|). Where the products quantize their activations (q8_0, q4_0), a value summed in another
+// order may cross a rounding boundary and land one q8 step away, up to about 1e-2 of the logits on a model this
+// small (test/gpu-harness.ts, logitTolerance): 1e-2 there.
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CheckpointError } from "../runtime/checkpoint/errors.ts";
@@ -16,6 +18,7 @@ import {
 } from "../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../runtime/checkpoint/test-support.ts";
 import { importModuleSource, ModelInstance } from "../runtime/model.ts";
+import { getScheme } from "../runtime/quant/registry.ts";
 import { relativeError } from "../test/harness.ts";
 import { compileModel } from "./compile.ts";
 import { formatNumber, importCheckpoint, importHfConfig, sanitizeIdentifier } from "./import.ts";
@@ -26,6 +29,7 @@ const { dir, cleanup } = scratchDir();
 afterAll(() => cleanup());
 
 const TOLERANCE = 1e-4;
+const tolerance = (type: string) => (getScheme(type).wasm?.q8 === undefined ? TOLERANCE : 1e-2);
 const sizes: Omit<RandomMixtralOptions, "type"> = {
   hidden: 64,
   layers: 2,
@@ -73,7 +77,7 @@ async function importAndRun(path: string) {
 
 describe("import a random GGUF, compile it, run it on the file's weights", () => {
   for (const type of ["f32", "f16", "q8_0", "q4_0"]) {
-    it(`${type}: generated matches the reference within ${TOLERANCE}`, async () => {
+    it(`${type}: generated matches the reference within ${tolerance(type)}`, async () => {
       const path = join(dir, `mixtral-${type}.gguf`);
       writeRandomMixtralGguf(path, { ...sizes, type, seed: 21 });
       const { imported, compiled, worst, peak } = await importAndRun(path);
@@ -98,7 +102,7 @@ describe("import a random GGUF, compile it, run it on the file's weights", () =>
       expect(scheme("layer.router")).toBe("f32");
       expect(scheme("layer.attn_norm")).toBe("f32");
       expect(peak).toBeGreaterThan(0);
-      expect(worst).toBeLessThanOrEqual(TOLERANCE);
+      expect(worst).toBeLessThanOrEqual(tolerance(type));
     });
   }
 
@@ -109,7 +113,7 @@ describe("import a random GGUF, compile it, run it on the file's weights", () =>
     expect(a.imported.shape.tied).toBe(true);
     expect(a.imported.source).toContain("return linear(rms_norm(x, out_norm, eps), tok_embed)");
     expect(a.imported.source).not.toContain("lm_head");
-    expect(a.worst).toBeLessThanOrEqual(TOLERANCE);
+    expect(a.worst).toBeLessThanOrEqual(tolerance("q8_0"));
 
     const dense = join(dir, "dense.gguf");
     writeRandomMixtralGguf(dense, { ...sizes, experts: 0, topK: 0, type: "f16", seed: 6 });
