@@ -3,5 +3,7 @@
 // that uses it compiles. Importing this file sets it, and every place that compiles kernels imports it.
 import v8 from "node:v8";
 
+// `node --no-experimental-wasm-relaxed-simd` (the plain build, by choice) is left as asked.
 const major = Number(process.versions.node.split(".")[0]);
-if (major < 22) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
+const refused = process.execArgv.includes("--no-experimental-wasm-relaxed-simd");
+if (major < 22 && !refused) v8.setFlagsFromString("--experimental-wasm-relaxed-simd");
