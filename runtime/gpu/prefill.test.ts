@@ -72,7 +72,9 @@ async function check(p: GpuPair, quant: string, what: string) {
 }
 
 async function load(spec: string, quant: string, o: Parameters<typeof compileGpuAndCpu>[3] = {}) {
-  const p = await compileGpuAndCpu(spec, quant, "webgpu", { maxContext: 64, ...o });
+  // An f32 KV cache unless a test asks: a batch's attention and stepping's then read the same K and V (with
+  // the f16 default they may differ by an f16 rounding, which the attention tests bound).
+  const p = await compileGpuAndCpu(spec, quant, "webgpu", { maxContext: 64, kvType: "f32", ...o });
   open.push(p);
   return p;
 }
