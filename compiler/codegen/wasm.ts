@@ -158,7 +158,6 @@ function quantizerK(name: string, steps: number): string {
 `;
 }
 
-
 /** The names of a q8 piece's product over quantized x (`mvq_` over q8_0, `mvqk_` over q8_K) and of the
  * quantizer it runs after (`qx_` or `qxk_`); runtime/q8-kernels.ts pairs them by these prefixes. */
 const q8Names = (step: number, scheme: string, cols: number) =>
