@@ -26,6 +26,8 @@ const NOT_RUN: Record<string, string> = {
   "npm test": "is the test suite this test is part of",
   "npm run bench": "a benchmark of several minutes",
   "npx tsx bench/llama.ts f32 q8_0 q4_0 q4_k": "a benchmark of several minutes",
+  "MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize npx tsx bench/presets.ts":
+    "a benchmark of several minutes that needs a built llama-quantize",
   "./bin/moec.js serve models/stories260K.gguf --parallel 4 --chat-template template.jinja":
     "a server runs until stopped; cli/commands/serve.test.ts starts, uses and stops it",
   "./bin/moec.js chat models/stories260K.gguf --chat-template template.jinja":
