@@ -1120,8 +1120,8 @@ function linear_q8_0_32000x512_n(w, xin, xino, g, y, yo) {
     K.mv_q8_0_512(w.base, x.byteOffset + 4 * xo, y.byteOffset + 4 * yo, 0, 32000, 1, 0);
 }
 /** linear_q8_0_128x512_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q8_0_128x512_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q8_0_128x512_n_r_batch(w, x, xo, g, y, y0, ys, P, n) {
     const L = LISTS;
     const q0 = (QX_qx_512.byteOffset - x.byteOffset) / 4;
     const s0 = (S_linear_q8_0_128x512_n_r.byteOffset - x.byteOffset) / 4;
@@ -1147,7 +1147,7 @@ function linear_q8_0_128x512_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
     }
     K.mmq_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
     for (let b = 0; b < n; b++) {
-        const pos = pos0 + b;
+        const pos = P[b];
         const yo = y0 + b * ys;
         // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
         for (let j = 0; j < 32; j++) {
@@ -1196,8 +1196,8 @@ function linear_q8_0_128x512_n_batch(w, x, xo, g, y, y0, ys, n) {
     K.mmq_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 128, n, 0);
 }
 /** linear_q8_0_512x512_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q8_0_512x512_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q8_0_512x512_n_r_batch(w, x, xo, g, y, y0, ys, P, n) {
     const L = LISTS;
     const q0 = (QX_qx_512.byteOffset - x.byteOffset) / 4;
     const s0 = (S_linear_q8_0_512x512_n_r.byteOffset - x.byteOffset) / 4;
@@ -1223,7 +1223,7 @@ function linear_q8_0_512x512_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
     }
     K.mmq_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
     for (let b = 0; b < n; b++) {
-        const pos = pos0 + b;
+        const pos = P[b];
         const yo = y0 + b * ys;
         // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
         for (let j = 0; j < 32; j++) {
@@ -1360,6 +1360,34 @@ function moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch(rt, moe, layer, x, xo, s
         }
     }
 }
+/** linear_q8_0_32000x512_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q8_0_32000x512_n_batch(w, x, xo, g, y, y0, ys, n) {
+    const L = LISTS;
+    const q0 = (QX_qx_512.byteOffset - x.byteOffset) / 4;
+    const s0 = (S_linear_q8_0_32000x512_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 512; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 512 + 0.00001);
+        for (let i = 0; i < 512; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    }
+    // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+    K.qx_512(L.byteOffset, L.byteOffset + 2048, n);
+    for (let b = 0; b < n; b++) {
+        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mmq_q8_0_512(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
+}
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt) {
     F16 = rt.f16;
@@ -1436,6 +1464,7 @@ export function prefill(rt, tokens, pos0) {
     if (!(n >= 1 && n <= PREFILL))
         throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
     const A = bind(rt);
+    const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
     const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
     const V1 = rt.vectors["out_norm"]; // out_norm [512] f32
     const W2 = rt.weights["lm_head"]; // lm_head [32000,512] q8_0
@@ -1455,14 +1484,14 @@ export function prefill(rt, tokens, pos0) {
     for (let b = 0; b < n; b++)
         A.copyWithin(0 + b * STRIDE, 512 + b * STRIDE, 1024 + b * STRIDE);
     for (let l = 0; l < 8; l++) {
-        linear_q8_0_128x512_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_128.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
+        linear_q8_0_128x512_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_128.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
         for (let b = 0; b < n; b++)
-            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
         linear_q8_0_128x512_n_batch(W6[l], A, 0, V3[l], A, ((KX_128.byteOffset - A.byteOffset) >> 2), STRIDE, n);
         for (let b = 0; b < n; b++)
-            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-        linear_q8_0_512x512_n_r_batch(W4[l], A, 0, V3[l], A, 512, STRIDE, pos0, n);
-        attend_8x64_kv2_f16(A, 512, KV0K[l], KV0V[l], pos0, A, 1024, n);
+            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+        linear_q8_0_512x512_n_r_batch(W4[l], A, 0, V3[l], A, 512, STRIDE, P, n);
+        attend_8x64_kv2_f16(A, 512, KV0K[l], KV0V[l], P[0], A, 1024, n);
         linear_q8_0_512x512_res_batch(W7[l], A, 1024, A, 512, STRIDE, A, 0, n);
         for (let b = 0; b < n; b++) {
             rms_norm_512(A, 512 + b * STRIDE, V8[l], A, 1024 + b * STRIDE);
@@ -1478,4 +1507,56 @@ export function prefill(rt, tokens, pos0) {
         linear_q8_0_32000x512_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 512 + b * STRIDE);
     }
     return A.subarray((n - 1) * STRIDE + 512, (n - 1) * STRIDE + 512 + 32000);
+}
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt, tokens, P, S) {
+    const n = tokens.length;
+    if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+        throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+    const A = bind(rt);
+    const W0 = rt.weights["tok_embed"]; // tok_embed [32000,512] q8_0
+    const V1 = rt.vectors["out_norm"]; // out_norm [512] f32
+    const W2 = rt.weights["lm_head"]; // lm_head [32000,512] q8_0
+    const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [512] f32
+    const W4 = rt.weights["layer.wq"]; // layer.wq [512,512] q8_0
+    const W5 = rt.weights["layer.wk"]; // layer.wk [128,512] q8_0
+    const W6 = rt.weights["layer.wv"]; // layer.wv [128,512] q8_0
+    const W7 = rt.weights["layer.wo"]; // layer.wo [512,512] q8_0
+    const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [512] f32
+    const W9 = rt.weights["layer.router"]; // layer.router [8,512] f32
+    const HP = rt.heap;
+    for (let b = 0; b < n; b++) {
+        embed_q8_0_32000x512(W0[0], tokens[b], A, 512 + b * STRIDE, rt.decode);
+    }
+    for (let b = 0; b < n; b++)
+        A.copyWithin(0 + b * STRIDE, 512 + b * STRIDE, 1024 + b * STRIDE);
+    for (let l = 0; l < 8; l++) {
+        linear_q8_0_128x512_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_128.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+        for (let b = 0; b < n; b++)
+            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][0][l], P[b]);
+        linear_q8_0_128x512_n_batch(W6[l], A, 0, V3[l], A, ((KX_128.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+        for (let b = 0; b < n; b++)
+            kv_write_128_f16(A, ((KX_128.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][1][l], P[b]);
+        linear_q8_0_512x512_n_r_batch(W4[l], A, 0, V3[l], A, 512, STRIDE, P, n);
+        for (let b = 0; b < n; b++) {
+            attend_8x64_kv2_f16(A, 512 + b * STRIDE, S[b][0][l], S[b][1][l], P[b], A, 1024 + b * STRIDE, 1);
+        }
+        linear_q8_0_512x512_res_batch(W7[l], A, 1024, A, 512, STRIDE, A, 0, n);
+        for (let b = 0; b < n; b++) {
+            rms_norm_512(A, 512 + b * STRIDE, V8[l], A, 1024 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            route_f32_8x512_top2_norm(W9[l], A, 1024 + b * STRIDE, A, 1536 + b * STRIDE);
+        }
+        moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch(rt, 0, l, A, 1024, A, 1536, A, 1552, A, 512, n);
+        for (let b = 0; b < n; b++)
+            A.copyWithin(0 + b * STRIDE, 1552 + b * STRIDE, 2064 + b * STRIDE);
+    }
+    linear_q8_0_32000x512_n_batch(W2[0], A, 0, V1[0], A, 512, STRIDE, n);
+    return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 512, b * STRIDE + 32512));
 }

@@ -1303,8 +1303,8 @@ function scale_49155_0p16666666666666666(a, ao, y, yo) {
     }
 }
 /** linear_q4_k_512x1536_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_512x1536_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q4_k_512x1536_n_r_batch(w, x, xo, g, y, y0, ys, P, n) {
     const L = LISTS;
     const q0 = (QX_qxk_1536.byteOffset - x.byteOffset) / 4;
     const s0 = (S_linear_q4_k_512x1536_n_r.byteOffset - x.byteOffset) / 4;
@@ -1330,7 +1330,7 @@ function linear_q4_k_512x1536_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
     }
     K.mmqk_q4_k_1536(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
     for (let b = 0; b < n; b++) {
-        const pos = pos0 + b;
+        const pos = P[b];
         const yo = y0 + b * ys;
         // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
         for (let j = 0; j < 32; j++) {
@@ -1379,8 +1379,8 @@ function linear_q4_k_512x1536_n_batch(w, x, xo, g, y, y0, ys, n) {
     K.mmqk_q4_k_1536(w.base, L.byteOffset, L.byteOffset + 2048, 0, 512, n, 0);
 }
 /** linear_q4_k_1536x1536_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_1536x1536_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q4_k_1536x1536_n_r_batch(w, x, xo, g, y, y0, ys, P, n) {
     const L = LISTS;
     const q0 = (QX_qxk_1536.byteOffset - x.byteOffset) / 4;
     const s0 = (S_linear_q4_k_1536x1536_n_r.byteOffset - x.byteOffset) / 4;
@@ -1406,7 +1406,7 @@ function linear_q4_k_1536x1536_n_r_batch(w, x, xo, g, y, y0, ys, pos0, n) {
     }
     K.mmqk_q4_k_1536(w.base, L.byteOffset, L.byteOffset + 2048, 0, 1536, n, 0);
     for (let b = 0; b < n; b++) {
-        const pos = pos0 + b;
+        const pos = P[b];
         const yo = y0 + b * ys;
         // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
         for (let j = 0; j < 32; j++) {
@@ -1540,6 +1540,34 @@ function moe_ffn_q4_k_q4_k_q4_k_1536x512_top8_batch(rt, moe, layer, x, xo, s, so
         }
     }
 }
+/** linear_q4_k_49155x1536_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q4_k_49155x1536_n_batch(w, x, xo, g, y, y0, ys, n) {
+    const L = LISTS;
+    const q0 = (QX_qxk_1536.byteOffset - x.byteOffset) / 4;
+    const s0 = (S_linear_q4_k_49155x1536_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 1536; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 1536 + 0.000001);
+        for (let i = 0; i < 1536; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    }
+    // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+    K.qxk_1536(L.byteOffset, L.byteOffset + 2048, n);
+    for (let b = 0; b < n; b++) {
+        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mmqk_q4_k_1536(w.base, L.byteOffset, L.byteOffset + 2048, 0, 49155, n, 0);
+}
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt) {
     F16 = rt.f16;
@@ -1621,6 +1649,7 @@ export function prefill(rt, tokens, pos0) {
     if (!(n >= 1 && n <= PREFILL))
         throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
     const A = bind(rt);
+    const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
     const W0 = rt.weights["tok_embed"]; // tok_embed [49155,1536] q4_k
     const V1 = rt.vectors["out_norm"]; // out_norm [1536] f32
     const V2 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [1536] f32
@@ -1642,14 +1671,14 @@ export function prefill(rt, tokens, pos0) {
     for (let b = 0; b < n; b++)
         A.copyWithin(4624 + b * STRIDE, 1536 + b * STRIDE, 3072 + b * STRIDE);
     for (let l = 0; l < 32; l++) {
-        linear_q4_k_512x1536_n_r_batch(W4[l], A, 4624, V2[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
+        linear_q4_k_512x1536_n_r_batch(W4[l], A, 4624, V2[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
         for (let b = 0; b < n; b++)
-            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
         linear_q4_k_512x1536_n_batch(W5[l], A, 4624, V2[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, n);
         for (let b = 0; b < n; b++)
-            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-        linear_q4_k_1536x1536_n_r_batch(W3[l], A, 4624, V2[l], A, 0, STRIDE, pos0, n);
-        attend_24x64_kv8_s0p015625_f16(A, 0, KV0K[l], KV0V[l], pos0, A, 1536, n);
+            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+        linear_q4_k_1536x1536_n_r_batch(W3[l], A, 4624, V2[l], A, 0, STRIDE, P, n);
+        attend_24x64_kv8_s0p015625_f16(A, 0, KV0K[l], KV0V[l], P[0], A, 1536, n);
         linear_q4_k_1536x1536_batch(W6[l], A, 1536, A, 0, STRIDE, n);
         for (let b = 0; b < n; b++) {
             scale_1536_0p22(A, 0 + b * STRIDE, A, 1536 + b * STRIDE);
@@ -1680,4 +1709,73 @@ export function prefill(rt, tokens, pos0) {
         scale_49155_0p16666666666666666(A, 49168 + b * STRIDE, A, 0 + b * STRIDE);
     }
     return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 49155);
+}
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt, tokens, P, S) {
+    const n = tokens.length;
+    if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+        throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+    const A = bind(rt);
+    const W0 = rt.weights["tok_embed"]; // tok_embed [49155,1536] q4_k
+    const V1 = rt.vectors["out_norm"]; // out_norm [1536] f32
+    const V2 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [1536] f32
+    const W3 = rt.weights["layer.wq"]; // layer.wq [1536,1536] q4_k
+    const W4 = rt.weights["layer.wk"]; // layer.wk [512,1536] q4_k
+    const W5 = rt.weights["layer.wv"]; // layer.wv [512,1536] q4_k
+    const W6 = rt.weights["layer.wo"]; // layer.wo [1536,1536] q4_k
+    const V7 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [1536] f32
+    const W8 = rt.weights["layer.router"]; // layer.router [40,1536] f32
+    const HP = rt.heap;
+    for (let b = 0; b < n; b++) {
+        embed_q4_k_49155x1536(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+    }
+    for (let b = 0; b < n; b++) {
+        scale_1536_12(A, 0 + b * STRIDE, A, 1536 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++)
+        A.copyWithin(4624 + b * STRIDE, 1536 + b * STRIDE, 3072 + b * STRIDE);
+    for (let l = 0; l < 32; l++) {
+        linear_q4_k_512x1536_n_r_batch(W4[l], A, 4624, V2[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+        for (let b = 0; b < n; b++)
+            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][0][l], P[b]);
+        linear_q4_k_512x1536_n_batch(W5[l], A, 4624, V2[l], A, ((KX_512.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+        for (let b = 0; b < n; b++)
+            kv_write_512_f16(A, ((KX_512.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][1][l], P[b]);
+        linear_q4_k_1536x1536_n_r_batch(W3[l], A, 4624, V2[l], A, 0, STRIDE, P, n);
+        for (let b = 0; b < n; b++) {
+            attend_24x64_kv8_s0p015625_f16(A, 0 + b * STRIDE, S[b][0][l], S[b][1][l], P[b], A, 1536 + b * STRIDE, 1);
+        }
+        linear_q4_k_1536x1536_batch(W6[l], A, 1536, A, 0, STRIDE, n);
+        for (let b = 0; b < n; b++) {
+            scale_1536_0p22(A, 0 + b * STRIDE, A, 1536 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            add_1536(A, 4624 + b * STRIDE, A, 1536 + b * STRIDE, A, 3088 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            rms_norm_1536(A, 3088 + b * STRIDE, V7[l], A, 1552 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            route_f32_40x1536_top8_norm(W8[l], A, 1552 + b * STRIDE, A, 1536 + b * STRIDE);
+        }
+        moe_ffn_q4_k_q4_k_q4_k_1536x512_top8_batch(rt, 0, l, A, 1552, A, 1536, A, 0, n);
+        for (let b = 0; b < n; b++) {
+            scale_1536_0p22(A, 0 + b * STRIDE, A, 1536 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            add_1536(A, 3088 + b * STRIDE, A, 1536 + b * STRIDE, A, 0 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++)
+            A.copyWithin(4624 + b * STRIDE, 0 + b * STRIDE, 1536 + b * STRIDE);
+    }
+    linear_q4_k_49155x1536_n_batch(W0[0], A, 4624, V1[0], A, 49168, STRIDE, n);
+    for (let b = 0; b < n; b++) {
+        scale_49155_0p16666666666666666(A, 49168 + b * STRIDE, A, 0 + b * STRIDE);
+    }
+    return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 0, b * STRIDE + 49155));
 }

@@ -1452,8 +1452,8 @@ function linear_q4_k_32000x4096_n(w: Packed, xin: Float32Array, xino: number, g:
 }
 
 /** linear_q4_k_1024x4096_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_1024x4096_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q4_k_1024x4096_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const q0 = (QX_qxk_4096.byteOffset - x.byteOffset) / 4;
   const s0 = (S_linear_q4_k_1024x4096_n_r.byteOffset - x.byteOffset) / 4;
@@ -1477,7 +1477,7 @@ function linear_q4_k_1024x4096_n_r_batch(w: Packed, x: Float32Array, xo: number,
   }
   K.mmqk_q4_k_4096(w.base, L.byteOffset, L.byteOffset + 2048, 0, 1024, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
@@ -1526,8 +1526,8 @@ function linear_q6_k_1024x4096_n_batch(w: Packed, x: Float32Array, xo: number, g
 }
 
 /** linear_q4_k_4096x4096_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q4_k_4096x4096_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q4_k_4096x4096_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const q0 = (QX_qxk_4096.byteOffset - x.byteOffset) / 4;
   const s0 = (S_linear_q4_k_4096x4096_n_r.byteOffset - x.byteOffset) / 4;
@@ -1551,7 +1551,7 @@ function linear_q4_k_4096x4096_n_r_batch(w: Packed, x: Float32Array, xo: number,
   }
   K.mmqk_q4_k_4096(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
@@ -1614,6 +1614,33 @@ function linear_q6_k_4096x14336_res_batch(w: Packed, x: Float32Array, xo: number
     if (y !== r || yo !== rb) y.set(r.subarray(rb, rb + 4096), yo);
   }
   K.mmqk_q6_k_14336(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 1);
+}
+
+/** linear_q4_k_32000x4096_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q4_k_32000x4096_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const q0 = (QX_qxk_4096.byteOffset - x.byteOffset) / 4;
+  const s0 = (S_linear_q4_k_32000x4096_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 4096; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 4096 + 0.00001);
+    for (let i = 0; i < 4096; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+  }
+  // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+  K.qxk_4096(L.byteOffset, L.byteOffset + 2048, n);
+  for (let b = 0; b < n; b++) {
+    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mmqk_q4_k_4096(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
 }
 
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
@@ -1689,6 +1716,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
+  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q4_k
   const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32
   const W2 = rt.weights["lm_head"]; // lm_head [32000,4096] q4_k
@@ -1708,12 +1736,12 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 4096 + b * STRIDE, 8192 + b * STRIDE);
   for (let l = 0; l < 32; l++) {
-    linear_q4_k_1024x4096_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
-    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+    linear_q4_k_1024x4096_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
     linear_q6_k_1024x4096_n_batch(W6[l], A, 0, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, n);
-    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-    linear_q4_k_4096x4096_n_r_batch(W4[l], A, 0, V3[l], A, 4096, STRIDE, pos0, n);
-    attend_32x128_kv8_w4096_f16(A, 4096, KV0K[l], KV0V[l], pos0, A, 8192, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+    linear_q4_k_4096x4096_n_r_batch(W4[l], A, 0, V3[l], A, 4096, STRIDE, P, n);
+    attend_32x128_kv8_w4096_f16(A, 4096, KV0K[l], KV0V[l], P[0], A, 8192, n);
     linear_q4_k_4096x4096_res_batch(W7[l], A, 8192, A, 4096, STRIDE, A, 0, n);
     for (let b = 0; b < n; b++) {
       gate_up_q4_k_q4_k_14336x4096_n(W9[l], W10[l], A, 4096 + b * STRIDE, V8[l], A, 8192 + b * STRIDE);
@@ -1725,4 +1753,51 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_q4_k_32000x4096_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 4096 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 4096, (n - 1) * STRIDE + 4096 + 32000);
+}
+
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<number>, S: readonly Float32Array[][][]): Float32Array[] {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [32000,4096] q4_k
+  const V1 = rt.vectors["out_norm"]; // out_norm [4096] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [32000,4096] q4_k
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [4096] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [4096,4096] q4_k
+  const W5 = rt.weights["layer.wk"]; // layer.wk [1024,4096] q4_k
+  const W6 = rt.weights["layer.wv"]; // layer.wv [1024,4096] q6_k
+  const W7 = rt.weights["layer.wo"]; // layer.wo [4096,4096] q4_k
+  const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [4096] f32
+  const W9 = rt.weights["layer.w_gate"]; // layer.w_gate [14336,4096] q4_k
+  const W10 = rt.weights["layer.w_up"]; // layer.w_up [14336,4096] q4_k
+  const W11 = rt.weights["layer.w_down"]; // layer.w_down [4096,14336] q6_k
+  for (let b = 0; b < n; b++) {
+    embed_q4_k_32000x4096(W0[0], tokens[b], A, 4096 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 4096 + b * STRIDE, 8192 + b * STRIDE);
+  for (let l = 0; l < 32; l++) {
+    linear_q4_k_1024x4096_n_r_batch(W5[l], A, 0, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![0]![l]!, P[b]);
+    linear_q6_k_1024x4096_n_batch(W6[l], A, 0, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![1]![l]!, P[b]);
+    linear_q4_k_4096x4096_n_r_batch(W4[l], A, 0, V3[l], A, 4096, STRIDE, P, n);
+    for (let b = 0; b < n; b++) {
+      attend_32x128_kv8_w4096_f16(A, 4096 + b * STRIDE, S[b]![0]![l]!, S[b]![1]![l]!, P[b], A, 8192 + b * STRIDE, 1);
+    }
+    linear_q4_k_4096x4096_res_batch(W7[l], A, 8192, A, 4096, STRIDE, A, 0, n);
+    for (let b = 0; b < n; b++) {
+      gate_up_q4_k_q4_k_14336x4096_n(W9[l], W10[l], A, 4096 + b * STRIDE, V8[l], A, 8192 + b * STRIDE);
+    }
+    linear_q6_k_4096x14336_res_batch(W11[l], A, 8192, A, 22528, STRIDE, A, 4096, n);
+    for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 22528 + b * STRIDE, 26624 + b * STRIDE);
+  }
+  linear_q4_k_32000x4096_n_batch(W2[0], A, 0, V1[0], A, 4096, STRIDE, n);
+  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 4096, b * STRIDE + 36096));
 }

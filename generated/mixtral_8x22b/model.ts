@@ -1550,8 +1550,8 @@ function linear_q4_k_32000x6144_n(w: Packed, xin: Float32Array, xino: number, g:
 }
 
 /** linear_q6_k_1024x6144_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q6_k_1024x6144_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q6_k_1024x6144_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const q0 = (QX_qxk_6144.byteOffset - x.byteOffset) / 4;
   const s0 = (S_linear_q6_k_1024x6144_n_r.byteOffset - x.byteOffset) / 4;
@@ -1575,7 +1575,7 @@ function linear_q6_k_1024x6144_n_r_batch(w: Packed, x: Float32Array, xo: number,
   }
   K.mmqk_q6_k_6144(w.base, L.byteOffset, L.byteOffset + 2048, 0, 1024, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
@@ -1624,8 +1624,8 @@ function linear_q6_k_1024x6144_n_batch(w: Packed, x: Float32Array, xo: number, g
 }
 
 /** linear_q6_k_6144x6144_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_q6_k_6144x6144_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_q6_k_6144x6144_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const q0 = (QX_qxk_6144.byteOffset - x.byteOffset) / 4;
   const s0 = (S_linear_q6_k_6144x6144_n_r.byteOffset - x.byteOffset) / 4;
@@ -1649,7 +1649,7 @@ function linear_q6_k_6144x6144_n_r_batch(w: Packed, x: Float32Array, xo: number,
   }
   K.mmqk_q6_k_6144(w.base, L.byteOffset, L.byteOffset + 2048, 0, 6144, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 64; j++) {
@@ -1782,6 +1782,33 @@ function moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt: Runtime, moe: numb
   }
 }
 
+/** linear_q4_k_32000x6144_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q4_k_32000x6144_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const q0 = (QX_qxk_6144.byteOffset - x.byteOffset) / 4;
+  const s0 = (S_linear_q4_k_32000x6144_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 6144; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 6144 + 0.00001);
+    for (let i = 0; i < 6144; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+  }
+  // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+  K.qxk_6144(L.byteOffset, L.byteOffset + 2048, n);
+  for (let b = 0; b < n; b++) {
+    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mmqk_q4_k_6144(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32000, n, 0);
+}
+
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1859,6 +1886,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
+  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
   const W0 = rt.weights["tok_embed"]; // tok_embed [32000,6144] q4_k
   const V1 = rt.vectors["out_norm"]; // out_norm [6144] f32
   const W2 = rt.weights["lm_head"]; // lm_head [32000,6144] q4_k
@@ -1877,12 +1905,12 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(32000 + b * STRIDE, 0 + b * STRIDE, 6144 + b * STRIDE);
   for (let l = 0; l < 56; l++) {
-    linear_q6_k_1024x6144_n_r_batch(W5[l], A, 32000, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
-    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+    linear_q6_k_1024x6144_n_r_batch(W5[l], A, 32000, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
     linear_q6_k_1024x6144_n_batch(W6[l], A, 32000, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, n);
-    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-    linear_q6_k_6144x6144_n_r_batch(W4[l], A, 32000, V3[l], A, 0, STRIDE, pos0, n);
-    attend_48x128_kv8_f16(A, 0, KV0K[l], KV0V[l], pos0, A, 6144, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+    linear_q6_k_6144x6144_n_r_batch(W4[l], A, 32000, V3[l], A, 0, STRIDE, P, n);
+    attend_48x128_kv8_f16(A, 0, KV0K[l], KV0V[l], P[0], A, 6144, n);
     linear_q6_k_6144x6144_res_batch(W7[l], A, 6144, A, 0, STRIDE, A, 32000, n);
     for (let b = 0; b < n; b++) {
       rms_norm_6144(A, 0 + b * STRIDE, V8[l], A, 6144 + b * STRIDE);
@@ -1897,4 +1925,53 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_q4_k_32000x6144_n(W2[0], A, 32000 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 32000);
+}
+
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<number>, S: readonly Float32Array[][][]): Float32Array[] {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [32000,6144] q4_k
+  const V1 = rt.vectors["out_norm"]; // out_norm [6144] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [32000,6144] q4_k
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [6144] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [6144,6144] q6_k
+  const W5 = rt.weights["layer.wk"]; // layer.wk [1024,6144] q6_k
+  const W6 = rt.weights["layer.wv"]; // layer.wv [1024,6144] q6_k
+  const W7 = rt.weights["layer.wo"]; // layer.wo [6144,6144] q6_k
+  const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [6144] f32
+  const W9 = rt.weights["layer.router"]; // layer.router [8,6144] f32
+  const HP = rt.heap;
+  for (let b = 0; b < n; b++) {
+    embed_q4_k_32000x6144(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(32000 + b * STRIDE, 0 + b * STRIDE, 6144 + b * STRIDE);
+  for (let l = 0; l < 56; l++) {
+    linear_q6_k_1024x6144_n_r_batch(W5[l], A, 32000, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![0]![l]!, P[b]);
+    linear_q6_k_1024x6144_n_batch(W6[l], A, 32000, V3[l], A, ((KX_1024.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+    for (let b = 0; b < n; b++) kv_write_1024_f16(A, ((KX_1024.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![1]![l]!, P[b]);
+    linear_q6_k_6144x6144_n_r_batch(W4[l], A, 32000, V3[l], A, 0, STRIDE, P, n);
+    for (let b = 0; b < n; b++) {
+      attend_48x128_kv8_f16(A, 0 + b * STRIDE, S[b]![0]![l]!, S[b]![1]![l]!, P[b], A, 6144 + b * STRIDE, 1);
+    }
+    linear_q6_k_6144x6144_res_batch(W7[l], A, 6144, A, 0, STRIDE, A, 32000, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_6144(A, 0 + b * STRIDE, V8[l], A, 6144 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_8x6144_top2_norm(W9[l], A, 6144 + b * STRIDE, A, 18432 + b * STRIDE);
+    }
+    moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt, 0, l, A, 6144, A, 18432, A, 12288, A, 0, n);
+    for (let b = 0; b < n; b++) A.copyWithin(32000 + b * STRIDE, 12288 + b * STRIDE, 18432 + b * STRIDE);
+  }
+  linear_q4_k_32000x6144_n_batch(W2[0], A, 32000, V1[0], A, 0, STRIDE, n);
+  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 0, b * STRIDE + 32000));
 }

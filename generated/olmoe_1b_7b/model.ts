@@ -1459,6 +1459,33 @@ function moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch(rt: Runtime, moe: numbe
   }
 }
 
+/** linear_q4_k_50304x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q4_k_50304x2048_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
+  const s0 = (S_linear_q4_k_50304x2048_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 2048; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 2048 + 0.00001);
+    for (let i = 0; i < 2048; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+  }
+  // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+  K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
+  for (let b = 0; b < n; b++) {
+    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 50304, n, 0);
+}
+
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1537,6 +1564,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
+  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
   const W0 = rt.weights["tok_embed"]; // tok_embed [50304,2048] q4_k
   const V1 = rt.vectors["out_norm"]; // out_norm [2048] f32
   const W2 = rt.weights["lm_head"]; // lm_head [50304,2048] q4_k
@@ -1558,15 +1586,15 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
   for (let l = 0; l < 16; l++) {
     for (let b = 0; b < n; b++) {
-      linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, (pos0 + b));
+      linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, P[b]);
     }
     for (let b = 0; b < n; b++) {
-      linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
-      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
+      linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, P[b]);
+      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
     }
     linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), STRIDE, n);
-    for (let b = 0; b < n; b++) kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-    attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 4096, n);
+    for (let b = 0; b < n; b++) kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+    attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], P[0], A, 4096, n);
     linear_q4_k_2048x2048_res_batch(W9[l], A, 4096, A, 2048, STRIDE, A, 0, n);
     for (let b = 0; b < n; b++) {
       rms_norm_2048(A, 2048 + b * STRIDE, V10[l], A, 4096 + b * STRIDE);
@@ -1581,4 +1609,59 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_q4_k_50304x2048_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 2048 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 2048, (n - 1) * STRIDE + 2048 + 50304);
+}
+
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<number>, S: readonly Float32Array[][][]): Float32Array[] {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [50304,2048] q4_k
+  const V1 = rt.vectors["out_norm"]; // out_norm [2048] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [50304,2048] q4_k
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [2048] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [2048,2048] q4_k
+  const W5 = rt.weights["layer.wk"]; // layer.wk [2048,2048] q4_k
+  const W6 = rt.weights["layer.wv"]; // layer.wv [2048,2048] q4_k
+  const V7 = rt.vectors["layer.q_norm"]; // layer.q_norm [2048] f32
+  const V8 = rt.vectors["layer.k_norm"]; // layer.k_norm [2048] f32
+  const W9 = rt.weights["layer.wo"]; // layer.wo [2048,2048] q4_k
+  const V10 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [2048] f32
+  const W11 = rt.weights["layer.router"]; // layer.router [64,2048] f32
+  const HP = rt.heap;
+  for (let b = 0; b < n; b++) {
+    embed_q4_k_50304x2048(W0[0], tokens[b], A, 2048 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
+  for (let l = 0; l < 16; l++) {
+    for (let b = 0; b < n; b++) {
+      linear_q4_k_2048x2048_n_qk1_r(W4[l], A, 0 + b * STRIDE, V3[l], V7[l], A, 2048 + b * STRIDE, P[b]);
+    }
+    for (let b = 0; b < n; b++) {
+      linear_q4_k_2048x2048_n_qk1_r(W5[l], A, 0 + b * STRIDE, V3[l], V8[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, P[b]);
+      kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![0]![l]!, P[b]);
+    }
+    linear_q4_k_2048x2048_n_batch(W6[l], A, 0, V3[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+    for (let b = 0; b < n; b++) kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![1]![l]!, P[b]);
+    for (let b = 0; b < n; b++) {
+      attend_16x128_kv16_f16(A, 2048 + b * STRIDE, S[b]![0]![l]!, S[b]![1]![l]!, P[b], A, 4096 + b * STRIDE, 1);
+    }
+    linear_q4_k_2048x2048_res_batch(W9[l], A, 4096, A, 2048, STRIDE, A, 0, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_2048(A, 2048 + b * STRIDE, V10[l], A, 4096 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_64x2048_top8(W11[l], A, 4096 + b * STRIDE, A, 6144 + b * STRIDE);
+    }
+    moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res_batch(rt, 0, l, A, 4096, A, 6144, A, 6160, A, 2048, n);
+    for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 6160 + b * STRIDE, 8208 + b * STRIDE);
+  }
+  linear_q4_k_50304x2048_n_batch(W2[0], A, 0, V1[0], A, 2048, STRIDE, n);
+  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 2048, b * STRIDE + 52352));
 }

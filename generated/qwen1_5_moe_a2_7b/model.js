@@ -1632,6 +1632,34 @@ function linear_q4_k_2048x5632_batch(w, x, xo, y, y0, ys, n) {
     }
     K.mmqk_q4_k_5632(w.base, L.byteOffset, L.byteOffset + 2048, 0, 2048, n, 0);
 }
+/** linear_q4_k_151936x2048_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_q4_k_151936x2048_n_batch(w, x, xo, g, y, y0, ys, n) {
+    const L = LISTS;
+    const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
+    const s0 = (S_linear_q4_k_151936x2048_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+        const so = s0 + b * STRIDE;
+        let ss = 0;
+        for (let i = 0; i < 2048; i++)
+            ss += x[xino + i] * x[xino + i];
+        const rms = 1 / Math.sqrt(ss / 2048 + 0.000001);
+        for (let i = 0; i < 2048; i++)
+            x[so + i] = x[xino + i] * rms * g[i];
+        L[b] = x.byteOffset + 4 * so;
+        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    }
+    // The activations to int8 blocks (as llama.cpp quantizes them for this scheme), then integer products.
+    K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
+    for (let b = 0; b < n; b++) {
+        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+        const yo = y0 + b * ys;
+        L[512 + b] = y.byteOffset + 4 * yo;
+    }
+    K.mmqk_q4_k_2048(w.base, L.byteOffset, L.byteOffset + 2048, 0, 151936, n, 0);
+}
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt) {
     F16 = rt.f16;
@@ -1719,6 +1747,7 @@ export function prefill(rt, tokens, pos0) {
     if (!(n >= 1 && n <= PREFILL))
         throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
     const A = bind(rt);
+    const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
     const W0 = rt.weights["tok_embed"]; // tok_embed [151936,2048] q4_k
     const V1 = rt.vectors["out_norm"]; // out_norm [2048] f32
     const W2 = rt.weights["lm_head"]; // lm_head [151936,2048] q4_k
@@ -1746,17 +1775,17 @@ export function prefill(rt, tokens, pos0) {
         A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
     for (let l = 0; l < 24; l++) {
         for (let b = 0; b < n; b++) {
-            linear_q4_k_2048x2048_n_b_r(W4[l], A, 0 + b * STRIDE, V3[l], V5[l], A, 2048 + b * STRIDE, (pos0 + b));
+            linear_q4_k_2048x2048_n_b_r(W4[l], A, 0 + b * STRIDE, V3[l], V5[l], A, 2048 + b * STRIDE, P[b]);
         }
         for (let b = 0; b < n; b++) {
-            linear_q4_k_2048x2048_n_b_r(W6[l], A, 0 + b * STRIDE, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, (pos0 + b));
-            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], (pos0 + b));
+            linear_q4_k_2048x2048_n_b_r(W6[l], A, 0 + b * STRIDE, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, P[b]);
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
         }
         for (let b = 0; b < n; b++) {
             linear_q4_k_2048x2048_n_b(W8[l], A, 0 + b * STRIDE, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE);
-            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], (pos0 + b));
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
         }
-        attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], pos0, A, 4096, n);
+        attend_16x128_kv16_f16(A, 2048, KV0K[l], KV0V[l], P[0], A, 4096, n);
         linear_q4_k_2048x2048_res_batch(W10[l], A, 4096, A, 2048, STRIDE, A, 0, n);
         for (let b = 0; b < n; b++) {
             rms_norm_2048(A, 2048 + b * STRIDE, V11[l], A, 4096 + b * STRIDE);
@@ -1779,4 +1808,74 @@ export function prefill(rt, tokens, pos0) {
         linear_q4_k_151936x2048_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 2048 + b * STRIDE);
     }
     return A.subarray((n - 1) * STRIDE + 2048, (n - 1) * STRIDE + 2048 + 151936);
+}
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt, tokens, P, S) {
+    const n = tokens.length;
+    if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+        throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+    const A = bind(rt);
+    const W0 = rt.weights["tok_embed"]; // tok_embed [151936,2048] q4_k
+    const V1 = rt.vectors["out_norm"]; // out_norm [2048] f32
+    const W2 = rt.weights["lm_head"]; // lm_head [151936,2048] q4_k
+    const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [2048] f32
+    const W4 = rt.weights["layer.wq"]; // layer.wq [2048,2048] q4_k
+    const V5 = rt.vectors["layer.bq"]; // layer.bq [2048] f32
+    const W6 = rt.weights["layer.wk"]; // layer.wk [2048,2048] q4_k
+    const V7 = rt.vectors["layer.bk"]; // layer.bk [2048] f32
+    const W8 = rt.weights["layer.wv"]; // layer.wv [2048,2048] q4_k
+    const V9 = rt.vectors["layer.bv"]; // layer.bv [2048] f32
+    const W10 = rt.weights["layer.wo"]; // layer.wo [2048,2048] q4_k
+    const V11 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [2048] f32
+    const W12 = rt.weights["layer.router"]; // layer.router [60,2048] f32
+    const V16 = rt.vectors["layer.sh_gate_in"]; // layer.sh_gate_in [2048] f32
+    const W17 = rt.weights["layer.sh_gate"]; // layer.sh_gate [5632,2048] q4_k
+    const W18 = rt.weights["layer.sh_up"]; // layer.sh_up [5632,2048] q4_k
+    const W19 = rt.weights["layer.sh_down"]; // layer.sh_down [2048,5632] q4_k
+    const HP = rt.heap;
+    for (let b = 0; b < n; b++) {
+        embed_q4_k_151936x2048(W0[0], tokens[b], A, 2048 + b * STRIDE, rt.decode);
+    }
+    for (let b = 0; b < n; b++)
+        A.copyWithin(0 + b * STRIDE, 2048 + b * STRIDE, 4096 + b * STRIDE);
+    for (let l = 0; l < 24; l++) {
+        for (let b = 0; b < n; b++) {
+            linear_q4_k_2048x2048_n_b_r(W4[l], A, 0 + b * STRIDE, V3[l], V5[l], A, 2048 + b * STRIDE, P[b]);
+        }
+        for (let b = 0; b < n; b++) {
+            linear_q4_k_2048x2048_n_b_r(W6[l], A, 0 + b * STRIDE, V3[l], V7[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, P[b]);
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][0][l], P[b]);
+        }
+        for (let b = 0; b < n; b++) {
+            linear_q4_k_2048x2048_n_b(W8[l], A, 0 + b * STRIDE, V3[l], V9[l], A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE);
+            kv_write_2048_f16(A, ((KX_2048.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b][1][l], P[b]);
+        }
+        for (let b = 0; b < n; b++) {
+            attend_16x128_kv16_f16(A, 2048 + b * STRIDE, S[b][0][l], S[b][1][l], P[b], A, 4096 + b * STRIDE, 1);
+        }
+        linear_q4_k_2048x2048_res_batch(W10[l], A, 4096, A, 2048, STRIDE, A, 0, n);
+        for (let b = 0; b < n; b++) {
+            rms_norm_2048(A, 2048 + b * STRIDE, V11[l], A, 4096 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++) {
+            route_f32_60x2048_top4(W12[l], A, 4096 + b * STRIDE, A, 6144 + b * STRIDE);
+        }
+        moe_ffn_q4_k_q4_k_f16_2048x1408_top4_res_batch(rt, 0, l, A, 4096, A, 6144, A, 6160, A, 2048, n);
+        for (let b = 0; b < n; b++) {
+            gate_up_q4_k_q4_k_5632x2048(W17[l], W18[l], A, 4096 + b * STRIDE, A, 8208 + b * STRIDE);
+        }
+        linear_q4_k_2048x5632_batch(W19[l], A, 8208, A, 2048, STRIDE, n);
+        for (let b = 0; b < n; b++) {
+            sigmoid_gate_2048x2048_res(A, 2048 + b * STRIDE, A, 4096 + b * STRIDE, V16[l], A, 8208 + b * STRIDE, A, 6160 + b * STRIDE);
+        }
+        for (let b = 0; b < n; b++)
+            A.copyWithin(0 + b * STRIDE, 8208 + b * STRIDE, 10256 + b * STRIDE);
+    }
+    linear_q4_k_151936x2048_n_batch(W2[0], A, 0, V1[0], A, 2048, STRIDE, n);
+    return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 2048, b * STRIDE + 153984));
 }

@@ -1089,8 +1089,8 @@ function linear_f32_256x64_n(w: Packed, xin: Float32Array, xino: number, g: Floa
 }
 
 /** linear_f32_32x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_f32_32x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_f32_32x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const s0 = (S_linear_f32_32x64_n_r.byteOffset - x.byteOffset) / 4;
   for (let b = 0; b < n; b++) {
@@ -1107,7 +1107,7 @@ function linear_f32_32x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: F
   }
   K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 32, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 8; j++) {
@@ -1149,8 +1149,8 @@ function linear_f32_32x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Flo
 }
 
 /** linear_f32_64x64_n_r, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
- * xo + b·STRIDE, its output at y0 + b·ys. */
-function linear_f32_64x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, pos0: number, n: number): void {
+ * xo + b·STRIDE, its output at y0 + b·ys, its position P[b]. */
+function linear_f32_64x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, P: ArrayLike<number>, n: number): void {
   const L = LISTS;
   const s0 = (S_linear_f32_64x64_n_r.byteOffset - x.byteOffset) / 4;
   for (let b = 0; b < n; b++) {
@@ -1167,7 +1167,7 @@ function linear_f32_64x64_n_r_batch(w: Packed, x: Float32Array, xo: number, g: F
   }
   K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 64, n, 0);
   for (let b = 0; b < n; b++) {
-    const pos = pos0 + b;
+    const pos = P[b]!;
     const yo = y0 + b * ys;
     // RoPE epilogue (interleaved pairs), rotating the freshly computed rows in place.
     for (let j = 0; j < 8; j++) {
@@ -1273,6 +1273,26 @@ function moe_ffn_f32_f32_f32_64x96_top1_res_batch(rt: Runtime, moe: number, laye
   }
 }
 
+/** linear_f32_256x64_n, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
+ * xo + b·STRIDE, its output at y0 + b·ys. */
+function linear_f32_256x64_n_batch(w: Packed, x: Float32Array, xo: number, g: Float32Array, y: Float32Array, y0: number, ys: number, n: number): void {
+  const L = LISTS;
+  const s0 = (S_linear_f32_256x64_n.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    // RMSNorm as the one-token kernel computes it, into this token's copy of the scratch.
+    const so = s0 + b * STRIDE;
+    let ss = 0;
+    for (let i = 0; i < 64; i++) ss += x[xino + i] * x[xino + i];
+    const rms = 1 / Math.sqrt(ss / 64 + 0.00001);
+    for (let i = 0; i < 64; i++) x[so + i] = x[xino + i] * rms * g[i];
+    L[b] = x.byteOffset + 4 * so;
+    const yo = y0 + b * ys;
+    L[512 + b] = y.byteOffset + 4 * yo;
+  }
+  K.mm_f32_64(w.base, L.byteOffset, L.byteOffset + 2048, 0, 256, n, 0);
+}
+
 /** The runtime's tables, kernels and arena views, made once per arena rather than once per call. */
 function bind(rt: Runtime): Float32Array {
   F16 = rt.f16;
@@ -1348,6 +1368,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
+  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);
   const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
   const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
   const W2 = rt.weights["lm_head"]; // lm_head [256,64] f32
@@ -1366,12 +1387,12 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
   }
   for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
   for (let l = 0; l < 2; l++) {
-    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, pos0, n);
-    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], pos0 + b);
+    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0K[l], P[b]);
     linear_f32_32x64_n_batch(W6[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, n);
-    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], pos0 + b);
-    linear_f32_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, pos0, n);
-    attend_4x16_kv2_f16(A, 0, KV0K[l], KV0V[l], pos0, A, 64, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, KV0V[l], P[b]);
+    linear_f32_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, P, n);
+    attend_4x16_kv2_f16(A, 0, KV0K[l], KV0V[l], P[0], A, 64, n);
     linear_f32_64x64_res_batch(W7[l], A, 64, A, 0, STRIDE, A, 256, n);
     for (let b = 0; b < n; b++) {
       rms_norm_64(A, 0 + b * STRIDE, V8[l], A, 64 + b * STRIDE);
@@ -1386,4 +1407,53 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_f32_256x64_n(W2[0], A, 256 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
+}
+
+/**
+ * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at
+ * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every
+ * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each
+ * token attends to its own sequence. Returns a view of each token's logits.
+ */
+export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<number>, S: readonly Float32Array[][][]): Float32Array[] {
+  const n = tokens.length;
+  if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))
+    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);
+  const A = bind(rt);
+  const W0 = rt.weights["tok_embed"]; // tok_embed [256,64] f32
+  const V1 = rt.vectors["out_norm"]; // out_norm [64] f32
+  const W2 = rt.weights["lm_head"]; // lm_head [256,64] f32
+  const V3 = rt.vectors["layer.attn_norm"]; // layer.attn_norm [64] f32
+  const W4 = rt.weights["layer.wq"]; // layer.wq [64,64] f32
+  const W5 = rt.weights["layer.wk"]; // layer.wk [32,64] f32
+  const W6 = rt.weights["layer.wv"]; // layer.wv [32,64] f32
+  const W7 = rt.weights["layer.wo"]; // layer.wo [64,64] f32
+  const V8 = rt.vectors["layer.ffn_norm"]; // layer.ffn_norm [64] f32
+  const W9 = rt.weights["layer.router"]; // layer.router [8,64] f32
+  const HP = rt.heap;
+  for (let b = 0; b < n; b++) {
+    embed_f32_256x64(W0[0], tokens[b], A, 0 + b * STRIDE, rt.decode);
+  }
+  for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
+  for (let l = 0; l < 2; l++) {
+    linear_f32_32x64_n_r_batch(W5[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, P, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![0]![l]!, P[b]);
+    linear_f32_32x64_n_batch(W6[l], A, 256, V3[l], A, ((KX_32.byteOffset - A.byteOffset) >> 2), STRIDE, n);
+    for (let b = 0; b < n; b++) kv_write_32_f16(A, ((KX_32.byteOffset - A.byteOffset) >> 2) + b * STRIDE, S[b]![1]![l]!, P[b]);
+    linear_f32_64x64_n_r_batch(W4[l], A, 256, V3[l], A, 0, STRIDE, P, n);
+    for (let b = 0; b < n; b++) {
+      attend_4x16_kv2_f16(A, 0 + b * STRIDE, S[b]![0]![l]!, S[b]![1]![l]!, P[b], A, 64 + b * STRIDE, 1);
+    }
+    linear_f32_64x64_res_batch(W7[l], A, 64, A, 0, STRIDE, A, 256, n);
+    for (let b = 0; b < n; b++) {
+      rms_norm_64(A, 0 + b * STRIDE, V8[l], A, 64 + b * STRIDE);
+    }
+    for (let b = 0; b < n; b++) {
+      route_f32_8x64_top1_norm(W9[l], A, 64 + b * STRIDE, A, 192 + b * STRIDE);
+    }
+    moe_ffn_f32_f32_f32_64x96_top1_res_batch(rt, 0, l, A, 64, A, 192, A, 128, A, 0, n);
+    for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 128 + b * STRIDE, 192 + b * STRIDE);
+  }
+  linear_f32_256x64_n_batch(W2[0], A, 256, V1[0], A, 0, STRIDE, n);
+  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + 0, b * STRIDE + 256));
 }
