@@ -82,7 +82,12 @@ export class KernelSet {
 
   private normData(n: Node, width: number, name: string) {
     if (!n.weights.norm) return {};
-    return { in: width, eps: num(n.attrs.norm_eps as number), scratch: this.heapScratch(`S_${name}`, width) };
+    return {
+      in: width,
+      eps: num(n.attrs.norm_eps as number),
+      scratch: this.heapScratch(`S_${name}`, width),
+      rms: this.wasm.rows().rms,
+    };
   }
 
   private ropeData(n: Node, width: number, name: string) {
@@ -96,8 +101,10 @@ export class KernelSet {
       interleaved: n.attrs.rope_style !== "half",
       style: n.attrs.rope_style,
       freq: `FREQ_${name}`,
-      cos: `COS_${name}`,
-      sin: `SIN_${name}`,
+      // A token's cosines then sines (f64, in its copy of the arena) for the WebAssembly rotation; shared by
+      // every kernel with heads of this size (each fills it right before it rotates).
+      cs: this.heapScratch(`CS_${headDim}`, headDim, "f64"),
+      ropeK: this.wasm.rows().rope,
       theta: n.attrs.rope_theta,
     };
   }
@@ -108,8 +115,6 @@ export class KernelSet {
     // Same expression as the reference executor, so the angles agree to the last bit.
     return [
       `const FREQ_${prefix} = Float64Array.from({ length: ${hd / 2} }, (_, j) => ${num(n.attrs.rope_theta as number)} ** ((-2 * j) / ${hd}));`,
-      `const COS_${prefix} = new Float64Array(${hd / 2});`,
-      `const SIN_${prefix} = new Float64Array(${hd / 2});`,
     ];
   }
 
@@ -137,6 +142,7 @@ export class KernelSet {
         post: postHeads > 0,
         postD: postHeads ? outWidth / postHeads : 0,
         postEps: postHeads ? num(n.attrs.post_norm_eps as number) : "",
+        rms: this.wasm.rows().rms,
         residual: !!n.attrs.residual,
         rope: rope.heads !== undefined,
         out: outWidth,
@@ -166,6 +172,7 @@ export class KernelSet {
       upNb: u.nb,
       upRow: `o * ${u.rowBytes}`,
       upDot: u.dot,
+      swiglu: this.wasm.rows().swiglu,
       ...this.matvecPair(
         n.attrs.gate_scheme as string,
         n.attrs.up_scheme as string,
@@ -242,6 +249,7 @@ export class KernelSet {
       mmUp,
       g: pair.g,
       u: pair.u,
+      swiglu: this.wasm.rows().swiglu,
       ...this.lists(),
       ...this.normData(n, inWidth, step),
     });
@@ -288,6 +296,8 @@ export class KernelSet {
               qdWidth: qDown.qBytes / 4,
             }
           : {}),
+        swiglu: this.wasm.rows().swiglu,
+        axpy: this.wasm.rows().axpy,
         counts: `CNT_${name}`,
         pairs: `AT_${name}`,
         ...this.lists(),
@@ -305,23 +315,21 @@ export class KernelSet {
     const experts = n.attrs.experts as number;
     const k = n.attrs.k as number;
     const name = `route_${scheme}_${experts}x${inWidth}_top${k}${n.attrs.normalize ? "_norm" : ""}${n.weights.norm ? "_n" : ""}`;
-    return this.add(
-      name,
-      "route",
-      {
-        doc: `router: softmax(Wr·x), top-${k}${n.attrs.normalize ? ", renormalized" : ""}; Wr is [${experts}, ${inWidth}] ${scheme}`,
-        norm: !!n.weights.norm,
-        normalize: !!n.attrs.normalize,
-        experts,
-        k,
-        nb: r.nb,
-        row: `e * ${r.rowBytes}`,
-        dot: r.dot,
-        probs: `P_${name}`,
-        ...this.normData(n, inWidth, name),
-      },
-      (kn) => [`const P_${kn} = new Float64Array(${experts});`],
-    );
+    return this.add(name, "route", {
+      doc: `router: softmax(Wr·x), top-${k}${n.attrs.normalize ? ", renormalized" : ""}; Wr is [${experts}, ${inWidth}] ${scheme}`,
+      norm: !!n.weights.norm,
+      normalize: !!n.attrs.normalize,
+      experts,
+      k,
+      nb: r.nb,
+      row: `e * ${r.rowBytes}`,
+      dot: r.dot,
+      mv: this.wasm.matvec(scheme, inWidth),
+      topk: this.wasm.rows().topk,
+      // The router's logits, then its probabilities, in the heap for the WebAssembly top-k.
+      probs: this.heapScratch(`P_${name}`, experts),
+      ...this.normData(n, inWidth, name),
+    });
   }
 
   moeFfn(n: Node, hidden: number, ffn: number, k: number): string {
@@ -337,6 +345,7 @@ export class KernelSet {
       ffn,
       k,
       scratch: this.heapScratch(`H_${name}`, ffn),
+      swiglu: this.wasm.rows().swiglu,
       ...this.matvecPair(sch("gate"), sch("up"), hidden, ffn, name),
       mvDown: this.wasm.matvec(sch("down"), ffn),
       // Each chosen expert's matrices start at the heap addresses the runtime gives (wg, wu, wd): a slice
@@ -418,6 +427,7 @@ export class KernelSet {
       heads,
       d: n.shape[0]! / (heads ?? 1),
       eps: num(n.attrs.eps as number),
+      rms: this.wasm.rows().rms,
     });
   }
 

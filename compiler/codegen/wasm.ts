@@ -37,6 +37,10 @@ const template = (name: string) =>
 const matvec = template("matvec");
 const attention = template("attention");
 const matmul = template("matmul");
+const rows = template("rows");
+
+/** The row kernels' export names (templates/rows.wat.hbs): one function each, sizes as parameters. */
+export const ROWS = { rms: "rms_norm", rope: "rope", swiglu: "swiglu", axpy: "axpy", topk: "topk" } as const;
 
 /**
  * The pieces' vector constants (masks, bit patterns, zeros) moved into locals set once per call: V8 builds a
@@ -79,7 +83,7 @@ function storeColumn(acc: string, j: number): string {
 /**
  * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8 blocks at ql[j], exactly as
  * runtime/quant/q8-activations.ts says (its reference): d = max|x| / 127, q = x · (127 / max|x|) rounded
- * half to even, 32 × i16 then d as an f32 (68 bytes).
+ * half to even, 32 × i16 then d as f32x4 (d in every lane; 80 bytes).
  */
 function quantizer(name: string, steps: number): string {
   const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
@@ -103,7 +107,7 @@ function quantizer(name: string, steps: number): string {
           (local.set $d (f32.div (local.get $a) (f32.const 127)))
           (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
           ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)}))`).join("\n          ")}
-          (f32.store offset=64 align=4 (local.get $q) (local.get $d))
+          (v128.store offset=64 align=4 (local.get $q) (f32x4.splat (local.get $d)))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (local.set $q (i32.add (local.get $q) (i32.const ${Q8_BLOCK_BYTES})))
           (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
@@ -313,7 +317,7 @@ export class WasmKernels {
   /**
    * The batched prefill's integer path for `scheme` (where the scheme has a `q8` piece): `qx`
    * quantizes activation vectors of `cols` to int8 blocks of 32 with an f32 scale (`qx(xl, ql, n)`: n
-   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 68` bytes each), and
+   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 80` bytes each), and
    * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
    */
   matmulQ8(scheme: string, cols: number): { mm: string; mv: string; qx: string; qBytes: number } | undefined {
@@ -352,6 +356,7 @@ export class WasmKernels {
       mva: `mva_${key}`,
     };
     if (!this.funcs.has(names.qk)) {
+      this.rows(); // $expf
       this.funcs.set(
         names.qk,
         attention({
@@ -378,6 +383,13 @@ export class WasmKernels {
       );
     }
     return { mva: names.mva };
+  }
+
+  /** The row kernels (norms, RoPE, SwiGLU, a pick's weighted sum, the router's top-k) and the `$expf` they
+   * and attention share, added once. */
+  rows(): typeof ROWS {
+    if (!this.funcs.has(ROWS.rms)) this.funcs.set(ROWS.rms, rows(ROWS));
+    return ROWS;
   }
 
   get size(): number {

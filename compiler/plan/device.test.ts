@@ -37,23 +37,25 @@ function handFigures(o: Shape, quant: string, context: number) {
   // product, its gate and up outputs (2 × ffn); attention's, per KV head (the threads take whole KV heads): the
   // scores for a tile of 256 keys per query head of its group, each head's correction, running max and sum (f64),
   // a widened row (headDim), and the call's parameter block (16); the f32 staging row of a K or V product on its
-  // way into the f16 cache (kvHeads × headDim). Each scratch array in whole 64 bytes; none grows with the context.
+  // way into the f16 cache (kvHeads × headDim); RoPE's cosines and sines for a position (headDim f64) and the
+  // router's probabilities (experts). Each scratch array in whole 64 bytes; none grows with the context.
   const wasm = getScheme(quant).wasm !== undefined;
   const group = o.heads / o.kvHeads;
   const whole = (floats: number) => Math.ceil(floats / 16) * 16;
   const rows = o.kvHeads * group;
   const attention = 4 * (rows * 256 + whole(rows) + whole(4 * rows) + 2 * o.kvHeads * o.headDim + 16);
-  const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention;
+  const ropeRouter = 4 * (2 * o.headDim + whole(o.experts));
+  const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention + ropeRouter;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
   // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
   const batch = wasm ? 4 * (2 * o.ffn + 2 * o.hidden) + 4 * 2 * 512 : 0;
   // A scheme with an integer piece (runtime/quant/q8-activations.ts) quantizes each product's input first: q8_K
-  // blocks of 256 (560 bytes, the q as int16) for the k-quants, q8_0 blocks of 32 (68 bytes) for the others. The prefill keeps
+  // blocks of 256 (560 bytes, the q as int16) for the k-quants, q8_0 blocks of 32 (80 bytes) for the others. The prefill keeps
   // per token one quantized hidden vector (the inputs of q, k, v, o and the experts' gate and up all have
   // `hidden` values) and the down projection's input per pick; after the copies, one region holds the
   // matrix-vector kernels' quantized vector (the widest, ffn) and a two-entry list.
   const q8 = getScheme(quant).wasm?.q8 !== undefined;
-  const [block, blockBytes] = getScheme(quant).wasm?.step === 256 ? [256, 560] : [32, 68];
+  const [block, blockBytes] = getScheme(quant).wasm?.step === 256 ? [256, 560] : [32, 80];
   const quantized = (n: number) => (n / block) * blockBytes;
   const q8Batch = q8 ? quantized(o.hidden) + 2 * quantized(o.ffn) : 0;
   const q8Region = q8 ? Math.ceil(quantized(o.ffn) / 64) * 64 + 64 : 0;

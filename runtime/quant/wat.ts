@@ -105,9 +105,11 @@ export function q8Runs(runs: readonly string[], into: string): string {
     .join("\n");
 }
 
-/** `$acc += sum × (scale × d)`, sum an i32x4 local, scale the weights' f32 expression, d the q8 block's. */
+/** `$acc += sum × (scale × d)`, sum an i32x4 local, scale the weights' f32 expression, d the q8 block's (in
+ * every lane at byte 64): the splatted scale depends on the weights alone, so a matrix-matrix kernel makes it
+ * once for all its columns. */
 export const q8ScaleInto = (sum: string, scale: string) =>
-  `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.splat (f32.mul ${scale} (f32.load offset=64 ${X}))))))`;
+  `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.mul (f32x4.splat ${scale}) (v128.load offset=64 align=4 ${X})))))`;
 
 /** Statements: `into` (i32x4) = lanes that add up to the sum of the q8 block's 32 integers (for a min). */
 export const q8SumX = (into: string) => {
