@@ -83,7 +83,7 @@ function storeColumn(acc: string, j: number): string {
 /**
  * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8 blocks at ql[j], exactly as
  * runtime/quant/q8-activations.ts says (its reference): d = max|x| / 127, q = x · (127 / max|x|) rounded
- * half to even, 32 × i16 then d as f32x4 (d in every lane; 80 bytes).
+ * half to even, 32 × i16, then d as f32x4 (d in every lane), then Σq as i32x4 partial sums (96 bytes).
  */
 function quantizer(name: string, steps: number): string {
   const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
@@ -95,6 +95,7 @@ function quantizer(name: string, steps: number): string {
   return `  ;; ${name}: for j < n, the ${steps * Q8_BLOCK} floats at xl[j] quantized to ${steps} int8 blocks of 32 at ql[j].
   (func (export "${name}") (param $xl i32) (param $ql i32) (param $n i32)
     (local $j i32) (local $x i32) (local $q i32) (local $b i32) (local $m v128) (local $s v128) (local $a f32) (local $d f32)
+    (local $n0 v128) (local $n1 v128) (local $n2 v128) (local $n3 v128)
     (block $done
       (loop $vectors
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
@@ -106,8 +107,10 @@ function quantizer(name: string, steps: number): string {
           (local.set $a (f32.max (f32.max ${lane(0)} ${lane(1)}) (f32.max ${lane(2)} ${lane(3)})))
           (local.set $d (f32.div (local.get $a) (f32.const 127)))
           (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
-          ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)}))`).join("\n          ")}
+          ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (local.tee $n${k} (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)})))`).join("\n          ")}
           (v128.store offset=64 align=4 (local.get $q) (f32x4.splat (local.get $d)))
+          (v128.store offset=80 align=4 (local.get $q)
+            (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add (local.get $n0) (local.get $n1)) (i16x8.add (local.get $n2) (local.get $n3)))))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (local.set $q (i32.add (local.get $q) (i32.const ${Q8_BLOCK_BYTES})))
           (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
@@ -317,7 +320,7 @@ export class WasmKernels {
   /**
    * The batched prefill's integer path for `scheme` (where the scheme has a `q8` piece): `qx`
    * quantizes activation vectors of `cols` to int8 blocks of 32 with an f32 scale (`qx(xl, ql, n)`: n
-   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 80` bytes each), and
+   * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 96` bytes each), and
    * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
    */
   matmulQ8(scheme: string, cols: number): { mm: string; mv: string; qx: string; qBytes: number } | undefined {

@@ -6,7 +6,9 @@
 //   half to even (as x86's round instruction does). In the heap: the 32 values widened to int16 (so a
 //   product of 8 pairs is one `i32x4.dot_i16x8_s`), then d as an f32 four times over (a kernel scales each
 //   column's block by the weights' d splatted once for all columns, times these lanes: one multiply per
-//   column rather than a load, a multiply and a splat): 80 bytes.
+//   column rather than a load, a multiply and a splat), then Σq as four i32 lanes that add up to it (q4_1 and
+//   q5_1's min term reads it, as llama.cpp's q8_1 block carries d·Σq, rather than adding up 32 values per
+//   column): 96 bytes.
 // - q8_K (step 256: the k-quants), llama.cpp's block_q8_K (quantize_row_q8_K_ref): per 256 values
 //   iscale = 127 / amax, q = iscale · x rounded half to even, d = 1 / iscale (llama.cpp divides by the
 //   signed value of largest magnitude, which negates q and d together: every product is the same), and
@@ -17,7 +19,7 @@
 // (`quantizer` in compiler/codegen/wasm.ts).
 
 export const Q8_BLOCK = 32;
-export const Q8_BLOCK_BYTES = 80;
+export const Q8_BLOCK_BYTES = 96;
 export const Q8K_BLOCK = 256;
 export const Q8K_BLOCK_BYTES = 560;
 /** Byte offsets in a q8_K block: the 16 sums of 16, then d. */

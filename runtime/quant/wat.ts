@@ -111,11 +111,9 @@ export function q8Runs(runs: readonly string[], into: string): string {
 export const q8ScaleInto = (sum: string, scale: string) =>
   `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (f32x4.convert_i32x4_s (local.get ${sum})) (f32x4.mul (f32x4.splat ${scale}) (v128.load offset=64 align=4 ${X})))))`;
 
-/** Statements: `into` (i32x4) = lanes that add up to the sum of the q8 block's 32 integers (for a min). */
-export const q8SumX = (into: string) => {
-  const at = (k: number) => `(v128.load offset=${16 * k} align=4 ${X})`;
-  return `(local.set ${into} (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add ${at(0)} ${at(1)}) (i16x8.add ${at(2)} ${at(3)}))))`;
-};
+/** Statements: `into` (i32x4) = lanes that add up to the sum of the q8 block's 32 integers (for a min), which
+ * the quantizer stored with the block. */
+export const q8SumX = (into: string) => `(local.set ${into} (v128.load offset=80 align=4 ${X}))`;
 
 /** `into` (+ or −)= `sum` × `scale`, sum a v128 local and scale an f32 expression. */
 export const addScaled = (sum: string, scale: string, into = "$acc", minus = false) =>
@@ -369,7 +367,7 @@ export function quadsOf16Q8(o: {
   d: number;
   prepare: string;
   sub: (k: number) => { run: string; scale: string };
-  offset?: { times: number; factors?: readonly [string, string] };
+  offset?: { times: number; factors?: readonly [string, string]; setup?: string };
   mins?: { dmin: number; factors: readonly [string, string] };
 }): string {
   const perSub = o.offset && !o.offset.factors;
@@ -391,6 +389,7 @@ export function quadsOf16Q8(o: {
       ];
     }),
     "(br_if $quad (i32.lt_u (local.tee $i1 (i32.add (local.get $i1) (i32.const 1))) (i32.const 4))))",
+    o.offset?.factors ? (o.offset.setup ?? "") : "",
     o.offset?.factors
       ? `(local.set $v10 (i32x4.sub (local.get $v10) (i32x4.mul ${bySums(...o.offset.factors)} ${times(o.offset.times)})))`
       : "",

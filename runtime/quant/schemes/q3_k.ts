@@ -9,6 +9,8 @@ import { assertFinite, assertShapes, nearestInt } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
 import { byteAt, bytesAt, field, G, H, i8s, quadsOf16, quadsOf16Q8, wAddr } from "../wat.ts";
 
+const W = "(local.get $w)";
+
 const f = Math.fround;
 const QK = 256;
 const BYTES = 110;
@@ -53,6 +55,30 @@ function wasmScale(k: number): string {
 }
 
 // Per (h, g): qs's 16 bytes in $v2, hmask's shifted right by 4h in $v3; sub-block k's q + 4 (0..7).
+/**
+ * Statements: `$v11` = the 16 signed 6-bit scales (−32..31) of the block at `$w`, in sub-block order, as an
+ * i8x16: lane j's low 4 bits are the low (j < 8) or high (j ≥ 8) nibble of scales[j mod 8], its top 2 bits
+ * bits 2·(j div 4)… of scales[8 + j mod 4]. Reads the 12 bytes alone; scratch `$v8`, `$v9`.
+ */
+const SCALES = (() => {
+  const lanes = (n: number) =>
+    `(v128.const i8x16 ${Array.from({ length: 16 }, (_, j) => (j < n ? 255 : 0)).join(" ")})`;
+  const v = "(local.get $v11)";
+  const a = "(local.get $v9)";
+  const b = "(local.get $v8)";
+  const low = `(v128.bitselect (v128.and ${a} ${i8s(15)}) (i8x16.shr_u ${a} (i32.const 4)) ${lanes(8)})`;
+  const shifted = (n: number) => `(i8x16.shr_u ${b} (i32.const ${n}))`;
+  let high = `(v128.bitselect ${b} ${shifted(2)} ${lanes(4)})`;
+  high = `(v128.bitselect ${high} ${shifted(4)} ${lanes(8)})`;
+  high = `(v128.and (v128.bitselect ${high} ${shifted(6)} ${lanes(12)}) ${i8s(3)})`;
+  return [
+    `(local.set $v11 (v128.load32_lane offset=104 2 ${W} (v128.load64_zero offset=96 align=1 ${W})))`,
+    `(local.set $v9 (i8x16.shuffle 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 ${v} ${v}))`,
+    `(local.set $v8 (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 ${v} ${v}))`,
+    `(local.set $v11 (i8x16.sub (v128.or ${low} (i8x16.shl ${high} (i32.const 4))) ${i8s(32)}))`,
+  ].join("\n");
+})();
+
 const Q3_PREPARE = [
   `(local.set $v2 ${bytesAt(32, wAddr([H, 32], [G, 16]))})`,
   `(local.set $v3 (i8x16.shr_u ${bytesAt(0, wAddr([G, 16]))} (i32.shl ${H} (i32.const 2))))`,
@@ -160,7 +186,16 @@ export const q3_k: QuantScheme = {
       d: 108,
       prepare: Q3_PREPARE,
       sub: (k) => ({ run: q3(k), scale: wasmScale(k) }),
-      offset: { times: 4 },
+      // The 4 off through the sums once per block, all 16 scales at once (decoded into $v11 first), not a
+      // scalar product per sub-block, which a matrix-matrix kernel would repeat for every column.
+      offset: {
+        times: 4,
+        setup: SCALES,
+        factors: ["low", "high"].map((hl) => `(i16x8.extend_${hl}_i8x16_s (local.get $v11))`) as [
+          string,
+          string,
+        ],
+      },
     }),
   },
   wgsl: {
