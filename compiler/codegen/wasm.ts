@@ -64,8 +64,9 @@ function hoistConstants(...texts: string[]): { texts: string[]; locals: string; 
   };
 }
 
-/** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
-export const MM_COLUMNS = 4;
+/** Columns a matrix-matrix kernel unpacks each step's weights for at once: the most, then fewer. */
+const MM_GROUPS = [4, 2];
+export const MM_COLUMNS = MM_GROUPS[0]!;
 /** About the bytes of weight rows a matrix-matrix kernel keeps in cache while it runs every column. */
 const MM_BLOCK_BYTES = 16384;
 
@@ -260,9 +261,11 @@ export class WasmKernels {
   ): boolean {
     if (this.funcs.has(name)) return true;
     if (this.unwidened.has(name)) return false;
-    let wide: ReturnType<typeof columnsPiece>;
+    // The widest group first, then narrower ones for what is left (an expert a batch's few tokens chose),
+    // so a weight step is unpacked once for as many columns as there are; the last column alone.
+    let wides: ReturnType<typeof columnsPiece>[];
     try {
-      wide = columnsPiece(piece, MM_COLUMNS);
+      wides = MM_GROUPS.map((c) => columnsPiece(piece, c));
     } catch (e) {
       if (!(e instanceof ColumnsError)) throw e;
       this.unwidened.add(name);
@@ -271,13 +274,37 @@ export class WasmKernels {
     const steps = cols / s.wasm!.step;
     const rowBytes = steps * s.wasm!.bytes;
     const js = [...Array(MM_COLUMNS).keys()];
-    const k = hoistConstants(wide.text, piece);
+    const k = hoistConstants(...wides.map((w) => w.text), piece);
+    const wideLocals = new Map(wides.flatMap((w) => w.locals));
     const locals = [
-      ...wide.locals,
+      ...wideLocals,
       ...js.map((j) => [`$xs_${j}`, "i32"] as const),
-      ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
-      ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+      ...(wideLocals.has("$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+      ...(wideLocals.has("$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
     ];
+    const group = (cols: number, wide: string) => {
+      const cs = [...Array(cols).keys()];
+      return {
+        cols,
+        wide,
+        starts: cs
+          .map(
+            (j) =>
+              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+          )
+          .join("\n"),
+        resets: cs
+          .map(
+            (j) =>
+              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+          )
+          .join("\n"),
+        advances: cs
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
+          .join("\n"),
+        stores: cs.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+      };
+    };
     this.funcs.set(
       name,
       matmul({
@@ -288,29 +315,13 @@ export class WasmKernels {
         bytes: s.wasm!.bytes,
         xBytes,
         rowBytes,
-        cols: MM_COLUMNS,
+        widths: MM_GROUPS.join(", "),
+        groups: MM_GROUPS.map((c, i) => group(c, k.texts[i]!)),
         block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
         locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
-        starts: js
-          .map(
-            (j) =>
-              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
-          )
-          .join("\n"),
-        resets: js
-          .map(
-            (j) =>
-              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
-          )
-          .join("\n"),
-        wide: k.texts[0],
         constLocals: k.locals,
         constSets: k.sets,
-        advances: js
-          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
-          .join("\n"),
-        stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-        dot: k.texts[1],
+        dot: k.texts[MM_GROUPS.length],
         store1: storeColumn("$acc", 0),
       }),
     );
