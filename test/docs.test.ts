@@ -28,6 +28,8 @@ const NOT_RUN: Record<string, string> = {
   "npx tsx bench/llama.ts f32 q8_0 q4_0 q4_k": "a benchmark of several minutes",
   "MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize npx tsx bench/presets.ts":
     "a benchmark of several minutes that needs a built llama-quantize",
+  "node --cpu-prof --cpu-prof-dir=prof --import tsx bench/prefill-profile.ts ~/.cache/moec/presets-h640-l6-e8-s2026.Q4_K_M.gguf 20 1 prof/kernels.wasm":
+    "a profile of a file bench/presets.ts writes (with a built llama-quantize)",
   "./bin/moec.js serve models/stories260K.gguf --parallel 4 --chat-template template.jinja":
     "a server runs until stopped; cli/commands/serve.test.ts starts, uses and stops it",
   "./bin/moec.js chat models/stories260K.gguf --chat-template template.jinja":
