@@ -195,6 +195,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
           cpu.useSequence(s);
           return cpu.step(token, pos);
         },
+        stepBatch: (seqs, tokens, positions) => cpu.stepBatch(tokens, positions, seqs),
       };
       memory = () => cpu.memory();
     }

@@ -9,7 +9,7 @@ import { Scheduler, type Stepper } from "./scheduler.ts";
 const VOCAB = 16;
 
 /** Logits peaked at (7·token + 3·position) mod VOCAB; `calls` logs which sequence ran each call. */
-function fakeModel(sequences: number): Stepper & { calls: string[] } {
+function fakeModel(sequences: number, batched = false): Stepper & { calls: string[] } {
   const logits = new Float32Array(VOCAB);
   const out = (token: number, pos: number) => {
     logits.fill(0);
@@ -30,6 +30,12 @@ function fakeModel(sequences: number): Stepper & { calls: string[] } {
       calls.push(`s${seq}`);
       return out(token, pos);
     },
+    ...(batched && {
+      stepBatch(seqs: readonly number[], tokens: readonly number[], positions: readonly number[]) {
+        calls.push(`b${seqs.join(",")}`);
+        return tokens.map((t, i) => out(t, positions[i]!).slice());
+      },
+    }),
   };
 }
 
@@ -58,6 +64,21 @@ describe("Scheduler", () => {
     // two slots alternate (prompt chunks of 2 tokens, then one step each); the third waits for a slot.
     expect(m.calls.slice(0, 7)).toEqual(["p0", "p0", "p1", "s0", "s1", "s0", "s1"]);
     expect(s.load).toEqual({ active: 0, waiting: 0, slots: 2 });
+  });
+
+  it("steps every decoding sequence in one batched step where the model has one", async () => {
+    const m = fakeModel(3, true);
+    const s = new Scheduler(m, 4);
+    const prompts = [[1, 2, 3], [4, 5], [6], [7, 8]];
+    const got = await Promise.all(prompts.map((p, i) => s.submit(p, options(4 + i))));
+    expect(got.map((g) => g.tokens)).toEqual(prompts.map((p, i) => alone(p, 4 + i)));
+    // Prompts first (chunks of 2), then one batch a round of whichever sequences are decoding; the fourth
+    // job takes the first slot freed and joins the batch once its prompt is read.
+    // A sequence decoding alone takes the one-token step.
+    expect(m.calls).toEqual([
+      ...["p0", "p0", "p1", "p2", "b0,1,2", "b0,1,2", "b0,1,2"],
+      ...["p0", "b1,2", "b2,0", "s0", "s0", "s0", "s0", "s0"],
+    ]);
   });
 
   it("a job submitted mid-way joins at the next round (continuous batching of slots)", async () => {

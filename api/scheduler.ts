@@ -1,9 +1,10 @@
 // Runs the generations of every caller on one model: up to `sequences` at once, each in its own
-// sequence slot (its own KV caches), the rest waiting in a bounded queue. A round gives each active
-// generation one unit of work (a prompt chunk, or one decode step) and then yields to the event loop,
-// so a request arriving mid-way joins at the next round, I/O and abort signals are served between
-// steps, and a generation's answer does not depend on what else runs (its KV caches and sampler are
-// its own). The steps of different sequences run one after another, not as one batched step.
+// sequence slot (its own KV caches), the rest waiting in a bounded queue. A round gives each generation
+// still reading its prompt one chunk of it, then steps every decoding generation together (one batched
+// step where the model has one), and yields to the event loop, so a request arriving mid-way joins at the
+// next round (continuous batching), and I/O and abort signals are served between rounds. A generation's
+// answer does not depend on what else runs: its KV caches and sampler are its own, and a batched step
+// gives each sequence the logits it gets alone.
 import { Decoding, type GenerateOptions, type Generation } from "../runtime/generate.ts";
 import { AbortError, ModelClosedError, QueueFullError } from "./errors.ts";
 
@@ -15,6 +16,12 @@ export interface Stepper {
   readonly prefillChunk: number;
   prefill(seq: number, tokens: readonly number[], pos0: number): Float32Array | Promise<Float32Array>;
   step(seq: number, token: number, pos: number): Float32Array | Promise<Float32Array>;
+  /** One token for each of several sequences at once; each one's logits. Absent: step them one by one. */
+  stepBatch?(
+    seqs: readonly number[],
+    tokens: readonly number[],
+    positions: readonly number[],
+  ): Float32Array[] | Promise<Float32Array[]>;
 }
 
 interface Job {
@@ -107,34 +114,73 @@ export class Scheduler {
         job.t0 = performance.now();
         this.active.push(job);
       }
+      const decoding: Job[] = [];
       for (const job of [...this.active]) {
         if (!this.active.includes(job)) continue; // settled by close() during an awaited step
         if (job.signal?.aborted) {
           this.fail(job, new AbortError(job.signal.reason));
           continue;
         }
+        if (job.prefilled >= job.prompt.length) {
+          decoding.push(job);
+          continue;
+        }
         try {
-          await this.advance(job);
+          await this.prefillChunk(job);
         } catch (e) {
           this.fail(job, e);
         }
       }
+      await this.decode(decoding.filter((job) => this.active.includes(job)));
       await nextTurn();
     }
   }
 
-  private async advance(job: Job): Promise<void> {
-    let logits: Float32Array;
-    if (job.prefilled < job.prompt.length) {
-      const chunk = job.prompt.slice(job.prefilled, job.prefilled + this.model.prefillChunk);
-      logits = await this.model.prefill(job.seq, chunk, job.prefilled);
-      job.prefilled += chunk.length;
-      if (job.prefilled < job.prompt.length) return;
-      job.t1 = performance.now();
-      job.decoding = new Decoding(job.prompt, this.model.maxContext, job.options);
-    } else {
-      logits = await this.model.step(job.seq, job.next!, job.decoding!.position);
+  /** The next chunk of the job's prompt; after the last one, its first token. */
+  private async prefillChunk(job: Job): Promise<void> {
+    const chunk = job.prompt.slice(job.prefilled, job.prefilled + this.model.prefillChunk);
+    const logits = await this.model.prefill(job.seq, chunk, job.prefilled);
+    job.prefilled += chunk.length;
+    if (job.prefilled < job.prompt.length) return;
+    job.t1 = performance.now();
+    job.decoding = new Decoding(job.prompt, this.model.maxContext, job.options);
+    this.accept(job, logits);
+  }
+
+  /** One token for every decoding job: one batched step where the model has it. */
+  private async decode(jobs: Job[]): Promise<void> {
+    if (!jobs.length) return;
+    const { stepBatch } = this.model;
+    if (jobs.length === 1 || !stepBatch) {
+      for (const job of jobs) {
+        if (!this.active.includes(job)) continue;
+        try {
+          this.accept(job, await this.model.step(job.seq, job.next!, job.decoding!.position));
+        } catch (e) {
+          this.fail(job, e);
+        }
+      }
+      return;
     }
+    let all: Float32Array[];
+    try {
+      all = await stepBatch.call(
+        this.model,
+        jobs.map((j) => j.seq),
+        jobs.map((j) => j.next!),
+        jobs.map((j) => j.decoding!.position),
+      );
+    } catch (e) {
+      for (const job of jobs) this.fail(job, e);
+      return;
+    }
+    jobs.forEach((job, i) => {
+      if (this.active.includes(job)) this.accept(job, all[i]!);
+    });
+  }
+
+  /** Samples the job's next token from its logits; resolves the job when its generation ends. */
+  private accept(job: Job, logits: Float32Array): void {
     if (!this.active.includes(job)) return;
     job.next = job.decoding!.next(logits);
     if (job.next === undefined) {

@@ -13,9 +13,9 @@ afterAll(() => {
   for (const m of open) m.close();
 });
 
-async function setup() {
+async function setup(quant = "f32") {
   const checked = loadSpec("specs/tiny-mixtral.moe");
-  const compiled = compileModel(checked, checked.models[0]!, { quant: "f32", maxContext: 64 });
+  const compiled = compileModel(checked, checked.models[0]!, { quant, maxContext: 64 });
   const module = await importModuleSource(compiled.files["model.js"]!);
   const weights = randomWeights(compiled.manifest, { seed: 5 });
   return { module, weights, manifest: compiled.manifest };
@@ -61,6 +61,55 @@ describe("ModelInstance sequences", () => {
     expect(outs).toEqual(alone);
     expect(() => both.useSequence(3)).toThrow(/sequence 3 does not exist \(the model has 3\)/);
   });
+
+  // Batched decoding: one generated `decode` call steps every sequence, reading each weight and chosen
+  // expert once; each token must get exactly the logits its sequence gets stepped alone.
+  for (const [quant, threads] of [
+    ["f32", 1],
+    ["q8_0", 2],
+    ["q4_k", 1],
+  ] as const) {
+    it(`stepBatch gives each sequence its logits alone (${quant}, ${threads} thread${threads > 1 ? "s" : ""})`, async () => {
+      const { module, weights, manifest } = await setup(quant);
+      expect(module.decode).toBeDefined();
+      const budget = measureDevice(withSequences(manifest, 4), minimumSlots(manifest)).used;
+      const options = { deviceBudget: budget, threads };
+      const prompts = [[1, 2, 3, 4, 5], [9, 8], [7], [3, 1, 4, 1, 5, 9, 2, 6]];
+      const alone = prompts.map((p) => {
+        const one = new ModelInstance(module, weights, options);
+        open.push(one);
+        let token = argmax(one.prefill(p, 0));
+        const logits: Float32Array[] = [];
+        for (let i = 0; i < 5; i++) {
+          logits.push(one.step(token, p.length + i).slice());
+          token = argmax(logits.at(-1)!);
+        }
+        return logits;
+      });
+      const all = new ModelInstance(module, weights, { ...options, sequences: 4 });
+      open.push(all);
+      const tokens = prompts.map((p, s) => {
+        all.useSequence(s);
+        return argmax(all.prefill(p, 0));
+      });
+      // Sequence 2 sits out the second step: a batch is whichever sequences are decoding.
+      for (let i = 0; i < 5; i++) {
+        const seqs = i === 1 ? [3, 0, 1] : [3, 0, 1, 2];
+        const step = i > 1 && seqs.includes(2) ? (s: number) => (s === 2 ? i - 1 : i) : () => i;
+        const out = all.stepBatch(
+          seqs.map((s) => tokens[s]!),
+          seqs.map((s) => prompts[s]!.length + step(s)),
+          seqs,
+        );
+        seqs.forEach((s, k) => {
+          expect(out[k], `sequence ${s}, step ${step(s)}`).toEqual(alone[s]![step(s)]);
+          tokens[s] = argmax(out[k]!);
+        });
+      }
+      expect(() => all.stepBatch([1, 2], [0, 0], [1, 1])).toThrow(/each sequence at most once/);
+      expect(() => all.stepBatch([1], [64], [0])).toThrow(/position 64 is outside the context of 64/);
+    });
+  }
 
   it("every sequence's KV caches are planned: N sequences need N times the KV bytes", async () => {
     const { manifest } = await setup();

@@ -55,6 +55,14 @@ export interface CompiledModule {
   /** Up to `manifest.prefill.tokens` tokens at consecutive positions at once; the last one's logits.
    * Absent in modules compiled before batched prefill. */
   prefill?(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array;
+  /** One token for each of up to `manifest.prefill.tokens` sequences: token b at position P[b] with the
+   * KV caches S[b] (laid out as `Runtime.kv`); each one's logits. Absent before batched decoding. */
+  decode?(
+    rt: Runtime,
+    tokens: ArrayLike<number>,
+    P: ArrayLike<number>,
+    S: readonly Float32Array[][][],
+  ): Float32Array[];
 }
 
 /** Imports generated JavaScript from memory (a compile that was never written to disk). */
@@ -197,6 +205,59 @@ export class ModelInstance {
       logits = this.module.prefill!(this.rt, tokens.slice(i, i + batch), pos0 + i);
     }
     return logits;
+  }
+
+  /**
+   * One token for each of several sequences at once (batched decoding): tokens[i] at position
+   * positions[i] of sequence seqs[i], all distinct. The generated `decode` reads each weight once per
+   * batch of up to the module's prefill size; the logits are the same as stepping each sequence alone
+   * (see model.test.ts). Returns each token's logits: views valid until the next call.
+   */
+  stepBatch(
+    tokens: readonly number[],
+    positions: readonly number[],
+    seqs: readonly number[],
+  ): Float32Array[] {
+    const n = tokens.length;
+    if (positions.length !== n || seqs.length !== n) {
+      throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
+    }
+    if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
+    const sets = seqs.map((s) => {
+      const set = this.kvSets[s];
+      if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
+      return set;
+    });
+    const max = this.module.manifest.maxContext;
+    for (const p of positions) {
+      if (!Number.isInteger(p) || p < 0 || p >= max) {
+        throw new RangeError(`position ${p} is outside the context of ${max}`);
+      }
+    }
+    const batch = this.module.decode ? (this.module.manifest.prefill?.tokens ?? 0) : 0;
+    if (batch < 2 || n === 1) {
+      const current = this.current;
+      const out = seqs.map((s, i) => {
+        this.useSequence(s);
+        // Each step overwrites the last one's logits: keep a copy unless it is the only one.
+        const logits = this.module.forward(this.rt, tokens[i]!, positions[i]!);
+        return n === 1 ? logits : logits.slice();
+      });
+      this.useSequence(current);
+      return out;
+    }
+    if (n <= batch) return this.module.decode!(this.rt, tokens, positions, sets);
+    const out: Float32Array[] = [];
+    for (let i = 0; i < n; i += batch) {
+      const part = this.module.decode!(
+        this.rt,
+        tokens.slice(i, i + batch),
+        positions.slice(i, i + batch),
+        sets.slice(i, i + batch),
+      );
+      out.push(...part.map((l) => l.slice()));
+    }
+    return out;
   }
 
   step(token: number, pos: number): Float32Array {

@@ -190,7 +190,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
   };
   const kernel = (n: Node, make: (form: Node) => string): string => kernelOf(n, make)!;
   /** The cache a K or V product writes. */
-  const cacheOf = (n: Node, layer: string) => `KV${n.attrs.cache}${n.attrs.kv === "k" ? "K" : "V"}[${layer}]`;
+  const cacheOf = (n: Node, layer: string, ctx: Ctx) =>
+    ctx.kv(n.attrs.cache as number, n.attrs.kv as string, layer);
   /** The arena index of the staging row for a product of `width` into a narrower cache. */
   const staging = (width: number) => `((${ks.kvStaging(width)}.byteOffset - A.byteOffset) >> 2)`;
 
@@ -200,16 +201,33 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
    */
   interface Ctx {
     batch: boolean;
+    /** A batch of independent sequences' next tokens (batched decoding), not one sequence's prompt. */
+    decode: boolean;
     at: (id: number) => string;
     pos: string;
     token: string;
+    /** Cache `c`'s K or V (`slot` "k" or "v") of a layer: the module's own, or token b's sequence's. */
+    kv: (c: number, slot: string, layer: string) => string;
   }
-  const step: Ctx = { batch: false, at: (id) => `A, ${off(id)}`, pos: "pos", token: "token" };
-  const perToken: Ctx = {
-    batch: true,
+  const ownKv = (c: number, slot: string, layer: string) => `KV${c}${slot === "k" ? "K" : "V"}[${layer}]`;
+  const step: Ctx = {
+    batch: false,
+    decode: false,
+    at: (id) => `A, ${off(id)}`,
+    pos: "pos",
+    token: "token",
+    kv: ownKv,
+  };
+  const prefill: Ctx = { ...step, batch: true, pos: "P[b]" };
+  const perToken = (ctx: Ctx): Ctx => ({
+    ...ctx,
     at: (id) => `A, ${off(id)} + b * STRIDE`,
-    pos: "(pos0 + b)",
     token: "tokens[b]",
+  });
+  const decode: Ctx = {
+    ...prefill,
+    decode: true,
+    kv: (c, slot, layer) => `S[b]![${2 * c + (slot === "k" ? 0 : 1)}]![${layer}]!`,
   };
 
   /** Nodes of the top-level graph whose values every token needs (the rest only serve the last token's
@@ -239,7 +257,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
       return `${varOf.get(key)}[${layered && manifest.weights.find((w) => w.key === key)!.layers ? "l" : 0}]`;
     };
     const layer = layered ? "l" : "0";
-    const need = ctx.batch && !layered ? allTokens(g) : undefined;
+    // Batched decoding needs every token's logits; a prompt only its last token's.
+    const need = ctx.batch && !ctx.decode && !layered ? allTokens(g) : undefined;
     for (const n of g.nodes) {
       const x = n.inputs[0]!;
       const call = (k: string, args: string[]) => lines.push(`${indent}${k}(${args.join(", ")});`);
@@ -248,10 +267,10 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
       // outside the layer loop, for the last token only when only the logits need the node).
       if (ctx.batch && n.op !== "loop" && n.op !== "loop_result") {
         const lastOnly = need !== undefined && !need.has(n.id);
-        if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent)) continue;
+        if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent, ctx)) continue;
         const first = lastOnly ? "n - 1" : "0";
         lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
-        emitOne(n, x, W, layer, normArg, `${indent}  `, perToken, layered);
+        emitOne(n, x, W, layer, normArg, `${indent}  `, perToken(ctx), layered);
         lines.push(`${indent}}`);
         continue;
       }
@@ -287,6 +306,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     layer: string,
     normArg: string[],
     indent: string,
+    ctx: Ctx,
   ): boolean => {
     const call = (k: string, args: string[]) => lines.push(`${indent}${k}(${args.join(", ")});`);
     const at = (id: number) => `A, ${off(id)}`;
@@ -296,20 +316,22 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         if (n.weights.bias || n.weights.post_norm) return false;
         const k = kernelOf(n, (f) => ks.linearBatch(f, width(x)));
         if (!k) return false;
-        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer);
-        const staged = cache && ks.kvType !== "f32" ? staging(n.shape[0]!) : undefined;
+        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer, ctx);
+        // A prompt's rows go straight into an f32 cache, consecutively; each token of a decoding batch
+        // has its own sequence's cache, so its row goes through the staging copy like a narrower type's.
+        const staged = cache && (ks.kvType !== "f32" || ctx.decode) ? staging(n.shape[0]!) : undefined;
         const dest = staged
           ? `A, ${staged}, STRIDE`
           : cache
-            ? `${cache}, pos0 * ${n.shape[0]}, ${n.shape[0]}`
+            ? `${cache}, P[0] * ${n.shape[0]}, ${n.shape[0]}`
             : `${at(n.id)}, STRIDE`;
         const args = [W(n.weights.w!), at(x), ...normArg, dest];
         if (n.attrs.residual) args.push(at(n.inputs[1]!));
-        if (n.attrs.rope_heads !== undefined) args.push("pos0");
+        if (n.attrs.rope_heads !== undefined) args.push("P");
         call(k, [...args, "n"]);
         if (staged)
           lines.push(
-            `${indent}for (let b = 0; b < n; b++) ${ks.kvWrite(n.shape[0]!)}(A, ${staged} + b * STRIDE, ${cache}, pos0 + b);`,
+            `${indent}for (let b = 0; b < n; b++) ${ks.kvWrite(n.shape[0]!)}(A, ${staged} + b * STRIDE, ${cache}, P[b]);`,
           );
         return true;
       }
@@ -332,8 +354,10 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         return true;
       }
       case "attend": {
-        const c = n.attrs.cache;
-        call(ks.attend(n), [at(x), `KV${c}K[${layer}]`, `KV${c}V[${layer}]`, "pos0", at(n.id), "n"]);
+        // Each token of a decoding batch attends to its own sequence's caches: the one-token call.
+        if (ctx.decode) return false;
+        const c = n.attrs.cache as number;
+        call(ks.attend(n), [at(x), ownKv(c, "k", layer), ownKv(c, "v", layer), "P[0]", at(n.id), "n"]);
         return true;
       }
       default:
@@ -366,7 +390,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         break;
       }
       case "linear": {
-        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer);
+        const cache = n.attrs.kv === undefined ? undefined : cacheOf(n, layer, ctx);
         // A narrower cache gets the row through f32 staging in the arena, converted by the cache write.
         const staged = cache && ks.kvType !== "f32" ? staging(n.shape[0]!) : undefined;
         const dest = staged
@@ -427,8 +451,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         break;
       }
       case "attend": {
-        const c = n.attrs.cache;
-        call(ks.attend(n), [at(x), `KV${c}K[${layer}]`, `KV${c}V[${layer}]`, ctx.pos, at(n.id), "1"]);
+        const c = n.attrs.cache as number;
+        call(ks.attend(n), [at(x), ctx.kv(c, "k", layer), ctx.kv(c, "v", layer), ctx.pos, at(n.id), "1"]);
         break;
       }
       case "rms_norm":
@@ -460,7 +484,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
       case "kv_write":
         call(ks.kvWrite(width(x)), [
           at(x),
-          `KV${n.attrs.cache}${n.attrs.slot === "k" ? "K" : "V"}[${layer}]`,
+          ctx.kv(n.attrs.cache as number, n.attrs.slot as string, layer),
           ctx.pos,
         ]);
         break;
@@ -475,8 +499,10 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
   };
   emitGraph(graph, false, "  ", step);
   const stepLines = lines.splice(0);
-  emitGraph(graph, false, "  ", { ...step, batch: true });
+  emitGraph(graph, false, "  ", prefill);
   const batchLines = lines.splice(0);
+  emitGraph(graph, false, "  ", decode);
+  const decodeLines = lines.splice(0);
   const result = graph.results[0]!;
   const kernels = [...ks.kernels.values()];
   // Kernel scratch goes after the activations, in the heap where the WebAssembly kernels can reach it.
@@ -570,10 +596,28 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     "  const n = tokens.length;",
     "  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);",
     "  const A = bind(rt);",
+    "  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);",
     ...weightVars(),
     ...vars,
     ...batchLines,
     `  return A.subarray(${last}, ${last} + ${width(result)});`,
+    "}",
+    "",
+    "/**",
+    " * One next token for each of up to PREFILL independent sequences (a server's parallel slots): token b at",
+    " * position P[b] of the sequence whose KV caches are S[b] (as rt.kv holds one sequence's). Every",
+    " * matrix with a matrix-matrix kernel and every chosen expert is read once for the whole batch; each",
+    " * token attends to its own sequence. Returns a view of each token's logits.",
+    " */",
+    "export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<number>, S: readonly Float32Array[][][]): Float32Array[] {",
+    "  const n = tokens.length;",
+    "  if (!(n >= 1 && n <= PREFILL && P.length === n && S.length === n))",
+    "    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);",
+    "  const A = bind(rt);",
+    ...weightVars(),
+    ...vars.filter((v) => !v.includes("rt.kv[")),
+    ...decodeLines,
+    `  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + ${off(result)}, b * STRIDE + ${off(result) + width(result)}));`,
     "}",
     "",
   ].join("\n");

@@ -6,7 +6,8 @@ import { KV_Q8_BLOCK, type KvType, kvRowBytes } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
-import { ATTENTION_SET, WasmKernels } from "./wasm.ts";
+import { ATTENTION_SET } from "./attention.ts";
+import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
 const hbs = Handlebars.create();

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import wabtInit from "wabt";
-import { KV_Q8_BLOCK, KV_Q8_BLOCK_BYTES, type KvType } from "../../runtime/kv-type.ts";
+import type { KvType } from "../../runtime/kv-type.ts";
 import {
   Q8_BLOCK,
   Q8_BLOCK_BYTES,
@@ -18,6 +18,7 @@ import {
 } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
+import { attentionWat } from "./attention.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxWat } from "./relax.ts";
 
@@ -35,7 +36,6 @@ const template = (name: string) =>
     strict: true,
   });
 const matvec = template("matvec");
-const attention = template("attention");
 const matmul = template("matmul");
 
 /**
@@ -60,176 +60,9 @@ function hoistConstants(...texts: string[]): { texts: string[]; locals: string; 
   };
 }
 
-/**
- * Each function's vector constants hoisted into locals set once at its start (as hoistConstants, for
- * texts that are whole functions): the attention's pieces are small functions called once per tile.
- */
-function hoistPerFunction(text: string): string {
-  return text
-    .split(/\n(?= {2}\(func )/)
-    .map((fn) => {
-      if (!fn.trimStart().startsWith("(func ")) return fn;
-      const lines = fn.split("\n");
-      // The header: the func line and the local declarations after it (and comment lines among them).
-      let body = 1;
-      while (body < lines.length && /^\s*(\(local |;;)/.test(lines[body]!)) body++;
-      const k = hoistConstants(lines.slice(body).join("\n"));
-      if (!k.locals) return fn;
-      return [...lines.slice(0, body), k.locals, k.sets, k.texts[0]!].join("\n");
-    })
-    .join("\n");
-}
-
-/** Dimensions the attention's weighted sum of values takes per pass over a tile's keys: two f32 vectors
- * per head, the partial sums of a set of heads held in registers. */
-const ATTENTION_CHUNK = 8;
-/** Query heads per set: a key's scores for a set are one vector (the softmax works on all its heads at
- * once), and a pass keeps a set's sums in registers (x64 has 16 vector registers). */
-export const ATTENTION_SET = 4;
-
-/** The f16 widening leaves this factor out (an exponent rebias: 2^112); the queries and the softmax weights
- * carry it instead, so the products come out right. */
-const F16_BIAS = "0x1p112";
-
-/**
- * WAT that sets $lo (and $hi when `width` is 8) to dimensions [d, d + width) of the cache row at `row`,
- * widened to f32: f32 rows are read as they are; an f16 half is sign-extended and shifted so its exponent
- * and mantissa sit where an f32's do (the three bits copied from the sign between them masked off), which
- * is the half's value × 2^-112 (F16_BIAS; subnormal halves too, wasm keeps f32 subnormals); a q8_0 block's
- * int8 are converted and × its f16 scale, which the chunk at a block's start (or `scale`) reads into $dq.
- */
-function widenChunk(type: KvType, row: string, d: number, width: number, scale: boolean): string {
-  const get = `(local.get ${row})`;
-  if (type === "f32") {
-    const lo = `(local.set $lo (v128.load offset=${4 * d} align=4 ${get}))`;
-    return width === 8 ? `${lo}\n(local.set $hi (v128.load offset=${4 * d + 16} align=4 ${get}))` : lo;
-  }
-  if (type === "f16") {
-    const load = width === 8 ? "v128.load" : "v128.load64_zero";
-    const half = (ext: string) =>
-      `(v128.and (i32x4.shl (${ext} (local.get $h)) (i32.const 13)) (v128.const i32x4 0x8fffe000 0x8fffe000 0x8fffe000 0x8fffe000))`;
-    return [
-      `(local.set $h (${load} offset=${2 * d} align=2 ${get}))`,
-      `(local.set $lo ${half("i32x4.extend_low_i16x8_s")})`,
-      ...(width === 8 ? [`(local.set $hi ${half("i32x4.extend_high_i16x8_s")})`] : []),
-    ].join("\n");
-  }
-  const block = Math.floor(d / KV_Q8_BLOCK);
-  const at = block * KV_Q8_BLOCK_BYTES;
-  const lanes = (ext: string) =>
-    `(f32x4.mul (local.get $dq) (f32x4.convert_i32x4_s (${ext} (local.get $h))))`;
-  return [
-    ...(scale || d % KV_Q8_BLOCK === 0
-      ? [`(local.set $dq (f32x4.splat (call $f16 (i32.load16_u offset=${at} align=1 ${get}))))`]
-      : []),
-    `(local.set $h (i16x8.extend_low_i8x16_s (v128.load64_zero offset=${at + 2 + (d % KV_Q8_BLOCK)} align=1 ${get})))`,
-    `(local.set $lo ${lanes("i32x4.extend_low_i16x8_s")})`,
-    `(local.set $hi ${lanes("i32x4.extend_high_i16x8_s")})`,
-  ].join("\n");
-}
-
-/** Four vectors' horizontal sums as one vector's lanes (two rounds of shuffles and adds). */
-function transposeSum(a: string, b: string, c: string, d: string): string {
-  const pick = (x: string, y: string, lanes: number[]) =>
-    `(i8x16.shuffle ${lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]).join(" ")} ${x} ${y})`;
-  const pair = (x: string, y: string) =>
-    `(f32x4.add ${pick(x, y, [0, 4, 1, 5])} ${pick(x, y, [2, 6, 3, 7])})`;
-  return [
-    `(local.set $t0 ${pair(a, b)})`,
-    `(local.set $t1 ${pair(c, d)})`,
-    `(f32x4.add ${pick("(local.get $t0)", "(local.get $t1)", [0, 1, 4, 5])} ${pick("(local.get $t0)", "(local.get $t1)", [2, 3, 6, 7])})`,
-  ].join("\n");
-}
-
-/** The attention's unrolled pieces: per key, the scores of the group's heads (the queries already scaled);
- * per chunk of dimensions, the weighted sum of values over a tile's keys; and the locals they need. A key's
- * scores are a vector per set of heads, `keyBytes` per key. */
-function attentionPieces(type: KvType, headDim: number, rowBytes: number, group: number, keyBytes: number) {
-  const chunks: { d: number; width: number }[] = [];
-  for (let d = 0; d < headDim; d += ATTENTION_CHUNK)
-    chunks.push({ d, width: Math.min(ATTENTION_CHUNK, headDim - d) });
-  const sets: number[][] = [];
-  for (let g = 0; g < group; g += ATTENTION_SET)
-    sets.push(Array.from({ length: Math.min(ATTENTION_SET, group - g) }, (_, i) => g + i));
-  const madd = (acc: string, a: string, b: string) =>
-    `(local.set ${acc} (f32x4.add (local.get ${acc}) (f32x4.mul ${a} ${b})))`;
-  const zero = (acc: string) => `(local.set ${acc} (v128.const i32x4 0 0 0 0))`;
-  // Scores: each chunk of the key row widened once for the heads of a set.
-  const qk = sets.flatMap((heads, u) => [
-    ...heads.map((_, i) => zero(`$a${i}`)),
-    ...chunks.flatMap(({ d, width }) => [
-      widenChunk(type, "$k", d, width, false),
-      ...heads.flatMap((g, i) => {
-        const q = (o: number) => `(v128.load offset=${4 * (g * headDim + d) + o} align=4 (local.get $q))`;
-        return [
-          madd(`$a${i}`, q(0), "(local.get $lo)"),
-          ...(width === 8 ? [madd(`$a${i}`, q(16), "(local.get $hi)")] : []),
-        ];
-      }),
-    ]),
-    `(v128.store offset=${16 * u} align=4 (local.get $s) ${transposeSum(
-      ...([0, 1, 2, 3].map((i) =>
-        i < heads.length ? `(local.get $a${i})` : "(v128.const i32x4 0 0 0 0)",
-      ) as [string, string, string, string]),
-    )})`,
-  ]);
-  // Values: per set of heads and chunk, one pass over the tile's keys with the sums in registers.
-  const av = sets.flatMap((heads) =>
-    chunks.flatMap(({ d, width }) => {
-      const parts = width === 8 ? ["lo", "hi"] : ["lo"];
-      const acc = (i: number, part: string) => `$a${2 * i + (part === "hi" ? 1 : 0)}`;
-      return [
-        ...heads.flatMap((_, i) => parts.map((part) => zero(acc(i, part)))),
-        "(local.set $j (i32.const 0))",
-        "(local.set $vp (local.get $v))",
-        "(local.set $ep (local.get $e))",
-        "(loop $keys",
-        widenChunk(type, "$vp", d, width, true),
-        ...heads.flatMap((g, i) => [
-          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $ep)))`,
-          ...parts.map((part) => madd(acc(i, part), "(local.get $w)", `(local.get $${part})`)),
-        ]),
-        `(local.set $vp (i32.add (local.get $vp) (i32.const ${rowBytes})))`,
-        `(local.set $ep (i32.add (local.get $ep) (i32.const ${keyBytes})))`,
-        "(br_if $keys (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $cnt))))",
-        ...heads.flatMap((g, i) => [
-          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $c)))`,
-          ...parts.map((part, k) => {
-            const at = `offset=${4 * (g * headDim + d) + 16 * k} align=4 (local.get $y)`;
-            return `(v128.store ${at} (f32x4.add (f32x4.mul (local.get $w) (v128.load ${at})) (local.get ${acc(i, part)})))`;
-          }),
-        ]),
-      ];
-    }),
-  );
-  const accs = 2 * Math.min(ATTENTION_SET, group);
-  return {
-    qkBody: qk.join("\n"),
-    avBody: av.join("\n"),
-    accLocals: Array.from({ length: accs }, (_, i) => `(local $a${i} v128)`).join(" "),
-    bias: type === "f16" ? F16_BIAS : undefined,
-  };
-}
-
-/** WAT that sets `dst` to e^x for the four x in `x` (clamped to [-87, 0]; the callers' x are ≤ 0, and
- * e^-87 is as good as 0 beside a sum ≥ 1): ggml's ggml_v_expf, a degree-5 polynomial on the remainder after
- * x·log2(e)'s integer part, which goes in the exponent. Uses the locals $ez $en $eb $eu $ek $ej. */
-function expWat(dst: string, x: string): string {
-  const c = (v: string) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
-  return [
-    `(local.set ${x} (f32x4.min (f32x4.max (local.get ${x}) ${c("-87")}) ${c("0")}))`,
-    `(local.set $ez (f32x4.add ${c("0x1.8p23")} (f32x4.mul (local.get ${x}) ${c("0x1.715476p+0")})))`,
-    `(local.set $en (f32x4.sub (local.get $ez) ${c("0x1.8p23")}))`,
-    `(local.set $eb (f32x4.sub (f32x4.sub (local.get ${x}) (f32x4.mul (local.get $en) ${c("0x1.62e4p-1")})) (f32x4.mul (local.get $en) ${c("0x1.7f7d1cp-20")})))`,
-    `(local.set $ek (i32x4.add (i32x4.shl (local.get $ez) (i32.const 23)) (v128.const i32x4 0x3f800000 0x3f800000 0x3f800000 0x3f800000)))`,
-    "(local.set $eu (f32x4.mul (local.get $eb) (local.get $eb)))",
-    `(local.set $ej (f32x4.add (f32x4.mul ${c("0x1.ffffecp-1")} (local.get $eb)) (f32x4.mul (f32x4.add (f32x4.add ${c("0x1.fffdb6p-2")} (f32x4.mul ${c("0x1.555e66p-3")} (local.get $eb))) (f32x4.mul (f32x4.add ${c("0x1.573e2ep-5")} (f32x4.mul ${c("0x1.0e402p-7")} (local.get $eb))) (local.get $eu))) (local.get $eu))))`,
-    `(local.set ${dst} (f32x4.add (local.get $ek) (f32x4.mul (local.get $ej) (local.get $ek))))`,
-  ].join("\n");
-}
-
-/** Columns a matrix-matrix kernel unpacks each step's weights for at once. */
-export const MM_COLUMNS = 4;
+/** Columns a matrix-matrix kernel unpacks each step's weights for at once: the most, then fewer. */
+const MM_GROUPS = [4, 2];
+export const MM_COLUMNS = MM_GROUPS[0]!;
 /** About the bytes of weight rows a matrix-matrix kernel keeps in cache while it runs every column. */
 const MM_BLOCK_BYTES = 16384;
 
@@ -421,9 +254,11 @@ export class WasmKernels {
   ): boolean {
     if (this.funcs.has(name)) return true;
     if (this.unwidened.has(name)) return false;
-    let wide: ReturnType<typeof columnsPiece>;
+    // The widest group first, then narrower ones for what is left (an expert a batch's few tokens chose),
+    // so a weight step is unpacked once for as many columns as there are; the last column alone.
+    let wides: ReturnType<typeof columnsPiece>[];
     try {
-      wide = columnsPiece(piece, MM_COLUMNS);
+      wides = MM_GROUPS.map((c) => columnsPiece(piece, c));
     } catch (e) {
       if (!(e instanceof ColumnsError)) throw e;
       this.unwidened.add(name);
@@ -432,13 +267,37 @@ export class WasmKernels {
     const steps = cols / s.wasm!.step;
     const rowBytes = steps * s.wasm!.bytes;
     const js = [...Array(MM_COLUMNS).keys()];
-    const k = hoistConstants(wide.text, piece);
+    const k = hoistConstants(...wides.map((w) => w.text), piece);
+    const wideLocals = new Map(wides.flatMap((w) => w.locals));
     const locals = [
-      ...wide.locals,
+      ...wideLocals,
       ...js.map((j) => [`$xs_${j}`, "i32"] as const),
-      ...(wide.locals.some(([n]) => n === "$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
-      ...(wide.locals.some(([n]) => n === "$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
+      ...(wideLocals.has("$x_0") ? [] : js.map((j) => [`$x_${j}`, "i32"] as const)),
+      ...(wideLocals.has("$acc_0") ? [] : js.map((j) => [`$acc_${j}`, "v128"] as const)),
     ];
+    const group = (cols: number, wide: string) => {
+      const cs = [...Array(cols).keys()];
+      return {
+        cols,
+        wide,
+        starts: cs
+          .map(
+            (j) =>
+              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
+          )
+          .join("\n"),
+        resets: cs
+          .map(
+            (j) =>
+              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
+          )
+          .join("\n"),
+        advances: cs
+          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
+          .join("\n"),
+        stores: cs.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
+      };
+    };
     this.funcs.set(
       name,
       matmul({
@@ -449,29 +308,13 @@ export class WasmKernels {
         bytes: s.wasm!.bytes,
         xBytes,
         rowBytes,
-        cols: MM_COLUMNS,
+        widths: MM_GROUPS.join(", "),
+        groups: MM_GROUPS.map((c, i) => group(c, k.texts[i]!)),
         block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
         locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
-        starts: js
-          .map(
-            (j) =>
-              `(local.set $xs_${j} (i32.load offset=${4 * j} (i32.add (local.get $xl) (i32.shl (local.get $c) (i32.const 2)))))`,
-          )
-          .join("\n"),
-        resets: js
-          .map(
-            (j) =>
-              `(local.set $acc_${j} (v128.const i32x4 0 0 0 0)) (local.set $x_${j} (local.get $xs_${j}))`,
-          )
-          .join("\n"),
-        wide: k.texts[0],
         constLocals: k.locals,
         constSets: k.sets,
-        advances: js
-          .map((j) => `(local.set $x_${j} (i32.add (local.get $x_${j}) (i32.const ${xBytes})))`)
-          .join("\n"),
-        stores: js.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
-        dot: k.texts[1],
+        dot: k.texts[MM_GROUPS.length],
         store1: storeColumn("$acc", 0),
       }),
     );
@@ -499,8 +342,7 @@ export class WasmKernels {
 
   /** Export name of the attention of `kvHeads` KV heads of `headDim` (a multiple of 4) in cache rows of
    * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys, a sliding `window` (0:
-   * none), split by KV heads over the threads; its pieces (scores, the online softmax over a tile, the weighted
-   * sum of values) have the cache's widening and the heads unrolled, and their vector constants hoisted. */
+   * none), split by KV heads over the threads (attention.ts). */
   attention(
     type: KvType,
     headDim: number,
@@ -513,30 +355,11 @@ export class WasmKernels {
     const key = `${type}_${headDim}_${rowBytes}_h${kvHeads}_g${group}${window ? `_w${window}` : ""}`;
     const names = { qk: `qk_${key}`, sm: `sm_${key}`, av: `av_${key}`, mva: `mva_${key}` };
     if (!this.funcs.has(names.qk)) {
-      const sets = Math.ceil(group / ATTENTION_SET);
-      const text = attention({
-        ...names,
-        type,
-        ...attentionPieces(type, headDim, rowBytes, group, 16 * sets),
-        exp: expWat("$e", "$ex"),
-        headDim,
-        headBytes: headDim * 4,
-        rowBytes,
-        group,
-        tile,
-        tileLess: tile - 1,
-        sets,
-        keyBytes: 16 * sets,
-        chunk: ATTENTION_CHUNK,
-        window: window || undefined,
-        windowLess: window - 1,
-        groupBytes: group * headDim * 4,
-        groupScoreBytes: tile * 16 * sets,
-        groupCorrBytes: 16 * sets,
-        groupMlBytes: 48 * sets,
-        headRowBytes: rowBytes / kvHeads,
-      });
-      this.funcs.set(names.qk, hoistPerFunction(text));
+      const shape = { type, headDim, rowBytes, kvHeads, group, tile, window };
+      this.funcs.set(
+        names.qk,
+        attentionWat(names, shape, (t) => hoistConstants(t)),
+      );
     }
     return { mva: names.mva };
   }

@@ -44,7 +44,8 @@ function handFigures(o: Shape, quant: string, context: number) {
   const whole = (floats: number) => Math.ceil(floats / 16) * 16;
   const sets = o.kvHeads * Math.ceil(group / 4);
   const attention =
-    4 * (sets * 4 * 256 + whole(4 * sets) + whole(12 * sets) + o.heads * o.headDim + o.kvHeads * o.headDim + 16);
+    4 *
+    (sets * 4 * 256 + whole(4 * sets) + whole(12 * sets) + o.heads * o.headDim + o.kvHeads * o.headDim + 16);
   const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
   // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
