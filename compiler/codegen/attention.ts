@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import { KV_Q8_BLOCK, KV_Q8_BLOCK_BYTES, type KvType } from "../../runtime/kv-type.ts";
+import { Q8_BLOCK_BYTES } from "../../runtime/quant/q8-activations.ts";
 
 const template = Handlebars.create().compile(
   readFileSync(new URL("./templates/attention.wat.hbs", import.meta.url), "utf8"),
@@ -107,25 +108,57 @@ function attentionPieces(type: KvType, headDim: number, rowBytes: number, group:
   const madd = (acc: string, a: string, b: string) =>
     `(local.set ${acc} (f32x4.add (local.get ${acc}) (f32x4.mul ${a} ${b})))`;
   const zero = (acc: string) => `(local.set ${acc} (v128.const i32x4 0 0 0 0))`;
-  // Scores: each chunk of the key row widened once for the heads of a set.
-  const qk = sets.flatMap((heads, u) => [
-    ...heads.map((_, i) => zero(`$a${i}`)),
-    ...chunks.flatMap(({ d, width }) => [
-      widenChunk(type, "$k", d, width, false),
-      ...heads.flatMap((g, i) => {
-        const q = (o: number) => `(v128.load offset=${4 * (g * headDim + d) + o} align=4 (local.get $q))`;
-        return [
-          madd(`$a${i}`, q(0), "(local.get $lo)"),
-          ...(width === 8 ? [madd(`$a${i}`, q(16), "(local.get $hi)")] : []),
-        ];
-      }),
-    ]),
-    `(v128.store offset=${16 * u} align=4 (local.get $s) ${transposeSum(
+  // Scores: each chunk of the key row widened once for the heads of a set; or, for a q8_0 cache, each
+  // block's int8 extended to int16 once, against the queries' q8_0 blocks (Q8_BLOCK_BYTES each) in integer
+  // dot products, as llama.cpp computes q·k with a q8_0 cache, the softmax scale applied to the sums.
+  const integer = type === "q8_0";
+  const blocks = headDim / KV_Q8_BLOCK;
+  const qBlock = (g: number, b: number) => Q8_BLOCK_BYTES * (g * blocks + b);
+  const dots = (g: number, b: number) => {
+    const dot = (k: number) =>
+      `(i32x4.dot_i16x8_s (local.get $i${k}) (v128.load offset=${qBlock(g, b) + 16 * k} align=2 (local.get $q)))`;
+    return `(f32x4.convert_i32x4_s (i32x4.add (i32x4.add ${dot(0)} ${dot(1)}) (i32x4.add ${dot(2)} ${dot(3)})))`;
+  };
+  const scoreChunks = (heads: number[]) =>
+    integer
+      ? Array.from({ length: blocks }, (_, b) => [
+          `(local.set $dq (f32x4.splat (call $f16 (i32.load16_u offset=${b * KV_Q8_BLOCK_BYTES} align=1 (local.get $k)))))`,
+          `(local.set $h (v128.load offset=${b * KV_Q8_BLOCK_BYTES + 2} align=1 (local.get $k)))`,
+          "(local.set $i0 (i16x8.extend_low_i8x16_s (local.get $h)))",
+          "(local.set $i1 (i16x8.extend_high_i8x16_s (local.get $h)))",
+          `(local.set $h (v128.load offset=${b * KV_Q8_BLOCK_BYTES + 18} align=1 (local.get $k)))`,
+          "(local.set $i2 (i16x8.extend_low_i8x16_s (local.get $h)))",
+          "(local.set $i3 (i16x8.extend_high_i8x16_s (local.get $h)))",
+          ...heads.map((g, i) =>
+            madd(
+              `$a${i}`,
+              `(f32x4.mul (local.get $dq) (v128.load32_splat offset=${qBlock(g, b) + 64} align=4 (local.get $q)))`,
+              dots(g, b),
+            ),
+          ),
+        ]).flat()
+      : chunks.flatMap(({ d, width }) => [
+          widenChunk(type, "$k", d, width, false),
+          ...heads.flatMap((g, i) => {
+            const q = (o: number) => `(v128.load offset=${4 * (g * headDim + d) + o} align=4 (local.get $q))`;
+            return [
+              madd(`$a${i}`, q(0), "(local.get $lo)"),
+              ...(width === 8 ? [madd(`$a${i}`, q(16), "(local.get $hi)")] : []),
+            ];
+          }),
+        ]);
+  const qk = sets.flatMap((heads, u) => {
+    const sum = transposeSum(
       ...([0, 1, 2, 3].map((i) =>
         i < heads.length ? `(local.get $a${i})` : "(v128.const i32x4 0 0 0 0)",
       ) as [string, string, string, string]),
-    )})`,
-  ]);
+    );
+    return [
+      ...heads.map((_, i) => zero(`$a${i}`)),
+      ...scoreChunks(heads),
+      `(v128.store offset=${16 * u} align=4 (local.get $s) ${integer ? `(f32x4.mul (local.get $scale) ${sum})` : sum})`,
+    ];
+  });
   // Values: per set of heads and chunk, one pass over the tile's keys with the sums in registers.
   const av = sets.flatMap((heads) =>
     chunks.flatMap(({ d, width }) => {
@@ -161,16 +194,19 @@ function attentionPieces(type: KvType, headDim: number, rowBytes: number, group:
     avBody: av.join("\n"),
     accLocals: Array.from({ length: accs }, (_, i) => `(local $a${i} v128)`).join(" "),
     bias: type === "f16" ? F16_BIAS : undefined,
+    integer: integer || undefined,
+    qBlocks: group * blocks,
   };
 }
 
-/** WAT that sets `dst` to e^x for the four x in `x` (clamped to [-87, 0]; the callers' x are ≤ 0, and
- * e^-87 is as good as 0 beside a sum ≥ 1): ggml's ggml_v_expf, a degree-5 polynomial on the remainder after
- * x·log2(e)'s integer part, which goes in the exponent. Uses the locals $ez $en $eb $eu $ek $ej. */
+/** WAT that sets `dst` to e^x for the four x in `x`, which are ≤ 0 (a score less the max), clamped below at
+ * -87 (e^-87 is as good as 0 beside a sum ≥ 1): ggml's ggml_v_expf, a degree-5 polynomial on the remainder
+ * after x·log2(e)'s integer part, which goes in the exponent. pmax, not max: V8 gives it one instruction
+ * (max's NaN and −0 rules take several), and no x here is NaN. Uses the locals $ez $en $eb $eu $ek $ej. */
 function expWat(dst: string, x: string): string {
   const c = (v: string) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
   return [
-    `(local.set ${x} (f32x4.min (f32x4.max (local.get ${x}) ${c("-87")}) ${c("0")}))`,
+    `(local.set ${x} (f32x4.pmax (local.get ${x}) ${c("-87")}))`,
     `(local.set $ez (f32x4.add ${c("0x1.8p23")} (f32x4.mul (local.get ${x}) ${c("0x1.715476p+0")})))`,
     `(local.set $en (f32x4.sub (local.get $ez) ${c("0x1.8p23")}))`,
     `(local.set $eb (f32x4.sub (f32x4.sub (local.get ${x}) (f32x4.mul (local.get $en) ${c("0x1.62e4p-1")})) (f32x4.mul (local.get $en) ${c("0x1.7f7d1cp-20")})))`,
@@ -221,6 +257,9 @@ export function attentionWat(
     groupCorrBytes: 16 * sets,
     groupMlBytes: 48 * sets,
     headRowBytes: rowBytes / kvHeads,
+    absMax: [1, 2, 3, 4, 5, 6, 7].map((k) => 16 * k),
+    narrow: [0, 1, 2, 3].map((k) => ({ out: 16 * k, a: 32 * k, b: 32 * k + 16 })),
+    q8BlockBytes: Q8_BLOCK_BYTES,
   });
   return hoistPerFunction(text, hoist);
 }

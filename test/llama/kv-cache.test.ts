@@ -8,8 +8,10 @@
 // ggml's quantize_row_q8_0), from f32 values that agree to f32 rounding, so what differs is the attention
 // arithmetic: llama.cpp multiplies by an f16 K in f16 (its vec_dot_type), so it also rounds q, and the
 // softmax weights before V, to f16 (a relative 2^-11 each), and with q8_0 (flash attention, which a
-// quantized V needs) it rounds q to q8_0 blocks (1/254 of a block's largest element) for q·k. moec keeps q
-// and the weights in f32. Against moec's f32 cache, the difference is the cache's own rounding of K and V.
+// quantized V needs) it rounds q to q8_0 blocks (1/254 of a block's largest element) for q·k, which moec
+// does too (integer products, the blocks' d in f32 where llama.cpp keeps f16); otherwise moec keeps q and the
+// weights in f32. Against moec's f32 cache, the difference is the cache's own rounding of K and V (and with
+// q8_0, of q).
 // The bounds are 4-10x the largest |Δlogit| measured here, noted by each case (MOEC_LLAMA_REPORT=1 prints them).
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -107,7 +109,7 @@ const CASES: Case[] = [
     llama: 5e-3,
     f32: 5e-3,
   },
-  // Measured 8.1e-3 and 1.8e-2: a q8_0 step is 1/127 of a block's largest K or V.
+  // Measured 1.9e-3 and 2.1e-2: a q8_0 step is 1/127 of a block's largest K or V (or q, against f32).
   {
     name: "random Mixtral (heads of 32), q8_0 cache",
     file: randomFile,
@@ -125,7 +127,7 @@ const CASES: Case[] = [
     llama: 5e-3,
     f32: 5e-3,
   },
-  // Measured 1.1e-2 and 7.7e-3.
+  // Measured 1.1e-2 and 8.4e-3.
   {
     name: "Mixtral-8x7B-sized attention (hidden 4096, heads of 128), q8_0 cache",
     file: mixtralSizedFile,
