@@ -8,9 +8,10 @@ import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import { pickQuant, pickTarget } from "../compiler/select.ts";
 import { compileAndLoad } from "../test/harness.ts";
+import { benchBatched } from "./batched.ts";
 import { benchAgainstLlama, benchModelPath, CONTEXT } from "./llama.ts";
 import { benchMemory } from "./memory.ts";
-import { benchPresets, PRESETS } from "./presets.ts";
+import { benchPresets, PRESETS, presetPath } from "./presets.ts";
 import { benchServeLoad } from "./serve-load.ts";
 
 const args = process.argv.slice(2);
@@ -72,5 +73,8 @@ benchMemory(
   llamaTypes.map((type) => ({ type, path: benchModelPath(type) })),
   CONTEXT,
 );
+console.log();
+// Serving: several sequences decoded at once, against llama.cpp; then the server under load.
+await benchBatched([benchModelPath("q8_0"), ...(args.length ? [] : [presetPath("Q4_K_M")])]);
 console.log();
 await benchServeLoad(benchModelPath("q8_0"));

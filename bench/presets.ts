@@ -43,6 +43,10 @@ function f32Path(): string {
   return file;
 }
 
+/** llama-quantize's `preset` file, made once. */
+export const presetPath = (preset: string): string =>
+  quantizeWithLlama(f32Path(), `${stem()}.${preset}.gguf`, preset);
+
 export async function benchPresets(presets: readonly string[]): Promise<void> {
   await getLlamaCpu();
   const input = f32Path();
