@@ -34,6 +34,14 @@ describe("moec inspect", () => {
     expect(q8.kv_cache).toEqual({ bytes_per_token: (56 * 2 * 8 * 128 * 34) / 32, dtype: "q8_0" });
   });
 
+  it("Granite-3.0-3B-A800M: 3.30B total, and its 800M active counted as IBM does, without the embedding table", () => {
+    const r = moec("inspect", "specs/granite-3.0-3b-a800m.moe");
+    expect(r.code).toBe(0);
+    const lines = r.out.split("\n");
+    expect(lines[1]).toBe("parameters: 3.30B total, 882.87M active per token (32 layers)");
+    expect(lines[2]).toBe("  without the embedding table: 807.37M active");
+  });
+
   it("a dense model has as many active parameters as total", () => {
     const { params } = JSON.parse(moec("inspect", "specs/mistral-7b.moe", "--json").out);
     expect(params.active).toBe(params.total);
