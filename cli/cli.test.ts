@@ -34,6 +34,14 @@ describe("moec inspect", () => {
     expect(q8.kv_cache).toEqual({ bytes_per_token: (56 * 2 * 8 * 128 * 34) / 32, dtype: "q8_0" });
   });
 
+  it("Granite-3.0-3B-A800M: 3.30B total, and its 800M active counted as IBM does, without the embedding table", () => {
+    const r = moec("inspect", "specs/granite-3.0-3b-a800m.moe");
+    expect(r.code).toBe(0);
+    const lines = r.out.split("\n");
+    expect(lines[1]).toBe("parameters: 3.30B total, 882.87M active per token (32 layers)");
+    expect(lines[2]).toBe("  without the embedding table: 807.37M active");
+  });
+
   it("a dense model has as many active parameters as total", () => {
     const { params } = JSON.parse(moec("inspect", "specs/mistral-7b.moe", "--json").out);
     expect(params.active).toBe(params.total);
@@ -45,8 +53,9 @@ describe("moec compile", () => {
     const dir = join(mkdtempSync(join(tmpdir(), "moec-")), "out");
     const r = moec("compile", "specs/tiny-mixtral.moe", "-o", dir);
     expect(r.code).toBe(0);
-    // 17: the f16 KV cache adds its cache write (kv_write_32_f16) and the f32 → f16 conversion (to_half).
-    expect(r.out).toMatch(/30 ops → 11 after fusion, 17 kernels, arena/);
+    // 18: the f16 KV cache adds its cache write (kv_write_32_f16) and the f32 → f16 conversion (to_half);
+    // batched decoding computes every sequence's logits, so the LM head has a batched kernel too.
+    expect(r.out).toMatch(/30 ops → 11 after fusion, 18 kernels, arena/);
     expect(readdirSync(dir).sort()).toEqual(["README.md", "model.js", "model.ts", "plan.json"]);
     expect(JSON.parse(readFileSync(join(dir, "plan.json"), "utf8")).arena.bytes).toBeGreaterThan(0);
   });

@@ -329,7 +329,7 @@ describe("import from a Hugging Face config.json", () => {
     vocab_size: 151936,
   };
 
-  it("Qwen3-MoE, Qwen2-MoE and OLMoE: their Hugging Face names and ops; Granite MoE says why not", () => {
+  it("Qwen3-MoE, Qwen2-MoE, OLMoE and Granite MoE: their Hugging Face names and ops", () => {
     const q3 = importHfConfig(JSON.stringify(qwen3), "/m/Qwen3-30B-A3B/config.json");
     expect(q3.shape).toMatchObject({ family: "qwen3moe", qkNorm: "head", normalize: true, ffn: 768 });
     expect(q3.source).toContain('"model.layers.{i}.mlp.experts.gate_proj.weight"');
@@ -376,9 +376,55 @@ describe("import from a Hugging Face config.json", () => {
     expect(olmoe.shape).toMatchObject({ family: "olmoe", qkNorm: "full", normalize: false, eps: 1e-5 });
     compileSource(olmoe.source, "o.moe");
 
+    // Granite-3.0-3B-A800M's config.json (the keys moec reads).
+    const granite = importHfConfig(
+      JSON.stringify({
+        architectures: ["GraniteMoeForCausalLM"],
+        model_type: "granitemoe",
+        hidden_size: 1536,
+        intermediate_size: 512,
+        num_attention_heads: 24,
+        num_key_value_heads: 8,
+        num_hidden_layers: 32,
+        num_local_experts: 40,
+        num_experts_per_tok: 8,
+        vocab_size: 49155,
+        max_position_embeddings: 4096,
+        rope_theta: 10000,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: true,
+        embedding_multiplier: 12,
+        residual_multiplier: 0.22,
+        attention_multiplier: 0.015625,
+        logits_scaling: 6,
+        torch_dtype: "bfloat16",
+      }),
+      "/m/granite-3.0-3b-a800m/config.json",
+    );
+    expect(granite.shape).toMatchObject({
+      family: "granitemoe",
+      experts: 40,
+      ffn: 512,
+      normalize: true,
+      tied: true,
+      multipliers: { embedding: 12, residual: 0.22, attention: 0.015625, logits: 6 },
+    });
+    // Gate and up are the two halves of rows of the fused input_linear (gate first, as llama.cpp splits it).
+    expect(granite.source).toContain('"model.layers.{i}.block_sparse_moe.input_linear.weight[0/2]"');
+    expect(granite.source).toContain('"model.layers.{i}.block_sparse_moe.input_linear.weight[1/2]"');
+    expect(granite.source).toContain("scale: attention_multiplier");
+    compileSource(granite.source, "g.moe");
+    // transformers' default attention multiplier is 1 (not 1/sqrt(head_dim)); the other defaults are no-ops.
+    const plain = { ...mixtral, model_type: "granitemoe", embedding_multiplier: 1 };
+    expect(importHfConfig(JSON.stringify(plain), "g/config.json").shape.multipliers).toEqual({
+      attention: 1,
+    });
     expect(() =>
-      importHfConfig(JSON.stringify({ ...mixtral, model_type: "granitemoe" }), "g/config.json"),
-    ).toThrow(/granitemoe: .*input_linear.*convert it to GGUF/);
+      importHfConfig(
+        JSON.stringify({ ...mixtral, model_type: "granitemoe", shared_intermediate_size: 1024 }),
+        "g/config.json",
+      ),
+    ).toThrow(/key shared_intermediate_size: a shared expert/);
     expect(() => importHfConfig(JSON.stringify({ ...qwen3, mlp_only_layers: [0] }), "q/config.json")).toThrow(
       /key mlp_only_layers: dense layers/,
     );
@@ -394,7 +440,7 @@ describe("import from a Hugging Face config.json", () => {
     bad({ ...mixtral, num_hidden_layers: undefined }, /key num_hidden_layers: missing/);
     bad(
       { ...mixtral, model_type: "gpt2" },
-      /key model_type: "gpt2" is not supported \(moec import reads mixtral, mistral, llama, qwen3_moe, qwen2_moe, olmoe configs\)/,
+      /key model_type: "gpt2" is not supported \(moec import reads mixtral, mistral, llama, qwen3_moe, qwen2_moe, olmoe, granitemoe configs\)/,
     );
     bad({ ...mixtral, num_key_value_heads: 7 }, /key num_key_value_heads: 7 does not divide/);
     bad({ ...mixtral, torch_dtype: "int8" }, /key torch_dtype: "int8" is not one of/);

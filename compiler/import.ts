@@ -2,8 +2,8 @@
 // spec. From a GGUF file (architectures llama: Llama, Mistral, Mixtral; qwen3moe, qwen2moe, olmoe,
 // granitemoe) the hyperparameters come from its metadata, the vocabulary size from `token_embd.weight`,
 // and a `quantization from_file` block gives each weight the type it has in the file; from a Hugging
-// Face `config.json` (Mixtral, Mistral, Llama, Qwen3-MoE, Qwen2-MoE, OLMoE) the spec names the Hugging
-// Face tensors and uses the half-split RoPE they need.
+// Face `config.json` (Mixtral, Mistral, Llama, Qwen3-MoE, Qwen2-MoE, OLMoE, Granite MoE) the spec names
+// the Hugging Face tensors and uses the half-split RoPE they need.
 //
 // Nothing from the checkpoint reaches the spec as raw text: the model name is reduced to
 // [A-Za-z_][A-Za-z0-9_]*, numbers are checked and printed by us, tensor names come from fixed
@@ -118,7 +118,11 @@ export const GGUF_NAMES = (moe: boolean): TensorNames => ({
  * perExpertTensorNames). w1 is the gate, w3 the up and w2 the down projection.
  */
 export const HF_NAMES = (moe: boolean, family: Family = "llama"): TensorNames => ({
-  ...(family === "llama" ? HF_MIXTRAL_NAMES(moe) : HF_QWEN_NAMES),
+  ...(family === "llama"
+    ? HF_MIXTRAL_NAMES(moe)
+    : family === "granitemoe"
+      ? HF_GRANITE_NAMES
+      : HF_QWEN_NAMES),
   tok_embed: "model.embed_tokens.weight",
   attn_norm: "model.layers.{i}.input_layernorm.weight",
   wq: "model.layers.{i}.self_attn.q_proj.weight",
@@ -157,6 +161,19 @@ const HF_QWEN_NAMES = {
   w_gate: "model.layers.{i}.mlp.experts.gate_proj.weight",
   w_up: "model.layers.{i}.mlp.experts.up_proj.weight",
   w_down: "model.layers.{i}.mlp.experts.down_proj.weight",
+};
+
+/**
+ * Granite MoE: the router is a Linear inside `router.layer`, and each layer's experts are two 3-D tensors,
+ * `input_linear` [experts, 2·ffn, hidden] (gate rows, then up rows: llama.cpp's convert_hf_to_gguf.py
+ * splits it so) and `output_linear` [experts, hidden, ffn]. `[k/n]` names the k-th of n blocks of rows of
+ * each expert's matrix, which the safetensors loader reads without the rest (safetensors-weights.ts).
+ */
+const HF_GRANITE_NAMES = {
+  router: "model.layers.{i}.block_sparse_moe.router.layer.weight",
+  w_gate: "model.layers.{i}.block_sparse_moe.input_linear.weight[0/2]",
+  w_up: "model.layers.{i}.block_sparse_moe.input_linear.weight[1/2]",
+  w_down: "model.layers.{i}.block_sparse_moe.output_linear.weight",
 };
 
 /** A model name from free text: lower case, runs of other characters → `_`, never a keyword. */
@@ -605,6 +622,7 @@ const HF_FAMILIES: Record<string, Family> = {
   qwen3_moe: "qwen3moe",
   qwen2_moe: "qwen2moe",
   olmoe: "olmoe",
+  granitemoe: "granitemoe",
 };
 const HF_CLASSES: Record<string, string> = {
   mixtral: "MixtralForCausalLM",
@@ -661,12 +679,6 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
       ? Object.entries(HF_CLASSES).find(([, c]) => c === arch)?.[0]
       : undefined;
   const family: Family | undefined = typeName === undefined ? "llama" : HF_FAMILIES[typeName as string];
-  if (typeName === "granitemoe") {
-    fail(
-      "model_type",
-      "granitemoe: GraniteMoeForCausalLM stores each layer's expert gate and up projections as one tensor (input_linear), which moec's loader does not split; convert it to GGUF (llama.cpp's convert_hf_to_gguf.py splits it) and import that",
-    );
-  }
   if (family === undefined) {
     fail(
       "model_type",
@@ -686,7 +698,12 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
   const headDim = positive("head_dim", hidden / heads);
   if (headDim % 2 !== 0) fail("head_dim", `head size ${headDim} must be even for RoPE`);
   const ffn = positive(qwen ? "moe_intermediate_size" : "intermediate_size");
-  const experts = family === "llama" ? int("num_local_experts", 0) : positive("num_experts");
+  const experts =
+    family === "llama"
+      ? int("num_local_experts", 0)
+      : positive(family === "granitemoe" ? "num_local_experts" : "num_experts");
+  if (family === "granitemoe" && int("shared_intermediate_size", 0) > 0)
+    fail("shared_intermediate_size", "a shared expert beside Granite's experts is not supported");
   if (
     qwen &&
     (int("decoder_sparse_step", 1) !== 1 ||
@@ -760,6 +777,7 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
       ? { qkvBias: true, sharedFfn: positive("shared_expert_intermediate_size") }
       : {}),
     ...(family === "qwen3moe" && obj.attention_bias === true ? { qkvBias: true } : {}),
+    ...(family === "granitemoe" ? { multipliers: graniteMultipliers(float) } : {}),
   };
   const header = [
     `Imported by \`moec import\` from ${quoted(basename(path))}${typeof typeName === "string" ? ` (model_type ${typeName})` : ""}.`,
@@ -769,6 +787,11 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
     header.push(
       "Hugging Face stores each expert apart (….experts.E.w1.weight); the language has no expert index, so",
       "w_gate/w_up/w_down name ….experts.w1/w3/w2.weight and the loader gathers experts 0…E-1 in order.",
+    );
+  } else if (shape.family === "granitemoe") {
+    header.push(
+      "Granite stores each layer's experts fused: input_linear holds gate and up rows, so w_gate/w_up name its",
+      "first and second half of rows ([0/2], [1/2]), which the loader reads apart; output_linear is w_down.",
     );
   } else if (experts > 0) {
     header.push(
@@ -787,6 +810,21 @@ export function importHfConfig(text: string, path: string, opts: ImportOptions =
   });
   compileSource(source, `${path}.moe`);
   return { source, format: "hf-config", shape, mixedLayers: [] };
+}
+
+/**
+ * Granite's multipliers from config.json (transformers' GraniteMoeConfig defaults them to 1). The
+ * attention multiplier replaces 1/sqrt(head_dim), so it is always given; the others only when set.
+ */
+function graniteMultipliers(float: (k: string, dflt: number) => number): ModelShape["multipliers"] {
+  const m: NonNullable<ModelShape["multipliers"]> = { attention: float("attention_multiplier", 1) };
+  const embedding = float("embedding_multiplier", 1);
+  const residual = float("residual_multiplier", 1);
+  const logits = float("logits_scaling", 1);
+  if (embedding !== 1) m.embedding = embedding;
+  if (residual !== 1) m.residual = residual;
+  if (logits !== 1) m.logits = logits;
+  return m;
 }
 
 // ---------------------------------------------------------------- either

@@ -53,6 +53,10 @@ export function inspectCommand(file: string, opts: InspectOptions): void {
   out.push(
     `parameters: ${color.bold(count(p.total))} total, ${color.bold(count(p.active))} active per token (${info.layers} layers)`,
   );
+  // Some model cards count active parameters without the embedding table (Granite's 800M): a token reads
+  // one row of it, though a tied head still multiplies by all of it.
+  if (p.breakdown.embeddings.active)
+    out.push(`  without the embedding table: ${count(p.active - p.breakdown.embeddings.active)} active`);
   const t = table({ head: ["", "total", "active"], style: { head: [] } });
   for (const c of categories)
     if (p.breakdown[c].total) t.push([c, count(p.breakdown[c].total), count(p.breakdown[c].active)]);

@@ -6,6 +6,7 @@ import { KV_Q8_BLOCK, type KvType, kvRowBytes } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
+import { ATTENTION_SET } from "./attention.ts";
 import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
@@ -378,6 +379,7 @@ export class KernelSet {
         `the cpu backend's attention needs heads of a multiple of 4 values, not ${headDim}`,
       );
     const rowBytes = kvRowBytes(kvHeads * headDim, type);
+    const sets = Math.ceil(group / ATTENTION_SET);
     const wasm = this.wasm.attention(type, headDim, rowBytes, kvHeads, group, ATTEND_TILE, window);
     const scale = new Float32Array([given ?? 1 / Math.sqrt(headDim)]);
     return this.add(name, "attend", {
@@ -393,13 +395,14 @@ export class KernelSet {
       // The f32 scale's bits, for the parameter block.
       scaleBits: new Int32Array(scale.buffer)[0],
       window: window || undefined,
-      // Per token of a batch and per KV head (each thread takes whole KV heads): the scores (then the
-      // softmax weights) of a tile for each query head of a group, each row's correction, its running max
-      // and sum (f64); one widened row; and the parameter block of the call.
-      scores: this.heapScratch(`SC_${name}`, kvHeads * group * ATTEND_TILE),
-      corr: this.heapScratch(`CR_${name}`, kvHeads * group),
-      ml: this.heapScratch(`ML_${name}`, kvHeads * 2 * group, "f64"),
-      buf: this.heapScratch(`KB_${name}`, kvHeads * headDim),
+      // Per KV head (each thread takes whole KV heads): the scores (then the softmax weights) of a tile, a
+      // vector per key for each set of ATTENTION_SET query heads of the group; each set's corrections; the
+      // group's queries, scaled; and per token of a batch (in its copy of the arena), each set's running max
+      // (f32) and sums (f64). And the parameter block of the call.
+      scores: this.heapScratch(`SC_${name}`, kvHeads * ATTEND_TILE * ATTENTION_SET * sets),
+      corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets),
+      ml: this.heapScratch(`ML_${name}`, kvHeads * 6 * sets, "f64"),
+      qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim),
       params: this.heapScratch(`AP_${name}`, 16, "i32"),
       ...wasm,
     });

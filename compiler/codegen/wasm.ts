@@ -18,6 +18,7 @@ import {
 } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
+import { attentionWat, expWat } from "./attention.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxWat } from "./relax.ts";
 
@@ -35,7 +36,6 @@ const template = (name: string) =>
     strict: true,
   });
 const matvec = template("matvec");
-const attention = template("attention");
 const matmul = template("matmul");
 const rows = template("rows");
 
@@ -349,8 +349,7 @@ export class WasmKernels {
 
   /** Export name of the attention of `kvHeads` KV heads of `headDim` (a multiple of 4) in cache rows of
    * `rowBytes` holding `type`, `group` query heads per KV head, tiles of `tile` keys, a sliding `window` (0:
-   * none), split by KV heads over the threads; its pieces (scores, the online softmax over a tile, the weighted
-   * sum of values, the final division) each have the cache's widening inlined. */
+   * none), split by KV heads over the threads (attention.ts). */
   attention(
     type: KvType,
     headDim: number,
@@ -361,48 +360,21 @@ export class WasmKernels {
     window: number,
   ): { mva: string } {
     const key = `${type}_${headDim}_${rowBytes}_h${kvHeads}_g${group}${window ? `_w${window}` : ""}`;
-    const names = {
-      qk: `qk_${key}`,
-      sm: `sm_${key}`,
-      av: `av_${key}`,
-      fin: `fin_${key}`,
-      widen: `widen_${key}`,
-      mva: `mva_${key}`,
-    };
+    const names = { qk: `qk_${key}`, sm: `sm_${key}`, av: `av_${key}`, mva: `mva_${key}` };
     if (!this.funcs.has(names.qk)) {
-      this.rows(); // $expf
+      const shape = { type, headDim, rowBytes, kvHeads, group, tile, window };
       this.funcs.set(
         names.qk,
-        attention({
-          ...names,
-          type,
-          f32: type === "f32",
-          f16: type === "f16",
-          q8: type === "q8_0",
-          headDim,
-          headBytes: headDim * 4,
-          rowBytes,
-          group,
-          tile,
-          tileBytes: tile * 4,
-          window: window || undefined,
-          windowLess: window - 1,
-          sumOffset: 8 * group,
-          groupBytes: group * headDim * 4,
-          groupScoreBytes: group * tile * 4,
-          groupCorrBytes: group * 4,
-          groupMlBytes: group * 16,
-          headRowBytes: rowBytes / kvHeads,
-        }),
+        attentionWat(names, shape, (t) => hoistConstants(t)),
       );
     }
     return { mva: names.mva };
   }
 
   /** The row kernels (norms, RoPE, SwiGLU, a pick's weighted sum, the router's top-k) and the `$expf` they
-   * and attention share, added once. */
+   * share (attention's polynomial), added once. */
   rows(): typeof ROWS {
-    if (!this.funcs.has(ROWS.rms)) this.funcs.set(ROWS.rms, rows(ROWS));
+    if (!this.funcs.has(ROWS.rms)) this.funcs.set(ROWS.rms, rows({ ...ROWS, expf: expWat("$x", "$x") }));
     return ROWS;
   }
 
@@ -429,7 +401,7 @@ export class WasmKernels {
     const text = relaxed ? relaxWat(this.text()).text : this.text();
     const m = wabt.parseWat("model.wat", text, { simd: true, threads: true, relaxed_simd: relaxed });
     try {
-      return m.toBinary({}).buffer;
+      return m.toBinary({ write_debug_names: true }).buffer;
     } finally {
       m.destroy();
     }

@@ -34,16 +34,19 @@ function handFigures(o: Shape, quant: string, context: number) {
   // Activations at their peak: the last step holds the final hidden state and the logits. Kernel scratch
   // (f32 unless said): the normed input of each kernel that fuses an RMS norm (q, k, v and the head: 4 ×
   // hidden), the MoE kernel's hidden vector (ffn) and, where the scheme has a WebAssembly matrix-vector
-  // product, its gate and up outputs (2 × ffn); attention's, per KV head (the threads take whole KV heads): the
-  // scores for a tile of 256 keys per query head of its group, each head's correction, running max and sum (f64),
-  // a widened row (headDim), and the call's parameter block (16); the f32 staging row of a K or V product on its
-  // way into the f16 cache (kvHeads × headDim); RoPE's cosines and sines for a position (headDim f64) and the
-  // router's probabilities (experts). Each scratch array in whole 64 bytes; none grows with the context.
+  // product, its gate and up outputs (2 × ffn); attention's, per KV head (the threads take whole KV heads) and
+  // per set of 4 query heads of its group: the scores for a tile of 256 keys, the sets' corrections (4), running
+  // max (f32) and sums (f64; 6 f64 in all), and the group's scaled queries (group × headDim), and the call's
+  // parameter block (16); the f32 staging row of a K or V product on its way into the f16 cache (kvHeads ×
+  // headDim); RoPE's cosines and sines for a position (headDim f64) and the router's probabilities (experts).
+  // Each scratch array in whole 64 bytes; none grows with the context.
   const wasm = getScheme(quant).wasm !== undefined;
   const group = o.heads / o.kvHeads;
   const whole = (floats: number) => Math.ceil(floats / 16) * 16;
-  const rows = o.kvHeads * group;
-  const attention = 4 * (rows * 256 + whole(rows) + whole(4 * rows) + 2 * o.kvHeads * o.headDim + 16);
+  const sets = o.kvHeads * Math.ceil(group / 4);
+  const attention =
+    4 *
+    (sets * 4 * 256 + whole(4 * sets) + whole(12 * sets) + o.heads * o.headDim + o.kvHeads * o.headDim + 16);
   const ropeRouter = 4 * (2 * o.headDim + whole(o.experts));
   const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention + ropeRouter;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down

@@ -4,7 +4,7 @@
 
 import { roundKv } from "../../runtime/kv-type.ts";
 import { type Manifest, schemeAt } from "../../runtime/manifest.ts";
-import { quantizeActivations } from "../../runtime/quant/q8-activations.ts";
+import { Q8_BLOCK, quantizeActivations, quantizeBlocks } from "../../runtime/quant/q8-activations.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { WeightSource } from "../../runtime/weights.ts";
 import type { Graph, Node } from "../ir/graph.ts";
@@ -208,12 +208,15 @@ export class ReferenceModel {
         const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
         const scale = n.attrs.scale as number | undefined;
         const out = new Float32Array(x.length);
+        // With a q8_0 cache, q·k multiplies q8_0 blocks of the queries too (llama.cpp's vec_dot_type for
+        // q8_0, and moec's integer products): the queries as those blocks give them back.
+        const q = this.manifest.kvType === "q8_0" ? dequantizedBlocks(x) : x;
         for (let h = 0; h < heads; h++) {
           const kvh = Math.floor(h / (heads / kvHeads));
           const scores = new Float32Array(pos - first + 1);
           for (let p = first; p <= pos; p++) {
             let s = 0;
-            for (let d = 0; d < hd; d++) s += x[h * hd + d]! * K[p * width + kvh * hd + d]!;
+            for (let d = 0; d < hd; d++) s += q[h * hd + d]! * K[p * width + kvh * hd + d]!;
             scores[p - first] = scale === undefined ? s / Math.sqrt(hd) : s * scale;
           }
           const a = softmax(scores);
@@ -227,6 +230,12 @@ export class ReferenceModel {
         throw new Error(`reference executor: no rule for op \`${n.op}\``);
     }
   }
+}
+
+/** x's q8_0 blocks (runtime/quant/q8-activations.ts), each value back as q · d. */
+function dequantizedBlocks(x: Float32Array): Float64Array {
+  const { q, d } = quantizeBlocks(x);
+  return Float64Array.from(q, (v, i) => v * d[Math.floor(i / Q8_BLOCK)]!);
 }
 
 function matmul(x: Float32Array, w: Float32Array, out: number): Float32Array {

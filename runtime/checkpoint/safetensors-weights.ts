@@ -7,6 +7,13 @@
 // `….experts.E.w1.weight`, and they are gathered for E = 0…n-1 (perExpertTensorNames), experts being
 // the slowest dimension. Shapes are compared as stored (row-major, [out, in]), not reversed as GGUF's.
 //
+// Fused tensors. Granite MoE stores each layer's expert gate and up projections as one tensor,
+// `….block_sparse_moe.input_linear.weight` of shape [experts, 2·ffn, hidden], gate rows first
+// (llama.cpp's convert_hf_to_gguf.py splits it with `split(ffn, dim=-2)`: gate, then up). A name ending
+// in `[k/n]` (fusedPartOf) stands for the k-th of n equal blocks of rows of every matrix in the named
+// tensor, so `input_linear.weight[0/2]` is the gate and `[1/2]` the up projection. Only those rows are
+// read: one byte range per matrix, never the whole fused tensor.
+//
 // Types. F32, F16 and BF16 tensors are converted to the manifest's scheme through f32 with the
 // scheme's own `encode`; a tensor whose dtype already is the scheme is passed through as is.
 //
@@ -44,6 +51,44 @@ export interface SafetensorsWeightsOptions extends OpenSafetensorsOptions {
 interface Part {
   file: SafetensorsFile;
   info: SafetensorsTensorInfo;
+  /** Byte ranges within the tensor ([start, length], in order) when only part of it is the weight. */
+  ranges?: readonly (readonly [number, number])[];
+}
+
+/** `name[k/n]` → the stored tensor's name and which block of rows (k of n), else undefined. */
+export function fusedPartOf(name: string): { tensor: string; k: number; n: number } | undefined {
+  const m = /^(.+)\[(\d+)\/(\d+)\]$/.exec(name);
+  if (!m) return undefined;
+  const k = Number(m[2]);
+  const n = Number(m[3]);
+  return n >= 2 && k < n ? { tensor: m[1]!, k, n } : undefined;
+}
+
+const partBytes = (p: Part) => (p.ranges ? p.ranges.reduce((s, [, len]) => s + len, 0) : p.info.nbytes);
+const BYTES_PER_ELEMENT: Record<string, number> = { F32: 4, F16: 2, BF16: 2 };
+
+/** The part's bytes (its ranges, one after the other) into `dst`. */
+function readPart(p: Part, dst: Uint8Array): void {
+  if (!p.ranges) {
+    p.file.readInto(p.info, dst);
+    return;
+  }
+  let at = 0;
+  for (const [start, len] of p.ranges) {
+    p.file.readRangeInto(p.info, start, dst.subarray(at, at + len));
+    at += len;
+  }
+}
+
+/** Rows k·r…(k+1)·r−1 of every matrix of `info` (shape [..., n·r, c]) as byte ranges. */
+function rowBlockRanges(info: SafetensorsTensorInfo, k: number, n: number): [number, number][] {
+  const rows = info.shape.at(-2)!;
+  const cols = info.shape.at(-1)!;
+  const matrices = info.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+  const bpe = BYTES_PER_ELEMENT[info.dtype]!;
+  const block = (rows / n) * cols * bpe;
+  const matrix = rows * cols * bpe;
+  return Array.from({ length: matrices }, (_, m) => [m * matrix + k * block, block] as [number, number]);
 }
 
 /** Where one (weight, layer) lives: one tensor, or one per expert to stack. */
@@ -98,6 +143,37 @@ export function resolveSafetensorsWeights(
       if (whole) {
         check(whole, w, layer, w.shape);
         out.push({ key: w.key, layer, tensor: name, parts: [whole] });
+        continue;
+      }
+      const fused = fusedPartOf(name);
+      if (fused) {
+        const found = ckpt.findTensor(fused.tensor);
+        if (!found) {
+          throw new CheckpointError({
+            file: ckpt.path,
+            what: fused.tensor,
+            whatKind: "tensor",
+            problem: `missing: the model needs rows ${fused.k + 1} of ${fused.n} of it for \`${w.key}\`${layer === undefined ? "" : ` (layer ${layer})`}`,
+          });
+        }
+        if (w.shape.length < 2) {
+          throw new CheckpointError({
+            file: found.file.path,
+            what: name,
+            whatKind: "tensor",
+            problem: `\`${w.key}\` is a vector: only a matrix can be a block of rows of a fused tensor`,
+          });
+        }
+        // The stored tensor has n times the weight's rows; its matrices are the weight's, stacked.
+        const stored = [...w.shape];
+        stored[stored.length - 2]! *= fused.n;
+        check(found, w, layer, stored);
+        out.push({
+          key: w.key,
+          layer,
+          tensor: name,
+          parts: [{ ...found, ranges: rowBlockRanges(found.info, fused.k, fused.n) }],
+        });
         continue;
       }
       const split = w.shape.length === 3 ? perExpertTensorNames(name, w.shape[0]!) : undefined;
@@ -210,25 +286,29 @@ export class SafetensorsWeights implements WeightSource {
     const scheme = schemeAt(w, w.layers === 0 ? undefined : layer);
     // Already in the manifest's scheme and nothing to permute: the bytes as stored.
     if (heads === undefined && r.parts.every((p) => p.info.dtype.toLowerCase() === scheme)) {
-      if (r.parts.length === 1) return r.parts[0]!.file.read(r.parts[0]!.info);
-      const out = new Uint8Array(r.parts.reduce((s, p) => s + p.info.nbytes, 0));
+      const out = new Uint8Array(r.parts.reduce((s, p) => s + partBytes(p), 0));
       let at = 0;
       for (const p of r.parts) {
-        p.file.readInto(p.info, out.subarray(at, at + p.info.nbytes));
-        at += p.info.nbytes;
+        readPart(p, out.subarray(at, at + partBytes(p)));
+        at += partBytes(p);
       }
       return out;
     }
+    const read = (p: Part) => {
+      const bytes = new Uint8Array(partBytes(p));
+      readPart(p, bytes);
+      return toF32(bytes, p.info, p.file.path);
+    };
     let values: Float32Array;
     if (r.parts.length === 1) {
-      const p = r.parts[0]!;
-      values = toF32(p.file.read(p.info), p.info, p.file.path);
+      values = read(r.parts[0]!);
     } else {
-      values = new Float32Array(r.parts.reduce((s, p) => s + p.info.elements, 0));
+      const each = r.parts.map(read);
+      values = new Float32Array(each.reduce((s, v) => s + v.length, 0));
       let at = 0;
-      for (const p of r.parts) {
-        values.set(toF32(p.file.read(p.info), p.info, p.file.path), at);
-        at += p.info.elements;
+      for (const v of each) {
+        values.set(v, at);
+        at += v.length;
       }
     }
     if (heads !== undefined) values = permuteRopeRows(values, w.shape[0]!, heads);

@@ -118,23 +118,35 @@ export class SafetensorsFile {
 
   /** Reads the tensor's bytes into `dst` (exactly `t.nbytes` long). */
   readInto(t: SafetensorsTensorInfo, dst: Uint8Array): void {
+    if (dst.length !== t.nbytes) throw new RangeError(`${t.name} is ${t.nbytes} bytes, not ${dst.length}`);
+    this.readSpan(t, t.offset, dst);
+  }
+
+  private readSpan(t: SafetensorsTensorInfo, at: number, dst: Uint8Array): void {
     if (this.fd === undefined) throw new Error(`${this.path} is closed`);
     if (this.tensors.get(t.name) !== t) throw new Error(`tensor ${t.name} is not from ${this.path}`);
-    if (dst.length !== t.nbytes) throw new RangeError(`${t.name} is ${t.nbytes} bytes, not ${dst.length}`);
     let got = 0;
-    while (got < t.nbytes) {
-      const n = readSync(this.fd, dst, got, t.nbytes - got, t.offset + got);
+    while (got < dst.length) {
+      const n = readSync(this.fd, dst, got, dst.length - got, at + got);
       if (n === 0) {
         throw new CheckpointError({
           file: this.path,
           what: t.name,
           whatKind: "tensor",
-          offset: t.offset + got,
+          offset: at + got,
           problem: "file ended while reading the tensor (did it shrink?)",
         });
       }
       got += n;
     }
+  }
+
+  /** Bytes `start`…`start + dst.length` of the tensor into `dst` (a part of a fused tensor). */
+  readRangeInto(t: SafetensorsTensorInfo, start: number, dst: Uint8Array): void {
+    if (start < 0 || start + dst.length > t.nbytes) {
+      throw new RangeError(`bytes ${start}…${start + dst.length} are outside ${t.name} (${t.nbytes} bytes)`);
+    }
+    this.readSpan(t, t.offset + start, dst);
   }
 
   /** The tensor as f32 values (F32, F16 or BF16). */

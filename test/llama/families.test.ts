@@ -6,15 +6,24 @@
 // same 24 greedy tokens and the top-5 probabilities within the bounds compare.test.ts uses for Mixtral
 // (q4_0's for Q4_K_M: ggml rounds activations to 8 bits before k-quant products, moec's kernels do not).
 // The files are shaped for decisive greedy margins as compare.test.ts explains (decisiveShape).
+//
+// On webgpu (where an adapter exists: Mesa's lavapipe in CI) the same file, compiled for the backend as
+// `moec run FILE --backend webgpu` compiles it, with the f32 KV cache llama.cpp keeps here, must give
+// llama.cpp's tokens and probabilities within the same bounds, position by position (the llama.cpp run
+// of the cpu test is reused, so that case must run first).
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { loadForRun } from "../../cli/model-source.ts";
 import { openGguf } from "../../runtime/checkpoint/gguf-read.ts";
 import { findPreset, presetQuantizeOptions } from "../../runtime/checkpoint/presets.ts";
 import { quantizeGguf } from "../../runtime/checkpoint/quantize.ts";
 import { type RandomMixtralOptions, writeRandomMixtralGguf } from "../../runtime/checkpoint/random-gguf.ts";
 import { scratchDir } from "../../runtime/checkpoint/test-support.ts";
+import { GpuModel, type GpuModule } from "../../runtime/gpu/model.ts";
+import { needsWebGpu } from "../machine.ts";
 import {
   agreement,
+  argmax,
   decisiveShape,
   llamaGreedy,
   loadLlamaCpp,
@@ -87,6 +96,54 @@ async function both(path: string, vocab: number) {
   }
 }
 
+/** The webgpu backend's trace on a GGUF file: logits at every prompt position, then greedy steps. */
+async function webgpuGreedy(path: string, prompt: readonly number[], n: number): Promise<Trace> {
+  const loaded = await loadForRun(undefined, path, { maxContext: CONTEXT, backend: "webgpu", kvType: "f32" });
+  try {
+    const gpu = await GpuModel.load(loaded.module as unknown as GpuModule, loaded.weights);
+    try {
+      const logits: Float32Array[] = [];
+      for (const [pos, t] of prompt.entries()) logits.push(Float32Array.from(await gpu.step(t, pos)));
+      const tokens: number[] = [];
+      for (let i = 0; i < n; i++) {
+        tokens.push(argmax(logits.at(-1)!));
+        if (i + 1 < n) logits.push(Float32Array.from(await gpu.step(tokens.at(-1)!, prompt.length + i)));
+      }
+      return { tokens, logits };
+    } finally {
+      gpu.close();
+    }
+  } finally {
+    loaded.close();
+  }
+}
+
+/** The bounds of compare.test.ts for `type`, on moec's trace against llama.cpp's. */
+function expectAgreement(
+  type: keyof typeof TOLERANCE,
+  label: string,
+  prompt: number[],
+  ours: Trace,
+  theirs: Trace,
+) {
+  expect(ours.tokens).toEqual(theirs.tokens);
+  const m = agreement(prompt.length, GENERATE, ours, theirs);
+  expect(m.logit.length).toBe(prompt.length + GENERATE - 1);
+  const { tight, loose } = TOLERANCE[type];
+  if (process.env.MOEC_LLAMA_REPORT)
+    console.log(
+      `${label} ${type}: max |Δp|, |Δ ln p|, min margin, max |Δlogit|:`,
+      Math.max(...m.dp),
+      Math.max(...m.dlogp),
+      m.minMargin,
+      Math.max(...m.logit),
+    );
+  expect(share(m.dp, tight.p)).toBeGreaterThanOrEqual(TIGHT_SHARE);
+  expect(share(m.dlogp, tight.logp)).toBeGreaterThanOrEqual(TIGHT_SHARE);
+  expect(Math.max(...m.dp)).toBeLessThanOrEqual(loose.p);
+  expect(Math.max(...m.dlogp)).toBeLessThanOrEqual(loose.logp);
+}
+
 const { dir, cleanup } = scratchDir();
 afterAll(() => cleanup());
 const vocabDir = llamaVocabDir();
@@ -95,6 +152,7 @@ describe.each(FAMILIES)("moec vs llama.cpp, $family", ({ family, vocab, o }) => 
   const tokenizer = truncatedVocabulary(join(vocabDir, `ggml-vocab-${vocab}.gguf`), TOKENS);
   const count = (tokenizer.find(([k]) => k === "tokenizer.ggml.tokens")![1].value as unknown[]).length;
   const f32 = join(dir, `${family}-f32.gguf`);
+  const llamaRuns = new Map<string, { path: string; prompt: number[]; theirs: Trace }>();
   for (const type of ["f32", "q4_k_m"] as const) {
     it(`${type}: the same prompt ids, ${GENERATE} greedy tokens and top-5 probabilities`, async () => {
       let path = f32;
@@ -137,23 +195,19 @@ describe.each(FAMILIES)("moec vs llama.cpp, $family", ({ family, vocab, o }) => 
       }
       const { prompt, llamaPrompt, ours, batched, theirs } = await both(path, count);
       expect(prompt).toEqual(llamaPrompt);
-      expect(ours.tokens).toEqual(theirs.tokens);
       expect(batched.tokens).toEqual(theirs.tokens);
-      const m = agreement(prompt.length, GENERATE, ours, theirs);
-      expect(m.logit.length).toBe(prompt.length + GENERATE - 1);
-      const { tight, loose } = TOLERANCE[type];
-      if (process.env.MOEC_LLAMA_REPORT)
-        console.log(
-          `${family} ${type}: max |Δp|, |Δ ln p|, min margin, max |Δlogit|:`,
-          Math.max(...m.dp),
-          Math.max(...m.dlogp),
-          m.minMargin,
-          Math.max(...m.logit),
-        );
-      expect(share(m.dp, tight.p)).toBeGreaterThanOrEqual(TIGHT_SHARE);
-      expect(share(m.dlogp, tight.logp)).toBeGreaterThanOrEqual(TIGHT_SHARE);
-      expect(Math.max(...m.dp)).toBeLessThanOrEqual(loose.p);
-      expect(Math.max(...m.dlogp)).toBeLessThanOrEqual(loose.logp);
+      expectAgreement(type, family!, prompt, ours, theirs);
+      llamaRuns.set(type, { path, prompt, theirs });
     }, 120_000);
+
+    it(`webgpu, ${type}: llama.cpp's greedy tokens and top-5 probabilities`, {
+      ...needsWebGpu(),
+      timeout: 240_000,
+    }, async () => {
+      const run = llamaRuns.get(type);
+      expect(run, "the cpu case ran first").toBeDefined();
+      const { path, prompt, theirs } = run!;
+      expectAgreement(type, `${family} webgpu`, prompt, await webgpuGreedy(path, prompt, GENERATE), theirs);
+    });
   }
 });

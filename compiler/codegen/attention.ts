@@ -1,0 +1,265 @@
+// The CPU attention's WebAssembly (templates/attention.wat.hbs): its unrolled pieces (the cache's widening
+// in registers, the scores of a set of query heads per key, the weighted sum of values with partial sums in
+// registers, the softmax's exp) and the whole text, each function's vector constants hoisted.
+import { readFileSync } from "node:fs";
+import Handlebars from "handlebars";
+import { KV_Q8_BLOCK, KV_Q8_BLOCK_BYTES, type KvType } from "../../runtime/kv-type.ts";
+import { Q8_BLOCK_BYTES } from "../../runtime/quant/q8-activations.ts";
+
+const template = Handlebars.create().compile(
+  readFileSync(new URL("./templates/attention.wat.hbs", import.meta.url), "utf8"),
+  { noEscape: true, strict: true },
+);
+
+/** What hoisting a text's vector constants gives (wasm.ts's hoistConstants). */
+type Hoist = (text: string) => { texts: string[]; locals: string; sets: string };
+
+/**
+ * Each function's vector constants hoisted into locals set once at its start (`hoist` for texts that are
+ * whole functions): the attention's pieces are small functions called once per tile.
+ */
+function hoistPerFunction(text: string, hoist: Hoist): string {
+  return text
+    .split(/\n(?= {2}\(func )/)
+    .map((fn) => {
+      if (!fn.trimStart().startsWith("(func ")) return fn;
+      const lines = fn.split("\n");
+      // The header: the func line and the local declarations after it (and comment lines among them).
+      let body = 1;
+      while (body < lines.length && /^\s*(\(local |;;)/.test(lines[body]!)) body++;
+      const k = hoist(lines.slice(body).join("\n"));
+      if (!k.locals) return fn;
+      return [...lines.slice(0, body), k.locals, k.sets, k.texts[0]!].join("\n");
+    })
+    .join("\n");
+}
+
+/** Dimensions the attention's weighted sum of values takes per pass over a tile's keys: two f32 vectors
+ * per head, the partial sums of a set of heads held in registers. */
+const ATTENTION_CHUNK = 8;
+/** Query heads per set: a key's scores for a set are one vector (the softmax works on all its heads at
+ * once), and a pass keeps a set's sums in registers (x64 has 16 vector registers). */
+export const ATTENTION_SET = 4;
+
+/** The f16 widening leaves this factor out (an exponent rebias: 2^112); the queries and the softmax weights
+ * carry it instead, so the products come out right. */
+const F16_BIAS = "0x1p112";
+
+/**
+ * WAT that sets $lo (and $hi when `width` is 8) to dimensions [d, d + width) of the cache row at `row`,
+ * widened to f32: f32 rows are read as they are; an f16 half is sign-extended and shifted so its exponent
+ * and mantissa sit where an f32's do (the three bits copied from the sign between them masked off), which
+ * is the half's value × 2^-112 (F16_BIAS; subnormal halves too, wasm keeps f32 subnormals); a q8_0 block's
+ * int8 are converted and × its f16 scale, which the chunk at a block's start (or `scale`) reads into $dq.
+ */
+function widenChunk(type: KvType, row: string, d: number, width: number, scale: boolean): string {
+  const get = `(local.get ${row})`;
+  if (type === "f32") {
+    const lo = `(local.set $lo (v128.load offset=${4 * d} align=4 ${get}))`;
+    return width === 8 ? `${lo}\n(local.set $hi (v128.load offset=${4 * d + 16} align=4 ${get}))` : lo;
+  }
+  if (type === "f16") {
+    const load = width === 8 ? "v128.load" : "v128.load64_zero";
+    const half = (ext: string) =>
+      `(v128.and (i32x4.shl (${ext} (local.get $h)) (i32.const 13)) (v128.const i32x4 0x8fffe000 0x8fffe000 0x8fffe000 0x8fffe000))`;
+    return [
+      `(local.set $h (${load} offset=${2 * d} align=2 ${get}))`,
+      `(local.set $lo ${half("i32x4.extend_low_i16x8_s")})`,
+      ...(width === 8 ? [`(local.set $hi ${half("i32x4.extend_high_i16x8_s")})`] : []),
+    ].join("\n");
+  }
+  const block = Math.floor(d / KV_Q8_BLOCK);
+  const at = block * KV_Q8_BLOCK_BYTES;
+  const lanes = (ext: string) =>
+    `(f32x4.mul (local.get $dq) (f32x4.convert_i32x4_s (${ext} (local.get $h))))`;
+  return [
+    ...(scale || d % KV_Q8_BLOCK === 0
+      ? [`(local.set $dq (f32x4.splat (call $f16 (i32.load16_u offset=${at} align=1 ${get}))))`]
+      : []),
+    `(local.set $h (i16x8.extend_low_i8x16_s (v128.load64_zero offset=${at + 2 + (d % KV_Q8_BLOCK)} align=1 ${get})))`,
+    `(local.set $lo ${lanes("i32x4.extend_low_i16x8_s")})`,
+    `(local.set $hi ${lanes("i32x4.extend_high_i16x8_s")})`,
+  ].join("\n");
+}
+
+/** Four vectors' horizontal sums as one vector's lanes (two rounds of shuffles and adds). */
+function transposeSum(a: string, b: string, c: string, d: string): string {
+  const pick = (x: string, y: string, lanes: number[]) =>
+    `(i8x16.shuffle ${lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]).join(" ")} ${x} ${y})`;
+  const pair = (x: string, y: string) =>
+    `(f32x4.add ${pick(x, y, [0, 4, 1, 5])} ${pick(x, y, [2, 6, 3, 7])})`;
+  return [
+    `(local.set $t0 ${pair(a, b)})`,
+    `(local.set $t1 ${pair(c, d)})`,
+    `(f32x4.add ${pick("(local.get $t0)", "(local.get $t1)", [0, 1, 4, 5])} ${pick("(local.get $t0)", "(local.get $t1)", [2, 3, 6, 7])})`,
+  ].join("\n");
+}
+
+/** The attention's unrolled pieces: per key, the scores of the group's heads (the queries already scaled);
+ * per chunk of dimensions, the weighted sum of values over a tile's keys; and the locals they need. A key's
+ * scores are a vector per set of heads, `keyBytes` per key. */
+function attentionPieces(type: KvType, headDim: number, rowBytes: number, group: number, keyBytes: number) {
+  const chunks: { d: number; width: number }[] = [];
+  for (let d = 0; d < headDim; d += ATTENTION_CHUNK)
+    chunks.push({ d, width: Math.min(ATTENTION_CHUNK, headDim - d) });
+  const sets: number[][] = [];
+  for (let g = 0; g < group; g += ATTENTION_SET)
+    sets.push(Array.from({ length: Math.min(ATTENTION_SET, group - g) }, (_, i) => g + i));
+  const madd = (acc: string, a: string, b: string) =>
+    `(local.set ${acc} (f32x4.add (local.get ${acc}) (f32x4.mul ${a} ${b})))`;
+  const zero = (acc: string) => `(local.set ${acc} (v128.const i32x4 0 0 0 0))`;
+  // Scores: each chunk of the key row widened once for the heads of a set; or, for a q8_0 cache, each
+  // block's int8 extended to int16 once, against the queries' q8_0 blocks (Q8_BLOCK_BYTES each) in integer
+  // dot products, as llama.cpp computes q·k with a q8_0 cache, the softmax scale applied to the sums.
+  const integer = type === "q8_0";
+  const blocks = headDim / KV_Q8_BLOCK;
+  const qBlock = (g: number, b: number) => Q8_BLOCK_BYTES * (g * blocks + b);
+  const dots = (g: number, b: number) => {
+    const dot = (k: number) =>
+      `(i32x4.dot_i16x8_s (local.get $i${k}) (v128.load offset=${qBlock(g, b) + 16 * k} align=2 (local.get $q)))`;
+    return `(f32x4.convert_i32x4_s (i32x4.add (i32x4.add ${dot(0)} ${dot(1)}) (i32x4.add ${dot(2)} ${dot(3)})))`;
+  };
+  const scoreChunks = (heads: number[]) =>
+    integer
+      ? Array.from({ length: blocks }, (_, b) => [
+          `(local.set $dq (f32x4.splat (call $f16 (i32.load16_u offset=${b * KV_Q8_BLOCK_BYTES} align=1 (local.get $k)))))`,
+          `(local.set $h (v128.load offset=${b * KV_Q8_BLOCK_BYTES + 2} align=1 (local.get $k)))`,
+          "(local.set $i0 (i16x8.extend_low_i8x16_s (local.get $h)))",
+          "(local.set $i1 (i16x8.extend_high_i8x16_s (local.get $h)))",
+          `(local.set $h (v128.load offset=${b * KV_Q8_BLOCK_BYTES + 18} align=1 (local.get $k)))`,
+          "(local.set $i2 (i16x8.extend_low_i8x16_s (local.get $h)))",
+          "(local.set $i3 (i16x8.extend_high_i8x16_s (local.get $h)))",
+          ...heads.map((g, i) =>
+            madd(
+              `$a${i}`,
+              `(f32x4.mul (local.get $dq) (v128.load32_splat offset=${qBlock(g, b) + 64} align=4 (local.get $q)))`,
+              dots(g, b),
+            ),
+          ),
+        ]).flat()
+      : chunks.flatMap(({ d, width }) => [
+          widenChunk(type, "$k", d, width, false),
+          ...heads.flatMap((g, i) => {
+            const q = (o: number) => `(v128.load offset=${4 * (g * headDim + d) + o} align=4 (local.get $q))`;
+            return [
+              madd(`$a${i}`, q(0), "(local.get $lo)"),
+              ...(width === 8 ? [madd(`$a${i}`, q(16), "(local.get $hi)")] : []),
+            ];
+          }),
+        ]);
+  const qk = sets.flatMap((heads, u) => {
+    const sum = transposeSum(
+      ...([0, 1, 2, 3].map((i) =>
+        i < heads.length ? `(local.get $a${i})` : "(v128.const i32x4 0 0 0 0)",
+      ) as [string, string, string, string]),
+    );
+    return [
+      ...heads.map((_, i) => zero(`$a${i}`)),
+      ...scoreChunks(heads),
+      `(v128.store offset=${16 * u} align=4 (local.get $s) ${integer ? `(f32x4.mul (local.get $scale) ${sum})` : sum})`,
+    ];
+  });
+  // Values: per set of heads and chunk, one pass over the tile's keys with the sums in registers.
+  const av = sets.flatMap((heads) =>
+    chunks.flatMap(({ d, width }) => {
+      const parts = width === 8 ? ["lo", "hi"] : ["lo"];
+      const acc = (i: number, part: string) => `$a${2 * i + (part === "hi" ? 1 : 0)}`;
+      return [
+        ...heads.flatMap((_, i) => parts.map((part) => zero(acc(i, part)))),
+        "(local.set $j (i32.const 0))",
+        "(local.set $vp (local.get $v))",
+        "(local.set $ep (local.get $e))",
+        "(loop $keys",
+        widenChunk(type, "$vp", d, width, true),
+        ...heads.flatMap((g, i) => [
+          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $ep)))`,
+          ...parts.map((part) => madd(acc(i, part), "(local.get $w)", `(local.get $${part})`)),
+        ]),
+        `(local.set $vp (i32.add (local.get $vp) (i32.const ${rowBytes})))`,
+        `(local.set $ep (i32.add (local.get $ep) (i32.const ${keyBytes})))`,
+        "(br_if $keys (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $cnt))))",
+        ...heads.flatMap((g, i) => [
+          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $c)))`,
+          ...parts.map((part, k) => {
+            const at = `offset=${4 * (g * headDim + d) + 16 * k} align=4 (local.get $y)`;
+            return `(v128.store ${at} (f32x4.add (f32x4.mul (local.get $w) (v128.load ${at})) (local.get ${acc(i, part)})))`;
+          }),
+        ]),
+      ];
+    }),
+  );
+  const accs = 2 * Math.min(ATTENTION_SET, group);
+  return {
+    qkBody: qk.join("\n"),
+    avBody: av.join("\n"),
+    accLocals: Array.from({ length: accs }, (_, i) => `(local $a${i} v128)`).join(" "),
+    bias: type === "f16" ? F16_BIAS : undefined,
+    integer: integer || undefined,
+    qBlocks: group * blocks,
+  };
+}
+
+/** WAT that sets `dst` to e^x for the four x in `x`, which are ≤ 0 (a score less the max), clamped below at
+ * -87 (e^-87 is as good as 0 beside a sum ≥ 1): ggml's ggml_v_expf, a degree-5 polynomial on the remainder
+ * after x·log2(e)'s integer part, which goes in the exponent. pmax, not max: V8 gives it one instruction
+ * (max's NaN and −0 rules take several), and no x here is NaN. Uses the locals $ez $en $eb $eu $ek $ej. */
+export function expWat(dst: string, x: string): string {
+  const c = (v: string) => `(v128.const f32x4 ${v} ${v} ${v} ${v})`;
+  return [
+    `(local.set ${x} (f32x4.pmax (local.get ${x}) ${c("-87")}))`,
+    `(local.set $ez (f32x4.add ${c("0x1.8p23")} (f32x4.mul (local.get ${x}) ${c("0x1.715476p+0")})))`,
+    `(local.set $en (f32x4.sub (local.get $ez) ${c("0x1.8p23")}))`,
+    `(local.set $eb (f32x4.sub (f32x4.sub (local.get ${x}) (f32x4.mul (local.get $en) ${c("0x1.62e4p-1")})) (f32x4.mul (local.get $en) ${c("0x1.7f7d1cp-20")})))`,
+    `(local.set $ek (i32x4.add (i32x4.shl (local.get $ez) (i32.const 23)) (v128.const i32x4 0x3f800000 0x3f800000 0x3f800000 0x3f800000)))`,
+    "(local.set $eu (f32x4.mul (local.get $eb) (local.get $eb)))",
+    `(local.set $ej (f32x4.add (f32x4.mul ${c("0x1.ffffecp-1")} (local.get $eb)) (f32x4.mul (f32x4.add (f32x4.add ${c("0x1.fffdb6p-2")} (f32x4.mul ${c("0x1.555e66p-3")} (local.get $eb))) (f32x4.mul (f32x4.add ${c("0x1.573e2ep-5")} (f32x4.mul ${c("0x1.0e402p-7")} (local.get $eb))) (local.get $eu))) (local.get $eu))))`,
+    `(local.set ${dst} (f32x4.add (local.get $ek) (f32x4.mul (local.get $ej) (local.get $ek))))`,
+  ].join("\n");
+}
+
+/** The parameters of one attention's WebAssembly: see WasmKernels.attention. */
+export interface AttentionShape {
+  type: KvType;
+  headDim: number;
+  rowBytes: number;
+  kvHeads: number;
+  group: number;
+  tile: number;
+  window: number;
+}
+
+/** The attention's functions (names from `names`: qk, sm, av and the exported mva), as WAT. */
+export function attentionWat(
+  names: { qk: string; sm: string; av: string; mva: string },
+  s: AttentionShape,
+  hoist: Hoist,
+): string {
+  const { type, headDim, rowBytes, kvHeads, group, tile, window } = s;
+  const sets = Math.ceil(group / ATTENTION_SET);
+  const text = template({
+    ...names,
+    type,
+    ...attentionPieces(type, headDim, rowBytes, group, 16 * sets),
+    exp: expWat("$e", "$ex"),
+    headDim,
+    headBytes: headDim * 4,
+    rowBytes,
+    group,
+    tile,
+    tileLess: tile - 1,
+    sets,
+    keyBytes: 16 * sets,
+    chunk: ATTENTION_CHUNK,
+    window: window || undefined,
+    windowLess: window - 1,
+    groupBytes: group * headDim * 4,
+    groupScoreBytes: tile * 16 * sets,
+    groupCorrBytes: 16 * sets,
+    groupMlBytes: 48 * sets,
+    headRowBytes: rowBytes / kvHeads,
+    absMax: [1, 2, 3, 4, 5, 6, 7].map((k) => 16 * k),
+    narrow: [0, 1, 2, 3].map((k) => ({ out: 16 * k, a: 32 * k, b: 32 * k + 16 })),
+    q8BlockBytes: Q8_BLOCK_BYTES,
+  });
+  return hoistPerFunction(text, hoist);
+}
