@@ -325,7 +325,6 @@ export class KernelSet {
       nb: r.nb,
       row: `e * ${r.rowBytes}`,
       dot: r.dot,
-      mv: this.wasm.matvec(scheme, inWidth),
       topk: this.wasm.rows().topk,
       // The router's logits, then its probabilities, in the heap for the WebAssembly top-k.
       probs: this.heapScratch(`P_${name}`, experts),

@@ -1535,7 +1535,35 @@ function rms_norm_64(x, xo, g, y, yo) {
 /** router: softmax(Wr·x), top-4; Wr is [8, 64] f32 */
 function route_f32_8x64_top4(w, x, xo, y, yo) {
     const p = P_route_f32_8x64_top4;
-    K.mv_f32_64(w.base, x.byteOffset + 4 * xo, p.byteOffset, 0, 8, 1, 0);
+    // The logits through the scheme's cpu.dot, summed in f64 as the reference's routing sums them (a SIMD
+    // product's f32 sums, or its int8 activations, made a near-tie pick another expert than the reference).
+    for (let e = 0; e < 8; e++) {
+        const u8 = w.u8;
+        const i8 = w.i8;
+        const f32 = w.f32;
+        const f16 = F16;
+        const NB = 64;
+        const row = w.base + e * 256;
+        let acc = 0;
+        {
+            const wo = row >> 2;
+            let s0 = 0;
+            let s1 = 0;
+            let s2 = 0;
+            let s3 = 0;
+            let j = 0;
+            for (; j + 3 < NB; j += 4) {
+                s0 += f32[wo + j] * x[xo + j];
+                s1 += f32[wo + j + 1] * x[xo + j + 1];
+                s2 += f32[wo + j + 2] * x[xo + j + 2];
+                s3 += f32[wo + j + 3] * x[xo + j + 3];
+            }
+            for (; j < NB; j++)
+                s0 += f32[wo + j] * x[xo + j];
+            acc += s0 + s1 + s2 + s3;
+        }
+        p[e] = acc;
+    }
     // Softmax, then the top 4 by repeated arg-max, ties to the lower expert id (a WebAssembly row kernel):
     // 4 ids, then 4 weights.
     K.topk(p.byteOffset, 8, 4, y.byteOffset + 4 * yo, 0);
