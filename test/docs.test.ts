@@ -28,6 +28,8 @@ const NOT_RUN: Record<string, string> = {
   "npx tsx bench/llama.ts f32 q8_0 q4_0 q4_k": "a benchmark of several minutes",
   "MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize npx tsx bench/presets.ts":
     "a benchmark of several minutes that needs a built llama-quantize",
+  "MOEC_LLAMA_QUANTIZE=/path/to/llama-quantize npx tsx bench/batched.ts BENCH-Q8_0.gguf PRESET-Q4_K_M.gguf":
+    "a benchmark of several minutes that needs llama.cpp's tools built and the bench's files",
   "node --cpu-prof --cpu-prof-dir=prof --import tsx bench/prefill-profile.ts ~/.cache/moec/presets-h640-l6-e8-s2026.Q4_K_M.gguf 20 1 prof/kernels.wasm":
     "a profile of a file bench/presets.ts writes (with a built llama-quantize)",
   "./bin/moec.js serve models/stories260K.gguf --parallel 4 --chat-template template.jinja":
