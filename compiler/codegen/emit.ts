@@ -154,9 +154,11 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
   const moeOfRoute = new Map(moes.map((m, i) => [m.route.id, { op: m, index: i }]));
   const moeIndex = new Map(moes.map((m, i) => [m.node.id, i]));
   if (moes.length) vars.push("  const HP = rt.heap;");
-  manifest.kv.forEach((_, c) =>
-    vars.push(`  const KV${c}K = rt.kv[${2 * c}];`, `  const KV${c}V = rt.kv[${2 * c + 1}];`),
-  );
+  // The current sequence's caches (rt.kv), which forward and prefill read; decode is given each token's.
+  const kvVars = manifest.kv.flatMap((_, c) => [
+    `  const KV${c}K = rt.kv[${2 * c}];`,
+    `  const KV${c}V = rt.kv[${2 * c + 1}];`,
+  ]);
   const off = (id: number) => {
     const b = plan.arena.offsets.get(plan.alias.get(id) ?? id);
     if (b === undefined) throw new Error(`no arena slot for %${id}`);
@@ -209,14 +211,13 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     /** Cache `c`'s K or V (`slot` "k" or "v") of a layer: the module's own, or token b's sequence's. */
     kv: (c: number, slot: string, layer: string) => string;
   }
-  const ownKv = (c: number, slot: string, layer: string) => `KV${c}${slot === "k" ? "K" : "V"}[${layer}]`;
   const step: Ctx = {
     batch: false,
     decode: false,
     at: (id) => `A, ${off(id)}`,
     pos: "pos",
     token: "token",
-    kv: ownKv,
+    kv: (c, slot, layer) => `KV${c}${slot === "k" ? "K" : "V"}[${layer}]`,
   };
   const prefill: Ctx = { ...step, batch: true, pos: "P[b]" };
   const perToken = (ctx: Ctx): Ctx => ({
@@ -357,7 +358,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         // Each token of a decoding batch attends to its own sequence's caches: the one-token call.
         if (ctx.decode) return false;
         const c = n.attrs.cache as number;
-        call(ks.attend(n), [at(x), ownKv(c, "k", layer), ownKv(c, "v", layer), "P[0]", at(n.id), "n"]);
+        call(ks.attend(n), [at(x), ctx.kv(c, "k", layer), ctx.kv(c, "v", layer), "P[0]", at(n.id), "n"]);
         return true;
       }
       default:
@@ -582,6 +583,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     "  const A = bind(rt);",
     ...weightVars(),
     ...vars,
+    ...kvVars,
     ...stepLines,
     "  return LOGITS;",
     "}",
@@ -599,6 +601,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     "  const P = Int32Array.from({ length: n }, (_, b) => pos0 + b);",
     ...weightVars(),
     ...vars,
+    ...kvVars,
     ...batchLines,
     `  return A.subarray(${last}, ${last} + ${width(result)});`,
     "}",
@@ -615,7 +618,7 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     "    throw new RangeError(`decode takes 1 to ${PREFILL} tokens, each with a position and caches`);",
     "  const A = bind(rt);",
     ...weightVars(),
-    ...vars.filter((v) => !v.includes("rt.kv[")),
+    ...vars,
     ...decodeLines,
     `  return Array.from({ length: n }, (_, b) => A.subarray(b * STRIDE + ${off(result)}, b * STRIDE + ${off(result) + width(result)}));`,
     "}",
