@@ -10,7 +10,9 @@ import {
   Q8K_BLOCK_BYTES,
   Q8K_D,
   Q8K_SUMS,
+  q8Format,
   quantizeActivations,
+  quantizeBlocks,
   quantizeBlocksK,
 } from "../../runtime/quant/q8-activations.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
@@ -214,6 +216,37 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
     expect(want.d[1]).toBe(0);
     expect(Math.max(...want.q.subarray(0, 256).map(Math.abs))).toBe(127);
   });
+
+  for (const [scheme, step] of [
+    ["q4_0", 32],
+    ["q4_k", 256],
+  ] as const) {
+    it(`the quantizer of ${step}-blocks writes each run of 16 again as int8, its shadow for relaxed SIMD`, () => {
+      const kernels = new WasmKernels();
+      const q = kernels.matmulQ8(scheme, COLS)!;
+      const format = q8Format(step)!;
+      const x = gaussian(COLS, 11);
+      const xAt = 64;
+      const qAt = xAt + 4 * COLS;
+      const lAt = qAt + q.qBytes;
+      const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+      new Float32Array(memory.buffer, xAt, COLS).set(x);
+      new Int32Array(memory.buffer, lAt, 2).set([xAt, qAt]);
+      const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), {
+        env: { memory },
+      });
+      (exports[q.qx] as (xl: number, ql: number, n: number) => void)(lAt, lAt + 4, 1);
+      const want = step === 32 ? quantizeBlocks(x).q : quantizeBlocksK(x).q;
+      for (let b = 0; b < COLS / step; b++) {
+        for (let run = 0; run < step / 16; run++) {
+          const at = qAt + b * format.bytes + 32 * run;
+          const values = [...want.subarray(b * step + 16 * run, b * step + 16 * (run + 1))];
+          expect([...new Int16Array(memory.buffer, at, 16)]).toEqual(values);
+          expect([...new Int8Array(memory.buffer, at + format.shadow, 16)]).toEqual(values);
+        }
+      }
+    });
+  }
 
   it("no kernel when the step does not divide the row", () => {
     expect(new WasmKernels().matvec("q4_k", 64)).toBeUndefined();

@@ -10,9 +10,11 @@ import type { KvType } from "../../runtime/kv-type.ts";
 import {
   Q8_BLOCK,
   Q8_BLOCK_BYTES,
+  Q8_SHADOW,
   Q8K_BLOCK,
   Q8K_BLOCK_BYTES,
   Q8K_D,
+  Q8K_SHADOW,
   Q8K_SUMS,
   q8Format,
 } from "../../runtime/quant/q8-activations.ts";
@@ -20,7 +22,7 @@ import { getScheme } from "../../runtime/quant/registry.ts";
 import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { attentionWat, expWat } from "./attention.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
-import { relaxWat } from "./relax.ts";
+import { relaxIntegers, relaxWat } from "./relax.ts";
 
 const wabt = await wabtInit();
 const hbs = Handlebars.create();
@@ -84,7 +86,8 @@ function storeColumn(acc: string, j: number): string {
 /**
  * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8 blocks at ql[j], exactly as
  * runtime/quant/q8-activations.ts says (its reference): d = max|x| / 127, q = x · (127 / max|x|) rounded
- * half to even, 32 × i16, then d as f32x4 (d in every lane), then Σq as i32x4 partial sums (96 bytes).
+ * half to even, 32 × i16, then d as f32x4 (d in every lane), then Σq as i32x4 partial sums, then the two
+ * runs of 16 again as int8 (the shadow, at 96 and 128; 144 bytes).
  */
 function quantizer(name: string, steps: number): string {
   const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
@@ -109,6 +112,7 @@ function quantizer(name: string, steps: number): string {
           (local.set $d (f32.div (local.get $a) (f32.const 127)))
           (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
           ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (local.tee $n${k} (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)})))`).join("\n          ")}
+          ${[0, 1].map((r) => `(v128.store offset=${Q8_SHADOW + 32 * r} align=1 (local.get $q) (i8x16.narrow_i16x8_s (local.get $n${2 * r}) (local.get $n${2 * r + 1})))`).join("\n          ")}
           (v128.store offset=64 align=4 (local.get $q) (f32x4.splat (local.get $d)))
           (v128.store offset=80 align=4 (local.get $q)
             (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add (local.get $n0) (local.get $n1)) (i16x8.add (local.get $n2) (local.get $n3)))))
@@ -153,6 +157,7 @@ function quantizerK(name: string, steps: number): string {
           (loop $groups
             (v128.store align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 1))) (local.tee $t (i16x8.narrow_i32x4_s ${q(0)} ${q(1)})))
             (v128.store offset=16 align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 1))) (local.tee $u (i16x8.narrow_i32x4_s ${q(2)} ${q(3)})))
+            (v128.store offset=${Q8K_SHADOW} align=1 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 1))) (i8x16.narrow_i16x8_s (local.get $t) (local.get $u)))
             (local.set $t (i32x4.add (i32x4.extadd_pairwise_i16x8_s (local.get $t)) (i32x4.extadd_pairwise_i16x8_s (local.get $u))))
             (i32.store16 offset=${Q8K_SUMS} align=2 (i32.add (local.get $q) (i32.shr_u (local.get $i) (i32.const 5)))
               (i32.add (i32.add ${lane("$t", 0, "i32x4")} ${lane("$t", 1, "i32x4")}) (i32.add ${lane("$t", 2, "i32x4")} ${lane("$t", 3, "i32x4")})))
@@ -178,12 +183,24 @@ export class WasmKernels {
    * match a backend multiplying by f32 activations turns it off (CompileOptions.integerProducts). */
   integer: (scheme: string) => boolean = () => true;
 
+  /** The piece a scheme's kernels run in each build: its integer piece where it has one and it is used, with
+   * relaxed SIMD's 8-bit products in the relaxed build; else its f32 piece. */
+  private pieces(s: QuantScheme): { plain: string; relaxed: string } {
+    const q8 = this.q8Piece(s);
+    if (!q8) return { plain: s.wasm!.dot, relaxed: s.wasm!.dot };
+    return { plain: q8, relaxed: relaxIntegers(q8, q8Format(s.wasm!.step)!).text };
+  }
+
   /** A scheme's integer piece (activations quantized to the q8 blocks of its step), when it has one and it is
    * used. */
   private q8Piece(s: QuantScheme): string | undefined {
     return s.wasm && q8Format(s.wasm.step) && this.integer(s.name) ? s.wasm.q8 : undefined;
   }
-  private readonly funcs = new Map<string, string>();
+  /** Each function's text in the plain build and in the relaxed-SIMD one (the same text for most). */
+  private readonly funcs = new Map<string, { plain: string; relaxed: string }>();
+  private add(name: string, plain: string, relaxed = plain) {
+    this.funcs.set(name, { plain, relaxed });
+  }
   private readonly unwidened = new Set<string>();
   /** Bytes of one quantized activation vector for the widest integer matrix-vector kernel (0: none). */
   q8Bytes = 0;
@@ -200,21 +217,23 @@ export class WasmKernels {
     const exported = q8 ? q8Names(s.wasm.step, scheme, cols).product : name;
     if (!this.funcs.has(exported)) {
       const steps = cols / s.wasm.step;
-      const k = hoistConstants(q8 ?? s.wasm.dot);
-      this.funcs.set(
-        exported,
-        matvec({
+      const wasm = s.wasm;
+      const build = (piece: string) => {
+        const k = hoistConstants(piece);
+        return matvec({
           name: exported,
           doc: `rows of ${cols} ${scheme} weights${q8 ? ", x quantized to q8 blocks (integer products)" : ""}`,
           steps,
-          bytes: s.wasm.bytes,
-          xBytes: q8 ? q8Format(s.wasm.step)!.bytes : s.wasm.step * 4,
-          rowBytes: steps * s.wasm.bytes,
+          bytes: wasm.bytes,
+          xBytes: q8 ? q8Format(wasm.step)!.bytes : wasm.step * 4,
+          rowBytes: steps * wasm.bytes,
           dot: k.texts[0],
           constLocals: k.locals,
           constSets: k.sets,
-        }),
-      );
+        });
+      };
+      const piece = this.pieces(s);
+      this.add(exported, build(piece.plain), build(piece.relaxed));
       if (q8) this.quantizer(s.wasm.step, cols);
     }
     return name;
@@ -225,7 +244,7 @@ export class WasmKernels {
     const { quantizer: qx } = q8Names(step, "", cols);
     const format = q8Format(step)!;
     const steps = cols / format.block;
-    if (!this.funcs.has(qx)) this.funcs.set(qx, (step === Q8K_BLOCK ? quantizerK : quantizer)(qx, steps));
+    if (!this.funcs.has(qx)) this.add(qx, (step === Q8K_BLOCK ? quantizerK : quantizer)(qx, steps));
     this.q8Bytes = Math.max(this.q8Bytes, steps * format.bytes);
     return qx;
   }
@@ -243,34 +262,47 @@ export class WasmKernels {
     // A scheme with an integer piece runs matmulQ8: its products must be the matrix-vector kernel's.
     if (!mv || this.q8Piece(s)) return undefined;
     const name = `mm_${scheme}_${cols}`;
-    return this.widened(name, mv, s, cols, s.wasm!.dot, s.wasm!.step * 4) ? name : undefined;
+    return this.widened(name, mv, s, cols, this.pieces(s), s.wasm!.step * 4) ? name : undefined;
   }
 
   /**
-   * Registers `name`, the matrix-matrix kernel whose columns are `mv`'s products: `piece` (one step of a
-   * row against activations `xBytes` apart per step) widened to MM_COLUMNS vectors. False when the piece
-   * cannot be widened (the prefill then runs the matrix-vector kernel once per column).
+   * Registers `name`, the matrix-matrix kernel whose columns are `mv`'s products: `pieces` (one step of a
+   * row against activations `xBytes` apart per step, in each build) widened to MM_COLUMNS vectors. False
+   * when the piece cannot be widened (the prefill then runs the matrix-vector kernel once per column).
    */
   private widened(
     name: string,
     mv: string,
     s: QuantScheme,
     cols: number,
-    piece: string,
+    pieces: { plain: string; relaxed: string },
     xBytes: number,
   ): boolean {
     if (this.funcs.has(name)) return true;
     if (this.unwidened.has(name)) return false;
-    // The widest group first, then narrower ones for what is left (an expert a batch's few tokens chose),
-    // so a weight step is unpacked once for as many columns as there are; the last column alone.
-    let wides: ReturnType<typeof columnsPiece>[];
     try {
-      wides = MM_GROUPS.map((c) => columnsPiece(piece, c));
+      const plain = this.widen(name, mv, s, cols, pieces.plain, xBytes);
+      this.add(name, plain, this.widen(name, mv, s, cols, pieces.relaxed, xBytes));
+      return true;
     } catch (e) {
       if (!(e instanceof ColumnsError)) throw e;
       this.unwidened.add(name);
       return false;
     }
+  }
+
+  /** The text of `widened`'s kernel for one build's piece; throws ColumnsError where it cannot widen. */
+  private widen(
+    name: string,
+    mv: string,
+    s: QuantScheme,
+    cols: number,
+    piece: string,
+    xBytes: number,
+  ): string {
+    // The widest group first, then narrower ones for what is left (an expert a batch's few tokens chose),
+    // so a weight step is unpacked once for as many columns as there are; the last column alone.
+    const wides = MM_GROUPS.map((c) => columnsPiece(piece, c));
     const steps = cols / s.wasm!.step;
     const rowBytes = steps * s.wasm!.bytes;
     const js = [...Array(MM_COLUMNS).keys()];
@@ -305,27 +337,23 @@ export class WasmKernels {
         stores: cs.map((j) => storeColumn(`$acc_${j}`, j)).join("\n"),
       };
     };
-    this.funcs.set(
+    return matmul({
       name,
-      matmul({
-        name,
-        mv,
-        doc: `rows of ${cols} ${s.name} weights, several activation vectors`,
-        steps,
-        bytes: s.wasm!.bytes,
-        xBytes,
-        rowBytes,
-        widths: MM_GROUPS.join(", "),
-        groups: MM_GROUPS.map((c, i) => group(c, k.texts[i]!)),
-        block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
-        locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
-        constLocals: k.locals,
-        constSets: k.sets,
-        dot: k.texts[MM_GROUPS.length],
-        store1: storeColumn("$acc", 0),
-      }),
-    );
-    return true;
+      mv,
+      doc: `rows of ${cols} ${s.name} weights, several activation vectors`,
+      steps,
+      bytes: s.wasm!.bytes,
+      xBytes,
+      rowBytes,
+      widths: MM_GROUPS.join(", "),
+      groups: MM_GROUPS.map((c, i) => group(c, k.texts[i]!)),
+      block: Math.max(1, Math.floor(MM_BLOCK_BYTES / rowBytes)),
+      locals: locals.map(([n, t]) => `    (local ${n} ${t})`).join("\n"),
+      constLocals: k.locals,
+      constSets: k.sets,
+      dot: k.texts[MM_GROUPS.length],
+      store1: storeColumn("$acc", 0),
+    });
   }
 
   /**
@@ -343,7 +371,7 @@ export class WasmKernels {
     const mv = q8Names(step, scheme, cols).product;
     const name = `mm${mv.slice(2)}`;
     const qx = this.quantizer(step, cols);
-    if (!this.widened(name, mv, s, cols, piece, format.bytes)) return undefined;
+    if (!this.widened(name, mv, s, cols, this.pieces(s), format.bytes)) return undefined;
     return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
   }
 
@@ -363,7 +391,7 @@ export class WasmKernels {
     const names = { qk: `qk_${key}`, sm: `sm_${key}`, av: `av_${key}`, mva: `mva_${key}` };
     if (!this.funcs.has(names.qk)) {
       const shape = { type, headDim, rowBytes, kvHeads, group, tile, window };
-      this.funcs.set(
+      this.add(
         names.qk,
         attentionWat(names, shape, (t) => hoistConstants(t)),
       );
@@ -374,7 +402,7 @@ export class WasmKernels {
   /** The row kernels (norms, RoPE, SwiGLU, a pick's weighted sum, the router's top-k) and the `$expf` they
    * share (attention's polynomial), added once. */
   rows(): typeof ROWS {
-    if (!this.funcs.has(ROWS.rms)) this.funcs.set(ROWS.rms, rows({ ...ROWS, expf: expWat("$x", "$x") }));
+    if (!this.funcs.has(ROWS.rms)) this.add(ROWS.rms, rows({ ...ROWS, expf: expWat("$x", "$x") }));
     return ROWS;
   }
 
@@ -382,14 +410,15 @@ export class WasmKernels {
     return this.funcs.size;
   }
 
-  /** The module's text: the shared memory it imports, the half-float table reader, the kernels. */
-  text(): string {
+  /** The module's text in the plain or the relaxed build (before relaxWat's fused multiply-adds): the shared
+   * memory it imports, the half-float table reader, the kernels. */
+  text(relaxed = false): string {
     return [
       "(module",
       '  (import "env" "memory" (memory 1 65536 shared))',
       "  ;; Half bits → f32 through the table at heap address 0.",
       "  (func $f16 (param $h i32) (result f32) (f32.load (i32.shl (local.get $h) (i32.const 2))))",
-      ...this.funcs.values(),
+      ...[...this.funcs.values()].map((f) => (relaxed ? f.relaxed : f.plain)),
       ")",
       "",
     ].join("\n");
@@ -398,7 +427,7 @@ export class WasmKernels {
   /** The assembled module (with relaxed SIMD's fused multiply-adds when asked); a WAT error here is a
    * bug in a scheme's piece or a template. */
   binary(relaxed = false): Uint8Array {
-    const text = relaxed ? relaxWat(this.text()).text : this.text();
+    const text = relaxed ? relaxWat(this.text(true)).text : this.text();
     const m = wabt.parseWat("model.wat", text, { simd: true, threads: true, relaxed_simd: relaxed });
     try {
       return m.toBinary({ write_debug_names: true }).buffer;

@@ -53,12 +53,13 @@ function handFigures(o: Shape, quant: string, context: number) {
   // projection per pick (top-2), and the kernels' column lists (2 × 512 i32).
   const batch = wasm ? 4 * (2 * o.ffn + 2 * o.hidden) + 4 * 2 * 512 : 0;
   // A scheme with an integer piece (runtime/quant/q8-activations.ts) quantizes each product's input first: q8_K
-  // blocks of 256 (560 bytes, the q as int16) for the k-quants, q8_0 blocks of 32 (96 bytes) for the others. The prefill keeps
+  // blocks of 256 (1072 bytes: the q as int16, sums and d, the q again as int8 every other 16 bytes) for the
+  // k-quants, q8_0 blocks of 32 (144 bytes, likewise) for the others. The prefill keeps
   // per token one quantized hidden vector (the inputs of q, k, v, o and the experts' gate and up all have
   // `hidden` values) and the down projection's input per pick; after the copies, one region holds the
   // matrix-vector kernels' quantized vector (the widest, ffn) and a two-entry list.
   const q8 = getScheme(quant).wasm?.q8 !== undefined;
-  const [block, blockBytes] = getScheme(quant).wasm?.step === 256 ? [256, 560] : [32, 96];
+  const [block, blockBytes] = getScheme(quant).wasm?.step === 256 ? [256, 1072] : [32, 144];
   const quantized = (n: number) => (n / block) * blockBytes;
   const q8Batch = q8 ? quantized(o.hidden) + 2 * quantized(o.ffn) : 0;
   const q8Region = q8 ? Math.ceil(quantized(o.ffn) / 64) * 64 + 64 : 0;

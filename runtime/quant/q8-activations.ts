@@ -8,28 +8,42 @@
 //   column's block by the weights' d splatted once for all columns, times these lanes: one multiply per
 //   column rather than a load, a multiply and a splat), then Σq as four i32 lanes that add up to it (q4_1 and
 //   q5_1's min term reads it, as llama.cpp's q8_1 block carries d·Σq, rather than adding up 32 values per
-//   column): 96 bytes.
+//   column), then the int8 shadow (below): 144 bytes.
 // - q8_K (step 256: the k-quants), llama.cpp's block_q8_K (quantize_row_q8_K_ref): per 256 values
 //   iscale = 127 / amax, q = iscale · x rounded half to even, d = 1 / iscale (llama.cpp divides by the
 //   signed value of largest magnitude, which negates q and d together: every product is the same), and
 //   the sums of each 16 q. In the heap: the 256 q widened to int16 (as q8_0's, for `i32x4.dot_i16x8_s`, which
-//   V8 makes one instruction with its load folded in), 16 int16 sums, d as an f32, 12 bytes of padding: 560.
+//   V8 makes one instruction with its load folded in), 16 int16 sums, d as an f32, 12 bytes of padding, then
+//   the int8 shadow: 1072.
+//
+// The shadow: each run of 16 values (32 bytes of int16 at byte o of the block) again as 16 int8 at byte
+// o + the int16 values' region and its scales (96, 560), every other 16 bytes unused. Relaxed SIMD's 8-bit
+// dot products read it (compiler/codegen/relax.ts), 16 products per instruction; at that fixed distance a
+// piece's every int16 load has its int8 twin by adding a constant to the offset, whatever the address.
 //
 // This file is the reference the kernels are checked against; the kernels quantize in WebAssembly
 // (`quantizer` in compiler/codegen/wasm.ts).
 
 export const Q8_BLOCK = 32;
-export const Q8_BLOCK_BYTES = 96;
+export const Q8_BLOCK_BYTES = 144;
+/** Bytes from a run's int16 values to its int8 shadow, in a q8_0 and a q8_K block. */
+export const Q8_SHADOW = 96;
 export const Q8K_BLOCK = 256;
-export const Q8K_BLOCK_BYTES = 560;
+export const Q8K_BLOCK_BYTES = 1072;
+export const Q8K_SHADOW = 560;
 /** Byte offsets in a q8_K block: the 16 sums of 16, then d. */
 export const Q8K_SUMS = 512;
 export const Q8K_D = 544;
 
-/** The activation blocks a `q8` piece of this step reads: [values, bytes in the heap], or undefined. */
-export function q8Format(step: number): { block: number; bytes: number } | undefined {
-  if (step === Q8_BLOCK) return { block: Q8_BLOCK, bytes: Q8_BLOCK_BYTES };
-  if (step === Q8K_BLOCK) return { block: Q8K_BLOCK, bytes: Q8K_BLOCK_BYTES };
+/** The activation blocks a `q8` piece of this step reads: values per block, its bytes in the heap, the bytes
+ * of its int16 values and the int8 shadow's distance from them; or undefined. */
+export function q8Format(
+  step: number,
+): { block: number; bytes: number; values: number; shadow: number } | undefined {
+  if (step === Q8_BLOCK)
+    return { block: Q8_BLOCK, bytes: Q8_BLOCK_BYTES, values: 2 * Q8_BLOCK, shadow: Q8_SHADOW };
+  if (step === Q8K_BLOCK)
+    return { block: Q8K_BLOCK, bytes: Q8K_BLOCK_BYTES, values: 2 * Q8K_BLOCK, shadow: Q8K_SHADOW };
   return undefined;
 }
 

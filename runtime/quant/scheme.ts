@@ -30,10 +30,12 @@ export interface WasmKernel {
   bytes: number;
   dot: string;
   /**
-   * Optional, with step 32: the same block's dot product against activations quantized to q8_0
-   * (runtime/quant/q8-activations.ts: at `$x`, the block's f32 scale, then 32 int8), added into `$acc`
-   * (`q8Runs`, `q8ScaleInto` in wat.ts). With it, the scheme's products run in integers as llama.cpp's
+   * Optional, with step 32 or 256: the same step's dot product against activations quantized to q8_0 or
+   * q8_K blocks at `$x` (their layout in runtime/quant/q8-activations.ts), added into `$acc` (`q8Runs`,
+   * `q8ScaleInto`, `scaledRuns` in wat.ts). With it, the scheme's products run in integers as llama.cpp's
    * do, and the reference executor quantizes the activations the same way: the numerics are the scheme's.
+   * Runs of unsigned weights in the shape `q8Runs` and `scaledRuns` write become 8-bit products in the
+   * relaxed-SIMD build where their bytes are provably below 128 (compiler/codegen/relax.ts).
    */
   q8?: string;
 }

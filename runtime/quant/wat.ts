@@ -88,22 +88,26 @@ export function dotRuns(
 }
 
 /**
- * Statements for a `q8` piece: `into` (i32x4) = Σ over `runs` of 16 weights (i8x16 expressions, −128..127)
- * × run r's 16 activations, int16 at byte 32r of the q8 block at `$x`. Exact in i32. Scratch: `$v0`.
+ * Statements for a `q8` piece: `into` (i32x4) = Σ over `runs` (one or two) of 16 weights (i8x16 expressions,
+ * −128..127, or 0..255 when `unsigned`) × run r's 16 activations, int16 at byte 32r of the q8 block at `$x`.
+ * Exact in i32. One expression, so that relaxed SIMD can add both runs' 8-bit products before widening them
+ * (compiler/codegen/relax.ts). Scratch: `$v0`, `$v1`.
  */
-export function q8Runs(runs: readonly string[], into: string): string {
-  return runs
-    .flatMap((bytes, r) => {
-      const dot = (hl: string, off: number) =>
-        `(i32x4.dot_i16x8_s (i16x8.extend_${hl}_i8x16_s (local.get $v0)) (v128.load offset=${off} align=4 ${X}))`;
-      const run = `(i32x4.add ${dot("low", 32 * r)} ${dot("high", 32 * r + 16)})`;
-      return [
-        `(local.set $v0 ${bytes})`,
-        `(local.set ${into} ${r ? `(i32x4.add (local.get ${into}) ${run})` : run})`,
-      ];
-    })
-    .join("\n");
+export function q8Runs(runs: readonly string[], into: string, o: { unsigned?: boolean } = {}): string {
+  const sx = o.unsigned ? "u" : "s";
+  const run = (r: number) => {
+    const dot = (hl: string, off: number) =>
+      `(i32x4.dot_i16x8_s (i16x8.extend_${hl}_i8x16_${sx} (local.get $v${r})) (v128.load offset=${off} align=4 ${X}))`;
+    return `(i32x4.add ${dot("low", 32 * r)} ${dot("high", 32 * r + 16)})`;
+  };
+  const sum = runs.map((_, r) => run(r)).reduce((a, b) => `(i32x4.add ${a} ${b})`);
+  return [...runs.map((bytes, r) => `(local.set $v${r} ${bytes})`), `(local.set ${into} ${sum})`].join("\n");
 }
+
+/** Statements: `into` −= times × Σ of the q8 block's 32 integers, times a power of two: the offset of weights
+ * stored as q + times (q4_0, q5_0), which the unsigned runs leave in. */
+export const q8Offset = (into: string, times: number) =>
+  `(local.set ${into} (i32x4.sub (local.get ${into}) (i32x4.shl (v128.load offset=80 align=4 ${X}) (i32.const ${Math.log2(times)}))))`;
 
 /** `$acc += sum × (scale × d)`, sum an i32x4 local, scale the weights' f32 expression, d the q8 block's (in
  * every lane at byte 64): the splatted scale depends on the weights alone, so a matrix-matrix kernel makes it
@@ -281,8 +285,9 @@ export function quadsOf16(o: {
 const ZERO = "(v128.const i32x4 0 0 0 0)";
 
 /**
- * Statements: `into` (i32x4) += scale × Σ over `runs` of [byte offset from `$i2` of 16 int16 activations,
- * 16 unsigned weights (a v128 expression)], scale an i32 expression. Scratch: `$v8`, `$v9`.
+ * Statements: `into` (i32x4) += scale × Σ over `runs` (one or two) of [byte offset from `$i2` of 16 int16
+ * activations, 16 unsigned weights (a v128 expression)], scale an i32 expression. The runs' products are one
+ * expression, for relaxed SIMD (see q8Runs). Scratch: `$v8`, `$v9`.
  */
 export function scaledRuns(
   runs: readonly (readonly [number, string])[],
@@ -290,17 +295,16 @@ export function scaledRuns(
   into: string,
 ): string {
   const s = `(i16x8.splat ${scale})`;
-  return runs
-    .flatMap(([off, w], r) => {
-      const v = `$v${8 + (r % 2)}`;
-      const half = (hl: string, at: number) =>
-        `(i32x4.dot_i16x8_s (i16x8.mul (i16x8.extend_${hl}_i8x16_u (local.get ${v})) ${s}) (v128.load offset=${at} align=2 (local.get $i2)))`;
-      return [
-        `(local.set ${v} ${w})`,
-        `(local.set ${into} (i32x4.add (local.get ${into}) (i32x4.add ${half("low", off)} ${half("high", off + 16)})))`,
-      ];
-    })
-    .join("\n");
+  const run = ([off]: readonly [number, string], r: number) => {
+    const half = (hl: string, at: number) =>
+      `(i32x4.dot_i16x8_s (i16x8.mul (i16x8.extend_${hl}_i8x16_u (local.get $v${8 + r})) ${s}) (v128.load offset=${at} align=2 (local.get $i2)))`;
+    return `(i32x4.add ${half("low", off)} ${half("high", off + 16)})`;
+  };
+  const sum = runs.map(run).reduce((a, b) => `(i32x4.add ${a} ${b})`);
+  return [
+    ...runs.map(([, w], r) => `(local.set $v${8 + r} ${w})`),
+    `(local.set ${into} (i32x4.add (local.get ${into}) ${sum}))`,
+  ].join("\n");
 }
 
 /** `$acc` (+ or −)= f32(sum) × f32(d × the q8_K block's d), sum an i32x4 local, d an f32 expression. */

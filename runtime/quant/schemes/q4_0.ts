@@ -3,7 +3,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
+import { bytesAt, dotRuns, field, halfAt, i8s, q8Offset, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -91,12 +91,16 @@ export const q4_0: QuantScheme = {
       ),
       scaleInto(0),
     ].join("\n"),
+    // Against q8_0 activations in integers: Σ q·qx over the stored q (0..15), less 8 · Σ qx. Unsigned
+    // weights are what relaxed SIMD's 8-bit products take (compiler/codegen/relax.ts).
     q8: [
       `(local.set $v2 ${bytesAt(2)})`,
       q8Runs(
-        [0, 4].map((from) => `(i8x16.sub ${field("(local.get $v2)", from, 4, 0)} ${i8s(8)})`),
+        [0, 4].map((from) => field("(local.get $v2)", from, 4, 0)),
         "$v3",
+        { unsigned: true },
       ),
+      q8Offset("$v3", 8),
       q8ScaleInto("$v3", halfAt(0)),
     ].join("\n"),
   },

@@ -99,6 +99,7 @@ export const q4_1: QuantScheme = {
       q8Runs(
         [0, 4].map((from) => field("(local.get $v2)", from, 4, 0)),
         "$v3",
+        { unsigned: true },
       ),
       q8SumX("$v4"),
       q8ScaleInto("$v3", halfAt(0)),

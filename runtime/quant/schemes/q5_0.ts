@@ -3,7 +3,18 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bitBytes, bytesAt, dotRuns, field, halfAt, i8s, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
+import {
+  bitBytes,
+  bytesAt,
+  dotRuns,
+  field,
+  halfAt,
+  i8s,
+  q8Offset,
+  q8Runs,
+  q8ScaleInto,
+  scaleInto,
+} from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -34,6 +45,11 @@ const Q5_LOAD = [
 const Q5_RUNS = ([0, 1] as const).map(
   (h) =>
     `(i8x16.sub ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.andnot ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
+);
+/** The stored q (0..31), before q5_0's − 16. */
+const Q5_STORED = ([0, 1] as const).map(
+  (h) =>
+    `(v128.or ${field("(local.get $v2)", 4 * h, 4, 0)} (v128.and ${i8s(16)} ${bitBytes("(local.get $v4)", h)}))`,
 );
 
 export const q5_0: QuantScheme = {
@@ -100,7 +116,13 @@ export const q5_0: QuantScheme = {
     // q − 16 = nibble − 16 where the high bit is clear, the nibble itself where it is set.
     dot: [Q5_LOAD, dotRuns(Q5_RUNS, 0, "$v3"), scaleInto(0)].join("\n"),
     // The same q − 16 against q8_0 activations, in integers.
-    q8: [Q5_LOAD, q8Runs(Q5_RUNS, "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
+    // Against q8_0 activations in integers: Σ q·qx over the stored q (0..31), less 16 · Σ qx.
+    q8: [
+      Q5_LOAD,
+      q8Runs(Q5_STORED, "$v3", { unsigned: true }),
+      q8Offset("$v3", 16),
+      q8ScaleInto("$v3", halfAt(0)),
+    ].join("\n"),
   },
   wgsl: {
     dot: `// block_q5_0: f16 d, qh (u32, unaligned), 16 bytes of nibbles; the 5th bit of element j is bit j of qh.

@@ -124,7 +124,7 @@ export const q5_1: QuantScheme = {
     // dx·Σ qx with the block; here the kernel adds the integers up).
     q8: [
       Q5_LOAD,
-      q8Runs(Q5_RUNS, "$v3"),
+      q8Runs(Q5_RUNS, "$v3", { unsigned: true }),
       q8SumX("$v5"),
       q8ScaleInto("$v3", halfAt(0)),
       q8ScaleInto("$v5", halfAt(2)),
