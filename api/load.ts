@@ -59,13 +59,6 @@ function checkLoad(o: LoadOptions) {
     if (o[k] !== undefined && typeof o[k] !== "string") throw new InvalidOptionError(k, "expected a string");
   }
   const parallel = checkNumber("parallel", o.parallel ?? 1, { integer: true, min: 1, max: 256 });
-  const backend = o.backend ?? "cpu";
-  if (backend !== "cpu" && parallel > 1) {
-    throw new InvalidOptionError(
-      "parallel",
-      `the ${backend} backend runs one sequence at a time; use the cpu backend for ${parallel}`,
-    );
-  }
   return {
     context:
       o.context === undefined ? undefined : checkNumber("context", o.context, { integer: true, min: 2 }),
@@ -138,10 +131,15 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
         `${path} was compiled with a ${compiledKv} KV cache; compile it again with kv type ${options.kvType}, or load it without kvType`,
       );
     }
-    if (compiledFor !== "cpu" && o.parallel > 1) {
-      throw new InvalidOptionError("parallel", `the ${compiledFor} backend runs one sequence at a time`);
-    }
     const m = loaded.module.manifest;
+    // A budget that cannot hold every slot's KV caches: say so, since --parallel is what multiplies them.
+    const parallelError = (le: unknown, e: unknown) =>
+      le instanceof ModelLoadError && o.parallel > 1 && e instanceof DeviceBudgetError
+        ? new ModelLoadError(
+            `${le.message} (the KV cache is ${o.parallel} sequences' caches: parallel ${o.parallel} × context ${m.maxContext}; fewer slots or a shorter context need less)`,
+            e,
+          )
+        : le;
     const expertFile = loaded.format === "gguf" ? weights : undefined;
     let stepper: Stepper;
     let memory: () => ReturnType<ModelInstance["memory"]>;
@@ -150,16 +148,24 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
         ...o.memory,
         prefetch: false,
         expertFile,
+        sequences: o.parallel,
       }).catch((e) => {
-        throw loadError(e);
+        throw parallelError(loadError(e), e);
       });
       close.push(() => gpu.close());
+      // Each sequence steps on its own in a round (no batched kernels on the GPU backends yet).
       stepper = {
-        sequences: 1,
+        sequences: o.parallel,
         maxContext: m.maxContext,
         prefillChunk: Math.max(16, gpu.prefillBatch),
-        prefill: (_s, tokens, pos0) => gpu.prefill(tokens, pos0),
-        step: (_s, token, pos) => gpu.step(token, pos),
+        prefill: (s, tokens, pos0) => {
+          gpu.useSequence(s);
+          return gpu.prefill(tokens, pos0);
+        },
+        step: (s, token, pos) => {
+          gpu.useSequence(s);
+          return gpu.step(token, pos);
+        },
       };
       memory = () => gpu.memory();
     } else {
@@ -172,15 +178,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
           expertFile,
         });
       } catch (e) {
-        const le = loadError(e);
-        if (le instanceof ModelLoadError && o.parallel > 1 && e instanceof DeviceBudgetError) {
-          // The figure counts every slot's KV caches: say so, since --parallel is what multiplies them.
-          throw new ModelLoadError(
-            `${le.message} (the KV cache is ${o.parallel} sequences' caches: parallel ${o.parallel} × context ${m.maxContext}; fewer slots or a shorter context need less)`,
-            e,
-          );
-        }
-        throw le;
+        throw parallelError(loadError(e), e);
       }
       close.push(() => cpu.close());
       stepper = {

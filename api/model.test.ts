@@ -6,6 +6,7 @@ import { generate } from "../runtime/generate.ts";
 import { ModelInstance } from "../runtime/model.ts";
 import { Sampler } from "../runtime/sampler.ts";
 import { Detokenizer } from "../runtime/tokenizer/spm.ts";
+import { needsWebGpu } from "../test/machine.ts";
 import {
   AbortError,
   ContextLengthError,
@@ -61,9 +62,6 @@ describe("loadModel", () => {
     await expect(loadModel(GGUF, { vram: "lots" })).rejects.toThrow(/vram: expected a size above 0/);
     await expect(loadModel(GGUF, { kvType: "q4" as never })).rejects.toThrow(
       /kvType: expected one of f32, f16, q8_0/,
-    );
-    await expect(loadModel(GGUF, { parallel: 2, backend: "webgpu" })).rejects.toThrow(
-      /parallel: the webgpu backend runs one sequence at a time/,
     );
     await expect(loadModel("models/none.gguf")).rejects.toThrow(
       new ModelLoadError("models/none.gguf: no such file or folder"),
@@ -124,6 +122,26 @@ describe("complete and stream", () => {
       (await model.complete("Once upon a time", greedy)).text,
     );
   });
+});
+
+describe("webgpu with two slots", needsWebGpu(), () => {
+  it("each sequence has its own KV caches on the device: concurrent calls get their answers alone", async () => {
+    const one = await loadModel(GGUF, { backend: "webgpu", threads: 1 });
+    const two = await loadModel(GGUF, { backend: "webgpu", threads: 1, parallel: 2 });
+    try {
+      // The second slot's caches are allocated (and planned) with the rest.
+      expect(two.memory().peak_device_bytes).toBeGreaterThan(one.memory().peak_device_bytes);
+      const prompts = ["Once upon a time", "The cat", "Lily had a ball"];
+      const alone: string[] = [];
+      for (const p of prompts) alone.push((await one.complete(p, greedy)).text);
+      const together = await Promise.all(prompts.map((p) => two.complete(p, greedy)));
+      expect(together.map((c) => c.text)).toEqual(alone);
+      expect(alone[0]).toBe(await runGreedy("Once upon a time", greedy.maxTokens));
+    } finally {
+      one.close();
+      two.close();
+    }
+  }, 120_000);
 });
 
 describe("aborts and the queue", () => {

@@ -23,7 +23,7 @@ export interface LoadOptions {
   prefetch?: boolean;
   /** The KV caches' element type (`--kv-type`: f32, f16 or q8_0; default f16, as llama.cpp). */
   kvType?: "f32" | "f16" | "q8_0";
-  /** `--backend` (default cpu). A GPU backend runs one sequence at a time. */
+  /** `--backend` (default cpu). A GPU backend steps its `parallel` sequences one after another. */
   backend?: Backend;
   /** Sequences generated at once, each with its own KV cache (`moec serve --parallel`, default 1). */
   parallel?: number;

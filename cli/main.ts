@@ -215,7 +215,7 @@ const withModelFlags = (c: Command) =>
     .option("--host-memory <size>", "host memory for the offloaded experts")
     .option("--policy <name>", "expert cache eviction: lru (default) or lfu")
     .option("--no-prefetch", "do not load the next layer's guessed experts ahead of their use")
-    .option("--backend <name>", "cpu (default), webgpu or gpujs (GPU backends: --parallel 1)")
+    .option("--backend <name>", "cpu (default), webgpu or gpujs")
     .option("--kv-type <type>", "the KV cache's element type: f16 (default), f32 or q8_0");
 
 withModelFlags(

@@ -81,3 +81,14 @@ export function tensorName(w: WeightEntry, layer?: number): string {
     ? w.tensor
     : w.tensor.replaceAll(`{${w.index}}`, String(layer));
 }
+
+/**
+ * The manifest with its KV caches repeated once per sequence: the device plan then places and accounts
+ * every sequence's caches like the rest (a budget that cannot hold them fails before anything loads).
+ */
+export function withSequences<M extends Pick<Manifest, "kv">>(m: M, sequences: number): M {
+  if (!Number.isInteger(sequences) || sequences < 1) {
+    throw new RangeError(`sequences: expected a whole number ≥ 1, found ${sequences}`);
+  }
+  return sequences === 1 ? m : { ...m, kv: Array.from({ length: sequences }, () => m.kv).flat() };
+}

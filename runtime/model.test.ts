@@ -4,8 +4,9 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
+import { withSequences } from "./manifest.ts";
 import { measureDevice, minimumSlots } from "./memory/device-plan.ts";
-import { importModuleSource, ModelInstance, withSequences } from "./model.ts";
+import { importModuleSource, ModelInstance } from "./model.ts";
 import { randomWeights } from "./weights.ts";
 
 const open: ModelInstance[] = [];

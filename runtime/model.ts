@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Heap } from "./heap.ts";
-import type { Manifest } from "./manifest.ts";
+import { type Manifest, withSequences } from "./manifest.ts";
 import type { MemoryStats } from "./memory/memory-stats.ts";
 import { type MemoryOptions, type Packed, type PlacedMemory, placeModel } from "./memory/place.ts";
 import { composeQ8Kernels } from "./q8-kernels.ts";
@@ -84,17 +84,6 @@ export interface RuntimeOptions extends MemoryOptions {
   threads?: number;
   /** Sequences decoded at once (a server's parallel slots), each with its own KV caches (default 1). */
   sequences?: number;
-}
-
-/**
- * The manifest with its KV caches repeated once per sequence: the device plan then places and accounts
- * every sequence's caches like the rest (a budget that cannot hold them fails before anything loads).
- */
-export function withSequences<M extends Pick<Manifest, "kv">>(m: M, sequences: number): M {
-  if (!Number.isInteger(sequences) || sequences < 1) {
-    throw new RangeError(`sequences: expected a whole number ≥ 1, found ${sequences}`);
-  }
-  return sequences === 1 ? m : { ...m, kv: Array.from({ length: sequences }, () => m.kv).flat() };
 }
 
 export function allocateRuntime(

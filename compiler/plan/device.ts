@@ -8,6 +8,7 @@
 // the compile's KV type (f16 unless asked), the 64-byte alignment of every region included in `device_bytes`.
 
 import type { KvType } from "../../runtime/kv-type.ts";
+import { withSequences } from "../../runtime/manifest.ts";
 import {
   allExpertBytes,
   chooseResidency,
@@ -17,7 +18,6 @@ import {
   measureDevice,
   minimumSlots,
 } from "../../runtime/memory/device-plan.ts";
-import { withSequences } from "../../runtime/model.ts";
 import { manifestsFor } from "../compile.ts";
 import type { CheckedModel } from "../lang/check.ts";
 import type { Quant } from "../pipeline.ts";

@@ -1,12 +1,13 @@
 // A compiled GPU model loaded onto a backend: the generated module's manifest and program, the backend
 // made by name (the registry below; each GPU backend registers its factory), the weights placed under
 // the device budget, every kernel compiled before the first token. `step` is async: a MoE layer reads
-// its router's picks back before its experts run.
-import type { Manifest } from "../manifest.ts";
+// its router's picks back before its experts run. With several sequences (a server's parallel slots),
+// each has its own KV caches on the device and `useSequence` picks the one the next calls use.
+import { type Manifest, withSequences } from "../manifest.ts";
 import type { MemoryStats } from "../memory/memory-stats.ts";
 import type { MemoryOptions } from "../memory/place.ts";
 import type { WeightSource } from "../weights.ts";
-import { type Backend, GpuError } from "./backend.ts";
+import { type Backend, type GpuBuffer, GpuError } from "./backend.ts";
 import { GpuForward } from "./forward.ts";
 import { type GpuPlaced, placeGpu } from "./place.ts";
 import { GpuPrefill } from "./prefill.ts";
@@ -72,20 +73,31 @@ export class GpuModel {
     private readonly fwd: GpuForward,
   ) {}
 
+  /** Each sequence's KV buffers ([cache * 2 + (0 K, 1 V)][layer]); `placed.kv` is the current one's. */
+  private kvSets: GpuBuffer[][][] = [];
+  private current = 0;
+
+  /** `options.sequences` (default 1): sequences with their own KV caches, planned and placed with the rest. */
   static async load(
     module: GpuModule,
     weights: WeightSource,
-    options: MemoryOptions = {},
+    options: MemoryOptions & { sequences?: number } = {},
   ): Promise<GpuModel> {
+    const { sequences = 1, ...memory } = options;
     const backend = await createBackend(module.backend);
     let placed: GpuPlaced | undefined;
     try {
       const manifest = module.manifest;
       const program = withKvType(module, backend.features ?? new Set());
-      placed = placeGpu(backend, manifest, program, weights, options);
+      placed = placeGpu(backend, withSequences(manifest, sequences), program, weights, memory);
+      const all = placed.kv;
+      const per = all.length / sequences;
+      const kvSets = Array.from({ length: sequences }, (_, s) => all.slice(s * per, (s + 1) * per));
+      placed.kv = kvSets[0]!;
       const fwd = new GpuForward(backend, program, manifest, placed);
       await fwd.prepare();
       const model = new GpuModel(module, manifest, backend, placed, fwd);
+      model.kvSets = kvSets;
       if (GpuPrefill.usable(program, placed)) {
         model.batch = new GpuPrefill(backend, program, manifest, placed);
         await model.batch.prepare();
@@ -97,6 +109,20 @@ export class GpuModel {
       else backend.destroy();
       throw e;
     }
+  }
+
+  /** How many sequences have KV caches. */
+  get sequences(): number {
+    return this.kvSets.length;
+  }
+
+  /** Makes sequence `s`'s KV caches the ones `step` and `prefill` read and write. */
+  useSequence(s: number): void {
+    if (s === this.current) return;
+    const set = this.kvSets[s];
+    if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
+    this.placed.kv = set;
+    this.current = s;
   }
 
   /** One token at `pos`; the logits array is reused by the next step. */
