@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Heap } from "./heap.ts";
+import { sequenceSet, splitBySequence } from "./kv-sets.ts";
 import { type Manifest, withSequences } from "./manifest.ts";
 import type { MemoryStats } from "./memory/memory-stats.ts";
 import { type MemoryOptions, type Packed, type PlacedMemory, placeModel } from "./memory/place.ts";
@@ -136,9 +137,7 @@ export class ModelInstance {
     options: RuntimeOptions = {},
   ) {
     this.rt = allocateRuntime(module, weights, options);
-    const per = module.manifest.kv.length * 2;
-    const all = this.rt.kv;
-    this.kvSets = Array.from({ length: all.length / per }, (_, s) => all.slice(s * per, (s + 1) * per));
+    this.kvSets = splitBySequence(this.rt.kv, module.manifest.kv.length * 2);
     this.rt.kv = this.kvSets[0]!;
   }
 
@@ -153,9 +152,7 @@ export class ModelInstance {
    */
   useSequence(s: number): void {
     if (s === this.current) return;
-    const set = this.kvSets[s];
-    if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
-    this.rt.kv = set;
+    this.rt.kv = sequenceSet(this.kvSets, s);
     this.current = s;
   }
 
@@ -212,11 +209,7 @@ export class ModelInstance {
       throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
     }
     if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
-    const sets = seqs.map((s) => {
-      const set = this.kvSets[s];
-      if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
-      return set;
-    });
+    const sets = seqs.map((s) => sequenceSet(this.kvSets, s));
     const max = this.module.manifest.maxContext;
     for (const p of positions) {
       if (!Number.isInteger(p) || p < 0 || p >= max) {

@@ -113,6 +113,24 @@ function reference(s: QuantScheme, weights: Uint8Array, xIn: Float32Array, r: nu
   return { dot, scale };
 }
 
+/** x through the quantizer of `scheme`'s integer kernels (the plain build): the memory and where its blocks
+ * start. */
+function quantizeInWasm(scheme: string, x: Float32Array) {
+  const kernels = new WasmKernels();
+  const q = kernels.matmulQ8(scheme, COLS)!;
+  const xAt = 64;
+  const qAt = xAt + 4 * COLS;
+  const lAt = qAt + q.qBytes;
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  new Float32Array(memory.buffer, xAt, COLS).set(x);
+  new Int32Array(memory.buffer, lAt, 2).set([xAt, qAt]);
+  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), {
+    env: { memory },
+  });
+  (exports[q.qx] as (xl: number, ql: number, n: number) => void)(lAt, lAt + 4, 1);
+  return { q, memory, qAt };
+}
+
 describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
   const withPiece = schemes().filter((s) => s.wasm);
 
@@ -185,22 +203,11 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
   });
 
   it("the q8_K quantizer writes llama.cpp's block_q8_K exactly (its q widened to int16): q, the sums of 16, d", () => {
-    const kernels = new WasmKernels();
-    const q = kernels.matmulQ8("q4_k", COLS)!;
-    expect(q.qx).toBe(`qxk_${COLS}`);
     const x = gaussian(COLS, 9);
     x.fill(0, 256, 512); // a block of zeros: d = 0, q = 0
     x.set([100, -2.5, 2.5, 0.5, -0.5, 1.5], 0); // iscale = 1.27: no ties, but the extremes
-    const xAt = 64;
-    const qAt = xAt + 4 * COLS;
-    const lAt = qAt + q.qBytes;
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-    new Float32Array(memory.buffer, xAt, COLS).set(x);
-    new Int32Array(memory.buffer, lAt, 2).set([xAt, qAt]);
-    const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), {
-      env: { memory },
-    });
-    (exports[q.qx] as (xl: number, ql: number, n: number) => void)(lAt, lAt + 4, 1);
+    const { q, memory, qAt } = quantizeInWasm("q4_k", x);
+    expect(q.qx).toBe(`qxk_${COLS}`);
     const want = quantizeBlocksK(x);
     expect(q.qBytes).toBe((COLS / 256) * Q8K_BLOCK_BYTES);
     for (let b = 0; b < COLS / 256; b++) {
@@ -222,20 +229,9 @@ describe("WebAssembly matrix-vector pieces equal dot(decode(row), x)", () => {
     ["q4_k", 256],
   ] as const) {
     it(`the quantizer of ${step}-blocks writes each run of 16 again as int8, its shadow for relaxed SIMD`, () => {
-      const kernels = new WasmKernels();
-      const q = kernels.matmulQ8(scheme, COLS)!;
       const format = q8Format(step)!;
       const x = gaussian(COLS, 11);
-      const xAt = 64;
-      const qAt = xAt + 4 * COLS;
-      const lAt = qAt + q.qBytes;
-      const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-      new Float32Array(memory.buffer, xAt, COLS).set(x);
-      new Int32Array(memory.buffer, lAt, 2).set([xAt, qAt]);
-      const { exports } = new WebAssembly.Instance(new WebAssembly.Module(kernels.binary(false)), {
-        env: { memory },
-      });
-      (exports[q.qx] as (xl: number, ql: number, n: number) => void)(lAt, lAt + 4, 1);
+      const { memory, qAt } = quantizeInWasm(scheme, x);
       const want = step === 32 ? quantizeBlocks(x).q : quantizeBlocksK(x).q;
       for (let b = 0; b < COLS / step; b++) {
         for (let run = 0; run < step / 16; run++) {

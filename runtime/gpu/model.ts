@@ -3,6 +3,7 @@
 // the device budget, every kernel compiled before the first token. `step` is async: a MoE layer reads
 // its router's picks back before its experts run. With several sequences (a server's parallel slots),
 // each has its own KV caches on the device and `useSequence` picks the one the next calls use.
+import { sequenceSet, splitBySequence } from "../kv-sets.ts";
 import { type Manifest, withSequences } from "../manifest.ts";
 import type { MemoryStats } from "../memory/memory-stats.ts";
 import type { MemoryOptions } from "../memory/place.ts";
@@ -90,9 +91,7 @@ export class GpuModel {
       const manifest = module.manifest;
       const program = withKvType(module, backend.features ?? new Set());
       placed = placeGpu(backend, withSequences(manifest, sequences), program, weights, memory);
-      const all = placed.kv;
-      const per = all.length / sequences;
-      const kvSets = Array.from({ length: sequences }, (_, s) => all.slice(s * per, (s + 1) * per));
+      const kvSets = splitBySequence(placed.kv, manifest.kv.length * 2);
       placed.kv = kvSets[0]!;
       const fwd = new GpuForward(backend, program, manifest, placed);
       await fwd.prepare();
@@ -119,9 +118,7 @@ export class GpuModel {
   /** Makes sequence `s`'s KV caches the ones `step` and `prefill` read and write. */
   useSequence(s: number): void {
     if (s === this.current) return;
-    const set = this.kvSets[s];
-    if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${this.kvSets.length})`);
-    this.placed.kv = set;
+    this.placed.kv = sequenceSet(this.kvSets, s);
     this.current = s;
   }
 
