@@ -35,7 +35,8 @@ export interface WasmKernel {
    * `q8ScaleInto`, `scaledRuns` in wat.ts). With it, the scheme's products run in integers as llama.cpp's
    * do, and the reference executor quantizes the activations the same way: the numerics are the scheme's.
    * Runs of unsigned weights in the shape `q8Runs` and `scaledRuns` write become 8-bit products in the
-   * relaxed-SIMD build where their bytes are provably below 128 (compiler/codegen/relax.ts).
+   * relaxed-SIMD build where their bytes are provably below 128 (compiler/codegen/relax.ts); their loads
+   * must read activation values, at offsets below the values' end from the block or from a point in them.
    */
   q8?: string;
 }
