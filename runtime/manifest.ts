@@ -15,6 +15,9 @@ export interface WeightEntry {
   /** The scheme of every layer, or "mixed" when they differ: then `schemes` has each layer's. */
   scheme: string;
   schemes?: string[];
+  /** Stored 8 rows interleaved on the CPU, in every layer whose scheme has that layout (runtime/quant/rows8.ts):
+   * the runtime repacks the file's rows as they load. */
+  rows8?: boolean;
 }
 
 /** The scheme of `w` in `layer` (ignored for a weight outside the loop). */

@@ -25,8 +25,15 @@ const SLOTS = 16;
  * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
 const SPINS = 4000;
 
+/** Where share i of a call's `rows` rows starts: a multiple of 8, since the kernels over interleaved rows
+ * (runtime/quant/rows8.ts) take whole groups of 8; the last share ends at `rows`. */
+function shareStart(rows: number, i: number, threads: number): number {
+  return i >= threads ? rows : Math.floor((rows * i) / threads / 8) * 8;
+}
+
 /** The worker's whole program: wait for a generation, run its share of the rows, count down. */
 const workerSource = `
+${shareStart.toString()}
 const { workerData } = require("node:worker_threads");
 const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
@@ -50,8 +57,8 @@ for (;;) {
   seen = Atomics.load(c, ${GENERATION});
   if (Atomics.load(c, ${STOP})) break;
   const rows = u[${ROWS}];
-  const r0 = Math.floor((rows * index) / threads);
-  const r1 = Math.floor((rows * (index + 1)) / threads);
+  const r0 = shareStart(rows, index, threads);
+  const r1 = shareStart(rows, index + 1, threads);
   const k = c[${KERNEL}];
   if (r1 > r0) kernels[k](u[${W}], u[${X}], u[${Y}], r0, r1, matrix[k] ? c[${COLS}] : f[${ALPHA}], c[${ACCUMULATE}]);
   if (Atomics.sub(c, ${PENDING}, 1) === 1) Atomics.notify(c, ${PENDING});
@@ -131,7 +138,7 @@ export class ThreadPool {
     Atomics.store(c, PENDING, this.threads - 1);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);
-    const mine = Math.floor(r1 / this.threads);
+    const mine = shareStart(r1, 1, this.threads);
     if (mine > 0) kernel(w, x, y, 0, mine, alpha, acc);
     let spins = 0;
     const start = Date.now();

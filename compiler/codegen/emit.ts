@@ -1,8 +1,9 @@
 // The generated module: kernels, the forward pass (the schedule, with its per-layer loop) and the
 // manifest. The module imports nothing: a compiled model runs with the runtime alone.
 
-import type { Manifest } from "../../runtime/manifest.ts";
+import { type Manifest, schemesOf } from "../../runtime/manifest.ts";
 import { q8RegionBytes } from "../../runtime/q8-kernels.ts";
+import { ROWS8 } from "../../runtime/quant/rows8.ts";
 import { type Graph, layerForms, type Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
 import type { ActivationPlan } from "../plan/activations.ts";
@@ -126,6 +127,43 @@ export interface EmitInput {
   integer?: (scheme: string) => boolean;
 }
 
+/** The weights each op reads through its products (matrix × activations), by role. */
+const PRODUCT_ROLES: Record<string, readonly string[]> = {
+  linear: ["w"],
+  gate_up: ["gate", "up"],
+  moe_ffn: ["gate", "up", "down"],
+};
+
+/**
+ * The matrices to store 8 rows interleaved (runtime/quant/rows8.ts): read by products only (not an
+ * embedding table that is also the output head, not a router), rows in eights (per expert), and in a
+ * scheme whose products read that layout (`interleaved`) in some layer. The runtime repacks them as they
+ * load; the kernels of their products read the layout.
+ */
+export function rows8Weights(
+  graph: Graph,
+  manifest: Pick<Manifest, "weights">,
+  interleaved: (scheme: string) => boolean,
+): Set<string> {
+  const product = new Set<string>();
+  const other = new Set<string>();
+  const visit = (g: Graph) => {
+    for (const n of g.nodes) {
+      if (n.body) visit(n.body);
+      const roles = PRODUCT_ROLES[n.op] ?? [];
+      for (const [role, key] of Object.entries(n.weights)) (roles.includes(role) ? product : other).add(key);
+    }
+  };
+  visit(graph);
+  const fits = (w: Manifest["weights"][number]) =>
+    product.has(w.key) &&
+    !other.has(w.key) &&
+    w.shape.length >= 2 &&
+    w.shape.at(-2)! % ROWS8 === 0 &&
+    schemesOf(w).some(interleaved);
+  return new Set(manifest.weights.filter(fits).map((w) => w.key));
+}
+
 export function emitModule({ graph, plan, manifest: planned, header, integer }: EmitInput): {
   source: string;
   kernels: number;
@@ -135,9 +173,13 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
   const ks = new KernelSet();
   ks.kvType = planned.kvType ?? "f32";
   if (integer) ks.wasm.integer = integer;
+  ks.rows8 = rows8Weights(graph, planned, (s) => ks.wasm.interleaved(s));
   const vars: string[] = [];
   const varOf = new Map<string, string>();
-  const manifest = planned;
+  const manifest: Manifest = {
+    ...planned,
+    weights: planned.weights.map((w) => (ks.rows8.has(w.key) ? { ...w, rows8: true } : w)),
+  };
   // Only the weights the forward pass reads directly: expert stacks are reached through rt.experts, and an
   // offloaded expert stack is not in rt.weights at all.
   const used = new Set<string>();

@@ -60,6 +60,8 @@ export class KernelSet {
   kvType: KvType = "f32";
   readonly kernels = new Map<string, Kernel>();
   readonly wasm = new WasmKernels();
+  /** The weights stored 8 rows interleaved (emit.ts's rows8Weights): their products read that layout. */
+  rows8 = new Set<string>();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
    * element count and element type. */
   readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32" }>();
@@ -119,6 +121,16 @@ export class KernelSet {
     ];
   }
 
+  /** Whether the product of `n`'s weight `role` in `scheme` reads it 8 rows interleaved. */
+  private x8(n: Node, role: string, scheme: string): boolean {
+    return this.rows8.has(n.weights[role]!) && this.wasm.interleaved(scheme);
+  }
+
+  /** A scheme as a kernel name shows it: `x8` after it where the weight is interleaved. */
+  private label(n: Node, role: string, scheme: string): string {
+    return this.x8(n, role, scheme) ? `${scheme}x8` : scheme;
+  }
+
   linear(n: Node, inWidth: number): string {
     const scheme = n.attrs.scheme as string;
     const outWidth = n.shape[0]!;
@@ -131,7 +143,7 @@ export class KernelSet {
       n.attrs.rope_heads !== undefined ? "r" : "",
       n.attrs.residual ? "res" : "",
     ].filter(Boolean);
-    const name = `linear_${scheme}_${outWidth}x${inWidth}${flags.length ? `_${flags.join("_")}` : ""}`;
+    const name = `linear_${this.label(n, "w", scheme)}_${outWidth}x${inWidth}${flags.length ? `_${flags.join("_")}` : ""}`;
     const rope = this.ropeData(n, outWidth, name);
     return this.add(
       name,
@@ -151,7 +163,7 @@ export class KernelSet {
         row: `o * ${r.rowBytes}`,
         result: `y[yo + o] = acc${n.attrs.residual ? " + r[ro + o]" : ""};`,
         dot: r.dot,
-        mv: this.wasm.matvec(scheme, inWidth),
+        mv: this.wasm.matvec(scheme, inWidth, this.x8(n, "w", scheme)),
         ...this.normData(n, inWidth, name),
         ...rope,
       },
@@ -162,7 +174,7 @@ export class KernelSet {
   gateUp(n: Node, inWidth: number): string {
     const g = rowOf(n.attrs.gate_scheme as string, inWidth);
     const u = rowOf(n.attrs.up_scheme as string, inWidth);
-    const name = `gate_up_${n.attrs.gate_scheme}_${n.attrs.up_scheme}_${n.shape[0]}x${inWidth}${n.weights.norm ? "_n" : ""}`;
+    const name = `gate_up_${this.label(n, "gate", n.attrs.gate_scheme as string)}_${this.label(n, "up", n.attrs.up_scheme as string)}_${n.shape[0]}x${inWidth}${n.weights.norm ? "_n" : ""}`;
     return this.add(name, "gate_up", {
       doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}] ${n.attrs.gate_scheme}/${n.attrs.up_scheme}`,
       norm: !!n.weights.norm,
@@ -175,6 +187,7 @@ export class KernelSet {
       upDot: u.dot,
       swiglu: this.wasm.rows().swiglu,
       ...this.matvecPair(
+        n,
         n.attrs.gate_scheme as string,
         n.attrs.up_scheme as string,
         inWidth,
@@ -186,9 +199,9 @@ export class KernelSet {
   }
 
   /** WebAssembly kernels for a gate and an up projection, with heap scratch for their outputs; both or neither. */
-  private matvecPair(gate: string, up: string, inWidth: number, outWidth: number, name: string) {
-    const mvGate = this.wasm.matvec(gate, inWidth);
-    const mvUp = this.wasm.matvec(up, inWidth);
+  private matvecPair(n: Node, gate: string, up: string, inWidth: number, outWidth: number, name: string) {
+    const mvGate = this.wasm.matvec(gate, inWidth, this.x8(n, "gate", gate));
+    const mvUp = this.wasm.matvec(up, inWidth, this.x8(n, "up", up));
     if (!mvGate || !mvUp) return {};
     return {
       mvGate,
@@ -209,7 +222,7 @@ export class KernelSet {
 
   linearBatch(n: Node, inWidth: number): string | undefined {
     const scheme = n.attrs.scheme as string;
-    const q = this.wasm.matmulQ8(scheme, inWidth);
+    const q = this.wasm.matmulQ8(scheme, inWidth, this.x8(n, "w", scheme));
     const mm = q?.mm ?? this.wasm.matmul(scheme, inWidth);
     if (!mm) return undefined;
     const step = this.linear(n, inWidth);
@@ -236,6 +249,7 @@ export class KernelSet {
     if (!mmGate || !mmUp) return undefined;
     const step = this.gateUp(n, inWidth);
     const pair = this.matvecPair(
+      n,
       n.attrs.gate_scheme as string,
       n.attrs.up_scheme as string,
       inWidth,
@@ -259,9 +273,9 @@ export class KernelSet {
   moeFfnBatch(n: Node, hidden: number, ffn: number, k: number, experts: number): string | undefined {
     const sch = (role: string) => n.attrs[`${role}_scheme`] as string;
     // The integer path where the schemes have one: gate and up share the token's quantized input.
-    const qGate = this.wasm.matmulQ8(sch("gate"), hidden);
-    const qUp = this.wasm.matmulQ8(sch("up"), hidden);
-    const qDown = this.wasm.matmulQ8(sch("down"), ffn);
+    const qGate = this.wasm.matmulQ8(sch("gate"), hidden, this.x8(n, "gate", sch("gate")));
+    const qUp = this.wasm.matmulQ8(sch("up"), hidden, this.x8(n, "up", sch("up")));
+    const qDown = this.wasm.matmulQ8(sch("down"), ffn, this.x8(n, "down", sch("down")));
     // (Only when both read the same blocks: one quantized input serves both.)
     const qIn = qGate && qUp && qGate.qx === qUp.qx ? qGate : undefined;
     const mmGate = qIn ? qGate!.mm : this.wasm.matmul(sch("gate"), hidden);
@@ -269,7 +283,7 @@ export class KernelSet {
     const mmDown = qDown?.mm ?? this.wasm.matmul(sch("down"), ffn);
     if (!mmGate || !mmUp || !mmDown || k * PREFILL_MAX > LIST_MAX) return undefined;
     const step = this.moeFfn(n, hidden, ffn, k);
-    const pair = this.matvecPair(sch("gate"), sch("up"), hidden, ffn, step);
+    const pair = this.matvecPair(n, sch("gate"), sch("up"), hidden, ffn, step);
     const name = `${step}_batch`;
     return this.add(
       name,
@@ -337,7 +351,8 @@ export class KernelSet {
     const g = rowOf(sch("gate"), hidden);
     const u = rowOf(sch("up"), hidden);
     const d = rowOf(sch("down"), ffn);
-    const name = `moe_ffn_${sch("gate")}_${sch("up")}_${sch("down")}_${hidden}x${ffn}_top${k}${n.attrs.residual ? "_res" : ""}`;
+    const label = (role: string) => this.label(n, role, sch(role));
+    const name = `moe_ffn_${label("gate")}_${label("up")}_${label("down")}_${hidden}x${ffn}_top${k}${n.attrs.residual ? "_res" : ""}`;
     return this.add(name, "moe_ffn", {
       doc: `Σ over the ${k} chosen experts: weight · Wd·(silu(Wg·x) ⊙ (Wu·x)); hidden ${hidden}, ffn ${ffn}`,
       residual: !!n.attrs.residual,
@@ -346,8 +361,8 @@ export class KernelSet {
       k,
       scratch: this.heapScratch(`H_${name}`, ffn),
       swiglu: this.wasm.rows().swiglu,
-      ...this.matvecPair(sch("gate"), sch("up"), hidden, ffn, name),
-      mvDown: this.wasm.matvec(sch("down"), ffn),
+      ...this.matvecPair(n, sch("gate"), sch("up"), hidden, ffn, name),
+      mvDown: this.wasm.matvec(sch("down"), ffn, this.x8(n, "down", sch("down"))),
       // Each chosen expert's matrices start at the heap addresses the runtime gives (wg, wu, wd): a slice
       // of the resident stacked tensor, or an expert cache slot.
       gateNb: g.nb,

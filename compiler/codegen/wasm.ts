@@ -10,7 +10,10 @@ import type { KvType } from "../../runtime/kv-type.ts";
 import {
   Q8_BLOCK,
   Q8_BLOCK_BYTES,
+  Q8_D,
   Q8_SHADOW,
+  Q8_SUM,
+  Q8_SUMS,
   Q8K_BLOCK,
   Q8K_BLOCK_BYTES,
   Q8K_D,
@@ -23,6 +26,7 @@ import type { QuantScheme } from "../../runtime/quant/scheme.ts";
 import { attentionWat, expWat } from "./attention.ts";
 import { ColumnsError, columnsPiece } from "./columns.ts";
 import { relaxIntegers, relaxWat } from "./relax.ts";
+import { type Rows8Kernel, rows8Matmul, rows8Matvec } from "./rows8.ts";
 
 const wabt = await wabtInit();
 const hbs = Handlebars.create();
@@ -87,7 +91,7 @@ function storeColumn(acc: string, j: number): string {
  * `name(xl, ql, n)`: for j < n, the activation vector at xl[j] to `steps` q8 blocks at ql[j], exactly as
  * runtime/quant/q8-activations.ts says (its reference): d = max|x| / 127, q = x · (127 / max|x|) rounded
  * half to even, 32 × i16, then d as f32x4 (d in every lane), then Σq as i32x4 partial sums, then the two
- * runs of 16 again as int8 (the shadow, at 96 and 128; 144 bytes).
+ * runs of 16 again as int8 (the shadow, at 96 and 128), Σq in every i32 lane at 112; 144 bytes.
  */
 function quantizer(name: string, steps: number): string {
   const at = (k: number) => `(f32x4.abs (v128.load offset=${16 * k} align=4 (local.get $x)))`;
@@ -113,9 +117,11 @@ function quantizer(name: string, steps: number): string {
           (local.set $s (f32x4.splat (select (f32.div (f32.const 127) (local.get $a)) (f32.const 0) (f32.gt (local.get $a) (f32.const 0)))))
           ${[0, 1, 2, 3].map((k) => `(v128.store offset=${16 * k} align=2 (local.get $q) (local.tee $n${k} (i16x8.narrow_i32x4_s ${q(2 * k)} ${q(2 * k + 1)})))`).join("\n          ")}
           ${[0, 1].map((r) => `(v128.store offset=${Q8_SHADOW + 32 * r} align=1 (local.get $q) (i8x16.narrow_i16x8_s (local.get $n${2 * r}) (local.get $n${2 * r + 1})))`).join("\n          ")}
-          (v128.store offset=64 align=4 (local.get $q) (f32x4.splat (local.get $d)))
-          (v128.store offset=80 align=4 (local.get $q)
-            (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add (local.get $n0) (local.get $n1)) (i16x8.add (local.get $n2) (local.get $n3)))))
+          (v128.store offset=${Q8_D} align=4 (local.get $q) (f32x4.splat (local.get $d)))
+          (v128.store offset=${Q8_SUMS} align=4 (local.get $q)
+            (local.tee $m (i32x4.extadd_pairwise_i16x8_s (i16x8.add (i16x8.add (local.get $n0) (local.get $n1)) (i16x8.add (local.get $n2) (local.get $n3))))))
+          (local.set $m (i32x4.add (local.get $m) (i8x16.shuffle 4 5 6 7 0 1 2 3 12 13 14 15 8 9 10 11 (local.get $m) (local.get $m))))
+          (v128.store offset=${Q8_SUM} align=4 (local.get $q) (i32x4.add (local.get $m) (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $m) (local.get $m))))
           (local.set $x (i32.add (local.get $x) (i32.const 128)))
           (local.set $q (i32.add (local.get $q) (i32.const ${Q8_BLOCK_BYTES})))
           (br_if $blocks (i32.lt_u (local.tee $b (i32.add (local.get $b) (i32.const 1))) (i32.const ${steps}))))
@@ -206,37 +212,74 @@ export class WasmKernels {
   q8Bytes = 0;
 
   /** The export name of y = W·x for rows of `cols` elements in `scheme`, or undefined when the scheme has
-   * no WebAssembly piece (or its step does not divide the row): the TypeScript kernel runs instead. */
-  matvec(scheme: string, cols: number): string | undefined {
+   * no WebAssembly piece (or its step does not divide the row): the TypeScript kernel runs instead. With
+   * `rows8`, for weights stored 8 rows interleaved where the scheme has that layout (`interleaved` says). */
+  matvec(scheme: string, cols: number, rows8 = false): string | undefined {
     const s = getScheme(scheme);
     if (!s.wasm || cols % s.wasm.step !== 0) return undefined;
-    const name = `mv_${scheme}_${cols}`;
+    const x8 = rows8 && this.interleaved(scheme);
+    const label = x8 ? `${scheme}x8` : scheme;
+    const name = `mv_${label}_${cols}`;
     const q8 = this.q8Piece(s);
     // With an integer piece the export is the product over quantized x, and runtime/q8-kernels.ts
     // composes the `mv_…` the generated code calls: quantize on the calling thread, then the rows.
-    const exported = q8 ? q8Names(s.wasm.step, scheme, cols).product : name;
+    const exported = q8 ? q8Names(s.wasm.step, label, cols).product : name;
     if (!this.funcs.has(exported)) {
       const steps = cols / s.wasm.step;
       const wasm = s.wasm;
-      const build = (piece: string) => {
-        const k = hoistConstants(piece);
-        return matvec({
-          name: exported,
-          doc: `rows of ${cols} ${scheme} weights${q8 ? ", x quantized to q8 blocks (integer products)" : ""}`,
-          steps,
-          bytes: wasm.bytes,
-          xBytes: q8 ? q8Format(wasm.step)!.bytes : wasm.step * 4,
-          rowBytes: steps * wasm.bytes,
-          dot: k.texts[0],
-          constLocals: k.locals,
-          constSets: k.sets,
-        });
-      };
-      const piece = this.pieces(s);
-      this.add(exported, build(piece.plain), build(piece.relaxed));
+      if (x8) {
+        const kernel = (relaxed: boolean) =>
+          rows8Matvec(this.rows8Kernel(s, exported, cols, relaxed, "one activation vector"));
+        this.add(exported, kernel(false), kernel(true));
+      } else {
+        const build = (piece: string) => {
+          const k = hoistConstants(piece);
+          return matvec({
+            name: exported,
+            doc: `rows of ${cols} ${scheme} weights${q8 ? ", x quantized to q8 blocks (integer products)" : ""}`,
+            steps,
+            bytes: wasm.bytes,
+            xBytes: q8 ? q8Format(wasm.step)!.bytes : wasm.step * 4,
+            rowBytes: steps * wasm.bytes,
+            dot: k.texts[0],
+            constLocals: k.locals,
+            constSets: k.sets,
+          });
+        };
+        const piece = this.pieces(s);
+        this.add(exported, build(piece.plain), build(piece.relaxed));
+      }
       if (q8) this.quantizer(s.wasm.step, cols);
     }
     return name;
+  }
+
+  /** Whether `scheme`'s products here can read weights stored 8 rows interleaved (its integer piece is used
+   * and it has that layout); the compiler stores only such weights that way (WeightEntry.rows8). */
+  interleaved(scheme: string): boolean {
+    const s = getScheme(scheme);
+    return !!s.wasm?.rows8 && this.q8Piece(s) !== undefined;
+  }
+
+  /** What rows8.ts needs for one build of a kernel over interleaved rows of `cols` in `s`. */
+  private rows8Kernel(
+    s: QuantScheme,
+    name: string,
+    cols: number,
+    relaxed: boolean,
+    what: string,
+  ): Rows8Kernel {
+    const wasm = s.wasm!;
+    return {
+      name,
+      doc: `groups of 8 interleaved rows of ${cols} ${s.name} weights, ${what} quantized to q8 blocks (integer products${relaxed ? ", relaxed SIMD" : ""})`,
+      steps: cols / wasm.step,
+      rowBytes: (cols / wasm.step) * wasm.bytes,
+      stepBytes: 8 * wasm.bytes,
+      xBytes: q8Format(wasm.step)!.bytes,
+      piece: (c) => wasm.rows8!.q8(c, relaxed),
+      hoist: hoistConstants,
+    };
   }
 
   /** The quantizer of activation vectors of `cols` values to the q8 blocks of `step`; returns its name. */
@@ -362,17 +405,31 @@ export class WasmKernels {
    * vectors at the addresses in list xl to the addresses in list ql, `cols / 32 × 96` bytes each), and
    * `mm` multiplies a matrix by such vectors like `matmul`, with 16-bit integer dot products per block.
    */
-  matmulQ8(scheme: string, cols: number): { mm: string; mv: string; qx: string; qBytes: number } | undefined {
+  matmulQ8(
+    scheme: string,
+    cols: number,
+    rows8 = false,
+  ): { mm: string; mv: string; qx: string; qBytes: number } | undefined {
     const s = getScheme(scheme);
     const piece = this.q8Piece(s);
-    if (!piece || !this.matvec(scheme, cols)) return undefined;
+    if (!piece || !this.matvec(scheme, cols, rows8)) return undefined;
     const step = s.wasm!.step;
     const format = q8Format(step)!;
-    const mv = q8Names(step, scheme, cols).product;
+    const x8 = rows8 && this.interleaved(scheme);
+    const mv = q8Names(step, x8 ? `${scheme}x8` : scheme, cols).product;
     const name = `mm${mv.slice(2)}`;
     const qx = this.quantizer(step, cols);
+    const qBytes = (cols / format.block) * format.bytes;
+    if (x8) {
+      if (!this.funcs.has(name)) {
+        const kernel = (relaxed: boolean) =>
+          rows8Matmul(this.rows8Kernel(s, name, cols, relaxed, "several activation vectors"));
+        this.add(name, kernel(false), kernel(true));
+      }
+      return { mm: name, mv, qx, qBytes };
+    }
     if (!this.widened(name, mv, s, cols, this.pieces(s), format.bytes)) return undefined;
-    return { mm: name, mv, qx, qBytes: (cols / format.block) * format.bytes };
+    return { mm: name, mv, qx, qBytes };
   }
 
   /** Export name of the attention of `kvHeads` KV heads of `headDim` (a multiple of 4) in cache rows of

@@ -32,6 +32,7 @@ import {
 import { type MemoryStats, memoryStats } from "./memory-stats.ts";
 import type { EvictionPolicy } from "./policy.ts";
 import { decodeRouter, type NextRouter, predictInto } from "./predict.ts";
+import { rows8Experts, rows8Source, toRows8 } from "./rows8-load.ts";
 
 /** A weight in the heap: whole-heap views, and where its bytes start. */
 export interface Packed {
@@ -194,6 +195,7 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
           throw new Error(`${w.key}: ${bytes.length} bytes where its shape and scheme need ${want}`);
         }
         heap.u8.set(bytes, at[i]!);
+        toRows8(w, l, heap.u8, at[i]!, bytes.length);
         return { u8: heap.u8, i8: heap.i8, f32: heap.f32, base: at[i]! };
       });
     }
@@ -215,9 +217,9 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
     if (origin === "file") {
       const f = FileExpertSource.open(o.expertFile!, m, keysOf(e));
       files.push(f);
-      late[i]!.inner = f;
+      late[i]!.inner = rows8Experts(f, expertLayout(m, keysOf(e)).entries);
     } else {
-      const h = new HostExpertSource(source, expertLayout(m, keysOf(e)));
+      const h = new HostExpertSource(rows8Source(source, m.weights), expertLayout(m, keysOf(e)));
       hostExpertBytes = (hostExpertBytes ?? 0) + h.hostBytes;
       late[i]!.inner = h;
     }

@@ -8,7 +8,8 @@
 //   column's block by the weights' d splatted once for all columns, times these lanes: one multiply per
 //   column rather than a load, a multiply and a splat), then Σq as four i32 lanes that add up to it (q4_1 and
 //   q5_1's min term reads it, as llama.cpp's q8_1 block carries d·Σq, rather than adding up 32 values per
-//   column), then the int8 shadow (below): 144 bytes.
+//   column), then the int8 shadow (below), whose unused 16 bytes at 112 hold Σq again in every i32 lane (for
+//   the kernels over 8 interleaved rows, runtime/quant/rows8.ts): 144 bytes.
 // - q8_K (step 256: the k-quants), llama.cpp's block_q8_K (quantize_row_q8_K_ref): per 256 values
 //   iscale = 127 / amax, q = iscale · x rounded half to even, d = 1 / iscale (llama.cpp divides by the
 //   signed value of largest magnitude, which negates q and d together: every product is the same), and
@@ -28,6 +29,10 @@ export const Q8_BLOCK = 32;
 export const Q8_BLOCK_BYTES = 144;
 /** Bytes from a run's int16 values to its int8 shadow, in a q8_0 and a q8_K block. */
 export const Q8_SHADOW = 96;
+/** Byte offsets in a q8_0 block: d in every f32 lane, Σq as four partial sums, Σq in every i32 lane. */
+export const Q8_D = 64;
+export const Q8_SUMS = 80;
+export const Q8_SUM = 112;
 export const Q8K_BLOCK = 256;
 export const Q8K_BLOCK_BYTES = 1072;
 export const Q8K_SHADOW = 560;

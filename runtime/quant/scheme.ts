@@ -1,6 +1,8 @@
 // A quantization scheme: how a row of weights is stored in fixed-size blocks, and how to get it back.
 // The compiler, the planner, the checkpoint readers and the CLI only ever see this interface.
 
+import type { Rows8 } from "./rows8.ts";
+
 export interface CpuKernel {
   /**
    * TypeScript statements that add dot(row, x) for one weight row to the local `acc` (a number).
@@ -39,6 +41,13 @@ export interface WasmKernel {
    * must read activation values, at offsets below the values' end from the block or from a point in them.
    */
   q8?: string;
+  /**
+   * Optional, with `q8`: the layout of 8 interleaved rows and its step (runtime/quant/rows8.ts), which the
+   * CPU's products use for every matrix whose rows come in eights and whose only uses are products (the
+   * runtime repacks those as they load): one 8-bit product then works on 8 rows, and a block's scales on 8
+   * rows at once, as llama.cpp's repacked layouts do.
+   */
+  rows8?: Rows8;
 }
 
 /**

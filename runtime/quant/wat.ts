@@ -2,6 +2,9 @@
 // states only its block layout. Activations are read at `$x`, packed weights at `$w`. Blocks that produce
 // statements name the locals they write; everything else is an expression.
 
+import { Q8_D, Q8_SHADOW, Q8_SUM } from "./q8-activations.ts";
+import type { Rows8 } from "./rows8.ts";
+
 const W = "(local.get $w)";
 const X = "(local.get $x)";
 
@@ -406,4 +409,120 @@ export function quadsOf16Q8(o: {
   ]
     .filter(Boolean)
     .join("\n");
+}
+
+/**
+ * The 8-row interleaved layout (runtime/quant/rows8.ts) of a scheme whose block is an f16 scale at byte
+ * `scale` and 16 bytes of nibbles at byte `qs` (byte j: element j in the low nibble, element j + 16 in the
+ * high one), each weight stored as q + `offset`: q4_0. One step of a group (8 blocks) is stored as
+ *
+ * - bytes 0–15: the 8 rows' scales, row i's at 4i and row 4 + i's at 4i + 2 (i < 4);
+ * - bytes 16 + 32c + 16h + 4i + j (c, i, j < 4, h < 2): byte 4c + j of row 4h + i's nibbles,
+ *
+ * so 16 bytes hold 4 elements of 4 rows, which one 8-bit product multiplies by the same 4 activations
+ * (splatted) into 8 pair sums, 2 per row. The step's integer sums per row are exact, as the scheme's `q8`
+ * piece's: Σ q·qx over the stored q, less offset · Σ qx (the q8 block's Σq at Q8_SUM).
+ */
+export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; offset: number }): Rows8 {
+  const qs8 = 16; // where the nibbles start in a stored step, after the 8 scales
+  const order: number[] = [];
+  // Scales in the order 0, 4, 1, 5, 2, 6, 3, 7: as i32 lanes, row i's half is the low 16 bits of lane i
+  // and row i + 4's the high 16.
+  for (const r of [0, 4, 1, 5, 2, 6, 3, 7])
+    order.push(r * o.blockBytes + o.scale, r * o.blockBytes + o.scale + 1);
+  for (let c = 0; c < 4; c++)
+    for (let h = 0; h < 2; h++)
+      for (let i = 0; i < 4; i++)
+        for (let j = 0; j < 4; j++) order.push((4 * h + i) * o.blockBytes + o.qs + 4 * c + j);
+  const q8 = (cols: number, relaxed: boolean): string => {
+    const js = [...Array(cols).keys()];
+    const get = (n: string) => `(local.get ${n})`;
+    const mask = i8s(15);
+    // A half h as f32 bits: (h << 16) >> 3 (arithmetic) with the sign's copies cleared is h's bits in f32's
+    // places, the value h / 2^112 for every finite half (subnormals too), so one multiply gives h.
+    const halves = (top: string) =>
+      `(f32x4.mul (v128.and (i32x4.shr_s ${top} (i32.const 3)) (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff)) (v128.const i32x4 0x77800000 0x77800000 0x77800000 0x77800000))`;
+    const out: string[] = [];
+    // The 4 chunks of 4 elements as a loop, not unrolled: V8 hoists the loads of a long straight-line block
+    // and spills them (unrolled, it ran at 0.7× the speed). `$p` walks the weights, `$q_j` column j's
+    // activations (int8 or int16).
+    const xStep = relaxed ? 4 : 8;
+    out.push(
+      `(local.set $p ${W})`,
+      ...js.flatMap((j) => [
+        `(local.set $q_${j} (local.get $x_${j}))`,
+        ...[0, 1, 2, 3]
+          .map((k) => `(local.set $s${k}_${j} (v128.const i32x4 0 0 0 0))`)
+          .slice(0, relaxed ? 2 : 4),
+      ]),
+      "(loop $chunks",
+    );
+    const P = "(local.get $p)";
+    out.push(
+      `(local.set $n0 (v128.load offset=${qs8} align=1 ${P}))`,
+      `(local.set $n1 (v128.load offset=${qs8 + 16} align=1 ${P}))`,
+      `(local.set $n2 (v128.and (i16x8.shr_u (local.get $n0) (i32.const 4)) ${mask}))`,
+      `(local.set $n3 (v128.and (i16x8.shr_u (local.get $n1) (i32.const 4)) ${mask}))`,
+      `(local.set $n0 (v128.and (local.get $n0) ${mask}))`,
+      `(local.set $n1 (v128.and (local.get $n1) ${mask}))`,
+    );
+    for (const j of js) {
+      const q = get(`$q_${j}`);
+      const acc = (s: number, v: string) =>
+        `(local.set $s${s}_${j} (${relaxed ? "i16x8" : "i32x4"}.add (local.get $s${s}_${j}) ${v}))`;
+      if (relaxed) {
+        // Elements 4c … 4c + 3 (low nibbles) and 16 + 4c … (high) against the int8 shadow's runs.
+        const rdot = (a: string, b: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(a)} ${get(b)})`;
+        out.push(
+          `(local.set $t (v128.load32_splat offset=${Q8_SHADOW} align=1 ${q}))`,
+          `(local.set $u (v128.load32_splat offset=${Q8_SHADOW + 32} align=1 ${q}))`,
+          acc(0, `(i16x8.add ${rdot("$t", "$n0")} ${rdot("$u", "$n2")})`),
+          acc(1, `(i16x8.add ${rdot("$t", "$n1")} ${rdot("$u", "$n3")})`),
+        );
+      } else {
+        // The same against the int16 values: a row's 4 elements widened, two rows per product.
+        const dot = (hl: string, n: string, xs: string) =>
+          `(i32x4.dot_i16x8_s (i16x8.extend_${hl}_i8x16_u ${get(n)}) ${get(xs)})`;
+        out.push(
+          `(local.set $t (v128.load64_splat offset=0 align=2 ${q}))`,
+          `(local.set $u (v128.load64_splat offset=32 align=2 ${q}))`,
+        );
+        [
+          ["low", "$n0", "$n2"],
+          ["high", "$n0", "$n2"],
+          ["low", "$n1", "$n3"],
+          ["high", "$n1", "$n3"],
+        ].forEach(([hl, lo, hi], s) =>
+          out.push(acc(s, `(i32x4.add ${dot(hl!, lo!, "$t")} ${dot(hl!, hi!, "$u")})`)),
+        );
+      }
+    }
+    out.push(
+      ...js.map((j) => `(local.set $q_${j} (i32.add (local.get $q_${j}) (i32.const ${xStep})))`),
+      `(br_if $chunks (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 32))) (i32.add ${W} (i32.const 128)))))`,
+    );
+    // The scales after the products, so that they are not live (in registers) through them.
+    out.push(
+      `(local.set $t (v128.load offset=${o.scale} align=1 ${W}))`,
+      `(local.set $d0 ${halves("(i32x4.shl (local.get $t) (i32.const 16))")})`,
+      `(local.set $d1 ${halves("(v128.and (local.get $t) (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))")})`,
+    );
+    for (const j of js) {
+      const x = get(`$x_${j}`);
+      // Per row, the 2 (relaxed) or 2 × 2 (plain) partial sums added: rows 0–3, then rows 4–7.
+      const rows = (h: number) => {
+        if (relaxed) return `(i32x4.extadd_pairwise_i16x8_s (local.get $s${h}_${j}))`;
+        const [p, q] = [`(local.get $s${2 * h}_${j})`, `(local.get $s${2 * h + 1}_${j})`];
+        return `(i32x4.add (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 ${p} ${q}) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 ${p} ${q}))`;
+      };
+      const offset = `(i32x4.shl (v128.load offset=${Q8_SUM} align=4 ${x}) (i32.const ${Math.log2(o.offset)}))`;
+      for (const h of [0, 1]) {
+        out.push(
+          `(local.set $a${h}_${j} (f32x4.add (local.get $a${h}_${j}) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.sub ${rows(h)} ${offset})) (f32x4.mul (local.get $d${h}) (v128.load offset=${Q8_D} align=4 ${x})))))`,
+        );
+      }
+    }
+    return out.join("\n");
+  };
+  return { order, q8 };
 }

@@ -3,7 +3,18 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, dotRuns, field, halfAt, i8s, q8Offset, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
+import {
+  bytesAt,
+  dotRuns,
+  field,
+  halfAt,
+  i8s,
+  nibbleRows8,
+  q8Offset,
+  q8Runs,
+  q8ScaleInto,
+  scaleInto,
+} from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -103,6 +114,7 @@ export const q4_0: QuantScheme = {
       q8Offset("$v3", 8),
       q8ScaleInto("$v3", halfAt(0)),
     ].join("\n"),
+    rows8: nibbleRows8({ scale: 0, qs: 2, blockBytes: BYTES, offset: 8 }),
   },
   wgsl: {
     q8: true,
