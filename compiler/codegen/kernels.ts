@@ -244,18 +244,17 @@ export class KernelSet {
   }
 
   gateUpBatch(n: Node, inWidth: number): string | undefined {
-    const mmGate = this.wasm.matmul(n.attrs.gate_scheme as string, inWidth);
-    const mmUp = this.wasm.matmul(n.attrs.up_scheme as string, inWidth);
+    const gate = n.attrs.gate_scheme as string;
+    const up = n.attrs.up_scheme as string;
+    // The integer path where both schemes have one over the same activation blocks: one quantized input.
+    const qGate = this.wasm.matmulQ8(gate, inWidth, this.x8(n, "gate", gate));
+    const qUp = this.wasm.matmulQ8(up, inWidth, this.x8(n, "up", up));
+    const qIn = qGate && qUp && qGate.qx === qUp.qx ? qGate : undefined;
+    const mmGate = qIn ? qGate!.mm : this.wasm.matmul(gate, inWidth);
+    const mmUp = qIn ? qUp!.mm : this.wasm.matmul(up, inWidth);
     if (!mmGate || !mmUp) return undefined;
     const step = this.gateUp(n, inWidth);
-    const pair = this.matvecPair(
-      n,
-      n.attrs.gate_scheme as string,
-      n.attrs.up_scheme as string,
-      inWidth,
-      n.shape[0]!,
-      step,
-    );
+    const pair = this.matvecPair(n, gate, up, inWidth, n.shape[0]!, step);
     return this.add(`${step}_batch`, "gate_up_batch", {
       doc: `y = silu(Wg·x) ⊙ (Wu·x): [${n.shape[0]}, ${inWidth}]`,
       norm: !!n.weights.norm,
@@ -265,6 +264,7 @@ export class KernelSet {
       g: pair.g,
       u: pair.u,
       swiglu: this.wasm.rows().swiglu,
+      ...(qIn ? { qx: qIn.qx, q: this.heapScratch(`QX_${qIn.qx}`, qIn.qBytes / 4) } : {}),
       ...this.lists(),
       ...this.normData(n, inWidth, step),
     });

@@ -2638,6 +2638,32 @@ function linear_q4_k_4096x4096_res_batch(w, x, xo, y, y0, ys, r, ro, n) {
     }
     K.mmqk_q4_k_4096(w.base, L.byteOffset, L.byteOffset + 2048, 0, 4096, n, 1);
 }
+/** y = silu(Wg·x) ⊙ (Wu·x): [14336, 4096]; n tokens at once (prefill), the weights read once for all of them. */
+function gate_up_q4_k_q4_k_14336x4096_n_batch(wg, wu, x, xo, g, y, y0, n) {
+    const L = LISTS;
+    const q0 = (QX_qxk_4096.byteOffset - x.byteOffset) / 4;
+    const s0 = (S_gate_up_q4_k_q4_k_14336x4096_n.byteOffset - x.byteOffset) / 4;
+    K.rms_norm(x.byteOffset + 4 * xo, g.byteOffset, x.byteOffset + 4 * s0, 4096, 4096, 0.00001, n, 4 * STRIDE);
+    const go = (G_gate_up_q4_k_q4_k_14336x4096_n.byteOffset - x.byteOffset) / 4;
+    const uo = (U_gate_up_q4_k_q4_k_14336x4096_n.byteOffset - x.byteOffset) / 4;
+    for (let b = 0; b < n; b++) {
+        const xino = xo + b * STRIDE;
+        L[b] = x.byteOffset + 4 * (s0 + b * STRIDE);
+        L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    }
+    // The activations to int8 blocks once for both products, then integer products.
+    K.qxk_4096(L.byteOffset, L.byteOffset + 2048, n);
+    for (let b = 0; b < n; b++) {
+        L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+        L[512 + b] = x.byteOffset + 4 * (go + b * STRIDE);
+    }
+    K.mmqk_q4_k_4096(wg.base, L.byteOffset, L.byteOffset + 2048, 0, 14336, n, 0);
+    for (let b = 0; b < n; b++)
+        L[512 + b] = x.byteOffset + 4 * (uo + b * STRIDE);
+    K.mmqk_q4_k_4096(wu.base, L.byteOffset, L.byteOffset + 2048, 0, 14336, n, 0);
+    for (let b = 0; b < n; b++)
+        K.swiglu(x.byteOffset + 4 * (go + b * STRIDE), x.byteOffset + 4 * (uo + b * STRIDE), y.byteOffset + 4 * (y0 + b * STRIDE), 14336);
+}
 /** linear_q6_k_4096x14336_res, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q6_k_4096x14336_res_batch(w, x, xo, y, y0, ys, r, ro, n) {
@@ -2786,9 +2812,7 @@ export function prefill(rt, tokens, pos0) {
         linear_q4_k_4096x4096_n_r_batch(W4[l], A, 0, V3[l], A, 4096, STRIDE, P, n);
         attend_32x128_kv8_w4096_f16(A, 4096, KV0K[l], KV0V[l], P[0], A, 8192, n);
         linear_q4_k_4096x4096_res_batch(W7[l], A, 8192, A, 4096, STRIDE, A, 0, n);
-        for (let b = 0; b < n; b++) {
-            gate_up_q4_k_q4_k_14336x4096_n(W9[l], W10[l], A, 4096 + b * STRIDE, V8[l], A, 8192 + b * STRIDE);
-        }
+        gate_up_q4_k_q4_k_14336x4096_n_batch(W9[l], W10[l], A, 4096, V8[l], A, 8192, n);
         linear_q6_k_4096x14336_res_batch(W11[l], A, 8192, A, 22528, STRIDE, A, 4096, n);
         for (let b = 0; b < n; b++)
             A.copyWithin(0 + b * STRIDE, 22528 + b * STRIDE, 26624 + b * STRIDE);
@@ -2838,9 +2862,7 @@ export function decode(rt, tokens, P, S) {
             attend_32x128_kv8_w4096_f16(A, 4096 + b * STRIDE, S[b][0][l], S[b][1][l], P[b], A, 8192 + b * STRIDE, 1);
         }
         linear_q4_k_4096x4096_res_batch(W7[l], A, 8192, A, 4096, STRIDE, A, 0, n);
-        for (let b = 0; b < n; b++) {
-            gate_up_q4_k_q4_k_14336x4096_n(W9[l], W10[l], A, 4096 + b * STRIDE, V8[l], A, 8192 + b * STRIDE);
-        }
+        gate_up_q4_k_q4_k_14336x4096_n_batch(W9[l], W10[l], A, 4096, V8[l], A, 8192, n);
         linear_q6_k_4096x14336_res_batch(W11[l], A, 8192, A, 22528, STRIDE, A, 4096, n);
         for (let b = 0; b < n; b++)
             A.copyWithin(0 + b * STRIDE, 22528 + b * STRIDE, 26624 + b * STRIDE);

@@ -2362,6 +2362,30 @@ function moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res_batch(rt: Runtime, moe: numbe
   }
 }
 
+/** y = silu(Wg·x) ⊙ (Wu·x): [5632, 2048]; n tokens at once (prefill), the weights read once for all of them. */
+function gate_up_q4_k_q4_k_5632x2048_batch(wg: Packed, wu: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, n: number): void {
+  const L = LISTS;
+  const q0 = (QX_qxk_2048.byteOffset - x.byteOffset) / 4;
+  const go = (G_gate_up_q4_k_q4_k_5632x2048.byteOffset - x.byteOffset) / 4;
+  const uo = (U_gate_up_q4_k_q4_k_5632x2048.byteOffset - x.byteOffset) / 4;
+  for (let b = 0; b < n; b++) {
+    const xino = xo + b * STRIDE;
+    L[b] = x.byteOffset + 4 * xino;
+    L[512 + b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+  }
+  // The activations to int8 blocks once for both products, then integer products.
+  K.qxk_2048(L.byteOffset, L.byteOffset + 2048, n);
+  for (let b = 0; b < n; b++) {
+    L[b] = x.byteOffset + 4 * (q0 + b * STRIDE);
+    L[512 + b] = x.byteOffset + 4 * (go + b * STRIDE);
+  }
+  K.mmqk_q4_k_2048(wg.base, L.byteOffset, L.byteOffset + 2048, 0, 5632, n, 0);
+  for (let b = 0; b < n; b++) L[512 + b] = x.byteOffset + 4 * (uo + b * STRIDE);
+  K.mmqk_q4_k_2048(wu.base, L.byteOffset, L.byteOffset + 2048, 0, 5632, n, 0);
+  for (let b = 0; b < n; b++)
+    K.swiglu(x.byteOffset + 4 * (go + b * STRIDE), x.byteOffset + 4 * (uo + b * STRIDE), y.byteOffset + 4 * (y0 + b * STRIDE), 5632);
+}
+
 /** linear_q4_k_2048x5632, batched; n tokens at once (prefill), the weights read once for all of them. Token b's input is at
  * xo + b·STRIDE, its output at y0 + b·ys. */
 function linear_q4_k_2048x5632_batch(w: Packed, x: Float32Array, xo: number, y: Float32Array, y0: number, ys: number, n: number): void {
@@ -2543,9 +2567,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
       route_f32_60x2048_top4(W12[l], A, 4096 + b * STRIDE, A, 6144 + b * STRIDE);
     }
     moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res_batch(rt, 0, l, A, 4096, A, 6144, A, 6160, A, 2048, n);
-    for (let b = 0; b < n; b++) {
-      gate_up_q4_k_q4_k_5632x2048(W17[l], W18[l], A, 4096 + b * STRIDE, A, 8208 + b * STRIDE);
-    }
+    gate_up_q4_k_q4_k_5632x2048_batch(W17[l], W18[l], A, 4096, A, 8208, n);
     linear_q4_k_2048x5632_batch(W19[l], A, 8208, A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
       sigmoid_gate_2048x2048_res(A, 2048 + b * STRIDE, A, 4096 + b * STRIDE, V16[l], A, 8208 + b * STRIDE, A, 6160 + b * STRIDE);
@@ -2614,9 +2636,7 @@ export function decode(rt: Runtime, tokens: ArrayLike<number>, P: ArrayLike<numb
       route_f32_60x2048_top4(W12[l], A, 4096 + b * STRIDE, A, 6144 + b * STRIDE);
     }
     moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res_batch(rt, 0, l, A, 4096, A, 6144, A, 6160, A, 2048, n);
-    for (let b = 0; b < n; b++) {
-      gate_up_q4_k_q4_k_5632x2048(W17[l], W18[l], A, 4096 + b * STRIDE, A, 8208 + b * STRIDE);
-    }
+    gate_up_q4_k_q4_k_5632x2048_batch(W17[l], W18[l], A, 4096, A, 8208, n);
     linear_q4_k_2048x5632_batch(W19[l], A, 8208, A, 2048, STRIDE, n);
     for (let b = 0; b < n; b++) {
       sigmoid_gate_2048x2048_res(A, 2048 + b * STRIDE, A, 4096 + b * STRIDE, V16[l], A, 8208 + b * STRIDE, A, 6160 + b * STRIDE);
