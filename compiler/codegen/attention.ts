@@ -256,41 +256,59 @@ function attentionPieces(
       `(v128.store offset=${16 * u} align=4 (local.get $s) ${integer ? `(f32x4.mul (local.get $scale) ${sum})` : sum})`,
     ];
   });
-  // Values: per set of heads and chunk, one pass over the tile's keys with the sums in registers.
-  const av = sets.flatMap((heads) =>
-    chunks.flatMap(({ d, width }) => {
-      const parts = width === 8 ? ["lo", "hi"] : ["lo"];
-      const acc = (i: number, part: string) => `$a${2 * i + (part === "hi" ? 1 : 0)}`;
-      return [
-        ...heads.flatMap((_, i) => parts.map((part) => zero(acc(i, part)))),
-        "(local.set $j (i32.const 0))",
-        "(local.set $vp (local.get $v))",
-        "(local.set $ep (local.get $e))",
-        "(loop $keys",
-        widenChunk(type, "$vp", d, width, true),
-        ...heads.flatMap((g, i) => [
-          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $ep)))`,
-          ...parts.map((part) => madd(acc(i, part), "(local.get $w)", `(local.get $${part})`)),
-        ]),
-        `(local.set $vp (i32.add (local.get $vp) (i32.const ${rowBytes})))`,
-        `(local.set $ep (i32.add (local.get $ep) (i32.const ${keyBytes})))`,
-        "(br_if $keys (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $cnt))))",
-        ...heads.flatMap((g, i) => [
-          `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $c)))`,
-          ...parts.map((part, k) => {
-            const at = `offset=${4 * (g * headDim + d) + 16 * k} align=4 (local.get $y)`;
-            return `(v128.store ${at} (f32x4.add (f32x4.mul (local.get $w) (v128.load ${at})) (local.get ${acc(i, part)})))`;
-          }),
-        ]),
-      ];
-    }),
-  );
+  // Values: per set of heads and chunk, one pass over the tile's keys with the sums in registers; from the
+  // cache (`type`, rows of `rowBytes`) or from a tile's values widened to f32 beforehand (`wide`).
+  const avFor = (type: KvType, rowBytes: number) =>
+    sets.flatMap((heads) =>
+      chunks.flatMap(({ d, width }) => {
+        const parts = width === 8 ? ["lo", "hi"] : ["lo"];
+        const acc = (i: number, part: string) => `$a${2 * i + (part === "hi" ? 1 : 0)}`;
+        return [
+          ...heads.flatMap((_, i) => parts.map((part) => zero(acc(i, part)))),
+          "(local.set $j (i32.const 0))",
+          "(local.set $vp (local.get $v))",
+          "(local.set $ep (local.get $e))",
+          "(loop $keys",
+          widenChunk(type, "$vp", d, width, true),
+          ...heads.flatMap((g, i) => [
+            `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $ep)))`,
+            ...parts.map((part) => madd(acc(i, part), "(local.get $w)", `(local.get $${part})`)),
+          ]),
+          `(local.set $vp (i32.add (local.get $vp) (i32.const ${rowBytes})))`,
+          `(local.set $ep (i32.add (local.get $ep) (i32.const ${keyBytes})))`,
+          "(br_if $keys (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $cnt))))",
+          ...heads.flatMap((g, i) => [
+            `(local.set $w (v128.load32_splat offset=${4 * g} align=4 (local.get $c)))`,
+            ...parts.map((part, k) => {
+              const at = `offset=${4 * (g * headDim + d) + 16 * k} align=4 (local.get $y)`;
+              return `(v128.store ${at} (f32x4.add (f32x4.mul (local.get $w) (v128.load ${at})) (local.get ${acc(i, part)})))`;
+            }),
+          ]),
+        ];
+      }),
+    );
   const accs = Math.max(2 * heads0, integer ? heads0 : heads0 * vecs);
   return {
     qkBody: integer ? qk.join("\n") : qkT.join("\n"),
     ktBody: integer ? undefined : ktBody.join("\n"),
     kvLocals: Array.from({ length: vecs }, (_, v) => `(local $kv${v} v128)`).join(" "),
-    avBody: av.join("\n"),
+    avBody: avFor(type, rowBytes).join("\n"),
+    // A narrow cache's tile of values widened once (vw_) for a prefill batch's tokens, and its sums.
+    wide:
+      type === "f32"
+        ? undefined
+        : {
+            body: avFor("f32", 4 * headDim).join("\n"),
+            widen: chunks
+              .flatMap(({ d, width }) => [
+                widenChunk(type, "$r", d, width, false),
+                `(v128.store offset=${4 * d} align=4 (local.get $tp) (local.get $lo))`,
+                ...(width === 8
+                  ? [`(v128.store offset=${4 * d + 16} align=4 (local.get $tp) (local.get $hi))`]
+                  : []),
+              ])
+              .join("\n"),
+          },
     accLocals: Array.from({ length: accs }, (_, i) => `(local $a${i} v128)`).join(" "),
     bias: type === "f16" ? F16_BIAS : undefined,
     integer: integer || undefined,
@@ -328,7 +346,8 @@ export interface AttentionShape {
 }
 
 /** The attention's functions (names from `names`: qk, sm, av and the exported mva; the keys' transpose is
- * qk's name with `kt` for `qk`), as WAT. */
+ * qk's name with `kt` for `qk`, a narrow cache's value widening and its sums av's with `vw` and `avw`), as
+ * WAT. */
 export function attentionWat(
   names: { qk: string; sm: string; av: string; mva: string },
   s: AttentionShape,
@@ -339,6 +358,9 @@ export function attentionWat(
   const text = template({
     ...names,
     kt: names.qk.replace(/^qk/, "kt"),
+    vw: names.av.replace(/^av/, "vw"),
+    avw: names.av.replace(/^av/, "avw"),
+    vwHeadBytes: tile * headDim * 4,
     type,
     ...attentionPieces(type, headDim, rowBytes, group, 16 * sets, ktStride(tile)),
     ktHeadBytes: headDim * ktStride(tile),

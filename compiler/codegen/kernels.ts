@@ -404,6 +404,8 @@ export class KernelSet {
         type === "q8_0"
           ? undefined
           : this.heapScratch(`KT_${name}`, (kvHeads * headDim * ktStride(ATTEND_TILE)) / 4),
+      // A narrow cache's values of a tile, widened to f32 for a prefill batch.
+      valuesF32: type === "f32" ? undefined : this.heapScratch(`VW_${name}`, kvHeads * ATTEND_TILE * headDim),
       corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets),
       ml: this.heapScratch(`ML_${name}`, kvHeads * 6 * sets, "f64"),
       qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim),
