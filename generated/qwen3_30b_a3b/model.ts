@@ -4648,7 +4648,13 @@ const HALF_U = new Uint32Array(HALF_F.buffer);
  * runtime/quant/half.ts has it (the module imports nothing, so it carries its own copy; a test compares). */
 function to_half(v: number): number {
   HALF_F[0] = v;
-  const x = HALF_U[0];
+  return half_bits(HALF_U[0]);
+}
+/** to_half of the f32 with bits `x`. Where the half is normal (and finite), one rounding add: adding 0xfff
+ * and the kept part's last bit, then shifting, rounds to nearest even, a carry moving into the exponent. */
+function half_bits(x: number): number {
+  const a = x & 0x7fffffff;
+  if (a >= 0x38800000 && a < 0x477ff000) return ((x >>> 16) & 0x8000) | ((a - 0x38000000 + 0xfff + ((a >>> 13) & 1)) >>> 13);
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -4672,16 +4678,21 @@ function to_half(v: number): number {
 }
 
 let B_kv_write_512_f16: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
+let H_kv_write_512_f16: Uint16Array<ArrayBufferLike> = new Uint16Array(0);
+let X_kv_write_512_f16: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 /** append 512 values to a f16 KV cache: row `pos` of the cache (1024 bytes). */
 function kv_write_512_f16(x: Float32Array, xo: number, cache: Float32Array, pos: number): void {
   if (B_kv_write_512_f16.buffer !== cache.buffer) B_kv_write_512_f16 = new Uint8Array(cache.buffer);
   const u8 = B_kv_write_512_f16;
   const at = cache.byteOffset + pos * 1024;
-  for (let i = 0; i < 512; i++) {
-    const h = to_half(x[xo + i]);
-    u8[at + 2 * i] = h & 0xff;
-    u8[at + 2 * i + 1] = h >>> 8;
-  }
+  // The values' bits read and the halves stored whole (rows are 2-byte aligned).
+  if (H_kv_write_512_f16.buffer !== cache.buffer) H_kv_write_512_f16 = new Uint16Array(cache.buffer);
+  if (X_kv_write_512_f16.buffer !== x.buffer) X_kv_write_512_f16 = new Uint32Array(x.buffer);
+  const h16 = H_kv_write_512_f16;
+  const bits = X_kv_write_512_f16;
+  const ho = at >> 1;
+  const xb = (x.byteOffset >> 2) + xo;
+  for (let i = 0; i < 512; i++) h16[ho + i] = half_bits(bits[xb + i]);
 }
 
 /** y = W·x over rms_norm(x): W is [512, 2048] q4_k */
