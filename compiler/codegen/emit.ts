@@ -270,7 +270,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         const lastOnly = need !== undefined && !need.has(n.id);
         if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent, ctx)) continue;
         const first = lastOnly ? "n - 1" : "0";
-        lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
+        // A prompt's batches before its last need no logits (ModelInstance.prefill says which).
+        lines.push(`${indent}${lastOnly ? "if (logits) " : ""}for (let b = ${first}; b < n; b++) {`);
         emitOne(n, x, W, layer, normArg, `${indent}  `, perToken(ctx), layered);
         lines.push(`${indent}}`);
         continue;
@@ -592,9 +593,10 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     " * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at",
     " * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per",
     " * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every",
-    " * position. Returns a view of the last token's logits (the only ones computed).",
+    " * position. Returns a view of the last token's logits (the only ones computed; not computed, and the",
+    " * view's contents stale, when `logits` is false: a long prompt's batches before its last).",
     " */",
-    "export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {",
+    "export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {",
     "  const n = tokens.length;",
     "  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);",
     "  const A = bind(rt);",

@@ -2527,9 +2527,10 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
  * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
  * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
  * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
- * position. Returns a view of the last token's logits (the only ones computed).
+ * position. Returns a view of the last token's logits (the only ones computed; not computed, and the
+ * view's contents stale, when `logits` is false: a long prompt's batches before its last).
  */
-export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
@@ -2568,7 +2569,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res_batch(rt, 0, l, A, 1024, A, 1536, A, 1552, A, 512, n);
     for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 1552 + b * STRIDE, 2064 + b * STRIDE);
   }
-  for (let b = n - 1; b < n; b++) {
+  if (logits) for (let b = n - 1; b < n; b++) {
     linear_q8_0_32000x512_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 512 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 512, (n - 1) * STRIDE + 512 + 32000);

@@ -3509,9 +3509,10 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
  * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
  * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
  * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
- * position. Returns a view of the last token's logits (the only ones computed).
+ * position. Returns a view of the last token's logits (the only ones computed; not computed, and the
+ * view's contents stale, when `logits` is false: a long prompt's batches before its last).
  */
-export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
@@ -3548,7 +3549,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_q6_k_4096x14336_res_batch(W11[l], A, 8192, A, 22528, STRIDE, A, 4096, n);
     for (let b = 0; b < n; b++) A.copyWithin(0 + b * STRIDE, 22528 + b * STRIDE, 26624 + b * STRIDE);
   }
-  for (let b = n - 1; b < n; b++) {
+  if (logits) for (let b = n - 1; b < n; b++) {
     linear_q4_k_32000x4096_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 4096 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 4096, (n - 1) * STRIDE + 4096 + 32000);

@@ -4524,9 +4524,10 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
  * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
  * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
  * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
- * position. Returns a view of the last token's logits (the only ones computed).
+ * position. Returns a view of the last token's logits (the only ones computed; not computed, and the
+ * view's contents stale, when `logits` is false: a long prompt's batches before its last).
  */
-export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
@@ -4565,7 +4566,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res_batch(rt, 0, l, A, 6144, A, 18432, A, 12288, A, 0, n);
     for (let b = 0; b < n; b++) A.copyWithin(32000 + b * STRIDE, 12288 + b * STRIDE, 18432 + b * STRIDE);
   }
-  for (let b = n - 1; b < n; b++) {
+  if (logits) for (let b = n - 1; b < n; b++) {
     linear_q4_k_32000x6144_n(W2[0], A, 32000 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 32000);

@@ -3845,9 +3845,10 @@ export function forward(rt, token, pos) {
  * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
  * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
  * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
- * position. Returns a view of the last token's logits (the only ones computed).
+ * position. Returns a view of the last token's logits (the only ones computed; not computed, and the
+ * view's contents stale, when `logits` is false: a long prompt's batches before its last).
  */
-export function prefill(rt, tokens, pos0) {
+export function prefill(rt, tokens, pos0, logits = true) {
     const n = tokens.length;
     if (!(n >= 1 && n <= PREFILL))
         throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
@@ -3891,9 +3892,10 @@ export function prefill(rt, tokens, pos0) {
         for (let b = 0; b < n; b++)
             A.copyWithin(0 + b * STRIDE, 12304 + b * STRIDE, 16400 + b * STRIDE);
     }
-    for (let b = n - 1; b < n; b++) {
-        linear_q8_0_32000x4096_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 4096 + b * STRIDE);
-    }
+    if (logits)
+        for (let b = n - 1; b < n; b++) {
+            linear_q8_0_32000x4096_n(W2[0], A, 0 + b * STRIDE, V1[0], A, 4096 + b * STRIDE);
+        }
     return A.subarray((n - 1) * STRIDE + 4096, (n - 1) * STRIDE + 4096 + 32000);
 }
 /**

@@ -2153,9 +2153,10 @@ export function forward(rt: Runtime, token: number, pos: number): Float32Array {
  * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at
  * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per
  * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every
- * position. Returns a view of the last token's logits (the only ones computed).
+ * position. Returns a view of the last token's logits (the only ones computed; not computed, and the
+ * view's contents stale, when `logits` is false: a long prompt's batches before its last).
  */
-export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {
+export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {
   const n = tokens.length;
   if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);
   const A = bind(rt);
@@ -2198,7 +2199,7 @@ export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): F
     linear_f32_64x128_res_batch(W14[l], A, 64, A, 0, STRIDE, A, 192, n);
     for (let b = 0; b < n; b++) A.copyWithin(256 + b * STRIDE, 0 + b * STRIDE, 64 + b * STRIDE);
   }
-  for (let b = n - 1; b < n; b++) {
+  if (logits) for (let b = n - 1; b < n; b++) {
     linear_f32_256x64_n(W0[0], A, 256 + b * STRIDE, V1[0], A, 0 + b * STRIDE);
   }
   return A.subarray((n - 1) * STRIDE + 0, (n - 1) * STRIDE + 0 + 256);
