@@ -61,11 +61,17 @@ export class KernelSet {
   readonly kernels = new Map<string, Kernel>();
   readonly wasm = new WasmKernels();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
-   * element count and element type. */
-  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32" }>();
+   * element count and element type. Each token of a prefill batch has its copy, unless `shared`: one copy
+   * that a call uses for all the batch's tokens (after the tokens' copies, so it does not shrink the batch). */
+  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32"; shared?: boolean }>();
 
-  private heapScratch(name: string, count: number, type: "f32" | "f64" | "i32" = "f32"): string {
-    this.scratch.set(name, { count, type });
+  private heapScratch(
+    name: string,
+    count: number,
+    type: "f32" | "f64" | "i32" = "f32",
+    shared = false,
+  ): string {
+    this.scratch.set(name, { count, type, ...(shared && { shared }) });
     return name;
   }
 
@@ -403,9 +409,12 @@ export class KernelSet {
       keysT:
         type === "q8_0"
           ? undefined
-          : this.heapScratch(`KT_${name}`, (kvHeads * headDim * ktStride(ATTEND_TILE)) / 4),
+          : this.heapScratch(`KT_${name}`, (kvHeads * headDim * ktStride(ATTEND_TILE)) / 4, "f32", true),
       // A narrow cache's values of a tile, widened to f32 for a prefill batch.
-      valuesF32: type === "f32" ? undefined : this.heapScratch(`VW_${name}`, kvHeads * ATTEND_TILE * headDim),
+      valuesF32:
+        type === "f32"
+          ? undefined
+          : this.heapScratch(`VW_${name}`, kvHeads * ATTEND_TILE * headDim, "f32", true),
       corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets),
       ml: this.heapScratch(`ML_${name}`, kvHeads * 6 * sets, "f64"),
       qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim),

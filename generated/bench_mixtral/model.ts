@@ -221,20 +221,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 32000,
-  "arenaBytes": 16526400,
+  "arenaBytes": 13183232,
   "prefill": {
-    "tokens": 35,
-    "strideBytes": 472000
+    "tokens": 64,
+    "strideBytes": 201664
   },
   "q8Scratch": {
-    "offset": 16520000,
+    "offset": 12906496,
     "bytes": 6336
+  },
+  "sharedScratch": {
+    "offset": 12912896,
+    "bytes": 270336
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 35;
-const STRIDE = 118000;
+export const PREFILL = 64;
+const STRIDE = 50416;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2476,22 +2480,22 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q8_0_128x512_n = A.subarray(33280, 33792);
     S_linear_q8_0_512x512_n_r = A.subarray(33792, 34304);
     SC_attend_8x64_kv2_f16 = A.subarray(34304, 36480);
-    KT_attend_8x64_kv2_f16 = A.subarray(36480, 71296);
-    VW_attend_8x64_kv2_f16 = A.subarray(71296, 104064);
-    CR_attend_8x64_kv2_f16 = A.subarray(104064, 104072);
-    ML_attend_8x64_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 416320, 12);
-    QS_attend_8x64_kv2_f16 = A.subarray(104112, 104624);
-    AP_attend_8x64_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 418496, 16);
-    P_route_f32_8x512_top2_norm = A.subarray(104640, 104648);
-    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(104656, 106064);
-    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(106064, 107472);
-    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(107472, 108880);
-    S_linear_q8_0_32000x512_n = A.subarray(108880, 109392);
-    QX_qx_512 = A.subarray(109392, 109968);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 439872, 1024);
-    HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(110992, 113808);
-    DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(113808, 114832);
-    QD_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(114832, 118000);
+    CR_attend_8x64_kv2_f16 = A.subarray(36480, 36488);
+    ML_attend_8x64_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 145984, 12);
+    QS_attend_8x64_kv2_f16 = A.subarray(36528, 37040);
+    AP_attend_8x64_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 148160, 16);
+    P_route_f32_8x512_top2_norm = A.subarray(37056, 37064);
+    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(37072, 38480);
+    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(38480, 39888);
+    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(39888, 41296);
+    S_linear_q8_0_32000x512_n = A.subarray(41296, 41808);
+    QX_qx_512 = A.subarray(41808, 42384);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 169536, 1024);
+    HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(43408, 46224);
+    DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(46224, 47248);
+    QD_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(47248, 50416);
+    KT_attend_8x64_kv2_f16 = A.subarray(3228224, 3263040);
+    VW_attend_8x64_kv2_f16 = A.subarray(3263040, 3295808);
   }
   return A;
 }

@@ -211,20 +211,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 49155,
-  "arenaBytes": 16435968,
+  "arenaBytes": 17374272,
   "prefill": {
-    "tokens": 10,
-    "strideBytes": 1642944
+    "tokens": 29,
+    "strideBytes": 561600
   },
   "q8Scratch": {
-    "offset": 16429440,
+    "offset": 16286400,
     "bytes": 6464
+  },
+  "sharedScratch": {
+    "offset": 16292928,
+    "bytes": 1081344
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 10;
-const STRIDE = 410736;
+export const PREFILL = 29;
+const STRIDE = 140400;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2535,22 +2539,22 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_512x1536_n = A.subarray(100512, 102048);
     S_linear_q4_k_1536x1536_n_r = A.subarray(102048, 103584);
     SC_attend_24x64_kv8_s0p015625_f16 = A.subarray(103584, 112288);
-    KT_attend_24x64_kv8_s0p015625_f16 = A.subarray(112288, 251552);
-    VW_attend_24x64_kv8_s0p015625_f16 = A.subarray(251552, 382624);
-    CR_attend_24x64_kv8_s0p015625_f16 = A.subarray(382624, 382656);
-    ML_attend_24x64_kv8_s0p015625_f16 = new Float64Array(A.buffer, A.byteOffset + 1530624, 48);
-    QS_attend_24x64_kv8_s0p015625_f16 = A.subarray(382752, 384288);
-    AP_attend_24x64_kv8_s0p015625_f16 = new Int32Array(A.buffer, A.byteOffset + 1537152, 16);
-    P_route_f32_40x1536_top8_norm = A.subarray(384304, 384344);
-    H_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(384352, 384864);
-    G_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(384864, 385376);
-    U_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(385376, 385888);
-    S_linear_q4_k_49155x1536_n = A.subarray(385888, 387424);
-    QX_qxk_1536 = A.subarray(387424, 389032);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 1556160, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(390064, 394160);
-    DB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(394160, 406448);
-    QD_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(406448, 410736);
+    CR_attend_24x64_kv8_s0p015625_f16 = A.subarray(112288, 112320);
+    ML_attend_24x64_kv8_s0p015625_f16 = new Float64Array(A.buffer, A.byteOffset + 449280, 48);
+    QS_attend_24x64_kv8_s0p015625_f16 = A.subarray(112416, 113952);
+    AP_attend_24x64_kv8_s0p015625_f16 = new Int32Array(A.buffer, A.byteOffset + 455808, 16);
+    P_route_f32_40x1536_top8_norm = A.subarray(113968, 114008);
+    H_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(114016, 114528);
+    G_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(114528, 115040);
+    U_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(115040, 115552);
+    S_linear_q4_k_49155x1536_n = A.subarray(115552, 117088);
+    QX_qxk_1536 = A.subarray(117088, 118696);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 474816, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(119728, 123824);
+    DB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(123824, 136112);
+    QD_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(136112, 140400);
+    KT_attend_24x64_kv8_s0p015625_f16 = A.subarray(4073232, 4212496);
+    VW_attend_24x64_kv8_s0p015625_f16 = A.subarray(4212496, 4343568);
   }
   return A;
 }

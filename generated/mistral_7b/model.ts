@@ -194,20 +194,24 @@ export const manifest = {
   "kvType": "f16",
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 15911232,
+  "arenaBytes": 18993664,
   "prefill": {
-    "tokens": 6,
-    "strideBytes": 2641856
+    "tokens": 35,
+    "strideBytes": 479168
   },
   "q8Scratch": {
-    "offset": 15851136,
+    "offset": 16770880,
     "bytes": 60032
+  },
+  "sharedScratch": {
+    "offset": 16830976,
+    "bytes": 2162688
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 6;
-const STRIDE = 660464;
+export const PREFILL = 35;
+const STRIDE = 119792;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -3463,19 +3467,19 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q6_k_1024x4096_n = A.subarray(41472, 45568);
     S_linear_q4_k_4096x4096_n_r = A.subarray(45568, 49664);
     SC_attend_32x128_kv8_w4096_f16 = A.subarray(49664, 58368);
-    KT_attend_32x128_kv8_w4096_f16 = A.subarray(58368, 336896);
-    VW_attend_32x128_kv8_w4096_f16 = A.subarray(336896, 599040);
-    CR_attend_32x128_kv8_w4096_f16 = A.subarray(599040, 599072);
-    ML_attend_32x128_kv8_w4096_f16 = new Float64Array(A.buffer, A.byteOffset + 2396288, 48);
-    QS_attend_32x128_kv8_w4096_f16 = A.subarray(599168, 603264);
-    AP_attend_32x128_kv8_w4096_f16 = new Int32Array(A.buffer, A.byteOffset + 2413056, 16);
-    G_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(603280, 617616);
-    U_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(617616, 631952);
-    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(631952, 636048);
-    S_linear_q4_k_32000x4096_n = A.subarray(636048, 640144);
-    QX_qxk_4096 = A.subarray(640144, 644432);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 2577728, 1024);
-    QX_qxk_14336 = A.subarray(645456, 660464);
+    CR_attend_32x128_kv8_w4096_f16 = A.subarray(58368, 58400);
+    ML_attend_32x128_kv8_w4096_f16 = new Float64Array(A.buffer, A.byteOffset + 233600, 48);
+    QS_attend_32x128_kv8_w4096_f16 = A.subarray(58496, 62592);
+    AP_attend_32x128_kv8_w4096_f16 = new Int32Array(A.buffer, A.byteOffset + 250368, 16);
+    G_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(62608, 76944);
+    U_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(76944, 91280);
+    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(91280, 95376);
+    S_linear_q4_k_32000x4096_n = A.subarray(95376, 99472);
+    QX_qxk_4096 = A.subarray(99472, 103760);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 415040, 1024);
+    QX_qxk_14336 = A.subarray(104784, 119792);
+    KT_attend_32x128_kv8_w4096_f16 = A.subarray(4207744, 4486272);
+    VW_attend_32x128_kv8_w4096_f16 = A.subarray(4486272, 4748416);
   }
   return A;
 }

@@ -221,20 +221,24 @@ export const manifest = {
   ],
   "maxContext": 65536,
   "vocab": 32000,
-  "arenaBytes": 15358272,
+  "arenaBytes": 18345536,
   "prefill": {
-    "tokens": 5,
-    "strideBytes": 3057920
+    "tokens": 18,
+    "strideBytes": 895232
   },
   "q8Scratch": {
-    "offset": 15289600,
+    "offset": 16114176,
     "bytes": 68608
+  },
+  "sharedScratch": {
+    "offset": 16182848,
+    "bytes": 2162688
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 5;
-const STRIDE = 764480;
+export const PREFILL = 18;
+const STRIDE = 223808;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -4473,22 +4477,22 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q6_k_1024x6144_n = A.subarray(45568, 51712);
     S_linear_q6_k_6144x6144_n_r = A.subarray(51712, 57856);
     SC_attend_48x128_kv8_f16 = A.subarray(57856, 75264);
-    KT_attend_48x128_kv8_f16 = A.subarray(75264, 353792);
-    VW_attend_48x128_kv8_f16 = A.subarray(353792, 615936);
-    CR_attend_48x128_kv8_f16 = A.subarray(615936, 616000);
-    ML_attend_48x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 2464000, 96);
-    QS_attend_48x128_kv8_f16 = A.subarray(616192, 622336);
-    AP_attend_48x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 2489344, 16);
-    P_route_f32_8x6144_top2_norm = A.subarray(622352, 622360);
-    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(622368, 638752);
-    G_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(638752, 655136);
-    U_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(655136, 671520);
-    S_linear_q4_k_32000x6144_n = A.subarray(671520, 677664);
-    QX_qxk_6144 = A.subarray(677664, 684096);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 2736384, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(685120, 717888);
-    DB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(717888, 730176);
-    QD_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(730176, 764480);
+    CR_attend_48x128_kv8_f16 = A.subarray(75264, 75328);
+    ML_attend_48x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 301312, 96);
+    QS_attend_48x128_kv8_f16 = A.subarray(75520, 81664);
+    AP_attend_48x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 326656, 16);
+    P_route_f32_8x6144_top2_norm = A.subarray(81680, 81688);
+    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(81696, 98080);
+    G_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(98080, 114464);
+    U_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(114464, 130848);
+    S_linear_q4_k_32000x6144_n = A.subarray(130848, 136992);
+    QX_qxk_6144 = A.subarray(136992, 143424);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 573696, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(144448, 177216);
+    DB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(177216, 189504);
+    QD_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(189504, 223808);
+    KT_attend_48x128_kv8_f16 = A.subarray(4045712, 4324240);
+    VW_attend_48x128_kv8_f16 = A.subarray(4324240, 4586384);
   }
   return A;
 }

@@ -221,20 +221,24 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 14604096,
+  "arenaBytes": 18637248,
   "prefill": {
-    "tokens": 5,
-    "strideBytes": 2908800
+    "tokens": 22,
+    "strideBytes": 746112
   },
   "q8Scratch": {
-    "offset": 14544000,
+    "offset": 16414464,
     "bytes": 60032
+  },
+  "sharedScratch": {
+    "offset": 16474560,
+    "bytes": 2162688
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 5;
-const STRIDE = 727200;
+export const PREFILL = 22;
+const STRIDE = 186528;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -3846,23 +3850,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q6_k_1024x4096_n = A.subarray(41472, 45568);
     S_linear_q6_k_4096x4096_n_r = A.subarray(45568, 49664);
     SC_attend_32x128_kv8_f16 = A.subarray(49664, 58368);
-    KT_attend_32x128_kv8_f16 = A.subarray(58368, 336896);
-    VW_attend_32x128_kv8_f16 = A.subarray(336896, 599040);
-    CR_attend_32x128_kv8_f16 = A.subarray(599040, 599072);
-    ML_attend_32x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 2396288, 48);
-    QS_attend_32x128_kv8_f16 = A.subarray(599168, 603264);
-    AP_attend_32x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 2413056, 16);
-    P_route_f32_8x4096_top2_norm = A.subarray(603280, 603288);
-    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(603296, 617632);
-    G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(617632, 631968);
-    U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(631968, 646304);
-    S_linear_q8_0_32000x4096_n = A.subarray(646304, 650400);
-    QX_qxk_4096 = A.subarray(650400, 654688);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 2618752, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(655712, 684384);
-    DB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(684384, 692576);
-    QD_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(692576, 722592);
-    QX_qx_4096 = A.subarray(722592, 727200);
+    CR_attend_32x128_kv8_f16 = A.subarray(58368, 58400);
+    ML_attend_32x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 233600, 48);
+    QS_attend_32x128_kv8_f16 = A.subarray(58496, 62592);
+    AP_attend_32x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 250368, 16);
+    P_route_f32_8x4096_top2_norm = A.subarray(62608, 62616);
+    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(62624, 76960);
+    G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(76960, 91296);
+    U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(91296, 105632);
+    S_linear_q8_0_32000x4096_n = A.subarray(105632, 109728);
+    QX_qxk_4096 = A.subarray(109728, 114016);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 456064, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(115040, 143712);
+    DB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(143712, 151904);
+    QD_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(151904, 181920);
+    QX_qx_4096 = A.subarray(181920, 186528);
+    KT_attend_32x128_kv8_f16 = A.subarray(4118640, 4397168);
+    VW_attend_32x128_kv8_f16 = A.subarray(4397168, 4659312);
   }
   return A;
 }

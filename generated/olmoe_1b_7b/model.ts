@@ -241,20 +241,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 50304,
-  "arenaBytes": 14424576,
+  "arenaBytes": 20651840,
   "prefill": {
-    "tokens": 3,
-    "strideBytes": 4805312
+    "tokens": 34,
+    "strideBytes": 479936
   },
   "q8Scratch": {
-    "offset": 14415936,
+    "offset": 16317824,
     "bytes": 8576
+  },
+  "sharedScratch": {
+    "offset": 16326464,
+    "bytes": 4325376
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 3;
-const STRIDE = 1201328;
+export const PREFILL = 34;
+const STRIDE = 119984;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2520,22 +2524,22 @@ function bind(rt: Runtime): Float32Array {
     KX_2048 = A.subarray(54656, 56704);
     S_linear_q4_k_2048x2048_n = A.subarray(56704, 58752);
     SC_attend_16x128_kv16_f16 = A.subarray(58752, 76160);
-    KT_attend_16x128_kv16_f16 = A.subarray(76160, 633216);
-    VW_attend_16x128_kv16_f16 = A.subarray(633216, 1157504);
-    CR_attend_16x128_kv16_f16 = A.subarray(1157504, 1157568);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 4630272, 96);
-    QS_attend_16x128_kv16_f16 = A.subarray(1157760, 1159808);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 4639232, 16);
-    P_route_f32_64x2048_top8 = A.subarray(1159824, 1159888);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1159888, 1160912);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1160912, 1161936);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1161936, 1162960);
-    S_linear_q4_k_50304x2048_n = A.subarray(1162960, 1165008);
-    QX_qxk_2048 = A.subarray(1165008, 1167152);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 4668608, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1168176, 1176368);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1176368, 1192752);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(1192752, 1201328);
+    CR_attend_16x128_kv16_f16 = A.subarray(76160, 76224);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 304896, 96);
+    QS_attend_16x128_kv16_f16 = A.subarray(76416, 78464);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 313856, 16);
+    P_route_f32_64x2048_top8 = A.subarray(78480, 78544);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(78544, 79568);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(79568, 80592);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(80592, 81616);
+    S_linear_q4_k_50304x2048_n = A.subarray(81616, 83664);
+    QX_qxk_2048 = A.subarray(83664, 85808);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 343232, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(86832, 95024);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(95024, 111408);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(111408, 119984);
+    KT_attend_16x128_kv16_f16 = A.subarray(4081616, 4638672);
+    VW_attend_16x128_kv16_f16 = A.subarray(4638672, 5162960);
   }
   return A;
 }

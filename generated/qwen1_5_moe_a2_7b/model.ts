@@ -294,20 +294,24 @@ export const manifest = {
   ],
   "maxContext": 8192,
   "vocab": 151936,
-  "arenaBytes": 15723136,
+  "arenaBytes": 20689024,
   "prefill": {
-    "tokens": 3,
-    "strideBytes": 5233152
+    "tokens": 18,
+    "strideBytes": 907776
   },
   "q8Scratch": {
-    "offset": 15699456,
+    "offset": 16339968,
     "bytes": 23616
+  },
+  "sharedScratch": {
+    "offset": 16363648,
+    "bytes": 4325376
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 3;
-const STRIDE = 1308288;
+export const PREFILL = 18;
+const STRIDE = 226944;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2846,25 +2850,25 @@ function bind(rt: Runtime): Float32Array {
     KX_2048 = A.subarray(156288, 158336);
     S_linear_q4_k_2048x2048_n_b = A.subarray(158336, 160384);
     SC_attend_16x128_kv16_f16 = A.subarray(160384, 177792);
-    KT_attend_16x128_kv16_f16 = A.subarray(177792, 734848);
-    VW_attend_16x128_kv16_f16 = A.subarray(734848, 1259136);
-    CR_attend_16x128_kv16_f16 = A.subarray(1259136, 1259200);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 5036800, 96);
-    QS_attend_16x128_kv16_f16 = A.subarray(1259392, 1261440);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 5045760, 16);
-    P_route_f32_60x2048_top4 = A.subarray(1261456, 1261516);
-    H_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1261520, 1262928);
-    G_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1262928, 1264336);
-    U_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1264336, 1265744);
-    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(1265744, 1271376);
-    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(1271376, 1277008);
-    S_linear_q4_k_151936x2048_n = A.subarray(1277008, 1279056);
-    QX_qxk_2048 = A.subarray(1279056, 1281200);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 5124800, 1024);
-    HB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1282224, 1287856);
-    DB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1287856, 1296048);
-    QD_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(1296048, 1302384);
-    QX_qxk_5632 = A.subarray(1302384, 1308280);
+    CR_attend_16x128_kv16_f16 = A.subarray(177792, 177856);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 711424, 96);
+    QS_attend_16x128_kv16_f16 = A.subarray(178048, 180096);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 720384, 16);
+    P_route_f32_60x2048_top4 = A.subarray(180112, 180172);
+    H_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(180176, 181584);
+    G_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(181584, 182992);
+    U_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(182992, 184400);
+    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(184400, 190032);
+    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(190032, 195664);
+    S_linear_q4_k_151936x2048_n = A.subarray(195664, 197712);
+    QX_qxk_2048 = A.subarray(197712, 199856);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 799424, 1024);
+    HB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(200880, 206512);
+    DB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(206512, 214704);
+    QD_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(214704, 221040);
+    QX_qxk_5632 = A.subarray(221040, 226936);
+    KT_attend_16x128_kv16_f16 = A.subarray(4090912, 4647968);
+    VW_attend_16x128_kv16_f16 = A.subarray(4647968, 5172256);
   }
   return A;
 }

@@ -241,20 +241,24 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 151936,
-  "arenaBytes": 15539520,
+  "arenaBytes": 17418496,
   "prefill": {
-    "tokens": 8,
-    "strideBytes": 1940288
+    "tokens": 19,
+    "strideBytes": 858944
   },
   "q8Scratch": {
-    "offset": 15522304,
+    "offset": 16319936,
     "bytes": 17152
+  },
+  "sharedScratch": {
+    "offset": 16337152,
+    "bytes": 1081344
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 8;
-const STRIDE = 485072;
+export const PREFILL = 19;
+const STRIDE = 214736;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -5002,23 +5006,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_512x2048_n = A.subarray(156800, 158848);
     S_linear_q4_k_4096x2048_n_qk32_r = A.subarray(158848, 160896);
     SC_attend_32x128_kv4_f16 = A.subarray(160896, 169600);
-    KT_attend_32x128_kv4_f16 = A.subarray(169600, 308864);
-    VW_attend_32x128_kv4_f16 = A.subarray(308864, 439936);
-    CR_attend_32x128_kv4_f16 = A.subarray(439936, 439968);
-    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 1759872, 48);
-    QS_attend_32x128_kv4_f16 = A.subarray(440064, 444160);
-    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 1776640, 16);
-    P_route_f32_128x2048_top8_norm = A.subarray(444176, 444304);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(444304, 445072);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(445072, 445840);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(445840, 446608);
-    S_linear_q4_k_151936x2048_n = A.subarray(446608, 448656);
-    QX_qxk_2048 = A.subarray(448656, 450800);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 1803200, 1024);
-    QX_qxk_4096 = A.subarray(451824, 456112);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(456112, 462256);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(462256, 478640);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(478640, 485072);
+    CR_attend_32x128_kv4_f16 = A.subarray(169600, 169632);
+    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 678528, 48);
+    QS_attend_32x128_kv4_f16 = A.subarray(169728, 173824);
+    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 695296, 16);
+    P_route_f32_128x2048_top8_norm = A.subarray(173840, 173968);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(173968, 174736);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(174736, 175504);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(175504, 176272);
+    S_linear_q4_k_151936x2048_n = A.subarray(176272, 178320);
+    QX_qxk_2048 = A.subarray(178320, 180464);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 721856, 1024);
+    QX_qxk_4096 = A.subarray(181488, 185776);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(185776, 191920);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(191920, 208304);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(208304, 214736);
+    KT_attend_32x128_kv4_f16 = A.subarray(4084288, 4223552);
+    VW_attend_32x128_kv4_f16 = A.subarray(4223552, 4354624);
   }
   return A;
 }

@@ -221,20 +221,24 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 5579264,
+  "arenaBytes": 1321472,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 87168
+    "strideBytes": 19584
   },
   "q8Scratch": {
-    "offset": 5578752,
+    "offset": 1253376,
     "bytes": 448
+  },
+  "sharedScratch": {
+    "offset": 1253888,
+    "bytes": 67584
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 21792;
+const STRIDE = 4896;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1900,22 +1904,22 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q8_0_32x64_n = A.subarray(448, 512);
     S_linear_q8_0_64x64_n_r = A.subarray(512, 576);
     SC_attend_4x16_kv2_f16 = A.subarray(576, 2752);
-    KT_attend_4x16_kv2_f16 = A.subarray(2752, 11456);
-    VW_attend_4x16_kv2_f16 = A.subarray(11456, 19648);
-    CR_attend_4x16_kv2_f16 = A.subarray(19648, 19656);
-    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 78656, 12);
-    QS_attend_4x16_kv2_f16 = A.subarray(19696, 19760);
-    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 79040, 16);
-    P_route_f32_4x64_top2_norm = A.subarray(19776, 19780);
-    H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(19792, 19888);
-    G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(19888, 19984);
-    U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(19984, 20080);
-    S_linear_q8_0_256x64_n = A.subarray(20080, 20144);
-    QX_qx_64 = A.subarray(20144, 20216);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 80896, 1024);
-    HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(21248, 21440);
-    DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(21440, 21568);
-    QD_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(21568, 21784);
+    CR_attend_4x16_kv2_f16 = A.subarray(2752, 2760);
+    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 11072, 12);
+    QS_attend_4x16_kv2_f16 = A.subarray(2800, 2864);
+    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 11456, 16);
+    P_route_f32_4x64_top2_norm = A.subarray(2880, 2884);
+    H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2896, 2992);
+    G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2992, 3088);
+    U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(3088, 3184);
+    S_linear_q8_0_256x64_n = A.subarray(3184, 3248);
+    QX_qx_64 = A.subarray(3248, 3320);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 13312, 1024);
+    HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4352, 4544);
+    DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4544, 4672);
+    QD_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4672, 4888);
+    KT_attend_4x16_kv2_f16 = A.subarray(313472, 322176);
+    VW_attend_4x16_kv2_f16 = A.subarray(322176, 330368);
   }
   return A;
 }

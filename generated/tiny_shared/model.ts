@@ -244,16 +244,20 @@ export const manifest = {
   ],
   "maxContext": 128,
   "vocab": 256,
-  "arenaBytes": 3084288,
+  "arenaBytes": 955392,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 48192
+    "strideBytes": 14400
+  },
+  "sharedScratch": {
+    "offset": 921600,
+    "bytes": 33792
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 12048;
+const STRIDE = 3600;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2098,22 +2102,22 @@ function bind(rt: Runtime): Float32Array {
     S_linear_f32_16x64_n = A.subarray(432, 496);
     S_linear_f32_64x64_n_r = A.subarray(496, 560);
     SC_attend_4x16_kv1_f16 = A.subarray(560, 1648);
-    KT_attend_4x16_kv1_f16 = A.subarray(1648, 6000);
-    VW_attend_4x16_kv1_f16 = A.subarray(6000, 10096);
-    CR_attend_4x16_kv1_f16 = A.subarray(10096, 10100);
-    ML_attend_4x16_kv1_f16 = new Float64Array(A.buffer, A.byteOffset + 40448, 6);
-    QS_attend_4x16_kv1_f16 = A.subarray(10128, 10192);
-    AP_attend_4x16_kv1_f16 = new Int32Array(A.buffer, A.byteOffset + 40768, 16);
-    P_route_f32_8x64_top4 = A.subarray(10208, 10216);
-    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(10224, 10256);
-    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(10256, 10288);
-    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(10288, 10320);
-    G_gate_up_f32_f32_128x64 = A.subarray(10320, 10448);
-    U_gate_up_f32_f32_128x64 = A.subarray(10448, 10576);
-    S_linear_f32_256x64_n = A.subarray(10576, 10640);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 42560, 1024);
-    HB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(11664, 11792);
-    DB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(11792, 12048);
+    CR_attend_4x16_kv1_f16 = A.subarray(1648, 1652);
+    ML_attend_4x16_kv1_f16 = new Float64Array(A.buffer, A.byteOffset + 6656, 6);
+    QS_attend_4x16_kv1_f16 = A.subarray(1680, 1744);
+    AP_attend_4x16_kv1_f16 = new Int32Array(A.buffer, A.byteOffset + 6976, 16);
+    P_route_f32_8x64_top4 = A.subarray(1760, 1768);
+    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1776, 1808);
+    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1808, 1840);
+    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1840, 1872);
+    G_gate_up_f32_f32_128x64 = A.subarray(1872, 2000);
+    U_gate_up_f32_f32_128x64 = A.subarray(2000, 2128);
+    S_linear_f32_256x64_n = A.subarray(2128, 2192);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 8768, 1024);
+    HB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(3216, 3344);
+    DB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(3344, 3600);
+    KT_attend_4x16_kv1_f16 = A.subarray(230400, 234752);
+    VW_attend_4x16_kv1_f16 = A.subarray(234752, 238848);
   }
   return A;
 }

@@ -221,16 +221,20 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 5459968,
+  "arenaBytes": 1202176,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 85312
+    "strideBytes": 17728
+  },
+  "sharedScratch": {
+    "offset": 1134592,
+    "bytes": 67584
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 21328;
+const STRIDE = 4432;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1779,20 +1783,20 @@ function bind(rt: Runtime): Float32Array {
     S_linear_f32_32x64_n = A.subarray(448, 512);
     S_linear_f32_64x64_n_r = A.subarray(512, 576);
     SC_attend_4x16_kv2_f16 = A.subarray(576, 2752);
-    KT_attend_4x16_kv2_f16 = A.subarray(2752, 11456);
-    VW_attend_4x16_kv2_f16 = A.subarray(11456, 19648);
-    CR_attend_4x16_kv2_f16 = A.subarray(19648, 19656);
-    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 78656, 12);
-    QS_attend_4x16_kv2_f16 = A.subarray(19696, 19760);
-    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 79040, 16);
-    P_route_f32_8x64_top1_norm = A.subarray(19776, 19784);
-    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(19792, 19888);
-    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(19888, 19984);
-    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(19984, 20080);
-    S_linear_f32_256x64_n = A.subarray(20080, 20144);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 80576, 1024);
-    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(21168, 21264);
-    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(21264, 21328);
+    CR_attend_4x16_kv2_f16 = A.subarray(2752, 2760);
+    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 11072, 12);
+    QS_attend_4x16_kv2_f16 = A.subarray(2800, 2864);
+    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 11456, 16);
+    P_route_f32_8x64_top1_norm = A.subarray(2880, 2888);
+    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2896, 2992);
+    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2992, 3088);
+    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(3088, 3184);
+    S_linear_f32_256x64_n = A.subarray(3184, 3248);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 12992, 1024);
+    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(4272, 4368);
+    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(4368, 4432);
+    KT_attend_4x16_kv2_f16 = A.subarray(283648, 292352);
+    VW_attend_4x16_kv2_f16 = A.subarray(292352, 300544);
   }
   return A;
 }
