@@ -52,5 +52,13 @@ describe("KV cache types", () => {
     }
     for (const v of [0, -0, 65504, 65520, 1e9, -1e9, 2 ** -24, 2 ** -25, 3 * 2 ** -26, Infinity, Number.NaN])
       expect(toHalf(v), String(v)).toBe(f32ToF16(v));
+    // Every f32 around the edges of the normal halves' one-add path (the smallest normal, the largest finite).
+    for (const edge of [0x38800000, 0x477ff000])
+      for (let b = edge - 0x2000; b < edge + 0x2000; b++)
+        for (const s of [0, 0x80000000]) {
+          u[0] = (b | s) >>> 0;
+          if (toHalf(f[0]!) !== f32ToF16(f[0]!))
+            expect(toHalf(f[0]!), `bits ${u[0]!.toString(16)}`).toBe(f32ToF16(f[0]!));
+        }
   });
 });

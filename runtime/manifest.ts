@@ -70,13 +70,17 @@ export interface Manifest {
   moe?: MoeEntry[];
   maxContext: number;
   vocab: number;
-  /** The activation arena and kernel scratch: `prefill.tokens` copies of one token's. */
+  /** The activation arena and kernel scratch: `prefill.tokens` copies of one token's, then the q8 region
+   * and the shared scratch. */
   arenaBytes: number;
   /** The batched prefill: tokens it runs at once, and the bytes of one token's copy of the arena. */
   prefill?: { tokens: number; strideBytes: number };
   /** The matrix-vector integer kernels' quantized activation vector (runtime/q8-kernels.ts): `bytes` at
    * arena byte `offset`, then a two-entry list. Absent when no kernel quantizes. */
   q8Scratch?: { offset: number; bytes: number };
+  /** Kernel scratch a call uses once for all of a batch's tokens (attention's transposed keys and widened
+   * values): `bytes` at arena byte `offset`, after the tokens' copies and the q8 region. */
+  sharedScratch?: { offset: number; bytes: number };
 }
 
 export function tensorName(w: WeightEntry, layer?: number): string {

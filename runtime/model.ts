@@ -53,9 +53,10 @@ export interface CompiledModule {
   /** The same kernels with relaxed SIMD (fused multiply-adds), chosen at load time where supported. */
   wasmRelaxed?: string;
   forward(rt: Runtime, token: number, pos: number): Float32Array;
-  /** Up to `manifest.prefill.tokens` tokens at consecutive positions at once; the last one's logits.
+  /** Up to `manifest.prefill.tokens` tokens at consecutive positions at once; the last one's logits
+   * (skipped when `logits` is false, for a prompt's batches before its last; older modules ignore it).
    * Absent in modules compiled before batched prefill. */
-  prefill?(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array;
+  prefill?(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits?: boolean): Float32Array;
   /** One token for each of up to `manifest.prefill.tokens` sequences: token b at position P[b] with the
    * KV caches S[b] (laid out as `Runtime.kv`); each one's logits. Absent before batched decoding. */
   decode?(
@@ -188,7 +189,12 @@ export class ModelInstance {
     }
     let logits: Float32Array = new Float32Array(0);
     for (let i = 0; i < tokens.length; i += batch) {
-      logits = this.module.prefill!(this.rt, tokens.slice(i, i + batch), pos0 + i);
+      logits = this.module.prefill!(
+        this.rt,
+        tokens.slice(i, i + batch),
+        pos0 + i,
+        i + batch >= tokens.length,
+      );
     }
     return logits;
   }

@@ -86,12 +86,16 @@ describe("batched prefill against stepping token by token", () => {
         const { manifest, module, load } = await setup(spec, quant);
         expect(module.prefill).toBeDefined();
         expect(manifest.prefill!.tokens).toBeGreaterThan(1);
-        // The tokens' copies of the arena, then (integer kernels) the matrix-vector kernels' q8 region.
+        // The tokens' copies of the arena, then (integer kernels) the matrix-vector kernels' q8 region, then
+        // the scratch one call uses for all the batch's tokens (attention's transposed keys and widened values).
         const copies = manifest.prefill!.tokens * manifest.prefill!.strideBytes;
         const q8 = manifest.q8Scratch;
         expect(q8 !== undefined).toBe(getScheme(quant).wasm?.q8 !== undefined);
         if (q8) expect(q8.offset).toBe(copies);
-        expect(manifest.arenaBytes).toBe(q8 ? copies + q8RegionBytes(q8.bytes) : copies);
+        const shared = manifest.sharedScratch!;
+        expect(shared.offset).toBe(q8 ? copies + q8RegionBytes(q8.bytes) : copies);
+        expect(shared.bytes).toBeGreaterThan(0);
+        expect(manifest.arenaBytes).toBe(shared.offset + shared.bytes);
         // One token, a partial batch, and more than a batch (the second batch starts at pos0 > 0).
         for (const n of [1, 13, manifest.prefill!.tokens + 7]) {
           const tokens = prompt(n, manifest.vocab);

@@ -2,9 +2,13 @@
 // cache type, with and without a sliding window, over more keys than one tile (ATTEND_TILE) and through
 // the batched prefill (blocks of queries against tiles of keys) as well as one token at a time. The
 // reference stores K and V rounded as the cache does (runtime/kv-type.ts roundKv), so what is left is the
-// kernels' f32 arithmetic against the reference's f64.
+// kernels' f32 arithmetic against the reference's f64. And the prefill against the same prompt stepped
+// token by token: bit for bit, for every cache type and window (a score's arithmetic does not depend on
+// how many tokens share a tile).
 import { describe, expect, it } from "vitest";
 import { KV_TYPES } from "../../runtime/kv-type.ts";
+import { importModuleSource, ModelInstance } from "../../runtime/model.ts";
+import { randomWeights } from "../../runtime/weights.ts";
 import { compileAndLoad, relativeError } from "../../test/harness.ts";
 import { windowSpec } from "../../test/window-spec.ts";
 import { ATTEND_TILE } from "./kernels.ts";
@@ -33,13 +37,21 @@ describe("cpu attention", () => {
 
   for (const window of [0, 40]) {
     for (const kvType of KV_TYPES) {
-      it(`${kvType} cache${window ? `, window ${window}` : ""}: prefill past a tile, then decode, as the reference`, async () => {
+      it(`${kvType} cache${window ? `, window ${window}` : ""}: prefill past a tile (as stepping, bit for bit), then decode, as the reference`, async () => {
         const p = await compileAndLoad(windowSpec(window, CONTEXT), "f32", 3, CONTEXT, 1, kvType);
         expect(p.compiled.manifest.kvType).toBe(kvType);
         const prompt = Array.from({ length: ATTEND_TILE + 20 }, (_, i) => (i * 37 + 5) % 64);
         let want: Float32Array = new Float32Array(0);
         for (let i = 0; i < prompt.length; i++) want = p.reference.step(prompt[i]!, i);
         const got = Float32Array.from(p.generated.prefill(prompt));
+        const module = await importModuleSource(p.compiled.files["model.js"]!);
+        const one = new ModelInstance(module, randomWeights(p.compiled.manifest, { seed: 3 }), {
+          threads: 1,
+        });
+        let stepped: Float32Array = new Float32Array(0);
+        for (let i = 0; i < prompt.length; i++) stepped = one.step(prompt[i]!, i);
+        expect(stepped, "stepped token by token").toEqual(got);
+        one.close();
         let worst = relativeError(got, want);
         for (let pos = prompt.length; pos < prompt.length + 4; pos++) {
           const t = (pos * 11) % 64;

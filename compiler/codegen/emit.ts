@@ -312,7 +312,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
         const lastOnly = need !== undefined && !need.has(n.id);
         if (!lastOnly && emitBatched(n, x, W, layer, normArg, indent, ctx)) continue;
         const first = lastOnly ? "n - 1" : "0";
-        lines.push(`${indent}for (let b = ${first}; b < n; b++) {`);
+        // A prompt's batches before its last need no logits (ModelInstance.prefill says which).
+        lines.push(`${indent}${lastOnly ? "if (logits) " : ""}for (let b = ${first}; b < n; b++) {`);
         emitOne(n, x, W, layer, normArg, `${indent}  `, perToken(ctx), layered);
         lines.push(`${indent}}`);
         continue;
@@ -551,7 +552,8 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
   // Kernel scratch goes after the activations, in the heap where the WebAssembly kernels can reach it.
   let at = Math.ceil(manifest.arenaBytes / 64) * 16;
   const views = [`LOGITS = A.subarray(${off(result)}, ${off(result) + width(result)});`];
-  for (const [name, { count, type }] of ks.scratch) {
+  /** A view of `count` elements at float `at` of the arena; returns the floats it takes, in whole 64 bytes. */
+  const view = (name: string, count: number, type: "f32" | "f64" | "i32", at: number) => {
     const floats = type === "f64" ? 2 * count : count;
     views.push(
       type === "f64"
@@ -560,8 +562,9 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
           ? `${name} = new Int32Array(A.buffer, A.byteOffset + ${at * 4}, ${count});`
           : `${name} = A.subarray(${at}, ${at + floats});`,
     );
-    at += Math.ceil(floats / 16) * 16;
-  }
+    return Math.ceil(floats / 16) * 16;
+  };
+  for (const [name, { count, type, shared }] of ks.scratch) if (!shared) at += view(name, count, type, at);
   // The prefill runs up to `tokens` tokens at once, each with its own copy of the arena (activations and
   // scratch), `at` floats apart; the forward pass uses the first copy.
   const tokens = Math.max(1, Math.min(PREFILL_MAX, Math.floor(PREFILL_BYTES / (at * 4))));
@@ -572,11 +575,18 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     q8Scratch = { offset: arenaBytes, bytes: Math.ceil(ks.wasm.q8Bytes / 64) * 64 };
     arenaBytes += q8RegionBytes(q8Scratch.bytes);
   }
+  // Then the scratch a call uses once for all the batch's tokens.
+  const sharedAt = arenaBytes;
+  for (const [name, { count, type, shared }] of ks.scratch)
+    if (shared) arenaBytes += 4 * view(name, count, type, arenaBytes / 4);
+  const sharedScratch =
+    arenaBytes > sharedAt ? { offset: sharedAt, bytes: arenaBytes - sharedAt } : undefined;
   const full: Manifest = {
     ...manifest,
     arenaBytes,
     prefill: { tokens, strideBytes: at * 4 },
     ...(q8Scratch && { q8Scratch }),
+    ...(sharedScratch && { sharedScratch }),
   };
   const base64 = (relaxed: boolean) =>
     ks.wasm.size ? Buffer.from(ks.wasm.binary(relaxed)).toString("base64") : "";
@@ -634,9 +644,10 @@ export function emitModule({ graph, plan, manifest: planned, header, integer }: 
     " * A prompt's tokens (1 to PREFILL of them) at positions pos0, pos0 + 1, … through the whole model at",
     " * once: every matrix with a matrix-matrix kernel is read once for all of them, the experts once per",
     " * batch for the tokens that chose them, attention stays causal per token, and the KV caches get every",
-    " * position. Returns a view of the last token's logits (the only ones computed).",
+    " * position. Returns a view of the last token's logits (the only ones computed; not computed, and the",
+    " * view's contents stale, when `logits` is false: a long prompt's batches before its last).",
     " */",
-    "export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number): Float32Array {",
+    "export function prefill(rt: Runtime, tokens: ArrayLike<number>, pos0: number, logits = true): Float32Array {",
     "  const n = tokens.length;",
     "  if (!(n >= 1 && n <= PREFILL)) throw new RangeError(`prefill takes 1 to ${PREFILL} tokens, not ${n}`);",
     "  const A = bind(rt);",

@@ -6,7 +6,7 @@ import { KV_Q8_BLOCK, type KvType, kvRowBytes } from "../../runtime/kv-type.ts";
 import { getScheme } from "../../runtime/quant/registry.ts";
 import type { Node } from "../ir/graph.ts";
 import { SpecError } from "../lang/errors.ts";
-import { ATTENTION_SET } from "./attention.ts";
+import { ATTENTION_PAD, ATTENTION_SET, ktStride } from "./attention.ts";
 import { WasmKernels } from "./wasm.ts";
 
 // A private environment: our helpers and partials never leak into (or from) another user of handlebars.
@@ -63,11 +63,17 @@ export class KernelSet {
   /** The weights stored 8 rows interleaved (emit.ts's rows8Weights): their products read that layout. */
   rows8 = new Set<string>();
   /** Scratch buffers the kernels share with the WebAssembly kernels, so they live in the heap: name →
-   * element count and element type. */
-  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32" }>();
+   * element count and element type. Each token of a prefill batch has its copy, unless `shared`: one copy
+   * that a call uses for all the batch's tokens (after the tokens' copies, so it does not shrink the batch). */
+  readonly scratch = new Map<string, { count: number; type: "f32" | "f64" | "i32"; shared?: boolean }>();
 
-  private heapScratch(name: string, count: number, type: "f32" | "f64" | "i32" = "f32"): string {
-    this.scratch.set(name, { count, type });
+  private heapScratch(
+    name: string,
+    count: number,
+    type: "f32" | "f64" | "i32" = "f32",
+    shared = false,
+  ): string {
+    this.scratch.set(name, { count, type, ...(shared && { shared }) });
     return name;
   }
 
@@ -413,7 +419,17 @@ export class KernelSet {
       // vector per key for each set of ATTENTION_SET query heads of the group; each set's corrections; the
       // group's queries, scaled; and per token of a batch (in its copy of the arena), each set's running max
       // (f32) and sums (f64). And the parameter block of the call.
-      scores: this.heapScratch(`SC_${name}`, kvHeads * ATTEND_TILE * ATTENTION_SET * sets),
+      scores: this.heapScratch(`SC_${name}`, kvHeads * (ATTEND_TILE + ATTENTION_PAD) * ATTENTION_SET * sets),
+      // A float cache's keys of a tile, transposed (attention.ts ktStride); a q8_0 cache's scores read it as is.
+      keysT:
+        type === "q8_0"
+          ? undefined
+          : this.heapScratch(`KT_${name}`, (kvHeads * headDim * ktStride(ATTEND_TILE)) / 4, "f32", true),
+      // A narrow cache's values of a tile, widened to f32 for a prefill batch.
+      valuesF32:
+        type === "f32"
+          ? undefined
+          : this.heapScratch(`VW_${name}`, kvHeads * ATTEND_TILE * headDim, "f32", true),
       corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets),
       ml: this.heapScratch(`ML_${name}`, kvHeads * 6 * sets, "f64"),
       qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim),
