@@ -1,5 +1,6 @@
 // Shared by the GPU backends' tests: compile a spec for a backend and for the CPU on the same random
 // weights, and step both through the same tokens.
+import { expect } from "vitest";
 import { compileModel } from "../compiler/compile.ts";
 import { loadSpec } from "../compiler/lang/frontend.ts";
 import type { Quant } from "../compiler/pipeline.ts";
@@ -98,10 +99,15 @@ export function argmax(v: Float32Array): number {
   return best;
 }
 
-/** Greedy decoding from `prompt` on both, `n` tokens; the logits' largest relative difference. */
+/**
+ * Greedy decoding from `prompt` on both, `n` tokens (both fed the CPU's pick); the logits' largest relative
+ * difference, and each step where the GPU picked another token with the CPU's gap from its own pick to the
+ * GPU's over its largest |logit|: a near-tie when that gap is within the logits' difference.
+ */
 export async function greedyBoth(p: GpuPair, prompt: number[], n: number) {
   const cpuTokens: number[] = [];
   const gpuTokens: number[] = [];
+  const differ: { step: number; gap: number }[] = [];
   let worst = 0;
   let token = prompt[0]!;
   for (let pos = 0; pos < prompt.length + n - 1; pos++) {
@@ -111,10 +117,22 @@ export async function greedyBoth(p: GpuPair, prompt: number[], n: number) {
     worst = Math.max(worst, relativeDiff(g, cpuLogits));
     const next = pos + 1 < prompt.length ? prompt[pos + 1]! : argmax(cpuLogits);
     if (pos + 1 >= prompt.length) {
-      cpuTokens.push(argmax(cpuLogits));
-      gpuTokens.push(argmax(g));
+      const [mine, theirs] = [argmax(cpuLogits), argmax(g)];
+      cpuTokens.push(mine);
+      gpuTokens.push(theirs);
+      const scale = Math.max(1, ...cpuLogits.map(Math.abs));
+      if (mine !== theirs)
+        differ.push({ step: cpuTokens.length - 1, gap: (cpuLogits[mine]! - cpuLogits[theirs]!) / scale });
     }
     token = next;
   }
-  return { cpuTokens, gpuTokens, worst };
+  return { cpuTokens, gpuTokens, worst, differ };
+}
+
+/** The GPU's greedy tokens are the CPU's but for at most one near-tie: a step where the CPU's own two
+ * candidates are closer than `tolerance` (the logits' allowed difference), so either order is right. */
+export function expectSameOrNearTie(r: Awaited<ReturnType<typeof greedyBoth>>, tolerance: number): void {
+  expect(r.differ.length, `differing steps: ${JSON.stringify(r.differ)}`).toBeLessThanOrEqual(1);
+  for (const d of r.differ)
+    expect(d.gap, `step ${d.step}: the CPU's gap to the GPU's pick`).toBeLessThan(tolerance);
 }

@@ -7,6 +7,7 @@ import { loadSpec } from "../../compiler/lang/frontend.ts";
 import {
   argmax,
   compileGpuAndCpu,
+  expectSameOrNearTie,
   type GpuPair,
   greedyBoth,
   logitTolerance,
@@ -66,9 +67,11 @@ describe("per-layer schemes on webgpu", needsWebGpu(), () => {
 
   it("decode and the batched prefill give the CPU's logits and greedy tokens", async () => {
     const q = await base();
-    const { cpuTokens, gpuTokens, worst } = await greedyBoth(q, PROMPT, 8);
-    expect(gpuTokens).toEqual(cpuTokens);
-    expect(worst).toBeLessThan(TOLERANCE);
+    // Step 5 is a near-tie (the CPU's two best 6e-4 of the largest logit apart, the logits 1e-2 apart):
+    // either pick is right there.
+    const r = await greedyBoth(q, PROMPT, 8);
+    expectSameOrNearTie(r, TOLERANCE);
+    expect(r.worst).toBeLessThan(TOLERANCE);
     // The prompt again from position 0, in one batch, against the CPU's prefill.
     expect(q.gpu.prefillBatch).toBeGreaterThan(1);
     const cpu = Float32Array.from(q.cpu.prefill(PROMPT));
@@ -83,9 +86,9 @@ describe("per-layer schemes on webgpu", needsWebGpu(), () => {
     const p = await open("webgpu", { deviceBudget: budget });
     const slots = p.gpu.placed.caches[0]!.slotBytes;
     expect(new Set(slots).size).toBe(2);
-    const { cpuTokens, gpuTokens, worst } = await greedyBoth(p, PROMPT, 8);
-    expect(gpuTokens).toEqual(cpuTokens);
-    expect(worst).toBeLessThan(TOLERANCE);
+    const r = await greedyBoth(p, PROMPT, 8);
+    expectSameOrNearTie(r, TOLERANCE);
+    expect(r.worst).toBeLessThan(TOLERANCE);
     expect(p.gpu.memory().peak_device_bytes).toBeLessThanOrEqual(budget);
     expect(p.gpu.memory().expert_misses).toBeGreaterThan(0);
   }, 600_000);
