@@ -418,8 +418,14 @@ export class KernelSet {
       // Per KV head (each thread takes whole KV heads): the scores (then the softmax weights) of a tile, a
       // vector per key for each set of ATTENTION_SET query heads of the group; each set's corrections; the
       // group's queries, scaled; and per token of a batch (in its copy of the arena), each set's running max
-      // (f32) and sums (f64). And the parameter block of the call.
-      scores: this.heapScratch(`SC_${name}`, kvHeads * (ATTEND_TILE + ATTENTION_PAD) * ATTENTION_SET * sets),
+      // (f32) and sums (f64). And the parameter block of the call. All but the running max and sums are one
+      // copy for the batch (a call works token by token).
+      scores: this.heapScratch(
+        `SC_${name}`,
+        kvHeads * (ATTEND_TILE + ATTENTION_PAD) * ATTENTION_SET * sets,
+        "f32",
+        true,
+      ),
       // A float cache's keys of a tile, transposed (attention.ts ktStride); a q8_0 cache's scores read it as is.
       keysT:
         type === "q8_0"
@@ -430,10 +436,10 @@ export class KernelSet {
         type === "f32"
           ? undefined
           : this.heapScratch(`VW_${name}`, kvHeads * ATTEND_TILE * headDim, "f32", true),
-      corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets),
+      corr: this.heapScratch(`CR_${name}`, kvHeads * ATTENTION_SET * sets, "f32", true),
       ml: this.heapScratch(`ML_${name}`, kvHeads * 6 * sets, "f64"),
-      qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim),
-      params: this.heapScratch(`AP_${name}`, 16, "i32"),
+      qs: this.heapScratch(`QS_${name}`, kvHeads * group * headDim, "f32", true),
+      params: this.heapScratch(`AP_${name}`, 16, "i32", true),
       ...wasm,
     });
   }

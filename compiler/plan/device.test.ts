@@ -34,19 +34,16 @@ function handFigures(o: Shape, quant: string, context: number) {
   // Activations at their peak: the last step holds the final hidden state and the logits. Kernel scratch
   // (f32 unless said): the normed input of each kernel that fuses an RMS norm (q, k, v and the head: 4 ×
   // hidden), the MoE kernel's hidden vector (ffn) and, where the scheme has a WebAssembly matrix-vector
-  // product, its gate and up outputs (2 × ffn); attention's, per KV head (the threads take whole KV heads) and
-  // per set of 4 query heads of its group: the scores for a tile of 256 keys and 16 past it, the sets' corrections (4), running
-  // max (f32) and sums (f64; 6 f64 in all), and the group's scaled queries (group × headDim), and the call's
-  // parameter block (16); the f32 staging row of a K or V product on its way into the f16 cache (kvHeads ×
+  // product, its gate and up outputs (2 × ffn); attention's running max (f32) and sums (f64), 6 f64 per KV
+  // head (the threads take whole KV heads) and set of 4 query heads of its group (its other scratch is shared,
+  // below); the f32 staging row of a K or V product on its way into the f16 cache (kvHeads ×
   // headDim); RoPE's cosines and sines for a position (headDim f64) and the router's probabilities (experts).
   // Each scratch array in whole 64 bytes; none grows with the context.
   const wasm = getScheme(quant).wasm !== undefined;
   const group = o.heads / o.kvHeads;
   const whole = (floats: number) => Math.ceil(floats / 16) * 16;
   const sets = o.kvHeads * Math.ceil(group / 4);
-  const attention =
-    4 *
-    (sets * 4 * 272 + whole(4 * sets) + whole(12 * sets) + o.heads * o.headDim + o.kvHeads * o.headDim + 16);
+  const attention = 4 * (whole(12 * sets) + o.kvHeads * o.headDim);
   const ropeRouter = 4 * (2 * o.headDim + whole(o.experts));
   const scratch = 4 * (4 * o.hidden + o.ffn * (wasm ? 3 : 1)) + attention + ropeRouter;
   // The batched prefill's scratch (with matrix-matrix kernels): each token's hidden vector and down
@@ -65,9 +62,13 @@ function handFigures(o: Shape, quant: string, context: number) {
   const q8Region = q8 ? Math.ceil(quantized(o.ffn) / 64) * 64 + 64 : 0;
   const stride = (o.hidden + o.vocab) * 4 + scratch + batch + q8Batch;
   // The arena holds a copy per token of the prefill's batch: 64 tokens, fewer past 16 MiB.
-  // Then, once for all the batch's tokens, attention's tile of keys transposed (headDim rows of 272 f32 per KV
+  // Then, once for all the batch's tokens, attention's scores (per KV head and set: a vector per key of a
+  // tile of 256 and 16 past it), the sets' corrections (4), the group's scaled queries (group × headDim per KV
+  // head) and the call's parameter block (16), the tile of keys transposed (headDim rows of 272 f32 per KV
   // head) and of values widened from the f16 cache (256 rows of headDim f32 per KV head).
-  const shared = 4 * o.kvHeads * o.headDim * (272 + 256);
+  const shared =
+    4 * (sets * 4 * 272 + whole(4 * sets) + o.heads * o.headDim + 16) +
+    4 * o.kvHeads * o.headDim * (272 + 256);
   const arena = Math.min(64, Math.floor((16 * 2 ** 20) / stride)) * stride + q8Region + shared;
   return { dense, expertEach, experts: expertEach * o.experts * o.layers, kv, arena };
 }

@@ -221,24 +221,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 32000,
-  "arenaBytes": 13183232,
+  "arenaBytes": 12497792,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 201664
+    "strideBytes": 190784
   },
   "q8Scratch": {
-    "offset": 12906496,
+    "offset": 12210176,
     "bytes": 6336
   },
   "sharedScratch": {
-    "offset": 12912896,
-    "bytes": 270336
+    "offset": 12216576,
+    "bytes": 281216
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 50416;
+const STRIDE = 47696;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2483,23 +2483,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q8_0_128x512_n_r = A.subarray(32768, 33280);
     S_linear_q8_0_128x512_n = A.subarray(33280, 33792);
     S_linear_q8_0_512x512_n_r = A.subarray(33792, 34304);
-    SC_attend_8x64_kv2_f16 = A.subarray(34304, 36480);
-    CR_attend_8x64_kv2_f16 = A.subarray(36480, 36488);
-    ML_attend_8x64_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 145984, 12);
-    QS_attend_8x64_kv2_f16 = A.subarray(36528, 37040);
-    AP_attend_8x64_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 148160, 16);
-    P_route_f32_8x512_top2_norm = A.subarray(37056, 37064);
-    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(37072, 38480);
-    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(38480, 39888);
-    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(39888, 41296);
-    S_linear_q8_0_32000x512_n = A.subarray(41296, 41808);
-    QX_qx_512 = A.subarray(41808, 42384);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 169536, 1024);
-    HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(43408, 46224);
-    DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(46224, 47248);
-    QD_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(47248, 50416);
-    KT_attend_8x64_kv2_f16 = A.subarray(3228224, 3263040);
-    VW_attend_8x64_kv2_f16 = A.subarray(3263040, 3295808);
+    ML_attend_8x64_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 137216, 12);
+    P_route_f32_8x512_top2_norm = A.subarray(34336, 34344);
+    H_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(34352, 35760);
+    G_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(35760, 37168);
+    U_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(37168, 38576);
+    S_linear_q8_0_32000x512_n = A.subarray(38576, 39088);
+    QX_qx_512 = A.subarray(39088, 39664);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 158656, 1024);
+    HB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(40688, 43504);
+    DB_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(43504, 44528);
+    QD_moe_ffn_q8_0_q8_0_q8_0_512x1408_top2_res = A.subarray(44528, 47696);
+    SC_attend_8x64_kv2_f16 = A.subarray(3054144, 3056320);
+    KT_attend_8x64_kv2_f16 = A.subarray(3056320, 3091136);
+    VW_attend_8x64_kv2_f16 = A.subarray(3091136, 3123904);
+    CR_attend_8x64_kv2_f16 = A.subarray(3123904, 3123912);
+    QS_attend_8x64_kv2_f16 = A.subarray(3123920, 3124432);
+    AP_attend_8x64_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 12497728, 16);
   }
   return A;
 }

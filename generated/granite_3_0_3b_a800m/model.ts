@@ -211,24 +211,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 49155,
-  "arenaBytes": 17374272,
+  "arenaBytes": 17783360,
   "prefill": {
-    "tokens": 29,
-    "strideBytes": 561600
+    "tokens": 32,
+    "strideBytes": 520448
   },
   "q8Scratch": {
-    "offset": 16286400,
+    "offset": 16654336,
     "bytes": 6464
   },
   "sharedScratch": {
-    "offset": 16292928,
-    "bytes": 1081344
+    "offset": 16660864,
+    "bytes": 1122496
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 29;
-const STRIDE = 140400;
+export const PREFILL = 32;
+const STRIDE = 130112;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2538,23 +2538,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_512x1536_n_r = A.subarray(98976, 100512);
     S_linear_q4_k_512x1536_n = A.subarray(100512, 102048);
     S_linear_q4_k_1536x1536_n_r = A.subarray(102048, 103584);
-    SC_attend_24x64_kv8_s0p015625_f16 = A.subarray(103584, 112288);
-    CR_attend_24x64_kv8_s0p015625_f16 = A.subarray(112288, 112320);
-    ML_attend_24x64_kv8_s0p015625_f16 = new Float64Array(A.buffer, A.byteOffset + 449280, 48);
-    QS_attend_24x64_kv8_s0p015625_f16 = A.subarray(112416, 113952);
-    AP_attend_24x64_kv8_s0p015625_f16 = new Int32Array(A.buffer, A.byteOffset + 455808, 16);
-    P_route_f32_40x1536_top8_norm = A.subarray(113968, 114008);
-    H_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(114016, 114528);
-    G_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(114528, 115040);
-    U_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(115040, 115552);
-    S_linear_q4_k_49155x1536_n = A.subarray(115552, 117088);
-    QX_qxk_1536 = A.subarray(117088, 118696);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 474816, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(119728, 123824);
-    DB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(123824, 136112);
-    QD_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(136112, 140400);
-    KT_attend_24x64_kv8_s0p015625_f16 = A.subarray(4073232, 4212496);
-    VW_attend_24x64_kv8_s0p015625_f16 = A.subarray(4212496, 4343568);
+    ML_attend_24x64_kv8_s0p015625_f16 = new Float64Array(A.buffer, A.byteOffset + 414336, 48);
+    P_route_f32_40x1536_top8_norm = A.subarray(103680, 103720);
+    H_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(103728, 104240);
+    G_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(104240, 104752);
+    U_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(104752, 105264);
+    S_linear_q4_k_49155x1536_n = A.subarray(105264, 106800);
+    QX_qxk_1536 = A.subarray(106800, 108408);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 433664, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(109440, 113536);
+    DB_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(113536, 125824);
+    QD_moe_ffn_q4_k_q4_k_q4_k_1536x512_top8 = A.subarray(125824, 130112);
+    SC_attend_24x64_kv8_s0p015625_f16 = A.subarray(4165216, 4173920);
+    KT_attend_24x64_kv8_s0p015625_f16 = A.subarray(4173920, 4313184);
+    VW_attend_24x64_kv8_s0p015625_f16 = A.subarray(4313184, 4444256);
+    CR_attend_24x64_kv8_s0p015625_f16 = A.subarray(4444256, 4444288);
+    QS_attend_24x64_kv8_s0p015625_f16 = A.subarray(4444288, 4445824);
+    AP_attend_24x64_kv8_s0p015625_f16 = new Int32Array(A.buffer, A.byteOffset + 17783296, 16);
   }
   return A;
 }

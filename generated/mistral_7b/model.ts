@@ -194,24 +194,24 @@ export const manifest = {
   "kvType": "f16",
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 18993664,
+  "arenaBytes": 18957440,
   "prefill": {
-    "tokens": 35,
-    "strideBytes": 479168
+    "tokens": 39,
+    "strideBytes": 427776
   },
   "q8Scratch": {
-    "offset": 16770880,
+    "offset": 16683264,
     "bytes": 60032
   },
   "sharedScratch": {
-    "offset": 16830976,
-    "bytes": 2162688
+    "offset": 16743360,
+    "bytes": 2214080
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 35;
-const STRIDE = 119792;
+export const PREFILL = 39;
+const STRIDE = 106944;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -3492,20 +3492,20 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_1024x4096_n_r = A.subarray(37376, 41472);
     S_linear_q6_k_1024x4096_n = A.subarray(41472, 45568);
     S_linear_q4_k_4096x4096_n_r = A.subarray(45568, 49664);
-    SC_attend_32x128_kv8_w4096_f16 = A.subarray(49664, 58368);
-    CR_attend_32x128_kv8_w4096_f16 = A.subarray(58368, 58400);
-    ML_attend_32x128_kv8_w4096_f16 = new Float64Array(A.buffer, A.byteOffset + 233600, 48);
-    QS_attend_32x128_kv8_w4096_f16 = A.subarray(58496, 62592);
-    AP_attend_32x128_kv8_w4096_f16 = new Int32Array(A.buffer, A.byteOffset + 250368, 16);
-    G_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(62608, 76944);
-    U_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(76944, 91280);
-    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(91280, 95376);
-    S_linear_q4_k_32000x4096_n = A.subarray(95376, 99472);
-    QX_qxk_4096 = A.subarray(99472, 103760);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 415040, 1024);
-    QX_qxk_14336 = A.subarray(104784, 119792);
-    KT_attend_32x128_kv8_w4096_f16 = A.subarray(4207744, 4486272);
-    VW_attend_32x128_kv8_w4096_f16 = A.subarray(4486272, 4748416);
+    ML_attend_32x128_kv8_w4096_f16 = new Float64Array(A.buffer, A.byteOffset + 198656, 48);
+    G_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(49760, 64096);
+    U_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(64096, 78432);
+    S_gate_up_q4_k_q4_k_14336x4096_n = A.subarray(78432, 82528);
+    S_linear_q4_k_32000x4096_n = A.subarray(82528, 86624);
+    QX_qxk_4096 = A.subarray(86624, 90912);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 363648, 1024);
+    QX_qxk_14336 = A.subarray(91936, 106944);
+    SC_attend_32x128_kv8_w4096_f16 = A.subarray(4185840, 4194544);
+    KT_attend_32x128_kv8_w4096_f16 = A.subarray(4194544, 4473072);
+    VW_attend_32x128_kv8_w4096_f16 = A.subarray(4473072, 4735216);
+    CR_attend_32x128_kv8_w4096_f16 = A.subarray(4735216, 4735248);
+    QS_attend_32x128_kv8_w4096_f16 = A.subarray(4735248, 4739344);
+    AP_attend_32x128_kv8_w4096_f16 = new Int32Array(A.buffer, A.byteOffset + 18957376, 16);
   }
   return A;
 }

@@ -221,24 +221,24 @@ export const manifest = {
   ],
   "maxContext": 65536,
   "vocab": 32000,
-  "arenaBytes": 18345536,
+  "arenaBytes": 18339968,
   "prefill": {
-    "tokens": 18,
-    "strideBytes": 895232
+    "tokens": 20,
+    "strideBytes": 800704
   },
   "q8Scratch": {
-    "offset": 16114176,
+    "offset": 16014080,
     "bytes": 68608
   },
   "sharedScratch": {
-    "offset": 16182848,
-    "bytes": 2162688
+    "offset": 16082752,
+    "bytes": 2257216
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 18;
-const STRIDE = 223808;
+export const PREFILL = 20;
+const STRIDE = 200176;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -4476,23 +4476,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q6_k_1024x6144_n_r = A.subarray(39424, 45568);
     S_linear_q6_k_1024x6144_n = A.subarray(45568, 51712);
     S_linear_q6_k_6144x6144_n_r = A.subarray(51712, 57856);
-    SC_attend_48x128_kv8_f16 = A.subarray(57856, 75264);
-    CR_attend_48x128_kv8_f16 = A.subarray(75264, 75328);
-    ML_attend_48x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 301312, 96);
-    QS_attend_48x128_kv8_f16 = A.subarray(75520, 81664);
-    AP_attend_48x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 326656, 16);
-    P_route_f32_8x6144_top2_norm = A.subarray(81680, 81688);
-    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(81696, 98080);
-    G_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(98080, 114464);
-    U_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(114464, 130848);
-    S_linear_q4_k_32000x6144_n = A.subarray(130848, 136992);
-    QX_qxk_6144 = A.subarray(136992, 143424);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 573696, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(144448, 177216);
-    DB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(177216, 189504);
-    QD_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(189504, 223808);
-    KT_attend_48x128_kv8_f16 = A.subarray(4045712, 4324240);
-    VW_attend_48x128_kv8_f16 = A.subarray(4324240, 4586384);
+    ML_attend_48x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 231424, 96);
+    P_route_f32_8x6144_top2_norm = A.subarray(58048, 58056);
+    H_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(58064, 74448);
+    G_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(74448, 90832);
+    U_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(90832, 107216);
+    S_linear_q4_k_32000x6144_n = A.subarray(107216, 113360);
+    QX_qxk_6144 = A.subarray(113360, 119792);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 479168, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(120816, 153584);
+    DB_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(153584, 165872);
+    QD_moe_ffn_q4_k_q4_k_q4_k_6144x16384_top2_res = A.subarray(165872, 200176);
+    SC_attend_48x128_kv8_f16 = A.subarray(4020688, 4038096);
+    KT_attend_48x128_kv8_f16 = A.subarray(4038096, 4316624);
+    VW_attend_48x128_kv8_f16 = A.subarray(4316624, 4578768);
+    CR_attend_48x128_kv8_f16 = A.subarray(4578768, 4578832);
+    QS_attend_48x128_kv8_f16 = A.subarray(4578832, 4584976);
+    AP_attend_48x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 18339904, 16);
   }
   return A;
 }

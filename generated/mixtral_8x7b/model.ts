@@ -221,24 +221,24 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 32000,
-  "arenaBytes": 18637248,
+  "arenaBytes": 18947456,
   "prefill": {
-    "tokens": 22,
-    "strideBytes": 746112
+    "tokens": 24,
+    "strideBytes": 694720
   },
   "q8Scratch": {
-    "offset": 16414464,
+    "offset": 16673280,
     "bytes": 60032
   },
   "sharedScratch": {
-    "offset": 16474560,
-    "bytes": 2162688
+    "offset": 16733376,
+    "bytes": 2214080
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 22;
-const STRIDE = 186528;
+export const PREFILL = 24;
+const STRIDE = 173680;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -3851,24 +3851,24 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q6_k_1024x4096_n_r = A.subarray(37376, 41472);
     S_linear_q6_k_1024x4096_n = A.subarray(41472, 45568);
     S_linear_q6_k_4096x4096_n_r = A.subarray(45568, 49664);
-    SC_attend_32x128_kv8_f16 = A.subarray(49664, 58368);
-    CR_attend_32x128_kv8_f16 = A.subarray(58368, 58400);
-    ML_attend_32x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 233600, 48);
-    QS_attend_32x128_kv8_f16 = A.subarray(58496, 62592);
-    AP_attend_32x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 250368, 16);
-    P_route_f32_8x4096_top2_norm = A.subarray(62608, 62616);
-    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(62624, 76960);
-    G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(76960, 91296);
-    U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(91296, 105632);
-    S_linear_q8_0_32000x4096_n = A.subarray(105632, 109728);
-    QX_qxk_4096 = A.subarray(109728, 114016);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 456064, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(115040, 143712);
-    DB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(143712, 151904);
-    QD_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(151904, 181920);
-    QX_qx_4096 = A.subarray(181920, 186528);
-    KT_attend_32x128_kv8_f16 = A.subarray(4118640, 4397168);
-    VW_attend_32x128_kv8_f16 = A.subarray(4397168, 4659312);
+    ML_attend_32x128_kv8_f16 = new Float64Array(A.buffer, A.byteOffset + 198656, 48);
+    P_route_f32_8x4096_top2_norm = A.subarray(49760, 49768);
+    H_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(49776, 64112);
+    G_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(64112, 78448);
+    U_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(78448, 92784);
+    S_linear_q8_0_32000x4096_n = A.subarray(92784, 96880);
+    QX_qxk_4096 = A.subarray(96880, 101168);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 404672, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(102192, 130864);
+    DB_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(130864, 139056);
+    QD_moe_ffn_q4_k_q4_k_q4_k_4096x14336_top2_res = A.subarray(139056, 169072);
+    QX_qx_4096 = A.subarray(169072, 173680);
+    SC_attend_32x128_kv8_f16 = A.subarray(4183344, 4192048);
+    KT_attend_32x128_kv8_f16 = A.subarray(4192048, 4470576);
+    VW_attend_32x128_kv8_f16 = A.subarray(4470576, 4732720);
+    CR_attend_32x128_kv8_f16 = A.subarray(4732720, 4732752);
+    QS_attend_32x128_kv8_f16 = A.subarray(4732752, 4736848);
+    AP_attend_32x128_kv8_f16 = new Int32Array(A.buffer, A.byteOffset + 18947392, 16);
   }
   return A;
 }

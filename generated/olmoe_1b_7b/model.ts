@@ -241,24 +241,24 @@ export const manifest = {
   ],
   "maxContext": 4096,
   "vocab": 50304,
-  "arenaBytes": 20651840,
+  "arenaBytes": 20885632,
   "prefill": {
-    "tokens": 34,
-    "strideBytes": 479936
+    "tokens": 41,
+    "strideBytes": 401792
   },
   "q8Scratch": {
-    "offset": 16317824,
+    "offset": 16473472,
     "bytes": 8576
   },
   "sharedScratch": {
-    "offset": 16326464,
-    "bytes": 4325376
+    "offset": 16482112,
+    "bytes": 4403520
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 34;
-const STRIDE = 119984;
+export const PREFILL = 41;
+const STRIDE = 100448;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2523,23 +2523,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_2048x2048_n_qk1_r = A.subarray(52608, 54656);
     KX_2048 = A.subarray(54656, 56704);
     S_linear_q4_k_2048x2048_n = A.subarray(56704, 58752);
-    SC_attend_16x128_kv16_f16 = A.subarray(58752, 76160);
-    CR_attend_16x128_kv16_f16 = A.subarray(76160, 76224);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 304896, 96);
-    QS_attend_16x128_kv16_f16 = A.subarray(76416, 78464);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 313856, 16);
-    P_route_f32_64x2048_top8 = A.subarray(78480, 78544);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(78544, 79568);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(79568, 80592);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(80592, 81616);
-    S_linear_q4_k_50304x2048_n = A.subarray(81616, 83664);
-    QX_qxk_2048 = A.subarray(83664, 85808);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 343232, 1024);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(86832, 95024);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(95024, 111408);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(111408, 119984);
-    KT_attend_16x128_kv16_f16 = A.subarray(4081616, 4638672);
-    VW_attend_16x128_kv16_f16 = A.subarray(4638672, 5162960);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 235008, 96);
+    P_route_f32_64x2048_top8 = A.subarray(58944, 59008);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(59008, 60032);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(60032, 61056);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(61056, 62080);
+    S_linear_q4_k_50304x2048_n = A.subarray(62080, 64128);
+    QX_qxk_2048 = A.subarray(64128, 66272);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 265088, 1024);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(67296, 75488);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(75488, 91872);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x1024_top8_res = A.subarray(91872, 100448);
+    SC_attend_16x128_kv16_f16 = A.subarray(4120528, 4137936);
+    KT_attend_16x128_kv16_f16 = A.subarray(4137936, 4694992);
+    VW_attend_16x128_kv16_f16 = A.subarray(4694992, 5219280);
+    CR_attend_16x128_kv16_f16 = A.subarray(5219280, 5219344);
+    QS_attend_16x128_kv16_f16 = A.subarray(5219344, 5221392);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 20885568, 16);
   }
   return A;
 }

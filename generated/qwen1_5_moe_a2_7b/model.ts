@@ -294,24 +294,24 @@ export const manifest = {
   ],
   "maxContext": 8192,
   "vocab": 151936,
-  "arenaBytes": 20689024,
+  "arenaBytes": 21019840,
   "prefill": {
-    "tokens": 18,
-    "strideBytes": 907776
+    "tokens": 20,
+    "strideBytes": 829632
   },
   "q8Scratch": {
-    "offset": 16339968,
+    "offset": 16592640,
     "bytes": 23616
   },
   "sharedScratch": {
-    "offset": 16363648,
-    "bytes": 4325376
+    "offset": 16616320,
+    "bytes": 4403520
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 18;
-const STRIDE = 226944;
+export const PREFILL = 20;
+const STRIDE = 207408;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2875,26 +2875,26 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_2048x2048_n_b_r = A.subarray(154240, 156288);
     KX_2048 = A.subarray(156288, 158336);
     S_linear_q4_k_2048x2048_n_b = A.subarray(158336, 160384);
-    SC_attend_16x128_kv16_f16 = A.subarray(160384, 177792);
-    CR_attend_16x128_kv16_f16 = A.subarray(177792, 177856);
-    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 711424, 96);
-    QS_attend_16x128_kv16_f16 = A.subarray(178048, 180096);
-    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 720384, 16);
-    P_route_f32_60x2048_top4 = A.subarray(180112, 180172);
-    H_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(180176, 181584);
-    G_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(181584, 182992);
-    U_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(182992, 184400);
-    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(184400, 190032);
-    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(190032, 195664);
-    S_linear_q4_k_151936x2048_n = A.subarray(195664, 197712);
-    QX_qxk_2048 = A.subarray(197712, 199856);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 799424, 1024);
-    HB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(200880, 206512);
-    DB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(206512, 214704);
-    QD_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(214704, 221040);
-    QX_qxk_5632 = A.subarray(221040, 226936);
-    KT_attend_16x128_kv16_f16 = A.subarray(4090912, 4647968);
-    VW_attend_16x128_kv16_f16 = A.subarray(4647968, 5172256);
+    ML_attend_16x128_kv16_f16 = new Float64Array(A.buffer, A.byteOffset + 641536, 96);
+    P_route_f32_60x2048_top4 = A.subarray(160576, 160636);
+    H_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(160640, 162048);
+    G_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(162048, 163456);
+    U_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(163456, 164864);
+    G_gate_up_q4_k_q4_k_5632x2048 = A.subarray(164864, 170496);
+    U_gate_up_q4_k_q4_k_5632x2048 = A.subarray(170496, 176128);
+    S_linear_q4_k_151936x2048_n = A.subarray(176128, 178176);
+    QX_qxk_2048 = A.subarray(178176, 180320);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 721280, 1024);
+    HB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(181344, 186976);
+    DB_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(186976, 195168);
+    QD_moe_ffn_q4_k_q4_k_q5_0_2048x1408_top4_res = A.subarray(195168, 201504);
+    QX_qxk_5632 = A.subarray(201504, 207400);
+    SC_attend_16x128_kv16_f16 = A.subarray(4154080, 4171488);
+    KT_attend_16x128_kv16_f16 = A.subarray(4171488, 4728544);
+    VW_attend_16x128_kv16_f16 = A.subarray(4728544, 5252832);
+    CR_attend_16x128_kv16_f16 = A.subarray(5252832, 5252896);
+    QS_attend_16x128_kv16_f16 = A.subarray(5252896, 5254944);
+    AP_attend_16x128_kv16_f16 = new Int32Array(A.buffer, A.byteOffset + 21019776, 16);
   }
   return A;
 }

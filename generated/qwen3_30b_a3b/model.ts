@@ -241,24 +241,24 @@ export const manifest = {
   ],
   "maxContext": 32768,
   "vocab": 151936,
-  "arenaBytes": 17418496,
+  "arenaBytes": 17300992,
   "prefill": {
-    "tokens": 19,
-    "strideBytes": 858944
+    "tokens": 20,
+    "strideBytes": 807552
   },
   "q8Scratch": {
-    "offset": 16319936,
+    "offset": 16151040,
     "bytes": 17152
   },
   "sharedScratch": {
-    "offset": 16337152,
-    "bytes": 1081344
+    "offset": 16168256,
+    "bytes": 1132736
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
-export const PREFILL = 19;
-const STRIDE = 214736;
+export const PREFILL = 20;
+const STRIDE = 201888;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -5005,24 +5005,24 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q4_k_512x2048_n_qk4_r = A.subarray(154752, 156800);
     S_linear_q4_k_512x2048_n = A.subarray(156800, 158848);
     S_linear_q4_k_4096x2048_n_qk32_r = A.subarray(158848, 160896);
-    SC_attend_32x128_kv4_f16 = A.subarray(160896, 169600);
-    CR_attend_32x128_kv4_f16 = A.subarray(169600, 169632);
-    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 678528, 48);
-    QS_attend_32x128_kv4_f16 = A.subarray(169728, 173824);
-    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 695296, 16);
-    P_route_f32_128x2048_top8_norm = A.subarray(173840, 173968);
-    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(173968, 174736);
-    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(174736, 175504);
-    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(175504, 176272);
-    S_linear_q4_k_151936x2048_n = A.subarray(176272, 178320);
-    QX_qxk_2048 = A.subarray(178320, 180464);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 721856, 1024);
-    QX_qxk_4096 = A.subarray(181488, 185776);
-    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(185776, 191920);
-    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(191920, 208304);
-    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(208304, 214736);
-    KT_attend_32x128_kv4_f16 = A.subarray(4084288, 4223552);
-    VW_attend_32x128_kv4_f16 = A.subarray(4223552, 4354624);
+    ML_attend_32x128_kv4_f16 = new Float64Array(A.buffer, A.byteOffset + 643584, 48);
+    P_route_f32_128x2048_top8_norm = A.subarray(160992, 161120);
+    H_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(161120, 161888);
+    G_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(161888, 162656);
+    U_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(162656, 163424);
+    S_linear_q4_k_151936x2048_n = A.subarray(163424, 165472);
+    QX_qxk_2048 = A.subarray(165472, 167616);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 670464, 1024);
+    QX_qxk_4096 = A.subarray(168640, 172928);
+    HB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(172928, 179072);
+    DB_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(179072, 195456);
+    QD_moe_ffn_q4_k_q4_k_q4_k_2048x768_top8_res = A.subarray(195456, 201888);
+    SC_attend_32x128_kv4_f16 = A.subarray(4042064, 4050768);
+    KT_attend_32x128_kv4_f16 = A.subarray(4050768, 4190032);
+    VW_attend_32x128_kv4_f16 = A.subarray(4190032, 4321104);
+    CR_attend_32x128_kv4_f16 = A.subarray(4321104, 4321136);
+    QS_attend_32x128_kv4_f16 = A.subarray(4321136, 4325232);
+    AP_attend_32x128_kv4_f16 = new Int32Array(A.buffer, A.byteOffset + 17300928, 16);
   }
   return A;
 }

@@ -221,24 +221,24 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 1321472,
+  "arenaBytes": 748928,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 19584
+    "strideBytes": 10496
   },
   "q8Scratch": {
-    "offset": 1253376,
+    "offset": 671744,
     "bytes": 448
   },
   "sharedScratch": {
-    "offset": 1253888,
-    "bytes": 67584
+    "offset": 672256,
+    "bytes": 76672
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 4896;
+const STRIDE = 2624;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1907,23 +1907,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_q8_0_32x64_n_r = A.subarray(384, 448);
     S_linear_q8_0_32x64_n = A.subarray(448, 512);
     S_linear_q8_0_64x64_n_r = A.subarray(512, 576);
-    SC_attend_4x16_kv2_f16 = A.subarray(576, 2752);
-    CR_attend_4x16_kv2_f16 = A.subarray(2752, 2760);
-    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 11072, 12);
-    QS_attend_4x16_kv2_f16 = A.subarray(2800, 2864);
-    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 11456, 16);
-    P_route_f32_4x64_top2_norm = A.subarray(2880, 2884);
-    H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2896, 2992);
-    G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2992, 3088);
-    U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(3088, 3184);
-    S_linear_q8_0_256x64_n = A.subarray(3184, 3248);
-    QX_qx_64 = A.subarray(3248, 3320);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 13312, 1024);
-    HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4352, 4544);
-    DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4544, 4672);
-    QD_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(4672, 4888);
-    KT_attend_4x16_kv2_f16 = A.subarray(313472, 322176);
-    VW_attend_4x16_kv2_f16 = A.subarray(322176, 330368);
+    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 2304, 12);
+    P_route_f32_4x64_top2_norm = A.subarray(608, 612);
+    H_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(624, 720);
+    G_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(720, 816);
+    U_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(816, 912);
+    S_linear_q8_0_256x64_n = A.subarray(912, 976);
+    QX_qx_64 = A.subarray(976, 1048);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 4224, 1024);
+    HB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2080, 2272);
+    DB_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2272, 2400);
+    QD_moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res = A.subarray(2400, 2616);
+    SC_attend_4x16_kv2_f16 = A.subarray(168064, 170240);
+    KT_attend_4x16_kv2_f16 = A.subarray(170240, 178944);
+    VW_attend_4x16_kv2_f16 = A.subarray(178944, 187136);
+    CR_attend_4x16_kv2_f16 = A.subarray(187136, 187144);
+    QS_attend_4x16_kv2_f16 = A.subarray(187152, 187216);
+    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 748864, 16);
   }
   return A;
 }

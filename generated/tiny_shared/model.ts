@@ -244,20 +244,20 @@ export const manifest = {
   ],
   "maxContext": 128,
   "vocab": 256,
-  "arenaBytes": 955392,
+  "arenaBytes": 657024,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 14400
+    "strideBytes": 9664
   },
   "sharedScratch": {
-    "offset": 921600,
-    "bytes": 33792
+    "offset": 618496,
+    "bytes": 38528
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 3600;
+const STRIDE = 2416;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -2101,23 +2101,23 @@ function bind(rt: Runtime): Float32Array {
     S_linear_f32_16x64_n_r = A.subarray(368, 432);
     S_linear_f32_16x64_n = A.subarray(432, 496);
     S_linear_f32_64x64_n_r = A.subarray(496, 560);
-    SC_attend_4x16_kv1_f16 = A.subarray(560, 1648);
-    CR_attend_4x16_kv1_f16 = A.subarray(1648, 1652);
-    ML_attend_4x16_kv1_f16 = new Float64Array(A.buffer, A.byteOffset + 6656, 6);
-    QS_attend_4x16_kv1_f16 = A.subarray(1680, 1744);
-    AP_attend_4x16_kv1_f16 = new Int32Array(A.buffer, A.byteOffset + 6976, 16);
-    P_route_f32_8x64_top4 = A.subarray(1760, 1768);
-    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1776, 1808);
-    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1808, 1840);
-    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(1840, 1872);
-    G_gate_up_f32_f32_128x64 = A.subarray(1872, 2000);
-    U_gate_up_f32_f32_128x64 = A.subarray(2000, 2128);
-    S_linear_f32_256x64_n = A.subarray(2128, 2192);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 8768, 1024);
-    HB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(3216, 3344);
-    DB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(3344, 3600);
-    KT_attend_4x16_kv1_f16 = A.subarray(230400, 234752);
-    VW_attend_4x16_kv1_f16 = A.subarray(234752, 238848);
+    ML_attend_4x16_kv1_f16 = new Float64Array(A.buffer, A.byteOffset + 2240, 6);
+    P_route_f32_8x64_top4 = A.subarray(576, 584);
+    H_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(592, 624);
+    G_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(624, 656);
+    U_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(656, 688);
+    G_gate_up_f32_f32_128x64 = A.subarray(688, 816);
+    U_gate_up_f32_f32_128x64 = A.subarray(816, 944);
+    S_linear_f32_256x64_n = A.subarray(944, 1008);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 4032, 1024);
+    HB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(2032, 2160);
+    DB_moe_ffn_f32_f32_f32_64x32_top4_res = A.subarray(2160, 2416);
+    SC_attend_4x16_kv1_f16 = A.subarray(154624, 155712);
+    KT_attend_4x16_kv1_f16 = A.subarray(155712, 160064);
+    VW_attend_4x16_kv1_f16 = A.subarray(160064, 164160);
+    CR_attend_4x16_kv1_f16 = A.subarray(164160, 164164);
+    QS_attend_4x16_kv1_f16 = A.subarray(164176, 164240);
+    AP_attend_4x16_kv1_f16 = new Int32Array(A.buffer, A.byteOffset + 656960, 16);
   }
   return A;
 }

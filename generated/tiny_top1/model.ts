@@ -221,20 +221,20 @@ export const manifest = {
   ],
   "maxContext": 256,
   "vocab": 256,
-  "arenaBytes": 1202176,
+  "arenaBytes": 629632,
   "prefill": {
     "tokens": 64,
-    "strideBytes": 17728
+    "strideBytes": 8640
   },
   "sharedScratch": {
-    "offset": 1134592,
-    "bytes": 67584
+    "offset": 552960,
+    "bytes": 76672
   }
 } as const;
 
 /** Tokens the prefill runs at once, and the floats between one token's copy of the arena and the next. */
 export const PREFILL = 64;
-const STRIDE = 4432;
+const STRIDE = 2160;
 
 /** The WebAssembly kernels (text in the comment below), assembled; base64. The runtime runs the
  * relaxed-SIMD twin (fused multiply-adds) where the engine accepts it. */
@@ -1782,21 +1782,21 @@ function bind(rt: Runtime): Float32Array {
     S_linear_f32_32x64_n_r = A.subarray(384, 448);
     S_linear_f32_32x64_n = A.subarray(448, 512);
     S_linear_f32_64x64_n_r = A.subarray(512, 576);
-    SC_attend_4x16_kv2_f16 = A.subarray(576, 2752);
-    CR_attend_4x16_kv2_f16 = A.subarray(2752, 2760);
-    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 11072, 12);
-    QS_attend_4x16_kv2_f16 = A.subarray(2800, 2864);
-    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 11456, 16);
-    P_route_f32_8x64_top1_norm = A.subarray(2880, 2888);
-    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2896, 2992);
-    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2992, 3088);
-    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(3088, 3184);
-    S_linear_f32_256x64_n = A.subarray(3184, 3248);
-    LISTS = new Int32Array(A.buffer, A.byteOffset + 12992, 1024);
-    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(4272, 4368);
-    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(4368, 4432);
-    KT_attend_4x16_kv2_f16 = A.subarray(283648, 292352);
-    VW_attend_4x16_kv2_f16 = A.subarray(292352, 300544);
+    ML_attend_4x16_kv2_f16 = new Float64Array(A.buffer, A.byteOffset + 2304, 12);
+    P_route_f32_8x64_top1_norm = A.subarray(608, 616);
+    H_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(624, 720);
+    G_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(720, 816);
+    U_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(816, 912);
+    S_linear_f32_256x64_n = A.subarray(912, 976);
+    LISTS = new Int32Array(A.buffer, A.byteOffset + 3904, 1024);
+    HB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2000, 2096);
+    DB_moe_ffn_f32_f32_f32_64x96_top1_res = A.subarray(2096, 2160);
+    SC_attend_4x16_kv2_f16 = A.subarray(138240, 140416);
+    KT_attend_4x16_kv2_f16 = A.subarray(140416, 149120);
+    VW_attend_4x16_kv2_f16 = A.subarray(149120, 157312);
+    CR_attend_4x16_kv2_f16 = A.subarray(157312, 157320);
+    QS_attend_4x16_kv2_f16 = A.subarray(157328, 157392);
+    AP_attend_4x16_kv2_f16 = new Int32Array(A.buffer, A.byteOffset + 629568, 16);
   }
   return A;
 }
