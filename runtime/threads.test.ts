@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { compileAndLoad } from "../test/harness.ts";
 import { ModelInstance } from "./model.ts";
+import { rowGranule, shareStart } from "./threads.ts";
 import { randomWeights } from "./weights.ts";
 
 const cases = [
@@ -29,4 +30,20 @@ describe("worker threads", () => {
       }
     });
   }
+});
+
+describe("how a call's rows are shared", () => {
+  const shares = (rows: number, threads: number, granule: number) =>
+    Array.from({ length: threads + 1 }, (_, i) => shareStart(rows, i, threads, granule));
+
+  it("kernels over interleaved rows take whole groups of 8; the others any rows, attention's 2 KV heads 1 each", () => {
+    expect(rowGranule("mvq_q4_0x8_640")).toBe(8);
+    expect(rowGranule("mmq_q4_0x8_640")).toBe(8);
+    expect(rowGranule("mvq_q4_0_640")).toBe(1);
+    expect(rowGranule("mva_f16_64_256_h2_g4")).toBe(1);
+    expect(shares(2, 2, 1)).toEqual([0, 1, 2]);
+    expect(shares(1792, 2, 8)).toEqual([0, 896, 1792]);
+    expect(shares(24, 2, 8)).toEqual([0, 8, 24]);
+    expect(shares(131, 3, 1)).toEqual([0, 43, 87, 131]);
+  });
 });

@@ -25,21 +25,29 @@ const SLOTS = 16;
  * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
 const SPINS = 4000;
 
-/** Where share i of a call's `rows` rows starts: a multiple of 8, since the kernels over interleaved rows
- * (runtime/quant/rows8.ts) take whole groups of 8; the last share ends at `rows`. */
-function shareStart(rows: number, i: number, threads: number): number {
-  return i >= threads ? rows : Math.floor((rows * i) / threads / 8) * 8;
+/** Rows a kernel's shares come in: 8 for the kernels over interleaved rows (runtime/quant/rows8.ts; `x8` in
+ * their names, compiler/codegen/wasm.ts), which take whole groups of 8; 1 for the rest (attention's shares are
+ * KV heads, often 2). */
+export function rowGranule(name: string): number {
+  return name.includes("x8_") ? 8 : 1;
+}
+
+/** Where share i of a call's `rows` rows starts: a multiple of `granule`; the last share ends at `rows`. */
+export function shareStart(rows: number, i: number, threads: number, granule: number): number {
+  return i >= threads ? rows : Math.floor((rows * i) / threads / granule) * granule;
 }
 
 /** The worker's whole program: wait for a generation, run its share of the rows, count down. */
 const workerSource = `
 ${shareStart.toString()}
+${rowGranule.toString()}
 const { workerData } = require("node:worker_threads");
 const { memory, module, names, index, threads, control } = workerData;
 const c = new Int32Array(control);
 const u = new Uint32Array(control);
 const f = new Float32Array(control);
 const matrix = names.map((n) => n.startsWith("mm"));
+const granules = names.map(rowGranule);
 let kernels;
 try {
   const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
@@ -57,9 +65,9 @@ for (;;) {
   seen = Atomics.load(c, ${GENERATION});
   if (Atomics.load(c, ${STOP})) break;
   const rows = u[${ROWS}];
-  const r0 = shareStart(rows, index, threads);
-  const r1 = shareStart(rows, index + 1, threads);
   const k = c[${KERNEL}];
+  const r0 = shareStart(rows, index, threads, granules[k]);
+  const r1 = shareStart(rows, index + 1, threads, granules[k]);
   if (r1 > r0) kernels[k](u[${W}], u[${X}], u[${Y}], r0, r1, matrix[k] ? c[${COLS}] : f[${ALPHA}], c[${ACCUMULATE}]);
   if (Atomics.sub(c, ${PENDING}, 1) === 1) Atomics.notify(c, ${PENDING});
 }
@@ -138,7 +146,7 @@ export class ThreadPool {
     Atomics.store(c, PENDING, this.threads - 1);
     Atomics.add(c, GENERATION, 1);
     Atomics.notify(c, GENERATION);
-    const mine = shareStart(r1, 1, this.threads);
+    const mine = shareStart(r1, 1, this.threads, rowGranule(this.names[k]!));
     if (mine > 0) kernel(w, x, y, 0, mine, alpha, acc);
     let spins = 0;
     const start = Date.now();
