@@ -84,6 +84,8 @@ export interface HostSourceOptions {
   offloaded?: (layer: number, expert: number) => boolean;
   /** Host bytes the copies may take (`--host-memory`); checked before anything is copied. */
   hostBudgetBytes?: number;
+  /** Called on each expert matrix's host copy as it is made (the CPU repacks interleaved rows there). */
+  prepare?: (layer: number, role: ExpertRole, copy: Uint8Array) => void;
 }
 
 /** Offloaded experts copied once into host memory, one Uint8Array per expert matrix. */
@@ -131,7 +133,11 @@ export class HostExpertSource implements ExpertSource {
             `\`${entries[role].key}\` layer ${l} has ${stacked.length} bytes; ${experts} experts of ${one} need ${experts * one}`,
           );
         }
-        parts[role] = wanted.map((e) => stacked.slice(e * one, (e + 1) * one));
+        parts[role] = wanted.map((e) => {
+          const copy = stacked.slice(e * one, (e + 1) * one);
+          opts.prepare?.(l, role, copy);
+          return copy;
+        });
       }
       wanted.forEach((e, i) => {
         this.copies[l]![e] = { gate: parts.gate[i]!, up: parts.up[i]!, down: parts.down[i]! };

@@ -32,7 +32,7 @@ import {
 import { type MemoryStats, memoryStats } from "./memory-stats.ts";
 import type { EvictionPolicy } from "./policy.ts";
 import { decodeRouter, type NextRouter, predictInto } from "./predict.ts";
-import { rows8Experts, rows8Source, toRows8 } from "./rows8-load.ts";
+import { rows8Experts, toRows8 } from "./rows8-load.ts";
 
 /** A weight in the heap: whole-heap views, and where its bytes start. */
 export interface Packed {
@@ -219,7 +219,10 @@ export function placeModel(m: Manifest, source: WeightSource, o: MemoryOptions =
       files.push(f);
       late[i]!.inner = rows8Experts(f, expertLayout(m, keysOf(e)).entries);
     } else {
-      const h = new HostExpertSource(rows8Source(source, m.weights), expertLayout(m, keysOf(e)));
+      const layout = expertLayout(m, keysOf(e));
+      const h = new HostExpertSource(source, layout, {
+        prepare: (l, role, copy) => toRows8(layout.entries[role], l, copy),
+      });
       hostExpertBytes = (hostExpertBytes ?? 0) + h.hostBytes;
       late[i]!.inner = h;
     }
