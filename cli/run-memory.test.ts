@@ -210,10 +210,10 @@ describe("prefetch", () => {
   });
 });
 
-describe("weights interleaved by 8 rows as they load (q4_0)", () => {
+describe.each(["q4_0", "q5_0"] as const)("weights interleaved by 8 rows as they load (%s)", (type) => {
   it("experts from host copies or read from the file give the fully resident logits, bit for bit", async () => {
-    const path = `${dir}/q4.gguf`;
-    writeRandomMixtralGguf(path, { ...tiny, type: "q4_0", seed: 5 });
+    const path = `${dir}/${type}.gguf`;
+    writeRandomMixtralGguf(path, { ...tiny, type, seed: 5 });
     const loaded = await loadForRun(undefined, path, { maxContext: 64 });
     try {
       const m = loaded.module.manifest;

@@ -3,7 +3,7 @@
 // statements name the locals they write; everything else is an expression.
 
 import { Q8_D, Q8_SHADOW, Q8_SUM } from "./q8-activations.ts";
-import type { Rows8 } from "./rows8.ts";
+import { byteOrder, type Rows8 } from "./rows8.ts";
 
 const W = "(local.get $w)";
 const X = "(local.get $x)";
@@ -414,17 +414,28 @@ export function quadsOf16Q8(o: {
 /**
  * The 8-row interleaved layout (runtime/quant/rows8.ts) of a scheme whose block is an f16 scale at byte
  * `scale` and 16 bytes of nibbles at byte `qs` (byte j: element j in the low nibble, element j + 16 in the
- * high one), each weight stored as q + `offset`: q4_0. One step of a group (8 blocks) is stored as
+ * high one), each weight stored as q + `offset`: q4_0; with `qh`, a little-endian u32 there whose bit e is
+ * element e's fifth bit: q5_0. One step of a group (8 blocks) is stored as
  *
  * - bytes 0–15: the 8 rows' scales, row i's at 4i and row 4 + i's at 4i + 2 (i < 4);
- * - bytes 16 + 32c + 16h + 4i + j (c, i, j < 4, h < 2): byte 4c + j of row 4h + i's nibbles,
+ * - bytes 16 + 32c + 16h + 4i + j (c, i, j < 4, h < 2): byte 4c + j of row 4h + i's nibbles;
+ * - with `qh`, bytes 144 + 16n + 4i + j (n < 2): bit c + 4h is the fifth bit of element 16n + 4c + j of row
+ *   4h + i, the one whose nibble is at the same place of the 16 bytes at 16 + 32c + 16h,
  *
  * so 16 bytes hold 4 elements of 4 rows, which one 8-bit product multiplies by the same 4 activations
- * (splatted) into 8 pair sums, 2 per row. The step's integer sums per row are exact, as the scheme's `q8`
- * piece's: Σ q·qx over the stored q, less offset · Σ qx (the q8 block's Σq at Q8_SUM).
+ * (splatted) into 8 pair sums, 2 per row; chunk c's fifth bits are shifted down one place per chunk. The
+ * step's integer sums per row are exact, as the scheme's `q8` piece's: Σ q·qx over the stored q, less
+ * offset · Σ qx (the q8 block's Σq at Q8_SUM).
  */
-export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; offset: number }): Rows8 {
+export function nibbleRows8(o: {
+  scale: number;
+  qs: number;
+  qh?: number;
+  blockBytes: number;
+  offset: number;
+}): Rows8 {
   const qs8 = 16; // where the nibbles start in a stored step, after the 8 scales
+  const qh8 = 144; // where the fifth bits start, after the nibbles
   const order: number[] = [];
   // Scales in the order 0, 4, 1, 5, 2, 6, 3, 7: as i32 lanes, row i's half is the low 16 bits of lane i
   // and row i + 4's the high 16.
@@ -434,6 +445,8 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
     for (let h = 0; h < 2; h++)
       for (let i = 0; i < 4; i++)
         for (let j = 0; j < 4; j++) order.push((4 * h + i) * o.blockBytes + o.qs + 4 * c + j);
+  const moved = byteOrder(order, o.blockBytes);
+  const qh = o.qh;
   const q8 = (cols: number, relaxed: boolean): string => {
     const js = [...Array(cols).keys()];
     const get = (n: string) => `(local.get ${n})`;
@@ -442,6 +455,9 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
     // places, the value h / 2^112 for every finite half (subnormals too), so one multiply gives h.
     const halves = (top: string) =>
       `(f32x4.mul (v128.and (i32x4.shr_s ${top} (i32.const 3)) (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff)) (v128.const i32x4 0x77800000 0x77800000 0x77800000 0x77800000))`;
+    // Relaxed: a chunk's pair sums are i16. Nibbles (≤ 15) keep 4 chunks' sums within i16 (4 · 2 · 2 · 15 ·
+    // 127 < 32768); 5-bit values (≤ 31) do not, so each chunk's sums are widened to i32 as they are added.
+    const wide = !relaxed || qh !== undefined;
     const out: string[] = [];
     // The 4 chunks of 4 elements as a loop, not unrolled: V8 hoists the loads of a long straight-line block
     // and spills them (unrolled, it ran at 0.7× the speed). `$p` walks the weights, `$q_j` column j's
@@ -455,6 +471,8 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
           .map((k) => `(local.set $s${k}_${j} (v128.const i32x4 0 0 0 0))`)
           .slice(0, relaxed ? 2 : 4),
       ]),
+      qh === undefined ? "" : `(local.set $n4 (v128.load offset=${qh8} align=1 ${W}))`,
+      qh === undefined ? "" : `(local.set $n5 (v128.load offset=${qh8 + 16} align=1 ${W}))`,
       "(loop $chunks",
     );
     const P = "(local.get $p)";
@@ -466,18 +484,38 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
       `(local.set $n0 (v128.and (local.get $n0) ${mask}))`,
       `(local.set $n1 (v128.and (local.get $n1) ${mask}))`,
     );
+    if (qh !== undefined) {
+      // This chunk's fifth bits: bit 0 of $n4 (low nibbles) and $n5 (high) for rows 0–3, bit 4 for rows
+      // 4–7, each moved to 16's place; then the next chunk's bits down one place. 16-bit shifts are exact
+      // here: the bits they carry across a byte land outside 16's place (the shift left) or above the bits
+      // the chunks after read (the shift right).
+      const fifth = (v: string) => `(v128.and (i16x8.shl ${get(v)} (i32.const 4)) ${i8s(16)})`;
+      const or = (n: string, bits: string) => `(local.set ${n} (v128.or ${get(n)} ${bits}))`;
+      out.push(
+        or("$n0", fifth("$n4")),
+        or("$n1", `(v128.and ${get("$n4")} ${i8s(16)})`),
+        or("$n2", fifth("$n5")),
+        or("$n3", `(v128.and ${get("$n5")} ${i8s(16)})`),
+        `(local.set $n4 (i16x8.shr_u ${get("$n4")} (i32.const 1)))`,
+        `(local.set $n5 (i16x8.shr_u ${get("$n5")} (i32.const 1)))`,
+      );
+    }
     for (const j of js) {
       const q = get(`$q_${j}`);
       const acc = (s: number, v: string) =>
-        `(local.set $s${s}_${j} (${relaxed ? "i16x8" : "i32x4"}.add (local.get $s${s}_${j}) ${v}))`;
+        `(local.set $s${s}_${j} (${wide ? "i32x4" : "i16x8"}.add (local.get $s${s}_${j}) ${v}))`;
       if (relaxed) {
         // Elements 4c … 4c + 3 (low nibbles) and 16 + 4c … (high) against the int8 shadow's runs.
         const rdot = (a: string, b: string) => `(i16x8.relaxed_dot_i8x16_i7x16_s ${get(a)} ${get(b)})`;
+        const sum = (a: string, b: string) => {
+          const s = `(i16x8.add ${rdot("$t", a)} ${rdot("$u", b)})`;
+          return wide ? `(i32x4.extadd_pairwise_i16x8_s ${s})` : s;
+        };
         out.push(
           `(local.set $t (v128.load32_splat offset=${Q8_SHADOW} align=1 ${q}))`,
           `(local.set $u (v128.load32_splat offset=${Q8_SHADOW + 32} align=1 ${q}))`,
-          acc(0, `(i16x8.add ${rdot("$t", "$n0")} ${rdot("$u", "$n2")})`),
-          acc(1, `(i16x8.add ${rdot("$t", "$n1")} ${rdot("$u", "$n3")})`),
+          acc(0, sum("$n0", "$n2")),
+          acc(1, sum("$n1", "$n3")),
         );
       } else {
         // The same against the int16 values: a row's 4 elements widened, two rows per product.
@@ -511,7 +549,10 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
       const x = get(`$x_${j}`);
       // Per row, the 2 (relaxed) or 2 × 2 (plain) partial sums added: rows 0–3, then rows 4–7.
       const rows = (h: number) => {
-        if (relaxed) return `(i32x4.extadd_pairwise_i16x8_s (local.get $s${h}_${j}))`;
+        if (relaxed) {
+          const s = `(local.get $s${h}_${j})`;
+          return wide ? s : `(i32x4.extadd_pairwise_i16x8_s ${s})`;
+        }
         const [p, q] = [`(local.get $s${2 * h}_${j})`, `(local.get $s${2 * h + 1}_${j})`];
         return `(i32x4.add (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 ${p} ${q}) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 ${p} ${q}))`;
       };
@@ -522,7 +563,27 @@ export function nibbleRows8(o: { scale: number; qs: number; blockBytes: number; 
         );
       }
     }
-    return out.join("\n");
+    return out.filter(Boolean).join("\n");
   };
-  return { order, q8 };
+  // The fifth bits: stored byte 144 + 16n + 4i + j gathers bits 16n + 4c + j (c < 4) of row i's qh as its
+  // bits c and row 4 + i's as bits 4 + c.
+  const chunks = (v: number) => (v & 1) | ((v >>> 3) & 2) | ((v >>> 6) & 4) | ((v >>> 9) & 8);
+  const u32 = (u8: Uint8Array, b: number) =>
+    u8[b]! | (u8[b + 1]! << 8) | (u8[b + 2]! << 16) | (u8[b + 3]! << 24);
+  const pack: Rows8["pack"] =
+    qh === undefined
+      ? moved
+      : (rows, at, rowBytes, out, outAt) => {
+          moved(rows, at, rowBytes, out, outAt);
+          for (let i = 0; i < 4; i++) {
+            const lo = u32(rows, at + i * rowBytes + qh);
+            const hi = u32(rows, at + (4 + i) * rowBytes + qh);
+            for (let e = 0; e < 8; e++) {
+              const shift = 16 * (e >> 2) + (e & 3); // n = e >> 2, j = e & 3
+              out[outAt + qh8 + 16 * (e >> 2) + 4 * i + (e & 3)] =
+                chunks(lo >>> shift) | (chunks(hi >>> shift) << 4);
+            }
+          }
+        };
+  return { pack, q8 };
 }

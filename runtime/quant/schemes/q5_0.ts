@@ -10,6 +10,7 @@ import {
   field,
   halfAt,
   i8s,
+  nibbleRows8,
   q8Offset,
   q8Runs,
   q8ScaleInto,
@@ -123,6 +124,7 @@ export const q5_0: QuantScheme = {
       q8Offset("$v3", 16),
       q8ScaleInto("$v3", halfAt(0)),
     ].join("\n"),
+    rows8: nibbleRows8({ scale: 0, qh: 2, qs: 6, blockBytes: BYTES, offset: 16 }),
   },
   wgsl: {
     dot: `// block_q5_0: f16 d, qh (u32, unaligned), 16 bytes of nibbles; the 5th bit of element j is bit j of qh.
