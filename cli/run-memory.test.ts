@@ -210,41 +210,44 @@ describe("prefetch", () => {
   });
 });
 
-describe.each(["q4_0", "q5_0"] as const)("weights interleaved by 8 rows as they load (%s)", (type) => {
-  it("experts from host copies or read from the file give the fully resident logits, bit for bit", async () => {
-    const path = `${dir}/${type}.gguf`;
-    writeRandomMixtralGguf(path, { ...tiny, type, seed: 5 });
-    const loaded = await loadForRun(undefined, path, { maxContext: 64 });
-    try {
-      const m = loaded.module.manifest;
-      // Every expert stack and attention matrix is stored interleaved (rows in eights, read by products only).
-      expect(m.weights.filter((w) => w.rows8).map((w) => w.key).length).toBeGreaterThanOrEqual(5);
-      const budget = measureDevice(m, minimumSlots(m)).used;
-      const greedy = (model: ModelInstance) => {
-        const out: Float32Array[] = [];
-        let t = 1;
-        for (let pos = 0; pos < 12; pos++) {
-          const l = model.step(t, pos);
-          out.push(l.slice());
-          t = l.indexOf(Math.max(...l));
-        }
-        model.close();
-        return out;
-      };
-      const resident = greedy(new ModelInstance(loaded.module, loaded.weights, {}));
-      const host = new ModelInstance(loaded.module, loaded.weights, { deviceBudget: budget });
-      expect(host.memory().host_expert_bytes).toBeGreaterThan(0);
-      expect(greedy(host)).toEqual(resident);
-      const file = new ModelInstance(loaded.module, loaded.weights, {
-        deviceBudget: budget,
-        hostBudget: 1024,
-        expertFile: path,
-      });
-      expect(file.memory().host_expert_bytes).toBeUndefined();
-      const fromFile = greedy(file);
-      expect(fromFile).toEqual(resident);
-    } finally {
-      loaded.close();
-    }
-  });
-});
+describe.each(["q4_0", "q5_0", "q8_0"] as const)(
+  "weights interleaved by 8 rows as they load (%s)",
+  (type) => {
+    it("experts from host copies or read from the file give the fully resident logits, bit for bit", async () => {
+      const path = `${dir}/${type}.gguf`;
+      writeRandomMixtralGguf(path, { ...tiny, type, seed: 5 });
+      const loaded = await loadForRun(undefined, path, { maxContext: 64 });
+      try {
+        const m = loaded.module.manifest;
+        // Every expert stack and attention matrix is stored interleaved (rows in eights, read by products only).
+        expect(m.weights.filter((w) => w.rows8).map((w) => w.key).length).toBeGreaterThanOrEqual(5);
+        const budget = measureDevice(m, minimumSlots(m)).used;
+        const greedy = (model: ModelInstance) => {
+          const out: Float32Array[] = [];
+          let t = 1;
+          for (let pos = 0; pos < 12; pos++) {
+            const l = model.step(t, pos);
+            out.push(l.slice());
+            t = l.indexOf(Math.max(...l));
+          }
+          model.close();
+          return out;
+        };
+        const resident = greedy(new ModelInstance(loaded.module, loaded.weights, {}));
+        const host = new ModelInstance(loaded.module, loaded.weights, { deviceBudget: budget });
+        expect(host.memory().host_expert_bytes).toBeGreaterThan(0);
+        expect(greedy(host)).toEqual(resident);
+        const file = new ModelInstance(loaded.module, loaded.weights, {
+          deviceBudget: budget,
+          hostBudget: 1024,
+          expertFile: path,
+        });
+        expect(file.memory().host_expert_bytes).toBeUndefined();
+        const fromFile = greedy(file);
+        expect(fromFile).toEqual(resident);
+      } finally {
+        loaded.close();
+      }
+    });
+  },
+);

@@ -14,7 +14,7 @@ describe("compileModel", () => {
     expect(new Set(kernels).size).toBe(kernels.length);
     // Two layers share every layer kernel: the forward pass loops, it does not unroll.
     expect(c.files["model.ts"]).toMatch(/for \(let l = 0; l < 2; l\+\+\)/);
-    expect(kernels).toContain("moe_ffn_q8_0_q8_0_q8_0_64x96_top2_res");
+    expect(kernels).toContain("moe_ffn_q8_0x8_q8_0x8_q8_0x8_64x96_top2_res");
   });
 });
 

@@ -451,10 +451,6 @@ export function nibbleRows8(o: {
     const js = [...Array(cols).keys()];
     const get = (n: string) => `(local.get ${n})`;
     const mask = i8s(15);
-    // A half h as f32 bits: (h << 16) >> 3 (arithmetic) with the sign's copies cleared is h's bits in f32's
-    // places, the value h / 2^112 for every finite half (subnormals too), so one multiply gives h.
-    const halves = (top: string) =>
-      `(f32x4.mul (v128.and (i32x4.shr_s ${top} (i32.const 3)) (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff)) (v128.const i32x4 0x77800000 0x77800000 0x77800000 0x77800000))`;
     // Relaxed: a chunk's pair sums are i16. Nibbles (≤ 15) keep 4 chunks' sums within i16 (4 · 2 · 2 · 15 ·
     // 127 < 32768); 5-bit values (≤ 31) do not, so each chunk's sums are widened to i32 as they are added.
     const wide = !relaxed || qh !== undefined;
@@ -539,29 +535,15 @@ export function nibbleRows8(o: {
       ...js.map((j) => `(local.set $q_${j} (i32.add (local.get $q_${j}) (i32.const ${xStep})))`),
       `(br_if $chunks (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 32))) (i32.add ${W} (i32.const 128)))))`,
     );
-    // The scales after the products, so that they are not live (in registers) through them.
-    out.push(
-      `(local.set $t (v128.load offset=${o.scale} align=1 ${W}))`,
-      `(local.set $d0 ${halves("(i32x4.shl (local.get $t) (i32.const 16))")})`,
-      `(local.set $d1 ${halves("(v128.and (local.get $t) (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))")})`,
-    );
+    out.push(rows8Scales());
     for (const j of js) {
-      const x = get(`$x_${j}`);
       // Per row, the 2 (relaxed) or 2 × 2 (plain) partial sums added: rows 0–3, then rows 4–7.
       const rows = (h: number) => {
-        if (relaxed) {
-          const s = `(local.get $s${h}_${j})`;
-          return wide ? s : `(i32x4.extadd_pairwise_i16x8_s ${s})`;
-        }
-        const [p, q] = [`(local.get $s${2 * h}_${j})`, `(local.get $s${2 * h + 1}_${j})`];
-        return `(i32x4.add (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 ${p} ${q}) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 ${p} ${q}))`;
+        if (!relaxed) return plainRows(j, h);
+        const s = `(local.get $s${h}_${j})`;
+        return wide ? s : `(i32x4.extadd_pairwise_i16x8_s ${s})`;
       };
-      const offset = `(i32x4.shl (v128.load offset=${Q8_SUM} align=4 ${x}) (i32.const ${Math.log2(o.offset)}))`;
-      for (const h of [0, 1]) {
-        out.push(
-          `(local.set $a${h}_${j} (f32x4.add (local.get $a${h}_${j}) (f32x4.mul (f32x4.convert_i32x4_s (i32x4.sub ${rows(h)} ${offset})) (f32x4.mul (local.get $d${h}) (v128.load offset=${Q8_D} align=4 ${x})))))`,
-        );
-      }
+      out.push(rows8Add(j, rows, o.offset));
     }
     return out.filter(Boolean).join("\n");
   };
@@ -586,4 +568,96 @@ export function nibbleRows8(o: {
           }
         };
   return { pack, q8 };
+}
+
+/** `$d0`, `$d1`: the 8 row scales of a stored step (f16 at its bytes 0–15, rows 0, 4, 1, 5, …) as f32 lanes,
+ * rows 0–3 and 4–7. Loaded after the products, so that they are not live (in registers) through them. */
+function rows8Scales(): string {
+  // A half h as f32 bits: (h << 16) >> 3 (arithmetic) with the sign's copies cleared is h's bits in f32's
+  // places, the value h / 2^112 for every finite half (subnormals too), so one multiply gives h.
+  const halves = (top: string) =>
+    `(f32x4.mul (v128.and (i32x4.shr_s ${top} (i32.const 3)) (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff)) (v128.const i32x4 0x77800000 0x77800000 0x77800000 0x77800000))`;
+  return [
+    `(local.set $t (v128.load align=1 ${W}))`,
+    `(local.set $d0 ${halves("(i32x4.shl (local.get $t) (i32.const 16))")})`,
+    `(local.set $d1 ${halves("(v128.and (local.get $t) (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))")})`,
+  ].join("\n");
+}
+
+/** Rows 4h … 4h + 3's sums from 16-bit products of runs of 4 elements: `$s{2h}_j` holds rows 4h and 4h + 1,
+ * `$s{2h+1}_j` rows 4h + 2 and 4h + 3, each in two lanes (elements 0–1 and 2–3); the lanes of a row added. */
+function plainRows(j: number, h: number): string {
+  const [p, q] = [`(local.get $s${2 * h}_${j})`, `(local.get $s${2 * h + 1}_${j})`];
+  return `(i32x4.add (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 ${p} ${q}) (i8x16.shuffle 4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31 ${p} ${q}))`;
+}
+
+/** Column j's step done: the rows' integer sums (`rows(h)`, i32x4), less `offset` · Σ qx where weights are
+ * stored as q + offset, converted, times row scale × the block's d, added to `$a0_j` and `$a1_j`. */
+function rows8Add(j: number, rows: (h: number) => string, offset: number): string {
+  const x = `(local.get $x_${j})`;
+  const less = (v: string) =>
+    offset
+      ? `(i32x4.sub ${v} (i32x4.shl (v128.load offset=${Q8_SUM} align=4 ${x}) (i32.const ${Math.log2(offset)})))`
+      : v;
+  return [0, 1]
+    .map(
+      (h) =>
+        `(local.set $a${h}_${j} (f32x4.add (local.get $a${h}_${j}) (f32x4.mul (f32x4.convert_i32x4_s ${less(rows(h))}) (f32x4.mul (local.get $d${h}) (v128.load offset=${Q8_D} align=4 ${x})))))`,
+    )
+    .join("\n");
+}
+
+/**
+ * The 8-row interleaved layout (runtime/quant/rows8.ts) of a scheme whose block is an f16 scale at byte
+ * `scale` and 32 signed bytes at byte `qs`: q8_0. One step of a group (8 blocks) is stored as
+ *
+ * - bytes 0–15: the 8 rows' scales, as nibbleRows8's;
+ * - bytes 16 + 32c + 16h + 4i + j (c < 8, i, j < 4, h < 2): element 4c + j of row 4h + i.
+ *
+ * Signed bytes are not what relaxed SIMD's 8-bit products take, so both builds use 16-bit ones: 16 bytes,
+ * widened, are 4 elements of 4 rows against the same 4 int16 activations (splatted). Exact in i32.
+ */
+export function byteRows8(o: { scale: number; qs: number; blockBytes: number }): Rows8 {
+  const order: number[] = [];
+  for (const r of [0, 4, 1, 5, 2, 6, 3, 7])
+    order.push(r * o.blockBytes + o.scale, r * o.blockBytes + o.scale + 1);
+  for (let c = 0; c < 8; c++)
+    for (let h = 0; h < 2; h++)
+      for (let i = 0; i < 4; i++)
+        for (let j = 0; j < 4; j++) order.push((4 * h + i) * o.blockBytes + o.qs + 4 * c + j);
+  const q8 = (cols: number): string => {
+    const js = [...Array(cols).keys()];
+    const P = "(local.get $p)";
+    // The 8 chunks of 4 elements as a loop, as nibbleRows8's.
+    const out = [
+      `(local.set $p ${W})`,
+      ...js.flatMap((j) => [
+        `(local.set $q_${j} (local.get $x_${j}))`,
+        ...[0, 1, 2, 3].map((k) => `(local.set $s${k}_${j} (v128.const i32x4 0 0 0 0))`),
+      ]),
+      "(loop $chunks",
+      `(local.set $n0 (v128.load offset=16 align=1 ${P}))`,
+      `(local.set $n1 (v128.load offset=32 align=1 ${P}))`,
+      "(local.set $n2 (i16x8.extend_low_i8x16_s (local.get $n0)))",
+      "(local.set $n3 (i16x8.extend_high_i8x16_s (local.get $n0)))",
+      "(local.set $n4 (i16x8.extend_low_i8x16_s (local.get $n1)))",
+      "(local.set $n5 (i16x8.extend_high_i8x16_s (local.get $n1)))",
+    ];
+    for (const j of js) {
+      out.push(`(local.set $t (v128.load64_splat align=2 (local.get $q_${j})))`);
+      ["$n2", "$n3", "$n4", "$n5"].forEach((n, s) =>
+        out.push(
+          `(local.set $s${s}_${j} (i32x4.add (local.get $s${s}_${j}) (i32x4.dot_i16x8_s (local.get ${n}) (local.get $t))))`,
+        ),
+      );
+    }
+    out.push(
+      ...js.map((j) => `(local.set $q_${j} (i32.add (local.get $q_${j}) (i32.const 8)))`),
+      `(br_if $chunks (i32.lt_u (local.tee $p (i32.add ${P} (i32.const 32))) (i32.add ${W} (i32.const 256)))))`,
+      rows8Scales(),
+      ...js.map((j) => rows8Add(j, (h) => plainRows(j, h), 0)),
+    );
+    return out.join("\n");
+  };
+  return { pack: byteOrder(order, o.blockBytes), q8 };
 }

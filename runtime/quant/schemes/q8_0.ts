@@ -2,7 +2,7 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes, roundf } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { bytesAt, dotRuns, halfAt, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
+import { byteRows8, bytesAt, dotRuns, halfAt, q8Runs, q8ScaleInto, scaleInto } from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -66,6 +66,7 @@ export const q8_0: QuantScheme = {
     dot: [dotRuns([bytesAt(2), bytesAt(18)], 0, "$v3"), scaleInto(0)].join("\n"),
     // The same runs against q8_0 activations: int8 × int8, summed exactly in i32.
     q8: [q8Runs([bytesAt(2), bytesAt(18)], "$v3"), q8ScaleInto("$v3", halfAt(0))].join("\n"),
+    rows8: byteRows8({ scale: 0, qs: 2, blockBytes: 34 }),
   },
   wgsl: {
     q8: true,
