@@ -1,4 +1,4 @@
-// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q5_0 and q8_0 (the schemes with that layout): the matrix-vector kernel
+// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q5_0, q5_1 and q8_0 (the schemes with that layout): the matrix-vector kernel
 // against the same sums computed here in f32, bit for bit (each row: per step the exact integer sum, times
 // d_w · d_x, added in order), in the plain and the relaxed-SIMD build (where fused multiply-adds may round
 // once); against dot(decode(row), x) within 1e-5 × Σ|w·x|; and the matrix-matrix kernel against the
@@ -14,6 +14,8 @@ import { WasmKernels } from "./wasm.ts";
 import { instantiate, q8Region } from "./wasm-instance.ts";
 
 const COLS = 512;
+/** Where a block's f16 min is, in the schemes with this layout that have one (w = d·q + m). */
+const MIN: Record<string, number> = { q5_1: 2 };
 const ROWS = 24;
 const N = 5;
 const f = Math.fround;
@@ -27,10 +29,14 @@ function matrix(s: QuantScheme): Uint8Array {
   const r = rng(4);
   const extreme = [0x7bff, 0xfbff, 0x0001, 0x8001, 0x0400, 0x3c00, 0x0000];
   for (let i = half * rowBytes; i < out.length; i++) out[i] = Math.floor(r() * 256);
-  // Every block's first two bytes are its f16 scale in the schemes with this layout (q4_0, q5_0, q8_0).
+  // Every block's first two bytes are its f16 scale in the schemes with this layout, and q5_1's next two its
+  // min: finite halves, random or extreme.
   for (let b = half * rowBytes; b < out.length; b += s.blockBytes) {
-    const h = extreme[Math.floor(r() * 10)] ?? (r() < 0.5 ? 0 : 0x8000) | (0x0400 + Math.floor(r() * 0x4c00));
-    [out[b], out[b + 1]] = [h & 0xff, h >> 8];
+    for (const at of MIN[s.name] === undefined ? [0] : [0, MIN[s.name]!]) {
+      const h =
+        extreme[Math.floor(r() * 10)] ?? (r() < 0.5 ? 0 : 0x8000) | (0x0400 + Math.floor(r() * 0x4c00));
+      [out[b + at], out[b + at + 1]] = [h & 0xff, h >> 8];
+    }
   }
   return out;
 }
@@ -64,38 +70,44 @@ function setup(s: QuantScheme, relaxed: boolean) {
   return { q, exports, rowMajor, x, y, lists, wAt, xqAt, yAt, lAt, rowBytes };
 }
 
-/** Row r's sum as the kernels compute it, with or without each step's multiply-add fused: per block, the
- * exact integer Σ q·qx, where q (the weight over its scale) comes from decoding the block with its scale set
- * to 1 (every scheme with this layout keeps an f16 scale in its first two bytes). */
+/** Row r's sum as the kernels compute it, with or without each multiply-add fused: per block, the exact
+ * integer Σ q·qx, where q (the weight over its scale) comes from decoding the block with its scale set to 1
+ * (every scheme with this layout keeps an f16 scale in its first two bytes) and its min to 0, times d_w · d_x;
+ * then, with a min, the integer Σ qx times m · d_x. */
 function expected(s: QuantScheme, rowMajor: Uint8Array, x: Float32Array, r: number, fused: boolean): number {
   const { q, d } = quantizeBlocks(x);
   const dv = new DataView(rowMajor.buffer, rowMajor.byteOffset);
   const rowBytes = (COLS / s.blockSize) * s.blockBytes;
   const unit = new Uint8Array(s.blockBytes);
   const w = new Float32Array(Q8_BLOCK);
+  const min = MIN[s.name];
   let acc = 0;
+  const add = (n: number, m: number) => {
+    acc = fused ? f(acc + n * m) : f(acc + f(n * m));
+  };
   for (let b = 0; b < COLS / Q8_BLOCK; b++) {
     const at = r * rowBytes + b * s.blockBytes;
-    const dw = f16Table[dv.getUint16(at, true)]!;
     unit.set(rowMajor.subarray(at, at + s.blockBytes));
     [unit[0], unit[1]] = [0x00, 0x3c];
+    if (min !== undefined) [unit[min], unit[min + 1]] = [0, 0];
     s.decode(unit, w);
     let isum = 0;
-    for (let i = 0; i < Q8_BLOCK; i++) isum += w[i]! * q[32 * b + i]!;
-    const m = f(dw * d[b]!);
-    acc = fused ? f(acc + isum * m) : f(acc + f(isum * m));
+    let qsum = 0;
+    for (let i = 0; i < Q8_BLOCK; i++) [isum, qsum] = [isum + w[i]! * q[32 * b + i]!, qsum + q[32 * b + i]!];
+    add(isum, f(f16Table[dv.getUint16(at, true)]! * d[b]!));
+    if (min !== undefined) add(qsum, f(f16Table[dv.getUint16(at + min, true)]! * d[b]!));
   }
   return acc;
 }
 
 describe("kernels over 8 interleaved rows", () => {
-  it("q4_0, q5_0 and q8_0 are the built-in schemes with the layout", () => {
+  it("q4_0, q5_0, q5_1 and q8_0 are the built-in schemes with the layout", () => {
     expect(
       schemes()
         .filter((x) => x.wasm?.rows8)
         .map((x) => x.name)
         .sort(),
-    ).toEqual(["q4_0", "q5_0", "q8_0"]);
+    ).toEqual(["q4_0", "q5_0", "q5_1", "q8_0"]);
   });
   for (const s of schemes().filter((x) => x.wasm?.rows8)) {
     for (const relaxed of [false, true]) {

@@ -34,7 +34,7 @@ function locals(cols: number): string {
   ]);
   return [
     "(local $w i32) (local $p i32) (local $k i32) (local $r i32) (local $rb i32) (local $re i32) (local $c i32) (local $at i32)",
-    "(local $d0 v128) (local $d1 v128) (local $t v128) (local $u v128)",
+    "(local $d0 v128) (local $d1 v128) (local $m0 v128) (local $m1 v128) (local $t v128) (local $u v128)",
     "(local $n0 v128) (local $n1 v128) (local $n2 v128) (local $n3 v128) (local $n4 v128) (local $n5 v128) (local $n6 v128) (local $n7 v128)",
     ...perColumn,
   ]

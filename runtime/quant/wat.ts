@@ -415,32 +415,35 @@ export function quadsOf16Q8(o: {
  * The 8-row interleaved layout (runtime/quant/rows8.ts) of a scheme whose block is an f16 scale at byte
  * `scale` and 16 bytes of nibbles at byte `qs` (byte j: element j in the low nibble, element j + 16 in the
  * high one), each weight stored as q + `offset`: q4_0; with `qh`, a little-endian u32 there whose bit e is
- * element e's fifth bit: q5_0. One step of a group (8 blocks) is stored as
+ * element e's fifth bit: q5_0; with `min` too, an f16 min there, w = d·q + m: q5_1. One step of a group (8
+ * blocks) is stored as
  *
- * - bytes 0–15: the 8 rows' scales, row i's at 4i and row 4 + i's at 4i + 2 (i < 4);
- * - bytes 16 + 32c + 16h + 4i + j (c, i, j < 4, h < 2): byte 4c + j of row 4h + i's nibbles;
- * - with `qh`, bytes 144 + 16n + 4i + j (n < 2): bit c + 4h is the fifth bit of element 16n + 4c + j of row
- *   4h + i, the one whose nibble is at the same place of the 16 bytes at 16 + 32c + 16h,
+ * - bytes 0–15: the 8 rows' scales, row i's at 4i and row 4 + i's at 4i + 2 (i < 4); with `min`, bytes
+ *   16–31 their mins, in the same order; the nibbles start after them, at N = 16 or 32;
+ * - bytes N + 32c + 16h + 4i + j (c, i, j < 4, h < 2): byte 4c + j of row 4h + i's nibbles;
+ * - with `qh`, bytes N + 128 + 16n + 4i + j (n < 2): bit c + 4h is the fifth bit of element 16n + 4c + j of
+ *   row 4h + i, the one whose nibble is at the same place of the 16 bytes at N + 32c + 16h,
  *
  * so 16 bytes hold 4 elements of 4 rows, which one 8-bit product multiplies by the same 4 activations
  * (splatted) into 8 pair sums, 2 per row; chunk c's fifth bits are shifted down one place per chunk. The
  * step's integer sums per row are exact, as the scheme's `q8` piece's: Σ q·qx over the stored q, less
- * offset · Σ qx (the q8 block's Σq at Q8_SUM).
+ * offset · Σ qx (the q8 block's Σq at Q8_SUM), and with `min`, m · dx · Σ qx added apart.
  */
 export function nibbleRows8(o: {
   scale: number;
+  min?: number;
   qs: number;
   qh?: number;
   blockBytes: number;
   offset: number;
 }): Rows8 {
-  const qs8 = 16; // where the nibbles start in a stored step, after the 8 scales
-  const qh8 = 144; // where the fifth bits start, after the nibbles
+  const qs8 = o.min === undefined ? 16 : 32; // where the nibbles start in a stored step, after the halves
+  const qh8 = qs8 + 128; // where the fifth bits start, after the nibbles
   const order: number[] = [];
-  // Scales in the order 0, 4, 1, 5, 2, 6, 3, 7: as i32 lanes, row i's half is the low 16 bits of lane i
-  // and row i + 4's the high 16.
-  for (const r of [0, 4, 1, 5, 2, 6, 3, 7])
-    order.push(r * o.blockBytes + o.scale, r * o.blockBytes + o.scale + 1);
+  // Scales (then mins) in the order 0, 4, 1, 5, 2, 6, 3, 7: as i32 lanes, row i's half is the low 16 bits
+  // of lane i and row i + 4's the high 16.
+  for (const at of o.min === undefined ? [o.scale] : [o.scale, o.min])
+    for (const r of [0, 4, 1, 5, 2, 6, 3, 7]) order.push(r * o.blockBytes + at, r * o.blockBytes + at + 1);
   for (let c = 0; c < 4; c++)
     for (let h = 0; h < 2; h++)
       for (let i = 0; i < 4; i++)
@@ -535,7 +538,7 @@ export function nibbleRows8(o: {
       ...js.map((j) => `(local.set $q_${j} (i32.add (local.get $q_${j}) (i32.const ${xStep})))`),
       `(br_if $chunks (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 32))) (i32.add ${W} (i32.const 128)))))`,
     );
-    out.push(rows8Scales());
+    out.push(rows8Scales(), o.min === undefined ? "" : rows8Scales("$m", 16));
     for (const j of js) {
       // Per row, the 2 (relaxed) or 2 × 2 (plain) partial sums added: rows 0–3, then rows 4–7.
       const rows = (h: number) => {
@@ -543,7 +546,7 @@ export function nibbleRows8(o: {
         const s = `(local.get $s${h}_${j})`;
         return wide ? s : `(i32x4.extadd_pairwise_i16x8_s ${s})`;
       };
-      out.push(rows8Add(j, rows, o.offset));
+      out.push(rows8Add(j, rows, o.offset, o.min !== undefined));
     }
     return out.filter(Boolean).join("\n");
   };
@@ -570,17 +573,17 @@ export function nibbleRows8(o: {
   return { pack, q8 };
 }
 
-/** `$d0`, `$d1`: the 8 row scales of a stored step (f16 at its bytes 0–15, rows 0, 4, 1, 5, …) as f32 lanes,
- * rows 0–3 and 4–7. Loaded after the products, so that they are not live (in registers) through them. */
-function rows8Scales(): string {
+/** `${to}0`, `${to}1`: 8 halves of a stored step (at byte `at`, rows 0, 4, 1, 5, …; its scales at 0) as f32
+ * lanes, rows 0–3 and 4–7. Loaded after the products, so that they are not live (in registers) through them. */
+function rows8Scales(to = "$d", at = 0): string {
   // A half h as f32 bits: (h << 16) >> 3 (arithmetic) with the sign's copies cleared is h's bits in f32's
   // places, the value h / 2^112 for every finite half (subnormals too), so one multiply gives h.
   const halves = (top: string) =>
     `(f32x4.mul (v128.and (i32x4.shr_s ${top} (i32.const 3)) (v128.const i32x4 0x8fffffff 0x8fffffff 0x8fffffff 0x8fffffff)) (v128.const i32x4 0x77800000 0x77800000 0x77800000 0x77800000))`;
   return [
-    `(local.set $t (v128.load align=1 ${W}))`,
-    `(local.set $d0 ${halves("(i32x4.shl (local.get $t) (i32.const 16))")})`,
-    `(local.set $d1 ${halves("(v128.and (local.get $t) (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))")})`,
+    `(local.set $t (v128.load offset=${at} align=1 ${W}))`,
+    `(local.set ${to}0 ${halves("(i32x4.shl (local.get $t) (i32.const 16))")})`,
+    `(local.set ${to}1 ${halves("(v128.and (local.get $t) (v128.const i32x4 0xffff0000 0xffff0000 0xffff0000 0xffff0000))")})`,
   ].join("\n");
 }
 
@@ -592,18 +595,23 @@ function plainRows(j: number, h: number): string {
 }
 
 /** Column j's step done: the rows' integer sums (`rows(h)`, i32x4), less `offset` · Σ qx where weights are
- * stored as q + offset, converted, times row scale × the block's d, added to `$a0_j` and `$a1_j`. */
-function rows8Add(j: number, rows: (h: number) => string, offset: number): string {
+ * stored as q + offset, converted, times row scale × the block's d, added to `$a0_j` and `$a1_j`; with
+ * `mins` (the rows' mins in `$m0`, `$m1`, as w = d·q + m), then min × d · Σ qx added as well. */
+function rows8Add(j: number, rows: (h: number) => string, offset: number, mins = false): string {
   const x = `(local.get $x_${j})`;
+  const dx = `(v128.load offset=${Q8_D} align=4 ${x})`;
   const less = (v: string) =>
     offset
       ? `(i32x4.sub ${v} (i32x4.shl (v128.load offset=${Q8_SUM} align=4 ${x}) (i32.const ${Math.log2(offset)})))`
       : v;
+  const add = (h: number, n: string, scale: string) =>
+    `(local.set $a${h}_${j} (f32x4.add (local.get $a${h}_${j}) (f32x4.mul (f32x4.convert_i32x4_s ${n}) (f32x4.mul (local.get ${scale}${h}) ${dx}))))`;
   return [0, 1]
-    .map(
-      (h) =>
-        `(local.set $a${h}_${j} (f32x4.add (local.get $a${h}_${j}) (f32x4.mul (f32x4.convert_i32x4_s ${less(rows(h))}) (f32x4.mul (local.get $d${h}) (v128.load offset=${Q8_D} align=4 ${x})))))`,
-    )
+    .flatMap((h) => [
+      add(h, less(rows(h)), "$d"),
+      mins ? add(h, `(v128.load offset=${Q8_SUM} align=4 ${x})`, "$m") : "",
+    ])
+    .filter(Boolean)
     .join("\n");
 }
 

@@ -10,6 +10,7 @@ import {
   field,
   halfAt,
   i8s,
+  nibbleRows8,
   q8Runs,
   q8ScaleInto,
   q8SumX,
@@ -129,6 +130,7 @@ export const q5_1: QuantScheme = {
       q8ScaleInto("$v3", halfAt(0)),
       q8ScaleInto("$v5", halfAt(2)),
     ].join("\n"),
+    rows8: nibbleRows8({ scale: 0, min: 2, qh: 4, qs: 8, blockBytes: 24, offset: 0 }),
   },
   wgsl: {
     dot: `// block_q5_1: f16 d, f16 m, qh (u32), 16 bytes of nibbles; w = d·q + m.
