@@ -346,6 +346,7 @@ export class KernelSet {
       row: `e * ${r.rowBytes}`,
       dot: r.dot,
       topk: this.wasm.rows().topk,
+      router: scheme === "f32" ? this.wasm.rows().router : undefined,
       // The router's logits, then its probabilities, in the heap for the WebAssembly top-k.
       probs: this.heapScratch(`P_${name}`, experts),
       ...this.normData(n, inWidth, name),

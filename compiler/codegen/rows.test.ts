@@ -1,10 +1,10 @@
 // The row kernels (templates/rows.wat.hbs: RMSNorm, RoPE's rotation, SwiGLU, a pick's weighted sum, the
-// router's softmax and top-k) against the TypeScript the generated kernels ran before them, in the plain
+// router's logits, softmax and top-k) against the TypeScript the generated kernels ran before them, in the plain
 // and (where the engine has it) the relaxed-SIMD build. RoPE and the weighted sum compute the same
-// operations and match to the bit; RMSNorm sums its squares in two f64 lanes rather than one (within an
+// operations and match to the bit, as do the router's logits (f64 sums in cpu.dot's order); RMSNorm sums its squares in two f64 lanes rather than one (within an
 // f32 ulp); SwiGLU and the softmax use ggml's expf (within a few f32 ulps of Math.exp).
 import { describe, expect, it } from "vitest";
-import "../../runtime/quant/index.ts";
+import { getScheme } from "../../runtime/quant/index.ts";
 import { gaussian } from "../../runtime/quant/test-support.ts";
 import { needsRelaxedSimd } from "../../test/machine.ts";
 import { ROWS, WasmKernels } from "./wasm.ts";
@@ -136,6 +136,53 @@ describe("row kernels", () => {
         expect([...f32.subarray(1024, 1024 + n)]).toEqual([...want]);
       }
     });
+
+    it(
+      `the router's logits: f32 rows summed in f64 as the f32 scheme's cpu.dot sums them, to the bit${build}`,
+      needs,
+      () => {
+        const { k, f32 } = instance(relaxed);
+        // The reference's routing: the f32 scheme's cpu.dot snippet, run as the generated code runs it.
+        const dot = new Function(
+          "f32",
+          "x",
+          "xo",
+          "row",
+          "NB",
+          `let acc = 0; ${getScheme("f32").cpu.dot} return acc;`,
+        ) as (w: Float32Array, x: Float32Array, xo: number, row: number, nb: number) => number;
+        for (const n of [640, 7, 513, 4]) {
+          const rows = 8;
+          const w = gaussian(rows * n, n, 0.5);
+          const x = gaussian(n, n + 1, 3);
+          // A near-tie: rows 1 and 2 copy row 0, row 2 with its last element changed a little.
+          w.set(w.subarray(0, n), n);
+          w.set(w.subarray(0, n), 2 * n);
+          w[3 * n - 1] = Math.fround(w[3 * n - 1]! * (1 + 2 ** -20));
+          w.fill(0, 3 * n, 4 * n);
+          // Row 3: one tiny product alone, −1e-60, which f32 rounds to −0.
+          const t = n > 5 ? 5 : 0;
+          w[3 * n + t] = -1e-30;
+          x[t] = 1e-30;
+          // Row 4 cancels: 1e17, then 1, 1, 1, then −1e17. In cpu.dot's four sums that is 3; one running sum
+          // would lose the 1s to 1e17's ulp and give 0.
+          if (n > 5) {
+            w.fill(0, 4 * n, 5 * n);
+            w.set([1e17, 1, 1, 1, -1e17], 4 * n);
+            x.set([1, 1, 1, 1, 1]);
+          }
+          x[n - 1] = 1e30;
+          const [w0, x0, y0] = [0, 8192, 12288];
+          f32.set(w, w0);
+          f32.set(x, x0);
+          k[ROWS.router]!(4 * w0, 4 * x0, n, rows, 4 * y0);
+          for (let e = 0; e < rows; e++) {
+            const want = Math.fround(dot(w, x, 0, 4 * e * n, n));
+            expect(Object.is(f32[y0 + e], want), `n ${n}, row ${e}: ${f32[y0 + e]} vs ${want}`).toBe(true);
+          }
+        }
+      },
+    );
 
     it(`the router's softmax and top-k: ties to the lower id, renormalized or not${build}`, needs, () => {
       const { k, f32 } = instance(relaxed);

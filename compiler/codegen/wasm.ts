@@ -46,7 +46,14 @@ const matmul = template("matmul");
 const rows = template("rows");
 
 /** The row kernels' export names (templates/rows.wat.hbs): one function each, sizes as parameters. */
-export const ROWS = { rms: "rms_norm", rope: "rope", swiglu: "swiglu", axpy: "axpy", topk: "topk" } as const;
+export const ROWS = {
+  rms: "rms_norm",
+  rope: "rope",
+  swiglu: "swiglu",
+  axpy: "axpy",
+  router: "router_f32",
+  topk: "topk",
+} as const;
 
 /**
  * The pieces' vector constants (masks, bit patterns, zeros) moved into locals set once per call: V8 builds a
