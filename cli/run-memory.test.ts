@@ -210,7 +210,7 @@ describe("prefetch", () => {
   });
 });
 
-describe.each(["q4_0", "q5_0", "q5_1", "q8_0"] as const)(
+describe.each(["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"] as const)(
   "weights interleaved by 8 rows as they load (%s)",
   (type) => {
     it("experts from host copies or read from the file give the fully resident logits, bit for bit", async () => {

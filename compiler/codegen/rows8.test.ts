@@ -1,4 +1,4 @@
-// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q5_0, q5_1 and q8_0 (the schemes with that layout): the matrix-vector kernel
+// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q4_1, q5_0, q5_1 and q8_0 (the schemes with that layout): the matrix-vector kernel
 // against the same sums computed here in f32, bit for bit (each row: per step the exact integer sum, times
 // d_w · d_x, added in order), in the plain and the relaxed-SIMD build (where fused multiply-adds may round
 // once); against dot(decode(row), x) within 1e-5 × Σ|w·x|; and the matrix-matrix kernel against the
@@ -15,7 +15,7 @@ import { instantiate, q8Region } from "./wasm-instance.ts";
 
 const COLS = 512;
 /** Where a block's f16 min is, in the schemes with this layout that have one (w = d·q + m). */
-const MIN: Record<string, number> = { q5_1: 2 };
+const MIN: Record<string, number> = { q4_1: 2, q5_1: 2 };
 const ROWS = 24;
 const N = 5;
 const f = Math.fround;
@@ -29,8 +29,8 @@ function matrix(s: QuantScheme): Uint8Array {
   const r = rng(4);
   const extreme = [0x7bff, 0xfbff, 0x0001, 0x8001, 0x0400, 0x3c00, 0x0000];
   for (let i = half * rowBytes; i < out.length; i++) out[i] = Math.floor(r() * 256);
-  // Every block's first two bytes are its f16 scale in the schemes with this layout, and q5_1's next two its
-  // min: finite halves, random or extreme.
+  // Every block's first two bytes are its f16 scale in the schemes with this layout, and q4_1's and q5_1's next
+  // two its min: finite halves, random or extreme.
   for (let b = half * rowBytes; b < out.length; b += s.blockBytes) {
     for (const at of MIN[s.name] === undefined ? [0] : [0, MIN[s.name]!]) {
       const h =
@@ -101,13 +101,13 @@ function expected(s: QuantScheme, rowMajor: Uint8Array, x: Float32Array, r: numb
 }
 
 describe("kernels over 8 interleaved rows", () => {
-  it("q4_0, q5_0, q5_1 and q8_0 are the built-in schemes with the layout", () => {
+  it("q4_0, q4_1, q5_0, q5_1 and q8_0 are the built-in schemes with the layout", () => {
     expect(
       schemes()
         .filter((x) => x.wasm?.rows8)
         .map((x) => x.name)
         .sort(),
-    ).toEqual(["q4_0", "q5_0", "q5_1", "q8_0"]);
+    ).toEqual(["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]);
   });
   for (const s of schemes().filter((x) => x.wasm?.rows8)) {
     for (const relaxed of [false, true]) {

@@ -2,7 +2,17 @@
 import { readF16, writeF16 } from "../half.ts";
 import { assertFinite, assertShapes } from "../numeric.ts";
 import type { QuantScheme } from "../scheme.ts";
-import { addScaled, bytesAt, dotRuns, field, halfAt, q8Runs, q8ScaleInto, q8SumX } from "../wat.ts";
+import {
+  addScaled,
+  bytesAt,
+  dotRuns,
+  field,
+  halfAt,
+  nibbleRows8,
+  q8Runs,
+  q8ScaleInto,
+  q8SumX,
+} from "../wat.ts";
 
 const f = Math.fround;
 const QK = 32;
@@ -105,6 +115,7 @@ export const q4_1: QuantScheme = {
       q8ScaleInto("$v3", halfAt(0)),
       q8ScaleInto("$v4", halfAt(2)),
     ].join("\n"),
+    rows8: nibbleRows8({ scale: 0, min: 2, qs: 4, blockBytes: 20, offset: 0 }),
   },
   wgsl: {
     dot: `// block_q4_1: f16 d, f16 m, 16 bytes of nibbles as q4_0; w = d·q + m.
