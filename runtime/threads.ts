@@ -21,9 +21,11 @@ const STOP = 10;
 const COLS = 11; // matrix-matrix products: the column count, in the place of alpha
 const SLOTS = 16;
 
-/** Polls before sleeping in Atomics.wait (tens of microseconds): long enough to catch the next kernel
- * call of the same token, short enough not to starve the other thread when cores are oversubscribed. */
-const SPINS = 4000;
+/** Polls before sleeping in Atomics.wait (about 100–200 µs): long enough to catch the next kernel call
+ * across a prefill's serial steps (at 4000 polls a worker slept between them, and on a VM whose cores had
+ * been idle a 2-thread prefill ran at 0.6–0.8× its back-to-back speed; at 20000 at 0.95–1×), short enough
+ * not to starve the other thread for long when cores are oversubscribed. */
+const SPINS = 20000;
 
 /** Rows a kernel's shares come in: 8 for the kernels over interleaved rows (runtime/quant/rows8.ts; `x8` in
  * their names, compiler/codegen/wasm.ts), which take whole groups of 8; 1 for the rest (attention's shares are
