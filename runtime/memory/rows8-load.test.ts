@@ -13,7 +13,7 @@ const stack: WeightEntry = {
   shape: [2, 16, 64],
   layers: 2,
   scheme: "mixed",
-  schemes: ["q4_0", "q4_1"],
+  schemes: ["q4_0", "f16"],
   rows8: true,
 };
 const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 37 + seed) & 255);
@@ -26,7 +26,7 @@ const interleaved = (b: Uint8Array) => {
 describe("weights stored 8 rows interleaved, as they load", () => {
   it("only where the manifest says so and the layer's scheme has the layout", () => {
     expect(storedRows8(stack, 0)).toBe(true);
-    expect(storedRows8(stack, 1)).toBe(false); // q4_1 has no such layout
+    expect(storedRows8(stack, 1)).toBe(false); // f16 has no such layout
     expect(storedRows8({ ...stack, rows8: undefined }, 0)).toBe(false);
   });
 
@@ -40,9 +40,9 @@ describe("weights stored 8 rows interleaved, as they load", () => {
     toRows8(stack, 0, second, 16 * rowBytes, 16 * rowBytes);
     expect(second.subarray(0, 16 * rowBytes)).toEqual(b.subarray(0, 16 * rowBytes));
     expect(second.subarray(16 * rowBytes)).toEqual(want.subarray(16 * rowBytes));
-    const q41 = b.slice();
-    toRows8(stack, 1, q41);
-    expect(q41).toEqual(b);
+    const f16 = b.slice();
+    toRows8(stack, 1, f16);
+    expect(f16).toEqual(b);
   });
 
   it("an expert read from the file lands interleaved", () => {
