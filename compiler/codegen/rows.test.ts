@@ -1,8 +1,9 @@
 // The row kernels (templates/rows.wat.hbs: RMSNorm, RoPE's rotation, SwiGLU, a pick's weighted sum, the
-// router's logits, softmax and top-k) against the TypeScript the generated kernels ran before them, in the plain
-// and (where the engine has it) the relaxed-SIMD build. RoPE and the weighted sum compute the same
-// operations and match to the bit, as do the router's logits (f64 sums in cpu.dot's order); RMSNorm sums its squares in two f64 lanes rather than one (within an
-// f32 ulp); SwiGLU and the softmax use ggml's expf (within a few f32 ulps of Math.exp).
+// router's logits, softmax and top-k) against the TypeScript the generated kernels ran before them, in the
+// plain and (where the engine has it) the relaxed-SIMD build. RoPE, the weighted sum and the router's logits
+// (f64 sums in cpu.dot's order) compute the same operations and match to the bit; RMSNorm sums its squares in
+// two f64 lanes rather than one (within an f32 ulp); SwiGLU and the softmax use ggml's expf (within a few f32
+// ulps of Math.exp).
 import { describe, expect, it } from "vitest";
 import { getScheme } from "../../runtime/quant/index.ts";
 import { gaussian } from "../../runtime/quant/test-support.ts";

@@ -1,8 +1,9 @@
-// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q4_1, q5_0, q5_1 and q8_0 (the schemes with that layout): the matrix-vector kernel
-// against the same sums computed here in f32, bit for bit (each row: per step the exact integer sum, times
-// d_w · d_x, added in order), in the plain and the relaxed-SIMD build (where fused multiply-adds may round
-// once); against dot(decode(row), x) within 1e-5 × Σ|w·x|; and the matrix-matrix kernel against the
-// matrix-vector kernel per column, bit for bit, with accumulation and a row range.
+// The kernels over 8 interleaved rows (rows8.ts), for q4_0, q4_1, q5_0, q5_1 and q8_0 (the schemes with that
+// layout): the matrix-vector kernel against the same sums computed here in f32, bit for bit (each row: per
+// step the exact integer sum, times d_w · d_x, then with a min the integer Σ qx times m · d_x, added in order),
+// in the plain and the relaxed-SIMD build (where fused multiply-adds may round once); against
+// dot(decode(row), x) within 1e-5 × Σ|w·x|; and the matrix-matrix kernel against the matrix-vector kernel per
+// column, bit for bit, with accumulation and a row range.
 import { describe, expect, it } from "vitest";
 import { f16Table, schemes } from "../../runtime/quant/index.ts";
 import { Q8_BLOCK, quantizeActivations, quantizeBlocks } from "../../runtime/quant/q8-activations.ts";

@@ -20,8 +20,8 @@ export interface Rows8 {
    * scheme's `q8` piece, at `$x_j` (j < cols). For each j they add to `$a0_j` and `$a1_j` (f32x4: rows 0–3 and
    * rows 4–7) the step's exact integer Σ w·x per row, converted once, times (row scale × the block's d).
    * `relaxed`: the build with relaxed SIMD's 8-bit products (against the int8 shadow); otherwise 16-bit ones.
-   * Scratch: `$d0`, `$d1`, `$m0`, `$m1`, `$t`, `$u`, `$n0`…`$n7` (v128), `$p` (i32), and per column `$s0_j`…`$s3_j` (v128)
-   * and `$q_j` (i32).
+   * Scratch: `$d0`, `$d1`, `$m0`, `$m1`, `$t`, `$u`, `$n0`…`$n7` (v128), `$p` (i32), and per column
+   * `$s0_j`…`$s3_j` (v128) and `$q_j` (i32).
    */
   q8(cols: number, relaxed: boolean): string;
 }
