@@ -412,6 +412,23 @@ export function quadsOf16Q8(o: {
 }
 
 /**
+ * The bytes an 8-row layout moves (runtime/quant/rows8.ts's byteOrder), for nibbleRows8 and byteRows8: each
+ * f16 at a byte of `halves` (the scale, then the min) for rows 0, 4, 1, 5, 2, 6, 3, 7, so that as i32 lanes
+ * row i's half is the low 16 bits of lane i and row i + 4's the high 16; then `chunks` chunks of 16 + 16 bytes,
+ * bytes 4c … 4c + 3 of rows 0–3, then of rows 4–7, from the block's bytes at `qs`.
+ */
+function rows8Order(blockBytes: number, halves: number[], qs: number, chunks: number): number[] {
+  const order: number[] = [];
+  for (const at of halves)
+    for (const r of [0, 4, 1, 5, 2, 6, 3, 7]) order.push(r * blockBytes + at, r * blockBytes + at + 1);
+  for (let c = 0; c < chunks; c++)
+    for (let h = 0; h < 2; h++)
+      for (let i = 0; i < 4; i++)
+        for (let j = 0; j < 4; j++) order.push((4 * h + i) * blockBytes + qs + 4 * c + j);
+  return order;
+}
+
+/**
  * The 8-row interleaved layout (runtime/quant/rows8.ts) of a scheme whose block is an f16 scale at byte
  * `scale` and 16 bytes of nibbles at byte `qs` (byte j: element j in the low nibble, element j + 16 in the
  * high one), each weight stored as q + `offset`: q4_0; with `qh`, a little-endian u32 there whose bit e is
@@ -439,16 +456,8 @@ export function nibbleRows8(o: {
 }): Rows8 {
   const qs8 = o.min === undefined ? 16 : 32; // where the nibbles start in a stored step, after the halves
   const qh8 = qs8 + 128; // where the fifth bits start, after the nibbles
-  const order: number[] = [];
-  // Scales (then mins) in the order 0, 4, 1, 5, 2, 6, 3, 7: as i32 lanes, row i's half is the low 16 bits
-  // of lane i and row i + 4's the high 16.
-  for (const at of o.min === undefined ? [o.scale] : [o.scale, o.min])
-    for (const r of [0, 4, 1, 5, 2, 6, 3, 7]) order.push(r * o.blockBytes + at, r * o.blockBytes + at + 1);
-  for (let c = 0; c < 4; c++)
-    for (let h = 0; h < 2; h++)
-      for (let i = 0; i < 4; i++)
-        for (let j = 0; j < 4; j++) order.push((4 * h + i) * o.blockBytes + o.qs + 4 * c + j);
-  const moved = byteOrder(order, o.blockBytes);
+  const halves = o.min === undefined ? [o.scale] : [o.scale, o.min];
+  const moved = byteOrder(rows8Order(o.blockBytes, halves, o.qs, 4), o.blockBytes);
   const qh = o.qh;
   const q8 = (cols: number, relaxed: boolean): string => {
     const js = [...Array(cols).keys()];
@@ -626,13 +635,6 @@ function rows8Add(j: number, rows: (h: number) => string, offset: number, mins =
  * widened, are 4 elements of 4 rows against the same 4 int16 activations (splatted). Exact in i32.
  */
 export function byteRows8(o: { scale: number; qs: number; blockBytes: number }): Rows8 {
-  const order: number[] = [];
-  for (const r of [0, 4, 1, 5, 2, 6, 3, 7])
-    order.push(r * o.blockBytes + o.scale, r * o.blockBytes + o.scale + 1);
-  for (let c = 0; c < 8; c++)
-    for (let h = 0; h < 2; h++)
-      for (let i = 0; i < 4; i++)
-        for (let j = 0; j < 4; j++) order.push((4 * h + i) * o.blockBytes + o.qs + 4 * c + j);
   const q8 = (cols: number): string => {
     const js = [...Array(cols).keys()];
     const P = "(local.get $p)";
@@ -667,5 +669,5 @@ export function byteRows8(o: { scale: number; qs: number; blockBytes: number }):
     );
     return out.join("\n");
   };
-  return { pack: byteOrder(order, o.blockBytes), q8 };
+  return { pack: byteOrder(rows8Order(o.blockBytes, [o.scale], o.qs, 8), o.blockBytes), q8 };
 }
