@@ -153,7 +153,10 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
         throw parallelError(loadError(e), e);
       });
       close.push(() => gpu.close());
-      // Each sequence steps on its own in a round (no batched kernels on the GPU backends yet).
+      // With parallel slots and a batch program (webgpu), every decoding step goes through it, a lone one
+      // too: a sequence then gets the same logits alone or among others (the per-token program sums in
+      // another order). Without one (gpujs), the sequences step one by one.
+      const batched = o.parallel > 1 && gpu.decodeBatch > 1;
       stepper = {
         sequences: o.parallel,
         maxContext: m.maxContext,
@@ -162,10 +165,15 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
           gpu.useSequence(s);
           return gpu.prefill(tokens, pos0);
         },
-        step: (s, token, pos) => {
-          gpu.useSequence(s);
-          return gpu.step(token, pos);
-        },
+        step: batched
+          ? async (s, token, pos) => (await gpu.stepBatch([token], [pos], [s]))[0]!
+          : (s, token, pos) => {
+              gpu.useSequence(s);
+              return gpu.step(token, pos);
+            },
+        ...(batched
+          ? { stepBatch: (seqs, tokens, positions) => gpu.stepBatch(tokens, positions, seqs) }
+          : {}),
       };
       memory = () => gpu.memory();
     } else {

@@ -22,7 +22,15 @@ export async function compileGpuAndCpu(
   specPath: string,
   quant: Quant,
   backend: string,
-  o: { seed?: number; maxContext?: number; memory?: MemoryOptions; features?: string; kvType?: KvType } = {},
+  o: {
+    seed?: number;
+    maxContext?: number;
+    memory?: MemoryOptions;
+    features?: string;
+    kvType?: KvType;
+    /** Sequences with their own KV caches (a server's parallel slots). */
+    sequences?: number;
+  } = {},
 ): Promise<GpuPair> {
   const spec = loadSpec(specPath);
   const model = spec.models[0]!;
@@ -49,7 +57,7 @@ export async function compileGpuAndCpu(
   if (o.features !== undefined) process.env.MOEC_WEBGPU_FEATURES = o.features;
   let gpu: GpuModel;
   try {
-    gpu = await GpuModel.load(gpuModule, weights, o.memory);
+    gpu = await GpuModel.load(gpuModule, weights, { ...o.memory, sequences: o.sequences });
   } finally {
     if (was === undefined) delete process.env.MOEC_WEBGPU_FEATURES;
     else process.env.MOEC_WEBGPU_FEATURES = was;

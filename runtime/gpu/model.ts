@@ -2,16 +2,17 @@
 // made by name (the registry below; each GPU backend registers its factory), the weights placed under
 // the device budget, every kernel compiled before the first token. `step` is async: a MoE layer reads
 // its router's picks back before its experts run. With several sequences (a server's parallel slots),
-// each has its own KV caches on the device and `useSequence` picks the one the next calls use.
+// each has its own KV caches on the device and `useSequence` picks the one the next calls use; where the
+// program has a batch program, `stepBatch` decodes a token of each of several sequences at once.
 import { sequenceSet, splitBySequence } from "../kv-sets.ts";
 import { type Manifest, withSequences } from "../manifest.ts";
 import type { MemoryStats } from "../memory/memory-stats.ts";
 import type { MemoryOptions } from "../memory/place.ts";
 import type { WeightSource } from "../weights.ts";
 import { type Backend, type GpuBuffer, GpuError } from "./backend.ts";
+import { BatchRunner } from "./batch.ts";
 import { GpuForward } from "./forward.ts";
 import { type GpuPlaced, placeGpu } from "./place.ts";
-import { GpuPrefill } from "./prefill.ts";
 import { type GpuProgram, withPrelude } from "./program.ts";
 
 /** What a generated module for a GPU backend exports (it imports nothing). */
@@ -97,8 +98,8 @@ export class GpuModel {
       await fwd.prepare();
       const model = new GpuModel(module, manifest, backend, placed, fwd);
       model.kvSets = kvSets;
-      if (GpuPrefill.usable(program, placed)) {
-        model.batch = new GpuPrefill(backend, program, manifest, placed);
+      if (BatchRunner.usable(program, placed)) {
+        model.batch = new BatchRunner(backend, program, manifest, placed);
         await model.batch.prepare();
       }
       return model;
@@ -128,7 +129,7 @@ export class GpuModel {
   }
 
   /** The batched prefill, where the program has a batch program and the device holds its arena copies. */
-  private batch?: GpuPrefill;
+  private batch?: BatchRunner;
 
   /** Tokens per batch of `prefill` (1: it steps token by token). */
   get prefillBatch(): number {
@@ -143,6 +144,63 @@ export class GpuModel {
     let logits: Float32Array = new Float32Array(0);
     for (let i = 0; i < tokens.length; i++) logits = await this.fwd.forward(tokens[i]!, pos0 + i);
     return logits;
+  }
+
+  /** Tokens `stepBatch` decodes in one batch (1: the backend has no batch program; it steps them). */
+  get decodeBatch(): number {
+    return this.batch?.tokens ?? 1;
+  }
+
+  /**
+   * One token for each of several sequences: tokens[i] at positions[i] of sequence seqs[i], each sequence
+   * at most once. Resolves to each one's logits (arrays the next call reuses). Through the batch program,
+   * in batches of `decodeBatch`: every weight is read once per batch, and a sequence's logits do not depend
+   * on which others share its batch (each token's sums run in the same order whatever the batch holds).
+   * Without a batch program, each sequence steps in turn.
+   */
+  async stepBatch(
+    tokens: readonly number[],
+    positions: readonly number[],
+    seqs: readonly number[],
+  ): Promise<Float32Array[]> {
+    const n = tokens.length;
+    const m = this.manifest;
+    if (positions.length !== n || seqs.length !== n)
+      throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
+    if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
+    for (let i = 0; i < n; i++) {
+      const t = tokens[i]!;
+      const p = positions[i]!;
+      if (!(Number.isInteger(t) && t >= 0 && t < m.vocab))
+        throw new RangeError(`token ${t} is outside the vocabulary of ${m.vocab}`);
+      if (!(Number.isInteger(p) && p >= 0 && p < m.maxContext))
+        throw new RangeError(`position ${p} is outside the context of ${m.maxContext}`);
+    }
+    const sets = seqs.map((s) => sequenceSet(this.kvSets, s));
+    const out: Float32Array[] = [];
+    if (!this.batch) {
+      const current = this.current;
+      try {
+        for (let i = 0; i < n; i++) {
+          this.useSequence(seqs[i]!);
+          out.push(Float32Array.from(await this.fwd.forward(tokens[i]!, positions[i]!)));
+        }
+      } finally {
+        this.useSequence(current);
+      }
+      return out;
+    }
+    const per = this.batch.tokens;
+    for (let i = 0; i < n; i += per) {
+      const part = await this.batch.decode(
+        tokens.slice(i, i + per),
+        positions.slice(i, i + per),
+        sets.slice(i, i + per),
+      );
+      // The runner reuses its arrays: copies where another batch follows.
+      out.push(...(i + per < n ? part.map((l) => Float32Array.from(l)) : part));
+    }
+    return out;
   }
 
   /** Bytes uploaded since load (activations and expert cache misses). */

@@ -163,21 +163,30 @@ export interface GpuBatch {
   stride: number;
   /** Words per token's copy of the quantized activations. */
   qStride: number;
-  /** Arena float offset (in each token's copy) of the token id, as an f32. */
+  /** Arena float offset (in each token's copy) of the token id, then of its position, as f32s. */
   tko: number;
   /** Every token through the layer loop. */
   steps: BatchStep[];
   /** After the last batch only: its last token's loop results into the first copy, then the decode
    * program's steps after the loop (the final norm and the LM head) for that token alone. */
   tail: BatchStep[];
+  /** Batched decoding: the steps after the loop (the final norm, the LM head) for every token of the
+   * batch, each token's logits in its copy at the per-token program's `logits.offset`. */
+  head: BatchStep[];
   /** Token-list buffers (one per expert id), each tokens + 1 words. */
   lists: number;
 }
 
 /** Bytes the batch adds to the arena region: the tokens' copies of the arena and the quantized
- * activations beyond the per-token program's, and the token lists. */
-export function batchExtraBytes(b: GpuBatch, arenaFloats: number, q8Words: number): number {
-  return (b.tokens * (b.stride + b.qStride) - arenaFloats - q8Words + b.lists * (b.tokens + 1)) * 4;
+ * activations beyond the per-token program's, the token lists, and a frame per token (batched decoding
+ * dispatches a step that binds a KV cache token by token, each with its own frame). */
+export function batchExtraBytes(
+  b: GpuBatch,
+  p: { arenaFloats: number; q8Words?: number; frameBytes: number },
+): number {
+  const words =
+    b.tokens * (b.stride + b.qStride) - p.arenaFloats - (p.q8Words ?? 0) + b.lists * (b.tokens + 1);
+  return words * 4 + b.tokens * p.frameBytes;
 }
 
 /** Copies of the arena the device holds: the batch's tokens where each buffer fits under `limit` bytes,

@@ -1,19 +1,24 @@
-// The batched prefill's program (runtime/gpu/program.ts's GpuBatch), built from the same graph and
-// activation plan as the per-token program, for a backend whose kernel set has matrix-matrix kernels
-// (webgpu). A prompt runs in batches of up to B tokens; token t of a batch owns a copy of the arena (at
-// t · arenaFloats: the decode arena is copy 0) and of the quantized activations, at position pos0 + t.
+// The batch program (runtime/gpu/program.ts's GpuBatch), built from the same graph and activation plan as
+// the per-token program, for a backend whose kernel set has matrix-matrix kernels (webgpu). It runs a
+// prompt in batches of up to B tokens (the batched prefill), and one token for each of up to B sequences
+// (batched decoding). Token t of a batch owns a copy of the arena (at t · stride: the decode arena is copy
+// 0) and of the quantized activations; its id and position are in its copy, at `tko`.
 //
 // - Every linear op (and gate_up, and each expert's gate_up and down) is one matrix-matrix kernel over
 //   the batch: each workgroup stages its rows' weight bytes in workgroup memory and every token's product
 //   reads them there, so a weight is read from device memory once per batch instead of once per token.
 //   An RMS norm the per-token kernel folds into a product runs first as its own (batched) kernel.
 // - Every other kernel is its per-token kernel's batched twin (the same source, token t = workgroup_id.z).
-//   KV rows are written for all the batch's tokens before attention reads them (causally: pos0 + t).
+//   KV rows are written for all the batch's tokens before attention reads them (causally, for a prompt).
+//   Every step that binds a KV cache is a twin, so batched decoding can dispatch it token by token, each
+//   with its own sequence's cache (the K and V products write their rows into the arena, then a twin
+//   copies them into the cache).
 // - MoE: the router's ids of all tokens are gathered and read back once per layer; the host groups the
 //   tokens by expert, fetches each used expert once (through the expert cache when experts are
 //   offloaded) and runs its gate_up and down over its tokens' list.
-// - The final norm and LM head run for the last token only: its loop results are copied into the first
-//   arena copy and the per-token program's steps after the loop run there.
+// - A prompt's final norm and LM head run for its last token only (`tail`): its loop results are copied
+//   into the first arena copy and the per-token program's steps after the loop run there. Batched
+//   decoding needs every token's logits: `head` is the steps after the loop over the whole batch.
 
 import {
   type BatchBinding,
@@ -51,7 +56,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
   const B = ks.batchTokens;
   const matmul = ks.matmul.bind(ks);
   const twin = ks.batched.bind(ks);
-  const tko = c.scratch(1);
+  const tko = c.scratch(2);
   let gather: number | undefined;
   const normed = new Map<number, number>();
   let lists = 0;
@@ -93,7 +98,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
     const product = (
       weights: string[],
       binds: BatchBinding[],
-      o: { out: number; in: number; kv?: boolean; residual?: boolean; scaled?: boolean; list?: boolean },
+      o: { out: number; in: number; residual?: boolean; scaled?: boolean; list?: boolean },
       params: Record<string, number>,
       splits: number[],
     ) => {
@@ -111,13 +116,13 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
           const q8 = c.readsQ8(scheme);
           const qo = q8 ? at.quantized(x, width(x), off(x), normOf(n)) : undefined;
           const xo = q8 ? off(x) : normalized(x, width(x), normOf(n));
-          const { kv, direct, yo } = at.linearTarget(n);
+          const { kv, yo } = at.linearTarget(n, false);
           const params: Record<string, number> = { xo, yo, ...(qo !== undefined ? { qo } : {}) };
           if (n.attrs.residual) params.ro = off(n.inputs[1]!);
           product(
             [scheme],
-            [W(n.weights.w!), ...(direct ? [direct] : []), ...Q(qo)],
-            { out: n.shape[0]!, in: width(x), kv: !!direct, residual: !!n.attrs.residual },
+            [W(n.weights.w!), ...Q(qo)],
+            { out: n.shape[0]!, in: width(x), residual: !!n.attrs.residual },
             params,
             [0],
           );
@@ -245,6 +250,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
   };
 
   const steps = emitGraph(top.slice(0, loopAt + 1));
+  const head = emitGraph(top.slice(loopAt + 1));
   // The tail: the last token's loop results (every value after the loop reads) into copy 0, then the
   // per-token program's steps after its loop.
   const tail: BatchStep[] = [];
@@ -270,7 +276,7 @@ export function buildBatch(c: BatchContext): GpuBatch | undefined {
     if (s.op !== "kernel") return undefined;
     tail.push({ ...s, params: { ...s.params }, perToken: false });
   }
-  return { tokens: B, stride: 0, qStride: 0, tko, steps, tail, lists };
+  return { tokens: B, stride: 0, qStride: 0, tko, steps, tail, head, lists };
 }
 
 /** The stride of the tokens' copies, and every batch kernel's `bstride`, `qstride` and `tko`, once the
@@ -285,6 +291,7 @@ export function finishBatch(b: GpuBatch, stride: number, qStride: number): GpuBa
     }
   };
   walk(b.steps);
+  walk(b.head);
   // The tail's own copies only: its other steps are the per-token program's kernels, constants and all.
   walk(b.tail.filter((s) => s.op === "kernel" && s.kernel.startsWith("batch_last_")));
   return b;

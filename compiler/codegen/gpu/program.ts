@@ -96,7 +96,6 @@ export interface MatmulKind {
   out: number;
   in: number;
   residual?: boolean;
-  kv?: boolean;
   scaled?: boolean;
   list?: boolean;
 }
@@ -393,7 +392,7 @@ export function buildGpuProgram(
     ...(batch ? { batch: finishBatch(batch, batchTop, batchQ) } : {}),
   };
   const arenaBytes =
-    top * 4 + q8Words * 4 + frameBytes + readbackBytes + (batch ? batchExtraBytes(batch, top, q8Words) : 0);
+    top * 4 + q8Words * 4 + frameBytes + readbackBytes + (batch ? batchExtraBytes(batch, program) : 0);
   return { program, manifest: { ...manifest, arenaBytes } };
 }
 

@@ -86,7 +86,8 @@ export function nodeSteps(c: StepContext, emit: Emit) {
     emit(use, kv ? [kv] : [], { xo: at, yo: at, tab }, elements(w / 2, use.perGroup));
   };
 
-  /** A linear's epilogue after its product at `yo`: its bias, its q/k norm, then RoPE (or the KV row). */
+  /** A linear's epilogue after its product at `yo`: its bias, its q/k norm, then RoPE (or the KV row).
+   * `kv`: the cache row to write, unless the product wrote it directly. */
   const after = (n: Node, kv: GpuBinding | undefined, yo: number) => {
     const w = n.shape[0]!;
     if (n.weights.bias) {
@@ -99,7 +100,7 @@ export function nodeSteps(c: StepContext, emit: Emit) {
       emit(use, [W(n.weights.post_norm)], { xo: yo, yo }, [heads ?? 1, 1, 1]);
     }
     if (n.attrs.rope_heads !== undefined) ropeAfter(n, kv, yo);
-    else if (kv && (n.weights.bias || n.weights.post_norm)) {
+    else if (kv) {
       const use = ks.kvWrite(w);
       emit(use, [kv], { xo: yo }, elements(w, use.perGroup));
     }
@@ -118,17 +119,18 @@ export function nodeSteps(c: StepContext, emit: Emit) {
       lastQ = undefined;
     },
 
-    /** Where a linear writes: the arena, its KV cache row directly (`direct`), or, for a K row that RoPE
-     * rotates (or a bias or q/k norm epilogue changes), the arena first so the cache rounds it once (then
-     * `after` writes the row). */
-    linearTarget(n: Node): { kv?: GpuBinding; direct?: GpuBinding; rope: boolean; yo: number } {
+    /** Where a linear writes: the arena, or its KV cache row directly (`direct`, when `mayDirect`), or,
+     * for a K row that RoPE rotates (or a bias or q/k norm epilogue changes), the arena first so the cache
+     * rounds it once; then `kv` is the row `after` writes. The batch program never writes directly: its
+     * tokens may belong to different sequences, whose caches one product cannot bind. */
+    linearTarget(n: Node, mayDirect = true): { kv?: GpuBinding; direct?: GpuBinding; yo: number } {
       const kv = n.attrs.kv !== undefined ? kvOf(n) : undefined;
-      const rope = n.attrs.rope_heads !== undefined;
-      if (!kv) return { rope, yo: off(n.id) };
-      if (!rope && !n.weights.bias && !n.weights.post_norm) return { kv, direct: kv, rope, yo: 0 };
+      if (!kv) return { yo: off(n.id) };
+      const plain = n.attrs.rope_heads === undefined && !n.weights.bias && !n.weights.post_norm;
+      if (plain && mayDirect) return { direct: kv, yo: 0 };
       let row = c.kvRows.get(n.shape[0]!);
       if (row === undefined) c.kvRows.set(n.shape[0]!, (row = c.scratch(n.shape[0]!)));
-      return { kv, rope, yo: row };
+      return { kv, yo: row };
     },
 
     /** The router's kernel (softmax, top-k), its input quantized first when its scheme reads q8. */

@@ -329,8 +329,8 @@ export class WgslKernels implements GpuKernelSet {
   /** Tokens per batch. */
   readonly batchTokens = BATCH_TOKENS;
 
-  /** A kernel's batched twin: the same source with token t = workgroup_id.z, its arena (and q8) offsets
-   * moved to token t's copy, its position F.pos + t and its token id read from the arena at `tko`. */
+  /** A kernel's batched twin: the same source with token t = F.first + workgroup_id.z, its arena (and
+   * q8) offsets moved to token t's copy, its token id and position read from that copy at `tko`. */
   batched(use: KernelUse): KernelUse {
     const name = `b_${use.name}`;
     if (!this.sources.has(name)) this.sources.set(name, batchTwin(this.sources.get(use.name)!));
@@ -350,7 +350,6 @@ export class WgslKernels implements GpuKernelSet {
     const chunk = Math.min(o.in, maxBlock * Math.max(1, Math.floor(TILE_BYTES / perChunkBytes)));
     const q8 = ws.some((w) => w.q8);
     let next = 2 + ws.length;
-    const kvBinding = o.kv ? next++ : 0;
     const qBinding = q8 ? next++ : 0;
     const listBinding = o.list ? next++ : 0;
     const tiles = ws.map((w) => {
@@ -365,7 +364,7 @@ var<workgroup> ${w.tag}: array<u32, ${rt * ww}>;`,
       if (!text.includes(`${w.tag}_src`)) throw new Error("the weight partial's binding was not found");
       return { ...w, ww, tileWords: rt * ww, text };
     });
-    const flags = [o.kv ? "kv" : "", o.scaled ? "acc" : "", o.residual ? "res" : "", o.list ? "list" : ""];
+    const flags = [o.scaled ? "acc" : "", o.residual ? "res" : "", o.list ? "list" : ""];
     const name = `mm_${o.weights.join("_")}_${o.out}x${o.in}${flags
       .filter(Boolean)
       .map((f) => `_${f}`)
@@ -374,15 +373,13 @@ var<workgroup> ${w.tag}: array<u32, ${rt * ww}>;`,
       name,
       "matmul",
       {
-        doc: `${o.weights.length === 2 ? "y = silu(Wg·x) ⊙ (Wu·x)" : `y ${o.scaled ? "+= s ·" : "="} W·x`}${o.residual ? " + r" : ""}${o.kv ? " into KV cache rows" : ""} over a batch of tokens: [${o.out}, ${o.in}] ${o.weights.join("/")}`,
+        doc: `${o.weights.length === 2 ? "y = silu(Wg·x) ⊙ (Wu·x)" : `y ${o.scaled ? "+= s ·" : "="} W·x`}${o.residual ? " + r" : ""} over a batch of tokens: [${o.out}, ${o.in}] ${o.weights.join("/")}`,
         ws: tiles,
         gateUp: o.weights.length === 2,
         q8,
-        kv: !!o.kv,
         scaled: !!o.scaled,
         residual: !!o.residual,
         list: !!o.list,
-        kvBinding,
         qBinding,
         listBinding,
         in: o.in,
@@ -422,7 +419,9 @@ const TILE_BYTES = 4096;
 /** Arena offsets a kernel's constants may name, moved to token t's copy by its batched twin. */
 const PER_TOKEN = new Set(["xo", "yo", "ro", "so", "ao", "bo", "qo"]);
 
-/** See WgslKernels.batched: rewrites a kernel's source for token t = workgroup_id.z of a batch. */
+/** See WgslKernels.batched: rewrites a kernel's source for token t = F.first + workgroup_id.z of a batch.
+ * A batch's tokens may be at any positions (batched decoding steps several sequences), so each token's
+ * position is read from its copy, after its id. */
 export function batchTwin(src: string): string {
   // qo is a word offset in the quantized activations where the kernel binds them, else an arena offset.
   const q8 = /var<storage, read(_write)?> Q: array<u32>/.test(src);
@@ -437,18 +436,21 @@ export function batchTwin(src: string): string {
       .replace(new RegExp(`\\b${n}\\b`, "g"), `${n}_t`)
       .replace(`override ${n}_t: u32;`, `override ${n}: u32;\nvar<private> ${n}_t: u32;`);
   }
-  out = out.replace(/F\.token/g, "u32(A[tko + bt * bstride])").replace(/F\.pos/g, "(F.pos + bt)");
+  out = out
+    .replace(/F\.token/g, "u32(A[tko + bt * bstride])")
+    .replace(/F\.pos/g, "u32(A[tko + 1u + bt * bstride])");
   const sig = /fn main\(([\s\S]*?)\) \{\n/.exec(out);
   if (!sig) throw new Error("a kernel without `fn main(…) {`");
   const wid = /@builtin\(workgroup_id\) (\w+)/.exec(sig[1]!);
   const params = wid ? sig[1]! : `@builtin(workgroup_id) bt_wid: vec3<u32>, ${sig[1]!}`;
   const init = [
-    `  bt = ${wid ? wid[1] : "bt_wid"}.z;`,
+    `  bt = F.first + ${wid ? wid[1] : "bt_wid"}.z;`,
     ...moved.map((n) => `  ${n}_t = ${n} + bt * ${n === "qo" && q8 ? "qstride" : "bstride"};`),
   ];
   out = `${out.slice(0, sig.index)}fn main(${params}) {\n${init.join("\n")}\n${out.slice(sig.index + sig[0].length)}`;
   return `${out}
-// The batch: token bt of the dispatch's z, its arena copy bstride floats on, its q8 copy qstride words on.
+// The batch: token bt (from the dispatch's z), its arena copy bstride floats on, its q8 copy qstride words
+// on; its id at tko and its position at tko + 1 of its copy.
 override bstride: u32;
 override qstride: u32;
 override tko: u32;

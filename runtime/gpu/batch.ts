@@ -1,10 +1,14 @@
-// The batched prefill on a GPU backend: walks the program's batch program (runtime/gpu/program.ts's
-// GpuBatch, built by compiler/codegen/gpu/batch.ts) over a prompt in batches of up to B tokens. Per batch
-// the host uploads the frame (token count, first position) and the tokens' ids; per MoE layer it reads
-// back the batch's top-k ids once, groups the tokens by expert, fetches each chosen expert once (through
-// the expert cache when experts are offloaded: in groups the cache holds at once, the device drained
-// between groups since a miss overwrites a slot) and uploads each expert's token list. The logits are
-// read back once, after the last batch, for its last token.
+// The batch program on a GPU backend (runtime/gpu/program.ts's GpuBatch, built by
+// compiler/codegen/gpu/batch.ts): a prompt in batches of up to B tokens (the batched prefill), or one token
+// for each of up to B sequences (batched decoding). Per batch the host uploads the frame (token count,
+// first position) and each token's id and position into its arena copy; per MoE layer it reads back the
+// batch's top-k ids once, groups the tokens by expert, fetches each chosen expert once (through the expert
+// cache when experts are offloaded: in groups the cache holds at once, the device drained between groups
+// since a miss overwrites a slot) and uploads each expert's token list.
+//
+// A prefill reads its logits back once, after the last batch, for its last token. A decoding batch runs
+// every step that binds a KV cache once per token, with that token's sequence's caches and its own frame
+// (naming it as the dispatch's first token), and reads every token's logits back.
 import type { Manifest } from "../manifest.ts";
 import { type Backend, type GpuBuffer, GpuError } from "./backend.ts";
 import { type Ready, readyStep } from "./forward.ts";
@@ -24,7 +28,7 @@ interface ExpertTokens {
   entries: number[];
 }
 
-export class GpuPrefill {
+export class BatchRunner {
   private readonly ready = new Map<BatchKernelStep, Ready>();
   private readonly batch: GpuBatch;
   /** Tokens per batch on this device (the arena copies placed). */
@@ -33,9 +37,16 @@ export class GpuPrefill {
   private readonly groups: ExpertTokens[][];
   private readonly current: (ExpertBuffers | undefined)[];
   private list: GpuBuffer | undefined;
-  private readonly frame = new Uint32Array(2);
-  private readonly one = new Float32Array(1);
+  /** Per token of a decoding batch, the frame its KV steps read (naming it as the first token). */
+  private readonly frames: GpuBuffer[];
+  /** Per token of a decoding batch, its sequence's KV caches ([cache * 2 + (0 K, 1 V)][layer]); absent
+   * for a prompt, whose steps bind the current sequence's (`placed.kv`). */
+  private kv: readonly GpuBuffer[][][] | undefined;
+  private readonly frame = new Uint32Array(3);
+  /** A token's id and position, as its copy of the arena holds them at `tko`. */
+  private readonly slot = new Float32Array(2);
   private readonly logits: Float32Array;
+  private readonly each: Float32Array[] = [];
 
   constructor(
     readonly backend: Backend,
@@ -50,6 +61,9 @@ export class GpuPrefill {
     this.current = moes.map(() => undefined);
     this.lists = Array.from({ length: this.batch.lists }, (_, e) =>
       placed.memory.materialize((this.batch.tokens + 1) * 4, `token list ${e}`),
+    );
+    this.frames = Array.from({ length: this.tokens }, (_, t) =>
+      placed.memory.materialize(program.frameBytes, `frame ${t}`, "uniform"),
     );
     this.logits = new Float32Array(program.logits.count);
   }
@@ -69,9 +83,16 @@ export class GpuPrefill {
     };
     await walk(this.batch.steps);
     await walk(this.batch.tail);
+    await walk(this.batch.head);
   }
 
-  private buffer(b: BatchBinding, layer: number, chunk: number, kernel: string): GpuBuffer {
+  private buffer(
+    b: BatchBinding,
+    layer: number,
+    chunk: number,
+    kernel: string,
+    kv: readonly GpuBuffer[][],
+  ): GpuBuffer {
     const { placed } = this;
     switch (b.kind) {
       case "weight": {
@@ -84,7 +105,7 @@ export class GpuPrefill {
         if (!placed.q8) throw new GpuError(this.backend.name, "no buffer for quantized activations", kernel);
         return placed.q8;
       case "kv":
-        return placed.kv[b.cache * 2 + (b.slot === "v" ? 1 : 0)]![layer]!;
+        return kv[b.cache * 2 + (b.slot === "v" ? 1 : 0)]![layer]!;
       case "expert": {
         const e = this.current[b.moe];
         if (!e) throw new Error(`kernel ${kernel} runs outside MoE op ${b.moe}'s experts`);
@@ -165,14 +186,40 @@ export class GpuPrefill {
         continue;
       }
       const r = this.ready.get(s)!;
-      for (let d = 0; d < r.pipelines.length; d++) {
-        const args = this.args;
-        args.length = 0;
-        args.push(placed.arena, placed.frame);
-        for (const b of s.bind) args.push(this.buffer(b, layer, r.chunks[d]!, s.kernel));
-        const g = r.grids[d]!;
-        backend.dispatch(r.pipelines[d]!, args, s.perToken ? [g[0], g[1], n] : g);
-      }
+      const dispatch = (frame: GpuBuffer, kv: readonly GpuBuffer[][], z: number) => {
+        for (let d = 0; d < r.pipelines.length; d++) {
+          const args = this.args;
+          args.length = 0;
+          args.push(placed.arena, frame);
+          for (const b of s.bind) args.push(this.buffer(b, layer, r.chunks[d]!, s.kernel, kv));
+          const g = r.grids[d]!;
+          backend.dispatch(r.pipelines[d]!, args, s.perToken ? [g[0], g[1], z] : g);
+        }
+      };
+      if (this.kv && s.bind.some((b) => b.kind === "kv")) {
+        // Each token with its own sequence's caches: one dispatch per token, its frame naming it.
+        if (!s.perToken) throw new Error(`kernel ${s.kernel} binds a KV cache but is not a per-token twin`);
+        for (let t = 0; t < n; t++) dispatch(this.frames[t]!, this.kv[t]!, 1);
+      } else dispatch(placed.frame, placed.kv, n);
+    }
+  }
+
+  /** The frame for a batch of n tokens, and each token's id and position into its copy of the arena. */
+  private upload(tokens: readonly number[], position: (t: number) => number): void {
+    const { placed } = this;
+    const n = tokens.length;
+    this.frame[0] = n;
+    this.frame[2] = 0;
+    placed.memory.upload(placed.frame, this.frame, 0, "activations");
+    for (let t = 0; t < n; t++) {
+      this.slot[0] = tokens[t]!;
+      this.slot[1] = position(t);
+      placed.memory.upload(
+        placed.arena,
+        this.slot,
+        (t * this.batch.stride + this.batch.tko) * 4,
+        "activations",
+      );
     }
   }
 
@@ -191,18 +238,11 @@ export class GpuPrefill {
       );
     }
     const { placed } = this;
-    const stride = this.batch.stride;
     for (let i = 0; i < tokens.length; i += this.tokens) {
       const n = Math.min(this.tokens, tokens.length - i);
       // The previous batch's kernels read the frame and the token ids: let them finish first.
       if (i > 0) await this.drain();
-      this.frame[0] = n;
-      this.frame[1] = pos0 + i;
-      placed.memory.upload(placed.frame, this.frame, 0, "activations");
-      for (let t = 0; t < n; t++) {
-        this.one[0] = tokens[i + t]!;
-        placed.memory.upload(placed.arena, this.one, (t * stride + this.batch.tko) * 4, "activations");
-      }
+      this.upload(tokens.slice(i, i + n), (t) => pos0 + i + t);
       await this.run(this.batch.steps, 0, n);
       if (i + n === tokens.length) await this.run(this.batch.tail, 0, n);
     }
@@ -215,5 +255,42 @@ export class GpuPrefill {
       new Uint8Array(this.logits.buffer),
     );
     return this.logits;
+  }
+
+  /**
+   * One token for each of up to `tokens` sequences: tokens[t] at positions[t], with `kv[t]` its
+   * sequence's KV caches (its row written there). Resolves to each token's logits (arrays the next call
+   * reuses). The caller checks the tokens, the positions and that no two tokens share caches.
+   */
+  async decode(
+    tokens: readonly number[],
+    positions: readonly number[],
+    kv: readonly GpuBuffer[][][],
+  ): Promise<Float32Array[]> {
+    const n = tokens.length;
+    if (n < 1 || n > this.tokens || positions.length !== n || kv.length !== n)
+      throw new RangeError(
+        `a decoding batch of ${n} tokens (1 to ${this.tokens}, each with a position and caches)`,
+      );
+    const { placed, backend } = this;
+    this.upload(tokens, (t) => positions[t]!);
+    for (let t = 0; t < n; t++) {
+      this.frame[2] = t;
+      placed.memory.upload(this.frames[t]!, this.frame, 0, "activations");
+    }
+    this.kv = kv;
+    try {
+      await this.run(this.batch.steps, 0, n);
+      await this.run(this.batch.head, 0, n);
+    } finally {
+      this.kv = undefined;
+    }
+    const { offset, count } = this.program.logits;
+    for (let t = 0; t < n; t++) {
+      const out = (this.each[t] ??= new Float32Array(count));
+      const at = (t * this.batch.stride + offset) * 4;
+      await backend.read(placed.arena, at, count * 4, placed.staging, new Uint8Array(out.buffer));
+    }
+    return this.each.slice(0, n);
   }
 }

@@ -1,7 +1,13 @@
-// The webgpu backend's batched prefill (runtime/gpu/prefill.ts, compiler/codegen/gpu/batch.ts) against
-// stepping the same model token by token, and the CPU backend's greedy continuation after it: on every
-// tiny spec, for f32, q8_0, q4_0 and q4_k, a prompt longer than one batch (40 tokens, B = 32) and a
-// continuation at pos0 > 0, fully resident and under a device budget that offloads experts.
+// The webgpu backend's batch program (runtime/gpu/batch.ts, compiler/codegen/gpu/batch.ts).
+//
+// The batched prefill against stepping the same model token by token, and the CPU backend's greedy
+// continuation after it: on every tiny spec, for f32, q8_0, q4_0 and q4_k, a prompt longer than one batch
+// (40 tokens, B = 32) and a continuation at pos0 > 0, fully resident and under a device budget that
+// offloads experts.
+//
+// Batched decoding (GpuModel.stepBatch): several sequences at different positions, one token each per
+// step, in any order, one sitting out a step. Each sequence's logits must be exactly those it gets decoded
+// alone through the batch program, and within the prefill's tolerance of the per-token program's.
 //
 // Tolerances, prefill against stepping (largest |Δ| over the largest |logit|): the two run the same
 // arithmetic per token but sum a row's products in a different order (the matrix-matrix kernel in one
@@ -18,6 +24,7 @@ import {
   relativeDiff,
 } from "../../test/gpu-harness.ts";
 import { needsWebGpu } from "../../test/machine.ts";
+import { withSequences } from "../manifest.ts";
 import { measureDevice, minimumSlots } from "../memory/device-plan.ts";
 import { getScheme } from "../quant/registry.ts";
 
@@ -111,11 +118,11 @@ describe("webgpu batched prefill", needsWebGpu(), () => {
     const demand = (s: typeof before) => s.expert_hits! + s.expert_misses!;
     expect(demand(after) - demand(before)).toBeLessThanOrEqual(moe.experts * moe.layers);
     expect(demand(after) - demand(before)).toBeGreaterThanOrEqual(moe.topK * moe.layers);
-    // Uploads: the frame, the 32 token ids, per layer the token lists (at most 32 · k entries and a count
-    // per expert), and the experts that missed.
+    // Uploads: the frame, the 32 token ids and positions, per layer the token lists (at most 32 · k
+    // entries and a count per expert), and the experts that missed.
     const lists = moe.layers * (32 * moe.topK + moe.experts) * 4;
     const misses = after.bytes_loaded! - before.bytes_loaded!;
-    expect(p.gpu.uploadedBytes - uploaded).toBeLessThanOrEqual(8 + 32 * 4 + lists + misses);
+    expect(p.gpu.uploadedBytes - uploaded).toBeLessThanOrEqual(12 + 32 * 8 + lists + misses);
   }, 600_000);
 
   it("weights split by rows under a lowered binding limit, and batches of what fits", async () => {
@@ -150,4 +157,115 @@ describe("webgpu batched prefill", needsWebGpu(), () => {
       delete process.env.MOEC_WEBGPU_MAX_BINDING;
     }
   }, 120_000);
+});
+
+describe("webgpu batched decoding", needsWebGpu(), () => {
+  const prompts = [[1, 2, 3, 4, 5], [9, 8], [7], [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]];
+  const STEPS = 5;
+
+  /** Each prompt decoded greedily alone (a model of one sequence), through the batch program and through
+   * the per-token program from the same tokens: the logits of every step. */
+  async function alone(p: GpuPair) {
+    const batch: Float32Array[][] = [];
+    const stepped: Float32Array[][] = [];
+    for (const prompt of prompts) {
+      const first = argmax(await p.gpu.prefill(prompt, 0));
+      const tokens = [first];
+      const b: Float32Array[] = [];
+      for (let i = 0; i < STEPS; i++) {
+        b.push(Float32Array.from((await p.gpu.stepBatch([tokens[i]!], [prompt.length + i], [0]))[0]!));
+        tokens.push(argmax(b.at(-1)!));
+      }
+      // Again through the per-token program, from the same tokens (every KV row rewritten first).
+      await p.gpu.prefill(prompt, 0);
+      const s: Float32Array[] = [];
+      for (let i = 0; i < STEPS; i++)
+        s.push(Float32Array.from(await p.gpu.step(tokens[i]!, prompt.length + i)));
+      batch.push(b);
+      stepped.push(s);
+    }
+    return { batch, stepped };
+  }
+
+  /** The prompts in four sequences of one model, decoded together; each step's logits per sequence. */
+  async function together(p: GpuPair) {
+    const out: Float32Array[][] = prompts.map(() => []);
+    const tokens: number[] = [];
+    for (let s = 0; s < prompts.length; s++) {
+      p.gpu.useSequence(s);
+      tokens.push(argmax(await p.gpu.prefill(prompts[s]!, 0)));
+    }
+    // Sequence 2 sits out the second step, so the sequences stand at different steps afterwards too.
+    const done = prompts.map(() => 0);
+    for (let i = 0; i < STEPS + 1; i++) {
+      const seqs = (i === 1 ? [3, 0, 1] : [3, 0, 1, 2]).filter((s) => done[s]! < STEPS);
+      const got = await p.gpu.stepBatch(
+        seqs.map((s) => tokens[s]!),
+        seqs.map((s) => prompts[s]!.length + done[s]!),
+        seqs,
+      );
+      seqs.forEach((s, k) => {
+        out[s]!.push(Float32Array.from(got[k]!));
+        tokens[s] = argmax(got[k]!);
+        done[s]!++;
+      });
+    }
+    return out;
+  }
+
+  async function check(quant: string, o: Parameters<typeof compileGpuAndCpu>[3] = {}) {
+    const one = await load("specs/tiny-mixtral.moe", quant, o);
+    const ref = await alone(one);
+    one.gpu.close();
+    open.splice(open.indexOf(one), 1);
+    const four = await load("specs/tiny-mixtral.moe", quant, { ...o, sequences: 4 });
+    expect(four.gpu.decodeBatch).toBeGreaterThan(1);
+    const got = await together(four);
+    prompts.forEach((_, s) => {
+      expect(got[s]!.length).toBe(STEPS);
+      got[s]!.forEach((l, i) => {
+        expect(l, `${quant}: sequence ${s}, step ${i}: as alone`).toEqual(ref.batch[s]![i]);
+        expect(
+          relativeDiff(l, ref.stepped[s]![i]!),
+          `${quant}: sequence ${s}, step ${i}: as stepped`,
+        ).toBeLessThan(stepTolerance(quant));
+      });
+    });
+    return four;
+  }
+
+  it("each sequence gets exactly its logits alone, close to the per-token program's", async () => {
+    for (const quant of ["f32", "q8_0", "q4_0", "q4_k"]) {
+      const p = await check(quant);
+      await expect(p.gpu.stepBatch([1, 2], [0, 0], [1, 1])).rejects.toThrow(/each sequence at most once/);
+      await expect(p.gpu.stepBatch([1], [64], [0])).rejects.toThrow(
+        /position 64 is outside the context of 64/,
+      );
+      await expect(p.gpu.stepBatch([1], [0], [4])).rejects.toThrow(/sequence 4 does not exist/);
+      p.gpu.close();
+      open.splice(open.indexOf(p), 1);
+    }
+  }, 600_000);
+
+  it("under a device budget that offloads experts", async () => {
+    const probe = await load("specs/tiny-mixtral.moe", "q8_0", { sequences: 4 });
+    const m = probe.gpu.manifest;
+    const budget = measureDevice(withSequences(m, 4), minimumSlots(m)).used;
+    const p = await check("q8_0", { memory: { deviceBudget: budget } });
+    expect(p.gpu.placed.caches.length).toBeGreaterThan(0);
+    expect(p.gpu.memory().peak_device_bytes).toBeLessThanOrEqual(budget);
+  }, 600_000);
+
+  it("more sequences than a batch holds decode in several batches", async () => {
+    // Three copies of a token's arena fit the lowered binding limit: the four sequences take two batches.
+    const probe = await load("specs/tiny-mixtral.moe", "f32");
+    const stride = probe.gpu.module.program.batch!.stride;
+    process.env.MOEC_WEBGPU_MAX_BINDING = String(3 * stride * 4);
+    try {
+      const p = await check("f32");
+      expect(p.gpu.decodeBatch).toBe(3);
+    } finally {
+      delete process.env.MOEC_WEBGPU_MAX_BINDING;
+    }
+  }, 600_000);
 });
