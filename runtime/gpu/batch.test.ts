@@ -254,6 +254,29 @@ describe("webgpu batched decoding", needsWebGpu(), () => {
     const p = await check("q8_0", { memory: { deviceBudget: budget } });
     expect(p.gpu.placed.caches.length).toBeGreaterThan(0);
     expect(p.gpu.memory().peak_device_bytes).toBeLessThanOrEqual(budget);
+
+    // One step of the four: per MoE layer each distinct expert the batch chose is located once (a hit or a
+    // miss), where stepping them one by one locates top-k per token per layer.
+    const moe = m.moe![0]!;
+    const demand = () => {
+      const s = p.gpu.memory();
+      return s.expert_hits! + s.expert_misses!;
+    };
+    const seqs = [0, 1, 2, 3];
+    const tokens = [11, 22, 33, 44];
+    const positions = prompts.map((q) => q.length + STEPS);
+    const before = demand();
+    await p.gpu.stepBatch(tokens, positions, seqs);
+    const batched = demand() - before;
+    for (const s of seqs) {
+      p.gpu.useSequence(s);
+      await p.gpu.step(tokens[s]!, positions[s]!);
+    }
+    const stepped = demand() - before - batched;
+    expect(stepped).toBe(seqs.length * moe.topK * moe.layers);
+    expect(batched).toBeLessThan(stepped);
+    expect(batched).toBeLessThanOrEqual(moe.experts * moe.layers);
+    expect(batched).toBeGreaterThanOrEqual(moe.topK * moe.layers);
   }, 600_000);
 
   it("more sequences than a batch holds decode in several batches", async () => {
