@@ -1,7 +1,7 @@
 // The batch program on a GPU backend (runtime/gpu/program.ts's GpuBatch, built by
 // compiler/codegen/gpu/batch.ts): a prompt in batches of up to B tokens (the batched prefill), or one token
-// for each of up to B sequences (batched decoding). Per batch the host uploads the frame (token count,
-// first position) and each token's id and position into its arena copy; per MoE layer it reads back the
+// for each of up to B sequences (batched decoding). Per batch the host uploads the frame (the token count)
+// and each token's id and position into its arena copy; per MoE layer it reads back the
 // batch's top-k ids once, groups the tokens by expert, fetches each chosen expert once (through the expert
 // cache when experts are offloaded: in groups the cache holds at once, the device drained between groups
 // since a miss overwrites a slot) and uploads each expert's token list.
