@@ -13,3 +13,26 @@ export function sequenceSet<T>(sets: readonly T[][], s: number): T[] {
   if (!set) throw new RangeError(`sequence ${s} does not exist (the model has ${sets.length})`);
   return set;
 }
+
+/**
+ * The KV views of a batched step's sequences (a token of each: tokens[i] at positions[i] of sequence
+ * seqs[i]), after checking the step: as many positions and sequences as tokens, each sequence once, each
+ * position inside the context.
+ */
+export function stepSets<T>(
+  sets: readonly T[][],
+  tokens: readonly number[],
+  positions: readonly number[],
+  seqs: readonly number[],
+  maxContext: number,
+): T[][] {
+  const n = tokens.length;
+  if (positions.length !== n || seqs.length !== n)
+    throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
+  if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
+  for (const p of positions) {
+    if (!Number.isInteger(p) || p < 0 || p >= maxContext)
+      throw new RangeError(`position ${p} is outside the context of ${maxContext}`);
+  }
+  return seqs.map((s) => sequenceSet(sets, s));
+}

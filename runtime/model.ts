@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Heap } from "./heap.ts";
-import { sequenceSet, splitBySequence } from "./kv-sets.ts";
+import { sequenceSet, splitBySequence, stepSets } from "./kv-sets.ts";
 import { type Manifest, withSequences } from "./manifest.ts";
 import type { MemoryStats } from "./memory/memory-stats.ts";
 import { type MemoryOptions, type Packed, type PlacedMemory, placeModel } from "./memory/place.ts";
@@ -211,17 +211,7 @@ export class ModelInstance {
     seqs: readonly number[],
   ): Float32Array[] {
     const n = tokens.length;
-    if (positions.length !== n || seqs.length !== n) {
-      throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
-    }
-    if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
-    const sets = seqs.map((s) => sequenceSet(this.kvSets, s));
-    const max = this.module.manifest.maxContext;
-    for (const p of positions) {
-      if (!Number.isInteger(p) || p < 0 || p >= max) {
-        throw new RangeError(`position ${p} is outside the context of ${max}`);
-      }
-    }
+    const sets = stepSets(this.kvSets, tokens, positions, seqs, this.module.manifest.maxContext);
     const batch = this.module.decode ? (this.module.manifest.prefill?.tokens ?? 0) : 0;
     if (batch < 2 || n === 1) {
       const current = this.current;

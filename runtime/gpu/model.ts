@@ -4,7 +4,7 @@
 // its router's picks back before its experts run. With several sequences (a server's parallel slots),
 // each has its own KV caches on the device and `useSequence` picks the one the next calls use; where the
 // program has a batch program, `stepBatch` decodes a token of each of several sequences at once.
-import { sequenceSet, splitBySequence } from "../kv-sets.ts";
+import { sequenceSet, splitBySequence, stepSets } from "../kv-sets.ts";
 import { type Manifest, withSequences } from "../manifest.ts";
 import type { MemoryStats } from "../memory/memory-stats.ts";
 import type { MemoryOptions } from "../memory/place.ts";
@@ -165,18 +165,12 @@ export class GpuModel {
   ): Promise<Float32Array[]> {
     const n = tokens.length;
     const m = this.manifest;
-    if (positions.length !== n || seqs.length !== n)
-      throw new RangeError(`stepBatch: ${n} tokens need as many positions and sequences`);
-    if (new Set(seqs).size !== n) throw new RangeError("stepBatch: each sequence at most once per batch");
-    for (let i = 0; i < n; i++) {
-      const t = tokens[i]!;
-      const p = positions[i]!;
+    const sets = stepSets(this.kvSets, tokens, positions, seqs, m.maxContext);
+    // A kernel cannot throw: a token outside the vocabulary would read past the embedding table.
+    for (const t of tokens) {
       if (!(Number.isInteger(t) && t >= 0 && t < m.vocab))
         throw new RangeError(`token ${t} is outside the vocabulary of ${m.vocab}`);
-      if (!(Number.isInteger(p) && p >= 0 && p < m.maxContext))
-        throw new RangeError(`position ${p} is outside the context of ${m.maxContext}`);
     }
-    const sets = seqs.map((s) => sequenceSet(this.kvSets, s));
     const out: Float32Array[] = [];
     if (!this.batch) {
       const current = this.current;
