@@ -1,5 +1,5 @@
 // moec serve under load, through OpenAI's client against the server in this process: aggregate decode
-// tokens/s at 1, 4 and 8 concurrent streams, then 200 requests from 16 concurrent clients (a quarter
+// tokens/s at 1, 4 and 8 concurrent streams (best of 3 rounds after a warm-up), then 200 requests from 16 concurrent clients (a quarter
 // chat, one in ten aborting mid-stream) with p50/p95 latency, failures, and memory before and after.
 // A benchmark, not a test: it checks each response's shape and reports; it asserts nothing else.
 import type { AddressInfo } from "node:net";
@@ -75,13 +75,18 @@ export async function benchServeLoad(modelPath: string, o: LoadTestOptions = {})
   const s = await serve(model);
   try {
     const tput = newTable({ head: ["streams", "generated tok/s", "× one stream"], style: { head: [] } });
-    await throughput(s.client, 1, 4); // warm-up
-    let one = 0;
-    for (const n of streams) {
-      const t = await throughput(s.client, n, maxTokens);
-      one ||= t;
-      tput.push([n, t.toFixed(1), `${(t / one).toFixed(2)}×`]);
+    // A warm-up at every stream count (the first requests run while V8 still tiers the kernels up), then
+    // the best of 3 interleaved rounds: a single cold measurement of one stream flattered the ratio.
+    const best = streams.map(() => 0);
+    for (let r = 0; r < 4; r++) {
+      for (const [i, n] of streams.entries()) {
+        const t = await throughput(s.client, n, maxTokens);
+        if (r > 0) best[i] = Math.max(best[i]!, t);
+      }
     }
+    streams.forEach((n, i) => {
+      tput.push([n, best[i]!.toFixed(1), `${(best[i]! / best[0]!).toFixed(2)}×`]);
+    });
     console.log(`moec serve on ${modelPath}: ${parallel} sequence slots, ${maxTokens} tokens per request`);
     console.log(tput.toString());
 

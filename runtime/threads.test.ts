@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { compileAndLoad } from "../test/harness.ts";
 import { ModelInstance } from "./model.ts";
-import { rowGranule, shareStart } from "./threads.ts";
+import { GENERATION, PENDING, rowGranule, shareStart } from "./threads.ts";
 import { randomWeights } from "./weights.ts";
 
 const cases = [
@@ -30,6 +30,34 @@ describe("worker threads", () => {
       }
     });
   }
+});
+
+describe("the pool's wake-ups", () => {
+  it("a late wake-up runs nothing: a call is run once per generation, and the next call still completes", async () => {
+    // The main thread bumps the generation, then notifies. If it is descheduled in between, the worker may
+    // see the new generation while spinning, run the call, go to sleep, and only then get the notify. A
+    // worker that ran whatever it woke to ran that call twice: pending went to -1 and the next call waited
+    // for it forever (seen in the serve load test). Here the late notify is sent by hand.
+    const { generated: one, compiled } = await compileAndLoad("specs/tiny-mixtral.moe", "q4_0", 5);
+    const two = new ModelInstance(one.module, randomWeights(compiled.manifest, { seed: 5 }), { threads: 2 });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      const c = two.rt.pool!.c;
+      for (let pos = 0; pos < 3; pos++) {
+        const want = one.step(pos + 1, pos).slice();
+        expect(two.step(pos + 1, pos)).toEqual(want);
+        // The worker spins for well under a millisecond, then sleeps in Atomics.wait.
+        await sleep(20);
+        const generation = Atomics.load(c, GENERATION);
+        Atomics.notify(c, GENERATION);
+        await sleep(20);
+        expect(Atomics.load(c, GENERATION)).toBe(generation);
+        expect(Atomics.load(c, PENDING), "no share is counted twice").toBe(0);
+      }
+    } finally {
+      two.close();
+    }
+  });
 });
 
 describe("how a call's rows are shared", () => {

@@ -7,8 +7,8 @@ import { Worker } from "node:worker_threads";
 import type { WasmKernel } from "./model.ts";
 
 // Control block slots (Int32): what the job is, and who still works on it.
-const GENERATION = 0;
-const PENDING = 1;
+export const GENERATION = 0;
+export const PENDING = 1;
 const KERNEL = 2;
 const W = 3;
 const X = 4;
@@ -60,11 +60,15 @@ try {
 }
 let seen = 0;
 for (;;) {
-  // Spin briefly (the next kernel call usually follows within microseconds), then sleep.
+  // Spin briefly (the next kernel call usually follows within microseconds), then sleep. Only a new
+  // generation is work: a wake-up can come late (the caller notifies after bumping the generation, and may
+  // be descheduled in between, while this worker already ran that call and went to sleep).
   let spins = 0;
-  while (Atomics.load(c, ${GENERATION}) === seen && spins++ < ${SPINS});
-  if (Atomics.load(c, ${GENERATION}) === seen) Atomics.wait(c, ${GENERATION}, seen);
-  seen = Atomics.load(c, ${GENERATION});
+  let g;
+  while ((g = Atomics.load(c, ${GENERATION})) === seen) {
+    if (spins++ >= ${SPINS}) Atomics.wait(c, ${GENERATION}, seen);
+  }
+  seen = g;
   if (Atomics.load(c, ${STOP})) break;
   const rows = u[${ROWS}];
   const k = c[${KERNEL}];
@@ -80,7 +84,8 @@ const STALL_MS = 60_000;
 
 export class ThreadPool {
   private readonly workers: Worker[];
-  private readonly c: Int32Array;
+  /** The control block (slots above); tests read it. */
+  readonly c: Int32Array;
   private readonly u: Uint32Array;
   private readonly f: Float32Array;
   private readonly names: string[];
