@@ -30,6 +30,8 @@ interface ExpertTokens {
 
 export class BatchRunner {
   private readonly ready = new Map<BatchKernelStep, Ready>();
+  /** The steps that bind a KV cache (per-token twins): a decoding batch dispatches them token by token. */
+  private readonly bindsKv = new Set<BatchKernelStep>();
   private readonly batch: GpuBatch;
   /** Tokens per batch on this device (the arena copies placed). */
   readonly tokens: number;
@@ -77,8 +79,15 @@ export class BatchRunner {
   async prepare(): Promise<void> {
     const walk = async (steps: BatchStep[]) => {
       for (const s of steps) {
-        if (s.op === "kernel") this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
-        else await walk(innerSteps(s));
+        if (s.op !== "kernel") {
+          await walk(innerSteps(s));
+          continue;
+        }
+        this.ready.set(s, await readyStep(this.backend, this.placed, this.program, s));
+        if (s.bind.some((b) => b.kind === "kv")) {
+          if (!s.perToken) throw new Error(`kernel ${s.kernel} binds a KV cache but is not a per-token twin`);
+          this.bindsKv.add(s);
+        }
       }
     };
     await walk(this.batch.steps);
@@ -185,22 +194,29 @@ export class BatchRunner {
         this.list = undefined;
         continue;
       }
-      const r = this.ready.get(s)!;
-      const dispatch = (frame: GpuBuffer, kv: readonly GpuBuffer[][], z: number) => {
-        for (let d = 0; d < r.pipelines.length; d++) {
-          const args = this.args;
-          args.length = 0;
-          args.push(placed.arena, frame);
-          for (const b of s.bind) args.push(this.buffer(b, layer, r.chunks[d]!, s.kernel, kv));
-          const g = r.grids[d]!;
-          backend.dispatch(r.pipelines[d]!, args, s.perToken ? [g[0], g[1], z] : g);
-        }
-      };
-      if (this.kv && s.bind.some((b) => b.kind === "kv")) {
+      if (this.kv && this.bindsKv.has(s)) {
         // Each token with its own sequence's caches: one dispatch per token, its frame naming it.
-        if (!s.perToken) throw new Error(`kernel ${s.kernel} binds a KV cache but is not a per-token twin`);
-        for (let t = 0; t < n; t++) dispatch(this.frames[t]!, this.kv[t]!, 1);
-      } else dispatch(placed.frame, placed.kv, n);
+        for (let t = 0; t < n; t++) this.dispatch(s, layer, this.frames[t]!, this.kv[t]!, 1);
+      } else this.dispatch(s, layer, placed.frame, placed.kv, n);
+    }
+  }
+
+  /** Kernel step `s` (once per weight chunk), with `frame` and the KV caches `kv`; z = `z` if per token. */
+  private dispatch(
+    s: BatchKernelStep,
+    layer: number,
+    frame: GpuBuffer,
+    kv: readonly GpuBuffer[][],
+    z: number,
+  ): void {
+    const r = this.ready.get(s)!;
+    const args = this.args;
+    for (let d = 0; d < r.pipelines.length; d++) {
+      args.length = 0;
+      args.push(this.placed.arena, frame);
+      for (const b of s.bind) args.push(this.buffer(b, layer, r.chunks[d]!, s.kernel, kv));
+      const g = r.grids[d]!;
+      this.backend.dispatch(r.pipelines[d]!, args, s.perToken ? [g[0], g[1], z] : g);
     }
   }
 
